@@ -1,0 +1,35 @@
+# Tandem: `make run` starts everything on the embedded default; `make test` runs the suite.
+# Both set themselves up on a fresh clone (virtual environment, install, migrations).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed-stamp
+
+.PHONY: install run test test-unit migrate watch dlq bench simulate clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit("Tandem needs Python 3.11 or newer") if sys.version_info < (3, 11) else None'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: install  ## migrate and start every service with its workers; Ctrl-C stops them all
+	$(BIN)/tandem run
+
+test: install  ## the whole suite (RabbitMQ and PostgreSQL on 127.0.0.1, or TEST_* URLs)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: install
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+migrate: install
+	$(BIN)/tandem migrate
+
+watch: install  ## print every event on the exchange
+	$(BIN)/tandem watch
+
+clean:
+	rm -rf var .pytest_cache

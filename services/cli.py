@@ -1,0 +1,158 @@
+"""``tandem``: the operator's command for every service.
+
+    tandem run                     migrate, then start every service and worker (what `make run` does)
+    tandem migrate [SERVICE...]    apply each service's database migrations
+    tandem serve SERVICE           one service's HTTP API under gunicorn
+    tandem worker SERVICE NAME     one worker process (e.g. `tandem worker journal relay`)
+    tandem watch                   print every event that goes by on the exchange
+    tandem dlq list|replay QUEUE   inspect, or re-queue, a dead-letter queue
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import sys
+import uuid
+
+import click
+
+from services import SERVICES
+from shared import auth, config, migrate as migrations
+
+
+def _load(spec: str):
+    module, _, attr = spec.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+@click.group(help=__doc__)
+def main() -> None:
+    pass
+
+
+@main.command("migrate")
+@click.argument("services", nargs=-1)
+def migrate_cmd(services: tuple[str, ...]) -> None:
+    """Apply migrations (all services when none is named)."""
+    for name in services or tuple(SERVICES):
+        if name not in SERVICES:
+            raise click.BadParameter(f"unknown service {name!r}; one of {', '.join(SERVICES)}")
+        url = config.database_url(name)
+        migrations.upgrade(name, url)
+        click.echo(f"{name}: database at head")
+
+
+@main.command()
+@click.argument("service")
+def serve(service: str) -> None:
+    """Serve one service's HTTP API under gunicorn (replaces this process)."""
+    spec = SERVICES[service]
+    port = os.environ.get(f"{service.upper()}_PORT", str(config.DEFAULT_PORTS[service]))
+    host = os.environ.get("TANDEM_BIND_HOST", "127.0.0.1")
+    gunicorn = shutil.which("gunicorn") or os.path.join(os.path.dirname(sys.executable), "gunicorn")
+    os.execv(gunicorn, [gunicorn, "-c", "python:shared.gunicorn_conf", "-b", f"{host}:{port}", "--name",
+                        f"tandem-{service}", spec.wsgi])
+
+
+@main.command()
+@click.argument("service")
+@click.argument("name")
+def worker(service: str, name: str) -> None:
+    """Run one worker process of a service."""
+    _load(SERVICES[service].workers[name])()
+
+
+@main.command()
+def run() -> None:
+    """Migrate, then start every service and its workers; Ctrl-C stops them all."""
+    from honcho.manager import Manager
+    from honcho.printer import Printer
+
+    var = config.var_dir()
+    var.mkdir(parents=True, exist_ok=True)
+    auth.ensure_local_keypair(var) if not os.environ.get("TOKEN_PRIVATE_KEY") else None
+    for name in SERVICES:
+        migrations.upgrade(name, config.database_url(name))
+    exe = [sys.executable, "-m", "services.cli"]
+    manager = Manager(Printer(sys.stdout))
+    click.echo(f"Tandem on {'the embedded broker under ' + str(var / 'broker') if config.broker_is_embedded() else 'the broker in BROKER_URL'}"
+               f" and {'SQLite under ' + str(var) if all(config.database_url(n).startswith('sqlite') for n in SERVICES) else 'the databases in *_DATABASE_URL'}")
+    for name, spec in SERVICES.items():
+        prom = var / "prometheus" / name
+        shutil.rmtree(prom, ignore_errors=True)
+        prom.mkdir(parents=True)
+        env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(prom), PYTHONUNBUFFERED="1")
+        port = os.environ.get(f"{name.upper()}_PORT", str(config.DEFAULT_PORTS[name]))
+        click.echo(f"  {name:<11} http://127.0.0.1:{port}   (API docs: http://127.0.0.1:{port}/docs)")
+        manager.add_process(f"{name}.web", " ".join(exe + ["serve", name]), env=env)
+        for worker_name in spec.workers:
+            manager.add_process(f"{name}.{worker_name}", " ".join(exe + ["worker", name, worker_name]), env=env)
+    click.echo("Watch the events:  .venv/bin/tandem watch      Stop: Ctrl-C")
+    manager.loop()
+    sys.exit(manager.returncode)
+
+
+@main.command()
+@click.option("--pattern", default="#", help="routing-key pattern, e.g. 'journal.entry.*'")
+def watch(pattern: str) -> None:
+    """Print every event on the exchange as one JSON line (no queue of a service is touched)."""
+    from kombu import Consumer, Queue
+
+    from shared import broker, topology
+
+    conn = broker.connect()
+    topology.declare(conn)
+    queue = Queue(f"tandem.watch.{uuid.uuid4().hex[:8]}", exchange=topology.EXCHANGE, routing_key=pattern,
+                  exclusive=not config.broker_is_embedded(), auto_delete=True, durable=False)
+
+    def show(message):
+        try:
+            click.echo(json.dumps(json.loads(message.body), ensure_ascii=False))
+        except ValueError:
+            click.echo(repr(message.body))
+        message.ack()
+
+    with conn, Consumer(conn, queues=[queue], on_message=show):
+        click.echo(f"watching '{pattern}' on the progress exchange; Ctrl-C to stop", err=True)
+        try:
+            while True:
+                try:
+                    conn.drain_events(timeout=1)
+                except TimeoutError:
+                    pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            try:
+                queue(conn.default_channel).delete()
+            except Exception:
+                pass
+
+
+@main.group()
+def dlq() -> None:
+    """Dead-letter queues: list what failed and why, replay once the cause is fixed."""
+
+
+@dlq.command("list")
+@click.argument("queue")
+def dlq_list(queue: str) -> None:
+    from shared import deadletters
+
+    for item in deadletters.peek(queue):
+        click.echo(json.dumps(item, ensure_ascii=False, default=str))
+
+
+@dlq.command("replay")
+@click.argument("queue")
+def dlq_replay(queue: str) -> None:
+    from shared import deadletters
+
+    n = deadletters.replay(queue)
+    click.echo(f"replayed {n} message(s) from {queue}.dead to {queue}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""The journal API's shapes: validation, serialisation and the OpenAPI document."""
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+import marshmallow as ma
+from marshmallow import fields, validate, validates_schema
+
+from shared.entry_kinds import ALL_MEASURES, KINDS, kind_errors, measure_fields
+
+_ZONES = available_timezones()
+
+
+def _check_zone(value: str) -> None:
+    if value not in _ZONES:
+        raise ma.ValidationError("Not an IANA time zone name (e.g. Europe/Paris).")
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ma.ValidationError("Not an IANA time zone name (e.g. Europe/Paris).") from None
+
+
+class AccountCreate(ma.Schema):
+    email = fields.Email(required=True, validate=validate.Length(max=320))
+    password = fields.String(required=True, load_only=True, validate=validate.Length(min=10, max=1024))
+    display_name = fields.String(required=True, validate=validate.Length(min=1, max=80))
+    timezone = fields.String(required=True, validate=_check_zone)
+
+
+class Account(ma.Schema):
+    id = fields.String()
+    email = fields.String()
+    display_name = fields.String()
+    timezone = fields.String()
+    couple_id = fields.String(allow_none=True)
+    created_at = fields.AwareDateTime()
+
+
+class Credentials(ma.Schema):
+    email = fields.String(required=True, validate=validate.Length(min=1, max=320))
+    password = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=1024))
+
+
+class Token(ma.Schema):
+    access_token = fields.String()
+    token_type = fields.String(metadata={"example": "Bearer"})
+    expires_in = fields.Integer(metadata={"description": "seconds"})
+
+
+class Partner(ma.Schema):
+    id = fields.String()
+    display_name = fields.String()
+
+
+class Couple(ma.Schema):
+    id = fields.String()
+    invite_code = fields.String(allow_none=True, metadata={"description": "share it with your partner"})
+    partners = fields.List(fields.Nested(Partner))
+
+
+class Join(ma.Schema):
+    invite_code = fields.String(required=True, validate=validate.Length(min=1, max=32))
+
+
+VISIBILITY = validate.OneOf(["private", "shared"])
+
+
+def _entry_fields() -> dict:
+    f = {
+        "occurred_at": fields.AwareDateTime(required=True, metadata={"example": "2026-11-20T07:30:00+01:00"}),
+        "visibility": fields.String(load_default="private", validate=VISIBILITY),
+        "note": fields.String(allow_none=True, validate=validate.Length(max=10_000),
+                              metadata={"description": "free text; never leaves the journal service"}),
+    }
+    for name, field in measure_fields().items():
+        field.allow_none = True  # null means "not recorded" (and, in a PATCH, "clear it")
+        f[name] = field
+    return f
+
+
+class _KindChecked(ma.Schema):
+    @validates_schema(skip_on_field_errors=False)
+    def _fits_kind(self, data, **_):
+        if data.get("kind") not in KINDS:
+            return  # the kind itself is already reported
+        errors = kind_errors(data["kind"], {k: data[k] for k in ALL_MEASURES if k in data})
+        if errors:
+            raise ma.ValidationError(errors)
+
+
+EntryCreate = _KindChecked.from_dict(
+    {"id": fields.UUID(required=True, metadata={"description": "chosen by the client; makes retries safe"}),
+     "kind": fields.String(required=True, validate=validate.OneOf(list(KINDS))),
+     **_entry_fields()},
+    name="EntryCreate",
+)
+
+
+class _Patch(ma.Schema):
+    """Fields an author may change; the kind and id are fixed."""
+
+
+def _patch_fields() -> dict:
+    f = _entry_fields()
+    f["occurred_at"] = fields.AwareDateTime()
+    f["visibility"] = fields.String(validate=VISIBILITY)
+    return f
+
+
+EntryPatch = _Patch.from_dict(_patch_fields(), name="EntryPatch")
+
+
+class Entry(ma.Schema):
+    id = fields.String()
+    kind = fields.String()
+    author_id = fields.String()
+    occurred_at = fields.String(metadata={"description": "RFC 3339, with the offset the client gave"})
+    local_date = fields.Date()
+    visibility = fields.String()
+    note = fields.String(allow_none=True)
+    created_at = fields.AwareDateTime()
+    updated_at = fields.AwareDateTime()
+
+
+EntryOut = Entry.from_dict({name: fields.Raw(allow_none=True) for name in ALL_MEASURES}, name="EntryOut")
+
+
+class EntryQuery(ma.Schema):
+    kind = fields.String(validate=validate.OneOf(list(KINDS)))
+    since = fields.AwareDateTime()
+    until = fields.AwareDateTime()
+    limit = fields.Integer(load_default=50, validate=validate.Range(1, 200))
+    cursor = fields.String(validate=validate.Length(max=200))
+
+    @validates_schema
+    def _window(self, data, **_):
+        if data.get("since") and data.get("until") and data["since"] > data["until"]:
+            raise ma.ValidationError({"until": ["Must not be before since."]})
+
+
+class EntryPage(ma.Schema):
+    items = fields.List(fields.Nested(EntryOut))
+    next_cursor = fields.String(allow_none=True)
+
+
+class Export(ma.Schema):
+    account = fields.Nested(Account)
+    couple = fields.Nested(Couple, allow_none=True)
+    entries = fields.List(fields.Nested(EntryOut))
+    exported_at = fields.AwareDateTime()

@@ -1,0 +1,381 @@
+"""What a partner can do in the journal, one function per use case.
+
+Each function runs inside the caller's unit of work (a SQLAlchemy session in a
+transaction) and records the events it causes in the outbox, in the same
+transaction, so a change and its event commit together or not at all.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import secrets
+import uuid
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from shared.db import utcnow
+from shared.entry_kinds import ALL_MEASURES, kind_errors
+from shared.errors import Conflict, Forbidden, Invalid, NotFound, Throttled, Unauthorized
+from shared.outbox import emit
+
+from .tables import accounts, couples, entries, outbox
+
+SOURCE = "/journal"
+FUTURE_TOLERANCE = timedelta(minutes=10)
+LOGIN_WINDOW = timedelta(minutes=15)
+LOGIN_MAX_FAILURES = 5
+INVITE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud, typed on a phone
+
+
+# --- accounts and tokens ---
+
+def sign_up(s: Session, hasher: PasswordHasher, data: dict) -> dict:
+    email = data["email"].strip().lower()
+    if s.execute(select(accounts.c.id).where(accounts.c.email == email)).first():
+        raise Conflict("An account with this email already exists.", errors={"email": ["Already registered."]})
+    row = {
+        "id": str(uuid.uuid4()), "email": email, "password_hash": hasher.hash(data["password"]),
+        "display_name": data["display_name"].strip(), "timezone": data["timezone"], "created_at": utcnow(),
+        "couple_id": None,
+    }
+    s.execute(accounts.insert().values(**row))
+    emit(s, outbox, "journal.partner.registered", source=SOURCE, subject=row["id"],
+         data={"partner_id": row["id"], "email": email, "display_name": row["display_name"],
+               "timezone": row["timezone"]})
+    return account_view(row)
+
+
+def account_view(row) -> dict:
+    r = row if isinstance(row, dict) else row._mapping
+    return {k: r[k] for k in ("id", "email", "display_name", "timezone", "couple_id", "created_at")}
+
+
+def check_login(s: Session, hasher: PasswordHasher, email: str, password: str, now: datetime) -> str | None:
+    """The partner id if the password is right. Failures are counted (and the
+    count committed) by the caller's transaction even when the answer is no."""
+    row = s.execute(select(accounts).where(accounts.c.email == email.strip().lower())).first()
+    if row is None:
+        _burn(hasher, password)  # same cost as a real check: no account enumeration by timing
+        return None
+    if row.failed_since and row.failed_logins >= LOGIN_MAX_FAILURES and now < row.failed_since + LOGIN_WINDOW:
+        raise Throttled("Too many failed logins; try again later.",
+                        retry_after=int((row.failed_since + LOGIN_WINDOW - now).total_seconds()) + 1)
+    try:
+        hasher.verify(row.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        fresh = row.failed_since is None or now >= row.failed_since + LOGIN_WINDOW
+        s.execute(update(accounts).where(accounts.c.id == row.id).values(
+            failed_logins=1 if fresh else accounts.c.failed_logins + 1,
+            failed_since=now if fresh else row.failed_since))
+        return None
+    if row.failed_logins:
+        s.execute(update(accounts).where(accounts.c.id == row.id).values(failed_logins=0, failed_since=None))
+    return row.id
+
+
+_DUMMY_HASH: dict[int, str] = {}
+
+
+def _burn(hasher: PasswordHasher, password: str) -> None:
+    key = id(hasher)
+    if key not in _DUMMY_HASH:
+        _DUMMY_HASH[key] = hasher.hash(secrets.token_urlsafe(16))
+    try:
+        hasher.verify(_DUMMY_HASH[key], password)
+    except VerificationError:
+        pass
+
+
+def current_account(s: Session, partner_id: str):
+    row = s.execute(select(accounts).where(accounts.c.id == partner_id)).first()
+    if row is None:
+        raise Unauthorized("This account no longer exists.")
+    return row
+
+
+# --- couples ---
+
+def _couple_view(s: Session, couple_id: str, *, with_code: bool) -> dict:
+    c = s.execute(select(couples).where(couples.c.id == couple_id)).one()
+    partners = s.execute(select(accounts.c.id, accounts.c.display_name)
+                         .where(accounts.c.couple_id == couple_id).order_by(accounts.c.created_at)).all()
+    return {"id": c.id, "invite_code": c.invite_code if with_code and c.partner_count < 2 else None,
+            "partners": [{"id": p.id, "display_name": p.display_name} for p in partners]}
+
+
+def start_couple(s: Session, partner_id: str) -> dict:
+    me = current_account(s, partner_id)
+    if me.couple_id:
+        raise Conflict("You are already in a couple.")
+    couple_id = str(uuid.uuid4())
+    code = "".join(secrets.choice(INVITE_ALPHABET) for _ in range(10))
+    s.execute(couples.insert().values(id=couple_id, invite_code=code, partner_count=1, created_at=utcnow()))
+    s.execute(update(accounts).where(accounts.c.id == partner_id).values(couple_id=couple_id))
+    return _couple_view(s, couple_id, with_code=True)
+
+
+def join_couple(s: Session, partner_id: str, invite_code: str) -> dict:
+    me = current_account(s, partner_id)
+    if me.couple_id:
+        raise Conflict("You are already in a couple.")
+    code = invite_code.strip().upper().replace("-", "").replace(" ", "")
+    c = s.execute(select(couples.c.id).where(couples.c.invite_code == code)).first()
+    if c is None:
+        raise Invalid("No couple has this invite code.", errors={"invite_code": ["No couple has this invite code."]})
+    # One atomic step on every database: a third partner can never slip in.
+    taken = s.execute(update(couples).where(couples.c.id == c.id, couples.c.partner_count < 2)
+                      .values(partner_count=couples.c.partner_count + 1))
+    if taken.rowcount != 1:
+        raise Conflict("This couple already has two partners.")
+    s.execute(update(accounts).where(accounts.c.id == partner_id).values(couple_id=c.id))
+    view = _couple_view(s, c.id, with_code=False)
+    emit(s, outbox, "journal.couple.partnered", source=SOURCE, subject=c.id,
+         data={"couple_id": c.id, "partner_ids": [p["id"] for p in view["partners"]]})
+    return view
+
+
+def my_couple(s: Session, partner_id: str) -> dict:
+    me = current_account(s, partner_id)
+    if not me.couple_id:
+        raise NotFound("You are not in a couple yet.")
+    return _couple_view(s, me.couple_id, with_code=True)
+
+
+def _partner_of(s: Session, me) -> str | None:
+    if not me.couple_id:
+        return None
+    return s.execute(select(accounts.c.id).where(accounts.c.couple_id == me.couple_id,
+                                                 accounts.c.id != me.id)).scalar()
+
+
+# --- entries ---
+
+def _json_measures(data: dict) -> dict:
+    out = {}
+    for k in ALL_MEASURES:
+        v = data.get(k)
+        if v is None:
+            continue
+        out[k] = v.isoformat() if isinstance(v, datetime) else v
+    return out
+
+
+def _fingerprint(kind: str, occurred_at: datetime, visibility: str, note: str | None, measures: dict) -> str:
+    canonical = json.dumps({"kind": kind, "occurred_at": occurred_at.isoformat(), "visibility": visibility,
+                            "note": note, "measures": measures}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _check_times(occurred_at: datetime, measures: dict, now: datetime) -> None:
+    errors = {}
+    if occurred_at > now + FUTURE_TOLERANCE:
+        errors["occurred_at"] = ["Must not be more than 10 minutes in the future."]
+    if occurred_at.year < 1970:
+        errors["occurred_at"] = ["Must not be before 1970."]
+    repaired = measures.get("repaired_at")
+    if repaired is not None:
+        r = repaired if isinstance(repaired, datetime) else datetime.fromisoformat(repaired)
+        if r > now + FUTURE_TOLERANCE:
+            errors["repaired_at"] = ["Must not be more than 10 minutes in the future."]
+        elif r < occurred_at:
+            errors["repaired_at"] = ["A conflict is repaired after it occurred."]
+    if errors:
+        raise Invalid("The request has invalid fields: " + ", ".join(sorted(errors)), errors=errors)
+
+
+def _offset_minutes(t: datetime) -> int:
+    return int(t.utcoffset().total_seconds() // 60)
+
+
+def entry_view(row) -> dict:
+    r = row._mapping if not isinstance(row, dict) else row
+    tz = timezone(timedelta(minutes=r["utc_offset_minutes"]))
+    view = {"id": r["id"], "kind": r["kind"], "author_id": r["author_id"],
+            "occurred_at": r["occurred_at"].astimezone(tz).isoformat(), "local_date": r["local_date"],
+            "visibility": r["visibility"], "note": r["note"],
+            "created_at": r["created_at"], "updated_at": r["updated_at"]}
+    view.update(r["measures"])
+    return view
+
+
+def _event_data(row: dict, couple_id: str | None) -> dict:
+    data = {"entry_id": row["id"], "couple_id": couple_id, "partner_id": row["author_id"], "kind": row["kind"],
+            "occurred_at": row["occurred_at"].astimezone(timezone(timedelta(minutes=row["utc_offset_minutes"]))),
+            "local_date": row["local_date"], "visibility": row["visibility"]}
+    for k, v in row["measures"].items():
+        data[k] = datetime.fromisoformat(v) if k == "repaired_at" else v
+    return data  # never the note
+
+
+def record_entry(s: Session, partner_id: str, data: dict, now: datetime | None = None) -> tuple[dict, bool]:
+    """Record an entry; (entry, created). Idempotent on the client's id."""
+    now = now or utcnow()
+    me = current_account(s, partner_id)
+    entry_id = str(data["id"])
+    measures = _json_measures(data)
+    occurred_at: datetime = data["occurred_at"]
+    note = data.get("note")
+    fingerprint = _fingerprint(data["kind"], occurred_at, data["visibility"], note, measures)
+    existing = s.execute(select(entries).where(entries.c.id == entry_id)).first()
+    if existing is not None:
+        if existing.author_id == partner_id and existing.body_hash == fingerprint:
+            return entry_view(existing), False
+        raise Conflict("An entry with this id already exists with other content.",
+                       errors={"id": ["Already used for another entry."]})
+    _check_times(occurred_at, measures, now)
+    row = {"id": entry_id, "author_id": partner_id, "kind": data["kind"], "occurred_at": occurred_at,
+           "utc_offset_minutes": _offset_minutes(occurred_at),
+           "local_date": occurred_at.astimezone(ZoneInfo(me.timezone)).date(),
+           "visibility": data["visibility"], "note": note, "measures": measures, "body_hash": fingerprint,
+           "created_at": now, "updated_at": now}
+    try:
+        with s.begin_nested():
+            s.execute(entries.insert().values(**row))
+    except IntegrityError:
+        # The same id raced in from a retry: answer as the replay would.
+        existing = s.execute(select(entries).where(entries.c.id == entry_id)).first()
+        if existing is not None and existing.author_id == partner_id and existing.body_hash == fingerprint:
+            return entry_view(existing), False
+        raise Conflict("An entry with this id already exists with other content.",
+                       errors={"id": ["Already used for another entry."]}) from None
+    emit(s, outbox, "journal.entry.recorded", source=SOURCE, subject=me.couple_id or partner_id,
+         data=_event_data(row, me.couple_id))
+    return entry_view(row), True
+
+
+def _visible_entry(s: Session, me, entry_id: str):
+    row = s.execute(select(entries).where(entries.c.id == entry_id)).first()
+    if row is None:
+        raise NotFound("No such entry.")
+    if row.author_id == me.id:
+        return row
+    if row.visibility == "shared" and row.author_id == _partner_of(s, me):
+        return row
+    raise NotFound("No such entry.")  # never reveal that another's entry exists
+
+
+def get_entry(s: Session, partner_id: str, entry_id: str) -> dict:
+    return entry_view(_visible_entry(s, current_account(s, partner_id), entry_id))
+
+
+def _own_entry(s: Session, me, entry_id: str):
+    row = _visible_entry(s, me, entry_id)
+    if row.author_id != me.id:
+        raise Forbidden("Only the partner who wrote an entry may change or delete it.")
+    return row
+
+
+def revise_entry(s: Session, partner_id: str, entry_id: str, changes: dict, now: datetime | None = None) -> dict:
+    now = now or utcnow()
+    me = current_account(s, partner_id)
+    row = dict(_own_entry(s, me, entry_id)._mapping)
+    measures = dict(row["measures"])
+    for k in ALL_MEASURES:
+        if k in changes:
+            v = changes[k]
+            if v is None:
+                measures.pop(k, None)
+            else:
+                measures[k] = v.isoformat() if isinstance(v, datetime) else v
+    errors = kind_errors(row["kind"], measures)
+    if errors:
+        raise Invalid("The request has invalid fields: " + ", ".join(sorted(errors)), errors=errors)
+    occurred_at = changes.get("occurred_at") or row["occurred_at"].astimezone(
+        timezone(timedelta(minutes=row["utc_offset_minutes"])))
+    _check_times(occurred_at, measures, now)
+    row.update(
+        occurred_at=occurred_at, utc_offset_minutes=_offset_minutes(occurred_at),
+        local_date=occurred_at.astimezone(ZoneInfo(me.timezone)).date(),
+        visibility=changes.get("visibility") or row["visibility"],
+        note=changes["note"] if "note" in changes else row["note"], measures=measures, updated_at=now,
+    )
+    s.execute(update(entries).where(entries.c.id == entry_id).values(
+        occurred_at=row["occurred_at"], utc_offset_minutes=row["utc_offset_minutes"], local_date=row["local_date"],
+        visibility=row["visibility"], note=row["note"], measures=measures, updated_at=now))
+    emit(s, outbox, "journal.entry.revised", source=SOURCE, subject=me.couple_id or partner_id,
+         data=_event_data(row, me.couple_id))
+    return entry_view(row)
+
+
+def delete_entry(s: Session, partner_id: str, entry_id: str) -> None:
+    me = current_account(s, partner_id)
+    _own_entry(s, me, entry_id)
+    s.execute(delete(entries).where(entries.c.id == entry_id))
+    emit(s, outbox, "journal.entry.deleted", source=SOURCE, subject=me.couple_id or partner_id,
+         data={"entry_id": entry_id, "couple_id": me.couple_id, "partner_id": partner_id})
+
+
+def _encode_cursor(row) -> str:
+    raw = f"{row.occurred_at.isoformat()}|{row.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        at, entry_id = raw.split("|", 1)
+        parsed = datetime.fromisoformat(at)
+        if parsed.tzinfo is None:
+            raise ValueError
+        return parsed, str(uuid.UUID(entry_id))
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise Invalid("The cursor is not one this API gave.", errors={"cursor": ["Not a cursor this API gave."]}) \
+            from None
+
+
+def list_entries(s: Session, partner_id: str, query: dict) -> dict:
+    """The caller's entries and the partner's shared ones, newest first."""
+    me = current_account(s, partner_id)
+    partner = _partner_of(s, me)
+    visible = entries.c.author_id == me.id
+    if partner:
+        visible = or_(visible, and_(entries.c.author_id == partner, entries.c.visibility == "shared"))
+    stmt = select(entries).where(visible)
+    if query.get("kind"):
+        stmt = stmt.where(entries.c.kind == query["kind"])
+    if query.get("since"):
+        stmt = stmt.where(entries.c.occurred_at >= query["since"])
+    if query.get("until"):
+        stmt = stmt.where(entries.c.occurred_at <= query["until"])
+    if query.get("cursor"):
+        at, last_id = _decode_cursor(query["cursor"])
+        stmt = stmt.where(or_(entries.c.occurred_at < at, and_(entries.c.occurred_at == at, entries.c.id < last_id)))
+    limit = query.get("limit", 50)
+    rows = s.execute(stmt.order_by(entries.c.occurred_at.desc(), entries.c.id.desc()).limit(limit + 1)).all()
+    page = rows[:limit]
+    return {"items": [entry_view(r) for r in page],
+            "next_cursor": _encode_cursor(page[-1]) if len(rows) > limit else None}
+
+
+def export(s: Session, partner_id: str) -> dict:
+    me = current_account(s, partner_id)
+    rows = s.execute(select(entries).where(entries.c.author_id == me.id)
+                     .order_by(entries.c.occurred_at, entries.c.id)).all()
+    return {"account": account_view(me),
+            "couple": _couple_view(s, me.couple_id, with_code=True) if me.couple_id else None,
+            "entries": [entry_view(r) for r in rows], "exported_at": utcnow()}
+
+
+def erase(s: Session, partner_id: str) -> None:
+    """Remove the account and everything it recorded; tell the other services."""
+    me = current_account(s, partner_id)
+    s.execute(delete(entries).where(entries.c.author_id == me.id))
+    s.execute(delete(accounts).where(accounts.c.id == me.id))
+    if me.couple_id:
+        left = s.execute(select(func.count()).select_from(accounts)
+                         .where(accounts.c.couple_id == me.couple_id)).scalar()
+        if left:
+            s.execute(update(couples).where(couples.c.id == me.couple_id).values(partner_count=left))
+        else:
+            s.execute(delete(couples).where(couples.c.id == me.couple_id))
+    emit(s, outbox, "journal.partner.erased", source=SOURCE, subject=me.couple_id or partner_id,
+         data={"partner_id": partner_id, "couple_id": me.couple_id})

@@ -1,0 +1,100 @@
+"""Access tokens: Ed25519-signed JWTs.
+
+Only the journal holds the private key and mints tokens; every service verifies
+them on its own with the public key, never calling the journal. Keys come from
+the environment (``TOKEN_PRIVATE_KEY``, ``TOKEN_PUBLIC_KEY``, PEM); the embedded
+default makes a key pair under ``./var/keys/`` on first run.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+ISSUER = "tandem-journal"
+AUDIENCE = "tandem"
+ALGORITHM = "EdDSA"
+
+
+class InvalidToken(Exception):
+    pass
+
+
+def _key_paths(var_dir: Path) -> tuple[Path, Path]:
+    d = var_dir / "keys"
+    return d / "token_ed25519.pem", d / "token_ed25519.pub.pem"
+
+
+def ensure_local_keypair(var_dir: Path) -> None:
+    """Create the embedded default's key pair once; safe when processes race."""
+    priv, pub = _key_paths(var_dir)
+    if priv.exists() and pub.exists():
+        return
+    priv.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    pub_pem = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                            serialization.PublicFormat.SubjectPublicKeyInfo)
+    tmp = priv.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_bytes(pem)
+    os.chmod(tmp, 0o600)
+    try:
+        os.link(tmp, priv)  # atomic: the first process wins, the rest use its key
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+    if not pub.exists():
+        loaded = serialization.load_pem_private_key(priv.read_bytes(), None)
+        pub_tmp = pub.with_suffix(f".{os.getpid()}.tmp")
+        pub_tmp.write_bytes(loaded.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+        os.replace(pub_tmp, pub)
+
+
+def private_key_pem(var_dir: Path) -> bytes:
+    env = os.environ.get("TOKEN_PRIVATE_KEY")
+    if env:
+        return env.encode()
+    ensure_local_keypair(var_dir)
+    return _key_paths(var_dir)[0].read_bytes()
+
+
+def public_key_pem(var_dir: Path) -> bytes:
+    env = os.environ.get("TOKEN_PUBLIC_KEY")
+    if env:
+        return env.encode()
+    ensure_local_keypair(var_dir)
+    return _key_paths(var_dir)[1].read_bytes()
+
+
+class TokenIssuer:
+    def __init__(self, private_pem: bytes, ttl_seconds: int):
+        self.key = serialization.load_pem_private_key(private_pem, None)
+        self.ttl = ttl_seconds
+
+    def issue(self, partner_id: str) -> str:
+        now = datetime.now(timezone.utc)
+        claims = {"sub": partner_id, "iss": ISSUER, "aud": AUDIENCE, "iat": now,
+                  "exp": now + timedelta(seconds=self.ttl), "jti": str(uuid.uuid4())}
+        return jwt.encode(claims, self.key, algorithm=ALGORITHM)
+
+
+class TokenVerifier:
+    def __init__(self, public_pem: bytes):
+        self.key = serialization.load_pem_public_key(public_pem)
+
+    def verify(self, token: str) -> str:
+        """The partner id the token was issued to; InvalidToken otherwise."""
+        try:
+            claims = jwt.decode(token, self.key, algorithms=[ALGORITHM], audience=AUDIENCE, issuer=ISSUER,
+                                options={"require": ["exp", "iat", "sub", "iss", "aud"]}, leeway=5)
+            return str(uuid.UUID(claims["sub"]))
+        except (jwt.PyJWTError, ValueError, TypeError) as e:
+            raise InvalidToken(type(e).__name__) from None

@@ -1,0 +1,75 @@
+"""Configuration, from the environment only.
+
+Every setting has an embedded default that needs no server: SQLite files and a
+Kombu ``filesystem://`` broker under ``./var/`` (``TANDEM_VAR_DIR``).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_PORTS = {"journal": 8001, "milestones": 8002, "notify": 8003}
+
+
+def var_dir() -> Path:
+    return Path(os.environ.get("TANDEM_VAR_DIR", "var")).resolve()
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw not in (None, "") else default
+
+
+def broker_url() -> str:
+    return os.environ.get("BROKER_URL") or "filesystem://"
+
+
+def broker_is_embedded(url: str | None = None) -> bool:
+    return (url or broker_url()).startswith("filesystem")
+
+
+def database_url(service: str) -> str:
+    url = os.environ.get(f"{service.upper()}_DATABASE_URL")
+    if url:
+        # Accept the plain libpq form operators paste; we drive PostgreSQL with psycopg 3.
+        for plain in ("postgresql://", "postgres://"):
+            if url.startswith(plain):
+                return "postgresql+psycopg://" + url[len(plain):]
+        return url
+    path = var_dir() / f"{service}.sqlite3"
+    return f"sqlite:///{path}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What one service process needs to know, read once at start."""
+
+    service: str
+    database_url: str
+    broker_url: str
+    port: int
+    var_dir: Path
+    token_ttl_seconds: int = 3600
+    smtp_url: str | None = None
+    allow_private_targets: bool = False
+    argon2_profile: str = "RFC_9106_LOW_MEMORY"
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, service: str) -> "Settings":
+        return cls(
+            service=service,
+            database_url=database_url(service),
+            broker_url=broker_url(),
+            port=_int(f"{service.upper()}_PORT", DEFAULT_PORTS.get(service, 8000)),
+            var_dir=var_dir(),
+            token_ttl_seconds=_int("TOKEN_TTL_SECONDS", 3600),
+            smtp_url=os.environ.get("SMTP_URL") or None,
+            allow_private_targets=_flag("NOTIFY_ALLOW_PRIVATE_TARGETS"),
+            argon2_profile=os.environ.get("ARGON2_PROFILE", "RFC_9106_LOW_MEMORY"),
+        )

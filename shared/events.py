@@ -1,0 +1,186 @@
+"""The event catalog: every event on the ``progress`` exchange, in one place.
+
+Each event is a CloudEvents 1.0 envelope in structured JSON mode; its ``type``
+is also its routing key. Reading ``CATALOG`` tells the whole flow. Data schemas
+load with ``EXCLUDE`` so that a producer adding an optional field (the contract
+grows only by adding) never breaks a consumer.
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+
+from shared.entry_kinds import KINDS, measure_fields
+
+CONTENT_TYPE = "application/cloudevents+json"
+SOURCES = ("/journal", "/milestones", "/notify")
+
+
+class EventData(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+
+class PartnerRegistered(EventData):
+    partner_id = fields.UUID(required=True)
+    email = fields.Email(required=True)
+    display_name = fields.String(required=True)
+    timezone = fields.String(required=True)
+
+
+class CouplePartnered(EventData):
+    couple_id = fields.UUID(required=True)
+    partner_ids = fields.List(fields.UUID(), required=True, validate=validate.Length(min=1, max=2))
+
+
+class _EntryData(EventData):
+    entry_id = fields.UUID(required=True)
+    couple_id = fields.UUID(required=True, allow_none=True)
+    partner_id = fields.UUID(required=True)
+    kind = fields.String(required=True, validate=validate.OneOf(KINDS))
+    occurred_at = fields.AwareDateTime(required=True)
+    local_date = fields.Date(required=True)
+    visibility = fields.String(required=True, validate=validate.OneOf(["private", "shared"]))
+
+
+# The kind's measures ride along; `note` is deliberately not a field, so it
+# can never be serialised into an event.
+EntryRecorded = _EntryData.from_dict(measure_fields(), name="EntryRecorded")
+EntryRevised = _EntryData.from_dict(measure_fields(), name="EntryRevised")
+
+
+class EntryDeleted(EventData):
+    entry_id = fields.UUID(required=True)
+    couple_id = fields.UUID(required=True, allow_none=True)
+    partner_id = fields.UUID(required=True)
+
+
+class PartnerErased(EventData):
+    partner_id = fields.UUID(required=True)
+    couple_id = fields.UUID(required=True, allow_none=True)
+
+
+class _Window(Schema):
+    start = fields.Date()
+    end = fields.Date()
+
+
+class MilestoneAchieved(EventData):
+    id = fields.UUID(required=True)
+    type = fields.String(required=True)
+    level = fields.Integer(required=True)
+    couple_id = fields.UUID(required=True, allow_none=True)
+    partner_id = fields.UUID(required=True, allow_none=True)
+    achieved_at = fields.AwareDateTime(required=True)
+    headline = fields.String(required=True)
+    evidence = fields.Dict(required=True)
+    audience = fields.List(fields.UUID(), required=True)
+
+
+class PreferencesChanged(EventData):
+    partner_id = fields.UUID(required=True)
+    share_milestones_with_partner = fields.Boolean(required=True)
+
+
+class NotificationDelivered(EventData):
+    notification_id = fields.UUID(required=True)
+    milestone_id = fields.UUID(required=True)
+    partner_id = fields.UUID(required=True)
+    channel = fields.String(required=True)
+
+
+class NotificationFailed(NotificationDelivered):
+    reason = fields.String(required=True)
+
+
+CATALOG: dict[str, type[Schema]] = {
+    "journal.partner.registered": PartnerRegistered,
+    "journal.couple.partnered": CouplePartnered,
+    "journal.entry.recorded": EntryRecorded,
+    "journal.entry.revised": EntryRevised,
+    "journal.entry.deleted": EntryDeleted,
+    "journal.partner.erased": PartnerErased,
+    "milestones.milestone.achieved": MilestoneAchieved,
+    "notify.preferences.changed": PreferencesChanged,
+    "notify.notification.delivered": NotificationDelivered,
+    "notify.notification.failed": NotificationFailed,
+}
+
+
+class Envelope(Schema):
+    class Meta:
+        unknown = EXCLUDE  # CloudEvents extension attributes are allowed
+
+    specversion = fields.String(required=True, validate=validate.Equal("1.0"))
+    id = fields.UUID(required=True)
+    source = fields.String(required=True, validate=validate.Length(min=1))
+    type = fields.String(required=True, validate=validate.OneOf(CATALOG))
+    time = fields.AwareDateTime(required=True)
+    subject = fields.String(required=True, validate=validate.Length(min=1))
+    datacontenttype = fields.String(load_default="application/json", validate=validate.Equal("application/json"))
+    data = fields.Dict(required=True)
+
+
+@dataclass(frozen=True)
+class Event:
+    """A parsed event: the envelope's attributes and its loaded data."""
+
+    id: str
+    type: str
+    source: str
+    subject: str
+    time: datetime
+    data: dict[str, Any]
+    raw: dict[str, Any]
+
+    @property
+    def routing_key(self) -> str:
+        return self.type
+
+
+class BadEvent(ValueError):
+    """A message that is not a valid event of the catalog: never retried."""
+
+
+def make_event(type_: str, *, source: str, subject: str, data: dict[str, Any],
+               event_id: str | None = None, time: datetime | None = None) -> dict[str, Any]:
+    """Build a CloudEvent dict, its data checked and serialised by the catalog schema."""
+    schema = CATALOG[type_]()
+    errors = schema.validate(schema.dump(data))
+    if errors:
+        raise ValueError(f"{type_} data does not fit the catalog: {errors}")
+    return {
+        "specversion": "1.0",
+        "id": event_id or str(uuid.uuid4()),
+        "source": source,
+        "type": type_,
+        "time": (time or datetime.now(timezone.utc)).isoformat(),
+        "subject": str(subject),
+        "datacontenttype": "application/json",
+        "data": schema.dump(data),
+    }
+
+
+def encode(event: dict[str, Any]) -> bytes:
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def parse(body: bytes | str | dict) -> Event:
+    """Parse and validate an event from the wire; raise BadEvent if it is not one."""
+    try:
+        raw = body if isinstance(body, dict) else json.loads(body)
+        if not isinstance(raw, dict):
+            raise BadEvent("an event is a JSON object")
+        env = Envelope().load(raw)
+        data = CATALOG[env["type"]]().load(env["data"])
+    except (ValueError, TypeError, RecursionError) as e:  # JSONDecodeError is a ValueError
+        raise BadEvent(str(e)[:500]) from None
+    except ValidationError as e:
+        raise BadEvent(json.dumps(e.messages, default=str)[:500]) from None
+    return Event(id=str(env["id"]), type=env["type"], source=env["source"], subject=env["subject"],
+                 time=env["time"], data=data, raw=raw)

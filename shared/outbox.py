@@ -1,0 +1,261 @@
+"""The transactional outbox and its relay.
+
+``emit`` writes an event row in the same transaction as the change it reports,
+so an event exists if and only if that change committed. The relay claims
+committed rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several relays can
+run), publishes them with confirms, and marks them published. A claim is a
+lease: rows left in flight by a relay that died are claimed again when the lease
+runs out and re-sent; consumers are idempotent on the event id.
+
+The relay is woken when a row commits (PostgreSQL ``LISTEN/NOTIFY``; a local
+datagram socket under ``./var/run/`` on SQLite) and also polls as a fallback.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import structlog
+from sqlalchemy import (
+    BigInteger, Column, Index, Integer, MetaData, String, Table, Text, delete, event, or_, select, text, update,
+)
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared import events, metrics
+from shared.db import UTCDateTime, utcnow
+
+log = structlog.get_logger("outbox")
+
+NOTIFY_CHANNEL = "tandem_outbox"
+LEASE = timedelta(seconds=30)
+RETENTION = timedelta(days=2)
+
+
+def outbox_table(metadata: MetaData) -> Table:
+    return Table(
+        "outbox",
+        metadata,
+        Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+        Column("event_id", String(36), nullable=False, unique=True),
+        Column("routing_key", String(120), nullable=False),
+        Column("body", Text, nullable=False),
+        Column("created_at", UTCDateTime(), nullable=False),
+        Column("claimed_until", UTCDateTime(), nullable=True),
+        Column("attempts", Integer, nullable=False, server_default="0"),
+        Column("published_at", UTCDateTime(), nullable=True),
+        Index("ix_outbox_pending", "published_at", "seq"),
+    )
+
+
+def emit(session: Session, table: Table, type_: str, *, source: str, subject: str, data: dict[str, Any]) -> dict:
+    """Record an event in the caller's transaction. Returns the CloudEvent."""
+    ev = events.make_event(type_, source=source, subject=subject, data=data)
+    session.execute(table.insert().values(
+        event_id=ev["id"], routing_key=type_, body=events.encode(ev).decode("utf-8"), created_at=utcnow(),
+    ))
+    if session.get_bind().dialect.name == "postgresql":
+        # Delivered to listeners only when this transaction commits.
+        session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+    else:
+        session.info["outbox_wake"] = True
+    return ev
+
+
+# --- waking the relay on SQLite: a datagram to the relay's socket after commit ---
+
+def wake_socket_path(var_dir: Path, service: str) -> Path:
+    return var_dir / "run" / f"{service}-outbox.sock"
+
+
+def install_local_waker(factory: sessionmaker, var_dir: Path, service: str) -> None:
+    path = str(wake_socket_path(var_dir, service))
+    sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sender.setblocking(False)
+
+    @event.listens_for(factory, "after_commit")
+    def _wake(session: Session) -> None:
+        if session.info.pop("outbox_wake", False):
+            try:
+                sender.sendto(b"1", path)
+            except OSError:
+                pass  # no relay listening: it will poll
+
+    @event.listens_for(factory, "after_rollback")
+    def _forget(session: Session) -> None:
+        session.info.pop("outbox_wake", None)
+
+
+class _Wakeup:
+    def wait(self, timeout: float) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class _PgListen(_Wakeup):
+    def __init__(self, url: str):
+        import psycopg
+
+        u = make_url(url).set(drivername="postgresql")
+        self.conn = psycopg.connect(u.render_as_string(hide_password=False), autocommit=True)
+        self.conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+
+    def wait(self, timeout: float) -> None:
+        for _ in self.conn.notifies(timeout=timeout, stop_after=1):
+            break
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class _LocalSocket(_Wakeup):
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.path = path
+
+    def wait(self, timeout: float) -> None:
+        self.sock.settimeout(timeout)
+        try:
+            self.sock.recv(64)
+            self.sock.setblocking(False)
+            while True:  # drain: one wake-up serves every commit so far
+                self.sock.recv(64)
+        except (socket.timeout, BlockingIOError, OSError):
+            pass
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class _Sleep(_Wakeup):
+    def __init__(self, stop: threading.Event):
+        self.stop = stop
+
+    def wait(self, timeout: float) -> None:
+        self.stop.wait(timeout)
+
+
+class Relay:
+    """Moves committed outbox rows to the broker."""
+
+    def __init__(self, engine: Engine, table: Table, publisher, *, service: str, var_dir: Path,
+                 batch_size: int = 200, poll_interval: float = 1.0, lease: timedelta = LEASE):
+        self.engine = engine
+        self.table = table
+        self.publisher = publisher
+        self.service = service
+        self.var_dir = var_dir
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.lease = lease
+        self.stop_event = threading.Event()
+        self._last_cleanup = 0.0
+
+    # One claim, publish, mark cycle; returns how many rows it published.
+    def relay_once(self) -> int:
+        t = self.table
+        now = utcnow()
+        pending = (
+            select(t.c.seq)
+            .where(t.c.published_at.is_(None), or_(t.c.claimed_until.is_(None), t.c.claimed_until < now))
+            .order_by(t.c.seq)
+            .limit(self.batch_size)
+            .with_for_update(skip_locked=True)
+        )
+        claim = (
+            update(t)
+            .where(t.c.seq.in_(pending.scalar_subquery()))
+            .values(claimed_until=now + self.lease, attempts=t.c.attempts + 1)
+            .returning(t.c.seq, t.c.event_id, t.c.routing_key, t.c.body)
+        )
+        with self.engine.begin() as conn:
+            rows = sorted(conn.execute(claim).all())
+        if not rows:
+            return 0
+        self.publisher.publish_many((r.body.encode("utf-8"), r.routing_key, r.event_id) for r in rows)
+        self.on_published(rows)
+        with self.engine.begin() as conn:
+            conn.execute(update(t).where(t.c.seq.in_([r.seq for r in rows])).values(published_at=utcnow()))
+        metrics.OUTBOX_PUBLISHED.labels(self.service).inc(len(rows))
+        return len(rows)
+
+    def on_published(self, rows) -> None:
+        """Hook between publishing and marking (tests kill the relay here)."""
+
+    def cleanup(self) -> int:
+        with self.engine.begin() as conn:
+            res = conn.execute(delete(self.table).where(self.table.c.published_at < utcnow() - RETENTION))
+        return res.rowcount or 0
+
+    def backlog(self) -> tuple[int, float]:
+        """(unpublished rows, age in seconds of the oldest one)."""
+        t = self.table
+        from sqlalchemy import func
+
+        with self.engine.connect() as conn:
+            n, oldest = conn.execute(
+                select(func.count(), func.min(t.c.created_at)).where(t.c.published_at.is_(None))
+            ).one()
+        if oldest is not None and oldest.tzinfo is None:
+            from datetime import timezone
+
+            oldest = oldest.replace(tzinfo=timezone.utc)
+        return n, (utcnow() - oldest).total_seconds() if oldest else 0.0
+
+    def _wakeup(self) -> _Wakeup:
+        try:
+            if self.engine.dialect.name == "postgresql":
+                return _PgListen(self.engine.url.render_as_string(hide_password=False))
+            return _LocalSocket(wake_socket_path(self.var_dir, self.service))
+        except Exception as e:  # the fallback still polls
+            log.warning("relay_wakeup_unavailable", error=type(e).__name__)
+            return _Sleep(self.stop_event)
+
+    def run(self) -> None:
+        log.info("relay_started", service=self.service, pid=os.getpid())
+        wakeup = self._wakeup()
+        backoff = 0.5
+        try:
+            while not self.stop_event.is_set():
+                try:
+                    n = self.relay_once()
+                    backoff = 0.5
+                    if time.monotonic() - self._last_cleanup > 600:
+                        self.cleanup()
+                        self._last_cleanup = time.monotonic()
+                    pending, age = self.backlog() if n == 0 else (None, None)
+                    if pending is not None:
+                        metrics.OUTBOX_BACKLOG.labels(self.service).set(pending)
+                        metrics.OUTBOX_OLDEST_AGE.labels(self.service).set(age)
+                    if n < self.batch_size:
+                        wakeup.wait(self.poll_interval)
+                except Exception as e:
+                    # Broker or database away: rows stay committed and are re-sent later.
+                    log.warning("relay_cycle_failed", service=self.service, error=type(e).__name__,
+                                detail=str(e)[:200], retry_in=backoff)
+                    self.stop_event.wait(backoff)
+                    backoff = min(backoff * 2, 10)
+                    try:
+                        wakeup.close()
+                    except Exception:
+                        pass
+                    wakeup = self._wakeup()
+        finally:
+            wakeup.close()
+            log.info("relay_stopped", service=self.service)
+
+    def stop(self) -> None:
+        self.stop_event.set()

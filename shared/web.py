@@ -1,0 +1,202 @@
+"""What every service's Flask app shares: RFC 9457 problems, the OpenAPI
+document, bearer-token checks, /healthz, /readyz, /metrics and request logs."""
+from __future__ import annotations
+
+import functools
+import time
+from typing import Callable
+
+import marshmallow as ma
+import structlog
+from flask import Flask, Response, current_app, g, jsonify, request
+from flask_smorest import Api
+from sqlalchemy import exc as sa_exc
+from werkzeug.exceptions import HTTPException
+
+from shared import auth, broker, metrics
+from shared.db import is_transient
+from shared.errors import Refused
+
+log = structlog.get_logger("http")
+
+PROBLEM = "application/problem+json"
+MAX_BODY = 64 * 1024
+
+
+class ProblemSchema(ma.Schema):
+    """RFC 9457 problem details (documentation of every error response)."""
+
+    type = ma.fields.String(metadata={"example": "about:blank"})
+    title = ma.fields.String()
+    status = ma.fields.Integer()
+    detail = ma.fields.String()
+    errors = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Raw(),
+                            metadata={"description": "field name -> messages"})
+
+
+def problem(status: int, detail: str | None = None, *, title: str | None = None,
+            errors: dict | None = None, headers: dict | None = None, type_: str = "about:blank") -> Response:
+    from http import HTTPStatus
+
+    body = {"type": type_, "title": title or HTTPStatus(status).phrase, "status": status}
+    if detail:
+        body["detail"] = detail
+    if errors:
+        body["errors"] = errors
+    resp = jsonify(body)
+    resp.status_code = status
+    resp.mimetype = PROBLEM
+    for k, v in (headers or {}).items():
+        resp.headers[k] = v
+    return resp
+
+
+class ProblemError(HTTPException):
+    """Raise to answer with a problem; carries field errors and headers."""
+
+    def __init__(self, status: int, detail: str | None = None, *, errors: dict | None = None,
+                 headers: dict | None = None):
+        super().__init__(description=detail)
+        self.code = status
+        self.data = {"message": detail, "errors": errors, "headers": headers or {}}
+
+
+def _flatten(messages) -> dict:
+    """webargs keys errors by location ({"json": {...}}); clients want field names."""
+    if not isinstance(messages, dict):
+        return {"_schema": messages if isinstance(messages, list) else [str(messages)]}
+    out: dict = {}
+    for location, errs in messages.items():
+        if location in ("json", "query", "querystring", "view_args", "form", "headers") and isinstance(errs, dict):
+            out.update(errs)
+        else:
+            out[location] = errs
+    return out
+
+
+class ProblemApi(Api):
+    ERROR_SCHEMA = ProblemSchema
+
+    def handle_http_exception(self, error):
+        data = getattr(error, "data", None) or {}
+        errors = data.get("errors") or data.get("messages")
+        headers = dict(data.get("headers") or {})
+        if getattr(error, "code", None) == 401:
+            headers.setdefault("WWW-Authenticate", "Bearer")
+        detail = data.get("message") or error.description
+        if errors:
+            errors = _flatten(errors)
+            if error.code == 422 and not data.get("message"):
+                detail = "The request has invalid fields: " + ", ".join(sorted(map(str, errors)))
+        return problem(error.code or 500, detail, errors=errors, headers=headers)
+
+
+def _readyz_checks() -> dict[str, bool]:
+    ext = current_app.extensions["tandem"]
+    checks = {}
+    try:
+        with ext["engine"].connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+        checks["database"] = True
+    except Exception:
+        checks["database"] = False
+    checks["broker"] = broker.ping(ext["settings"].broker_url)
+    return checks
+
+
+def create_base_app(settings, *, title: str, description: str, engine) -> tuple[Flask, Api]:
+    app = Flask(settings.service)
+    app.config.update(
+        API_TITLE=title,
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.1.0",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="/docs",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        API_SPEC_OPTIONS={"info": {"description": description}},
+        MAX_CONTENT_LENGTH=MAX_BODY,
+    )
+    app.json.sort_keys = False
+    app.extensions["tandem"] = {"settings": settings, "engine": engine,
+                                "verifier": auth.TokenVerifier(auth.public_key_pem(settings.var_dir))}
+    api = ProblemApi(app)
+    api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
+
+    @app.get("/healthz")
+    def healthz():
+        return {"status": "ok", "service": settings.service}
+
+    @app.get("/readyz")
+    def readyz():
+        checks = _readyz_checks()
+        ok = all(checks.values())
+        return {"status": "ready" if ok else "unavailable", "checks": checks}, (200 if ok else 503)
+
+    @app.get("/metrics")
+    def metrics_view():
+        data, ctype = metrics.exposition()
+        return Response(data, mimetype=ctype.split(";")[0], headers={"Content-Type": ctype})
+
+    @app.before_request
+    def _start_timer():
+        g.t0 = time.perf_counter()
+
+    @app.after_request
+    def _observe(resp):
+        route = request.url_rule.rule if request.url_rule else "unmatched"
+        elapsed = time.perf_counter() - g.get("t0", time.perf_counter())
+        metrics.REQUEST_SECONDS.labels(settings.service, request.method, route, resp.status_code).observe(elapsed)
+        if resp.status_code >= 500:
+            log.warning("request", method=request.method, route=route, status=resp.status_code,
+                        ms=round(elapsed * 1000, 1))
+        return resp
+
+    @app.errorhandler(Refused)
+    def _refused(e: Refused):
+        headers = dict(e.headers)
+        if e.status == 401:
+            headers.setdefault("WWW-Authenticate", "Bearer")
+        return problem(e.status, e.detail, errors=e.errors, headers=headers)
+
+    @app.errorhandler(RecursionError)
+    def _too_deep(_e):
+        return problem(400, "The JSON body is nested too deeply.")
+
+    @app.errorhandler(sa_exc.DBAPIError)
+    def _database_error(e):
+        if is_transient(e):
+            return problem(503, "The service is briefly unavailable; try again shortly.",
+                           headers={"Retry-After": "5"})
+        log.error("database_error", error=type(e).__name__, route=str(request.url_rule))
+        return problem(500, "Something went wrong on our side.")
+
+    @app.errorhandler(Exception)
+    def _unexpected(e):
+        if isinstance(e, HTTPException):
+            return api.handle_http_exception(e)
+        log.error("unhandled_error", error=type(e).__name__, route=str(request.url_rule), exc_info=e)
+        return problem(500, "Something went wrong on our side.")
+
+    return app, api
+
+
+AUTH_DOC = {"security": [{"bearerAuth": []}]}
+
+
+def require_auth(view: Callable) -> Callable:
+    """Verify the bearer token; the partner id is in ``g.partner_id``."""
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ProblemError(401, "A bearer token is required.")
+        try:
+            g.partner_id = current_app.extensions["tandem"]["verifier"].verify(token.strip())
+        except auth.InvalidToken:
+            raise ProblemError(401, "The token is invalid or has expired.") from None
+        return view(*args, **kwargs)
+
+    return wrapper
