@@ -16,10 +16,27 @@ from shared.events import CONTENT_TYPE
 RETRY_POLICY = {"max_retries": 5, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 3}
 
 
+_FOLDER_TRANSPORTS: dict[str, type] = {}
+
+
+def _filesystem_transport(root: Path) -> type:
+    """Kombu's filesystem transport caches bindings in one process-wide state,
+    so a process that uses a second broker folder would never write that
+    folder's bindings. One transport class, with its own state, per folder."""
+    from kombu.transport import filesystem, virtual
+
+    key = str(root)
+    if key not in _FOLDER_TRANSPORTS:
+        _FOLDER_TRANSPORTS[key] = type("FolderTransport", (filesystem.Transport,),
+                                       {"global_state": virtual.BrokerState()})
+    return _FOLDER_TRANSPORTS[key]
+
+
 def connect(url: str | None = None, *, heartbeat: int = 0) -> Connection:
     """A Kombu connection; ``filesystem://`` is kept under ``./var/broker/``."""
     url = url or config.broker_url()
     options: dict = {}
+    transport = None
     if config.broker_is_embedded(url):
         root = config.var_dir() / "broker"
         for sub in ("queues", "processed", "control"):
@@ -32,9 +49,10 @@ def connect(url: str | None = None, *, heartbeat: int = 0) -> Connection:
             "store_processed": False,
             "polling_interval": 0.05,
         }
+        transport = _filesystem_transport(root)
     else:
         options = {"confirm_publish": True, "max_retries": 3}
-    return Connection(url, transport_options=options, heartbeat=heartbeat,
+    return Connection(url, transport=transport, transport_options=options, heartbeat=heartbeat,
                       connect_timeout=5, failover_strategy="round-robin")
 
 
@@ -66,7 +84,7 @@ class Publisher:
             delivery_mode=2,
             message_id=message_id,
             retry=True,
-            retry_policy=dict(RETRY_POLICY, on_start=self._on_reconnect),
+            retry_policy=dict(RETRY_POLICY, errback=self._on_reconnect),
         )
 
     def publish_many(self, messages: Iterable[tuple[bytes, str, str]]) -> int:

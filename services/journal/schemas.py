@@ -1,6 +1,7 @@
 """The journal API's shapes: validation, serialisation and the OpenAPI document."""
 from __future__ import annotations
 
+from datetime import timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import marshmallow as ma
@@ -8,7 +9,8 @@ from marshmallow import fields, validate, validates_schema
 
 from shared.entry_kinds import ALL_MEASURES, KINDS, kind_errors, measure_fields
 
-_ZONES = available_timezones()
+# Not zones a person lives in: "localtime" is the host's /etc/localtime, "Factory" a placeholder.
+_ZONES = available_timezones() - {"localtime", "Factory"}
 
 
 def _check_zone(value: str) -> None:
@@ -125,10 +127,17 @@ class Entry(ma.Schema):
 EntryOut = Entry.from_dict({name: fields.Raw(allow_none=True) for name in ALL_MEASURES}, name="EntryOut")
 
 
+def _in_utc_range(value) -> None:
+    try:
+        value.astimezone(timezone.utc)
+    except OverflowError:
+        raise ma.ValidationError("Out of range.") from None
+
+
 class EntryQuery(ma.Schema):
     kind = fields.String(validate=validate.OneOf(list(KINDS)))
-    since = fields.AwareDateTime()
-    until = fields.AwareDateTime()
+    since = fields.AwareDateTime(validate=_in_utc_range)
+    until = fields.AwareDateTime(validate=_in_utc_range)
     limit = fields.Integer(load_default=50, validate=validate.Range(1, 200))
     cursor = fields.String(validate=validate.Length(max=200))
 

@@ -326,8 +326,8 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         parsed = datetime.fromisoformat(at)
         if parsed.tzinfo is None:
             raise ValueError
-        return parsed, str(uuid.UUID(entry_id))
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        return parsed.astimezone(timezone.utc), str(uuid.UUID(entry_id))
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise Invalid("The cursor is not one this API gave.", errors={"cursor": ["Not a cursor this API gave."]}) \
             from None
 

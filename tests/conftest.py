@@ -1,0 +1,203 @@
+"""Fixtures: each integration test runs on both backends Tandem supports.
+
+- ``embedded``: SQLite files and Kombu's ``filesystem://`` broker in a temp dir.
+- ``servers``: a real PostgreSQL and a real RabbitMQ. URLs come from
+  ``TEST_BROKER_URL`` and ``TEST_<SERVICE>_DATABASE_URL`` (``.ci/run`` sets
+  them); otherwise 127.0.0.1 is used and the databases are made here. If the
+  servers are not reachable the tests fail with a message: they never skip.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.engine import make_url
+
+from services import SERVICES
+from shared import broker, migrate, topology
+
+DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432"
+DEFAULT_BROKER = "amqp://guest:guest@127.0.0.1:5672//"
+
+
+@dataclass
+class Backend:
+    name: str
+    broker_url: str
+    db_urls: dict[str, str]
+    var_dir: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def embedded(self) -> bool:
+        return self.name == "embedded"
+
+    def env(self) -> dict[str, str]:
+        """The environment a service process of this backend runs with."""
+        env = {"TANDEM_VAR_DIR": str(self.var_dir), "BROKER_URL": self.broker_url,
+               "ARGON2_PROFILE": "CHEAPEST", "NOTIFY_ALLOW_PRIVATE_TARGETS": "1"}
+        for svc, url in self.db_urls.items():
+            env[f"{svc.upper()}_DATABASE_URL"] = url
+        env.update(self.extra_env)
+        return env
+
+    def engine(self, service: str):
+        from shared.db import make_engine
+
+        return make_engine(self.db_urls[service])
+
+
+def _pg_url(service: str) -> str:
+    return os.environ.get(f"TEST_{service.upper()}_DATABASE_URL") or f"{DEFAULT_PG}/tandem_test_{service}"
+
+
+def _ensure_pg_database(url: str) -> None:
+    u = make_url(url)
+    admin = create_engine(u.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": u.database}).scalar()
+            if not exists:
+                conn.execute(text(f'CREATE DATABASE "{u.database}"'))
+    except Exception as e:
+        pytest.fail(f"PostgreSQL is not reachable at {u.host}:{u.port} ({type(e).__name__}). "
+                    "Start it, or set TEST_<SERVICE>_DATABASE_URL.", pytrace=False)
+    finally:
+        admin.dispose()
+
+
+def _require_rabbitmq(url: str) -> None:
+    if not broker.ping(url, timeout=3):
+        pytest.fail(f"RabbitMQ is not reachable at {make_url_safe(url)}. Start it (rabbitmq-server -detached), "
+                    "or set TEST_BROKER_URL.", pytrace=False)
+
+
+def make_url_safe(url: str) -> str:
+    return url.split("@")[-1]
+
+
+@pytest.fixture(scope="session")
+def pg_databases() -> dict[str, str]:
+    """The servers backend's databases, migrated once per run."""
+    urls = {}
+    for svc in SERVICES:
+        url = _pg_url(svc)
+        _ensure_pg_database(url)
+        migrate.upgrade(svc, url)
+        urls[svc] = url
+    return urls
+
+
+def _truncate(url: str) -> None:
+    engine = create_engine(url)
+    try:
+        names = [t for t in inspect(engine).get_table_names() if t != "alembic_version"]
+        if names:
+            with engine.begin() as conn:
+                conn.execute(text("TRUNCATE " + ", ".join(f'"{n}"' for n in names) + " RESTART IDENTITY CASCADE"))
+    finally:
+        engine.dispose()
+
+
+def _reset_broker(url: str) -> None:
+    with broker.connect(url) as conn:
+        channel = conn.channel()
+        for name in topology.queues_for(conn):
+            try:
+                channel.queue_delete(name)
+            except Exception:
+                channel = conn.channel()
+        topology.declare(conn)
+
+
+BACKENDS = ["embedded", "servers"]
+
+
+def _make_backend(kind: str, request, tmp_path: Path, monkeypatch) -> Backend:
+    var = tmp_path / "var"
+    var.mkdir(exist_ok=True)
+    if kind == "embedded":
+        b = Backend("embedded", "filesystem://", {s: f"sqlite:///{var}/{s}.sqlite3" for s in SERVICES}, var)
+        for svc, url in b.db_urls.items():
+            migrate.upgrade(svc, url)
+    else:
+        urls = request.getfixturevalue("pg_databases")
+        burl = os.environ.get("TEST_BROKER_URL", DEFAULT_BROKER)
+        _require_rabbitmq(burl)
+        for url in urls.values():
+            _truncate(url)
+        b = Backend("servers", burl, dict(urls), var)
+    for k, v in b.env().items():
+        monkeypatch.setenv(k, v)
+    if not b.embedded:
+        _reset_broker(b.broker_url)
+    return b
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request, tmp_path, monkeypatch) -> Backend:
+    """A clean backend, set in this process's environment as a service would see it."""
+    return _make_backend(request.param, request, tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def rabbit_backend(request, tmp_path, monkeypatch) -> Backend:
+    """For behaviour only a networked broker has (a connection that drops)."""
+    return _make_backend("servers", request, tmp_path, monkeypatch)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+# --- the journal API, in process ---
+
+@pytest.fixture
+def journal(backend):
+    """A Flask test client of the journal on the current backend."""
+    from services.journal.app import create_app
+
+    app = create_app()
+    app.testing = True
+    return app.test_client()
+
+
+def sign_up(client, name: str = "Ana", timezone: str = "Europe/Paris") -> dict:
+    """Sign up and log in; returns {"id", "email", "headers"} for a fresh partner."""
+    email = f"{name.lower()}-{uuid.uuid4().hex[:8]}@example.com"
+    r = client.post("/v1/accounts", json={"email": email, "password": "correct horse battery",
+                                          "display_name": name, "timezone": timezone})
+    assert r.status_code == 201, r.get_json()
+    t = client.post("/v1/tokens", json={"email": email, "password": "correct horse battery"})
+    assert t.status_code == 201, t.get_json()
+    return {"id": r.get_json()["id"], "email": email,
+            "headers": {"Authorization": f"Bearer {t.get_json()['access_token']}"}}
+
+
+def make_couple(client) -> tuple[dict, dict, str]:
+    """Two partners in one couple: (a, b, couple_id)."""
+    a, b = sign_up(client, "Ana"), sign_up(client, "Ben", "America/New_York")
+    c = client.post("/v1/couples", headers=a["headers"])
+    assert c.status_code == 201, c.get_json()
+    j = client.post("/v1/couples/join", headers=b["headers"], json={"invite_code": c.get_json()["invite_code"]})
+    assert j.status_code == 200, j.get_json()
+    return a, b, c.get_json()["id"]
+
+
+def entry(kind: str = "anxious_episode", **fields) -> dict:
+    body = {"id": new_id(), "kind": kind, "occurred_at": "2026-11-20T07:30:00+01:00"}
+    if kind == "anxious_episode":
+        body["intensity"] = 5
+    body.update(fields)
+    return body

@@ -1,0 +1,264 @@
+"""The shared messaging core against real parts: the outbox, the relay and the
+idempotent consumer, on the embedded broker and on RabbitMQ with PostgreSQL."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from kombu import Producer
+from sqlalchemy import func, select
+
+from services.journal import app as journal_app
+from services.journal.tables import entries, outbox
+from shared import broker, events, topology
+from tests.conftest import entry, make_couple, sign_up
+from tests.support import ConsumerThread, drain, wait_until
+
+
+def _outbox_rows(backend):
+    with backend.engine("journal").connect() as c:
+        return c.execute(select(outbox).order_by(outbox.c.seq)).all()
+
+
+def _count(backend, table) -> int:
+    with backend.engine("journal").connect() as c:
+        return c.execute(select(func.count()).select_from(table)).scalar()
+
+
+def _relay_all(relay) -> int:
+    total = 0
+    while (n := relay.relay_once()):
+        total += n
+    return total
+
+
+class TestOutbox:
+    def test_entry_and_its_event_commit_together(self, backend, journal):
+        a = sign_up(journal)
+        before = _count(backend, outbox)
+        r = journal.post("/v1/entries", headers=a["headers"], json=entry())
+        assert r.status_code == 201
+        assert _count(backend, entries) == 1
+        assert _count(backend, outbox) == before + 1
+        assert _outbox_rows(backend)[-1].routing_key == "journal.entry.recorded"
+
+    def test_entry_is_not_stored_when_its_event_cannot_be_written(self, backend, journal, monkeypatch):
+        a = sign_up(journal)
+        before = _count(backend, outbox)
+
+        def broken_emit(*args, **kwargs):
+            raise RuntimeError("outbox unavailable")
+
+        monkeypatch.setattr("services.journal.use_cases.emit", broken_emit)
+        r = journal.post("/v1/entries", headers=a["headers"], json=entry())
+        assert r.status_code == 500
+        assert r.mimetype == "application/problem+json"
+        assert _count(backend, entries) == 0
+        assert _count(backend, outbox) == before
+
+    def test_relay_publishes_committed_events_and_marks_them(self, backend, journal):
+        a = sign_up(journal)
+        for _ in range(3):
+            assert journal.post("/v1/entries", headers=a["headers"], json=entry()).status_code == 201
+        relay = journal_app.make_relay()
+        assert _relay_all(relay) == 4  # registered + 3 recorded
+        assert all(r.published_at is not None for r in _outbox_rows(backend))
+        got = drain("milestones.events")
+        assert sorted(m.properties.get("message_id") or json.loads(m.body)["id"] for m in got) == \
+            sorted(r.event_id for r in _outbox_rows(backend))
+        for m in got:
+            assert m.content_type == "application/cloudevents+json"
+            events.parse(m.body)  # a valid event of the catalog
+        relay.publisher.close()
+
+
+KILL_AFTER_PUBLISH = textwrap.dedent("""
+    import os, signal
+    from datetime import timedelta
+    from services.journal.app import make_relay
+    relay = make_relay()
+    relay.lease = timedelta(milliseconds=300)
+    relay.on_published = lambda rows: os.kill(os.getpid(), signal.SIGKILL)
+    relay.relay_once()
+""")
+
+
+class TestRelayCrash:
+    def test_relay_killed_between_publishing_and_marking_resends_and_consumer_applies_once(self, backend, journal):
+        a = sign_up(journal)
+        for _ in range(3):
+            journal.post("/v1/entries", headers=a["headers"], json=entry())
+        ids = {r.event_id for r in _outbox_rows(backend)}
+        assert len(ids) == 4
+
+        proc = subprocess.run([sys.executable, "-c", KILL_AFTER_PUBLISH], capture_output=True, timeout=60)
+        assert proc.returncode == -9, proc.stderr.decode()[-2000:]
+        rows = _outbox_rows(backend)
+        assert all(r.published_at is None and r.attempts == 1 for r in rows), "killed before marking"
+
+        # Once the dead relay's lease runs out, a new relay claims the rows again and re-sends them.
+        relay = journal_app.make_relay()
+        wait_until(lambda: relay.relay_once() == 4, what="the rows to be claimed again after the lease")
+        assert all(r.published_at is not None and r.attempts == 2 for r in _outbox_rows(backend))
+
+        with ConsumerThread(backend.db_urls["journal"]) as consumer:
+            wait_until(lambda: consumer.settled == 8, what="both copies of 4 events to be settled")
+            assert consumer.times_applied() == {i: 1 for i in ids}
+        relay.publisher.close()
+
+
+def _publish_raw(body, routing_key: str, content_type: str = "application/cloudevents+json"):
+    with broker.connect() as conn:
+        topology.declare(conn)
+        Producer(conn, exchange=topology.EXCHANGE).publish(
+            body, routing_key=routing_key, content_type=content_type, content_encoding="utf-8", delivery_mode=2)
+
+
+def _valid_event(type_="journal.entry.deleted") -> dict:
+    import uuid
+
+    return events.make_event(type_, source="/journal", subject=str(uuid.uuid4()),
+                             data={"entry_id": str(uuid.uuid4()), "couple_id": None,
+                                   "partner_id": str(uuid.uuid4())})
+
+
+class TestConsumer:
+    def test_duplicate_event_is_applied_once(self, backend):
+        ev = _valid_event()
+        for _ in range(3):
+            _publish_raw(events.encode(ev), ev["type"])
+        with ConsumerThread(backend.db_urls["journal"]) as consumer:
+            wait_until(lambda: consumer.settled == 3, what="three deliveries")
+            assert consumer.times_applied() == {ev["id"]: 1}
+
+    def test_malformed_message_is_dead_lettered_and_the_next_is_processed(self, backend):
+        _publish_raw(b"\x00 this is not json", "journal.entry.recorded")
+        _publish_raw(json.dumps({"specversion": "1.0", "type": "journal.entry.recorded", "data": {}}),
+                     "journal.entry.recorded")
+        good = _valid_event()
+        _publish_raw(events.encode(good), good["type"])
+        with ConsumerThread(backend.db_urls["journal"]) as consumer:
+            wait_until(lambda: consumer.settled == 3, what="three deliveries")
+            assert consumer.times_applied() == {good["id"]: 1}
+        dead = drain("milestones.events.dead")
+        assert len(dead) == 2
+        assert {m.headers["x-tandem-reason"] for m in dead} == {"unparseable"}
+        assert dead[0].body in (b"\x00 this is not json", "\x00 this is not json")
+
+    def test_handler_failing_every_time_is_dead_lettered_after_bounded_retries(self, backend):
+        calls = []
+
+        def always_fails(session, event):
+            calls.append(event.id)
+            raise ValueError("cannot apply")
+
+        bad, good = _valid_event(), _valid_event("journal.partner.erased")
+        good["data"] = {"partner_id": good["data"]["partner_id"], "couple_id": None}
+        _publish_raw(events.encode(bad), bad["type"])
+        _publish_raw(events.encode(good), good["type"])
+        from tests.support import probe_handler
+
+        handlers = {"journal.entry.deleted": always_fails, "journal.partner.erased": probe_handler}
+        with ConsumerThread(backend.db_urls["journal"], handlers=handlers, max_attempts=3,
+                            backoff=0.01) as consumer:
+            wait_until(lambda: consumer.settled == 2, what="both deliveries")
+            assert consumer.times_applied() == {good["id"]: 1}
+        assert calls == [bad["id"]] * 3
+        dead = drain("milestones.events.dead")
+        assert [json.loads(m.body)["id"] for m in dead] == [bad["id"]]
+        assert dead[0].headers["x-tandem-reason"] == "handler_failed"
+
+    def test_handler_failing_twice_then_succeeding_applies_once(self, backend):
+        from tests.support import probe_handler
+
+        attempts = []
+
+        def flaky(session, event):
+            attempts.append(1)
+            if len(attempts) <= 2:
+                raise ValueError("transient trouble")
+            probe_handler(session, event)
+
+        ev = _valid_event()
+        _publish_raw(events.encode(ev), ev["type"])
+        with ConsumerThread(backend.db_urls["journal"], handlers={ev["type"]: flaky}, backoff=0.01) as consumer:
+            wait_until(lambda: consumer.settled == 1, what="the delivery")
+            assert consumer.times_applied() == {ev["id"]: 1}
+        assert len(attempts) == 3
+        assert drain("milestones.events.dead") == []
+
+    def test_dead_letters_can_be_listed_and_replayed_once_the_cause_is_fixed(self, backend):
+        from shared import deadletters
+        from tests.support import probe_handler
+
+        ev = _valid_event()
+        _publish_raw(events.encode(ev), ev["type"])
+
+        def broken(session, event):
+            raise ValueError("bug")
+
+        with ConsumerThread(backend.db_urls["journal"], handlers={ev["type"]: broken}, max_attempts=1) as c:
+            wait_until(lambda: c.settled == 1, what="the delivery")
+        listed = list(deadletters.peek("milestones.events"))
+        assert [(i["event_id"], i["reason"]) for i in listed] == [(ev["id"], "handler_failed")]
+        assert list(deadletters.peek("milestones.events")) == listed, "listing leaves them in place"
+        assert deadletters.replay("milestones.events") == 1
+        with ConsumerThread(backend.db_urls["journal"], handlers={ev["type"]: probe_handler}) as c:
+            wait_until(lambda: c.settled == 1, what="the replayed delivery")
+            assert c.times_applied() == {ev["id"]: 1}
+        assert list(deadletters.peek("milestones.events")) == []
+
+    def test_consumer_reconnects_after_losing_its_broker_connection(self, rabbit_backend):
+        vhost = rabbit_backend.broker_url.rsplit("/", 1)[-1] or "/"
+        first, second = _valid_event(), _valid_event()
+        with ConsumerThread(rabbit_backend.db_urls["journal"]) as consumer:
+            _publish_raw(events.encode(first), first["type"])
+            wait_until(lambda: consumer.settled == 1, what="the first event")
+            out = subprocess.run(["rabbitmqctl", "-q", "close_all_connections", "-p", vhost, "test: drop"],
+                                 capture_output=True, text=True, timeout=60)
+            assert out.returncode == 0, out.stderr
+            _publish_raw(events.encode(second), second["type"])
+            wait_until(lambda: consumer.settled == 2, timeout=30, what="the event after the reconnect")
+            assert consumer.connections == 2, "connected, lost the connection, connected again"
+            assert consumer.times_applied() == {first["id"]: 1, second["id"]: 1}
+
+
+class TestPrivacyOnTheWire:
+    NOTE = "I felt so alone last night - zebra-quartz-7"
+
+    def test_a_note_never_appears_in_any_published_event(self, backend, journal):
+        a, b, _ = make_couple(journal)
+        kinds = [entry(note=self.NOTE), entry("daily_reflection", mood=6, note=self.NOTE),
+                 entry("conflict", intensity=4, note=self.NOTE, visibility="shared")]
+        for body in kinds:
+            assert journal.post("/v1/entries", headers=a["headers"], json=body).status_code == 201
+        r = journal.patch(f"/v1/entries/{kinds[2]['id']}", headers=a["headers"],
+                          json={"note": self.NOTE + " (revised)", "repaired_at": "2026-11-20T09:00:00+01:00"})
+        assert r.status_code == 200, r.get_json()
+        assert journal.delete(f"/v1/entries/{kinds[1]['id']}", headers=a["headers"]).status_code == 204
+        assert journal.delete("/v1/accounts/me", headers=b["headers"]).status_code == 204
+
+        with broker.connect() as conn:
+            watch = topology.declare(conn)  # noqa: F841 - the topology exists before publishing
+            from kombu import Queue
+
+            tap = Queue("test.tap", exchange=topology.EXCHANGE, routing_key="#", durable=False)
+            tap(conn.default_channel).declare()
+            relay = journal_app.make_relay()
+            published = _relay_all(relay)
+            got = []
+            q = tap(conn.default_channel)
+            wait_until(lambda: got.extend(iter(lambda: q.get(no_ack=True), None)) or len(got) == published,
+                       what="every published event on the tap")
+            q.delete()
+            relay.publisher.close()
+        types = [json.loads(m.body)["type"] for m in got]
+        assert {"journal.entry.recorded", "journal.entry.revised", "journal.entry.deleted",
+                "journal.partner.erased", "journal.couple.partnered"} <= set(types)
+        for m in got:
+            body = m.body if isinstance(m.body, str) else m.body.decode()
+            assert "zebra-quartz" not in body
+            assert '"note"' not in body

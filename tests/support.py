@@ -1,0 +1,106 @@
+"""Test support: waiting for a state, running a consumer, reading a queue."""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable
+
+from kombu import Connection
+from sqlalchemy import Column, Integer, MetaData, String, Table, select, update
+
+from shared import broker, topology
+from shared.consumer import EventConsumer, processed_events_table
+from shared.db import make_engine, make_session_factory
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 15.0, what: str = "condition"):
+    """Poll until predicate() is truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+# A throwaway read model for testing the consumer: how often each event was applied.
+probe_metadata = MetaData()
+applied = Table("test_applied", probe_metadata,
+                Column("event_id", String(36), primary_key=True), Column("times", Integer, nullable=False))
+probe_processed = processed_events_table(MetaData())
+
+
+def probe_handler(session, event) -> None:
+    row = session.execute(select(applied.c.times).where(applied.c.event_id == event.id)).scalar()
+    if row is None:
+        session.execute(applied.insert().values(event_id=event.id, times=1))
+    else:
+        session.execute(update(applied).where(applied.c.event_id == event.id).values(times=row + 1))
+
+
+class ConsumerThread:
+    """Runs an EventConsumer on `queue` in a thread, counting the messages it settled."""
+
+    def __init__(self, db_url: str, queue: str = "milestones.events", handlers=None, **kwargs):
+        self.engine = make_engine(db_url)
+        probe_metadata.create_all(self.engine)
+        self.sessions = make_session_factory(self.engine)
+        self.conn = broker.connect()
+        # The consumer's processed_events table is the journal's (same shape in every service).
+        self.consumer = EventConsumer(self.conn, queue, handlers or _all_types(probe_handler), self.sessions,
+                                      probe_processed, **kwargs)
+        self.settled = 0
+        original = self.consumer.on_message
+
+        def counting(message):
+            original(message)
+            self.settled += 1
+
+        self.consumer.on_message = counting
+        self.connections = 0
+        revived = self.consumer.on_connection_revived
+
+        def counting_revived():
+            self.connections += 1
+            revived()
+
+        self.consumer.on_connection_revived = counting_revived
+        self.thread = threading.Thread(target=self.consumer.run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.consumer.should_stop = True
+        self.thread.join(timeout=15)
+        self.conn.release()
+        self.engine.dispose()
+
+    def times_applied(self) -> dict[str, int]:
+        with self.engine.connect() as c:
+            return {r.event_id: r.times for r in c.execute(select(applied))}
+
+
+def _all_types(handler):
+    from shared.events import CATALOG
+
+    return {t: handler for t in CATALOG}
+
+
+def drain(queue_name: str, conn: Connection | None = None) -> list:
+    """Take every message now in a queue of the topology (acked)."""
+    own = conn is None
+    conn = conn or broker.connect()
+    try:
+        queues = topology.declare(conn)
+        q = queues[queue_name](conn.default_channel)
+        out = []
+        while (m := q.get(no_ack=True)) is not None:
+            out.append(m)
+        return out
+    finally:
+        if own:
+            conn.release()
