@@ -217,12 +217,13 @@ class TestConsumer:
         with ConsumerThread(rabbit_backend.db_urls["journal"]) as consumer:
             _publish_raw(events.encode(first), first["type"])
             wait_until(lambda: consumer.settled == 1, what="the first event")
+            connected_before = consumer.connections
             out = subprocess.run(["rabbitmqctl", "-q", "close_all_connections", "-p", vhost, "test: drop"],
                                  capture_output=True, text=True, timeout=60)
             assert out.returncode == 0, out.stderr
             _publish_raw(events.encode(second), second["type"])
             wait_until(lambda: consumer.settled == 2, timeout=30, what="the event after the reconnect")
-            assert consumer.connections == 2, "connected, lost the connection, connected again"
+            assert consumer.connections > connected_before, "it lost its connection and connected again"
             assert consumer.times_applied() == {first["id"]: 1, second["id"]: 1}
 
 
