@@ -81,11 +81,15 @@ def _entry_fields() -> dict:
 
 
 class _KindChecked(ma.Schema):
-    @validates_schema(skip_on_field_errors=False)
-    def _fits_kind(self, data, **_):
+    @validates_schema(skip_on_field_errors=False, pass_original=True)
+    def _fits_kind(self, data, original, **_):
         if data.get("kind") not in KINDS:
             return  # the kind itself is already reported
-        errors = kind_errors(data["kind"], {k: data[k] for k in ALL_MEASURES if k in data})
+        measures = {k: data[k] for k in ALL_MEASURES if k in data}
+        # A measure given with a bad value is reported as such, not also as "missing".
+        measures.update({k: original[k] for k in ALL_MEASURES
+                         if k not in measures and isinstance(original, dict) and original.get(k) is not None})
+        errors = kind_errors(data["kind"], measures)
         if errors:
             raise ma.ValidationError(errors)
 
