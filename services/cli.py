@@ -75,7 +75,9 @@ def run() -> None:
     auth.ensure_local_keypair(var) if not os.environ.get("TOKEN_PRIVATE_KEY") else None
     for name in SERVICES:
         migrations.upgrade(name, config.database_url(name))
-    exe = [sys.executable, "-m", "services.cli"]
+    # `exec`: honcho runs commands through sh; the supervised pid must be the
+    # process itself, so "stopped" means it really has stopped.
+    exe = ["exec", sys.executable, "-m", "services.cli"]
     manager = Manager(Printer(sys.stdout))
     click.echo(f"Tandem on {'the embedded broker under ' + str(var / 'broker') if config.broker_is_embedded() else 'the broker in BROKER_URL'}"
                f" and {'SQLite under ' + str(var) if all(config.database_url(n).startswith('sqlite') for n in SERVICES) else 'the databases in *_DATABASE_URL'}")

@@ -64,12 +64,18 @@ def running(backend):
             raise AssertionError("tandem run exited:\n" + run.stop())
         try:
             return requests.get(base + "/readyz", timeout=1).status_code == 200
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or workers still booting
             return False
 
-    wait_until(ready, timeout=60, what="the journal to be ready")
-    yield run, base, env
-    output = run.stop()
+    try:
+        wait_until(ready, timeout=60, what="the journal to be ready")
+    except BaseException:
+        run.stop()
+        raise
+    try:
+        yield run, base, env
+    finally:
+        output = run.stop()
     assert "journal.web stopped" in output and "journal.relay stopped" in output, output[-3000:]
     with pytest.raises(requests.ConnectionError):
         requests.get(base + "/healthz", timeout=1)

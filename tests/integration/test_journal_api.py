@@ -1128,7 +1128,7 @@ class TestMalformedBodies:
         body["padding"] = "y" * (60 * 1024)
         assert_problem(journal.post("/v1/entries", headers=ana["headers"], json=body), 422, "padding", exact=True)
 
-    @pytest.mark.parametrize("raw", ["[" * 30000, '{"a":' * 30000, "[" * 30000 + "]" * 30000])
+    @pytest.mark.parametrize("raw", ["[" * 30000, '{"a":' * 10000, "[" * 30000 + "]" * 30000])
     def test_deeply_nested_json_is_400(self, journal, raw):
         ana = sign_up(journal)
         r = journal.post("/v1/entries", headers=ana["headers"], data=raw, content_type="application/json")
