@@ -35,8 +35,37 @@ def _scrub(value):
     return value
 
 
+def safe_exception(_logger, _method, event_dict):
+    """Keep an exception's type and where it happened, never its message: a
+    message can quote anything the code had in hand (a note, an address)."""
+    exc_info = event_dict.pop("exc_info", None)
+    if exc_info:
+        import traceback
+
+        if exc_info is True:
+            exc_info = sys.exc_info()
+        elif isinstance(exc_info, BaseException):
+            exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
+        if exc_info and exc_info[0] is not None:
+            frames = traceback.extract_tb(exc_info[2])
+            event_dict["exception"] = exc_info[0].__name__
+            event_dict["stack"] = [f"{f.filename.rsplit('/site-packages/', 1)[-1]}:{f.lineno} {f.name}"
+                                   for f in frames[-12:]]
+    return event_dict
+
+
 def redact(_logger, _method, event_dict):
     return _scrub(event_dict)
+
+
+class _Stderr:
+    """Whatever sys.stderr is at the time of writing (test runners swap it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
 
 
 _configured = False
@@ -61,12 +90,12 @@ def configure(service: str, level: str = "INFO") -> None:
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(service=service)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(_Stderr())
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=pre,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info,
+            safe_exception,
             redact,
             structlog.processors.JSONRenderer(),
         ],
