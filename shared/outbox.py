@@ -92,7 +92,8 @@ def install_local_waker(factory: sessionmaker, var_dir: Path, service: str) -> N
 
 
 class _Wakeup:
-    def wait(self, timeout: float) -> None:
+    def wait(self, timeout: float) -> bool:
+        """Block until a commit is signalled (True) or the timeout passes (False)."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -107,9 +108,10 @@ class _PgListen(_Wakeup):
         self.conn = psycopg.connect(u.render_as_string(hide_password=False), autocommit=True)
         self.conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
 
-    def wait(self, timeout: float) -> None:
+    def wait(self, timeout: float) -> bool:
         for _ in self.conn.notifies(timeout=timeout, stop_after=1):
-            break
+            return True
+        return False
 
     def close(self) -> None:
         self.conn.close()
@@ -126,15 +128,19 @@ class _LocalSocket(_Wakeup):
         self.sock.bind(str(path))
         self.path = path
 
-    def wait(self, timeout: float) -> None:
+    def wait(self, timeout: float) -> bool:
         self.sock.settimeout(timeout)
         try:
             self.sock.recv(64)
-            self.sock.setblocking(False)
+        except (socket.timeout, OSError):
+            return False
+        self.sock.setblocking(False)
+        try:
             while True:  # drain: one wake-up serves every commit so far
                 self.sock.recv(64)
-        except (socket.timeout, BlockingIOError, OSError):
+        except (BlockingIOError, OSError):
             pass
+        return True
 
     def close(self) -> None:
         self.sock.close()
@@ -144,8 +150,9 @@ class _Sleep(_Wakeup):
     def __init__(self, stop: threading.Event):
         self.stop = stop
 
-    def wait(self, timeout: float) -> None:
+    def wait(self, timeout: float) -> bool:
         self.stop.wait(timeout)
+        return False
 
 
 class Relay:
@@ -241,7 +248,7 @@ class Relay:
                         metrics.OUTBOX_BACKLOG.labels(self.service).set(pending)
                         metrics.OUTBOX_OLDEST_AGE.labels(self.service).set(age)
                     if n < self.batch_size:
-                        wakeup.wait(self.poll_interval)
+                        self._idle(wakeup)
                 except Exception as e:
                     # Broker or database away: rows stay committed and are re-sent later.
                     log.warning("relay_cycle_failed", service=self.service, error=type(e).__name__,
@@ -256,6 +263,14 @@ class Relay:
         finally:
             wakeup.close()
             log.info("relay_stopped", service=self.service)
+
+    def _idle(self, wakeup: _Wakeup) -> None:
+        """Until a commit wakes us or the poll interval passes; stop() is heard within 0.5 s."""
+        deadline = time.monotonic() + self.poll_interval
+        while not self.stop_event.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0 or wakeup.wait(min(left, 0.5)):
+                return
 
     def stop(self) -> None:
         self.stop_event.set()

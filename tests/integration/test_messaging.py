@@ -263,3 +263,57 @@ class TestPrivacyOnTheWire:
             body = m.body if isinstance(m.body, str) else m.body.decode()
             assert "zebra-quartz" not in body
             assert '"note"' not in body
+
+
+class TestRelayRunning:
+    def test_relay_is_woken_by_a_commit_not_by_its_poll(self, backend, journal):
+        import threading
+
+        relay = journal_app.make_relay()
+        relay.poll_interval = 60  # a poll would come far too late for this test
+        thread = threading.Thread(target=relay.run, daemon=True)
+        thread.start()
+        try:
+            wait_until(lambda: relay.relay_once() == 0, what="the relay to start")  # nothing pending yet
+            a = sign_up(journal)
+            journal.post("/v1/entries", headers=a["headers"], json=entry())
+            wait_until(lambda: all(r.published_at for r in _outbox_rows(backend)) and _outbox_rows(backend),
+                       timeout=10, what="the woken relay to publish")
+        finally:
+            relay.stop()
+            thread.join(timeout=10)
+            relay.publisher.close()
+        assert not thread.is_alive()
+        assert len(drain("milestones.events")) == 2
+
+    def test_several_relays_publish_each_row_once(self, backend, journal):
+        import threading
+
+        from shared.outbox import emit
+        from shared.db import make_session_factory, unit_of_work
+
+        sessions = make_session_factory(backend.engine("journal"))
+        with unit_of_work(sessions) as s:
+            for i in range(300):
+                emit(s, outbox, "journal.entry.deleted", source="/journal", subject="c",
+                     data={"entry_id": new_uuid(), "couple_id": None, "partner_id": new_uuid()})
+        relays = [journal_app.make_relay() for _ in range(3)]
+        for r in relays:
+            r.batch_size = 25
+        threads = [threading.Thread(target=_relay_all, args=(r,)) for r in relays]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert all(r.published_at is not None and r.attempts == 1 for r in _outbox_rows(backend))
+        got = drain("milestones.events")
+        ids = [json.loads(m.body)["id"] for m in got]
+        assert len(ids) == 300 and len(set(ids)) == 300
+        for r in relays:
+            r.publisher.close()
+
+
+def new_uuid() -> str:
+    import uuid
+
+    return str(uuid.uuid4())
