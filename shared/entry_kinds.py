@@ -19,8 +19,18 @@ def _tags() -> fields.List:
     return fields.List(fields.String(validate=TAG), validate=TAGS)
 
 
+class StrictBoolean(fields.Boolean):
+    """JSON true or false only: not 1, 0, "true" (1 == True in Python, so a
+    truthy set alone would let integers through)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
 def _bool() -> fields.Boolean:
-    return fields.Boolean(truthy={True}, falsy={False})
+    return StrictBoolean()
 
 
 def measure_fields() -> dict[str, fields.Field]:

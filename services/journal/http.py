@@ -91,11 +91,11 @@ class Couples(MethodView):
 @couples.route("/couples/join")
 class Join(MethodView):
     @couples.doc(**AUTH_DOC)
+    @require_auth  # before the input is parsed: without a token, nothing is read
     @couples.arguments(schemas.Join)
     @couples.response(200, schemas.Couple)
     @couples.alt_response(401, description="No valid token")
     @couples.alt_response(409, description="Already in a couple, or the couple is full")
-    @require_auth
     def post(self, data):
         """Join your partner's couple with their invite code"""
         with _uow() as s:
@@ -118,23 +118,23 @@ class MyCouple(MethodView):
 @entries.route("/entries")
 class Entries(MethodView):
     @entries.doc(**AUTH_DOC)
+    @require_auth  # before the input is parsed: without a token, nothing is read
     @entries.arguments(schemas.EntryQuery, location="query")
     @entries.response(200, schemas.EntryPage)
     @entries.alt_response(401, description="No valid token")
-    @require_auth
     def get(self, query):
         """The caller's entries and the partner's shared ones, newest first"""
         with _uow() as s:
             return use_cases.list_entries(s, g.partner_id, query)
 
     @entries.doc(**AUTH_DOC)
+    @require_auth  # before the input is parsed: without a token, nothing is read
     @entries.arguments(schemas.EntryCreate)
     @entries.response(201, schemas.EntryOut)
     @entries.alt_response(200, schema=schemas.EntryOut, description="The same id and body again: the same entry")
     @entries.alt_response(401, description="No valid token")
     @entries.alt_response(409, description="The id is already used for other content")
     @entries.alt_response(413, description="The body is over 64 KiB")
-    @require_auth
     def post(self, data):
         """Record an entry (idempotent on the client-chosen id)"""
         with _uow() as s:
@@ -155,12 +155,12 @@ class OneEntry(MethodView):
             return use_cases.get_entry(s, g.partner_id, str(entry_id))
 
     @entries.doc(**AUTH_DOC)
+    @require_auth  # before the input is parsed: without a token, nothing is read
     @entries.arguments(schemas.EntryPatch)
     @entries.response(200, schemas.EntryOut)
     @entries.alt_response(401, description="No valid token")
     @entries.alt_response(403, description="Only the author may change it")
     @entries.alt_response(404, description="No such entry the caller may see")
-    @require_auth
     def patch(self, changes, entry_id):
         """Change an entry's fields (the author only)"""
         with _uow() as s:

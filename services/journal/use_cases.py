@@ -47,7 +47,12 @@ def sign_up(s: Session, hasher: PasswordHasher, data: dict) -> dict:
         "display_name": data["display_name"].strip(), "timezone": data["timezone"], "created_at": utcnow(),
         "couple_id": None,
     }
-    s.execute(accounts.insert().values(**row))
+    try:
+        with s.begin_nested():
+            s.execute(accounts.insert().values(**row))
+    except IntegrityError:  # the same email raced in from a concurrent sign-up
+        raise Conflict("An account with this email already exists.",
+                       errors={"email": ["Already registered."]}) from None
     emit(s, outbox, "journal.partner.registered", source=SOURCE, subject=row["id"],
          data={"partner_id": row["id"], "email": email, "display_name": row["display_name"],
                "timezone": row["timezone"]})
@@ -62,7 +67,8 @@ def account_view(row) -> dict:
 def check_login(s: Session, hasher: PasswordHasher, email: str, password: str, now: datetime) -> str | None:
     """The partner id if the password is right. Failures are counted (and the
     count committed) by the caller's transaction even when the answer is no."""
-    row = s.execute(select(accounts).where(accounts.c.email == email.strip().lower())).first()
+    # Locked (PostgreSQL) so that concurrent attempts are counted one after another, none lost.
+    row = s.execute(select(accounts).where(accounts.c.email == email.strip().lower()).with_for_update()).first()
     if row is None:
         _burn(hasher, password)  # same cost as a real check: no account enumeration by timing
         return None
@@ -119,7 +125,10 @@ def start_couple(s: Session, partner_id: str) -> dict:
     couple_id = str(uuid.uuid4())
     code = "".join(secrets.choice(INVITE_ALPHABET) for _ in range(10))
     s.execute(couples.insert().values(id=couple_id, invite_code=code, partner_count=1, created_at=utcnow()))
-    s.execute(update(accounts).where(accounts.c.id == partner_id).values(couple_id=couple_id))
+    # Conditional: of concurrent requests by one partner, one couple wins and the rest roll back.
+    if s.execute(update(accounts).where(accounts.c.id == partner_id, accounts.c.couple_id.is_(None))
+                 .values(couple_id=couple_id)).rowcount != 1:
+        raise Conflict("You are already in a couple.")
     return _couple_view(s, couple_id, with_code=True)
 
 
@@ -136,7 +145,9 @@ def join_couple(s: Session, partner_id: str, invite_code: str) -> dict:
                       .values(partner_count=couples.c.partner_count + 1))
     if taken.rowcount != 1:
         raise Conflict("This couple already has two partners.")
-    s.execute(update(accounts).where(accounts.c.id == partner_id).values(couple_id=c.id))
+    if s.execute(update(accounts).where(accounts.c.id == partner_id, accounts.c.couple_id.is_(None))
+                 .values(couple_id=c.id)).rowcount != 1:
+        raise Conflict("You are already in a couple.")
     view = _couple_view(s, c.id, with_code=False)
     emit(s, outbox, "journal.couple.partnered", source=SOURCE, subject=c.id,
          data={"couple_id": c.id, "partner_ids": [p["id"] for p in view["partners"]]})

@@ -42,6 +42,8 @@ Choices made where the notes are silent (each is documented where it lives):
   weekly check-in rhythm is its own milestone type, ``check_in_rhythm``,
   because a (type, level) pair is achieved once and the ritual counts already
   use levels 1 to 4.
+* ``worsening_check`` compares the last 28 days with the 28 days before them
+  (a change for the worse lately), on episode-days, with the same persistence.
 * A headline must never read as a decline: a detection whose own numbers would
   not show the improvement (e.g. lower-ranked but higher-mean intensities) is
   not made.
@@ -65,7 +67,7 @@ __all__ = [
     "FEWER_ANXIOUS_EPISODES", "CALMER_EPISODES", "BETTER_COMMUNICATION", "STRONGER_BOND",
     "MORE_INDEPENDENCE", "RITUALS_KEPT", "CHECK_IN_RHYTHM", "MILESTONE_TYPES",
     "DayAggregate", "History", "Detection", "RateComparison", "WorseningCheck",
-    "compare_rates", "fewer_anxious_episodes", "calmer_episodes", "more_independence",
+    "compare_rates", "fewer_episodes_levels", "fewer_anxious_episodes", "calmer_episodes", "more_independence",
     "better_communication", "stronger_bond", "rituals_kept", "check_in_rhythm",
     "detect_partner_milestones", "detect_couple_milestones", "worsening_check",
 ]
@@ -320,8 +322,8 @@ def compare_rates(k_base: int, t_base: int, k_recent: int, t_recent: int, altern
         raise ValueError("alternative must be 'less' or 'greater'")
     if k_base == 0:
         ratio = 1.0 if k_recent == 0 else math.inf
-    else:
-        ratio = (k_recent / t_recent) / (k_base / t_base)
+    else:  # one division of exact integers, so a ratio of exactly 7/10 is the float 0.7
+        ratio = (k_recent * t_base) / (t_recent * k_base)
     p = _binomial_p(k_recent, k_base + k_recent, t_recent, t_base, alternative)
     return RateComparison(k_base, t_base, k_recent, t_recent, ratio, p)
 
@@ -478,8 +480,7 @@ def _fewer_look(history: History, as_of: date) -> Optional[_Look]:
     if b["episode_days"] < FEWER_EPISODES_MIN_BASELINE_EPISODE_DAYS:
         return None
     cmp = compare_rates(b["episode_days"], baseline.logged_days, r["episode_days"], recent.logged_days, "less")
-    significant = cmp.p_value < ALPHA
-    levels = tuple(level for level, most in FEWER_EPISODES_LEVELS if significant and cmp.ratio <= most)
+    levels = fewer_episodes_levels(cmp)
     base_week = b["episode_days"] / baseline.logged_days * 7
     recent_week = r["episode_days"] / recent.logged_days * 7
     a, c = _distinct(_about(base_week), _about(recent_week), base_week, recent_week, 1)
@@ -493,6 +494,19 @@ def _fewer_look(history: History, as_of: date) -> Optional[_Look]:
     }
     summary = {"recent": recent.describe(), "rate_ratio": _num(cmp.ratio), "p_value": _p(cmp.p_value)}
     return _Look(levels, evidence, headline, summary)
+
+
+def fewer_episodes_levels(cmp: RateComparison) -> tuple[int, ...]:
+    """The levels of ``fewer_anxious_episodes`` one comparison supports (one look).
+
+    Every level needs p < 0.0125; then rate ratio <= 0.7, 0.5, 0.3 for levels
+    1, 2, 3. With two 28-day windows of episode-days the test binds first: even
+    a baseline with an episode every logged day (28 of 28) needs a ratio of
+    about 0.43 or less to be significant.
+    """
+    if not cmp.p_value < ALPHA:
+        return ()
+    return tuple(level for level, most in FEWER_EPISODES_LEVELS if cmp.ratio <= most)
 
 
 def fewer_anxious_episodes(history: HistoryLike, as_of: date) -> list[Detection]:
@@ -615,8 +629,8 @@ def _communication_look(a: History, b: History, as_of: date) -> Optional[_Look]:
         firsts.append(first)
         lasts.append(last)
         sides.append((fmean(v for _, v in first), fmean(v for _, v in last)))
-    first_all = [v for w in firsts for _, v in w]
-    last_all = [v for w in lasts for _, v in w]
+    first_all = sorted(v for w in firsts for _, v in w)  # sorted: the same numbers whichever partner is a
+    last_all = sorted(v for w in lasts for _, v in w)
     effect, p = _common_language(last_all, first_all)
     neither_down = all(later >= earlier for earlier, later in sides)
     first_mean, last_mean = fmean(first_all), fmean(last_all)
@@ -625,8 +639,7 @@ def _communication_look(a: History, b: History, as_of: date) -> Optional[_Look]:
     def window(ws: list[list[tuple[date, float]]], mean: float) -> dict:
         # the couple's window: its date span and size, never one partner's numbers beside the other's
         days = [d for w in ws for d, _ in w]
-        return {"start": _iso(min(days)), "end": _iso(max(days)), "ratings": len(days),
-                "rated_days_per_partner": [len(w) for w in ws], "mean": _num(mean, 2)}
+        return {"start": _iso(min(days)), "end": _iso(max(days)), "ratings": len(days), "mean": _num(mean, 2)}
 
     x, y = _distinct(_mean_text(first_mean), _mean_text(last_mean), first_mean, last_mean)
     headline = f"Talking together: your daily communication ratings went from about {x} to about {y} out of 5."

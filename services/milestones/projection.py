@@ -1,0 +1,186 @@
+"""The milestones service's view of the journal, built from events alone.
+
+Every handler is idempotent (the consumer records each event id in the same
+transaction) and order-independent: an entry's stored state carries the time
+of the event that produced it, so an older event arriving late changes nothing,
+and a deletion that arrives before its entry leaves a tombstone. Each change
+recomputes the daily aggregate of the dates it touched, from the entries of
+that day, and marks the partner for evaluation.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import and_, delete, select, update
+from sqlalchemy.orm import Session
+
+from shared.db import utcnow
+from shared.events import Event
+
+from .tables import days, entries, milestones, partners
+
+# When two events about one entry carry the same time, the later kind of change wins.
+_RANK = {"journal.entry.recorded": 0, "journal.entry.revised": 1, "journal.entry.deleted": 2}
+
+
+def _partner(s: Session, partner_id: str, **values):
+    """The partner's row, created on first sight (events arrive in any order)."""
+    row = s.execute(select(partners).where(partners.c.id == partner_id)).first()
+    if row is None:
+        s.execute(partners.insert().values(id=partner_id, share_milestones_with_partner=False, erased=False,
+                                           **values))
+        return s.execute(select(partners).where(partners.c.id == partner_id)).first()
+    if values:
+        s.execute(update(partners).where(partners.c.id == partner_id).values(**values))
+    return row
+
+
+def partner_registered(s: Session, ev: Event) -> None:
+    d = ev.data
+    row = _partner(s, str(d["partner_id"]))
+    if not row.erased:
+        s.execute(update(partners).where(partners.c.id == row.id).values(timezone=d["timezone"]))
+
+
+def couple_partnered(s: Session, ev: Event) -> None:
+    couple_id = str(ev.data["couple_id"])
+    for pid in map(str, ev.data["partner_ids"]):
+        row = _partner(s, pid)
+        if not row.erased:
+            s.execute(update(partners).where(partners.c.id == pid).values(couple_id=couple_id))
+            mark_dirty(s, pid, None)
+
+
+def preferences_changed(s: Session, ev: Event) -> None:
+    pid = str(ev.data["partner_id"])
+    row = _partner(s, pid)
+    if row.erased or (row.sharing_version is not None and row.sharing_version > ev.time):
+        return
+    s.execute(update(partners).where(partners.c.id == pid).values(
+        share_milestones_with_partner=bool(ev.data["share_milestones_with_partner"]), sharing_version=ev.time))
+
+
+def _is_newer(existing, ev: Event) -> bool:
+    if existing is None:
+        return True
+    if ev.time != existing.version:
+        return ev.time > existing.version
+    current = 2 if existing.deleted else 1  # a stored live entry may be recorded or revised: assume revised
+    return _RANK[ev.type] > current
+
+
+def entry_changed(s: Session, ev: Event) -> None:
+    """journal.entry.recorded and journal.entry.revised: the entry as it now is."""
+    d = ev.data
+    pid, entry_id = str(d["partner_id"]), str(d["entry_id"])
+    if _partner(s, pid).erased:
+        return
+    existing = s.execute(select(entries).where(entries.c.id == entry_id)).first()
+    if not _is_newer(existing, ev):
+        return
+    measures = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in d.items()
+                if k not in {"entry_id", "couple_id", "partner_id", "kind", "occurred_at", "local_date", "visibility"}
+                and v is not None}
+    values = dict(partner_id=pid, couple_id=str(d["couple_id"]) if d.get("couple_id") else None, kind=d["kind"],
+                  occurred_at=d["occurred_at"], local_date=d["local_date"], measures=measures, deleted=False,
+                  version=ev.time)
+    if existing is None:
+        s.execute(entries.insert().values(id=entry_id, **values))
+    else:
+        s.execute(update(entries).where(entries.c.id == entry_id).values(**values))
+    if values["couple_id"]:
+        row = _partner(s, pid)
+        if row.couple_id is None:
+            s.execute(update(partners).where(partners.c.id == pid).values(couple_id=values["couple_id"]))
+    touched = {d["local_date"]}
+    if existing is not None and not existing.deleted and existing.local_date:
+        touched.add(existing.local_date)
+    for day in touched:
+        recompute_day(s, pid, day)
+    mark_dirty(s, pid, min(touched))
+
+
+def entry_deleted(s: Session, ev: Event) -> None:
+    d = ev.data
+    pid, entry_id = str(d["partner_id"]), str(d["entry_id"])
+    if _partner(s, pid).erased:
+        return
+    existing = s.execute(select(entries).where(entries.c.id == entry_id)).first()
+    if not _is_newer(existing, ev):
+        return
+    if existing is None:  # the deletion came first: a tombstone keeps the late "recorded" out
+        s.execute(entries.insert().values(id=entry_id, partner_id=pid, deleted=True, version=ev.time))
+        return
+    s.execute(update(entries).where(entries.c.id == entry_id).values(deleted=True, version=ev.time))
+    if not existing.deleted and existing.local_date:
+        recompute_day(s, pid, existing.local_date)
+        mark_dirty(s, pid, existing.local_date)
+
+
+def partner_erased(s: Session, ev: Event) -> None:
+    """Remove the partner's data and personal milestones; a tombstone stays."""
+    pid = str(ev.data["partner_id"])
+    _partner(s, pid)
+    s.execute(delete(entries).where(entries.c.partner_id == pid))
+    s.execute(delete(days).where(days.c.partner_id == pid))
+    s.execute(delete(milestones).where(milestones.c.owner_key == pid))
+    s.execute(update(partners).where(partners.c.id == pid).values(
+        erased=True, timezone=None, couple_id=None, dirty_since=None, replay_from=None, next_scheduled_at=None))
+
+
+HANDLERS = {
+    "journal.partner.registered": partner_registered,
+    "journal.couple.partnered": couple_partnered,
+    "journal.entry.recorded": entry_changed,
+    "journal.entry.revised": entry_changed,
+    "journal.entry.deleted": entry_deleted,
+    "journal.partner.erased": partner_erased,
+    "notify.preferences.changed": preferences_changed,
+}
+
+
+def mark_dirty(s: Session, partner_id: str, day: date | None) -> None:
+    """Ask for an evaluation once the partner's events settle; `day` is the
+    earliest local date whose data changed (late data is replayed from there)."""
+    row = s.execute(select(partners.c.dirty_since, partners.c.replay_from)
+                    .where(partners.c.id == partner_id)).one()
+    replay = row.replay_from
+    if day is not None and (replay is None or day < replay):
+        replay = day
+    s.execute(update(partners).where(partners.c.id == partner_id).values(
+        dirty_since=utcnow(), replay_from=replay))
+
+
+def recompute_day(s: Session, partner_id: str, day: date) -> None:
+    """Rebuild one day's aggregate from that day's live entries."""
+    rows = s.execute(select(entries.c.kind, entries.c.occurred_at, entries.c.measures).where(and_(
+        entries.c.partner_id == partner_id, entries.c.local_date == day, entries.c.deleted.is_(False)))).all()
+    s.execute(delete(days).where(days.c.partner_id == partner_id, days.c.local_date == day))
+    if not rows:
+        return
+    agg = dict(entries=len(rows), episodes=0, intensities=[], communication=[], connection=[], understanding=[],
+               rituals=[], activities=0, conflicts=0, conflicts_repaired_24h=0, weekly_check_ins=0)
+    for kind, occurred_at, m in rows:
+        if kind == "anxious_episode":
+            agg["episodes"] += 1
+            agg["intensities"].append(int(m["intensity"]))
+        elif kind == "daily_reflection":
+            if m.get("communication") is not None:
+                agg["communication"].append(int(m["communication"]))
+        elif kind == "check_in":
+            agg["weekly_check_ins"] += 1
+            for k in ("connection", "understanding"):
+                if m.get(k) is not None:
+                    agg[k].append(int(m[k]))
+        elif kind == "ritual":
+            agg["rituals"].append(m["ritual"])
+        elif kind == "independence_activity":
+            agg["activities"] += 1
+        elif kind == "conflict":
+            agg["conflicts"] += 1
+            repaired = m.get("repaired_at")
+            if repaired and datetime.fromisoformat(repaired) - occurred_at <= timedelta(hours=24):
+                agg["conflicts_repaired_24h"] += 1
+    for k in ("intensities", "communication", "connection", "understanding", "rituals"):
+        agg[k] = sorted(agg[k])  # the same day always gives the same row, whatever the order
+    s.execute(days.insert().values(partner_id=partner_id, local_date=day, **agg))

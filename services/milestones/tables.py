@@ -1,0 +1,89 @@
+"""The milestones service's own database: its view of partners, couples and
+entries (built from events alone), per-partner daily aggregates, and the
+milestones achieved."""
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean, Column, Date, Index, Integer, MetaData, String, Table, Text, UniqueConstraint,
+)
+
+from shared.consumer import processed_events_table
+from shared.db import JSONType, UTCDateTime
+from shared.outbox import outbox_table
+
+metadata = MetaData(naming_convention={
+    "ix": "ix_%(column_0_label)s", "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s", "pk": "pk_%(table_name)s",
+})
+
+# A partner as the events told us. A row can exist before `registered` arrives
+# (events come in any order); `erased` is a tombstone that late events respect.
+partners = Table(
+    "partners", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("couple_id", String(36), nullable=True, index=True),
+    Column("timezone", String(64), nullable=True),
+    Column("share_milestones_with_partner", Boolean, nullable=False, server_default="0"),
+    Column("sharing_version", UTCDateTime(), nullable=True),  # time of the preference event applied
+    Column("erased", Boolean, nullable=False, server_default="0"),
+    # Evaluation bookkeeping: coalesced after new data, and on a daily schedule.
+    Column("dirty_since", UTCDateTime(), nullable=True),
+    Column("replay_from", Date, nullable=True),  # earliest local date touched by late data
+    Column("next_scheduled_at", UTCDateTime(), nullable=True),
+    Column("evaluated_through", Date, nullable=True),
+)
+
+# Every entry's measures (no note ever arrives). `version` is the event time of
+# the state stored, so an older event arriving late changes nothing.
+entries = Table(
+    "entries", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("partner_id", String(36), nullable=False),
+    Column("couple_id", String(36), nullable=True),
+    Column("kind", String(32), nullable=True),
+    Column("occurred_at", UTCDateTime(), nullable=True),
+    Column("local_date", Date, nullable=True),
+    Column("measures", JSONType, nullable=True),
+    Column("deleted", Boolean, nullable=False, server_default="0"),
+    Column("version", UTCDateTime(), nullable=False),
+    Index("ix_entries_partner_day", "partner_id", "local_date"),
+)
+
+# One row per partner and local date, recomputed from `entries` whenever one of
+# that day's entries changes: evaluation reads a few hundred of these at most.
+days = Table(
+    "days", metadata,
+    Column("partner_id", String(36), primary_key=True),
+    Column("local_date", Date, primary_key=True),
+    Column("entries", Integer, nullable=False),
+    Column("episodes", Integer, nullable=False),
+    Column("intensities", JSONType, nullable=False),
+    Column("communication", JSONType, nullable=False),
+    Column("connection", JSONType, nullable=False),
+    Column("understanding", JSONType, nullable=False),
+    Column("rituals", JSONType, nullable=False),
+    Column("activities", Integer, nullable=False),
+    Column("conflicts", Integer, nullable=False),
+    Column("conflicts_repaired_24h", Integer, nullable=False),
+    Column("weekly_check_ins", Integer, nullable=False),
+)
+
+milestones = Table(
+    "milestones", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("type", String(40), nullable=False),
+    Column("level", Integer, nullable=False),
+    Column("couple_id", String(36), nullable=True, index=True),
+    Column("partner_id", String(36), nullable=True, index=True),
+    # whose milestone it is: the partner id, or the couple id for a couple's own
+    Column("owner_key", String(36), nullable=False),
+    Column("achieved_at", UTCDateTime(), nullable=False),
+    Column("as_of", Date, nullable=False),
+    Column("headline", Text, nullable=False),
+    Column("evidence", JSONType, nullable=False),
+    # Once, ever: a level of a type is achieved by its owner one time.
+    UniqueConstraint("type", "level", "owner_key", name="uq_milestones_once"),
+)
+
+outbox = outbox_table(metadata)
+processed_events = processed_events_table(metadata)
