@@ -163,14 +163,24 @@ def new_id() -> str:
 
 # --- the journal API, in process ---
 
-@pytest.fixture
-def journal(backend):
-    """A Flask test client of the journal on the current backend."""
+def _journal_client():
     from services.journal.app import create_app
 
     app = create_app()
     app.testing = True
     return app.test_client()
+
+
+@pytest.fixture
+def journal(backend):
+    """A Flask test client of the journal on the current backend."""
+    return _journal_client()
+
+
+@pytest.fixture
+def rabbit_journal(rabbit_backend):
+    """The journal on RabbitMQ and PostgreSQL only."""
+    return _journal_client()
 
 
 def sign_up(client, name: str = "Ana", timezone: str = "Europe/Paris") -> dict:

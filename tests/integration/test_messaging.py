@@ -317,3 +317,37 @@ def new_uuid() -> str:
     import uuid
 
     return str(uuid.uuid4())
+
+
+class TestBrokerRestart:
+    def test_consumer_and_relay_survive_a_broker_restart(self, rabbit_backend, rabbit_journal):
+        """stop_app makes the broker unreachable for a while; both sides carry on by themselves."""
+        import threading
+
+        def ctl(*args):
+            out = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=120)
+            assert out.returncode == 0, out.stderr
+
+        journal = rabbit_journal
+        a = sign_up(journal)
+        relay = journal_app.make_relay()
+        relay_thread = threading.Thread(target=relay.run, daemon=True)
+        try:
+            with ConsumerThread(rabbit_backend.db_urls["journal"]) as consumer:
+                relay_thread.start()
+                wait_until(lambda: consumer.settled == 1, what="the sign-up event")
+                ctl("stop_app")
+                try:
+                    # The journal keeps answering while the broker is away: the outbox holds the events.
+                    for _ in range(3):
+                        assert journal.post("/v1/entries", headers=a["headers"], json=entry()).status_code == 201
+                finally:
+                    ctl("start_app")
+                    ctl("await_startup")
+                wait_until(lambda: consumer.settled == 4, timeout=60, what="the events recorded during the outage")
+                assert set(consumer.times_applied().values()) == {1}
+                assert len(consumer.times_applied()) == 4
+        finally:
+            relay.stop()
+            relay_thread.join(timeout=15)
+            relay.publisher.close()
