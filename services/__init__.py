@@ -27,4 +27,14 @@ SERVICES: dict[str, ServiceSpec] = {
         metadata="services.journal.tables:metadata",
         workers={"relay": "services.journal.app:run_relay"},
     ),
+    "milestones": ServiceSpec(
+        name="milestones",
+        wsgi="services.milestones.app:create_app()",
+        metadata="services.milestones.tables:metadata",
+        workers={
+            "consumer": "services.milestones.app:run_consumer",
+            "evaluator": "services.milestones.app:run_evaluator",
+            "relay": "services.milestones.app:run_relay",
+        },
+    ),
 }

@@ -28,8 +28,35 @@ def _filesystem_transport(root: Path) -> type:
     key = str(root)
     if key not in _FOLDER_TRANSPORTS:
         _FOLDER_TRANSPORTS[key] = type("FolderTransport", (filesystem.Transport,),
-                                       {"global_state": virtual.BrokerState()})
+                                       {"global_state": virtual.BrokerState(), "Channel": _AtomicChannel})
     return _FOLDER_TRANSPORTS[key]
+
+
+def _atomic_channel():
+    import os
+    import uuid
+    from time import monotonic
+
+    from kombu.transport import filesystem
+    from kombu.utils.json import dumps
+
+    class AtomicChannel(filesystem.Channel):
+        """Kombu's filesystem channel creates a message file, then writes it: a
+        reader in another process can find it empty. Write aside, then rename
+        (atomic): readers only pick up names ending in ``.msg``."""
+
+        def _put(self, queue, payload, **kwargs):
+            name = f"{int(round(monotonic() * 1000))}_{uuid.uuid4()}.{queue}.msg"
+            final = os.path.join(self.data_folder_out, name)
+            tmp = os.path.join(self.data_folder_out, f".{name}.tmp")
+            with open(tmp, "wb") as f:
+                f.write(dumps(payload).encode("utf-8"))
+            os.replace(tmp, final)
+
+    return AtomicChannel
+
+
+_AtomicChannel = _atomic_channel()
 
 
 def connect(url: str | None = None, *, heartbeat: int = 0) -> Connection:

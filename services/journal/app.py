@@ -2,11 +2,9 @@
 and the outbox relay. ``create_app`` is what gunicorn serves."""
 from __future__ import annotations
 
-import signal
-
 from argon2 import PasswordHasher, profiles
 
-from shared import auth, broker, logs
+from shared import auth, logs, workers
 from shared.config import Settings
 from shared.db import make_engine, make_session_factory
 from shared.outbox import Relay, install_local_waker
@@ -44,15 +42,8 @@ def create_app(settings: Settings | None = None):
 
 
 def make_relay(settings: Settings | None = None) -> Relay:
-    settings = settings or Settings.from_env(SERVICE)
-    engine = make_engine(settings.database_url)
-    publisher = broker.Publisher(broker.connect(settings.broker_url))
-    return Relay(engine, outbox, publisher, service=SERVICE, var_dir=settings.var_dir)
+    return workers.make_relay(settings or Settings.from_env(SERVICE), outbox)
 
 
 def run_relay() -> None:
-    logs.configure(SERVICE)
-    relay = make_relay()
-    signal.signal(signal.SIGTERM, lambda *_: relay.stop())
-    signal.signal(signal.SIGINT, lambda *_: relay.stop())
-    relay.run()
+    workers.run_relay(Settings.from_env(SERVICE), outbox)

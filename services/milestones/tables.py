@@ -31,6 +31,8 @@ partners = Table(
     Column("replay_from", Date, nullable=True),  # earliest local date touched by late data
     Column("next_scheduled_at", UTCDateTime(), nullable=True),
     Column("evaluated_through", Date, nullable=True),
+    Index("ix_partners_dirty", "dirty_since"),
+    Index("ix_partners_scheduled", "next_scheduled_at"),
 )
 
 # Every entry's measures (no note ever arrives). `version` is the event time of

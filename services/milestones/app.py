@@ -1,0 +1,115 @@
+"""The milestones service's composition root: HTTP app, event consumer,
+evaluator and outbox relay."""
+from __future__ import annotations
+
+import os
+import time
+from datetime import timedelta
+
+from shared import logs, workers
+from shared.config import Settings
+from shared.db import make_engine, make_session_factory, unit_of_work, utcnow
+from shared.events import Event
+from shared.outbox import Relay, install_local_waker
+from shared.web import create_base_app
+
+from . import evaluation, http, projection
+from .tables import outbox, processed_events
+
+SERVICE = "milestones"
+QUEUE = "milestones.events"
+COUNT_KINDS = {"ritual", "check_in"}
+
+
+def settle_delay() -> timedelta:
+    """How long a partner's events must be quiet before a statistical evaluation:
+    a late sync arrives as a burst, and is judged whole, never half-way."""
+    return timedelta(seconds=float(os.environ.get("MILESTONES_SETTLE_SECONDS", "3")))
+
+
+def _sessions(settings: Settings):
+    engine = make_engine(settings.database_url)
+    sessions = make_session_factory(engine)
+    if engine.dialect.name == "sqlite":
+        install_local_waker(sessions, settings.var_dir, SERVICE)
+    return engine, sessions
+
+
+def create_app(settings: Settings | None = None):
+    settings = settings or Settings.from_env(SERVICE)
+    logs.configure(SERVICE)
+    engine, sessions = _sessions(settings)
+    app, api = create_base_app(settings, engine=engine, title="Tandem milestones",
+                               description="Milestones detected from the journal's events, and progress series.")
+    app.extensions["milestones"] = {"sessions": sessions}
+    api.register_blueprint(http.blp)
+    return app
+
+
+def _count_milestones_too(handler):
+    """Rituals kept are counts: announced as soon as the count is reached."""
+
+    def handle(s, ev: Event) -> None:
+        handler(s, ev)
+        if ev.data.get("kind") in COUNT_KINDS:
+            evaluation.evaluate_counts(s, str(ev.data["partner_id"]), ev.data["local_date"])
+
+    return handle
+
+
+def handlers() -> dict:
+    h = dict(projection.HANDLERS)
+    for t in ("journal.entry.recorded", "journal.entry.revised"):
+        h[t] = _count_milestones_too(h[t])
+    return h
+
+
+def make_consumer(settings: Settings | None = None):
+    settings = settings or Settings.from_env(SERVICE)
+    _, sessions = _sessions(settings)
+    return workers.make_consumer(settings, QUEUE, handlers(), processed_events, sessions=sessions)
+
+
+def run_consumer() -> None:
+    workers.run_consumer(Settings.from_env(SERVICE), QUEUE, handlers(), processed_events)
+
+
+class Evaluator:
+    """Evaluates partners whose events have settled, and each partner daily."""
+
+    def __init__(self, sessions, settle: timedelta | None = None):
+        self.sessions = sessions
+        self.settle = settle if settle is not None else settle_delay()
+
+    def tick(self) -> float:
+        """Evaluate every partner now due, one transaction each; seconds to wait."""
+        now = utcnow()
+        with unit_of_work(self.sessions) as s:
+            evaluation.schedule_new_partners(s, now)
+        done = 0
+        while True:
+            with unit_of_work(self.sessions) as s:
+                due = evaluation.due_partners(s, utcnow(), self.settle, limit=1)
+                if not due:
+                    break
+                evaluation.evaluate_due(s, due[0], utcnow())
+                done += 1
+        return 0.2 if done else 0.5
+
+
+def make_evaluator(settings: Settings | None = None) -> Evaluator:
+    _, sessions = _sessions(settings or Settings.from_env(SERVICE))
+    return Evaluator(sessions)
+
+
+def run_evaluator() -> None:
+    settings = Settings.from_env(SERVICE)
+    workers.run_periodic(settings, workers.Periodic("evaluator", make_evaluator(settings).tick))
+
+
+def make_relay(settings: Settings | None = None) -> Relay:
+    return workers.make_relay(settings or Settings.from_env(SERVICE), outbox)
+
+
+def run_relay() -> None:
+    workers.run_relay(Settings.from_env(SERVICE), outbox)

@@ -1,0 +1,187 @@
+"""Deciding, storing and announcing milestones.
+
+Evaluation reads a partner's daily aggregates (a few hundred rows) and runs the
+pure detectors. It happens (1) once a partner's events have settled after new
+data, coalesced however many events arrived, and (2) on a daily schedule in the
+partner's own time zone, since a good month brings fewer events.
+
+Late data (an app that synced weeks late, in any order) is replayed: the
+detectors are run as of every local date from the earliest date the new data
+touched up to today, so the milestones end the same as if every entry had
+arrived on its day. Each (type, level, owner) is stored once, ever, with its
+evidence, and announced through the outbox in the same transaction.
+"""
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime, time, timedelta, timezone
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from shared.db import utcnow
+from shared.outbox import emit
+
+from . import detectors
+from .detectors import DayAggregate, Detection, History
+from .tables import days, milestones, outbox, partners
+
+SOURCE = "/milestones"
+MAX_REPLAY_DAYS = 400
+DAILY_AT = time(4, 0)  # local time of the scheduled evaluation: after the day is over for almost everyone
+
+
+def zone(name: str | None) -> ZoneInfo:
+    try:
+        return ZoneInfo(name) if name else ZoneInfo("UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def local_today(tz_name: str | None, now: datetime) -> date:
+    return now.astimezone(zone(tz_name)).date()
+
+
+def next_daily_run(tz_name: str | None, now: datetime) -> datetime:
+    tz = zone(tz_name)
+    local = now.astimezone(tz)
+    run = datetime.combine(local.date(), DAILY_AT, tz)
+    if run <= local:
+        run = datetime.combine(local.date() + timedelta(days=1), DAILY_AT, tz)
+    return run.astimezone(timezone.utc)
+
+
+def history(s: Session, partner_id: str | None) -> History:
+    if partner_id is None:
+        return History(())
+    rows = s.execute(select(days).where(days.c.partner_id == partner_id)).all()
+    return History(tuple(DayAggregate(
+        day=r.local_date, logged=r.entries > 0, episodes=r.episodes, intensities=tuple(r.intensities),
+        communication=tuple(r.communication), connection=tuple(r.connection), understanding=tuple(r.understanding),
+        rituals=tuple(r.rituals), activities=r.activities, conflicts=r.conflicts,
+        conflicts_repaired_24h=r.conflicts_repaired_24h, weekly_check_ins=r.weekly_check_ins) for r in rows))
+
+
+def other_partner(s: Session, partner) -> str | None:
+    if not partner.couple_id:
+        return None
+    return s.execute(select(partners.c.id).where(partners.c.couple_id == partner.couple_id,
+                                                 partners.c.id != partner.id,
+                                                 partners.c.erased.is_(False))).scalar()
+
+
+def audience(s: Session, owner, other_id: str | None, scope: str) -> list[str]:
+    """Who may see it: the couple's both; a partner's own, the partner and,
+    only if the owner shares, the other partner."""
+    if scope == detectors.COUPLE:
+        return sorted(p for p in (owner.id, other_id) if p)
+    return [owner.id] + ([other_id] if other_id and owner.share_milestones_with_partner else [])
+
+
+def _achieve(s: Session, owner, other_id: str | None, det: Detection, as_of: date, now: datetime) -> dict | None:
+    """Store one level once, ever, and announce it; None if it was achieved before."""
+    couple_id = owner.couple_id
+    if det.scope == detectors.COUPLE and not couple_id:
+        return None
+    owner_key = couple_id if det.scope == detectors.COUPLE else owner.id
+    exists = s.execute(select(milestones.c.id).where(
+        milestones.c.type == det.type, milestones.c.level == det.level, milestones.c.owner_key == owner_key)).first()
+    if exists:
+        return None
+    row = {"id": str(uuid.uuid4()), "type": det.type, "level": det.level, "couple_id": couple_id,
+           "partner_id": owner.id if det.scope == detectors.PARTNER else None, "owner_key": owner_key,
+           "achieved_at": now, "as_of": as_of, "headline": det.headline, "evidence": det.evidence}
+    try:
+        with s.begin_nested():
+            s.execute(milestones.insert().values(**row))
+    except IntegrityError:
+        return None  # another evaluator (the other partner's) stored it first
+    data = {k: row[k] for k in ("id", "type", "level", "couple_id", "partner_id", "achieved_at", "headline",
+                                "evidence")}
+    data["audience"] = audience(s, owner, other_id, det.scope)
+    emit(s, outbox, "milestones.milestone.achieved", source=SOURCE, subject=couple_id or owner.id, data=data)
+    return row
+
+
+def _all_detectors(mine: History, theirs: History, as_of: date, in_couple: bool) -> list[Detection]:
+    found = detectors.detect_partner_milestones(mine, as_of)
+    if in_couple:
+        found += detectors.detect_couple_milestones(mine, theirs, as_of)
+    return found
+
+
+def _count_detectors(mine: History, theirs: History, as_of: date, in_couple: bool) -> list[Detection]:
+    if not in_couple:
+        return []
+    return detectors.rituals_kept(mine, theirs, as_of) + detectors.check_in_rhythm(mine, theirs, as_of)
+
+
+def evaluate_partner(s: Session, partner_id: str, now: datetime | None = None, *,
+                     detect=_all_detectors, dates: list[date] | None = None) -> list[dict]:
+    """Run the detectors for one partner (and their couple) and record what is new."""
+    now = now or utcnow()
+    owner = s.execute(select(partners).where(partners.c.id == partner_id)).first()
+    if owner is None or owner.erased:
+        return []
+    today = local_today(owner.timezone, now)
+    if dates is None:
+        start = owner.replay_from or today
+        if owner.evaluated_through is not None and owner.evaluated_through < start:
+            start = owner.evaluated_through + timedelta(days=1)
+        start = max(start, today - timedelta(days=MAX_REPLAY_DAYS))
+        dates = [start + timedelta(days=i) for i in range((today - start).days + 1)] or [today]
+    mine = history(s, owner.id)
+    other_id = other_partner(s, owner)
+    theirs = history(s, other_id)
+    first = mine.first_logged_day(today)
+    achieved = []
+    for as_of in dates:
+        if first is None or as_of < first:
+            continue
+        for det in detect(mine, theirs, as_of, bool(owner.couple_id)):
+            row = _achieve(s, owner, other_id, det, as_of, now)
+            if row:
+                achieved.append(row)
+    return achieved
+
+
+def evaluate_counts(s: Session, partner_id: str, day: date) -> list[dict]:
+    """Count-based milestones (rituals kept) need no settling: a count that
+    reached 10 really did. Run in the consumer's transaction, as of the day touched."""
+    owner = s.execute(select(partners.c.timezone).where(partners.c.id == partner_id)).first()
+    if owner is None:
+        return []
+    today = local_today(owner.timezone, utcnow())
+    return evaluate_partner(s, partner_id, detect=_count_detectors, dates=[max(day, today)])
+
+
+def due_partners(s: Session, now: datetime, settle: timedelta, limit: int = 50) -> list[str]:
+    """Partners whose new data has settled, or whose daily evaluation is due;
+    locked (PostgreSQL) so that several evaluators never take the same one."""
+    stmt = (select(partners.c.id)
+            .where(partners.c.erased.is_(False),
+                   or_(partners.c.dirty_since <= now - settle,
+                       and_(partners.c.next_scheduled_at.is_not(None), partners.c.next_scheduled_at <= now)))
+            .order_by(partners.c.dirty_since).limit(limit).with_for_update(skip_locked=True))
+    return list(s.execute(stmt).scalars())
+
+
+def evaluate_due(s: Session, partner_id: str, now: datetime) -> list[dict]:
+    """One scheduled or settled evaluation; the partner is marked clean and
+    scheduled for tomorrow in their own time zone."""
+    owner = s.execute(select(partners).where(partners.c.id == partner_id)).first()
+    achieved = evaluate_partner(s, partner_id, now)
+    s.execute(update(partners).where(partners.c.id == partner_id).values(
+        dirty_since=None, replay_from=None, evaluated_through=local_today(owner.timezone, now),
+        next_scheduled_at=next_daily_run(owner.timezone, now)))
+    return achieved
+
+
+def schedule_new_partners(s: Session, now: datetime) -> None:
+    """Partners never scheduled get their first daily run."""
+    rows = s.execute(select(partners.c.id, partners.c.timezone).where(
+        partners.c.next_scheduled_at.is_(None), partners.c.erased.is_(False)).limit(500)).all()
+    for pid, tz in rows:
+        s.execute(update(partners).where(partners.c.id == pid).values(next_scheduled_at=next_daily_run(tz, now)))

@@ -1,0 +1,121 @@
+"""What a partner can read from the milestones service."""
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from shared.db import utcnow
+from shared.errors import Invalid, NotFound
+
+from .evaluation import local_today
+from .tables import days, milestones, partners
+
+
+def _visible(s: Session, partner_id: str):
+    """Own milestones, the couple's, and the partner's own when they share them."""
+    me = s.execute(select(partners).where(partners.c.id == partner_id)).first()
+    if me is None or me.erased:
+        return milestones.c.owner_key == partner_id  # nothing yet, but a valid query
+    clauses = [milestones.c.owner_key == partner_id]
+    if me.couple_id:
+        clauses.append(and_(milestones.c.couple_id == me.couple_id, milestones.c.partner_id.is_(None)))
+        sharing = select(partners.c.id).where(partners.c.couple_id == me.couple_id, partners.c.id != partner_id,
+                                              partners.c.share_milestones_with_partner.is_(True),
+                                              partners.c.erased.is_(False))
+        clauses.append(milestones.c.partner_id.in_(sharing.scalar_subquery()))
+    return or_(*clauses)
+
+
+def view(row) -> dict:
+    return {k: row._mapping[k] for k in ("id", "type", "level", "couple_id", "partner_id", "achieved_at",
+                                         "headline", "evidence")}
+
+
+def _cursor(row) -> str:
+    return base64.urlsafe_b64encode(f"{row.achieved_at.isoformat()}|{row.id}".encode()).decode().rstrip("=")
+
+
+def _decode(cursor: str) -> tuple[datetime, str]:
+    try:
+        at, mid = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split("|", 1)
+        parsed = datetime.fromisoformat(at)
+        if parsed.tzinfo is None:
+            raise ValueError
+        return parsed, str(uuid.UUID(mid))
+    except (ValueError, binascii.Error, UnicodeDecodeError, OverflowError):
+        raise Invalid("The cursor is not one this API gave.", errors={"cursor": ["Not a cursor this API gave."]}) \
+            from None
+
+
+def list_milestones(s: Session, partner_id: str, query: dict) -> dict:
+    stmt = select(milestones).where(_visible(s, partner_id))
+    if query.get("cursor"):
+        at, last = _decode(query["cursor"])
+        stmt = stmt.where(or_(milestones.c.achieved_at < at,
+                              and_(milestones.c.achieved_at == at, milestones.c.id < last)))
+    limit = query.get("limit", 50)
+    rows = s.execute(stmt.order_by(milestones.c.achieved_at.desc(), milestones.c.id.desc()).limit(limit + 1)).all()
+    page = rows[:limit]
+    return {"items": [view(r) for r in page], "next_cursor": _cursor(page[-1]) if len(rows) > limit else None}
+
+
+def get_milestone(s: Session, partner_id: str, milestone_id: str) -> dict:
+    row = s.execute(select(milestones).where(milestones.c.id == milestone_id, _visible(s, partner_id))).first()
+    if row is None:
+        raise NotFound("No such milestone.")
+    return view(row)
+
+
+def _week_start(d: date) -> date:
+    return d - timedelta(days=d.weekday())
+
+
+def progress(s: Session, partner_id: str, query: dict) -> dict:
+    """The caller's own weekly series; a week with no logging has no value (not zero)."""
+    metric = query["metric"]
+    me = s.execute(select(partners.c.timezone).where(partners.c.id == partner_id)).first()
+    rows = s.execute(select(days).where(days.c.partner_id == partner_id).order_by(days.c.local_date)).all()
+    out = {"metric": metric, "bucket": query.get("bucket", "week"), "points": []}
+    if not rows:
+        return out
+    until = query.get("until") or local_today(me.timezone if me else None, utcnow())
+    since = query.get("since") or rows[0].local_date
+    if since > until:
+        raise Invalid("The request has invalid fields: until", errors={"until": ["Must not be before since."]})
+    if (until - since).days > 3660:
+        raise Invalid("The request has invalid fields: since", errors={"since": ["At most ten years at a time."]})
+    weeks: dict[date, list] = {}
+    w = _week_start(since)
+    while w <= until:
+        weeks[w] = []
+        w += timedelta(days=7)
+    for r in rows:
+        if since <= r.local_date <= until and r.entries > 0:
+            weeks[_week_start(r.local_date)].append(r)
+    for start, logged in weeks.items():
+        out["points"].append({"start": start, "value": _value(metric, logged) if logged else None,
+                              "logged_days": len(logged)})
+    return out
+
+
+def _mean(values: list) -> float | None:
+    return round(sum(values) / len(values), 2) if values else None
+
+
+def _value(metric: str, logged: list):
+    if metric == "anxious_episodes":
+        return sum(r.episodes for r in logged)
+    if metric == "independence_activities":
+        return sum(r.activities for r in logged)
+    if metric == "rituals":
+        return sum(len(r.rituals) for r in logged)
+    if metric == "communication":
+        return _mean([v for r in logged for v in r.communication])
+    if metric == "episode_intensity":
+        return _mean([v for r in logged for v in r.intensities])
+    raise ValueError(metric)

@@ -1,0 +1,93 @@
+"""Running a service's worker processes: the outbox relay, the event consumer
+and periodic jobs, each stopping cleanly on SIGTERM or Ctrl-C."""
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from typing import Callable
+
+import structlog
+from sqlalchemy import Table
+from sqlalchemy.orm import sessionmaker
+
+from shared import broker, logs
+from shared.config import Settings
+from shared.consumer import EventConsumer, Handler
+from shared.db import is_transient, make_engine, make_session_factory
+from shared.outbox import Relay, install_local_waker
+
+log = structlog.get_logger("worker")
+
+
+def _on_stop(stop: Callable[[], None]) -> None:
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop())
+
+
+def make_relay(settings: Settings, outbox: Table) -> Relay:
+    publisher = broker.Publisher(broker.connect(settings.broker_url))
+    return Relay(make_engine(settings.database_url), outbox, publisher, service=settings.service,
+                 var_dir=settings.var_dir)
+
+
+def run_relay(settings: Settings, outbox: Table) -> None:
+    logs.configure(settings.service)
+    relay = make_relay(settings, outbox)
+    _on_stop(relay.stop)
+    relay.run()
+
+
+def make_consumer(settings: Settings, queue: str, handlers: dict[str, Handler], processed: Table,
+                  sessions: sessionmaker | None = None) -> EventConsumer:
+    if sessions is None:
+        engine = make_engine(settings.database_url)
+        sessions = make_session_factory(engine)
+        if engine.dialect.name == "sqlite":
+            install_local_waker(sessions, settings.var_dir, settings.service)
+    return EventConsumer(broker.connect(settings.broker_url, heartbeat=30), queue, handlers, sessions, processed,
+                         broker_url=settings.broker_url)
+
+
+def run_consumer(settings: Settings, queue: str, handlers: dict[str, Handler], processed: Table) -> None:
+    logs.configure(settings.service)
+    consumer = make_consumer(settings, queue, handlers, processed)
+
+    def stop():
+        consumer.should_stop = True
+
+    _on_stop(stop)
+    log.info("consumer_started", queue=queue)
+    consumer.run()
+    log.info("consumer_stopped", queue=queue)
+
+
+class Periodic:
+    """Calls `tick()` again and again; it returns how long to wait before the next call."""
+
+    def __init__(self, name: str, tick: Callable[[], float]):
+        self.name = name
+        self.tick = tick
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        log.info("periodic_started", job=self.name)
+        backoff = 0.5
+        while not self.stop_event.is_set():
+            try:
+                wait = self.tick()
+                backoff = 0.5
+            except Exception as e:
+                log.warning("periodic_failed", job=self.name, error=type(e).__name__, transient=is_transient(e))
+                wait, backoff = backoff, min(backoff * 2, 30)
+            self.stop_event.wait(wait)
+        log.info("periodic_stopped", job=self.name)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+
+def run_periodic(settings: Settings, job: Periodic) -> None:
+    logs.configure(settings.service)
+    _on_stop(job.stop)
+    job.run()
