@@ -146,7 +146,8 @@ class TestConsumer:
         dead = drain("milestones.events.dead")
         assert len(dead) == 2
         assert {m.headers["x-tandem-reason"] for m in dead} == {"unparseable"}
-        assert dead[0].body in (b"\x00 this is not json", "\x00 this is not json")
+        bodies = {m.body.encode() if isinstance(m.body, str) else m.body for m in dead}
+        assert b"\x00 this is not json" in bodies  # kept as it came, whatever the order
 
     def test_handler_failing_every_time_is_dead_lettered_after_bounded_retries(self, backend):
         calls = []

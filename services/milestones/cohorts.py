@@ -1,0 +1,232 @@
+"""Synthetic partners with known truth, and the cohort study of the detectors.
+
+Pure and seeded: no I/O, no clock, no global random state. The same
+``(seed, cohort, index)`` always gives the same partner, whatever else is
+generated, so a study can be grown or cut without changing its partners.
+
+Each partner is a run of daily aggregates (:class:`~services.milestones.
+detectors.DayAggregate`, logged days only) for a person with anxious
+attachment, day 0 being the first logged day:
+
+* Anxious episodes: a baseline rate drawn from 3-10 a week. A quarter of the
+  partners have plain Poisson days; the others are over-dispersed the way
+  people are: a day-level gamma multiplier (negative-binomial day counts,
+  shape 1.5-6) times a week-level multiplier that follows a log-normal AR(1)
+  across weeks (sd 0.1-0.45 on the log scale, week-to-week correlation 0-0.5),
+  so bad weeks come in clusters.
+* Logging: each day is logged with a partner's own probability, 50-90%.
+* Intensities (0-10) and independence activities are generated too, from
+  their own steady processes (day- and week-level variation as above); no
+  cohort changes them, so *any* ``calmer_episodes`` or ``more_independence``
+  detection is a false one.
+* History: 120-180 days.
+
+Cohorts (the truth about the episode rate):
+
+* ``steady``: the rate does not change.
+* ``worsening``: the rate rises by 40-100% from a random day in weeks 5-10.
+* ``gappy``: the rate does not change, but logging does, in one of three
+  patterns (partners take them in turn): ``gaps``, 1-3 gaps of 7-21 days
+  without logging, placed in the partner's *worst* weeks (people stop logging
+  in a bad spell); ``low_logging_month``, logging drops to 30% for 30 days;
+  ``shy_on_bad_days``, from a random day in weeks 5-10 on, a day with more
+  episodes than the partner's average is logged with only 40-80% of the usual
+  probability ("no logging is not no anxiety").
+* ``improvers``: the rate falls by 50-75% from a random day in weeks 5-10.
+
+Late and out-of-order sync is a transport concern and is not simulated.
+
+:func:`detection_report` runs the detectors the way the service does: every
+day, from the first day a test is possible to the end of each history, and
+compares them with a single-look textbook test.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Callable, Optional
+
+import numpy as np
+
+from . import detectors as det
+from .detectors import (
+    CALMER_EPISODES, FEWER_ANXIOUS_EPISODES, MORE_INDEPENDENCE, DayAggregate, History, compare_rates,
+)
+
+__all__ = [
+    "COHORTS", "GAPPY_PATTERNS", "START", "DETECTION_WEEKS", "SyntheticPartner",
+    "simulate_partner", "cohort", "first_detections", "textbook_single_look", "ideal_detection",
+    "detection_report",
+]
+
+COHORTS = ("steady", "worsening", "gappy", "improvers")
+GAPPY_PATTERNS = ("gaps", "low_logging_month", "shy_on_bad_days")
+START = date(2026, 1, 5)  # day 0 of every synthetic history
+DETECTION_WEEKS = 8  # an improver counts as found if detected within 8 weeks of the change
+
+# the simulator's ranges
+HISTORY_DAYS = (120, 180)
+WEEKLY_RATE = (3.0, 10.0)
+LOGGING = (0.5, 0.9)
+POISSON_SHARE = 0.25
+WEEK_SD = (0.1, 0.45)  # log-scale sd of the week multiplier
+WEEK_CORRELATION = (0.0, 0.5)
+DAY_SHAPE = (1.5, 6.0)  # gamma shape of the day multiplier (negative-binomial counts)
+CHANGE_DAYS = (28, 69)  # weeks 5-10, day 0 being the first logged day
+IMPROVER_FALL = (0.5, 0.75)
+WORSENING_RISE = (0.4, 1.0)
+GAPS = (1, 3)
+GAP_DAYS = (7, 21)
+LOW_LOGGING = 0.3
+LOW_LOGGING_DAYS = 30
+SHY_FACTOR = (0.4, 0.8)
+INTENSITY_MEAN = (3.5, 7.5)
+ACTIVITIES_PER_WEEK = (0.5, 4.0)
+
+
+@dataclass(frozen=True)
+class SyntheticPartner:
+    """One synthetic partner: the daily aggregates and the truth behind them.
+
+    ``days`` holds the logged days only (day 0 is ``START`` and is logged).
+    ``change_day`` is the day index from which the episode rate is
+    ``weekly_rate * (1 + change)`` (improvers: ``change`` < 0), or, for the
+    ``shy_on_bad_days`` pattern, the day the shyness starts; None otherwise.
+    """
+
+    cohort: str
+    index: int
+    pattern: Optional[str]
+    n_days: int
+    weekly_rate: float
+    logging: float
+    noise: dict
+    change_day: Optional[int]
+    change: Optional[float]
+    days: tuple[DayAggregate, ...]
+
+    @property
+    def history(self) -> History:
+        return History(self.days)
+
+    def day(self, i: int) -> date:
+        return START + timedelta(days=i)
+
+    def counts(self) -> tuple[list[int], list[bool]]:
+        """(episodes per day, logged per day) for days 0..n_days-1 (0 when not logged)."""
+        episodes, logged = [0] * self.n_days, [False] * self.n_days
+        for d in self.days:
+            i = (d.day - START).days
+            episodes[i], logged[i] = d.episodes, True
+        return episodes, logged
+
+
+def _week_multipliers(rng: np.random.Generator, n_days: int, sd: float, rho: float) -> np.ndarray:
+    """A day's week-level multiplier, mean 1: log-normal, AR(1) from week to week."""
+    weeks = n_days // 7 + 1
+    if sd == 0:
+        return np.ones(n_days)
+    z = np.empty(weeks)
+    z[0] = rng.normal(0.0, sd)
+    for w in range(1, weeks):
+        z[w] = rho * z[w - 1] + math.sqrt(1 - rho * rho) * rng.normal(0.0, sd)
+    return np.repeat(np.exp(z - sd * sd / 2), 7)[:n_days]
+
+
+def _day_multipliers(rng: np.random.Generator, n_days: int, shape: float) -> np.ndarray:
+    return np.ones(n_days) if math.isinf(shape) else rng.gamma(shape, 1.0 / shape, n_days)
+
+
+def _uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
+    return float(rng.uniform(*bounds))
+
+
+def _integer(rng: np.random.Generator, bounds: tuple[int, int]) -> int:
+    return int(rng.integers(bounds[0], bounds[1] + 1))
+
+
+def simulate_partner(seed: int, cohort_name: str, index: int) -> SyntheticPartner:
+    """The ``index``-th partner of a cohort, from ``seed`` (deterministic)."""
+    if cohort_name not in COHORTS:
+        raise ValueError(f"unknown cohort {cohort_name!r}; one of {COHORTS}")
+    rng = np.random.default_rng([seed, COHORTS.index(cohort_name), index])
+    n = _integer(rng, HISTORY_DAYS)
+    weekly_rate = _uniform(rng, WEEKLY_RATE)
+    lam = weekly_rate / 7
+    logging = _uniform(rng, LOGGING)
+    if rng.random() < POISSON_SHARE:
+        noise = {"kind": "poisson"}
+        sd, rho, shape = 0.0, 0.0, math.inf
+    else:
+        sd, rho, shape = _uniform(rng, WEEK_SD), _uniform(rng, WEEK_CORRELATION), _uniform(rng, DAY_SHAPE)
+        noise = {"kind": "overdispersed", "week_sd": round(sd, 3), "week_correlation": round(rho, 3),
+                 "day_shape": round(shape, 3)}
+    week = _week_multipliers(rng, n, sd, rho)
+    day = _day_multipliers(rng, n, shape)
+
+    factor = np.ones(n)
+    change_day: Optional[int] = None
+    change: Optional[float] = None
+    if cohort_name == "improvers":
+        change_day, change = _integer(rng, CHANGE_DAYS), -_uniform(rng, IMPROVER_FALL)
+    elif cohort_name == "worsening":
+        change_day, change = _integer(rng, CHANGE_DAYS), _uniform(rng, WORSENING_RISE)
+    if change_day is not None:
+        factor[change_day:] = 1 + change
+    episodes = rng.poisson(lam * factor * week * day)
+
+    p_log = np.full(n, logging)
+    pattern: Optional[str] = None
+    if cohort_name == "gappy":
+        pattern = GAPPY_PATTERNS[index % len(GAPPY_PATTERNS)]
+        if pattern == "gaps":
+            wanted = _integer(rng, GAPS)
+            starts = np.arange(14, n - 7, 7)
+            worst_first = starts[np.argsort(-week[starts], kind="stable")]
+            gap = np.zeros(n, dtype=bool)
+            for s in worst_first:
+                length = _integer(rng, GAP_DAYS)
+                if gap[max(0, s - 7):s + length + 7].any():
+                    continue
+                gap[s:s + length] = True
+                wanted -= 1
+                if wanted == 0:
+                    break
+            p_log[gap] = 0.0
+        elif pattern == "low_logging_month":
+            s = _integer(rng, (28, n - LOW_LOGGING_DAYS))
+            p_log[s:s + LOW_LOGGING_DAYS] = LOW_LOGGING
+        else:  # shy_on_bad_days
+            shy = _uniform(rng, SHY_FACTOR)
+            change_day = _integer(rng, CHANGE_DAYS)
+            bad = (episodes > lam) & (np.arange(n) >= change_day)
+            p_log[bad] *= shy
+            noise = dict(noise, shy_factor=round(shy, 3))
+    logged = rng.random(n) < p_log
+    logged[0] = True  # day 0 is the first logged day by definition
+
+    # intensities and activities: steady in every cohort
+    intensity_mean = _uniform(rng, INTENSITY_MEAN)
+    intensity_week = np.repeat(rng.normal(0.0, 0.5, n // 7 + 1), 7)[:n]
+    intensity_day = rng.normal(0.0, 0.8, n)
+    activity_rate = _uniform(rng, ACTIVITIES_PER_WEEK) / 7
+    activities = rng.poisson(activity_rate * _week_multipliers(rng, n, sd, rho) * _day_multipliers(rng, n, shape))
+
+    days = []
+    for i in range(n):
+        if not logged[i]:
+            continue
+        k = int(episodes[i])
+        centre = intensity_mean + intensity_week[i] + intensity_day[i]
+        intensities = tuple(int(v) for v in np.clip(np.rint(centre + rng.normal(0.0, 1.2, k)), 0, 10))
+        days.append(DayAggregate(START + timedelta(days=i), episodes=k, intensities=intensities,
+                                 activities=int(activities[i])))
+    return SyntheticPartner(cohort_name, index, pattern, n, round(weekly_rate, 3), round(logging, 3), noise,
+                            change_day, None if change is None else round(change, 3), tuple(days))
+
+
+def cohort(seed: int, cohort_name: str, n: int) -> list[SyntheticPartner]:
+    """Partners 0..n-1 of a cohort."""
+    return [simulate_partner(seed, cohort_name, i) for i in range(n)]
