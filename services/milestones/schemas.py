@@ -14,6 +14,7 @@ class Milestone(ma.Schema):
     couple_id = fields.String(allow_none=True)
     partner_id = fields.String(allow_none=True, metadata={"description": "null for the couple's own"})
     achieved_at = fields.AwareDateTime()
+    as_of = fields.Date(metadata={"description": "the owner's local date the evidence is as of"})
     headline = fields.String()
     evidence = fields.Dict(metadata={"description": "the windows compared, counts or means, effect size, p-value"})
 

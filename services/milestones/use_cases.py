@@ -33,7 +33,7 @@ def _visible(s: Session, partner_id: str):
 
 def view(row) -> dict:
     return {k: row._mapping[k] for k in ("id", "type", "level", "couple_id", "partner_id", "achieved_at",
-                                         "headline", "evidence")}
+                                         "as_of", "headline", "evidence")}
 
 
 def _cursor(row) -> str:
