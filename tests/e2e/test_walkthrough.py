@@ -3,21 +3,14 @@ against every service started as real processes (gunicorn and workers)."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import requests
 
-from tests.conftest import free_port
+from tests.e2e.conftest import ROOT, TANDEM
 from tests.support import wait_until
-
-ROOT = Path(__file__).resolve().parents[2]
-TANDEM = [sys.executable, "-m", "services.cli"]
 
 
 def walkthrough_script() -> str:
@@ -25,60 +18,6 @@ def walkthrough_script() -> str:
     block = re.search(r"<!-- walkthrough -->\s*```sh\n(.*?)```", readme, re.S)
     assert block, "README.md has a walk-through block"
     return block.group(1)
-
-
-class Running:
-    """`tandem run` (what `make run` starts) in its own process group."""
-
-    def __init__(self, env: dict[str, str]):
-        self.env = env
-        self.proc = subprocess.Popen(TANDEM + ["run"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True, start_new_session=True)
-
-    def stop(self) -> str:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            out, _ = self.proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            out, _ = self.proc.communicate()
-            raise AssertionError("tandem run did not stop on SIGTERM within 30 s")
-        return out
-
-
-@pytest.fixture
-def running(backend):
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_DATABASE_URL") and k != "BROKER_URL"}
-    env.update(backend.env(), JOURNAL_PORT=str(port), PYTHONUNBUFFERED="1", WEB_CONCURRENCY="2")
-    if backend.embedded:  # the real embedded default: nothing set but where ./var is
-        env.pop("BROKER_URL")
-        for svc in ("JOURNAL", "MILESTONES", "NOTIFY"):
-            env.pop(f"{svc}_DATABASE_URL", None)
-    run = Running(env)
-    base = f"http://127.0.0.1:{port}"
-
-    def ready():
-        if run.proc.poll() is not None:
-            raise AssertionError("tandem run exited:\n" + run.stop())
-        try:
-            return requests.get(base + "/readyz", timeout=1).status_code == 200
-        except requests.RequestException:  # not listening yet, or workers still booting
-            return False
-
-    try:
-        wait_until(ready, timeout=60, what="the journal to be ready")
-    except BaseException:
-        run.stop()
-        raise
-    try:
-        yield run, base, env
-    finally:
-        output = run.stop()
-    assert "journal.web stopped" in output and "journal.relay stopped" in output, output[-3000:]
-    with pytest.raises(requests.ConnectionError):
-        requests.get(base + "/healthz", timeout=1)
 
 
 class LineReader:
@@ -93,7 +32,7 @@ class LineReader:
 
 @pytest.mark.e2e
 def test_readme_walkthrough_works_word_for_word(running):
-    run, base, env = running
+    base, env = running.urls["journal"], running.env
     watcher = subprocess.Popen(TANDEM + ["watch"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     try:
