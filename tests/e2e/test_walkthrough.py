@@ -15,9 +15,9 @@ from tests.support import wait_until
 
 def walkthrough_script() -> str:
     readme = (ROOT / "README.md").read_text()
-    block = re.search(r"<!-- walkthrough -->\s*```sh\n(.*?)```", readme, re.S)
-    assert block, "README.md has a walk-through block"
-    return block.group(1)
+    blocks = re.findall(r"<!-- walkthrough -->\s*```sh\n(.*?)```", readme, re.S)
+    assert blocks, "README.md has a walk-through"
+    return "\n".join(blocks)
 
 
 class LineReader:
@@ -38,7 +38,8 @@ def test_readme_walkthrough_works_word_for_word(running):
     try:
         watched, said = LineReader(watcher.stdout), LineReader(watcher.stderr)
         wait_until(lambda: any("watching" in line for line in said.lines), what="the watcher to start")
-        script = walkthrough_script().replace("http://127.0.0.1:8001", base)
+        script = walkthrough_script().replace("http://127.0.0.1:8001", base) \
+            .replace("http://127.0.0.1:8002", running.urls["milestones"])
         done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True,
                               timeout=120)
         assert done.returncode == 0, done.stderr
@@ -47,6 +48,7 @@ def test_readme_walkthrough_works_word_for_word(running):
         assert "\n200\n" in out  # step 6: the retried entry is the same entry
         assert '"status": 404' in out  # step 7: Ana's private moment is hidden from Ben
         assert '"intensity": [' in out and '"status": 422' in out  # step 8 names the field
+        assert '"items": []' in out and '"metric": "anxious_episodes"' in out  # milestones: none yet; a chart
 
         # What the walk-through claims, checked through the API itself.
         token = requests.post(base + "/v1/tokens", json={"email": "ben@example.com",
