@@ -46,7 +46,7 @@ import math
 import statistics
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -230,3 +230,196 @@ def simulate_partner(seed: int, cohort_name: str, index: int) -> SyntheticPartne
 def cohort(seed: int, cohort_name: str, n: int) -> list[SyntheticPartner]:
     """Partners 0..n-1 of a cohort."""
     return [simulate_partner(seed, cohort_name, i) for i in range(n)]
+
+
+# --- the cohort study ---
+
+FIRST_LOOK_DAY = 2 * det.WINDOW_DAYS + det.PERSISTENCE_DAYS - 1  # day 62: no detection is possible before
+PARTNER_DETECTORS: dict[str, Callable] = {
+    FEWER_ANXIOUS_EPISODES: det.fewer_anxious_episodes,
+    CALMER_EPISODES: det.calmer_episodes,
+    MORE_INDEPENDENCE: det.more_independence,
+}
+
+
+def first_detections(partner: SyntheticPartner, kinds: tuple[str, ...] = tuple(PARTNER_DETECTORS),
+                     stop_at: Optional[int] = None) -> dict[str, Optional[int]]:
+    """The first day (index) each detector fires, looking every day as the service does.
+
+    Looks from day 62 (no detection is possible earlier) to the end of the
+    history (or ``stop_at``), each type until it first fires.
+    """
+    h = partner.history
+    last = partner.n_days - 1 if stop_at is None else min(stop_at, partner.n_days - 1)
+    first: dict[str, Optional[int]] = {k: None for k in kinds}
+    for i in range(FIRST_LOOK_DAY, last + 1):
+        as_of = partner.day(i)
+        for kind in kinds:
+            if first[kind] is None and PARTNER_DETECTORS[kind](h, as_of):
+                first[kind] = i
+        if all(v is not None for v in first.values()):
+            break
+    return first
+
+
+def _sums(episodes: list[int], logged: list[bool], lo: int, hi: int) -> tuple[int, int]:
+    """(episodes, logged days) on days lo..hi."""
+    idx = range(max(lo, 0), min(hi, len(episodes) - 1) + 1)
+    return sum(episodes[i] for i in idx if logged[i]), sum(1 for i in idx if logged[i])
+
+
+def textbook_single_look(partner: SyntheticPartner, look_day: Optional[int] = None) -> Optional[dict]:
+    """The textbook test, once: the first 28 days against the 28 days ending on ``look_day``.
+
+    Episodes per logged day, exact conditional binomial test one-sided (less),
+    p < 0.0125; nothing else (no effect size, no persistence, no guard).
+    ``look_day`` defaults to the last day of the history. None if a window
+    has no logged day or they overlap.
+    """
+    episodes, logged = partner.counts()
+    end = partner.n_days - 1 if look_day is None else look_day
+    if end - 27 <= 27 or end >= partner.n_days:
+        return None
+    kb, tb = _sums(episodes, logged, 0, 27)
+    kr, tr = _sums(episodes, logged, end - 27, end)
+    if tb == 0 or tr == 0:
+        return None
+    cmp = compare_rates(kb, tb, kr, tr, "less")
+    return {"look_day": end, "rate_ratio": det._num(cmp.ratio), "p_value": det._p(cmp.p_value),
+            "detected": cmp.p_value < det.ALPHA}
+
+
+def ideal_detection(partner: SyntheticPartner, weeks: int = DETECTION_WEEKS) -> Optional[int]:
+    """An upper bound no rule-abiding detector can beat: the first day it would fire, or None.
+
+    It knows the change day: every logged day before the change against
+    every logged day from the change to the look, episode counts, the exact
+    conditional binomial test (which over-dispersed counts make too lenient,
+    in its favour), p < 0.0125 and rate ratio <= 0.7, at any daily look in
+    the ``weeks`` after the change, with no persistence and no correction
+    for looking often.
+    """
+    if partner.change_day is None:
+        return None
+    episodes, logged = partner.counts()
+    c = partner.change_day
+    kb, tb = _sums(episodes, logged, 0, c - 1)
+    if tb == 0 or kb == 0:
+        return None
+    for i in range(c + 7, min(c + 7 * weeks, partner.n_days - 1) + 1):
+        kr, tr = _sums(episodes, logged, c, i)
+        if tr == 0:
+            continue
+        cmp = compare_rates(kb, tb, kr, tr, "less")
+        if cmp.p_value < det.ALPHA and cmp.ratio <= FEWER_LEVEL_1:
+            return i
+    return None
+
+
+FEWER_LEVEL_1 = det.FEWER_EPISODES_LEVELS[0][1]
+
+
+def _rate(k: int, n: int) -> Optional[float]:
+    return round(k / n, 4) if n else None
+
+
+def _median_weeks(days: list[int]) -> Optional[float]:
+    return round(statistics.median(days) / 7, 1) if days else None
+
+
+def _false_counts(firsts: list[dict[str, Optional[int]]]) -> dict:
+    """Partners with a (false) detection, per type and of any type (the types in ``firsts``)."""
+    n = len(firsts)
+    out: dict[str, Any] = {}
+    for kind in (firsts[0] if firsts else {}):
+        k = sum(1 for f in firsts if f[kind] is not None)
+        out[kind] = {"partners": k, "rate": _rate(k, n)}
+    k = sum(1 for f in firsts if any(v is not None for v in f.values()))
+    out["any"] = {"partners": k, "rate": _rate(k, n)}
+    return out
+
+
+def detection_report(seed: int, n_per_cohort: int) -> dict:
+    """The cohort study: the detectors under daily looks, against the textbook single look.
+
+    For each cohort, ``n_per_cohort`` partners (:func:`cohort`), each looked
+    at every day from day 62 to the end of their history (as the service
+    evaluates daily and on each event).
+
+    * ``steady``, ``worsening``, ``gappy``: partners with any false detection
+      (every type; for ``fewer_anxious_episodes`` any detection is false
+      here), and the textbook test's false detections at its one look at the
+      end of each history. ``gappy`` is also broken down by pattern.
+    * ``improvers``: ``fewer_anxious_episodes`` found within 8 weeks of the
+      change (a detection before the change counts as false, not found),
+      the median weeks from the change to detection, found by the end of the
+      history; the textbook test at the end of the history and at its most
+      favourable single look, exactly 8 weeks after the change; and the
+      :func:`ideal_detection` upper bound. Calmer and independence
+      detections are false here too (their processes never change).
+
+    Returns plain JSON-serialisable data.
+    """
+    if n_per_cohort < 1:
+        raise ValueError("n_per_cohort must be >= 1")
+    report: dict[str, Any] = {
+        "seed": seed, "partners_per_cohort": n_per_cohort,
+        "looks": f"every day from day {FIRST_LOOK_DAY} (the earliest possible detection) to the end of each "
+                 f"history ({HISTORY_DAYS[0]}-{HISTORY_DAYS[1]} days)",
+        "textbook": "first 28 days against the last 28, episodes per logged day, exact conditional binomial "
+                    "test one-sided, p < 0.0125, one look",
+        "cohorts": {},
+    }
+    for name in COHORTS:
+        partners = cohort(seed, name, n_per_cohort)
+        firsts = [first_detections(p) for p in partners]
+        textbook = [textbook_single_look(p) for p in partners]
+        entry: dict[str, Any] = {"partners": n_per_cohort}
+        if name != "improvers":
+            entry["false_detections"] = _false_counts(firsts)
+            k = sum(1 for t in textbook if t and t["detected"])
+            entry["textbook_single_look"] = {"false_detections": k, "rate": _rate(k, n_per_cohort)}
+            if name == "gappy":
+                entry["by_pattern"] = {}
+                for pattern in GAPPY_PATTERNS:
+                    ix = [i for i, p in enumerate(partners) if p.pattern == pattern]
+                    entry["by_pattern"][pattern] = {
+                        "partners": len(ix),
+                        "false_detections": _false_counts([firsts[i] for i in ix])["any"]["partners"],
+                        "textbook_false_detections": sum(1 for i in ix if textbook[i] and textbook[i]["detected"]),
+                    }
+        else:
+            within, before, by_end, delays = 0, 0, 0, []
+            for p, f in zip(partners, firsts):
+                hit = f[FEWER_ANXIOUS_EPISODES]
+                if hit is None:
+                    continue
+                if hit < p.change_day:
+                    before += 1
+                    continue
+                by_end += 1
+                if hit - p.change_day <= 7 * DETECTION_WEEKS:
+                    within += 1
+                    delays.append(hit - p.change_day)
+            at_8 = [textbook_single_look(p, p.change_day + 7 * DETECTION_WEEKS) for p in partners]
+            ideal = [ideal_detection(p) for p in partners]
+            ideal_days = [i - p.change_day for p, i in zip(partners, ideal) if i is not None]
+            entry["fewer_anxious_episodes"] = {
+                "found_within_8_weeks": within, "rate": _rate(within, n_per_cohort),
+                "median_weeks_to_detection": _median_weeks(delays),
+                "found_by_end_of_history": by_end, "detected_before_the_change": before,
+            }
+            entry["false_detections"] = _false_counts(
+                [{k: v for k, v in f.items() if k != FEWER_ANXIOUS_EPISODES} for f in firsts])
+            k_end = sum(1 for t in textbook if t and t["detected"])
+            k_8 = sum(1 for t in at_8 if t and t["detected"])
+            entry["textbook_single_look"] = {
+                "at_end_of_history": {"found": k_end, "rate": _rate(k_end, n_per_cohort)},
+                "at_8_weeks_after_the_change": {"found": k_8, "rate": _rate(k_8, n_per_cohort)},
+            }
+            entry["ideal_upper_bound"] = {
+                "found_within_8_weeks": len(ideal_days), "rate": _rate(len(ideal_days), n_per_cohort),
+                "median_weeks_to_detection": _median_weeks(ideal_days),
+            }
+        report["cohorts"][name] = entry
+    return report

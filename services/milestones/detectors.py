@@ -57,13 +57,15 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import lru_cache
+import statistics
 from statistics import fmean
 from typing import Any, Callable, Iterable, Optional, Union
 
-from scipy import stats
+from scipy import special, stats
 
 __all__ = [
-    "ALPHA", "WINDOW_DAYS", "MIN_LOGGED_DAYS", "PERSISTENCE_DAYS",
+    "ALPHA", "WINDOW_DAYS", "MIN_LOGGED_DAYS", "PERSISTENCE_DAYS", "BASELINE_LOGGED_DAYS", "BASELINE_MAX_DAYS",
+    "LOGGING_GUARD", "SPENDING_PERIOD_DAYS", "RATE_TESTS", "look_alpha",
     "FEWER_ANXIOUS_EPISODES", "CALMER_EPISODES", "BETTER_COMMUNICATION", "STRONGER_BOND",
     "MORE_INDEPENDENCE", "RITUALS_KEPT", "CHECK_IN_RHYTHM", "MILESTONE_TYPES",
     "DayAggregate", "History", "Detection", "RateComparison", "WorseningCheck",
@@ -78,6 +80,12 @@ ALPHA = 0.0125  # per milestone family; a result counts when p < ALPHA
 WINDOW_DAYS = 28
 MIN_LOGGED_DAYS = 14
 PERSISTENCE_DAYS = 7
+CONFIRM_DAYS = (PERSISTENCE_DAYS, 2 * PERSISTENCE_DAYS)  # calmer and independence: 7 and 14 days earlier
+
+BASELINE_LOGGED_DAYS = 28  # the baseline: the first 28 logged days ...
+BASELINE_MAX_DAYS = 56  # ... within the first 56 days
+LOGGING_GUARD = 0.9  # the recent share of logged days must be >= 0.9 x the baseline's
+SPENDING_PERIOD_DAYS = 28  # look alpha = ALPHA / period ** 2, a new period every 28 days of looks
 
 FEWER_EPISODES_LEVELS = ((1, 0.7), (2, 0.5), (3, 0.3))  # (level, rate ratio at most)
 FEWER_EPISODES_MIN_BASELINE_EPISODE_DAYS = 8
@@ -91,6 +99,7 @@ BOND_MIN_WEEKS = 8
 BOND_MAX_WEEKS = 26
 REPAIR_SETTLED_DAYS = 2  # a conflict's 24 hours may still be running on the last two local days
 INDEPENDENCE_MIN_RATIO = 1.4
+DISPERSION_BOUND = 0.25  # phi at its 75% upper confidence bound: Pearson chi-square / its 25% quantile
 WORSENING_MIN_RATIO = 1.4
 RITUAL_LEVELS = ((1, 10), (2, 25), (3, 50), (4, 100))  # (level, rituals at least)
 RHYTHM_WEEKS = 5
@@ -269,10 +278,12 @@ class Detection:
 
 @dataclass(frozen=True)
 class RateComparison:
-    """Two Poisson rates compared by the exact conditional binomial test.
+    """Two Poisson rates compared by a one-sided test (see :func:`compare_rates`).
 
     ``ratio`` is (k_recent / t_recent) / (k_base / t_base): ``math.inf`` when
     the baseline count is 0 and the recent one is not, 1.0 when both are 0.
+    ``method`` is ``"binomial"`` (the exact conditional binomial test) or
+    ``"e-test"`` (Krishnamoorthy and Thomson's E-test).
     """
 
     k_base: int
@@ -281,6 +292,7 @@ class RateComparison:
     t_recent: int
     ratio: float
     p_value: float
+    method: str = "binomial"
 
 
 @dataclass(frozen=True)
@@ -304,13 +316,30 @@ def _binomial_p(k_recent: int, n: int, t_recent: int, t_base: int, alternative: 
     return float(stats.binomtest(k_recent, n, t_recent / (t_base + t_recent), alternative=alternative).pvalue)
 
 
-def compare_rates(k_base: int, t_base: int, k_recent: int, t_recent: int, alternative: str) -> RateComparison:
-    """The exact conditional binomial test of two Poisson rates.
+@lru_cache(maxsize=1 << 16)
+def _e_test_p(k_recent: int, t_recent: int, k_base: int, t_base: int, alternative: str) -> float:
+    if k_recent + k_base == 0:
+        return 1.0
+    p = float(stats.poisson_means_test(k_recent, t_recent, k_base, t_base, alternative=alternative).pvalue)
+    return min(1.0, max(0.0, p))
 
-    Given k_base + k_recent events, k_recent ~ Bin(n = k_base + k_recent,
-    p0 = t_recent / (t_base + t_recent)) if the rates are equal. ``alternative``
-    is ``"less"`` (the recent rate is lower) or ``"greater"``. t are exposures
-    (logged days), k event counts.
+
+RATE_TESTS = ("binomial", "e-test")
+
+
+def compare_rates(k_base: int, t_base: int, k_recent: int, t_recent: int, alternative: str,
+                  method: str = "binomial") -> RateComparison:
+    """A one-sided test of two Poisson rates, recent against baseline.
+
+    ``method="binomial"``: the exact conditional binomial test: given
+    k_base + k_recent events, k_recent ~ Bin(n = k_base + k_recent,
+    p0 = t_recent / (t_base + t_recent)) if the rates are equal.
+    ``method="e-test"``: the E-test of Krishnamoorthy and Thomson (2004),
+    ``scipy.stats.poisson_means_test``, which keeps the level more closely
+    than the conditional test (less conservative, so more power) at the small
+    counts of a month.
+    ``alternative`` is ``"less"`` (the recent rate is lower) or ``"greater"``.
+    t are exposures (logged days), k event counts.
     """
     for name, v in (("k_base", k_base), ("k_recent", k_recent)):
         _check_count(v, name)
@@ -320,12 +349,17 @@ def compare_rates(k_base: int, t_base: int, k_recent: int, t_recent: int, altern
             raise ValueError(f"{name} must be > 0")
     if alternative not in ("less", "greater"):
         raise ValueError("alternative must be 'less' or 'greater'")
+    if method not in RATE_TESTS:
+        raise ValueError(f"method must be one of {RATE_TESTS}")
     if k_base == 0:
         ratio = 1.0 if k_recent == 0 else math.inf
     else:  # one division of exact integers, so a ratio of exactly 7/10 is the float 0.7
         ratio = (k_recent * t_base) / (t_recent * k_base)
-    p = _binomial_p(k_recent, k_base + k_recent, t_recent, t_base, alternative)
-    return RateComparison(k_base, t_base, k_recent, t_recent, ratio, p)
+    if method == "binomial":
+        p = _binomial_p(k_recent, k_base + k_recent, t_recent, t_base, alternative)
+    else:
+        p = _e_test_p(k_recent, t_recent, k_base, t_base, alternative)
+    return RateComparison(k_base, t_base, k_recent, t_recent, ratio, p, method)
 
 
 def _common_language(higher: list[float], lower: list[float]) -> tuple[float, float]:
@@ -338,6 +372,35 @@ def _common_language(higher: list[float], lower: list[float]) -> tuple[float, fl
     """
     res = stats.mannwhitneyu(higher, lower, alternative="greater", method="asymptotic")
     return float(res.statistic) / (len(higher) * len(lower)), float(res.pvalue)
+
+
+def _scaled_binomial_p(k_recent: float, n: float, p0: float, alternative: str) -> float:
+    """The binomial tail of :func:`compare_rates` for counts that may be fractional.
+
+    ``P(X <= k)`` ("less") or ``P(X >= k)`` ("greater") for X ~ Bin(n, p0),
+    through the regularized incomplete beta function: for whole numbers it is
+    exactly the binomial test's p-value.
+    """
+    if alternative == "less":
+        return 1.0 if k_recent >= n else float(special.betainc(n - k_recent, k_recent + 1, 1 - p0))
+    return 1.0 if k_recent <= 0 else float(special.betainc(k_recent, n - k_recent + 1, p0))
+
+
+def _welch_lower(base: list[float], recent: list[float], base_floor: float, recent_floor: float
+                 ) -> tuple[float, float]:
+    """Welch's t-test, one-sided (the recent values lower): (t, p); p = 1 with fewer than 2 values a side.
+
+    Each side's variance is at least its ``floor`` (for weekly means of
+    whole-number ratings: the rounding variance 1/12 over the episodes in a
+    week), so that a few identical weekly means do not make a certainty.
+    """
+    if len(base) < 2 or len(recent) < 2:
+        return 0.0, 1.0
+    vb = max(statistics.variance(base), base_floor) / len(base)
+    vr = max(statistics.variance(recent), recent_floor) / len(recent)
+    t = (fmean(base) - fmean(recent)) / math.sqrt(vb + vr)
+    df = (vb + vr) ** 2 / (vb ** 2 / (len(base) - 1) + vr ** 2 / (len(recent) - 1))
+    return t, float(stats.t.sf(t, df))
 
 
 # --- formatting (evidence and headlines) ---
@@ -372,9 +435,12 @@ def _mean_text(x: float) -> str:
 
 
 def _months(start: date, end: date) -> str:
+    """The months a window spans: "October", "October and November", "October to December"."""
     if (start.year, start.month) == (end.year, end.month):
         return _MONTHS[start.month - 1]
-    return f"{_MONTHS[start.month - 1]} and {_MONTHS[end.month - 1]}"
+    apart = (end.year - start.year) * 12 + end.month - start.month
+    joint = "and" if apart == 1 else "to"
+    return f"{_MONTHS[start.month - 1]} {joint} {_MONTHS[end.month - 1]}"
 
 
 def _distinct(a: str, b: str, x: float, y: float, digits: int = 2) -> tuple[str, str]:
@@ -396,6 +462,14 @@ class _Window:
     def logged_days(self) -> int:
         return len(self.days)
 
+    @property
+    def calendar_days(self) -> int:
+        return (self.end - self.start).days + 1
+
+    @property
+    def logged_share(self) -> float:
+        return self.logged_days / self.calendar_days
+
     def describe(self) -> dict:
         return {"start": _iso(self.start), "end": _iso(self.end), "logged_days": self.logged_days}
 
@@ -404,20 +478,123 @@ def _window(history: History, start: date, end: date) -> _Window:
     return _Window(start, end, tuple(d for d in history.between(start, end) if d.logged))
 
 
-def _rate_windows(history: History, as_of: date) -> Optional[tuple[_Window, _Window]]:
-    """(baseline, recent) as of ``as_of``, or None if they overlap or are too thin."""
+def _baseline(history: History, first: date) -> _Window:
+    """The first 28 logged days from ``first``, within its first 56 days.
+
+    Ends on the 28th logged day; a partner who logged fewer than 28 of their
+    first 56 days gets those 56 days (and needs at least 14 logged in them).
+    """
+    cap_end = first + timedelta(days=BASELINE_MAX_DAYS - 1)
+    logged = [d for d in history.between(first, cap_end) if d.logged]
+    if len(logged) >= BASELINE_LOGGED_DAYS:
+        last = logged[BASELINE_LOGGED_DAYS - 1].day
+        return _Window(first, last, tuple(logged[:BASELINE_LOGGED_DAYS]))
+    return _Window(first, cap_end, tuple(logged))
+
+
+def look_alpha(period: int) -> float:
+    """The alpha of one look in the ``period``-th 28 days of looks: 0.0125 / period ** 2.
+
+    The first 28 days of looks test at the family's 0.0125, the next at a
+    quarter of it, then a ninth... The sum over any number of periods stays
+    below pi ** 2 / 6 * 0.0125 (about 0.021), however long a partner is
+    watched: looking every day for years must not make a chance celebration
+    a near certainty.
+    """
+    if isinstance(period, bool) or not isinstance(period, int) or period < 1:
+        raise ValueError(f"period must be a whole number >= 1, not {period!r}")
+    return ALPHA / period ** 2
+
+
+@dataclass(frozen=True)
+class _RateWindows:
+    """The baseline and recent windows of one look, its alpha and its logging guard."""
+
+    baseline: _Window
+    recent: _Window
+    period: int  # 1 for looks in the first 28 days in which a detection is possible (and before), then 2, ...
+
+    @property
+    def alpha(self) -> float:
+        return look_alpha(self.period)
+
+    @property
+    def logging_kept(self) -> bool:
+        """The recent share of logged days is at least 0.9 of the baseline's."""
+        return self.recent.logged_share >= LOGGING_GUARD * self.baseline.logged_share
+
+    def describe(self) -> dict:
+        return {
+            "looks": {"period": self.period, "look_alpha": _p(self.alpha),
+                      "rule": f"alpha {ALPHA} / period ** 2, period = 1 + days since the first day a "
+                              f"detection was possible // {SPENDING_PERIOD_DAYS}"},
+            "logging": {"baseline_logged_share": _num(self.baseline.logged_share),
+                        "recent_logged_share": _num(self.recent.logged_share),
+                        "kept": self.logging_kept,
+                        "rule": f"recent share of logged days >= {LOGGING_GUARD} x the baseline's, "
+                                "or nothing is tested"},
+        }
+
+
+def _rate_windows(history: History, as_of: date) -> Optional[_RateWindows]:
+    """The windows as of ``as_of``, or None if they overlap or are too thin.
+
+    Never reads a day after ``as_of``: a baseline that would reach past the
+    start of the recent window is an overlap, and nothing is tested.
+    """
     first = history.first_logged_day(as_of)
     if first is None:
         return None
-    base_end = first + timedelta(days=WINDOW_DAYS - 1)
+    baseline = _baseline(history, first)
     recent_start = as_of - timedelta(days=WINDOW_DAYS - 1)
-    if recent_start <= base_end:
+    if recent_start <= baseline.end:
         return None
-    baseline = _window(history, first, base_end)
     recent = _window(history, recent_start, as_of)
     if baseline.logged_days < MIN_LOGGED_DAYS or recent.logged_days < MIN_LOGGED_DAYS:
         return None
-    return baseline, recent
+    # the first day a detection is possible: the first day with a look and a look 7 days before it
+    first_detection = baseline.end + timedelta(days=WINDOW_DAYS + PERSISTENCE_DAYS)
+    period = 1 + max(0, (as_of - first_detection).days) // SPENDING_PERIOD_DAYS
+    return _RateWindows(baseline, recent, period)
+
+
+def _weeks(w: _Window, backwards: bool) -> list[tuple[DayAggregate, ...]]:
+    """The window's logged days in 7-day blocks, from its start or (``backwards``) back from its end.
+
+    Blocks without a logged day are left out (never counted as zero).
+    """
+    blocks: dict[int, list[DayAggregate]] = {}
+    for d in w.days:
+        offset = (w.end - d.day).days if backwards else (d.day - w.start).days
+        blocks.setdefault(offset // 7, []).append(d)
+    return [tuple(blocks[k]) for k in sorted(blocks)]
+
+
+def _dispersion(windows: _RateWindows, count: Callable[[DayAggregate], int]) -> tuple[float, int]:
+    """Quasi-Poisson dispersion of a daily count over the two windows' weeks: (phi, df).
+
+    Pearson's chi-square of the weekly counts around each window's own rate
+    (expected: rate x the week's logged days), divided by its degrees of
+    freedom (weeks - 1 per window); at least 1 (never less variable than
+    Poisson). The baseline's weeks run from its start, the recent window's
+    back from ``as_of``.
+    """
+    x2, df = 0.0, 0
+    for w, backwards in ((windows.baseline, False), (windows.recent, True)):
+        blocks = _weeks(w, backwards)
+        df += len(blocks) - 1
+        k = sum(count(d) for d in w.days)
+        if k == 0:
+            continue
+        rate = k / w.logged_days
+        for block in blocks:
+            expected = rate * len(block)
+            x2 += (sum(count(d) for d in block) - expected) ** 2 / expected
+    if not df:
+        return 1.0, df
+    # an upper confidence bound, not the estimate: a month has few weeks, and an estimate of phi from
+    # them is too often too low (which would make the test too lenient half of the time)
+    return max(1.0, x2 / float(stats.chi2.ppf(DISPERSION_BOUND, df))), df
 
 
 # --- one look, and persistence ---
@@ -433,33 +610,51 @@ class _Look:
 
 
 def _confirmed(kind: str, scope: str, as_of: date, look: Callable[[date], Optional[_Look]],
-               level_rules: dict[int, str]) -> list[Detection]:
-    """Detections for the levels that hold as of ``as_of`` and 7 days earlier."""
+               level_rules: dict[int, str], confirm_days: tuple[int, ...] = (PERSISTENCE_DAYS,)
+               ) -> list[Detection]:
+    """Detections for the levels that hold as of ``as_of`` and as of each of ``confirm_days`` earlier.
+
+    ``confirmed_as_of`` and ``confirmation`` are the look 7 days earlier;
+    with more confirming looks, ``confirmations`` lists them all.
+    """
     now = look(as_of)
     if now is None or not now.levels:
         return []
-    before_day = as_of - timedelta(days=PERSISTENCE_DAYS)
-    before = look(before_day)
-    if before is None:
-        return []
-    levels = sorted(set(now.levels) & set(before.levels))
+    levels = set(now.levels)
+    befores = []
+    for days in confirm_days:
+        day = as_of - timedelta(days=days)
+        before = look(day)
+        if before is None:
+            return []
+        levels &= set(before.levels)
+        if not levels:
+            return []
+        befores.append((day, before))
     out = []
-    for level in levels:
+    for level in sorted(levels):
         evidence = copy.deepcopy(now.evidence)
         evidence.update({
             "as_of": _iso(as_of),
             "alpha": ALPHA,
             "level": level,
             "level_rule": level_rules[level],
-            "confirmed_as_of": _iso(before_day),
-            "confirmation": copy.deepcopy(before.summary),
+            "confirmed_as_of": _iso(befores[0][0]),
+            "confirmation": copy.deepcopy(befores[0][1].summary),
         })
+        if len(befores) > 1:
+            evidence["confirmations"] = [{"as_of": _iso(day), **copy.deepcopy(b.summary)} for day, b in befores]
         out.append(Detection(kind, level, scope, evidence, now.headline))
     return out
 
 
 def _check_as_of(as_of: date) -> None:
     _check_date(as_of, "as_of")
+
+
+def _summary(windows: _RateWindows, **numbers: Any) -> dict:
+    """The few numbers shown for the confirming look a week earlier."""
+    return {"recent": windows.recent.describe(), "look_alpha": _p(windows.alpha), **numbers}
 
 
 # --- fewer_anxious_episodes ---
@@ -475,36 +670,40 @@ def _fewer_look(history: History, as_of: date) -> Optional[_Look]:
     windows = _rate_windows(history, as_of)
     if windows is None:
         return None
-    baseline, recent = windows
+    baseline, recent = windows.baseline, windows.recent
     b, r = _episode_side(baseline), _episode_side(recent)
     if b["episode_days"] < FEWER_EPISODES_MIN_BASELINE_EPISODE_DAYS:
         return None
-    cmp = compare_rates(b["episode_days"], baseline.logged_days, r["episode_days"], recent.logged_days, "less")
-    levels = fewer_episodes_levels(cmp)
+    cmp = compare_rates(b["episode_days"], baseline.logged_days, r["episode_days"], recent.logged_days, "less",
+                        method="e-test")
+    levels = fewer_episodes_levels(cmp, windows.alpha) if windows.logging_kept else ()
     base_week = b["episode_days"] / baseline.logged_days * 7
     recent_week = r["episode_days"] / recent.logged_days * 7
     a, c = _distinct(_about(base_week), _about(recent_week), base_week, recent_week, 1)
     now = "to none in the last four weeks." if c == "none" else f"to about {c} a week now."
     headline = f"Days with anxious moments: from about {a} a week in {_months(baseline.start, baseline.end)} {now}"
     evidence = {
-        "test": "exact conditional binomial test of two Poisson rates, one-sided (less)",
+        "test": "E-test of two Poisson rates (Krishnamoorthy and Thomson), one-sided (less)",
         "measure": "episode-days (logged days with at least one anxious episode) per logged day",
         "baseline": b, "recent": r,
         "rate_ratio": _num(cmp.ratio), "p_value": _p(cmp.p_value),
+        **windows.describe(),
     }
-    summary = {"recent": recent.describe(), "rate_ratio": _num(cmp.ratio), "p_value": _p(cmp.p_value)}
-    return _Look(levels, evidence, headline, summary)
+    return _Look(levels, evidence, headline, _summary(windows, rate_ratio=_num(cmp.ratio), p_value=_p(cmp.p_value)))
 
 
-def fewer_episodes_levels(cmp: RateComparison) -> tuple[int, ...]:
+def fewer_episodes_levels(cmp: RateComparison, alpha: float = ALPHA) -> tuple[int, ...]:
     """The levels of ``fewer_anxious_episodes`` one comparison supports (one look).
 
-    Every level needs p < 0.0125; then rate ratio <= 0.7, 0.5, 0.3 for levels
-    1, 2, 3. With two 28-day windows of episode-days the test binds first: even
-    a baseline with an episode every logged day (28 of 28) needs a ratio of
-    about 0.43 or less to be significant.
+    Every level needs p < ``alpha`` (0.0125, or less for a later look: see
+    :func:`look_alpha`); then rate ratio <= 0.7, 0.5, 0.3 for levels 1, 2, 3.
+    With two 28-day windows of episode-days the test binds first: even a
+    baseline with an episode every logged day (28 of 28) needs 13 of 28 or
+    fewer lately (a ratio of about 0.46) for the E-test at 0.0125.
     """
-    if not cmp.p_value < ALPHA:
+    if alpha > ALPHA:
+        raise ValueError(f"a look's alpha is at most {ALPHA}")
+    if not cmp.p_value < alpha:
         return ()
     return tuple(level for level, most in FEWER_EPISODES_LEVELS if cmp.ratio <= most)
 
@@ -512,13 +711,18 @@ def fewer_episodes_levels(cmp: RateComparison) -> tuple[int, ...]:
 def fewer_anxious_episodes(history: HistoryLike, as_of: date) -> list[Detection]:
     """A partner's reliably lower rate of episode-days, recent vs baseline.
 
-    Levels 1, 2, 3 at rate ratio <= 0.7, 0.5, 0.3, each with p < 0.0125 (exact
-    conditional binomial test, one-sided), at least 8 episode-days in the
-    baseline, and the same holding as of 7 days earlier.
+    Episode-days per logged day in the recent 28 days against the baseline
+    (the first 28 logged days, within the first 56 days), the E-test
+    one-sided. Levels 1, 2, 3 at rate ratio <= 0.7, 0.5, 0.3, each with
+    p < the look's alpha (0.0125 in the first 28 days of looks, then
+    0.0125 / 4, 0.0125 / 9, ...: :func:`look_alpha`), at least 8 episode-days
+    in the baseline, at least 14 logged days per window, the recent share of
+    logged days at least 0.9 of the baseline's, and all of it holding as of
+    7 days earlier too.
     """
     _check_as_of(as_of)
     h = History.of(history)
-    rules = {level: f"rate ratio <= {most}, p < {ALPHA}" for level, most in FEWER_EPISODES_LEVELS}
+    rules = {level: f"rate ratio <= {most}, p < the look's alpha" for level, most in FEWER_EPISODES_LEVELS}
     return _confirmed(FEWER_ANXIOUS_EPISODES, PARTNER, as_of, lambda d: _fewer_look(h, d), rules)
 
 
@@ -528,40 +732,56 @@ def _calmer_look(history: History, as_of: date) -> Optional[_Look]:
     windows = _rate_windows(history, as_of)
     if windows is None:
         return None
-    baseline, recent = windows
+    baseline, recent = windows.baseline, windows.recent
     base = [i for d in baseline.days for i in d.intensities]
     rec = [i for d in recent.days for i in d.intensities]
     if len(base) < CALMER_MIN_EPISODES or len(rec) < CALMER_MIN_EPISODES:
         return None
     effect, p = _common_language(base, rec)  # the chance a baseline episode was more intense
+    # episodes of one week are not independent (bad weeks): the weekly mean intensities must tell too
+    base_weeks = [fmean(i for d in b for i in d.intensities) for b in _weeks(baseline, False)
+                  if any(d.intensities for d in b)]
+    rec_weeks = [fmean(i for d in b for i in d.intensities) for b in _weeks(recent, True)
+                 if any(d.intensities for d in b)]
+    _, p_weeks = _welch_lower(base_weeks, rec_weeks, len(base_weeks) / (12 * len(base)),
+                              len(rec_weeks) / (12 * len(rec)))
     base_mean, rec_mean = fmean(base), fmean(rec)
-    holds = p < ALPHA and effect >= CALMER_MIN_EFFECT and rec_mean < base_mean
+    holds = (windows.logging_kept and p < windows.alpha and p_weeks < windows.alpha
+             and effect >= CALMER_MIN_EFFECT and rec_mean < base_mean)
     a, c = _distinct(_mean_text(base_mean), _mean_text(rec_mean), base_mean, rec_mean)
     headline = (f"Anxious moments feel gentler: average intensity from {a} out of 10 in "
                 f"{_months(baseline.start, baseline.end)} to {c} now.")
     evidence = {
-        "test": "Mann-Whitney U, one-sided (recent intensities lower)",
+        "test": "Mann-Whitney U, one-sided (recent intensities lower); and Welch's t-test on weekly mean "
+                "intensities, one-sided",
         "measure": "intensity (0-10) of each anxious episode",
         "baseline": dict(baseline.describe(), episodes=len(base), mean_intensity=_num(base_mean, 2)),
         "recent": dict(recent.describe(), episodes=len(rec), mean_intensity=_num(rec_mean, 2)),
         "common_language_effect": _num(effect), "p_value": _p(p),
+        "weekly": {"baseline_weekly_means": [_num(x, 2) for x in base_weeks],
+                   "recent_weekly_means": [_num(x, 2) for x in rec_weeks], "p_value": _p(p_weeks)},
+        **windows.describe(),
     }
-    summary = {"recent": recent.describe(), "common_language_effect": _num(effect), "p_value": _p(p)}
-    return _Look((1,) if holds else (), evidence, headline, summary)
+    return _Look((1,) if holds else (), evidence, headline,
+                 _summary(windows, common_language_effect=_num(effect), p_value=_p(p), weekly_p_value=_p(p_weeks)))
 
 
 def calmer_episodes(history: HistoryLike, as_of: date) -> list[Detection]:
     """A partner's episodes reliably less intense, recent vs baseline.
 
-    Mann-Whitney U one-sided, p < 0.0125, common-language effect (the chance
-    that a baseline episode was more intense than a recent one) >= 0.7, at
-    least 8 episodes in each window, and the recent mean lower; also as of 7
-    days earlier. One level.
+    Mann-Whitney U one-sided on the episodes' intensities and, because
+    episodes of one week are not independent (bad weeks), Welch's t-test
+    one-sided on the weekly mean intensities (7-day blocks), both p < the
+    look's alpha (:func:`look_alpha`); common-language effect (the chance
+    that a baseline episode was more intense than a recent one) >= 0.7; at
+    least 8 episodes in each window; the recent mean lower; the windows and
+    the logging guard of :func:`fewer_anxious_episodes`; also as of 7 days
+    earlier. One level.
     """
     _check_as_of(as_of)
     h = History.of(history)
-    rules = {1: f"common-language effect >= {CALMER_MIN_EFFECT}, p < {ALPHA}"}
-    return _confirmed(CALMER_EPISODES, PARTNER, as_of, lambda d: _calmer_look(h, d), rules)
+    rules = {1: f"common-language effect >= {CALMER_MIN_EFFECT}, both tests p < the look's alpha"}
+    return _confirmed(CALMER_EPISODES, PARTNER, as_of, lambda d: _calmer_look(h, d), rules, CONFIRM_DAYS)
 
 
 # --- more_independence ---
@@ -577,10 +797,16 @@ def _independence_look(history: History, as_of: date) -> Optional[_Look]:
     windows = _rate_windows(history, as_of)
     if windows is None:
         return None
-    baseline, recent = windows
+    baseline, recent = windows.baseline, windows.recent
     b, r = _activity_side(baseline), _activity_side(recent)
     cmp = compare_rates(b["activities"], baseline.logged_days, r["activities"], recent.logged_days, "greater")
-    holds = cmp.p_value < ALPHA and cmp.ratio >= INDEPENDENCE_MIN_RATIO
+    # activities come in busy and quiet weeks: the same test on counts scaled down by the dispersion
+    phi, df = _dispersion(windows, lambda d: d.activities)
+    n = b["activities"] + r["activities"]
+    p0 = recent.logged_days / (baseline.logged_days + recent.logged_days)
+    p_phi = _scaled_binomial_p(r["activities"] / phi, n / phi, p0, "greater") if n else 1.0
+    holds = (windows.logging_kept and cmp.p_value < windows.alpha and p_phi < windows.alpha
+             and cmp.ratio >= INDEPENDENCE_MIN_RATIO)
     base_week = b["activities"] / baseline.logged_days * 7
     recent_week = r["activities"] / recent.logged_days * 7
     a, c = _distinct(_about(base_week), _about(recent_week), base_week, recent_week, 1)
@@ -593,23 +819,32 @@ def _independence_look(history: History, as_of: date) -> Optional[_Look]:
         "baseline": b, "recent": r,
         "rate_ratio": _num(cmp.ratio), "baseline_had_none": b["activities"] == 0,
         "p_value": _p(cmp.p_value),
+        "over_dispersion": {"phi": _num(phi), "df": df, "p_value": _p(p_phi),
+                            "rule": "the binomial test again on counts divided by phi (Pearson chi-square "
+                                    "of weekly counts / df, at least 1)"},
+        **windows.describe(),
     }
-    summary = {"recent": recent.describe(), "rate_ratio": _num(cmp.ratio), "p_value": _p(cmp.p_value)}
-    return _Look((1,) if holds else (), evidence, headline, summary)
+    return _Look((1,) if holds else (), evidence, headline,
+                 _summary(windows, rate_ratio=_num(cmp.ratio), p_value=_p(cmp.p_value),
+                          over_dispersion_p_value=_p(p_phi)))
 
 
 def more_independence(history: HistoryLike, as_of: date) -> list[Detection]:
     """A partner's reliably higher rate of independence activities per logged day.
 
-    The rate test one-sided (greater), p < 0.0125, rate ratio >= 1.4 (a
-    baseline with no activity counts as an infinite ratio; ``rate_ratio`` is
-    then null in the evidence), >= 14 logged days per window; also as of 7
-    days earlier. One level.
+    The rate test one-sided (greater), p < the look's alpha
+    (:func:`look_alpha`), and again with the counts divided by their
+    over-dispersion (quasi-Poisson phi from the weekly counts, at least 1:
+    activities come in busy and quiet weeks); rate ratio >= 1.4 (a baseline
+    with no activity counts as an infinite ratio; ``rate_ratio`` is then null
+    in the evidence), >= 14 logged days per window, the windows and the
+    logging guard of :func:`fewer_anxious_episodes`; also as of 7 days
+    earlier. One level.
     """
     _check_as_of(as_of)
     h = History.of(history)
-    rules = {1: f"rate ratio >= {INDEPENDENCE_MIN_RATIO}, p < {ALPHA}"}
-    return _confirmed(MORE_INDEPENDENCE, PARTNER, as_of, lambda d: _independence_look(h, d), rules)
+    rules = {1: f"rate ratio >= {INDEPENDENCE_MIN_RATIO}, p < the look's alpha, also with over-dispersion"}
+    return _confirmed(MORE_INDEPENDENCE, PARTNER, as_of, lambda d: _independence_look(h, d), rules, CONFIRM_DAYS)
 
 
 # --- better_communication (the couple's) ---

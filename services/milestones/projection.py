@@ -183,4 +183,4 @@ def recompute_day(s: Session, partner_id: str, day: date) -> None:
                 agg["conflicts_repaired_24h"] += 1
     for k in ("intensities", "communication", "connection", "understanding", "rituals"):
         agg[k] = sorted(agg[k])  # the same day always gives the same row, whatever the order
-    s.execute(days.insert().values(partner_id=partner_id, local_date=day, **agg))
+    s.execute(days.insert().values(partner_id=partner_id, local_date=day, ritual_count=len(agg["rituals"]), **agg))

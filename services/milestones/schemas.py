@@ -35,6 +35,12 @@ class ProgressQuery(ma.Schema):
     since = fields.Date(metadata={"description": "first local date (default: the first with data)"})
     until = fields.Date(metadata={"description": "last local date (default: today)"})
 
+    @ma.validates_schema
+    def _ordered(self, data, **kwargs):
+        # Checked here too, so the answer does not depend on whether the caller has data yet.
+        if data.get("since") and data.get("until") and data["since"] > data["until"]:
+            raise ma.ValidationError("Must not be before since.", field_name="until")
+
 
 class Point(ma.Schema):
     start = fields.Date(metadata={"description": "the bucket's first local date (a Monday)"})

@@ -64,6 +64,8 @@ days = Table(
     Column("connection", JSONType, nullable=False),
     Column("understanding", JSONType, nullable=False),
     Column("rituals", JSONType, nullable=False),
+    # len(rituals), so the couple's ritual total is a SUM, not a read of every day
+    Column("ritual_count", Integer, nullable=False, server_default="0"),
     Column("activities", Integer, nullable=False),
     Column("conflicts", Integer, nullable=False),
     Column("conflicts_repaired_24h", Integer, nullable=False),

@@ -4,7 +4,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
@@ -46,7 +46,8 @@ def _decode(cursor: str) -> tuple[datetime, str]:
         parsed = datetime.fromisoformat(at)
         if parsed.tzinfo is None:
             raise ValueError
-        return parsed, str(uuid.UUID(mid))
+        # In UTC here: a time that leaves the calendar in UTC (0001-01-01T00:00+01:00) is a bad cursor, not a 500.
+        return parsed.astimezone(timezone.utc), str(uuid.UUID(mid))
     except (ValueError, binascii.Error, UnicodeDecodeError, OverflowError):
         raise Invalid("The cursor is not one this API gave.", errors={"cursor": ["Not a cursor this API gave."]}) \
             from None
@@ -89,11 +90,9 @@ def progress(s: Session, partner_id: str, query: dict) -> dict:
         raise Invalid("The request has invalid fields: until", errors={"until": ["Must not be before since."]})
     if (until - since).days > 3660:
         raise Invalid("The request has invalid fields: since", errors={"since": ["At most ten years at a time."]})
-    weeks: dict[date, list] = {}
-    w = _week_start(since)
-    while w <= until:
-        weeks[w] = []
-        w += timedelta(days=7)
+    first = _week_start(since)
+    # Counted, not stepped past `until`: a step beyond 9999-12-31 would overflow.
+    weeks: dict[date, list] = {first + timedelta(days=7 * i): [] for i in range((until - first).days // 7 + 1)}
     for r in rows:
         if since <= r.local_date <= until and r.entries > 0:
             weeks[_week_start(r.local_date)].append(r)

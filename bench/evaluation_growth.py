@@ -1,0 +1,109 @@
+"""Does a partner's per-event and evaluation cost grow with their history?
+
+Builds one couple with 2 months, 1 year and 2 years of daily journal data in
+the milestones database (via the real projection, event by event), then times,
+side by side in the same run:
+- a settled evaluation as of today (what the evaluator does after new data),
+- one new entry event through the consumer's handler (projection and counts).
+
+Usage: python -m bench.evaluation_growth [--repeat N]   (uses MILESTONES_DATABASE_URL, or SQLite under ./var)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import time
+import uuid
+from datetime import date, datetime, time as dtime, timedelta, timezone
+
+from shared import config, events, migrate
+from shared.db import make_engine, make_session_factory, unit_of_work
+
+SPANS = {"2 months": 61, "1 year": 365, "2 years": 730}
+
+
+def _event(type_, data, when):
+    raw = events.make_event(type_, source="/journal", subject=str(data.get("couple_id") or data["partner_id"]),
+                            data=data, time=when)
+    return events.parse(raw)
+
+
+def build(sessions, handlers, days: int, rng: random.Random):
+    """One couple; `days` days of entries ending today, through the projection."""
+    a, b, couple = (str(uuid.uuid4()) for _ in range(3))
+    now = datetime.now(timezone.utc)
+    with unit_of_work(sessions) as s:
+        for pid in (a, b):
+            handlers["journal.partner.registered"](s, _event("journal.partner.registered", {
+                "partner_id": pid, "email": "x@example.com", "display_name": "X", "timezone": "Europe/Paris"}, now))
+        handlers["journal.couple.partnered"](s, _event("journal.couple.partnered",
+                                                       {"couple_id": couple, "partner_ids": [a, b]}, now))
+    today = now.date()
+    with unit_of_work(sessions) as s:
+        for i in range(days):
+            day = today - timedelta(days=days - i)
+            for pid in (a, b):
+                if rng.random() < 0.3:
+                    continue
+                kinds = [("daily_reflection", {"mood": rng.randint(3, 8), "communication": rng.randint(2, 5)})]
+                kinds += [("anxious_episode", {"intensity": rng.randint(2, 8)}) for _ in range(rng.randint(0, 2))]
+                if rng.random() < 0.15:
+                    kinds.append(("check_in", {"connection": rng.randint(2, 5), "understanding": rng.randint(2, 5)}))
+                if rng.random() < 0.1:
+                    kinds.append(("ritual", {"ritual": "good_morning_text"}))
+                for kind, measures in kinds:
+                    handlers["journal.entry.recorded"](s, _entry(pid, couple, kind, day, measures, now))
+    return a, b, couple
+
+
+def _entry(pid, couple, kind, day: date, measures, now):
+    occurred = datetime.combine(day, dtime(9, 0), timezone(timedelta(hours=1)))
+    return _event("journal.entry.recorded", {"entry_id": str(uuid.uuid4()), "couple_id": couple, "partner_id": pid,
+                                             "kind": kind, "occurred_at": occurred, "local_date": day,
+                                             "visibility": "private", **measures}, now)
+
+
+def main() -> None:
+    from services.milestones import app as milestones_app
+    from services.milestones import evaluation
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=30)
+    args = ap.parse_args()
+    url = config.database_url("milestones")
+    migrate.upgrade("milestones", url)
+    engine = make_engine(url)
+    sessions = make_session_factory(engine)
+    handlers = milestones_app.handlers()
+    rng = random.Random(1)
+    results = {}
+    for label, days in SPANS.items():
+        a, b, couple = build(sessions, handlers, days, rng)
+        evals, per_event = [], []
+        for _ in range(args.repeat):
+            with unit_of_work(sessions) as s:
+                t0 = time.perf_counter()
+                evaluation.evaluate_partner(s, a, dates=[evaluation.local_today("Europe/Paris",
+                                                                              datetime.now(timezone.utc))])
+                evals.append(time.perf_counter() - t0)
+                s.rollback()
+            with unit_of_work(sessions) as s:
+                ev = _entry(a, couple, "ritual", datetime.now(timezone.utc).date(), {"ritual": "affection"},
+                            datetime.now(timezone.utc))
+                t0 = time.perf_counter()
+                handlers["journal.entry.recorded"](s, ev)
+                per_event.append(time.perf_counter() - t0)
+                s.rollback()
+        results[label] = {"days": days, "evaluate_ms": round(statistics.median(evals) * 1000, 2),
+                          "per_event_ms": round(statistics.median(per_event) * 1000, 2)}
+    base = results["2 months"]
+    for r in results.values():
+        r["evaluate_ratio"] = round(r["evaluate_ms"] / base["evaluate_ms"], 2)
+        r["per_event_ratio"] = round(r["per_event_ms"] / base["per_event_ms"], 2)
+    print(json.dumps({"database": engine.dialect.name, "repeat": args.repeat, "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
