@@ -40,10 +40,37 @@ def _atomic_channel():
     from kombu.transport import filesystem
     from kombu.utils.json import dumps
 
+    import fcntl
+    from contextlib import contextmanager
+
     class AtomicChannel(filesystem.Channel):
-        """Kombu's filesystem channel creates a message file, then writes it: a
-        reader in another process can find it empty. Write aside, then rename
-        (atomic): readers only pick up names ending in ``.msg``."""
+        """Kombu's filesystem channel creates a file, then writes it: a reader
+        in another process can find a message or an exchange table empty.
+        Messages are written aside and renamed (readers only pick up names
+        ending in ``.msg``); exchange tables are read and written under one
+        lock file for the whole control folder."""
+
+        @contextmanager
+        def _control_lock(self, mode):
+            self.control_folder.mkdir(parents=True, exist_ok=True)
+            with open(self.control_folder / ".lock", "a+") as f:
+                fcntl.flock(f, mode)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(f, fcntl.LOCK_UN)
+
+        def get_table(self, exchange):
+            with self._control_lock(fcntl.LOCK_SH):
+                return super().get_table(exchange)
+
+        def _queue_bind(self, exchange, routing_key, pattern, queue):
+            with self._control_lock(fcntl.LOCK_EX):
+                return super()._queue_bind(exchange, routing_key, pattern, queue)
+
+        def _delete(self, queue, exchange, routing_key, pattern, *args, **kwargs):
+            with self._control_lock(fcntl.LOCK_EX):
+                return super()._delete(queue, exchange, routing_key, pattern, *args, **kwargs)
 
         def _put(self, queue, payload, **kwargs):
             name = f"{int(round(monotonic() * 1000))}_{uuid.uuid4()}.{queue}.msg"

@@ -142,3 +142,127 @@ class Pipeline:
         for r in self.relays:
             r.publisher.close()
         self.consumer.connection.release()
+
+
+# --- milestones: shared by the milestones test modules ---
+
+def at(day, hour: int = 9) -> str:
+    """An RFC 3339 time on `day` at `hour`, at UTC+01:00."""
+    from datetime import datetime, time as dtime, timedelta, timezone
+
+    return datetime.combine(day, dtime(hour, 0), timezone(timedelta(hours=1))).isoformat()
+
+
+def paris_today():
+    """Today's date at UTC+01:00, the offset `at` writes."""
+    from datetime import datetime, timedelta, timezone
+
+    return datetime.now(timezone(timedelta(hours=1))).date()
+
+
+def improving_history(today, days: int = 90) -> list[dict]:
+    """Two anxious moments every day for the first month, none later; a reflection every day."""
+    import uuid
+    from datetime import timedelta
+
+    start = today - timedelta(days=days)
+    out = []
+    for i in range(days):
+        d = start + timedelta(days=i)
+        out.append({"id": str(uuid.uuid4()), "kind": "daily_reflection", "occurred_at": at(d, 21), "mood": 6})
+        if i < 30:
+            for h in (8, 15):
+                out.append({"id": str(uuid.uuid4()), "kind": "anxious_episode", "occurred_at": at(d, h),
+                            "intensity": 6})
+    return out
+
+
+def rituals(today, n: int, tag: str = "good_morning_text") -> list[dict]:
+    """`n` rituals, one a day going back from yesterday (never in the future)."""
+    import uuid
+    from datetime import timedelta
+
+    return [{"id": str(uuid.uuid4()), "kind": "ritual", "occurred_at": at(today - timedelta(days=i + 1), 8),
+             "ritual": tag} for i in range(n)]
+
+
+def post_all(client, headers, bodies) -> None:
+    for body in bodies:
+        r = client.post("/v1/entries", headers=headers, json=body)
+        assert r.status_code == 201, r.get_json()
+
+
+def milestones_client():
+    """A Flask test client of the milestones service on the backend in the environment."""
+    from services.milestones.app import create_app
+
+    app = create_app()
+    app.testing = True
+    return app.test_client()
+
+
+def types_seen(client, headers) -> dict[str, dict]:
+    """The milestones the caller sees, keyed "type:level"."""
+    r = client.get("/v1/milestones?limit=200", headers=headers)
+    assert r.status_code == 200, r.get_json()
+    return {f'{m["type"]}:{m["level"]}': m for m in r.get_json()["items"]}
+
+
+def ids_seen(client, headers) -> set[str]:
+    r = client.get("/v1/milestones?limit=200", headers=headers)
+    assert r.status_code == 200, r.get_json()
+    return {m["id"] for m in r.get_json()["items"]}
+
+
+def publish_events(*evs: dict) -> None:
+    """Publish CloudEvent dicts to the `progress` exchange, as any AMQP client could (confirmed)."""
+    from shared import events as _events
+
+    publisher = broker.Publisher(broker.connect())
+    try:
+        for ev in evs:
+            publisher.publish(_events.encode(ev), ev["type"], ev["id"])
+    finally:
+        publisher.close()
+
+
+def preference_event(partner_id: str, share: bool, time=None) -> dict:
+    from shared import events as _events
+
+    return _events.make_event("notify.preferences.changed", source="/notify", subject=partner_id, time=time,
+                              data={"partner_id": partner_id, "share_milestones_with_partner": share})
+
+
+class Handled:
+    """Counts, by event id, the messages a consumer has finished with (applied,
+    duplicate or dead-lettered). Wrap the consumer before it starts running."""
+
+    def __init__(self, consumer):
+        import json
+        from collections import Counter
+
+        self.counts: Counter = Counter()
+        original = consumer.on_message
+
+        def counting(message):
+            original(message)
+            try:
+                event_id = json.loads(message.body)["id"]
+            except Exception:
+                event_id = None
+            self.counts[event_id] += 1
+
+        consumer.on_message = counting
+
+    def wait(self, *event_ids: str, times: int = 1, timeout: float = 15.0) -> None:
+        wait_until(lambda: all(self.counts[i] >= times for i in event_ids), timeout,
+                   f"{len(event_ids)} event(s) handled {times} time(s)")
+
+
+def declare_topology() -> None:
+    """Declare the exchanges and queues once, from this thread, before workers
+    start. Kombu's filesystem transport creates an exchange's binding file empty
+    and fills it afterwards, so several threads declaring a fresh embedded broker
+    at once can read it empty (JSONDecodeError, a consumer thread that dies)."""
+    with broker.connect() as conn:
+        topology.declare(conn)
