@@ -6,7 +6,7 @@ import binascii
 import uuid
 from datetime import date, datetime, timedelta, timezone
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from shared.db import utcnow
@@ -80,16 +80,22 @@ def progress(s: Session, partner_id: str, query: dict) -> dict:
     """The caller's own weekly series; a week with no logging has no value (not zero)."""
     metric = query["metric"]
     me = s.execute(select(partners.c.timezone).where(partners.c.id == partner_id)).first()
-    rows = s.execute(select(days).where(days.c.partner_id == partner_id).order_by(days.c.local_date)).all()
     out = {"metric": metric, "bucket": query.get("bucket", "week"), "points": []}
-    if not rows:
-        return out
-    until = query.get("until") or local_today(me.timezone if me else None, utcnow())
-    since = query.get("since") or rows[0].local_date
-    if since > until:
-        raise Invalid("The request has invalid fields: until", errors={"until": ["Must not be before since."]})
+    asked_since, asked_until = query.get("since"), query.get("until")
+    until = asked_until or local_today(me.timezone if me else None, utcnow())
+    if asked_since and asked_since > until:  # name the field the client sent
+        field = "until" if asked_until else "since"
+        raise Invalid(f"The request has invalid fields: {field}",
+                      errors={field: ["since must not be after until (or today)."]})
+    since = asked_since or s.execute(select(func.min(days.c.local_date))
+                                     .where(days.c.partner_id == partner_id)).scalar()
+    if since is None or since > until:
+        return out  # nothing logged yet, or nothing in the range
     if (until - since).days > 3660:
-        raise Invalid("The request has invalid fields: since", errors={"since": ["At most ten years at a time."]})
+        field = "since" if asked_since else "until"
+        raise Invalid(f"The request has invalid fields: {field}", errors={field: ["At most ten years at a time."]})
+    rows = s.execute(select(days).where(days.c.partner_id == partner_id, days.c.local_date >= since,
+                                        days.c.local_date <= until).order_by(days.c.local_date)).all()
     first = _week_start(since)
     # Counted, not stepped past `until`: a step beyond 9999-12-31 would overflow.
     weeks: dict[date, list] = {first + timedelta(days=7 * i): [] for i in range((until - first).days // 7 + 1)}
