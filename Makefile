@@ -31,5 +31,8 @@ migrate: install
 watch: install  ## print every event on the exchange
 	$(BIN)/tandem watch
 
+simulate: install  ## synthetic cohorts through the public API; detection report (SIM_ARGS="--per-cohort 25")
+	$(BIN)/python -m bench.simulate $(SIM_ARGS)
+
 clean:
 	rm -rf var .pytest_cache
