@@ -1,0 +1,86 @@
+"""The evaluator: coalesced after new data, and daily without any."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, time, timedelta, timezone
+
+from sqlalchemy import select, update
+
+from services.milestones import app as milestones_app
+from services.milestones import evaluation
+from services.milestones.tables import milestones, partners
+from shared import events
+from shared.db import make_session_factory, unit_of_work, utcnow
+
+PARIS = timezone(timedelta(hours=1))
+
+
+def _apply(s, type_, data):
+    ev = events.parse(events.make_event(type_, source="/journal", subject=str(data["partner_id"]), data=data))
+    milestones_app.handlers()[type_](s, ev)
+
+
+def _improving_partner(sessions, pid: str, days: int = 90) -> None:
+    """~150 events through the consumer's handlers (in one transaction, for speed)."""
+    with unit_of_work(sessions) as s:
+        _events_of_improving_partner(s, pid, days)
+
+
+def _events_of_improving_partner(s, pid: str, days: int) -> None:
+    _apply(s, "journal.partner.registered", {"partner_id": pid, "email": "p@example.com",
+                                             "display_name": "P", "timezone": "Europe/Paris"})
+    today = datetime.now(PARIS).date()
+    for i in range(days):
+        day = today - timedelta(days=days - i)
+        kinds = [("daily_reflection", {"mood": 6})]
+        if i < 30:
+            kinds += [("anxious_episode", {"intensity": 6})] * 2
+        for kind, m in kinds:
+            _apply(s, "journal.entry.recorded", {
+                "entry_id": str(uuid.uuid4()), "couple_id": None, "partner_id": pid, "kind": kind,
+                "occurred_at": datetime.combine(day, time(9), PARIS), "local_date": day, "visibility": "private",
+                **m})
+
+
+def test_many_events_make_one_evaluation(backend, monkeypatch):
+    sessions = make_session_factory(backend.engine("milestones"))
+    pid = str(uuid.uuid4())
+    _improving_partner(sessions, pid)
+    calls = []
+    real = evaluation.evaluate_partner
+    monkeypatch.setattr(evaluation, "evaluate_partner", lambda s, p, *a, **k: calls.append(p) or real(s, p, *a, **k))
+    ev = milestones_app.Evaluator(sessions, settle=timedelta(0))
+    ev.tick()
+    assert calls == [pid]  # ~150 events, one evaluation
+    ev.tick()
+    assert calls == [pid], "nothing new: nothing to evaluate"
+    with unit_of_work(sessions) as s:
+        found = s.execute(select(milestones.c.type).where(milestones.c.partner_id == pid)).scalars().all()
+    assert "fewer_anxious_episodes" in found
+
+
+def test_a_partner_is_not_evaluated_before_their_events_settle(backend):
+    sessions = make_session_factory(backend.engine("milestones"))
+    pid = str(uuid.uuid4())
+    _improving_partner(sessions, pid)
+    with unit_of_work(sessions) as s:
+        assert evaluation.due_partners(s, utcnow(), timedelta(minutes=5)) == []
+    with unit_of_work(sessions) as s:
+        assert evaluation.due_partners(s, utcnow() + timedelta(minutes=6), timedelta(minutes=5)) == [pid]
+
+
+def test_the_daily_run_evaluates_a_partner_with_no_new_events(backend):
+    sessions = make_session_factory(backend.engine("milestones"))
+    pid = str(uuid.uuid4())
+    _improving_partner(sessions, pid)
+    with unit_of_work(sessions) as s:  # evaluated already, nothing dirty, and their 04:00 has come
+        s.execute(update(partners).where(partners.c.id == pid).values(
+            dirty_since=None, replay_from=None, evaluated_through=datetime.now(PARIS).date() - timedelta(days=40),
+            next_scheduled_at=utcnow() - timedelta(minutes=1)))
+    milestones_app.Evaluator(sessions, settle=timedelta(hours=1)).tick()
+    with unit_of_work(sessions) as s:
+        row = s.execute(select(partners).where(partners.c.id == pid)).one()
+        found = s.execute(select(milestones.c.type).where(milestones.c.partner_id == pid)).scalars().all()
+    assert "fewer_anxious_episodes" in found
+    assert row.next_scheduled_at > utcnow() and row.evaluated_through == evaluation.local_today(
+        "Europe/Paris", utcnow())
