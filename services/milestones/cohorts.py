@@ -37,8 +37,11 @@ Cohorts (the truth about the episode rate):
 Late and out-of-order sync is a transport concern and is not simulated.
 
 :func:`detection_report` runs the detectors the way the service does: every
-day, from the first day a test is possible to the end of each history, and
-compares them with a single-look textbook test.
+day, from the first day a detection is possible to the end of each history,
+and sets beside them a single-look textbook test and, for improvers, an ideal
+upper bound that no rule-abiding detector can beat (:func:`ideal_detection`);
+:func:`report_table` renders a report as Markdown. 1000 partners a cohort take
+about four minutes on one core; 50 about fifteen seconds.
 """
 from __future__ import annotations
 
@@ -58,7 +61,7 @@ from .detectors import (
 __all__ = [
     "COHORTS", "GAPPY_PATTERNS", "START", "DETECTION_WEEKS", "SyntheticPartner",
     "simulate_partner", "cohort", "first_detections", "textbook_single_look", "ideal_detection",
-    "detection_report",
+    "detection_report", "report_table",
 ]
 
 COHORTS = ("steady", "worsening", "gappy", "improvers")
@@ -423,3 +426,40 @@ def detection_report(seed: int, n_per_cohort: int) -> dict:
             }
         report["cohorts"][name] = entry
     return report
+
+
+def report_table(report: dict) -> str:
+    """A :func:`detection_report` as a Markdown table (for BENCHMARKS.md and the like)."""
+    c = report["cohorts"]
+    lines = [
+        f"Seed {report['seed']}, {report['partners_per_cohort']} partners a cohort; {report['looks']}.",
+        "",
+        "| cohort | false: fewer anxious episodes | false: calmer episodes | false: more independence "
+        "| false: any | textbook single look: false |",
+        "|---|---|---|---|---|---|",
+    ]
+
+    def cell(x: dict) -> str:
+        return f"{x['partners']} ({x['rate']:.1%})"
+
+    for name in ("steady", "worsening", "gappy"):
+        f, t = c[name]["false_detections"], c[name]["textbook_single_look"]
+        lines.append(f"| {name} | {cell(f[FEWER_ANXIOUS_EPISODES])} | {cell(f[CALMER_EPISODES])} "
+                     f"| {cell(f[MORE_INDEPENDENCE])} | {cell(f['any'])} "
+                     f"| {t['false_detections']} ({t['rate']:.1%}) |")
+    imp = c["improvers"]
+    fe, t, ideal = imp["fewer_anxious_episodes"], imp["textbook_single_look"], imp["ideal_upper_bound"]
+    lines += [
+        "",
+        "| improvers | found within 8 weeks | median weeks to detection | found by the end | before the change |",
+        "|---|---|---|---|---|",
+        f"| this design (daily looks) | {fe['found_within_8_weeks']} ({fe['rate']:.1%}) "
+        f"| {fe['median_weeks_to_detection']} | {fe['found_by_end_of_history']} | {fe['detected_before_the_change']} |",
+        f"| textbook single look at the end | {t['at_end_of_history']['found']} "
+        f"({t['at_end_of_history']['rate']:.1%}) | | | |",
+        f"| textbook single look 8 weeks after the change | {t['at_8_weeks_after_the_change']['found']} "
+        f"({t['at_8_weeks_after_the_change']['rate']:.1%}) | | | |",
+        f"| ideal upper bound | {ideal['found_within_8_weeks']} ({ideal['rate']:.1%}) "
+        f"| {ideal['median_weeks_to_detection']} | | |",
+    ]
+    return "\n".join(lines)

@@ -23,7 +23,7 @@ from services.milestones.detectors import (
     ALPHA, BETTER_COMMUNICATION, CALMER_EPISODES, CHECK_IN_RHYTHM, FEWER_ANXIOUS_EPISODES, MORE_INDEPENDENCE,
     RITUALS_KEPT, STRONGER_BOND, DayAggregate, Detection, History, better_communication, calmer_episodes,
     check_in_rhythm, compare_rates, detect_couple_milestones, detect_partner_milestones, fewer_anxious_episodes,
-    fewer_episodes_levels, more_independence, rituals_kept, stronger_bond, worsening_check,
+    fewer_episodes_levels, look_alpha, more_independence, rituals_kept, stronger_bond, worsening_check,
 )
 
 D0 = date(2026, 10, 1)  # a Thursday; the baseline is October 1-28
@@ -50,6 +50,12 @@ def episodes_on(k: int, per_day: int = 1, intensity: int = 5):
     return lambda pos: {"episodes": per_day, "intensities": (intensity,) * per_day} if pos < k else {}
 
 
+def episodes_spread(k: int, per_day: int = 1, intensity: int = 5):
+    """k episode-days spread evenly over the 28 positions (so over every week)."""
+    chosen = {round(i * 28 / k) for i in range(k)}
+    return lambda pos: {"episodes": per_day, "intensities": (intensity,) * per_day} if pos in chosen else {}
+
+
 def anxious(base_logged=28, base_episode_days=20, recent_logged=28, recent_episode_days=6, last=AS_OF):
     """Baseline days 0-27, then one steady pattern from day 28 to ``last``."""
     return (phase(0, 27, base_logged, episodes_on(base_episode_days))
@@ -67,13 +73,20 @@ def spread(values: list, positions: int = 28) -> list[tuple]:
     return out
 
 
+def spread_weekly(values: list) -> list[tuple]:
+    """Split values over the 28 positions so that each week (positions 0-6, 7-13, ...) gets an even
+    share of them (every 4th value), spread in order over its 7 days: the weeks look alike, as a
+    change that is not one week's luck does."""
+    return [chunk for week in range(4) for chunk in spread(values[week::4], 7)]
+
+
 def with_intensities(values: list[int]):
-    chunks = spread(values)
+    chunks = spread_weekly(values)
     return lambda pos: {"episodes": len(chunks[pos]), "intensities": chunks[pos]}
 
 
 def with_activities(total: int):
-    chunks = spread([1] * total)
+    chunks = spread_weekly([1] * total)
     return lambda pos: {"activities": len(chunks[pos])}
 
 
@@ -99,8 +112,8 @@ def test_fewer_episodes_a_ratio_just_past_0_3_gives_levels_1_and_2_only():
 
 
 def test_fewer_episodes_a_large_drop_that_is_not_significant_gives_nothing():
-    # 20 -> 8 episode-days of 28: ratio 0.4 but p = 0.018 > 0.0125
-    assert fewer_anxious_episodes(anxious(base_episode_days=20, recent_episode_days=8), d(AS_OF)) == []
+    # 20 -> 9 episode-days of 28: ratio 0.45 but p = 0.021 > 0.0125 (E-test)
+    assert fewer_anxious_episodes(anxious(base_episode_days=20, recent_episode_days=9), d(AS_OF)) == []
 
 
 @pytest.mark.parametrize("k_recent,expected", [
@@ -119,25 +132,43 @@ def test_fewer_episodes_a_ratio_below_0_7_without_significance_is_no_level():
 
 
 def test_fewer_episodes_in_28_day_windows_significance_binds_before_the_0_7_cut():
-    # even with an episode on every baseline day, 13 of 28 (ratio 0.46) is not significant; 12 of 28 is
-    assert levels(fewer_anxious_episodes(anxious(base_episode_days=28, recent_episode_days=13), d(AS_OF))) == []
-    assert levels(fewer_anxious_episodes(anxious(base_episode_days=28, recent_episode_days=12), d(AS_OF))) == [1, 2]
+    # even with an episode on every baseline day, 14 of 28 (ratio 0.5) is not significant (E-test p = 0.015);
+    # 13 of 28 (ratio 0.46, p = 0.0093) is
+    assert levels(fewer_anxious_episodes(anxious(base_episode_days=28, recent_episode_days=14), d(AS_OF))) == []
+    assert levels(fewer_anxious_episodes(anxious(base_episode_days=28, recent_episode_days=13), d(AS_OF))) == [1, 2]
+
+
+def every_other_day(first: int, last: int, make=lambda i: {}, skip: tuple[int, ...] = ()) -> list[DayAggregate]:
+    """Days first, first + 2, ... up to last are logged (half the days), except ``skip``."""
+    return [DayAggregate(d(i), **make(i)) for i in range(first, last + 1, 2) if i not in skip]
+
+
+def half_logged(recent_skip: tuple[int, ...] = (), base_make=lambda i: {}, recent_make=lambda i: {},
+                last: int = 100):
+    """Half the days logged throughout (so the logging guard passes): the baseline is the first 28
+    logged days, days 0-54; every later 28-day window has 14 logged days (less any in ``recent_skip``)."""
+    return every_other_day(0, 54, base_make) + every_other_day(56, last, recent_make, recent_skip)
 
 
 def test_fewer_episodes_needs_14_logged_days_in_the_recent_window():
-    assert fewer_anxious_episodes(anxious(recent_logged=13, recent_episode_days=0), d(AS_OF)) == []
-    assert levels(fewer_anxious_episodes(anxious(recent_logged=14, recent_episode_days=0), d(AS_OF))) == [1, 2, 3]
+    # baseline: 20 episode-days of 28 logged days; lately none, on 13 or 14 logged days of 28
+    base = lambda i: {"episodes": 1, "intensities": (5,)} if i < 40 else {}
+    assert fewer_anxious_episodes(half_logged((80,), base), d(100)) == []
+    assert levels(fewer_anxious_episodes(half_logged((), base), d(100))) == [1, 2, 3]
 
 
 def test_fewer_episodes_needs_14_logged_days_in_the_baseline():
-    assert fewer_anxious_episodes(anxious(base_logged=13, base_episode_days=13, recent_episode_days=0),
-                                  d(AS_OF)) == []
-    assert levels(fewer_anxious_episodes(anxious(base_logged=14, base_episode_days=14, recent_episode_days=0),
-                                         d(AS_OF))) == [1, 2, 3]
+    # 13 or 14 logged days, all with an episode, in the first 56 days (fewer than 28, so the baseline is
+    # those 56 days); then every day logged, without episodes
+    def history(n: int) -> list[DayAggregate]:
+        return ([DayAggregate(d(i), episodes=1, intensities=(5,)) for i in range(n)]
+                + [DayAggregate(d(i)) for i in range(56, 101)])
+    assert fewer_anxious_episodes(history(13), d(100)) == []
+    assert levels(fewer_anxious_episodes(history(14), d(100))) == [1, 2, 3]
 
 
 def test_fewer_episodes_needs_8_baseline_episode_days_even_when_there_are_none_recently():
-    # 7 -> 0 would pass the test itself (p = 0.5 ** 7 = 0.0078); the minimum holds it back
+    # 7 -> 0 would pass the test itself (E-test p = 0.0024); the minimum holds it back
     assert fewer_anxious_episodes(anxious(base_episode_days=7, recent_episode_days=0), d(AS_OF)) == []
     assert levels(fewer_anxious_episodes(anxious(base_episode_days=8, recent_episode_days=0), d(AS_OF))) == [1, 2, 3]
 
@@ -170,11 +201,36 @@ def test_a_single_good_last_week_is_not_enough():
     assert fewer_anxious_episodes(history, d(AS_OF)) == []
 
 
+def test_no_milestone_when_logging_fell_by_more_than_a_tenth():
+    # every baseline day logged (20 episode-days); lately no episodes, but on 25 of 28 days logged (0.89 of
+    # the baseline's share): nothing is tested; on 26 of 28 (0.93) it is
+    def history(recent_logged: int) -> list[DayAggregate]:
+        return phase(0, 27, 28, episodes_on(20)) + phase(28, AS_OF, recent_logged, episodes_on(0))
+    look = det._fewer_look(History(history(25)), d(AS_OF))
+    assert look.levels == () and look.evidence["logging"]["kept"] is False
+    assert fewer_anxious_episodes(history(25), d(AS_OF)) == []
+    assert levels(fewer_anxious_episodes(history(26), d(AS_OF))) == [1, 2, 3]
+
+
+def test_later_looks_spend_less_alpha():
+    # 20 -> 7 episode-days of 28 (E-test p = 0.006): enough in the first 28 days in which a detection is
+    # possible (days 62-89, alpha 0.0125), not in the next 28 (alpha 0.0125 / 4)
+    history = anxious(base_episode_days=20, recent_episode_days=7, last=120)
+    assert levels(fewer_anxious_episodes(history, d(89))) == [1, 2]
+    look = det._fewer_look(History(history), d(90))
+    assert look.evidence["looks"]["period"] == 2 and look.evidence["looks"]["look_alpha"] == 0.00313
+    assert fewer_anxious_episodes(history, d(90)) == []
+    assert look_alpha(1) == ALPHA and look_alpha(2) == ALPHA / 4 and look_alpha(3) == ALPHA / 9
+    assert sum(look_alpha(k) for k in range(1, 10_000)) < ALPHA * 1.645
+    with pytest.raises(ValueError):
+        look_alpha(0)
+
+
 def test_fewer_episodes_must_hold_as_of_a_week_earlier_too():
     # an episode every day until day 69, none from day 70
     history = phase(0, 69, 28, episodes_on(28)) + phase(70, 120, 28, episodes_on(0))
     h = History(history)
-    # day 90: recent 7 of 28 (ratio 0.25, holds); a week earlier 14 of 28 (ratio 0.5, p = 0.022, does not)
+    # day 90: recent 7 of 28 (ratio 0.25, holds); a week earlier 14 of 28 (ratio 0.5, p = 0.015, does not)
     assert det._fewer_look(h, d(90)).levels == (1, 2, 3)
     assert det._fewer_look(h, d(83)).levels == ()
     assert fewer_anxious_episodes(h, d(90)) == []
@@ -204,6 +260,12 @@ def test_fewer_episodes_headline_is_in_the_partners_own_numbers():
     none_lately = fewer_anxious_episodes(anxious(base_episode_days=20, recent_episode_days=0), d(AS_OF))
     assert none_lately[0].headline == ("Days with anxious moments: from about 5 a week in October "
                                        "to none in the last four weeks.")
+
+
+def test_a_baseline_over_three_months_is_named_from_first_to_last():
+    assert det._months(date(2026, 10, 20), date(2026, 12, 14)) == "October to December"
+    assert det._months(date(2026, 10, 20), date(2026, 11, 14)) == "October and November"
+    assert det._months(date(2026, 12, 20), date(2027, 1, 14)) == "December and January"
 
 
 def test_days_after_as_of_are_ignored():
@@ -268,6 +330,17 @@ def test_calmer_episodes_never_announces_when_the_average_intensity_did_not_fall
     assert calmer_episodes(calmer([5] * 20, [4] * 15 + [10] * 5), d(AS_OF)) == []
 
 
+def test_calmer_episodes_not_from_one_calmer_stretch_a_month():
+    # the same intensities as at an effect of exactly 0.7, but every milder episode falls in the first 10 days
+    # of each 28: the episodes say calmer (p < 0.0125), the weeks do not (one calm week and a half a month)
+    history = phase(0, 27, 28, with_intensities([6] * 60)) + phase(28, AS_OF, 28, lambda pos: {
+        "episodes": len(chunk := spread([5] * 24 + [6] * 36)[pos]), "intensities": chunk})
+    look = det._calmer_look(History(history), d(AS_OF))
+    assert look.evidence["common_language_effect"] == 0.7 and look.evidence["p_value"] < ALPHA
+    assert look.evidence["weekly"]["p_value"] > ALPHA
+    assert calmer_episodes(history, d(AS_OF)) == []
+
+
 # --- more_independence ---
 
 def independent(base_total: int, recent_total: int, recent_logged: int = 28) -> list[DayAggregate]:
@@ -302,12 +375,12 @@ def test_more_independence_from_none_at_first_fires_with_a_null_ratio():
 
 
 def test_more_independence_needs_14_logged_days_per_window():
-    def history(recent_logged: int) -> list[DayAggregate]:
-        chunks = spread([1] * 60, recent_logged)
-        return phase(0, 27, 28, with_activities(10)) + phase(
-            28, AS_OF, recent_logged, lambda pos: {"activities": len(chunks[pos])})
-    assert more_independence(history(13), d(AS_OF)) == []
-    assert levels(more_independence(history(14), d(AS_OF))) == [1]
+    # half the days logged throughout: 10 activities in the baseline's 28 logged days, then 4 a logged day;
+    # day 86 lies in the recent window of day 110 and of each of its confirming looks (103, 96, 89)
+    def history(skip: tuple[int, ...]) -> list[DayAggregate]:
+        return half_logged(skip, lambda i: {"activities": int(i % 6 == 0)}, lambda i: {"activities": 4}, 110)
+    assert more_independence(history((86,)), d(110)) == []
+    assert levels(more_independence(history(()), d(110))) == [1]
 
 
 def test_more_independence_not_from_logging_more_often():
@@ -316,6 +389,17 @@ def test_more_independence_not_from_logging_more_often():
                + phase(28, 120, 28, lambda pos: {"activities": pos % 2}))
     for as_of in range(62, 121):
         assert more_independence(history, d(as_of)) == []
+
+
+def test_more_independence_not_from_one_busy_week_a_month():
+    # 10 activities in the baseline month, then 30 a month: spread over the weeks it is a milestone; all in
+    # the first 6 days of each 28 it is one busy week, and the over-dispersed test holds it back
+    busy = phase(0, 27, 28, with_activities(10)) + phase(28, AS_OF, 28, lambda pos: {"activities": 5 * (pos < 6)})
+    look = det._independence_look(History(busy), d(AS_OF))
+    assert look.evidence["p_value"] < ALPHA and look.evidence["rate_ratio"] == 3.0
+    assert look.evidence["over_dispersion"]["phi"] > 1 and look.evidence["over_dispersion"]["p_value"] > ALPHA
+    assert more_independence(busy, d(AS_OF)) == []
+    assert levels(more_independence(independent(10, 30), d(AS_OF))) == [1]
 
 
 # --- better_communication (the couple's) ---
@@ -565,7 +649,7 @@ def test_a_worsening_is_never_a_milestone():
 
 def everything() -> tuple[list[DayAggregate], list[DayAggregate]]:
     a = (phase(0, 27, 28, lambda pos: {**episodes_on(20, 3, 8)(pos), **with_activities(10)(pos)})
-         + phase(28, 90, 28, lambda pos: {**episodes_on(6, 2, 3)(pos), **with_activities(40)(pos),
+         + phase(28, 90, 28, lambda pos: {**episodes_spread(6, 2, 3)(pos), **with_activities(40)(pos),
                                          "communication": (4,) if pos % 2 else (5,)}))
     a = [DayAggregate(x.day, episodes=x.episodes, intensities=x.intensities, activities=x.activities,
                       communication=x.communication or (2,), rituals=("affection",)) for x in a]
@@ -704,15 +788,8 @@ def improver_detections(seed: int, rate: float, fall: float) -> list[int | None]
 def test_simulated_improvers_whose_anxious_days_fall_by_90_percent_are_detected_within_56_days():
     hits = improver_detections(20261003, rate=1.5, fall=0.9)
     found = [h for h in hits if h is not None]
-    assert len(found) >= 40  # 80%; over 400 improvers it is about 92%, after a median of 30 days
+    # 80%; over 400 improvers it is about 79%, after a median of 28 days (97% without the logging guard, which
+    # holds back a partner whose baseline month happened to be logged more densely than their usual)
+    assert len(found) >= 40
     assert min(found) >= 0  # never before the change
     assert statistics.median(found) <= 40
-
-
-@pytest.mark.xfail(strict=True, reason=(
-    "Not reachable under milestone-science.md's rules: with 28-day windows at 70% logging (~20 logged days), "
-    "episode-days and alpha 0.0125, a 60% fall in the episode rate is detected by day 116 in about 10-14% "
-    "of improvers, at any rate. A decision for whoever owns the rules, not a threshold to loosen here."))
-def test_simulated_improvers_whose_rate_falls_by_60_percent_are_detected_90_percent_of_the_time():
-    hits = improver_detections(20261004, rate=0.7, fall=0.6)
-    assert sum(h is not None for h in hits) >= 45
