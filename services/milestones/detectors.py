@@ -1056,14 +1056,17 @@ def stronger_bond(a: HistoryLike, b: HistoryLike, as_of: date) -> list[Detection
 
 # --- rituals (the couple's; counts, never streaks) ---
 
-def rituals_kept(a: HistoryLike, b: HistoryLike, as_of: date) -> list[Detection]:
+def rituals_kept(a: HistoryLike, b: HistoryLike, as_of: date,
+                 prior: Optional[dict[str, int]] = None) -> list[Detection]:
     """The couple's 10th, 25th, 50th and 100th ritual (levels 1-4).
 
     Counts every ``ritual`` entry of both partners dated up to ``as_of``;
-    totals only, nothing resets. Symmetric in ``a`` and ``b``.
+    totals only, nothing resets. Symmetric in ``a`` and ``b``. ``prior``:
+    rituals (by tag) dated before every day given, for a caller that passes
+    only the days the other rules read.
     """
     _check_as_of(as_of)
-    tags: Counter[str] = Counter()
+    tags: Counter[str] = Counter(prior or {})
     for h in (History.of(a), History.of(b)):
         for d in h.until(as_of):
             tags.update(d.rituals)
@@ -1113,14 +1116,15 @@ def detect_partner_milestones(history: HistoryLike, as_of: date) -> list[Detecti
     return fewer_anxious_episodes(h, as_of) + calmer_episodes(h, as_of) + more_independence(h, as_of)
 
 
-def detect_couple_milestones(a: HistoryLike, b: HistoryLike, as_of: date) -> list[Detection]:
+def detect_couple_milestones(a: HistoryLike, b: HistoryLike, as_of: date,
+                             prior_rituals: Optional[dict[str, int]] = None) -> list[Detection]:
     """Every couple milestone level that holds as of ``as_of``, in a fixed order.
 
     Pass an empty history for a partner who has not joined yet.
     """
     ha, hb = History.of(a), History.of(b)
     return (better_communication(ha, hb, as_of) + stronger_bond(ha, hb, as_of)
-            + rituals_kept(ha, hb, as_of) + check_in_rhythm(ha, hb, as_of))
+            + rituals_kept(ha, hb, as_of, prior_rituals) + check_in_rhythm(ha, hb, as_of))
 
 
 # --- a reliable worsening (never a milestone) ---

@@ -17,7 +17,9 @@ import uuid
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import and_, or_, select, update
+from collections import Counter
+
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -53,15 +55,53 @@ def next_daily_run(tz_name: str | None, now: datetime) -> datetime:
     return run.astimezone(timezone.utc)
 
 
-def history(s: Session, partner_id: str | None) -> History:
-    if partner_id is None:
-        return History(())
-    rows = s.execute(select(days).where(days.c.partner_id == partner_id)).all()
-    return History(tuple(DayAggregate(
+# What the rules read back from an evaluation date, so that evaluating costs the
+# same with two months or two years of history:
+HEAD_DAYS = 56  # the baseline: the first 28 logged days within the first 56 days with data
+RECENT_DAYS = 77  # every day: recent windows (28) with confirmations up to 21 days back, worsening (56 + 7)
+TAIL_DAYS = 7 * detectors.BOND_MAX_WEEKS + 28  # stronger bond's 26 weeks of check-ins and its confirmation
+RATED_DAYS = 2 * detectors.COMMUNICATION_WINDOW  # first and last rated days for better communication
+
+
+def _aggregate(r) -> DayAggregate:
+    return DayAggregate(
         day=r.local_date, logged=r.entries > 0, episodes=r.episodes, intensities=tuple(r.intensities),
         communication=tuple(r.communication), connection=tuple(r.connection), understanding=tuple(r.understanding),
         rituals=tuple(r.rituals), activities=r.activities, conflicts=r.conflicts,
-        conflicts_repaired_24h=r.conflicts_repaired_24h, weekly_check_ins=r.weekly_check_ins) for r in rows))
+        conflicts_repaired_24h=r.conflicts_repaired_24h, weekly_check_ins=r.weekly_check_ins)
+
+
+def history(s: Session, partner_id: str | None, first_as_of: date | None = None,
+            last_as_of: date | None = None) -> tuple[History, Counter]:
+    """The days the rules read for evaluations as of first_as_of..last_as_of,
+    and the rituals (by tag) of every older day left out. Without dates: all."""
+    if partner_id is None:
+        return History(()), Counter()
+    mine = days.c.partner_id == partner_id
+    if first_as_of is None or last_as_of is None:
+        return History(tuple(map(_aggregate, s.execute(select(days).where(mine))))), Counter()
+    first_day = s.execute(select(func.min(days.c.local_date)).where(mine)).scalar()
+    if first_day is None:
+        return History(()), Counter()
+    tail_start = first_as_of - timedelta(days=TAIL_DAYS)
+    recent_start = first_as_of - timedelta(days=RECENT_DAYS)
+    head_end = first_day + timedelta(days=HEAD_DAYS)
+    # Further back than the recent days, only stronger bond reads: days with a check-in or a conflict.
+    bond_days = (days.c.weekly_check_ins > 0) | (days.c.conflicts > 0)
+    wanted = or_(days.c.local_date <= head_end,
+                 and_(days.c.local_date >= recent_start, days.c.local_date <= last_as_of),
+                 and_(days.c.local_date >= tail_start, days.c.local_date < recent_start, bond_days))
+    rows = {r.local_date: r for r in s.execute(select(days).where(mine, wanted))}
+    rated = mine & (days.c.communication != []) & (days.c.local_date <= last_as_of)
+    for order in (days.c.local_date.asc(), days.c.local_date.desc()):
+        for r in s.execute(select(days).where(rated).order_by(order).limit(RATED_DAYS)):
+            rows.setdefault(r.local_date, r)
+    prior: Counter = Counter()
+    for day, tags in s.execute(select(days.c.local_date, days.c.rituals).where(
+            mine, days.c.ritual_count > 0, days.c.local_date < recent_start, days.c.local_date > head_end)):
+        if day not in rows:
+            prior.update(tags)
+    return History(tuple(map(_aggregate, rows.values()))), prior
 
 
 def other_partner(s: Session, partner) -> str | None:
@@ -105,17 +145,19 @@ def _achieve(s: Session, owner, other_id: str | None, det: Detection, as_of: dat
     return row
 
 
-def _all_detectors(mine: History, theirs: History, as_of: date, in_couple: bool) -> list[Detection]:
+def _all_detectors(mine: History, theirs: History, as_of: date, in_couple: bool,
+                   prior_rituals: Counter) -> list[Detection]:
     found = detectors.detect_partner_milestones(mine, as_of)
     if in_couple:
-        found += detectors.detect_couple_milestones(mine, theirs, as_of)
+        found += detectors.detect_couple_milestones(mine, theirs, as_of, prior_rituals)
     return found
 
 
-def _count_detectors(mine: History, theirs: History, as_of: date, in_couple: bool) -> list[Detection]:
+def _count_detectors(mine: History, theirs: History, as_of: date, in_couple: bool,
+                     prior_rituals: Counter) -> list[Detection]:
     if not in_couple:
         return []
-    return detectors.rituals_kept(mine, theirs, as_of) + detectors.check_in_rhythm(mine, theirs, as_of)
+    return detectors.rituals_kept(mine, theirs, as_of, prior_rituals) + detectors.check_in_rhythm(mine, theirs, as_of)
 
 
 def evaluate_partner(s: Session, partner_id: str, now: datetime | None = None, *,
@@ -132,15 +174,16 @@ def evaluate_partner(s: Session, partner_id: str, now: datetime | None = None, *
             start = owner.evaluated_through + timedelta(days=1)
         start = max(start, today - timedelta(days=MAX_REPLAY_DAYS))
         dates = [start + timedelta(days=i) for i in range((today - start).days + 1)] or [today]
-    mine = history(s, owner.id)
+    mine, prior = history(s, owner.id, min(dates), max(dates))
     other_id = other_partner(s, owner)
-    theirs = history(s, other_id)
+    theirs, prior_theirs = history(s, other_id, min(dates), max(dates))
+    prior.update(prior_theirs)
     first = mine.first_logged_day(today)
     achieved = []
     for as_of in dates:
         if first is None or as_of < first:
             continue
-        for det in detect(mine, theirs, as_of, bool(owner.couple_id)):
+        for det in detect(mine, theirs, as_of, bool(owner.couple_id), prior):
             row = _achieve(s, owner, other_id, det, as_of, now)
             if row:
                 achieved.append(row)
