@@ -161,6 +161,14 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+@pytest.fixture
+def mdb(backend):
+    """The milestones service's own database."""
+    engine = backend.engine("milestones")
+    yield engine
+    engine.dispose()
+
+
 # --- the journal API, in process ---
 
 def _journal_client():

@@ -260,9 +260,7 @@ class Handled:
 
 
 def declare_topology() -> None:
-    """Declare the exchanges and queues once, from this thread, before workers
-    start. Kombu's filesystem transport creates an exchange's binding file empty
-    and fills it afterwards, so several threads declaring a fresh embedded broker
-    at once can read it empty (JSONDecodeError, a consumer thread that dies)."""
+    """Declare the exchanges and queues from this thread (shared/broker.py makes
+    concurrent declarations on the embedded broker safe; this only saves time)."""
     with broker.connect() as conn:
         topology.declare(conn)

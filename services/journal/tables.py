@@ -1,16 +1,13 @@
 """The journal's own database."""
 from __future__ import annotations
 
-from sqlalchemy import Column, Date, ForeignKey, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import Column, Date, ForeignKey, Index, Integer, String, Table, Text
 
 from shared.consumer import processed_events_table
-from shared.db import JSONType, UTCDateTime
+from shared.db import JSONType, UTCDateTime, service_metadata
 from shared.outbox import outbox_table
 
-metadata = MetaData(naming_convention={
-    "ix": "ix_%(column_0_label)s", "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s", "pk": "pk_%(table_name)s",
-})
+metadata = service_metadata()
 
 couples = Table(
     "couples", metadata,

@@ -69,15 +69,23 @@ def _is_newer(existing, ev: Event) -> bool:
     return _RANK[ev.type] > current
 
 
+def _newer_change(s: Session, ev: Event):
+    """(partner id, entry id, the stored entry or None) if this event is news; None
+    if it is older than what is stored or its partner was erased."""
+    pid, entry_id = str(ev.data["partner_id"]), str(ev.data["entry_id"])
+    if _partner(s, pid).erased:
+        return None
+    existing = s.execute(select(entries).where(entries.c.id == entry_id)).first()
+    return (pid, entry_id, existing) if _is_newer(existing, ev) else None
+
+
 def entry_changed(s: Session, ev: Event) -> None:
     """journal.entry.recorded and journal.entry.revised: the entry as it now is."""
+    change = _newer_change(s, ev)
+    if change is None:
+        return
+    pid, entry_id, existing = change
     d = ev.data
-    pid, entry_id = str(d["partner_id"]), str(d["entry_id"])
-    if _partner(s, pid).erased:
-        return
-    existing = s.execute(select(entries).where(entries.c.id == entry_id)).first()
-    if not _is_newer(existing, ev):
-        return
     measures = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in d.items()
                 if k not in {"entry_id", "couple_id", "partner_id", "kind", "occurred_at", "local_date", "visibility"}
                 and v is not None}
@@ -101,13 +109,10 @@ def entry_changed(s: Session, ev: Event) -> None:
 
 
 def entry_deleted(s: Session, ev: Event) -> None:
-    d = ev.data
-    pid, entry_id = str(d["partner_id"]), str(d["entry_id"])
-    if _partner(s, pid).erased:
+    change = _newer_change(s, ev)
+    if change is None:
         return
-    existing = s.execute(select(entries).where(entries.c.id == entry_id)).first()
-    if not _is_newer(existing, ev):
-        return
+    pid, entry_id, existing = change
     if existing is None:  # the deletion came first: a tombstone keeps the late "recorded" out
         s.execute(entries.insert().values(id=entry_id, partner_id=pid, deleted=True, version=ev.time))
         return

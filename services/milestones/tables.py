@@ -4,17 +4,14 @@ milestones achieved."""
 from __future__ import annotations
 
 from sqlalchemy import (
-    Boolean, Column, Date, Index, Integer, MetaData, String, Table, Text, UniqueConstraint,
+    Boolean, Column, Date, Index, Integer, String, Table, Text, UniqueConstraint,
 )
 
 from shared.consumer import processed_events_table
-from shared.db import JSONType, UTCDateTime
+from shared.db import JSONType, UTCDateTime, service_metadata
 from shared.outbox import outbox_table
 
-metadata = MetaData(naming_convention={
-    "ix": "ix_%(column_0_label)s", "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s", "pk": "pk_%(table_name)s",
-})
+metadata = service_metadata()
 
 # A partner as the events told us. A row can exist before `registered` arrives
 # (events come in any order); `erased` is a tombstone that late events respect.

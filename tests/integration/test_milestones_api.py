@@ -24,20 +24,6 @@ def milestones(backend):
     return milestones_client()
 
 
-@pytest.fixture(autouse=True)
-def topology_declared(backend):
-    """Before any worker thread starts (see declare_topology)."""
-    declare_topology()
-
-
-@pytest.fixture
-def mdb(backend):
-    """The milestones service's own database."""
-    engine = backend.engine("milestones")
-    yield engine
-    engine.dispose()
-
-
 def _problem(r, status: int) -> dict:
     assert r.status_code == status, (r.status_code, r.get_data(as_text=True))
     assert r.mimetype == PROBLEM, r.mimetype

@@ -31,19 +31,6 @@ def feed(backend):
         yield handled
 
 
-@pytest.fixture(autouse=True)
-def topology_declared(backend):
-    """Before any worker thread starts (see declare_topology)."""
-    declare_topology()
-
-
-@pytest.fixture
-def mdb(backend):
-    engine = backend.engine("milestones")
-    yield engine
-    engine.dispose()
-
-
 def _ago(minutes: float) -> datetime:
     return datetime.now(timezone.utc) - timedelta(minutes=minutes)
 
