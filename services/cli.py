@@ -72,7 +72,8 @@ def run() -> None:
 
     var = config.var_dir()
     var.mkdir(parents=True, exist_ok=True)
-    auth.ensure_local_keypair(var) if not os.environ.get("TOKEN_PRIVATE_KEY") else None
+    if not os.environ.get("TOKEN_PRIVATE_KEY"):
+        auth.ensure_local_keypair(var)  # before the services race to make it
     for name in SERVICES:
         migrations.upgrade(name, config.database_url(name))
     # `exec`: honcho runs commands through sh; the supervised pid must be the

@@ -47,7 +47,7 @@ class EventConsumer(ConsumerMixin):
     def __init__(self, connection: Connection, queue_name: str, handlers: dict[str, Handler],
                  session_factory: sessionmaker, processed: Table, *, prefetch: int = 20,
                  max_attempts: int = 5, backoff: float = 0.2, transient_timeout: float = 60.0,
-                 after_commit: Callable[[events.Event], None] | None = None, broker_url: str | None = None):
+                 broker_url: str | None = None):
         self.connection = connection
         self.broker_url = broker_url
         self.queue_name = queue_name
@@ -58,7 +58,6 @@ class EventConsumer(ConsumerMixin):
         self.max_attempts = max_attempts
         self.backoff = backoff
         self.transient_timeout = transient_timeout
-        self.after_commit = after_commit
         self._dead_conn: Connection | None = None
 
     # --- kombu wiring ---
@@ -98,8 +97,6 @@ class EventConsumer(ConsumerMixin):
             try:
                 self._apply_once(event, handler)
                 metrics.EVENTS_CONSUMED.labels(self.queue_name, event.type).inc()
-                if self.after_commit:
-                    self.after_commit(event)
                 return True
             except Duplicate:
                 metrics.EVENTS_DUPLICATE.labels(self.queue_name, event.type).inc()

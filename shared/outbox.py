@@ -16,13 +16,14 @@ import os
 import socket
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import structlog
 from sqlalchemy import (
-    BigInteger, Column, Index, Integer, MetaData, String, Table, Text, delete, event, or_, select, text, update,
+    BigInteger, Column, Index, Integer, MetaData, String, Table, Text, delete, event, func, or_, select, text,
+    update,
 )
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -210,15 +211,14 @@ class Relay:
     def backlog(self) -> tuple[int, float]:
         """(unpublished rows, age in seconds of the oldest one)."""
         t = self.table
-        from sqlalchemy import func
-
         with self.engine.connect() as conn:
             n, oldest = conn.execute(
                 select(func.count(), func.min(t.c.created_at)).where(t.c.published_at.is_(None))
             ).one()
+        # An aggregate is not typed by the column: SQLite gives the raw value back.
+        if isinstance(oldest, str):
+            oldest = datetime.fromisoformat(oldest)
         if oldest is not None and oldest.tzinfo is None:
-            from datetime import timezone
-
             oldest = oldest.replace(tzinfo=timezone.utc)
         return n, (utcnow() - oldest).total_seconds() if oldest else 0.0
 
