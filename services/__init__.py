@@ -37,4 +37,13 @@ SERVICES: dict[str, ServiceSpec] = {
             "relay": "services.milestones.app:run_relay",
         },
     ),
+    "notify": ServiceSpec(
+        name="notify",
+        wsgi="services.notify.app:create_app()",
+        metadata="services.notify.tables:metadata",
+        workers={
+            "consumer": "services.notify.app:run_consumer",
+            "relay": "services.notify.app:run_relay",
+        },
+    ),
 }

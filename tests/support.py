@@ -107,17 +107,20 @@ def drain(queue_name: str, conn: Connection | None = None) -> list:
 
 
 class Pipeline:
-    """The journal's relay, the milestones consumer, its evaluator and its relay,
-    each in a thread of this process, over the backend in the environment."""
+    """Every worker but the web: the journal's relay, the milestones consumer,
+    evaluator and relay, the notify consumer and relay, each in a thread of this
+    process, over the backend in the environment."""
 
     def __init__(self, settle: float = 0.0):
         from datetime import timedelta
 
         from services.journal import app as journal_app
         from services.milestones import app as milestones_app
+        from services.notify import app as notify_app
 
-        self.relays = [journal_app.make_relay(), milestones_app.make_relay()]
+        self.relays = [journal_app.make_relay(), milestones_app.make_relay(), notify_app.make_relay()]
         self.consumer = milestones_app.make_consumer()
+        self.notify_consumer = notify_app.make_consumer()
         self.evaluator = milestones_app.make_evaluator()
         self.evaluator.settle = timedelta(seconds=settle)
         from shared.workers import Periodic
@@ -125,6 +128,7 @@ class Pipeline:
         self.periodic = Periodic("evaluator", self.evaluator.tick)
         self.threads = [threading.Thread(target=r.run, daemon=True) for r in self.relays]
         self.threads += [threading.Thread(target=self.consumer.run, daemon=True),
+                         threading.Thread(target=self.notify_consumer.run, daemon=True),
                          threading.Thread(target=self.periodic.run, daemon=True)]
 
     def __enter__(self):
@@ -136,12 +140,14 @@ class Pipeline:
         for r in self.relays:
             r.stop()
         self.consumer.should_stop = True
+        self.notify_consumer.should_stop = True
         self.periodic.stop()
         for t in self.threads:
             t.join(timeout=15)
         for r in self.relays:
             r.publisher.close()
         self.consumer.connection.release()
+        self.notify_consumer.connection.release()
 
 
 # --- milestones: shared by the milestones test modules ---

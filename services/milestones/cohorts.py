@@ -34,6 +34,14 @@ Cohorts (the truth about the episode rate):
   probability ("no logging is not no anxiety").
 * ``improvers``: the rate falls by 50-75% from a random day in weeks 5-10.
 
+An extra cohort, outside ``COHORTS`` (so :func:`detection_report` and every
+existing partner stay as they were; ``EXTRA_COHORTS``):
+
+* ``late_improvers``: like ``improvers``, but the fall starts on a random day
+  in weeks 16-26 (days 105-181), and the history runs until 16 weeks after
+  the change (``change_day + 113`` days, so 218-294 days) instead of
+  120-180 days. :func:`late_improver_report` studies it.
+
 Late and out-of-order sync is a transport concern and is not simulated.
 
 :func:`detection_report` runs the detectors the way the service does: every
@@ -61,10 +69,13 @@ from .detectors import (
 __all__ = [
     "COHORTS", "GAPPY_PATTERNS", "START", "DETECTION_WEEKS", "SyntheticPartner",
     "simulate_partner", "cohort", "first_detections", "textbook_single_look", "ideal_detection",
-    "detection_report", "report_table",
+    "detection_report", "report_table", "EXTRA_COHORTS", "late_improver_report",
 ]
 
 COHORTS = ("steady", "worsening", "gappy", "improvers")
+# cohorts outside the cohort study of detection_report; seeded after COHORTS, so no existing partner changes
+EXTRA_COHORTS = ("late_improvers",)
+_SEEDED = COHORTS + EXTRA_COHORTS
 GAPPY_PATTERNS = ("gaps", "low_logging_month", "shy_on_bad_days")
 START = date(2026, 1, 5)  # day 0 of every synthetic history
 DETECTION_WEEKS = 8  # an improver counts as found if detected within 8 weeks of the change
@@ -79,6 +90,8 @@ WEEK_CORRELATION = (0.0, 0.5)
 DAY_SHAPE = (1.5, 6.0)  # gamma shape of the day multiplier (negative-binomial counts)
 CHANGE_DAYS = (28, 69)  # weeks 5-10, day 0 being the first logged day
 IMPROVER_FALL = (0.5, 0.75)
+LATE_CHANGE_DAYS = (105, 181)  # weeks 16-26 (late_improvers)
+LATE_FOLLOW_UP_WEEKS = 16  # late_improvers' histories run until 16 weeks after the change (inclusive)
 WORSENING_RISE = (0.4, 1.0)
 GAPS = (1, 3)
 GAP_DAYS = (7, 21)
@@ -152,10 +165,14 @@ def _integer(rng: np.random.Generator, bounds: tuple[int, int]) -> int:
 
 def simulate_partner(seed: int, cohort_name: str, index: int) -> SyntheticPartner:
     """The ``index``-th partner of a cohort, from ``seed`` (deterministic)."""
-    if cohort_name not in COHORTS:
-        raise ValueError(f"unknown cohort {cohort_name!r}; one of {COHORTS}")
-    rng = np.random.default_rng([seed, COHORTS.index(cohort_name), index])
+    if cohort_name not in _SEEDED:
+        raise ValueError(f"unknown cohort {cohort_name!r}; one of {_SEEDED}")
+    rng = np.random.default_rng([seed, _SEEDED.index(cohort_name), index])
     n = _integer(rng, HISTORY_DAYS)
+    late_change_day: Optional[int] = None
+    if cohort_name == "late_improvers":
+        late_change_day = _integer(rng, LATE_CHANGE_DAYS)
+        n = late_change_day + 7 * LATE_FOLLOW_UP_WEEKS + 1
     weekly_rate = _uniform(rng, WEEKLY_RATE)
     lam = weekly_rate / 7
     logging = _uniform(rng, LOGGING)
@@ -174,6 +191,8 @@ def simulate_partner(seed: int, cohort_name: str, index: int) -> SyntheticPartne
     change: Optional[float] = None
     if cohort_name == "improvers":
         change_day, change = _integer(rng, CHANGE_DAYS), -_uniform(rng, IMPROVER_FALL)
+    elif cohort_name == "late_improvers":
+        change_day, change = late_change_day, -_uniform(rng, IMPROVER_FALL)
     elif cohort_name == "worsening":
         change_day, change = _integer(rng, CHANGE_DAYS), _uniform(rng, WORSENING_RISE)
     if change_day is not None:
@@ -463,3 +482,46 @@ def report_table(report: dict) -> str:
         f"| {ideal['median_weeks_to_detection']} | | |",
     ]
     return "\n".join(lines)
+
+
+def late_improver_report(seed: int, n: int, cohort_name: str = "late_improvers") -> dict:
+    """The current design on ``n`` late improvers (fall from weeks 16-26, 16 weeks of follow-up).
+
+    Every partner is looked at every day, as the service does, from day 62 to
+    16 weeks after the change. ``fewer_anxious_episodes`` found within 8 and
+    within 16 weeks of the change (a detection before the change is counted
+    apart, never as found), the median weeks to detection (of those found
+    within 16 weeks), the textbook single look 8 weeks after the change and
+    the :func:`ideal_detection` upper bound (within 8 weeks). ``cohort_name``
+    may be ``improvers`` too, for comparison (whose histories may end before
+    16 weeks after the change). Plain JSON-serialisable data.
+    """
+    if n < 1:
+        raise ValueError("n must be >= 1")
+    partners = cohort(seed, cohort_name, n)
+    within_8, within_16, before, delays = 0, 0, 0, []
+    for p in partners:
+        hit = first_detections(p, (FEWER_ANXIOUS_EPISODES,), stop_at=p.change_day + 7 * 16)[FEWER_ANXIOUS_EPISODES]
+        if hit is None:
+            continue
+        if hit < p.change_day:
+            before += 1
+            continue
+        within_16 += 1
+        delays.append(hit - p.change_day)
+        within_8 += hit - p.change_day <= 7 * DETECTION_WEEKS
+    at_8 = [textbook_single_look(p, p.change_day + 7 * DETECTION_WEEKS) for p in partners]
+    k_8 = sum(1 for t in at_8 if t and t["detected"])
+    ideal_days = [i - p.change_day for p in partners if (i := ideal_detection(p)) is not None]
+    return {
+        "seed": seed, "cohort": cohort_name, "partners": n,
+        "fewer_anxious_episodes": {
+            "found_within_8_weeks": within_8, "rate_8_weeks": _rate(within_8, n),
+            "found_within_16_weeks": within_16, "rate_16_weeks": _rate(within_16, n),
+            "median_weeks_to_detection": _median_weeks(delays),
+            "detected_before_the_change": before,
+        },
+        "textbook_single_look_at_8_weeks_after_the_change": {"found": k_8, "rate": _rate(k_8, n)},
+        "ideal_upper_bound": {"found_within_8_weeks": len(ideal_days), "rate": _rate(len(ideal_days), n),
+                              "median_weeks_to_detection": _median_weeks(ideal_days)},
+    }

@@ -1,0 +1,1 @@
+"""The notify service: turns milestones into celebrations, in the inbox and on every channel a partner chose."""

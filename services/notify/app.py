@@ -1,0 +1,52 @@
+"""The notify service's composition root: HTTP app, event consumer, outbox relay."""
+from __future__ import annotations
+
+from shared import logs, workers
+from shared.config import Settings
+from shared.db import make_engine, make_session_factory
+from shared.outbox import Relay, install_local_waker
+from shared.web import create_base_app
+
+from . import handlers, http
+from .tables import outbox, processed_events
+
+SERVICE = "notify"
+QUEUE = "notify.events"
+
+
+def _sessions(settings: Settings):
+    engine = make_engine(settings.database_url)
+    sessions = make_session_factory(engine)
+    if engine.dialect.name == "sqlite":
+        install_local_waker(sessions, settings.var_dir, SERVICE)
+    return engine, sessions
+
+
+def create_app(settings: Settings | None = None):
+    settings = settings or Settings.from_env(SERVICE)
+    logs.configure(SERVICE)
+    engine, sessions = _sessions(settings)
+    app, api = create_base_app(settings, engine=engine, title="Tandem notify",
+                               description="Celebrations: the inbox, preferences and delivery channels.")
+    app.extensions["notify"] = {"sessions": sessions, "settings": settings}
+    for bp in (http.inbox, http.prefs, http.targets):
+        api.register_blueprint(bp)
+    return app
+
+
+def make_consumer(settings: Settings | None = None):
+    settings = settings or Settings.from_env(SERVICE)
+    _, sessions = _sessions(settings)
+    return workers.make_consumer(settings, QUEUE, handlers.HANDLERS, processed_events, sessions=sessions)
+
+
+def run_consumer() -> None:
+    workers.run_consumer(Settings.from_env(SERVICE), QUEUE, handlers.HANDLERS, processed_events)
+
+
+def make_relay(settings: Settings | None = None) -> Relay:
+    return workers.make_relay(settings or Settings.from_env(SERVICE), outbox)
+
+
+def run_relay() -> None:
+    workers.run_relay(Settings.from_env(SERVICE), outbox)

@@ -1,0 +1,92 @@
+"""The notify service's event handlers: who the partners are, and a
+notification for each milestone and recipient, once."""
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from shared.db import utcnow
+from shared.events import Event
+from shared.outbox import emit
+
+from . import celebrate
+from .tables import channels, deliveries, notifications, outbox, recipients
+
+SOURCE = "/notify"
+
+
+def recipient(s: Session, partner_id: str):
+    """The recipient's row, created on first sight (events arrive in any order)."""
+    row = s.execute(select(recipients).where(recipients.c.id == partner_id)).first()
+    if row is None:
+        try:
+            with s.begin_nested():
+                s.execute(recipients.insert().values(id=partner_id))
+        except IntegrityError:
+            pass  # created by a concurrent request or consumer
+        row = s.execute(select(recipients).where(recipients.c.id == partner_id)).first()
+    return row
+
+
+def partner_registered(s: Session, ev: Event) -> None:
+    d = ev.data
+    row = recipient(s, str(d["partner_id"]))
+    if not row.erased:
+        s.execute(update(recipients).where(recipients.c.id == row.id).values(
+            email=d["email"], display_name=d["display_name"], timezone=d["timezone"]))
+
+
+def couple_partnered(s: Session, ev: Event) -> None:
+    for pid in map(str, ev.data["partner_ids"]):
+        if not recipient(s, pid).erased:
+            s.execute(update(recipients).where(recipients.c.id == pid).values(couple_id=str(ev.data["couple_id"])))
+
+
+def partner_erased(s: Session, ev: Event) -> None:
+    pid = str(ev.data["partner_id"])
+    recipient(s, pid)
+    s.execute(delete(deliveries).where(deliveries.c.notification_id.in_(
+        select(notifications.c.id).where(notifications.c.partner_id == pid))))
+    s.execute(delete(notifications).where(notifications.c.partner_id == pid))
+    s.execute(delete(channels).where(channels.c.partner_id == pid))
+    s.execute(update(recipients).where(recipients.c.id == pid).values(
+        erased=True, email=None, display_name=None, timezone=None, couple_id=None))
+
+
+def milestone_achieved(s: Session, ev: Event) -> None:
+    """One notification per recipient in the audience; the inbox has it at once."""
+    m = ev.data
+    owner_name = None
+    if m.get("partner_id"):
+        owner_name = s.execute(select(recipients.c.display_name)
+                               .where(recipients.c.id == str(m["partner_id"]))).scalar()
+    for pid in map(str, m["audience"]):
+        row = recipient(s, pid)
+        if row.erased:
+            continue
+        now = utcnow()
+        note = {"id": str(uuid.uuid4()), "partner_id": pid, "milestone_id": str(m["id"]),
+                "title": celebrate.title_for(m, pid, owner_name), "body": celebrate.body_for(m), "created_at": now}
+        try:
+            with s.begin_nested():
+                s.execute(notifications.insert().values(**note))
+        except IntegrityError:
+            continue  # this recipient has it already
+        if row.in_app:
+            s.execute(deliveries.insert().values(id=str(uuid.uuid4()), notification_id=note["id"],
+                                                 channel="in_app", status="delivered", attempts=1,
+                                                 delivered_at=now))
+            emit(s, outbox, "notify.notification.delivered", source=SOURCE, subject=pid,
+                 data={"notification_id": note["id"], "milestone_id": note["milestone_id"], "partner_id": pid,
+                       "channel": "in_app"})
+
+
+HANDLERS = {
+    "journal.partner.registered": partner_registered,
+    "journal.couple.partnered": couple_partnered,
+    "journal.partner.erased": partner_erased,
+    "milestones.milestone.achieved": milestone_achieved,
+}

@@ -1,0 +1,104 @@
+"""The notify service's HTTP entrypoint."""
+from __future__ import annotations
+
+from flask import current_app, g
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from shared.db import unit_of_work
+from shared.web import AUTH_DOC, require_auth
+
+from . import schemas, use_cases
+
+inbox = Blueprint("notifications", __name__, url_prefix="/v1", description="The in-app inbox")
+prefs = Blueprint("preferences", __name__, url_prefix="/v1", description="How and when to be told")
+targets = Blueprint("channels", __name__, url_prefix="/v1", description="Where to be told: email, webhooks, Apprise")
+
+
+def _uow():
+    return unit_of_work(current_app.extensions["notify"]["sessions"])
+
+
+@inbox.route("/notifications")
+class Inbox(MethodView):
+    @inbox.doc(**AUTH_DOC)
+    @require_auth
+    @inbox.arguments(schemas.InboxQuery, location="query")
+    @inbox.response(200, schemas.NotificationPage)
+    @inbox.alt_response(401, description="No valid token")
+    def get(self, query):
+        """The caller's inbox, newest first"""
+        with _uow() as s:
+            return use_cases.inbox(s, g.partner_id, query)
+
+
+@inbox.route("/notifications/<uuid:notification_id>/read")
+class Read(MethodView):
+    @inbox.doc(**AUTH_DOC)
+    @require_auth
+    @inbox.response(200, schemas.Notification)
+    @inbox.alt_response(401, description="No valid token")
+    @inbox.alt_response(404, description="No such notification the caller may see")
+    def post(self, notification_id):
+        """Mark a notification read"""
+        with _uow() as s:
+            return use_cases.mark_read(s, g.partner_id, str(notification_id))
+
+
+@prefs.route("/preferences")
+class PreferencesView(MethodView):
+    @prefs.doc(**AUTH_DOC)
+    @require_auth
+    @prefs.response(200, schemas.Preferences)
+    @prefs.alt_response(401, description="No valid token")
+    def get(self):
+        """The caller's preferences"""
+        with _uow() as s:
+            return use_cases.preferences(s, g.partner_id)
+
+    @prefs.doc(**AUTH_DOC)
+    @require_auth
+    @prefs.arguments(schemas.PreferencesPatch)
+    @prefs.response(200, schemas.Preferences)
+    @prefs.alt_response(401, description="No valid token")
+    def patch(self, changes):
+        """Change the fields named, keep the rest"""
+        with _uow() as s:
+            return use_cases.change_preferences(s, g.partner_id, changes)
+
+
+@targets.route("/channels")
+class Channels(MethodView):
+    @targets.doc(**AUTH_DOC)
+    @require_auth
+    @targets.response(200, schemas.ChannelList)
+    @targets.alt_response(401, description="No valid token")
+    def get(self):
+        """The caller's delivery targets"""
+        with _uow() as s:
+            return use_cases.list_channels(s, g.partner_id)
+
+    @targets.doc(**AUTH_DOC)
+    @require_auth
+    @targets.arguments(schemas.ChannelCreate)
+    @targets.response(201, schemas.Channel)
+    @targets.alt_response(401, description="No valid token")
+    def post(self, data):
+        """Add a delivery target (webhook and Apprise targets must be public addresses)"""
+        allow = current_app.extensions["notify"]["settings"].allow_private_targets
+        with _uow() as s:
+            return use_cases.add_channel(s, g.partner_id, data, allow_private=allow)
+
+
+@targets.route("/channels/<uuid:channel_id>")
+class OneChannel(MethodView):
+    @targets.doc(**AUTH_DOC)
+    @require_auth
+    @targets.response(204)
+    @targets.alt_response(401, description="No valid token")
+    @targets.alt_response(404, description="No such channel the caller may see")
+    def delete(self, channel_id):
+        """Remove a delivery target"""
+        with _uow() as s:
+            use_cases.remove_channel(s, g.partner_id, str(channel_id))
+        return None

@@ -1,0 +1,69 @@
+"""The notify service's own database."""
+from __future__ import annotations
+
+from sqlalchemy import Boolean, Column, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint
+
+from shared.consumer import processed_events_table
+from shared.db import UTCDateTime, service_metadata
+from shared.outbox import outbox_table
+
+metadata = service_metadata()
+
+# A partner as the events and their own preferences told us; `erased` is a
+# tombstone that late events respect.
+recipients = Table(
+    "recipients", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("email", String(320), nullable=True),
+    Column("display_name", String(80), nullable=True),
+    Column("timezone", String(64), nullable=True),
+    Column("couple_id", String(36), nullable=True),
+    Column("erased", Boolean, nullable=False, server_default="0"),
+    Column("in_app", Boolean, nullable=False, server_default="1"),
+    Column("email_on", Boolean, nullable=False, server_default="1"),
+    Column("push_on", Boolean, nullable=False, server_default="1"),
+    Column("quiet_start", String(5), nullable=True),  # "22:00", the recipient's local time
+    Column("quiet_end", String(5), nullable=True),
+    Column("share_milestones_with_partner", Boolean, nullable=False, server_default="0"),
+)
+
+notifications = Table(
+    "notifications", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("partner_id", String(36), ForeignKey("recipients.id", ondelete="CASCADE"), nullable=False),
+    Column("milestone_id", String(36), nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("read_at", UTCDateTime(), nullable=True),
+    # One milestone makes at most one notification per recipient, whatever is redelivered.
+    UniqueConstraint("milestone_id", "partner_id", name="uq_notifications_once"),
+    Index("ix_notifications_inbox", "partner_id", "created_at", "id"),
+)
+
+deliveries = Table(
+    "deliveries", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("notification_id", String(36), ForeignKey("notifications.id", ondelete="CASCADE"), nullable=False),
+    Column("channel", String(60), nullable=False),  # in_app, email, webhook:<id>, apprise:<id>
+    Column("status", String(12), nullable=False),  # pending, delivered, failed
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_error", String(300), nullable=True),
+    Column("due_at", UTCDateTime(), nullable=True),
+    Column("delivered_at", UTCDateTime(), nullable=True),
+    # Each channel delivers a notification at most once.
+    UniqueConstraint("notification_id", "channel", name="uq_deliveries_once"),
+)
+
+channels = Table(
+    "channels", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("partner_id", String(36), ForeignKey("recipients.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("type", String(10), nullable=False),  # email, webhook, apprise
+    Column("target", Text, nullable=False),  # an address or a URL
+    Column("secret", String(64), nullable=True),  # a webhook's HMAC key
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+outbox = outbox_table(metadata)
+processed_events = processed_events_table(metadata)

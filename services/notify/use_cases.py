@@ -1,0 +1,144 @@
+"""What a partner can do in the notify service: read the inbox, set preferences."""
+from __future__ import annotations
+
+import base64
+import binascii
+import secrets
+import uuid
+from datetime import datetime, timezone
+
+from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy.orm import Session
+
+from shared.db import utcnow
+from shared.errors import Invalid, NotFound
+from shared.outbox import emit
+
+from . import targets
+from .handlers import SOURCE, recipient
+from .tables import channels, deliveries, notifications, outbox, recipients
+
+
+def _view(s: Session, rows) -> list[dict]:
+    ids = [r.id for r in rows]
+    by_note: dict[str, list] = {i: [] for i in ids}
+    if ids:
+        for d in s.execute(select(deliveries).where(deliveries.c.notification_id.in_(ids))
+                           .order_by(deliveries.c.channel)):
+            by_note[d.notification_id].append({"channel": d.channel.split(":")[0], "status": d.status,
+                                               "attempts": d.attempts, "delivered_at": d.delivered_at})
+    return [{"id": r.id, "milestone_id": r.milestone_id, "title": r.title, "body": r.body,
+             "created_at": r.created_at, "read_at": r.read_at, "deliveries": by_note[r.id]} for r in rows]
+
+
+def _cursor(row) -> str:
+    return base64.urlsafe_b64encode(f"{row.created_at.isoformat()}|{row.id}".encode()).decode().rstrip("=")
+
+
+def _decode(cursor: str) -> tuple[datetime, str]:
+    try:
+        at, nid = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split("|", 1)
+        parsed = datetime.fromisoformat(at)
+        if parsed.tzinfo is None:
+            raise ValueError
+        return parsed.astimezone(timezone.utc), str(uuid.UUID(nid))
+    except (ValueError, binascii.Error, UnicodeDecodeError, OverflowError):
+        raise Invalid("The cursor is not one this API gave.", errors={"cursor": ["Not a cursor this API gave."]}) \
+            from None
+
+
+def inbox(s: Session, partner_id: str, query: dict) -> dict:
+    stmt = select(notifications).where(notifications.c.partner_id == partner_id)
+    if query.get("unread"):
+        stmt = stmt.where(notifications.c.read_at.is_(None))
+    if query.get("cursor"):
+        at, last = _decode(query["cursor"])
+        stmt = stmt.where(or_(notifications.c.created_at < at,
+                              and_(notifications.c.created_at == at, notifications.c.id < last)))
+    limit = query.get("limit", 50)
+    rows = s.execute(stmt.order_by(notifications.c.created_at.desc(), notifications.c.id.desc())
+                     .limit(limit + 1)).all()
+    page = rows[:limit]
+    return {"items": _view(s, page), "next_cursor": _cursor(page[-1]) if len(rows) > limit else None}
+
+
+def mark_read(s: Session, partner_id: str, notification_id: str) -> dict:
+    row = s.execute(select(notifications).where(notifications.c.id == notification_id,
+                                                notifications.c.partner_id == partner_id)).first()
+    if row is None:
+        raise NotFound("No such notification.")
+    if row.read_at is None:
+        s.execute(update(notifications).where(notifications.c.id == notification_id).values(read_at=utcnow()))
+        row = s.execute(select(notifications).where(notifications.c.id == notification_id)).first()
+    return _view(s, [row])[0]
+
+
+def _preferences(row) -> dict:
+    quiet = {"start": row.quiet_start, "end": row.quiet_end} if row.quiet_start else None
+    return {"channels": {"in_app": row.in_app, "email": row.email_on, "push": row.push_on},
+            "quiet_hours": quiet, "share_milestones_with_partner": row.share_milestones_with_partner}
+
+
+def preferences(s: Session, partner_id: str) -> dict:
+    return _preferences(recipient(s, partner_id))
+
+
+def change_preferences(s: Session, partner_id: str, changes: dict) -> dict:
+    """Change the fields named, keep the rest; tell the milestones service."""
+    row = recipient(s, partner_id)
+    values: dict = {}
+    names = {"in_app": "in_app", "email": "email_on", "push": "push_on"}
+    for key, value in (changes.get("channels") or {}).items():
+        values[names[key]] = value
+    if "quiet_hours" in changes:
+        quiet = changes["quiet_hours"]
+        values.update(quiet_start=quiet["start"] if quiet else None, quiet_end=quiet["end"] if quiet else None)
+    if "share_milestones_with_partner" in changes:
+        values["share_milestones_with_partner"] = changes["share_milestones_with_partner"]
+    if values:
+        s.execute(update(recipients).where(recipients.c.id == partner_id).values(**values))
+    row = s.execute(select(recipients).where(recipients.c.id == row.id)).one()
+    emit(s, outbox, "notify.preferences.changed", source=SOURCE, subject=partner_id,
+         data={"partner_id": partner_id, "share_milestones_with_partner": row.share_milestones_with_partner})
+    return _preferences(row)
+
+
+# --- delivery targets ---
+
+def _channel_view(row, *, with_secret: bool = False) -> dict:
+    out = {"id": row.id, "type": row.type, "created_at": row.created_at}
+    out["address" if row.type == "email" else "url"] = row.target
+    if with_secret and row.secret:
+        out["secret"] = row.secret
+    return out
+
+
+def add_channel(s: Session, partner_id: str, data: dict, *, allow_private: bool) -> dict:
+    """A delivery target; webhook and Apprise targets must not reach private addresses."""
+    recipient(s, partner_id)
+    kind = data["type"]
+    try:
+        if kind == "webhook":
+            target = targets.check_webhook_url(data["url"], allow_private=allow_private)
+        elif kind == "apprise":
+            target = targets.check_apprise_url(data["url"], allow_private=allow_private)
+        else:
+            target = data["address"].strip().lower()
+    except targets.TargetRefused as e:
+        raise Invalid("The request has invalid fields: url", errors={"url": [e.message]}) from None
+    row = {"id": str(uuid.uuid4()), "partner_id": partner_id, "type": kind, "target": target,
+           "secret": secrets.token_hex(32) if kind == "webhook" else None, "created_at": utcnow()}
+    s.execute(channels.insert().values(**row))
+    return _channel_view(s.execute(select(channels).where(channels.c.id == row["id"])).one(), with_secret=True)
+
+
+def list_channels(s: Session, partner_id: str) -> dict:
+    rows = s.execute(select(channels).where(channels.c.partner_id == partner_id)
+                     .order_by(channels.c.created_at, channels.c.id)).all()
+    return {"items": [_channel_view(r) for r in rows]}
+
+
+def remove_channel(s: Session, partner_id: str, channel_id: str) -> None:
+    gone = s.execute(delete(channels).where(channels.c.id == channel_id, channels.c.partner_id == partner_id))
+    if gone.rowcount != 1:
+        raise NotFound("No such channel.")
