@@ -498,6 +498,8 @@ def late_improver_report(seed: int, n: int, cohort_name: str = "late_improvers")
     """
     if n < 1:
         raise ValueError("n must be >= 1")
+    if cohort_name not in ("improvers", "late_improvers"):
+        raise ValueError(f"an improver cohort (improvers or late_improvers), not {cohort_name!r}")
     partners = cohort(seed, cohort_name, n)
     within_8, within_16, before, delays = 0, 0, 0, []
     for p in partners:

@@ -221,6 +221,8 @@ def test_the_late_improver_report_is_plain_json_and_within_the_ideal(late_report
     assert fe["found_within_8_weeks"] <= late_report["ideal_upper_bound"]["found_within_8_weeks"]
     with pytest.raises(ValueError):
         cohorts.late_improver_report(SEED, 0)
+    with pytest.raises(ValueError):
+        cohorts.late_improver_report(SEED, 1, "steady")
 
 
 @pytest.mark.xfail(strict=True, reason=(
