@@ -39,8 +39,6 @@ def ensure_local_keypair(var_dir: Path) -> None:
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
-    pub_pem = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                            serialization.PublicFormat.SubjectPublicKeyInfo)
     tmp = priv.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_bytes(pem)
     os.chmod(tmp, 0o600)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
 from typing import Callable
 
 import structlog
@@ -25,6 +24,16 @@ def _on_stop(stop: Callable[[], None]) -> None:
         signal.signal(sig, lambda *_: stop())
 
 
+def open_database(settings: Settings):
+    """(engine, session factory) of the service's own database; on SQLite a
+    commit that wrote an outbox row also wakes the relay."""
+    engine = make_engine(settings.database_url)
+    sessions = make_session_factory(engine)
+    if engine.dialect.name == "sqlite":
+        install_local_waker(sessions, settings.var_dir, settings.service)
+    return engine, sessions
+
+
 def make_relay(settings: Settings, outbox: Table) -> Relay:
     publisher = broker.Publisher(broker.connect(settings.broker_url))
     return Relay(make_engine(settings.database_url), outbox, publisher, service=settings.service,
@@ -41,10 +50,7 @@ def run_relay(settings: Settings, outbox: Table) -> None:
 def make_consumer(settings: Settings, queue: str, handlers: dict[str, Handler], processed: Table,
                   sessions: sessionmaker | None = None) -> EventConsumer:
     if sessions is None:
-        engine = make_engine(settings.database_url)
-        sessions = make_session_factory(engine)
-        if engine.dialect.name == "sqlite":
-            install_local_waker(sessions, settings.var_dir, settings.service)
+        _, sessions = open_database(settings)
     return EventConsumer(broker.connect(settings.broker_url, heartbeat=30), queue, handlers, sessions, processed,
                          broker_url=settings.broker_url)
 

@@ -265,8 +265,3 @@ class Handled:
                    f"{len(event_ids)} event(s) handled {times} time(s)")
 
 
-def declare_topology() -> None:
-    """Declare the exchanges and queues from this thread (shared/broker.py makes
-    concurrent declarations on the embedded broker safe; this only saves time)."""
-    with broker.connect() as conn:
-        topology.declare(conn)

@@ -6,8 +6,7 @@ from argon2 import PasswordHasher, profiles
 
 from shared import auth, logs, workers
 from shared.config import Settings
-from shared.db import make_engine, make_session_factory
-from shared.outbox import Relay, install_local_waker
+from shared.outbox import Relay
 from shared.web import create_base_app
 
 from . import http
@@ -23,10 +22,7 @@ def _hasher(profile: str) -> PasswordHasher:
 def create_app(settings: Settings | None = None):
     settings = settings or Settings.from_env(SERVICE)
     logs.configure(SERVICE)
-    engine = make_engine(settings.database_url)
-    sessions = make_session_factory(engine)
-    if engine.dialect.name == "sqlite":
-        install_local_waker(sessions, settings.var_dir, SERVICE)
+    engine, sessions = workers.open_database(settings)
     app, api = create_base_app(
         settings, engine=engine, title="Tandem journal",
         description="Accounts, couples and the journal's entries. Every change is published as an event.",

@@ -12,8 +12,7 @@ import hashlib
 import json
 import secrets
 import uuid
-from datetime import date, datetime, timedelta, timezone
-from typing import Any
+from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from argon2 import PasswordHasher

@@ -3,14 +3,13 @@ evaluator and outbox relay."""
 from __future__ import annotations
 
 import os
-import time
 from datetime import timedelta
 
 from shared import logs, workers
 from shared.config import Settings
-from shared.db import make_engine, make_session_factory, unit_of_work, utcnow
+from shared.db import unit_of_work, utcnow
 from shared.events import Event
-from shared.outbox import Relay, install_local_waker
+from shared.outbox import Relay
 from shared.web import create_base_app
 
 from . import evaluation, http, projection
@@ -28,11 +27,7 @@ def settle_delay() -> timedelta:
 
 
 def _sessions(settings: Settings):
-    engine = make_engine(settings.database_url)
-    sessions = make_session_factory(engine)
-    if engine.dialect.name == "sqlite":
-        install_local_waker(sessions, settings.var_dir, SERVICE)
-    return engine, sessions
+    return workers.open_database(settings)
 
 
 def create_app(settings: Settings | None = None):

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from shared import logs, workers
 from shared.config import Settings
-from shared.db import make_engine, make_session_factory
-from shared.outbox import Relay, install_local_waker
+from shared.outbox import Relay
 from shared.web import create_base_app
 
 from . import handlers, http
@@ -15,11 +14,7 @@ QUEUE = "notify.events"
 
 
 def _sessions(settings: Settings):
-    engine = make_engine(settings.database_url)
-    sessions = make_session_factory(engine)
-    if engine.dialect.name == "sqlite":
-        install_local_waker(sessions, settings.var_dir, SERVICE)
-    return engine, sessions
+    return workers.open_database(settings)
 
 
 def create_app(settings: Settings | None = None):

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
 from kombu import Producer
 from sqlalchemy import func, select
 
@@ -244,7 +243,7 @@ class TestPrivacyOnTheWire:
         assert journal.delete("/v1/accounts/me", headers=b["headers"]).status_code == 204
 
         with broker.connect() as conn:
-            watch = topology.declare(conn)  # noqa: F841 - the topology exists before publishing
+            topology.declare(conn)  # the topology exists before publishing
             from kombu import Queue
 
             tap = Queue("test.tap", exchange=topology.EXCHANGE, routing_key="#", durable=False)

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from tests.conftest import make_couple, new_id, sign_up
 from tests.support import (
-    Pipeline, at, declare_topology, ids_seen, improving_history, milestones_client, paris_today, post_all,
+    Pipeline, at, ids_seen, improving_history, milestones_client, paris_today, post_all,
     preference_event, publish_events, rituals, types_seen, wait_until,
 )
 

@@ -15,7 +15,7 @@ from services.milestones.tables import days, entries, milestones as milestones_t
 from shared import events
 from tests.conftest import make_couple, new_id, sign_up
 from tests.support import (
-    Handled, Pipeline, at, declare_topology, improving_history, milestones_client, paris_today, post_all,
+    Handled, Pipeline, at, improving_history, milestones_client, paris_today, post_all,
     preference_event, publish_events, rituals, wait_until,
 )
 
