@@ -43,6 +43,7 @@ SERVICES: dict[str, ServiceSpec] = {
         metadata="services.notify.tables:metadata",
         workers={
             "consumer": "services.notify.app:run_consumer",
+            "delivery": "services.notify.app:run_delivery",
             "relay": "services.notify.app:run_relay",
         },
     ),

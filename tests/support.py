@@ -117,18 +117,19 @@ class Pipeline:
         from services.journal import app as journal_app
         from services.milestones import app as milestones_app
         from services.notify import app as notify_app
+        from shared.workers import Periodic
 
         self.relays = [journal_app.make_relay(), milestones_app.make_relay(), notify_app.make_relay()]
         self.consumer = milestones_app.make_consumer()
         self.notify_consumer = notify_app.make_consumer()
+        self.deliverer = Periodic("delivery", notify_app.make_deliverer().tick)
         self.evaluator = milestones_app.make_evaluator()
         self.evaluator.settle = timedelta(seconds=settle)
-        from shared.workers import Periodic
-
         self.periodic = Periodic("evaluator", self.evaluator.tick)
         self.threads = [threading.Thread(target=r.run, daemon=True) for r in self.relays]
         self.threads += [threading.Thread(target=self.consumer.run, daemon=True),
                          threading.Thread(target=self.notify_consumer.run, daemon=True),
+                         threading.Thread(target=self.deliverer.run, daemon=True),
                          threading.Thread(target=self.periodic.run, daemon=True)]
 
     def __enter__(self):
@@ -142,6 +143,7 @@ class Pipeline:
         self.consumer.should_stop = True
         self.notify_consumer.should_stop = True
         self.periodic.stop()
+        self.deliverer.stop()
         for t in self.threads:
             t.join(timeout=15)
         for r in self.relays:

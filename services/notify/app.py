@@ -6,7 +6,7 @@ from shared.config import Settings
 from shared.outbox import Relay
 from shared.web import create_base_app
 
-from . import handlers, http
+from . import delivery, handlers, http
 from .tables import outbox, processed_events
 
 SERVICE = "notify"
@@ -45,3 +45,14 @@ def make_relay(settings: Settings | None = None) -> Relay:
 
 def run_relay() -> None:
     workers.run_relay(Settings.from_env(SERVICE), outbox)
+
+
+def make_deliverer(settings: Settings | None = None) -> delivery.Deliverer:
+    settings = settings or Settings.from_env(SERVICE)
+    _, sessions = _sessions(settings)
+    return delivery.Deliverer(sessions, settings)
+
+
+def run_delivery() -> None:
+    settings = Settings.from_env(SERVICE)
+    workers.run_periodic(settings, workers.Periodic("delivery", make_deliverer(settings).tick))

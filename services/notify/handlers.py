@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -12,10 +12,9 @@ from shared.db import utcnow
 from shared.events import Event
 from shared.outbox import emit
 
-from . import celebrate
+from . import SOURCE, celebrate, delivery
 from .tables import channels, deliveries, notifications, outbox, recipients
 
-SOURCE = "/notify"
 
 
 def recipient(s: Session, partner_id: str):
@@ -75,6 +74,8 @@ def milestone_achieved(s: Session, ev: Event) -> None:
                 s.execute(notifications.insert().values(**note))
         except IntegrityError:
             continue  # this recipient has it already
+        if s.get_bind().dialect.name == "postgresql":  # wakes the live streams (stream.py) on commit
+            s.execute(text("SELECT pg_notify('tandem_notifications', :pid)"), {"pid": pid})
         if row.in_app:
             s.execute(deliveries.insert().values(id=str(uuid.uuid4()), notification_id=note["id"],
                                                  channel="in_app", status="delivered", attempts=1,
@@ -82,6 +83,7 @@ def milestone_achieved(s: Session, ev: Event) -> None:
             emit(s, outbox, "notify.notification.delivered", source=SOURCE, subject=pid,
                  data={"notification_id": note["id"], "milestone_id": note["milestone_id"], "partner_id": pid,
                        "channel": "in_app"})
+        delivery.plan(s, row, note["id"], due=now)
 
 
 HANDLERS = {

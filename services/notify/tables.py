@@ -46,13 +46,15 @@ deliveries = Table(
     Column("id", String(36), primary_key=True),
     Column("notification_id", String(36), ForeignKey("notifications.id", ondelete="CASCADE"), nullable=False),
     Column("channel", String(60), nullable=False),  # in_app, email, webhook:<id>, apprise:<id>
-    Column("status", String(12), nullable=False),  # pending, delivered, failed
+    Column("status", String(12), nullable=False),  # pending, sending, delivered, failed
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("last_error", String(300), nullable=True),
     Column("due_at", UTCDateTime(), nullable=True),
+    Column("claimed_until", UTCDateTime(), nullable=True),  # a send in progress
     Column("delivered_at", UTCDateTime(), nullable=True),
     # Each channel delivers a notification at most once.
     UniqueConstraint("notification_id", "channel", name="uq_deliveries_once"),
+    Index("ix_deliveries_due", "status", "due_at"),
 )
 
 channels = Table(

@@ -14,8 +14,8 @@ from shared.db import utcnow
 from shared.errors import Invalid, NotFound
 from shared.outbox import emit
 
-from . import targets
-from .handlers import SOURCE, recipient
+from . import SOURCE, targets
+from .handlers import recipient
 from .tables import channels, deliveries, notifications, outbox, recipients
 
 

@@ -1,0 +1,231 @@
+"""Delivering notifications on the channels a partner chose: email, webhooks
+and Apprise (push and chat services).
+
+Each (notification, channel) is a delivery row, made when the notification is.
+The worker claims due rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so
+several workers can run) and marks them *sending* before it sends. A channel
+delivers a notification at most once: a send whose worker died before its
+outcome was recorded is marked failed when its lease runs out, never sent a
+second time. A transient failure is retried with exponential backoff and full
+jitter, up to a limit; then the delivery fails and ``notify.notification.failed``
+is published. A success publishes ``notify.notification.delivered``.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import random
+import smtplib
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from html import escape
+from urllib.parse import urlparse
+
+import requests
+import structlog
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from shared.db import unit_of_work, utcnow
+from shared.outbox import emit
+
+from . import SOURCE, targets
+from .tables import channels, deliveries, notifications, outbox, recipients
+
+log = structlog.get_logger("delivery")
+
+MAX_ATTEMPTS = 5
+LEASE = timedelta(seconds=60)
+
+
+def retry_base() -> float:
+    return float(os.environ.get("NOTIFY_RETRY_BASE_SECONDS", "5"))
+
+
+def backoff(attempts: int, base: float, cap: float = 3600.0, rng: random.Random = random._inst) -> float:
+    """Seconds before the next try: exponential, with full jitter (pure)."""
+    return rng.uniform(0, min(cap, base * 2 ** (attempts - 1)))
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    """A delivery being sent, with what the sender needs."""
+
+    id: str
+    notification_id: str
+    channel: str
+    attempts: int
+    milestone_id: str
+    partner_id: str
+    title: str
+    body: str
+    created_at: datetime
+    email: str | None
+    target: str | None
+    secret: str | None
+
+
+class SendFailed(Exception):
+    """The channel answered no; the delivery may be tried again."""
+
+
+# --- planning: made with the notification, in the consumer's transaction ---
+
+def plan(s: Session, recipient, notification_id: str, due: datetime) -> None:
+    """A pending delivery for each channel the recipient wants."""
+    mine = s.execute(select(channels).where(channels.c.partner_id == recipient.id)).all()
+    wanted: list[str] = []
+    if recipient.email_on and os.environ.get("SMTP_URL"):  # SMTP_URL unset: no email channel
+        emails = [f"email:{c.id}" for c in mine if c.type == "email"]
+        wanted += emails or (["email"] if recipient.email else [])
+    if recipient.push_on:
+        wanted += [f"apprise:{c.id}" for c in mine if c.type == "apprise"]
+    wanted += [f"webhook:{c.id}" for c in mine if c.type == "webhook"]
+    for channel in wanted:
+        s.execute(deliveries.insert().values(id=str(uuid.uuid4()), notification_id=notification_id, channel=channel,
+                                             status="pending", attempts=0, due_at=due))
+
+
+# --- sending ---
+
+def _email(smtp_url: str, to: str, title: str, body: str, delivery_id: str) -> None:
+    u = urlparse(smtp_url)
+    msg = EmailMessage()
+    msg["Subject"] = title
+    msg["From"] = os.environ.get("NOTIFY_MAIL_FROM", "Tandem <celebrations@tandem.invalid>")
+    msg["To"] = to
+    msg["Message-ID"] = f"<{delivery_id}@tandem>"
+    msg.set_content(f"{body}\n\nWith warmth,\nTandem")
+    msg.add_alternative(f"<html><body><h2>{escape(title)}</h2><p>{escape(body)}</p>"
+                        f"<p>With warmth,<br>Tandem</p></body></html>", subtype="html")
+    cls = smtplib.SMTP_SSL if u.scheme == "smtps" else smtplib.SMTP
+    try:
+        with cls(u.hostname or "127.0.0.1", u.port or (465 if u.scheme == "smtps" else 25), timeout=10) as smtp:
+            if u.username:
+                smtp.login(u.username, u.password or "")
+            smtp.send_message(msg)
+    except (smtplib.SMTPException, OSError) as e:
+        raise SendFailed(f"SMTP: {type(e).__name__}") from None
+
+
+def _webhook(url: str, secret: str, payload: dict, delivery_id: str, allow_private: bool) -> None:
+    body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
+    signature = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    headers = {"Content-Type": "application/json", "X-Tandem-Signature": f"sha256={signature}",
+               "X-Tandem-Delivery": delivery_id}
+    try:  # the exact bytes signed are the bytes sent
+        checked = targets.check_webhook_url(url, allow_private=allow_private)
+        with targets.safe_session(allow_private) as session:
+            r = session.post(checked, data=body, headers=headers, timeout=10)
+    except targets.TargetRefused as e:
+        raise SendFailed(f"refused: {e.message}") from None
+    except (OSError, requests.RequestException) as e:
+        raise SendFailed(f"webhook: {type(e).__name__}") from None
+    if not 200 <= r.status_code < 300:
+        raise SendFailed(f"webhook answered {r.status_code}")
+
+
+def _apprise(url: str, title: str, body: str) -> None:
+    import apprise
+
+    a = apprise.Apprise()
+    if not a.add(url) or not a.notify(title=title, body=body):
+        raise SendFailed("apprise: not delivered")
+
+
+def send(row, settings) -> None:
+    kind, _, channel_id = row.channel.partition(":")
+    if kind == "email":
+        if not settings.smtp_url:
+            raise SendFailed("no SMTP_URL: email is off")
+        _email(settings.smtp_url, row.target or row.email, row.title, row.body, row.id)
+    elif kind == "webhook":
+        payload = {"notification_id": row.notification_id, "milestone_id": row.milestone_id,
+                   "partner_id": row.partner_id, "title": row.title, "body": row.body,
+                   "created_at": row.created_at.isoformat()}
+        _webhook(row.target, row.secret, payload, row.id, settings.allow_private_targets)
+    elif kind == "apprise":
+        _apprise(row.target, row.title, row.body)
+    else:
+        raise SendFailed(f"unknown channel {kind}")
+
+
+class Deliverer:
+    """The delivery worker's loop body (see shared.workers.Periodic)."""
+
+    def __init__(self, sessions, settings, *, batch: int = 20):
+        self.sessions = sessions
+        self.settings = settings
+        self.batch = batch
+
+    def _claim(self, now: datetime) -> list:
+        with unit_of_work(self.sessions) as s:
+            # A send whose worker died mid-way: its outcome is unknown, and a
+            # channel delivers at most once, so it is not sent again.
+            for lost in s.execute(select(deliveries.c.id, deliveries.c.notification_id, deliveries.c.channel)
+                                  .where(deliveries.c.status == "sending", deliveries.c.claimed_until < now)
+                                  .with_for_update(skip_locked=True)).all():
+                self._fail(s, lost.id, "the send was interrupted; not repeated, to never deliver twice", now)
+            ids = s.execute(select(deliveries.c.id).where(deliveries.c.status == "pending", deliveries.c.due_at <= now)
+                            .order_by(deliveries.c.due_at).limit(self.batch)
+                            .with_for_update(skip_locked=True)).scalars().all()
+            if not ids:
+                return []
+            s.execute(update(deliveries).where(deliveries.c.id.in_(ids)).values(
+                status="sending", attempts=deliveries.c.attempts + 1, claimed_until=now + LEASE))
+            rows = s.execute(
+                select(deliveries.c.id, deliveries.c.notification_id, deliveries.c.channel, deliveries.c.attempts,
+                       notifications.c.milestone_id, notifications.c.partner_id, notifications.c.title,
+                       notifications.c.body, notifications.c.created_at, recipients.c.email)
+                .join(notifications, notifications.c.id == deliveries.c.notification_id)
+                .join(recipients, recipients.c.id == notifications.c.partner_id)
+                .where(deliveries.c.id.in_(ids))).all()
+            wanted = {r.channel.partition(":")[2] for r in rows} - {""}
+            by_id = {c.id: c for c in s.execute(select(channels).where(channels.c.id.in_(wanted)))} if wanted else {}
+        out = []
+        for r in rows:
+            c = by_id.get(r.channel.partition(":")[2])
+            out.append(_Claimed(**r._mapping, target=c.target if c else None, secret=c.secret if c else None))
+        return out
+
+    def _fail(self, s: Session, delivery_id: str, reason: str, now: datetime) -> None:
+        row = s.execute(select(deliveries.c.notification_id, deliveries.c.channel, notifications.c.milestone_id,
+                               notifications.c.partner_id)
+                        .join(notifications, notifications.c.id == deliveries.c.notification_id)
+                        .where(deliveries.c.id == delivery_id)).one()
+        s.execute(update(deliveries).where(deliveries.c.id == delivery_id).values(
+            status="failed", last_error=reason[:300], claimed_until=None))
+        emit(s, outbox, "notify.notification.failed", source=SOURCE, subject=row.partner_id,
+             data={"notification_id": row.notification_id, "milestone_id": row.milestone_id,
+                   "partner_id": row.partner_id, "channel": row.channel.split(":")[0], "reason": reason[:300]})
+
+    def tick(self) -> float:
+        rows = self._claim(utcnow())
+        for row in rows:
+            try:
+                send(row, self.settings)
+                outcome, reason = "delivered", None
+            except SendFailed as e:
+                outcome, reason = "retry", str(e)
+            except Exception as e:  # a bug in a sender must not stop the others
+                outcome, reason = "retry", f"{type(e).__name__}"
+            now = utcnow()
+            with unit_of_work(self.sessions) as s:
+                if outcome == "delivered":
+                    s.execute(update(deliveries).where(deliveries.c.id == row.id).values(
+                        status="delivered", delivered_at=now, claimed_until=None, last_error=None))
+                    emit(s, outbox, "notify.notification.delivered", source=SOURCE, subject=row.partner_id,
+                         data={"notification_id": row.notification_id, "milestone_id": row.milestone_id,
+                               "partner_id": row.partner_id, "channel": row.channel.split(":")[0]})
+                elif row.attempts >= MAX_ATTEMPTS:
+                    self._fail(s, row.id, reason, now)
+                else:
+                    s.execute(update(deliveries).where(deliveries.c.id == row.id).values(
+                        status="pending", last_error=reason[:300], claimed_until=None,
+                        due_at=now + timedelta(seconds=backoff(row.attempts, retry_base()))))
+            log.info("delivery", channel=row.channel.split(":")[0], outcome=outcome, attempt=row.attempts)
+        return 0.05 if rows else 0.5

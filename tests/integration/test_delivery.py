@@ -1,0 +1,192 @@
+"""Delivery on real parts: an SMTP server (aiosmtpd) and a local webhook
+receiver that verifies the signature. Each channel delivers at most once."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import uuid
+from datetime import datetime, timedelta, timezone
+from email import message_from_bytes
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from aiosmtpd.controller import Controller
+from sqlalchemy import select, update
+
+from services.notify import app as notify_app
+from services.notify import handlers
+from services.notify.tables import channels, deliveries, outbox
+from shared import events
+from shared.db import make_session_factory, unit_of_work, utcnow
+from tests.conftest import free_port
+from tests.support import wait_until
+
+
+class Mailbox:
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append(message_from_bytes(envelope.content))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp(monkeypatch):
+    box = Mailbox()
+    port = free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    monkeypatch.setenv("SMTP_URL", f"smtp://127.0.0.1:{port}")
+    yield box
+    controller.stop()
+
+
+class Receiver:
+    """A webhook receiver: answers the statuses queued, then 200."""
+
+    def __init__(self):
+        self.requests: list[tuple[dict, bytes]] = []
+        self.statuses: list[int] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.requests.append((dict(self.headers), body))
+                self.send_response(outer.statuses.pop(0) if outer.statuses else 200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.server.shutdown()
+
+
+@pytest.fixture
+def notify_db(backend, monkeypatch):
+    monkeypatch.setenv("NOTIFY_RETRY_BASE_SECONDS", "0.01")
+    return make_session_factory(backend.engine("notify"))
+
+
+def _apply(sessions, ev: dict) -> None:
+    with unit_of_work(sessions) as s:
+        handlers.HANDLERS[ev["type"]](s, events.parse(ev))
+
+
+def _partner(sessions) -> str:
+    pid = str(uuid.uuid4())
+    _apply(sessions, events.make_event("journal.partner.registered", source="/journal", subject=pid, data={
+        "partner_id": pid, "email": "ana@example.com", "display_name": "Ana", "timezone": "Europe/Paris"}))
+    return pid
+
+
+def _webhook(sessions, pid: str, url: str) -> tuple[str, str]:
+    cid, secret = str(uuid.uuid4()), "s3cret" * 8
+    with unit_of_work(sessions) as s:
+        s.execute(channels.insert().values(id=cid, partner_id=pid, type="webhook", target=url, secret=secret,
+                                           created_at=utcnow()))
+    return cid, secret
+
+
+def _milestone(sessions, pid: str, times: int = 1) -> dict:
+    ev = events.make_event("milestones.milestone.achieved", source="/milestones", subject=pid, data={
+        "id": str(uuid.uuid4()), "type": "rituals_kept", "level": 1, "couple_id": None, "partner_id": pid,
+        "achieved_at": datetime.now(timezone.utc), "headline": "You have kept 10 rituals together.",
+        "evidence": {"rituals": 10}, "audience": [pid]})
+    for _ in range(times):
+        _apply(sessions, ev)
+    return ev
+
+
+def _deliveries(sessions) -> dict[str, object]:
+    with unit_of_work(sessions) as s:
+        return {r.channel.split(":")[0]: r for r in s.execute(select(deliveries))}
+
+
+def _run_until(deliverer, sessions, done, what):
+    wait_until(lambda: deliverer.tick() is not None and done(_deliveries(sessions)), what=what)
+
+
+def _published(sessions, type_: str) -> list[dict]:
+    with unit_of_work(sessions) as s:
+        return [json.loads(b)["data"] for b in s.execute(select(outbox.c.body).where(outbox.c.routing_key == type_))
+                .scalars()]
+
+
+def test_an_email_with_text_and_html_reaches_a_real_smtp_server_once(notify_db, smtp):
+    pid = _partner(notify_db)
+    _milestone(notify_db, pid, times=3)  # redelivered: still one notification, one email
+    deliverer = notify_app.make_deliverer()
+    _run_until(deliverer, notify_db, lambda d: d["email"].status == "delivered", "the email")
+    for _ in range(3):
+        deliverer.tick()
+    assert len(smtp.messages) == 1
+    msg = smtp.messages[0]
+    assert msg["To"] == "ana@example.com" and msg["Subject"] == "Something to celebrate"
+    parts = {p.get_content_type(): p.get_payload(decode=True).decode() for p in msg.walk() if not p.is_multipart()}
+    assert "10 rituals" in parts["text/plain"] and "10 rituals" in parts["text/html"]
+    assert [d["channel"] for d in _published(notify_db, "notify.notification.delivered")] == ["in_app", "email"]
+
+
+def test_a_signed_webhook_reaches_a_real_receiver_once(notify_db, receiver):
+    pid = _partner(notify_db)
+    _, secret = _webhook(notify_db, pid, receiver.url)
+    ev = _milestone(notify_db, pid, times=2)
+    deliverer = notify_app.make_deliverer()
+    _run_until(deliverer, notify_db, lambda d: d["webhook"].status == "delivered", "the webhook")
+    deliverer.tick()
+    assert len(receiver.requests) == 1
+    headers, body = receiver.requests[0]
+    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(headers["X-Tandem-Signature"], f"sha256={expected}")
+    sent = json.loads(body)
+    assert sent["milestone_id"] == ev["data"]["id"] and "note" not in sent
+
+
+def test_a_webhook_failing_twice_then_succeeding_is_delivered_once(notify_db, receiver):
+    pid = _partner(notify_db)
+    _webhook(notify_db, pid, receiver.url)
+    receiver.statuses = [503, 500]
+    _milestone(notify_db, pid)
+    deliverer = notify_app.make_deliverer()
+    _run_until(deliverer, notify_db, lambda d: d["webhook"].status == "delivered", "the third try")
+    assert len(receiver.requests) == 3
+    assert _deliveries(notify_db)["webhook"].attempts == 3
+
+
+def test_a_webhook_failing_past_the_limit_ends_failed_and_says_so(notify_db, receiver):
+    pid = _partner(notify_db)
+    _webhook(notify_db, pid, receiver.url)
+    receiver.statuses = [500] * 10
+    ev = _milestone(notify_db, pid)
+    deliverer = notify_app.make_deliverer()
+    _run_until(deliverer, notify_db, lambda d: d["webhook"].status == "failed", "the delivery to fail")
+    assert len(receiver.requests) == 5 and _deliveries(notify_db)["webhook"].attempts == 5
+    failed = _published(notify_db, "notify.notification.failed")
+    assert [(f["milestone_id"], f["channel"]) for f in failed] == [(ev["data"]["id"], "webhook")]
+    assert "500" in failed[0]["reason"]
+
+
+def test_an_interrupted_send_is_never_repeated(notify_db, receiver):
+    pid = _partner(notify_db)
+    _webhook(notify_db, pid, receiver.url)
+    _milestone(notify_db, pid)
+    with unit_of_work(notify_db) as s:  # a worker claimed it, then died before recording the outcome
+        s.execute(update(deliveries).where(deliveries.c.channel.like("webhook:%")).values(
+            status="sending", attempts=1, claimed_until=utcnow() - timedelta(seconds=1)))
+    deliverer = notify_app.make_deliverer()
+    _run_until(deliverer, notify_db, lambda d: d["webhook"].status == "failed", "the lost send to be settled")
+    assert receiver.requests == []
+    assert "not repeated" in _deliveries(notify_db)["webhook"].last_error
