@@ -19,7 +19,7 @@ import os
 import random
 import smtplib
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from html import escape
@@ -27,13 +27,13 @@ from urllib.parse import urlparse
 
 import requests
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from shared.db import unit_of_work, utcnow
 from shared.outbox import emit
 
-from . import SOURCE, targets
+from . import SOURCE, pacing, targets
 from .tables import channels, deliveries, notifications, outbox, recipients
 
 log = structlog.get_logger("delivery")
@@ -65,6 +65,9 @@ class _Claimed:
     body: str
     created_at: datetime
     email: str | None
+    timezone: str | None
+    quiet_start: str | None
+    quiet_end: str | None
     target: str | None
     secret: str | None
 
@@ -75,8 +78,16 @@ class SendFailed(Exception):
 
 # --- planning: made with the notification, in the consumer's transaction ---
 
+PACED = ("email", "apprise")  # email and push: quiet hours, and at most one a day
+
+
+def _quiet(recipient) -> tuple[str, str] | None:
+    return (recipient.quiet_start, recipient.quiet_end) if recipient.quiet_start else None
+
+
 def plan(s: Session, recipient, notification_id: str, due: datetime) -> None:
-    """A pending delivery for each channel the recipient wants."""
+    """A pending delivery for each channel the recipient wants; email and push
+    fall due when the recipient's quiet hours end."""
     mine = s.execute(select(channels).where(channels.c.partner_id == recipient.id)).all()
     wanted: list[str] = []
     if recipient.email_on and os.environ.get("SMTP_URL"):  # SMTP_URL unset: no email channel
@@ -85,9 +96,11 @@ def plan(s: Session, recipient, notification_id: str, due: datetime) -> None:
     if recipient.push_on:
         wanted += [f"apprise:{c.id}" for c in mine if c.type == "apprise"]
     wanted += [f"webhook:{c.id}" for c in mine if c.type == "webhook"]
+    quiet_due = pacing.due_at(due, recipient.timezone, _quiet(recipient))
     for channel in wanted:
+        at = quiet_due if channel.split(":")[0] in PACED else due
         s.execute(deliveries.insert().values(id=str(uuid.uuid4()), notification_id=notification_id, channel=channel,
-                                             status="pending", attempts=0, due_at=due))
+                                             status="pending", attempts=0, due_at=at))
 
 
 # --- sending ---
@@ -180,7 +193,8 @@ class Deliverer:
             rows = s.execute(
                 select(deliveries.c.id, deliveries.c.notification_id, deliveries.c.channel, deliveries.c.attempts,
                        notifications.c.milestone_id, notifications.c.partner_id, notifications.c.title,
-                       notifications.c.body, notifications.c.created_at, recipients.c.email)
+                       notifications.c.body, notifications.c.created_at, recipients.c.email,
+                       recipients.c.timezone, recipients.c.quiet_start, recipients.c.quiet_end)
                 .join(notifications, notifications.c.id == deliveries.c.notification_id)
                 .join(recipients, recipients.c.id == notifications.c.partner_id)
                 .where(deliveries.c.id.in_(ids))).all()
@@ -203,11 +217,45 @@ class Deliverer:
              data={"notification_id": row.notification_id, "milestone_id": row.milestone_id,
                    "partner_id": row.partner_id, "channel": row.channel.split(":")[0], "reason": reason[:300]})
 
+    def _last_sent(self, partner_id: str, channel: str) -> datetime | None:
+        with unit_of_work(self.sessions) as s:
+            return s.execute(select(func.max(deliveries.c.delivered_at))
+                             .join(notifications, notifications.c.id == deliveries.c.notification_id)
+                             .where(notifications.c.partner_id == partner_id,
+                                    deliveries.c.channel == channel)).scalar()
+
+    def _postpone(self, rows: list[_Claimed], until: datetime) -> None:
+        with unit_of_work(self.sessions) as s:  # not a try: the attempt taken by the claim is given back
+            s.execute(update(deliveries).where(deliveries.c.id.in_([r.id for r in rows])).values(
+                status="pending", due_at=until, claimed_until=None, attempts=deliveries.c.attempts - 1))
+
+    def _groups(self, rows: list[_Claimed], now: datetime) -> list[tuple[list[_Claimed], str, str]]:
+        """What to send now: (rows, title, body); paced rows are folded per
+        recipient and channel, and held back if one went out today already."""
+        out, paced = [], {}
+        for r in rows:
+            if r.channel.split(":")[0] in PACED:
+                paced.setdefault((r.partner_id, r.channel), []).append(r)
+            else:
+                out.append(([r], r.title, r.body))
+        for (partner_id, channel), group in paced.items():
+            first = group[0]
+            quiet = (first.quiet_start, first.quiet_end) if first.quiet_start else None
+            items = [pacing.PendingItem(r.notification_id, r.title, r.body, r.created_at) for r in group]
+            decided = pacing.plan_sends(items, self._last_sent(partner_id, channel), now, first.timezone, quiet)
+            if decided.send is None:
+                self._postpone(group, decided.look_again_at or now)
+            else:
+                out.append((group, decided.send.title, decided.send.body))
+        return out
+
     def tick(self) -> float:
-        rows = self._claim(utcnow())
-        for row in rows:
+        now = utcnow()
+        rows = self._claim(now)
+        for group, title, body in self._groups(rows, now):
+            first = group[0]
             try:
-                send(row, self.settings)
+                send(replace(first, title=title, body=body), self.settings)
                 outcome, reason = "delivered", None
             except SendFailed as e:
                 outcome, reason = "retry", str(e)
@@ -215,17 +263,22 @@ class Deliverer:
                 outcome, reason = "retry", f"{type(e).__name__}"
             now = utcnow()
             with unit_of_work(self.sessions) as s:
-                if outcome == "delivered":
-                    s.execute(update(deliveries).where(deliveries.c.id == row.id).values(
-                        status="delivered", delivered_at=now, claimed_until=None, last_error=None))
-                    emit(s, outbox, "notify.notification.delivered", source=SOURCE, subject=row.partner_id,
-                         data={"notification_id": row.notification_id, "milestone_id": row.milestone_id,
-                               "partner_id": row.partner_id, "channel": row.channel.split(":")[0]})
-                elif row.attempts >= MAX_ATTEMPTS:
-                    self._fail(s, row.id, reason, now)
-                else:
-                    s.execute(update(deliveries).where(deliveries.c.id == row.id).values(
-                        status="pending", last_error=reason[:300], claimed_until=None,
-                        due_at=now + timedelta(seconds=backoff(row.attempts, retry_base()))))
-            log.info("delivery", channel=row.channel.split(":")[0], outcome=outcome, attempt=row.attempts)
+                for row in group:
+                    self._record(s, row, outcome, reason, now)
+            log.info("delivery", channel=first.channel.split(":")[0], outcome=outcome, attempt=first.attempts,
+                     folded=len(group))
         return 0.05 if rows else 0.5
+
+    def _record(self, s: Session, row: _Claimed, outcome: str, reason: str | None, now: datetime) -> None:
+        if outcome == "delivered":
+            s.execute(update(deliveries).where(deliveries.c.id == row.id).values(
+                status="delivered", delivered_at=now, claimed_until=None, last_error=None))
+            emit(s, outbox, "notify.notification.delivered", source=SOURCE, subject=row.partner_id,
+                 data={"notification_id": row.notification_id, "milestone_id": row.milestone_id,
+                       "partner_id": row.partner_id, "channel": row.channel.split(":")[0]})
+        elif row.attempts >= MAX_ATTEMPTS:
+            self._fail(s, row.id, reason, now)
+        else:
+            s.execute(update(deliveries).where(deliveries.c.id == row.id).values(
+                status="pending", last_error=reason[:300], claimed_until=None,
+                due_at=now + timedelta(seconds=backoff(row.attempts, retry_base()))))

@@ -190,3 +190,57 @@ def test_an_interrupted_send_is_never_repeated(notify_db, receiver):
     _run_until(deliverer, notify_db, lambda d: d["webhook"].status == "failed", "the lost send to be settled")
     assert receiver.requests == []
     assert "not repeated" in _deliveries(notify_db)["webhook"].last_error
+
+
+def _set(sessions, table, where, **values):
+    with unit_of_work(sessions) as s:
+        s.execute(update(table).where(where).values(**values))
+
+
+def test_quiet_hours_hold_the_email_back_while_the_inbox_has_it_at_once(notify_db, smtp):
+    from zoneinfo import ZoneInfo
+
+    from services.notify.tables import recipients
+
+    pid = _partner(notify_db)
+    here = datetime.now(ZoneInfo("Europe/Paris"))
+    quiet = ((here - timedelta(hours=1)).strftime("%H:%M"), (here + timedelta(hours=1)).strftime("%H:%M"))
+    _set(notify_db, recipients, recipients.c.id == pid, quiet_start=quiet[0], quiet_end=quiet[1])
+    _milestone(notify_db, pid)
+    held = _deliveries(notify_db)
+    assert held["in_app"].status == "delivered"
+    assert held["email"].status == "pending"
+    # due when the quiet hours end, an hour from now (to the minute the window was given in)
+    assert utcnow() + timedelta(minutes=58) < held["email"].due_at <= utcnow() + timedelta(hours=1)
+    notify_app.make_deliverer().tick()
+    assert smtp.messages == [] and _deliveries(notify_db)["email"].status == "pending"
+
+
+def test_more_celebrations_the_same_day_are_folded_into_one_email_the_next(notify_db, smtp):
+    pid = _partner(notify_db)
+    deliverer = notify_app.make_deliverer()
+    _milestone(notify_db, pid)
+    _run_until(deliverer, notify_db, lambda d: d["email"].status == "delivered", "the day's first email")
+    for _ in range(3):
+        _milestone(notify_db, pid)
+    deliverer.tick()
+    with unit_of_work(notify_db) as s:
+        emails = s.execute(select(deliveries).where(deliveries.c.channel == "email")).all()
+    held = [d for d in emails if d.status == "pending"]
+    assert len(smtp.messages) == 1 and len(held) == 3, "one email a day"
+    assert all(d.due_at > utcnow() and d.attempts == 0 for d in held)
+
+    # The next local day: yesterday's email was yesterday, and the held ones fall due.
+    _set(notify_db, deliveries, deliveries.c.status == "delivered", delivered_at=utcnow() - timedelta(days=1))
+    _set(notify_db, deliveries, deliveries.c.status == "pending", due_at=utcnow())
+    wait_until(lambda: deliverer.tick() is not None and len(smtp.messages) == 2, what="the folded email")
+    for _ in range(2):
+        deliverer.tick()
+    assert len(smtp.messages) == 2
+    folded = smtp.messages[1]
+    assert folded["Subject"] == "3 things to celebrate"
+    text = next(p.get_payload(decode=True).decode() for p in folded.walk() if p.get_content_type() == "text/plain")
+    assert text.count("10 rituals") == 3
+    with unit_of_work(notify_db) as s:
+        assert {d.status for d in s.execute(select(deliveries).where(deliveries.c.channel == "email"))} == \
+            {"delivered"}
