@@ -102,3 +102,41 @@ class OneChannel(MethodView):
         with _uow() as s:
             use_cases.remove_channel(s, g.partner_id, str(channel_id))
         return None
+
+
+# --- the live inbox: server-sent events (stream.py) ---
+
+import marshmallow as ma  # noqa: E402
+from flask import Response, request  # noqa: E402
+
+from . import stream  # noqa: E402
+
+
+class StreamQuery(ma.Schema):
+    since = ma.fields.UUID(metadata={"description": "Resume after this notification id (as Last-Event-ID does)"})
+
+
+STREAM_DOC = {
+    "description": "One `notification` event per new notification of the caller, in creation order: "
+                   "`id:` the notification id, `data:` the notification as the inbox shows it. "
+                   "A `: keep-alive` comment every 15 s. Resume with the `Last-Event-ID` header or `since`.",
+    "content": {"text/event-stream": {"schema": {"type": "string"},
+                                      "example": 'id: 6f1c...\nevent: notification\ndata: {"id": "6f1c...", '
+                                                 '"title": "...", ...}\n\n'}},
+}
+
+
+@inbox.route("/notifications/stream")
+class Stream(MethodView):
+    @inbox.doc(**AUTH_DOC, responses={"200": STREAM_DOC})
+    @require_auth
+    @inbox.arguments(StreamQuery, location="query")
+    @inbox.alt_response(401, description="No valid token")
+    def get(self, query):
+        """New notifications as they arrive (server-sent events)"""
+        after = str(query["since"]) if query.get("since") else stream.parse_id(request.headers.get("Last-Event-ID"))
+        sock = request.environ.get("gunicorn.socket") or request.environ.get("werkzeug.socket")
+        body = stream.events(current_app.extensions["tandem"]["engine"], current_app.extensions["notify"]["sessions"],
+                             g.partner_id, after, sock)
+        return Response(body, mimetype="text/event-stream",
+                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
