@@ -26,14 +26,10 @@ def settle_delay() -> timedelta:
     return timedelta(seconds=float(os.environ.get("MILESTONES_SETTLE_SECONDS", "3")))
 
 
-def _sessions(settings: Settings):
-    return workers.open_database(settings)
-
-
 def create_app(settings: Settings | None = None):
     settings = settings or Settings.from_env(SERVICE)
     logs.configure(SERVICE)
-    engine, sessions = _sessions(settings)
+    engine, sessions = workers.open_database(settings)
     app, api = create_base_app(settings, engine=engine, title="Tandem milestones",
                                description="Milestones detected from the journal's events, and progress series.")
     app.extensions["milestones"] = {"sessions": sessions}
@@ -61,7 +57,7 @@ def handlers() -> dict:
 
 def make_consumer(settings: Settings | None = None):
     settings = settings or Settings.from_env(SERVICE)
-    _, sessions = _sessions(settings)
+    _, sessions = workers.open_database(settings)
     return workers.make_consumer(settings, QUEUE, handlers(), processed_events, sessions=sessions)
 
 
@@ -93,7 +89,7 @@ class Evaluator:
 
 
 def make_evaluator(settings: Settings | None = None) -> Evaluator:
-    _, sessions = _sessions(settings or Settings.from_env(SERVICE))
+    _, sessions = workers.open_database(settings or Settings.from_env(SERVICE))
     return Evaluator(sessions)
 
 

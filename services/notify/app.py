@@ -13,14 +13,10 @@ SERVICE = "notify"
 QUEUE = "notify.events"
 
 
-def _sessions(settings: Settings):
-    return workers.open_database(settings)
-
-
 def create_app(settings: Settings | None = None):
     settings = settings or Settings.from_env(SERVICE)
     logs.configure(SERVICE)
-    engine, sessions = _sessions(settings)
+    engine, sessions = workers.open_database(settings)
     app, api = create_base_app(settings, engine=engine, title="Tandem notify",
                                description="Celebrations: the inbox, preferences and delivery channels.")
     app.extensions["notify"] = {"sessions": sessions, "settings": settings}
@@ -31,7 +27,7 @@ def create_app(settings: Settings | None = None):
 
 def make_consumer(settings: Settings | None = None):
     settings = settings or Settings.from_env(SERVICE)
-    _, sessions = _sessions(settings)
+    _, sessions = workers.open_database(settings)
     return workers.make_consumer(settings, QUEUE, handlers.HANDLERS, processed_events, sessions=sessions)
 
 
@@ -49,7 +45,7 @@ def run_relay() -> None:
 
 def make_deliverer(settings: Settings | None = None) -> delivery.Deliverer:
     settings = settings or Settings.from_env(SERVICE)
-    _, sessions = _sessions(settings)
+    _, sessions = workers.open_database(settings)
     return delivery.Deliverer(sessions, settings)
 
 
