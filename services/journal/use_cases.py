@@ -6,8 +6,6 @@ transaction, so a change and its event commit together or not at all.
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import secrets
@@ -21,6 +19,7 @@ from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from shared import pagination
 from shared.db import utcnow
 from shared.entry_kinds import ALL_MEASURES, kind_errors
 from shared.errors import Conflict, Forbidden, Invalid, NotFound, Throttled, Unauthorized
@@ -324,24 +323,6 @@ def delete_entry(s: Session, partner_id: str, entry_id: str) -> None:
          data={"entry_id": entry_id, "couple_id": me.couple_id, "partner_id": partner_id})
 
 
-def _encode_cursor(row) -> str:
-    raw = f"{row.occurred_at.isoformat()}|{row.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        at, entry_id = raw.split("|", 1)
-        parsed = datetime.fromisoformat(at)
-        if parsed.tzinfo is None:
-            raise ValueError
-        return parsed.astimezone(timezone.utc), str(uuid.UUID(entry_id))
-    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
-        raise Invalid("The cursor is not one this API gave.", errors={"cursor": ["Not a cursor this API gave."]}) \
-            from None
-
-
 def list_entries(s: Session, partner_id: str, query: dict) -> dict:
     """The caller's entries and the partner's shared ones, newest first."""
     me = current_account(s, partner_id)
@@ -356,14 +337,8 @@ def list_entries(s: Session, partner_id: str, query: dict) -> dict:
         stmt = stmt.where(entries.c.occurred_at >= query["since"])
     if query.get("until"):
         stmt = stmt.where(entries.c.occurred_at <= query["until"])
-    if query.get("cursor"):
-        at, last_id = _decode_cursor(query["cursor"])
-        stmt = stmt.where(or_(entries.c.occurred_at < at, and_(entries.c.occurred_at == at, entries.c.id < last_id)))
-    limit = query.get("limit", 50)
-    rows = s.execute(stmt.order_by(entries.c.occurred_at.desc(), entries.c.id.desc()).limit(limit + 1)).all()
-    page = rows[:limit]
-    return {"items": [entry_view(r) for r in page],
-            "next_cursor": _encode_cursor(page[-1]) if len(rows) > limit else None}
+    return pagination.newest_first(s, stmt, entries.c.occurred_at, entries.c.id, query,
+                                   lambda page: [entry_view(r) for r in page])
 
 
 def export(s: Session, partner_id: str) -> dict:

@@ -1,14 +1,12 @@
 """What a partner can read from the milestones service."""
 from __future__ import annotations
 
-import base64
-import binascii
-import uuid
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
+from shared import pagination
 from shared.db import utcnow
 from shared.errors import Invalid, NotFound
 
@@ -36,33 +34,10 @@ def view(row) -> dict:
                                          "as_of", "headline", "evidence")}
 
 
-def _cursor(row) -> str:
-    return base64.urlsafe_b64encode(f"{row.achieved_at.isoformat()}|{row.id}".encode()).decode().rstrip("=")
-
-
-def _decode(cursor: str) -> tuple[datetime, str]:
-    try:
-        at, mid = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split("|", 1)
-        parsed = datetime.fromisoformat(at)
-        if parsed.tzinfo is None:
-            raise ValueError
-        # In UTC here: a time that leaves the calendar in UTC (0001-01-01T00:00+01:00) is a bad cursor, not a 500.
-        return parsed.astimezone(timezone.utc), str(uuid.UUID(mid))
-    except (ValueError, binascii.Error, UnicodeDecodeError, OverflowError):
-        raise Invalid("The cursor is not one this API gave.", errors={"cursor": ["Not a cursor this API gave."]}) \
-            from None
-
-
 def list_milestones(s: Session, partner_id: str, query: dict) -> dict:
     stmt = select(milestones).where(_visible(s, partner_id))
-    if query.get("cursor"):
-        at, last = _decode(query["cursor"])
-        stmt = stmt.where(or_(milestones.c.achieved_at < at,
-                              and_(milestones.c.achieved_at == at, milestones.c.id < last)))
-    limit = query.get("limit", 50)
-    rows = s.execute(stmt.order_by(milestones.c.achieved_at.desc(), milestones.c.id.desc()).limit(limit + 1)).all()
-    page = rows[:limit]
-    return {"items": [view(r) for r in page], "next_cursor": _cursor(page[-1]) if len(rows) > limit else None}
+    return pagination.newest_first(s, stmt, milestones.c.achieved_at, milestones.c.id, query,
+                                   lambda page: [view(r) for r in page])
 
 
 def get_milestone(s: Session, partner_id: str, milestone_id: str) -> dict:

@@ -1,15 +1,13 @@
 """What a partner can do in the notify service: read the inbox, set preferences."""
 from __future__ import annotations
 
-import base64
-import binascii
 import secrets
 import uuid
-from datetime import datetime, timezone
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from shared import pagination
 from shared.db import utcnow
 from shared.errors import Invalid, NotFound
 from shared.outbox import emit
@@ -31,35 +29,12 @@ def _view(s: Session, rows) -> list[dict]:
              "created_at": r.created_at, "read_at": r.read_at, "deliveries": by_note[r.id]} for r in rows]
 
 
-def _cursor(row) -> str:
-    return base64.urlsafe_b64encode(f"{row.created_at.isoformat()}|{row.id}".encode()).decode().rstrip("=")
-
-
-def _decode(cursor: str) -> tuple[datetime, str]:
-    try:
-        at, nid = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split("|", 1)
-        parsed = datetime.fromisoformat(at)
-        if parsed.tzinfo is None:
-            raise ValueError
-        return parsed.astimezone(timezone.utc), str(uuid.UUID(nid))
-    except (ValueError, binascii.Error, UnicodeDecodeError, OverflowError):
-        raise Invalid("The cursor is not one this API gave.", errors={"cursor": ["Not a cursor this API gave."]}) \
-            from None
-
-
 def inbox(s: Session, partner_id: str, query: dict) -> dict:
     stmt = select(notifications).where(notifications.c.partner_id == partner_id)
     if query.get("unread"):
         stmt = stmt.where(notifications.c.read_at.is_(None))
-    if query.get("cursor"):
-        at, last = _decode(query["cursor"])
-        stmt = stmt.where(or_(notifications.c.created_at < at,
-                              and_(notifications.c.created_at == at, notifications.c.id < last)))
-    limit = query.get("limit", 50)
-    rows = s.execute(stmt.order_by(notifications.c.created_at.desc(), notifications.c.id.desc())
-                     .limit(limit + 1)).all()
-    page = rows[:limit]
-    return {"items": _view(s, page), "next_cursor": _cursor(page[-1]) if len(rows) > limit else None}
+    return pagination.newest_first(s, stmt, notifications.c.created_at, notifications.c.id, query,
+                                   lambda page: _view(s, page))
 
 
 def mark_read(s: Session, partner_id: str, notification_id: str) -> dict:
