@@ -64,11 +64,12 @@ RATED_DAYS = 2 * detectors.COMMUNICATION_WINDOW  # first and last rated days for
 
 
 def _aggregate(r) -> DayAggregate:
-    return DayAggregate(
-        day=r.local_date, logged=r.entries > 0, episodes=r.episodes, intensities=tuple(r.intensities),
-        communication=tuple(r.communication), connection=tuple(r.connection), understanding=tuple(r.understanding),
-        rituals=tuple(r.rituals), activities=r.activities, conflicts=r.conflicts,
-        conflicts_repaired_24h=r.conflicts_repaired_24h, weekly_check_ins=r.weekly_check_ins)
+    d = r.detail
+    return DayAggregate.trusted(
+        day=r.local_date, logged=r.entries > 0, episodes=r.episodes, intensities=tuple(d["intensities"]),
+        communication=tuple(d["communication"]), connection=tuple(d["connection"]),
+        understanding=tuple(d["understanding"]), rituals=tuple(d["rituals"]), activities=r.activities,
+        conflicts=r.conflicts, conflicts_repaired_24h=r.conflicts_repaired_24h, weekly_check_ins=r.weekly_check_ins)
 
 
 def history(s: Session, partner_id: str | None, first_as_of: date | None = None,
@@ -92,15 +93,18 @@ def history(s: Session, partner_id: str | None, first_as_of: date | None = None,
                  and_(days.c.local_date >= recent_start, days.c.local_date <= last_as_of),
                  and_(days.c.local_date >= tail_start, days.c.local_date < recent_start, bond_days))
     rows = {r.local_date: r for r in s.execute(select(days).where(mine, wanted))}
-    rated = mine & (days.c.communication != []) & (days.c.local_date <= last_as_of)
+    rated = mine & (days.c.ratings > 0) & (days.c.local_date <= last_as_of)
+    rated_days = set()
     for order in (days.c.local_date.asc(), days.c.local_date.desc()):
-        for r in s.execute(select(days).where(rated).order_by(order).limit(RATED_DAYS)):
-            rows.setdefault(r.local_date, r)
+        rated_days.update(s.execute(select(days.c.local_date).where(rated).order_by(order).limit(RATED_DAYS))
+                          .scalars())
+    if missing := rated_days - rows.keys():  # most are read already, with the head or the recent days
+        rows.update((r.local_date, r) for r in s.execute(select(days).where(mine, days.c.local_date.in_(missing))))
     prior: Counter = Counter()
-    for day, tags in s.execute(select(days.c.local_date, days.c.rituals).where(
+    for day, detail in s.execute(select(days.c.local_date, days.c.detail).where(
             mine, days.c.ritual_count > 0, days.c.local_date < recent_start, days.c.local_date > head_end)):
         if day not in rows:
-            prior.update(tags)
+            prior.update(detail["rituals"])
     return History(tuple(map(_aggregate, rows.values()))), prior
 
 

@@ -186,6 +186,8 @@ def recompute_day(s: Session, partner_id: str, day: date) -> None:
             repaired = m.get("repaired_at")
             if repaired and datetime.fromisoformat(repaired) - occurred_at <= timedelta(hours=24):
                 agg["conflicts_repaired_24h"] += 1
-    for k in ("intensities", "communication", "connection", "understanding", "rituals"):
-        agg[k] = sorted(agg[k])  # the same day always gives the same row, whatever the order
-    s.execute(days.insert().values(partner_id=partner_id, local_date=day, ritual_count=len(agg["rituals"]), **agg))
+    lists = ("intensities", "communication", "connection", "understanding", "rituals")
+    # sorted: the same day always gives the same row, whatever the order
+    detail = {k: sorted(agg.pop(k)) for k in lists}
+    s.execute(days.insert().values(partner_id=partner_id, local_date=day, detail=detail,
+                                   ritual_count=len(detail["rituals"]), ratings=len(detail["communication"]), **agg))

@@ -56,13 +56,13 @@ days = Table(
     Column("local_date", Date, primary_key=True),
     Column("entries", Integer, nullable=False),
     Column("episodes", Integer, nullable=False),
-    Column("intensities", JSONType, nullable=False),
-    Column("communication", JSONType, nullable=False),
-    Column("connection", JSONType, nullable=False),
-    Column("understanding", JSONType, nullable=False),
-    Column("rituals", JSONType, nullable=False),
-    # len(rituals), so the couple's ritual total is a SUM, not a read of every day
+    # The day's lists in one column (one decode a row, not five): {"intensities",
+    # "communication", "connection", "understanding", "rituals"}, each sorted.
+    Column("detail", JSONType, nullable=False),
+    # len(detail.rituals), so the couple's ritual total is a SUM, not a read of every day
     Column("ritual_count", Integer, nullable=False, server_default="0"),
+    # len(detail.communication), so rated days are found without decoding a row
+    Column("ratings", Integer, nullable=False, server_default="0"),
     Column("activities", Integer, nullable=False),
     Column("conflicts", Integer, nullable=False),
     Column("conflicts_repaired_24h", Integer, nullable=False),

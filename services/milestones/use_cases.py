@@ -93,9 +93,9 @@ def _value(metric: str, logged: list):
     if metric == "independence_activities":
         return sum(r.activities for r in logged)
     if metric == "rituals":
-        return sum(len(r.rituals) for r in logged)
+        return sum(r.ritual_count for r in logged)
     if metric == "communication":
-        return _mean([v for r in logged for v in r.communication])
+        return _mean([v for r in logged for v in r.detail["communication"]])
     if metric == "episode_intensity":
-        return _mean([v for r in logged for v in r.intensities])
+        return _mean([v for r in logged for v in r.detail["intensities"]])
     raise ValueError(metric)

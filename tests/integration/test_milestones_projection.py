@@ -49,6 +49,12 @@ def deleted_event(*, entry_id: str, partner_id: str, couple_id: str | None, at_t
                              time=at_time)
 
 
+def _flat(row) -> dict:
+    """A days row with its packed lists as fields of their own."""
+    d = row._asdict()
+    return {**d, **d.pop("detail")}
+
+
 class View:
     """Reads of the milestones database."""
 
@@ -65,10 +71,10 @@ class View:
 
     def day(self, partner_id, day):
         rows = self._all(select(days).where(days.c.partner_id == partner_id, days.c.local_date == day))
-        return rows[0]._asdict() if rows else None
+        return _flat(rows[0]) if rows else None
 
     def days_of(self, partner_id) -> dict:
-        return {r.local_date: r._asdict() for r in self._all(select(days).where(days.c.partner_id == partner_id))}
+        return {r.local_date: _flat(r) for r in self._all(select(days).where(days.c.partner_id == partner_id))}
 
     def entries_of(self, partner_id):
         return self._all(select(entries).where(entries.c.partner_id == partner_id))
