@@ -1,0 +1,214 @@
+"""Entries posted to the running journal become milestones, then one
+notification per milestone and recipient in the inboxes, and one email per
+recipient in a real SMTP server (at most one a day, more folded into one),
+on both backends, with nothing twice and no note in any email."""
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from email import message_from_bytes, policy
+
+import pytest
+import requests
+from aiosmtpd.controller import Controller
+from sqlalchemy import func, select
+
+from services.journal.tables import outbox as journal_outbox
+from services.milestones.tables import outbox as milestones_outbox
+from services.milestones.tables import partners
+from services.notify.tables import deliveries
+from services.notify.tables import outbox as notify_outbox
+from shared.db import utcnow
+from tests.conftest import free_port
+from tests.e2e.test_milestones_e2e import _partner
+from tests.support import improving_history, paris_today, rituals, wait_until
+
+MARKER = f"private-note-{uuid.uuid4().hex}"  # in every entry's note; must never reach an email
+WAIT = 90.0
+
+
+class MailSink:
+    """An SMTP server's handler: every message as (envelope recipients, raw bytes)."""
+
+    def __init__(self):
+        self.received: list[tuple[list[str], bytes]] = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.received.append((list(envelope.rcpt_tos), bytes(envelope.content)))
+        return "250 OK"
+
+    def to(self, address: str) -> list:
+        """The messages sent to `address`, parsed."""
+        return [message_from_bytes(raw, policy=policy.default) for rcpt, raw in list(self.received)
+                if address in rcpt]
+
+
+@pytest.fixture
+def running_with_mail(backend, request):
+    """`running`, with SMTP_URL pointing at a real SMTP server on 127.0.0.1: (Running, MailSink)."""
+    sink = MailSink()
+    controller = Controller(sink, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        backend.extra_env["SMTP_URL"] = f"smtp://127.0.0.1:{controller.port}"
+        yield request.getfixturevalue("running"), sink
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def outboxes(backend):
+    """Each service's database engine and outbox table, read to tell when the system is quiet."""
+    out = {"journal": (backend.engine("journal"), journal_outbox),
+           "milestones": (backend.engine("milestones"), milestones_outbox),
+           "notify": (backend.engine("notify"), notify_outbox)}
+    yield out
+    for engine, _ in out.values():
+        engine.dispose()
+
+
+def _texts(msg) -> list[str]:
+    """The headers and every decoded text part of a message."""
+    out = [f"{k}: {v}" for k, v in msg.items()]
+    out += [part.get_content() for part in msg.walk() if part.get_content_maintype() == "text"]
+    return out
+
+
+@pytest.mark.e2e
+def test_entries_become_one_notification_per_recipient_and_one_email_each(backend, running_with_mail, outboxes):
+    running, sink = running_with_mail
+    journal, milestones, notify = (running.urls[s] for s in ("journal", "milestones", "notify"))
+    http = requests.Session()
+    ana, ben = _partner(http, journal, "ana"), _partner(http, journal, "ben")
+    emails = {}
+    for who in (ana, ben):
+        emails[who["id"]] = http.get(journal + "/v1/export", headers=who["headers"]).json()["account"]["email"]
+        prefs = {"quiet_hours": None, "share_milestones_with_partner": who is ana}
+        r = http.patch(notify + "/v1/preferences", headers=who["headers"], json=prefs)
+        assert r.status_code == 200 and r.json()["share_milestones_with_partner"] is (who is ana), r.text
+    code = http.post(journal + "/v1/couples", headers=ana["headers"]).json()["invite_code"]
+    assert http.post(journal + "/v1/couples/join", headers=ben["headers"], json={"invite_code": code}).ok
+
+    # The milestones service decides the audience when a milestone is achieved: it must
+    # have heard Ana's preference (notify.preferences.changed) before her entries settle.
+    mengine, nengine = outboxes["milestones"][0], outboxes["notify"][0]
+
+    def sharing_known():
+        with mengine.connect() as c:
+            return c.execute(select(partners.c.share_milestones_with_partner)
+                             .where(partners.c.id == ana["id"])).scalar()
+
+    wait_until(sharing_known, timeout=WAIT, what="Ana's sharing preference in the milestones service")
+
+    def post(who, bodies) -> None:
+        for body in bodies:
+            r = http.post(journal + "/v1/entries", headers=who["headers"],
+                          json={**body, "note": f"{MARKER}: only {who['id']} may read this"})
+            assert r.status_code == 201, r.text
+
+    today = paris_today()
+    post(ana, rituals(today, 10))  # the couple's 10th ritual: rituals_kept, level 1
+    post(ana, improving_history(today))  # a month of anxious moments, then two calm ones
+    post(ben, improving_history(today))
+
+    def seen(who) -> dict[str, dict]:
+        r = http.get(milestones + "/v1/milestones?limit=200", headers=who["headers"])
+        assert r.status_code == 200, r.text
+        return {m["id"]: m for m in r.json()["items"]}
+
+    def has(ms: dict, type_: str, owner: str | None, level: int = 1) -> bool:
+        return any(m["type"] == type_ and m["partner_id"] == owner and m["level"] == level for m in ms.values())
+
+    wait_until(lambda: has(seen(ana), "fewer_anxious_episodes", ana["id"]) and has(seen(ana), "rituals_kept", None)
+               and has(seen(ben), "fewer_anxious_episodes", ben["id"]), timeout=WAIT, what="the milestones")
+
+    def inbox(who) -> list[dict]:
+        r = http.get(notify + "/v1/notifications?limit=200", headers=who["headers"])
+        assert r.status_code == 200, r.text
+        return r.json()["items"]
+
+    def expected() -> tuple[dict, Counter]:
+        """Every milestone, and (milestone, recipient) for each notification it should make:
+        the couple's and Ana's (she shares) to both, Ben's own (he does not) to him alone."""
+        mine, his = seen(ana), seen(ben)
+        assert not any(m["partner_id"] == ben["id"] for m in mine.values()), "Ben does not share his own"
+        everything = {**mine, **his}
+        return everything, Counter((m_id, pid) for m_id, m in everything.items()
+                                   for pid in ([ben["id"]] if m["partner_id"] == ben["id"] else [ana["id"], ben["id"]]))
+
+    def received() -> Counter:
+        return Counter((n["milestone_id"], who["id"]) for who in (ana, ben) for n in inbox(who))
+
+    wait_until(lambda: received() == expected()[1], timeout=WAIT, what="one notification per milestone and recipient")
+
+    def email_status(note: dict) -> list[tuple[str, int]]:
+        return [(d["status"], d["attempts"]) for d in note["deliveries"] if d["channel"] == "email"]
+
+    wait_until(lambda: all(sink.to(emails[who["id"]]) and any(email_status(n) == [("delivered", 1)] for n in inbox(who))
+                           for who in (ana, ben)), timeout=WAIT, what="an email delivered to each partner")
+
+    def quiet() -> bool:
+        """Every outbox published, and no delivery being sent or due now (a later email is
+        held for the recipient's next day)."""
+        for engine, table in outboxes.values():
+            with engine.connect() as c:
+                if c.execute(select(func.count()).where(table.c.published_at.is_(None))).scalar():
+                    return False
+        with nengine.connect() as c:
+            return not c.execute(select(func.count()).select_from(deliveries).where(
+                (deliveries.c.status == "sending")
+                | ((deliveries.c.status == "pending") & (deliveries.c.due_at <= utcnow())))).scalar()
+
+    def check(after: str) -> tuple[Counter, list]:
+        """Each notification once, on the right inboxes, and one email per partner
+        that is exactly what its delivered email deliveries say."""
+        everything, want = expected()
+        got = received()
+        assert got == want, f"{after}: notifications, per (milestone, recipient)"
+        assert set(got.values()) == {1}, f"{after}: nothing twice"
+        for who in (ana, ben):
+            notes = inbox(who)
+            for n in notes:
+                m = everything[n["milestone_id"]]
+                assert n["body"] == m["headline"]
+                if m["partner_id"] == ana["id"] and who is ben:
+                    assert n["title"].endswith("shared a milestone with you"), n["title"]
+                channels = Counter(d["channel"] for d in n["deliveries"])
+                assert channels == {"in_app": 1, "email": 1}, n["deliveries"]
+                assert email_status(n) in ([("delivered", 1)], [("pending", 0)]), \
+                    f"{after}: an email is sent once or held for tomorrow, never failed: {n['deliveries']}"
+            sent = [n for n in notes if email_status(n) == [("delivered", 1)]]
+            mails = sink.to(emails[who["id"]])
+            assert len(mails) == 1, f"{after}: at most one email a day, more folded into one"
+            mail = mails[0]
+            assert mail["To"] == emails[who["id"]]
+            text = mail.get_body(("plain",)).get_content()
+            assert mail["Subject"] == (sent[0]["title"] if len(sent) == 1 else f"{len(sent)} things to celebrate")
+            for n in sent:
+                assert n["body"] in text, f"{after}: the email tells of each celebration it folds"
+        assert len(sink.received) == 2, f"{after}: one email for each partner, none other"
+        message_ids = [message_from_bytes(raw)["Message-ID"] for _, raw in sink.received]
+        assert len(set(message_ids)) == len(message_ids), "no email twice"
+        for rcpt, raw in sink.received:
+            assert MARKER.encode() not in raw
+            parsed = message_from_bytes(raw, policy=policy.default)
+            assert not any(MARKER in t for t in _texts(parsed)), "no note ever leaves the journal"
+        return got, list(sink.received)
+
+    wait_until(quiet, timeout=WAIT, what="the system to be quiet")
+    first, mail_before = check("first look")
+
+    # A new state that proves the pipeline moved past everything before: Ben's 15
+    # rituals make the couple's 25th (rituals_kept, level 2) in both inboxes.
+    post(ben, rituals(today, 15))
+    wait_until(lambda: has(seen(ben), "rituals_kept", None, level=2), timeout=WAIT, what="rituals_kept level 2")
+    level_2 = next(i for i, m in seen(ben).items() if m["type"] == "rituals_kept" and m["level"] == 2)
+    wait_until(lambda: received()[(level_2, ana["id"])] and received()[(level_2, ben["id"])], timeout=WAIT,
+               what="the second level in both inboxes")
+    wait_until(quiet, timeout=WAIT, what="the system to be quiet again")
+    second, mail_after = check("second look")
+    assert second - first == Counter({(level_2, ana["id"]): 1, (level_2, ben["id"]): 1}), "only the new milestone"
+    assert mail_after == mail_before, "the held celebrations wait for tomorrow"
+    series = http.get(milestones + "/v1/progress?metric=anxious_episodes&bucket=week",
+                      headers=ana["headers"]).json()["points"]
+    assert sum(p["value"] or 0 for p in series) == 60
