@@ -9,6 +9,12 @@ outcome was recorded is marked failed when its lease runs out, never sent a
 second time. A transient failure is retried with exponential backoff and full
 jitter, up to a limit; then the delivery fails and ``notify.notification.failed``
 is published. A success publishes ``notify.notification.delivered``.
+
+An email is text and HTML; the HTML shows a small chart of each change it
+celebrates (chart.py), inline. Webhook and Apprise targets are checked again
+at send time (a host's addresses may change after the channel was made):
+private, loopback and link-local ones are refused unless
+``NOTIFY_ALLOW_PRIVATE_TARGETS=1``.
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ import os
 import random
 import smtplib
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -33,7 +40,7 @@ from sqlalchemy.orm import Session
 from shared.db import unit_of_work, utcnow
 from shared.outbox import emit
 
-from . import SOURCE, pacing, targets
+from . import SOURCE, chart, pacing, targets
 from .tables import channels, deliveries, notifications, outbox, recipients
 
 log = structlog.get_logger("delivery")
@@ -70,6 +77,7 @@ class _Claimed:
     quiet_end: str | None
     target: str | None
     secret: str | None
+    chart: dict | None = None  # the numbers of the email's chart, if the milestone has one
 
 
 class SendFailed(Exception):
@@ -105,16 +113,46 @@ def plan(s: Session, recipient, notification_id: str, due: datetime) -> None:
 
 # --- sending ---
 
-def _email(smtp_url: str, to: str, title: str, body: str, delivery_id: str) -> None:
-    u = urlparse(smtp_url)
+def _pictures(charts: Sequence[dict], delivery_id: str) -> list[tuple[str, str, bytes]]:
+    """(Content-ID, alt text, PNG) for each chart that can be drawn; numbers that
+    are not a chart of an improvement are left out, never drawn."""
+    out = []
+    for i, numbers in enumerate(charts, 1):
+        try:
+            alt, png = chart.describe(numbers), chart.render(numbers)
+        except ValueError:
+            log.warning("chart left out", reason="not a chart of an improvement")
+            continue
+        out.append((f"chart-{i}.{delivery_id}@tandem", alt, png))
+    return out
+
+
+def _email_message(to: str, title: str, body: str, delivery_id: str, charts: Sequence[dict] = ()) -> EmailMessage:
+    """multipart/alternative: the text, and the HTML, which is multipart/related
+    with a chart of each change (inline PNG, referenced by its Content-ID) in
+    the order given."""
+    pictures = _pictures(charts, delivery_id)
     msg = EmailMessage()
     msg["Subject"] = title
     msg["From"] = os.environ.get("NOTIFY_MAIL_FROM", "Tandem <celebrations@tandem.invalid>")
     msg["To"] = to
     msg["Message-ID"] = f"<{delivery_id}@tandem>"
     msg.set_content(f"{body}\n\nWith warmth,\nTandem")
-    msg.add_alternative(f"<html><body><h2>{escape(title)}</h2><p>{escape(body)}</p>"
+    lines = "<br>".join(escape(line) for line in body.splitlines())
+    images = "".join(f'<p><img src="cid:{cid}" alt="{escape(alt)}" width="{chart.WIDTH}" height="{chart.HEIGHT}" '
+                     f'style="max-width:100%;height:auto"></p>' for cid, alt, _ in pictures)
+    msg.add_alternative(f"<html><body><h2>{escape(title)}</h2><p>{lines}</p>{images}"
                         f"<p>With warmth,<br>Tandem</p></body></html>", subtype="html")
+    html = msg.get_payload()[1]
+    for i, (cid, _, png) in enumerate(pictures, 1):
+        html.add_related(png, maintype="image", subtype="png", cid=f"<{cid}>", disposition="inline",
+                         filename=f"chart-{i}.png")
+    return msg
+
+
+def _email(smtp_url: str, to: str, title: str, body: str, delivery_id: str, charts: Sequence[dict] = ()) -> None:
+    u = urlparse(smtp_url)
+    msg = _email_message(to, title, body, delivery_id, charts)
     cls = smtplib.SMTP_SSL if u.scheme == "smtps" else smtplib.SMTP
     try:
         with cls(u.hostname or "127.0.0.1", u.port or (465 if u.scheme == "smtps" else 25), timeout=10) as smtp:
@@ -142,27 +180,34 @@ def _webhook(url: str, secret: str, payload: dict, delivery_id: str, allow_priva
         raise SendFailed(f"webhook answered {r.status_code}")
 
 
-def _apprise(url: str, title: str, body: str) -> None:
+def _apprise(url: str, title: str, body: str, allow_private: bool) -> None:
     import apprise
 
+    try:  # checked again now, not only when the channel was made: the host's addresses may have changed
+        targets.check_apprise_url(url, allow_private=allow_private)
+    except targets.TargetRefused as e:
+        raise SendFailed(f"refused: {e.message}") from None
     a = apprise.Apprise()
     if not a.add(url) or not a.notify(title=title, body=body):
         raise SendFailed("apprise: not delivered")
 
 
-def send(row, settings) -> None:
+def send(row, settings, charts: Sequence[dict] | None = None) -> None:
+    """Send ``row`` on its channel; an email also carries ``charts`` (by default the row's own)."""
     kind, _, channel_id = row.channel.partition(":")
     if kind == "email":
         if not settings.smtp_url:
             raise SendFailed("no SMTP_URL: email is off")
-        _email(settings.smtp_url, row.target or row.email, row.title, row.body, row.id)
+        if charts is None:
+            charts = [row.chart] if row.chart else []
+        _email(settings.smtp_url, row.target or row.email, row.title, row.body, row.id, charts)
     elif kind == "webhook":
         payload = {"notification_id": row.notification_id, "milestone_id": row.milestone_id,
                    "partner_id": row.partner_id, "title": row.title, "body": row.body,
                    "created_at": row.created_at.isoformat()}
         _webhook(row.target, row.secret, payload, row.id, settings.allow_private_targets)
     elif kind == "apprise":
-        _apprise(row.target, row.title, row.body)
+        _apprise(row.target, row.title, row.body, settings.allow_private_targets)
     else:
         raise SendFailed(f"unknown channel {kind}")
 
@@ -193,7 +238,7 @@ class Deliverer:
             rows = s.execute(
                 select(deliveries.c.id, deliveries.c.notification_id, deliveries.c.channel, deliveries.c.attempts,
                        notifications.c.milestone_id, notifications.c.partner_id, notifications.c.title,
-                       notifications.c.body, notifications.c.created_at, recipients.c.email,
+                       notifications.c.body, notifications.c.created_at, notifications.c.chart, recipients.c.email,
                        recipients.c.timezone, recipients.c.quiet_start, recipients.c.quiet_end)
                 .join(notifications, notifications.c.id == deliveries.c.notification_id)
                 .join(recipients, recipients.c.id == notifications.c.partner_id)
@@ -254,8 +299,10 @@ class Deliverer:
         rows = self._claim(now)
         for group, title, body in self._groups(rows, now):
             first = group[0]
+            # a chart for each folded milestone that has one, in the order the folded text lists them
+            charts = [r.chart for r in sorted(group, key=lambda r: (r.created_at, r.notification_id)) if r.chart]
             try:
-                send(replace(first, title=title, body=body), self.settings)
+                send(replace(first, title=title, body=body), self.settings, charts)
                 outcome, reason = "delivered", None
             except SendFailed as e:
                 outcome, reason = "retry", str(e)

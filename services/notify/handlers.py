@@ -12,7 +12,7 @@ from shared.db import utcnow
 from shared.events import Event
 from shared.outbox import emit
 
-from . import SOURCE, celebrate, delivery
+from . import SOURCE, celebrate, chart, delivery
 from .tables import channels, deliveries, notifications, outbox, recipients
 
 
@@ -56,8 +56,12 @@ def partner_erased(s: Session, ev: Event) -> None:
 
 
 def milestone_achieved(s: Session, ev: Event) -> None:
-    """One notification per recipient in the audience; the inbox has it at once."""
+    """One notification per recipient in the audience; the inbox has it at once.
+
+    The notification keeps only the numbers of the email's chart from the
+    milestone's evidence (chart.chart_data), none of the rest."""
     m = ev.data
+    numbers = chart.chart_data(m)
     owner_name = None
     if m.get("partner_id"):
         owner_name = s.execute(select(recipients.c.display_name)
@@ -69,6 +73,8 @@ def milestone_achieved(s: Session, ev: Event) -> None:
         now = utcnow()
         note = {"id": str(uuid.uuid4()), "partner_id": pid, "milestone_id": str(m["id"]),
                 "title": celebrate.title_for(m, pid, owner_name), "body": celebrate.body_for(m), "created_at": now}
+        if numbers is not None:  # else SQL NULL, not a JSON null
+            note["chart"] = numbers
         try:
             with s.begin_nested():
                 s.execute(notifications.insert().values(**note))

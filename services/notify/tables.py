@@ -4,7 +4,7 @@ from __future__ import annotations
 from sqlalchemy import Boolean, Column, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint
 
 from shared.consumer import processed_events_table
-from shared.db import UTCDateTime, service_metadata
+from shared.db import JSONType, UTCDateTime, service_metadata
 from shared.outbox import outbox_table
 
 metadata = service_metadata()
@@ -36,6 +36,8 @@ notifications = Table(
     Column("body", Text, nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("read_at", UTCDateTime(), nullable=True),
+    # The numbers of the email's chart (chart.chart_data), null for a milestone without one; never any text.
+    Column("chart", JSONType, nullable=True),
     # One milestone makes at most one notification per recipient, whatever is redelivered.
     UniqueConstraint("milestone_id", "partner_id", name="uq_notifications_once"),
     Index("ix_notifications_inbox", "partner_id", "created_at", "id"),
