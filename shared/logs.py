@@ -70,6 +70,19 @@ class _Stderr:
 
 _configured = False
 
+# Libraries that write what they were given into their messages: Apprise logs
+# the target URLs, and a URL of a push or chat service holds its secret token.
+OPAQUE_LOGGERS = ("apprise",)
+
+
+class WithholdMessages(logging.Filter):
+    """Keeps the level and the logger of an opaque library's record, never its text."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.split(".")[0] in OPAQUE_LOGGERS:
+            record.msg, record.args, record.exc_info, record.exc_text = "message withheld", (), None, None
+        return True
+
 
 def configure(service: str, level: str = "INFO") -> None:
     """JSON lines on stderr for structlog and stdlib loggers alike, all redacted."""
@@ -100,6 +113,7 @@ def configure(service: str, level: str = "INFO") -> None:
             structlog.processors.JSONRenderer(),
         ],
     ))
+    handler.addFilter(WithholdMessages())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

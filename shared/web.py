@@ -77,6 +77,14 @@ def _flatten(messages) -> dict:
 class ProblemApi(Api):
     ERROR_SCHEMA = ProblemSchema
 
+    def _register_responses(self):
+        """The error responses flask-smorest documents are problems (RFC 9457)."""
+        default, self.DEFAULT_RESPONSE_CONTENT_TYPE = self.DEFAULT_RESPONSE_CONTENT_TYPE, PROBLEM
+        try:
+            super()._register_responses()
+        finally:
+            self.DEFAULT_RESPONSE_CONTENT_TYPE = default
+
     def handle_http_exception(self, error):
         data = getattr(error, "data", None) or {}
         errors = data.get("errors") or data.get("messages")

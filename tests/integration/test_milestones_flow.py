@@ -8,7 +8,7 @@ from datetime import date, datetime, time, timedelta, timezone
 import pytest
 
 from tests.conftest import make_couple, new_id
-from tests.support import Pipeline, wait_until
+from tests.support import Pipeline, rituals as support_rituals, wait_until
 
 
 @pytest.fixture
@@ -55,8 +55,7 @@ def _today() -> date:
 def test_ten_rituals_make_a_couple_milestone_seen_by_both(backend, journal, milestones):
     a, b, couple_id = make_couple(journal)
     today = _today()
-    rituals = [{"id": new_id(), "kind": "ritual", "occurred_at": at(today - timedelta(days=i), 8),
-                "ritual": "good_morning_text"} for i in range(10)]
+    rituals = support_rituals(today, 10)
     with Pipeline():
         post_all(journal, a["headers"], rituals[:6])
         post_all(journal, b["headers"], rituals[6:])
@@ -124,8 +123,7 @@ def test_a_late_sync_in_any_order_ends_with_the_same_milestones(backend, journal
 def test_deleting_a_ritual_never_takes_a_milestone_back_nor_announces_it_twice(backend, journal, milestones):
     a, b, _ = make_couple(journal)
     today = _today()
-    rituals = [{"id": new_id(), "kind": "ritual", "occurred_at": at(today - timedelta(days=i), 8),
-                "ritual": "affection"} for i in range(10)]
+    rituals = support_rituals(today, 10, "affection")
     with Pipeline():
         post_all(journal, a["headers"], rituals)
         wait_until(lambda: "rituals_kept:1" in types_seen(milestones, a["headers"]), what="the 10th ritual")
