@@ -18,10 +18,10 @@ def _at(day: date, hour: int) -> str:
     return datetime.combine(day, time(hour, 0), PARIS).isoformat()
 
 
-def _partner(http: requests.Session, base: str, name: str) -> dict:
+def _partner(http: requests.Session, base: str, name: str, tz: str = "Europe/Paris") -> dict:
     email = f"{name}-{uuid.uuid4().hex[:6]}@example.com"
     r = http.post(base + "/v1/accounts", json={"email": email, "password": "correct horse battery",
-                                              "display_name": name, "timezone": "Europe/Paris"})
+                                              "display_name": name, "timezone": tz})
     assert r.status_code == 201, r.text
     token = http.post(base + "/v1/tokens", json={"email": email, "password": "correct horse battery"}).json()
     return {"id": r.json()["id"], "headers": {"Authorization": f"Bearer {token['access_token']}"}}
