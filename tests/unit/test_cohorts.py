@@ -10,15 +10,20 @@ beside them.
 from __future__ import annotations
 
 import json
+import math
 import statistics
 
 import pytest
+from scipy import stats
 
 from services.milestones import cohorts
 from services.milestones.cohorts import (
-    COHORTS, DETECTION_WEEKS, GAPPY_PATTERNS, START, cohort, detection_report, simulate_partner,
+    COHORTS, COUPLE_COHORTS, DETECTION_WEEKS, GAPPY_PATTERNS, START, cohort, couple_cohort, detection_report,
+    simulate_couple, simulate_partner,
 )
-from services.milestones.detectors import FEWER_ANXIOUS_EPISODES, History
+from services.milestones.detectors import (
+    BETTER_COMMUNICATION, FEWER_ANXIOUS_EPISODES, STRONGER_BOND, History, detect_couple_milestones,
+)
 
 SEED = 20261005
 N = 50  # partners per cohort: about 15 s on one core
@@ -240,3 +245,239 @@ def test_late_improvers_are_found_about_as_often_as_early_ones(report, late_repo
     early = report["cohorts"]["improvers"]["fewer_anxious_episodes"]["found_within_8_weeks"]
     late = late_report["fewer_anxious_episodes"]["found_within_8_weeks"]
     assert late >= 0.5 * early
+
+
+# --- couples: better_communication and stronger_bond ---
+
+COUPLE_N = 12  # couples per couple cohort: about 15 s on one core
+NOT_IMPROVING = ("steady_couples", "worsening_couples", "gappy_couples")
+
+
+@pytest.fixture(scope="module")
+def couple_report() -> dict:
+    return cohorts.couple_detection_report(SEED, COUPLE_N)
+
+
+def expected_rating(mean: float, sd: float) -> float:
+    """The mean of a latent normal rating rounded to a whole number and clipped to 1-5."""
+    return 1 + sum(1 - statistics.NormalDist(mean, sd).cdf(k + 0.5) for k in range(1, 5))
+
+
+def communication(days, lo: int, hi: int) -> float:
+    """A partner's mean daily communication rating on days lo..hi-1."""
+    return statistics.fmean(statistics.fmean(d.communication) for d in days
+                            if d.communication and lo <= (d.day - START).days < hi)
+
+
+def check_in_ratings(couple, lo: int, hi: int) -> list[int]:
+    return [v for days in (couple.a, couple.b) for d in days if lo <= (d.day - START).days < hi
+            for v in d.connection + d.understanding]
+
+
+def test_a_couple_is_a_pure_function_of_seed_cohort_and_index():
+    c = simulate_couple(7, "improving_couples", 3)
+    assert simulate_couple(7, "improving_couples", 3) == c
+    assert couple_cohort(7, "improving_couples", 5)[3] == c  # whatever else is generated
+    assert simulate_couple(8, "improving_couples", 3) != c
+    assert simulate_couple(7, "steady_couples", 3) != c
+    with pytest.raises(ValueError):
+        simulate_couple(7, "improvers", 0)  # a partner cohort, not a couple one
+
+
+@pytest.mark.parametrize("name", COUPLE_COHORTS)
+def test_couples_are_within_the_simulators_ranges(name):
+    for c in couple_cohort(11, name, 30):
+        s = c.shared
+        assert 120 <= c.n_days <= 180 and 2.3 <= s["communication_level"] <= 4.0
+        assert 0.1 <= s["week_sd"] <= 0.4 and 0 <= s["week_correlation"] <= 0.6
+        assert 0.6 <= s["check_in_weeks"] <= 0.95 and 0.25 <= s["conflicts_per_week"] <= 1.5
+        assert 0.3 <= s["repair_share"] <= 0.7
+        for p, days in zip(c.partners, (c.a, c.b)):
+            assert 0.5 <= p["logging"] <= 0.9 and 0.5 <= p["day_sd"] <= 1.0
+            assert abs(p["communication_level"] - s["communication_level"]) <= 0.401
+            assert days[0].day == START and days[0].communication  # day 0: both partners' first logged day
+            assert (days[-1].day - START).days < c.n_days and all(d.logged for d in days)
+            History(days)  # one aggregate a day, consistent (ratings 1-5, repaired <= conflicts)
+            if name != "gappy_couples":  # a partner rates communication on about their own share of days
+                rated = sum(1 for d in days if d.communication) / c.n_days
+                assert abs(rated - p["logging"]) < 0.15
+        if name == "improving_couples":
+            ch = c.change
+            assert 28 <= c.change_day <= 69 and 0.7 <= ch["communication_mean"] <= 1.5
+            assert all(0.7 * 0.75 / 1.25 <= r <= 1.5 * 1.25 / 1.0 for r in ch["communication"])
+            assert abs(statistics.fmean(ch["communication"]) - ch["communication_mean"]) <= 0.001
+            assert 0 <= ch["communication_ramp_days"] <= 21 and 28 <= ch["bond_ramp_days"] <= 84
+            assert 0.5 <= ch["bond"] <= 1.2 and 0.1 <= ch["repair"] <= 0.3 and -0.3 <= ch["conflicts"] <= 0
+        elif name == "worsening_couples":
+            ch = c.change
+            assert 28 <= c.change_day <= 69 and -1.0 <= ch["communication_mean"] <= -0.4
+            assert -0.9 <= ch["bond"] <= -0.3 and -0.2 <= ch["repair"] <= 0 and 0 <= ch["conflicts"] <= 0.5
+        else:
+            assert c.change is None
+        assert (c.pattern in GAPPY_PATTERNS) == (name == "gappy_couples")
+
+
+def test_improving_couples_communication_rises_by_the_drawn_amount_and_steady_couples_does_not():
+    # after the change has fully arrived, each partner's mean rating is higher by what the drawn rise makes
+    # of a rounded 1-5 rating with their own level and spread (the ceiling takes some of it), give or take
+    # the noise of a few weeks of days and drifting weeks
+    misses = []
+    for c in couple_cohort(14, "improving_couples", 40):
+        after = c.change_day + c.change["communication_ramp_days"]
+        observed, expected = [], []
+        for p, days, rise in zip(c.partners, (c.a, c.b), c.change["communication"]):
+            sd = math.hypot(p["day_sd"], c.shared["week_sd"])
+            observed.append(communication(days, after, c.n_days) - communication(days, 0, c.change_day))
+            expected.append(expected_rating(p["communication_level"] + rise, sd)
+                            - expected_rating(p["communication_level"], sd))
+        rise, drawn = statistics.fmean(observed), statistics.fmean(expected)
+        assert rise > 0 and drawn <= c.change["communication_mean"]
+        misses.append(rise - drawn)
+    assert sum(abs(m) <= 0.5 for m in misses) >= 36
+    assert abs(statistics.fmean(misses)) < 0.1 and statistics.median(abs(m) for m in misses) < 0.25
+    steady = [statistics.fmean(communication(days, 49, c.n_days) - communication(days, 0, 49) for days in (c.a, c.b))
+              for c in couple_cohort(14, "steady_couples", 40)]
+    assert sum(abs(s) <= 0.5 for s in steady) >= 36 and statistics.median(abs(s) for s in steady) < 0.2
+    worsening = [statistics.fmean(communication(days, c.change_day + 28, c.n_days) - communication(days, 0, c.change_day)
+                                  for days in (c.a, c.b)) for c in couple_cohort(14, "worsening_couples", 40)]
+    assert sum(w < 0 for w in worsening) >= 34
+
+
+def test_improving_couples_check_ins_rise_and_conflicts_are_repaired_sooner():
+    def repair_share(couples, later: bool) -> float:
+        conflicts = repaired = 0
+        for c in couples:
+            start = c.change_day if c.change_day is not None else 49
+            ramp_half = c.change["bond_ramp_days"] // 2 if c.change else 0
+            lo, hi = (start + ramp_half, c.n_days) if later else (0, start)
+            days = [d for h in (c.a, c.b) for d in h if lo <= (d.day - START).days < hi]
+            conflicts += sum(d.conflicts for d in days)
+            repaired += sum(d.conflicts_repaired_24h for d in days)
+        return repaired / conflicts
+
+    improving = couple_cohort(14, "improving_couples", 40)
+    rises = [statistics.fmean(check_in_ratings(c, c.change_day + c.change["bond_ramp_days"] // 2, c.n_days))
+             - statistics.fmean(check_in_ratings(c, 0, c.change_day)) for c in improving]
+    assert sum(r > 0 for r in rises) >= 36 and statistics.median(rises) > 0.4
+    steady = couple_cohort(14, "steady_couples", 40)
+    still = [statistics.fmean(check_in_ratings(c, 49, c.n_days)) - statistics.fmean(check_in_ratings(c, 0, 49))
+             for c in steady]
+    assert abs(statistics.median(still)) < 0.2
+    assert repair_share(improving, True) > repair_share(improving, False) + 0.1
+    assert abs(repair_share(steady, True) - repair_share(steady, False)) < 0.1
+
+
+def test_gappy_couples_have_their_patterns():
+    shy_rises = []
+    for c in couple_cohort(13, "gappy_couples", 45):
+        if c.pattern == "gaps":  # nobody who stopped logged anything in a gap
+            assert 1 <= len(c.shared["gaps"]) <= 3
+            for start, length, who in c.shared["gaps"]:
+                assert 7 <= length <= 21
+                for k in who:
+                    assert not [d for d in (c.a, c.b)[k] if start <= (d.day - START).days < start + length]
+        elif c.pattern == "low_logging_month":  # one partner's 30 days logged near 30%
+            k, start = c.shared["low_logging_month"]
+            rated = sum(1 for d in (c.a, c.b)[k] if d.communication and start <= (d.day - START).days < start + 30)
+            assert rated <= 0.3 * 30 + 8
+        else:  # fewer bad days recorded from the change on: the recorded ratings look better than the days were
+            assert 28 <= c.change_day <= 69 and all(0.4 <= p["shy_factor"] <= 0.8 for p in c.partners)
+            shy_rises.append(statistics.fmean(communication(days, c.change_day, c.n_days)
+                                              - communication(days, 0, c.change_day) for days in (c.a, c.b)))
+    assert len(shy_rises) == 15 and statistics.fmean(shy_rises) > 0.05
+
+
+# --- couples: the cohort study ---
+
+def test_the_couple_report_is_plain_json_and_deterministic(couple_report):
+    assert json.loads(json.dumps(couple_report, allow_nan=False)) == couple_report
+    assert set(couple_report["cohorts"]) == set(COUPLE_COHORTS)
+    assert couple_report["cohorts"]["improving_couples"]["couples"] == COUPLE_N
+    assert cohorts.couple_detection_report(SEED, 1) == cohorts.couple_detection_report(SEED, 1)
+    with pytest.raises(ValueError):
+        cohorts.couple_detection_report(SEED, 0)
+
+
+def test_the_first_couple_detection_is_the_first_day_the_service_would_find_it():
+    c = simulate_couple(SEED, "improving_couples", 0)
+    first = cohorts.couple_first_detections(c)
+    assert set(first) == {BETTER_COMMUNICATION, STRONGER_BOND}
+    a, b = c.histories
+    for kind, day in first.items():
+        if day is None:
+            continue
+        assert kind in {d.type for d in detect_couple_milestones(a, b, c.day(day))}
+        assert all(kind not in {d.type for d in detect_couple_milestones(a, b, c.day(i))}
+                   for i in range(cohorts.COUPLE_FIRST_LOOK_DAY - 7, day))
+
+
+def test_the_couple_textbook_tests_look_once():
+    c = simulate_couple(SEED, "improving_couples", 0)
+    look = cohorts.textbook_communication(c)
+    assert look is not None and look["look_day"] == c.n_days - 1
+    assert cohorts.textbook_communication(c, 50) is None  # the windows would overlap
+    bond = cohorts.textbook_bond(c)
+    assert bond is not None and bond["weeks"] >= 8 and bond["look_day"] == c.n_days - 1
+    assert cohorts.textbook_bond(c, 30) is None  # fewer than 8 weeks
+
+
+def test_the_couple_report_renders_as_markdown_tables(couple_report):
+    table = cohorts.couple_report_table(couple_report)
+    for name in COUPLE_COHORTS:
+        assert name.replace("_couples", "") in table
+    assert BETTER_COMMUNICATION in table and STRONGER_BOND in table and "textbook single look" in table
+
+
+# measured at 250 couples a cohort, seeds 2026 and 2027 (BENCHMARKS.md, "Couple milestones: detection report"):
+# (couples found or falsely celebrated, of 500)
+MEASURED = {
+    ("improving_couples", BETTER_COMMUNICATION): 219 + 229,  # within 8 weeks of the change
+    ("improving_couples", STRONGER_BOND): 27 + 30,
+    ("steady_couples", "any"): 37 + 48,  # either couple milestone, all false
+}
+
+
+def test_the_ci_sample_agrees_with_the_measured_rates(couple_report):
+    # a check that the detectors and the simulator still behave as measured, not a goal: each count of the
+    # CI-sized sample is within what its measured rate makes likely (two-sided binomial p > 0.001)
+    c = couple_report["cohorts"]
+    seen = {
+        ("improving_couples", BETTER_COMMUNICATION): c["improving_couples"][BETTER_COMMUNICATION]["found_within_8_weeks"],
+        ("improving_couples", STRONGER_BOND): c["improving_couples"][STRONGER_BOND]["found_within_8_weeks"],
+        ("steady_couples", "any"): c["steady_couples"]["false_detections"]["any"]["couples"],
+    }
+    for key, k in seen.items():
+        assert stats.binomtest(k, COUPLE_N, MEASURED[key] / 500).pvalue > 0.001, (key, k)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "Seed 20261005, 12 couples a cohort: 4 of 12 steady couples get a false better_communication (one of them "
+    "a false stronger_bond too); none of the worsening or gappy ones. At 250 couples a cohort (BENCHMARKS.md), "
+    "couples with a false couple milestone, seed 2026 / 2027: steady 14.8% / 19.2% (better_communication "
+    "13.6% / 16.8%, stronger_bond 1.6% / 3.6%), worsening 8.4% / 6.8% (all better_communication, nearly all "
+    "within a month before or a few days after the decline began, while the couple was still steady), gappy "
+    "14.4% / 20.8% (logging less on bad days: 18 and 25 of 83). The single textbook look errs on 0-4%. Most "
+    "of it is the week-level drift of real couples (sd 0.1-0.4 points, AR(1) 0-0.6): the same steady couples "
+    "without it: 0-1%; with it halved: 5%. better_communication, unlike the partner milestones, spends no "
+    "alpha over its daily looks, confirms only 7 days back, and its 14-rated-day windows (2-4 weeks) treat "
+    "both partners' ratings of the same days as independent. The owner of the rules decides, not this test."))
+def test_no_false_couple_milestone_among_steady_worsening_and_gappy_couples(couple_report):
+    assert sum(couple_report["cohorts"][name]["false_detections"]["any"]["couples"] for name in NOT_IMPROVING) == 0
+
+
+@pytest.mark.parametrize("kind", [
+    pytest.param(BETTER_COMMUNICATION, marks=pytest.mark.xfail(strict=True, reason=(
+        "Seed 20261005, 12 improving couples (communication up 0.7-1.5 points from weeks 5-10, over 0-21 "
+        "days): 9 found within 8 weeks (75%), 10 by the end, 1 celebrated before its change. At 250 a "
+        "cohort: 87.6% (seed 2026) and 91.6% (seed 2027) within 8 weeks, median 3.4 weeks: at the goal's "
+        "edge, while 14-19% of steady couples are celebrated falsely (see the false-celebration test)."))),
+    pytest.param(STRONGER_BOND, marks=pytest.mark.xfail(strict=True, reason=(
+        "Seed 20261005, 12 improving couples (connection and understanding up 0.5-1.2 points over 4-12 "
+        "weeks from weeks 5-10): 1 found within 8 weeks, 7 by the end. At 250 a cohort: 10.8% / 12.0% "
+        "within 8 weeks (seeds 2026 / 2027), 36% / 37% by the end of 120-180 days; the textbook single "
+        "look 8 weeks after the change 17% / 16%. Kendall's tau >= 0.5 over every check-in week needs about "
+        "as many risen weeks as flat ones before the change (4-10), so 8 weeks is too soon for most; a "
+        "decision on the rule (a before/after test, a shorter span), not a threshold to loosen here."))),
+])
+def test_90_percent_of_improving_couples_are_found_within_8_weeks(couple_report, kind):
+    assert couple_report["cohorts"]["improving_couples"][kind]["found_within_8_weeks"] >= 0.9 * COUPLE_N
