@@ -1,14 +1,19 @@
 """The notify service's HTTP entrypoint."""
 from __future__ import annotations
 
+import functools
+
 from flask import current_app, g
 from flask.views import MethodView
 from flask_smorest import Blueprint
+from sqlalchemy import select
 
 from shared.db import unit_of_work
+from shared.errors import Unauthorized
 from shared.web import AUTH_DOC, require_auth
 
 from . import schemas, use_cases
+from .tables import recipients
 
 inbox = Blueprint("notifications", __name__, url_prefix="/v1", description="The in-app inbox")
 prefs = Blueprint("preferences", __name__, url_prefix="/v1", description="How and when to be told")
@@ -19,10 +24,27 @@ def _uow():
     return unit_of_work(current_app.extensions["notify"]["sessions"])
 
 
+def require_account(view):
+    """A valid token of a partner who has not been erased. A token outlives its
+    account by up to its lifetime; it must not bring back what the erasure
+    removed (a channel, preferences), so it is refused as the journal refuses it."""
+
+    @require_auth
+    @functools.wraps(view)
+    def checked(*args, **kwargs):
+        with _uow() as s:
+            erased = s.execute(select(recipients.c.erased).where(recipients.c.id == g.partner_id)).scalar()
+        if erased:
+            raise Unauthorized("This account no longer exists.")
+        return view(*args, **kwargs)
+
+    return checked
+
+
 @inbox.route("/notifications")
 class Inbox(MethodView):
     @inbox.doc(**AUTH_DOC)
-    @require_auth
+    @require_account
     @inbox.arguments(schemas.InboxQuery, location="query")
     @inbox.response(200, schemas.NotificationPage)
     @inbox.alt_response(401, description="No valid token")
@@ -35,7 +57,7 @@ class Inbox(MethodView):
 @inbox.route("/notifications/<uuid:notification_id>/read")
 class Read(MethodView):
     @inbox.doc(**AUTH_DOC)
-    @require_auth
+    @require_account
     @inbox.response(200, schemas.Notification)
     @inbox.alt_response(401, description="No valid token")
     @inbox.alt_response(404, description="No such notification the caller may see")
@@ -48,7 +70,7 @@ class Read(MethodView):
 @prefs.route("/preferences")
 class PreferencesView(MethodView):
     @prefs.doc(**AUTH_DOC)
-    @require_auth
+    @require_account
     @prefs.response(200, schemas.Preferences)
     @prefs.alt_response(401, description="No valid token")
     def get(self):
@@ -57,7 +79,7 @@ class PreferencesView(MethodView):
             return use_cases.preferences(s, g.partner_id)
 
     @prefs.doc(**AUTH_DOC)
-    @require_auth
+    @require_account
     @prefs.arguments(schemas.PreferencesPatch)
     @prefs.response(200, schemas.Preferences)
     @prefs.alt_response(401, description="No valid token")
@@ -70,7 +92,7 @@ class PreferencesView(MethodView):
 @targets.route("/channels")
 class Channels(MethodView):
     @targets.doc(**AUTH_DOC)
-    @require_auth
+    @require_account
     @targets.response(200, schemas.ChannelList)
     @targets.alt_response(401, description="No valid token")
     def get(self):
@@ -79,7 +101,7 @@ class Channels(MethodView):
             return use_cases.list_channels(s, g.partner_id)
 
     @targets.doc(**AUTH_DOC)
-    @require_auth
+    @require_account
     @targets.arguments(schemas.ChannelCreate)
     @targets.response(201, schemas.Channel)
     @targets.alt_response(401, description="No valid token")
@@ -93,7 +115,7 @@ class Channels(MethodView):
 @targets.route("/channels/<uuid:channel_id>")
 class OneChannel(MethodView):
     @targets.doc(**AUTH_DOC)
-    @require_auth
+    @require_account
     @targets.response(204)
     @targets.alt_response(401, description="No valid token")
     @targets.alt_response(404, description="No such channel the caller may see")
@@ -129,7 +151,7 @@ STREAM_DOC = {
 @inbox.route("/notifications/stream")
 class Stream(MethodView):
     @inbox.doc(**AUTH_DOC, responses={"200": STREAM_DOC})
-    @require_auth
+    @require_account
     @inbox.arguments(StreamQuery, location="query")
     @inbox.alt_response(401, description="No valid token")
     def get(self, query):
