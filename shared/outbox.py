@@ -54,6 +54,14 @@ def outbox_table(metadata: MetaData) -> Table:
     )
 
 
+def forget_published(session: Session, table: Table, partner_id: str) -> int:
+    """Delete the published rows that name a partner (an erasure): they are kept
+    a while for the operator, and an erased partner's email or numbers must not
+    be. Rows not yet published still go out (the erasure's own event among them)."""
+    return session.execute(delete(table).where(
+        table.c.published_at.is_not(None), table.c.body.contains(partner_id, autoescape=True))).rowcount
+
+
 def emit(session: Session, table: Table, type_: str, *, source: str, subject: str, data: dict[str, Any]) -> dict:
     """Record an event in the caller's transaction. Returns the CloudEvent."""
     ev = events.make_event(type_, source=source, subject=subject, data=data)

@@ -113,7 +113,7 @@ def _readyz_checks() -> dict[str, bool]:
 
 
 def create_base_app(settings, *, title: str, description: str, engine) -> tuple[Flask, Api]:
-    app = Flask(settings.service)
+    app = Flask(settings.service, static_folder=None)  # no /static route: nothing is served from disk
     app.config.update(
         API_TITLE=title,
         API_VERSION="v1",

@@ -23,7 +23,7 @@ from shared import pagination
 from shared.db import utcnow
 from shared.entry_kinds import ALL_MEASURES, kind_errors
 from shared.errors import Conflict, Forbidden, Invalid, NotFound, Throttled, Unauthorized
-from shared.outbox import emit
+from shared.outbox import emit, forget_published
 
 from .tables import accounts, couples, entries, outbox
 
@@ -362,5 +362,6 @@ def erase(s: Session, partner_id: str) -> None:
             s.execute(update(couples).where(couples.c.id == me.couple_id).values(partner_count=left))
         else:
             s.execute(delete(couples).where(couples.c.id == me.couple_id))
+    forget_published(s, outbox, partner_id)
     emit(s, outbox, "journal.partner.erased", source=SOURCE, subject=me.couple_id or partner_id,
          data={"partner_id": partner_id, "couple_id": me.couple_id})

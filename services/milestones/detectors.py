@@ -136,6 +136,7 @@ PERSISTENCE_DAYS = 7
 FEWER_CONFIRM_DAYS = (PERSISTENCE_DAYS,)
 CALMER_CONFIRM_DAYS = (PERSISTENCE_DAYS, 2 * PERSISTENCE_DAYS, 3 * PERSISTENCE_DAYS)
 INDEPENDENCE_CONFIRM_DAYS = CALMER_CONFIRM_DAYS
+COMMUNICATION_CONFIRM_DAYS = (PERSISTENCE_DAYS, 2 * PERSISTENCE_DAYS)
 
 BASELINE_LOGGED_DAYS = 28  # the baseline: the first 28 logged days ...
 BASELINE_MAX_DAYS = 56  # ... within the first 56 days
@@ -921,8 +922,17 @@ def _rated_days(history: History, as_of: date) -> list[tuple[date, float]]:
     return [(d.day, fmean(d.communication)) for d in history.until(as_of) if d.communication]
 
 
+def _communication_period(rated: list[list[tuple[date, float]]], as_of: date) -> int:
+    """The look's spending period (:func:`look_alpha`): 1 for the first 28 days
+    after the first day a confirmed detection was possible (both partners with
+    2 x 10 rated days, and a look 7 days before), then 2, ..."""
+    ready = max(r[2 * COMMUNICATION_MIN_RATINGS - 1][0] for r in rated)
+    first_detection = ready + timedelta(days=max(COMMUNICATION_CONFIRM_DAYS))
+    return 1 + max(0, (as_of - first_detection).days) // SPENDING_PERIOD_DAYS
+
+
 def _communication_look(a: History, b: History, as_of: date) -> Optional[_Look]:
-    firsts, lasts, sides = [], [], []
+    firsts, lasts, sides, rated_both = [], [], [], []
     for h in (a, b):
         rated = _rated_days(h, as_of)
         m = min(COMMUNICATION_WINDOW, len(rated) // 2)
@@ -931,13 +941,16 @@ def _communication_look(a: History, b: History, as_of: date) -> Optional[_Look]:
         first, last = rated[:m], rated[-m:]
         firsts.append(first)
         lasts.append(last)
+        rated_both.append(rated)
         sides.append((fmean(v for _, v in first), fmean(v for _, v in last)))
+    period = _communication_period(rated_both, as_of)
+    alpha = look_alpha(period)
     first_all = sorted(v for w in firsts for _, v in w)  # sorted: the same numbers whichever partner is a
     last_all = sorted(v for w in lasts for _, v in w)
     effect, p = _common_language(last_all, first_all)
     neither_down = all(later >= earlier for earlier, later in sides)
     first_mean, last_mean = fmean(first_all), fmean(last_all)
-    holds = p < ALPHA and effect >= COMMUNICATION_MIN_EFFECT and neither_down and last_mean > first_mean
+    holds = p < alpha and effect >= COMMUNICATION_MIN_EFFECT and neither_down and last_mean > first_mean
 
     def window(ws: list[list[tuple[date, float]]], mean: float) -> dict:
         # the couple's window: its date span and size, never one partner's numbers beside the other's
@@ -952,9 +965,12 @@ def _communication_look(a: History, b: History, as_of: date) -> Optional[_Look]:
         "first": window(firsts, first_mean), "last": window(lasts, last_mean),
         "common_language_effect": _num(effect), "p_value": _p(p),
         "neither_partner_went_down": neither_down,
+        "looks": {"period": period, "look_alpha": _p(alpha),
+                  "rule": f"alpha {ALPHA} / period ** 2, period = 1 + days since the first day a "
+                          f"detection was possible // {SPENDING_PERIOD_DAYS}"},
     }
     summary = {"last": {"start": evidence["last"]["start"], "end": evidence["last"]["end"]},
-               "common_language_effect": _num(effect), "p_value": _p(p)}
+               "common_language_effect": _num(effect), "p_value": _p(p), "look_alpha": _p(alpha)}
     return _Look((1,) if holds else (), evidence, headline, summary)
 
 
@@ -971,8 +987,10 @@ def better_communication(a: HistoryLike, b: HistoryLike, as_of: date) -> list[De
     """
     _check_as_of(as_of)
     ha, hb = History.of(a), History.of(b)
-    rules = {1: f"common-language effect >= {COMMUNICATION_MIN_EFFECT}, p < {ALPHA}, neither partner's mean lower"}
-    return _confirmed(BETTER_COMMUNICATION, COUPLE, as_of, lambda d: _communication_look(ha, hb, d), rules)
+    rules = {1: f"common-language effect >= {COMMUNICATION_MIN_EFFECT}, p < the look's alpha, "
+                "neither partner's mean lower"}
+    return _confirmed(BETTER_COMMUNICATION, COUPLE, as_of, lambda d: _communication_look(ha, hb, d), rules,
+                      COMMUNICATION_CONFIRM_DAYS)
 
 
 # --- stronger_bond (the couple's) ---

@@ -6,33 +6,43 @@ of the event that produced it, so an older event arriving late changes nothing,
 and a deletion that arrives before its entry leaves a tombstone. Each change
 recomputes the daily aggregate of the dates it touched, from the entries of
 that day, and marks the partner for evaluation.
+
+Several consumers may take one queue: each handler first locks the row of the
+partner its event is about (PostgreSQL; SQLite writers are serialized by the
+file), so the events of one partner are applied one at a time. A version
+compared, or a day aggregate rebuilt, from a read that a concurrent
+transaction was about to change would otherwise lose that change.
 """
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import and_, delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from shared.db import utcnow
 from shared.events import Event
+from shared.outbox import forget_published
 
-from .tables import days, entries, milestones, partners
+from .tables import days, entries, milestones, outbox, partners
 
 # When two events about one entry carry the same time, the later kind of change wins.
 _RANK = {"journal.entry.recorded": 0, "journal.entry.revised": 1, "journal.entry.deleted": 2}
 
 
-def _partner(s: Session, partner_id: str, **values):
-    """The partner's row, created on first sight (events arrive in any order)."""
-    row = s.execute(select(partners).where(partners.c.id == partner_id)).first()
-    if row is None:
-        s.execute(partners.insert().values(id=partner_id, share_milestones_with_partner=False, erased=False,
-                                           **values))
-        return s.execute(select(partners).where(partners.c.id == partner_id)).first()
-    if values:
-        s.execute(update(partners).where(partners.c.id == partner_id).values(**values))
-    return row
+def _partner(s: Session, partner_id: str):
+    """The partner's row, created on first sight (events arrive in any order),
+    locked until the transaction ends: one partner's events apply one at a time."""
+    dialect = s.get_bind().dialect.name
+    insert = {"postgresql": pg_insert, "sqlite": sqlite_insert}.get(dialect)
+    if insert is not None:  # two consumers seeing a new partner at once: one row, no error
+        s.execute(insert(partners).values(id=partner_id, share_milestones_with_partner=False, erased=False)
+                  .on_conflict_do_nothing(index_elements=[partners.c.id]))
+    elif s.execute(select(partners.c.id).where(partners.c.id == partner_id)).first() is None:
+        s.execute(partners.insert().values(id=partner_id, share_milestones_with_partner=False, erased=False))
+    return s.execute(select(partners).where(partners.c.id == partner_id).with_for_update()).one()
 
 
 def partner_registered(s: Session, ev: Event) -> None:
@@ -44,7 +54,7 @@ def partner_registered(s: Session, ev: Event) -> None:
 
 def couple_partnered(s: Session, ev: Event) -> None:
     couple_id = str(ev.data["couple_id"])
-    for pid in map(str, ev.data["partner_ids"]):
+    for pid in sorted(map(str, ev.data["partner_ids"])):  # locked in one order: no deadlock
         row = _partner(s, pid)
         if not row.erased:
             s.execute(update(partners).where(partners.c.id == pid).values(couple_id=couple_id))
@@ -129,6 +139,7 @@ def partner_erased(s: Session, ev: Event) -> None:
     s.execute(delete(entries).where(entries.c.partner_id == pid))
     s.execute(delete(days).where(days.c.partner_id == pid))
     s.execute(delete(milestones).where(milestones.c.owner_key == pid))
+    forget_published(s, outbox, pid)
     s.execute(update(partners).where(partners.c.id == pid).values(
         erased=True, timezone=None, couple_id=None, dirty_since=None, replay_from=None, next_scheduled_at=None))
 

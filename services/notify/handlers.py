@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import delete, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared.db import utcnow
 from shared.events import Event
-from shared.outbox import emit
+from shared.outbox import emit, forget_published
 
 from . import SOURCE, celebrate, chart, delivery
 from .tables import channels, deliveries, notifications, outbox, recipients
@@ -45,11 +45,14 @@ def couple_partnered(s: Session, ev: Event) -> None:
 
 
 def partner_erased(s: Session, ev: Event) -> None:
+    """Her inbox, her channels, and her own milestones in her partner's inbox
+    (they carry her name and her numbers) are removed; a tombstone stays."""
     pid = str(ev.data["partner_id"])
     recipient(s, pid)
-    s.execute(delete(deliveries).where(deliveries.c.notification_id.in_(
-        select(notifications.c.id).where(notifications.c.partner_id == pid))))
-    s.execute(delete(notifications).where(notifications.c.partner_id == pid))
+    hers = or_(notifications.c.partner_id == pid, notifications.c.owner_id == pid)
+    s.execute(delete(deliveries).where(deliveries.c.notification_id.in_(select(notifications.c.id).where(hers))))
+    s.execute(delete(notifications).where(hers))
+    forget_published(s, outbox, pid)
     s.execute(delete(channels).where(channels.c.partner_id == pid))
     s.execute(update(recipients).where(recipients.c.id == pid).values(
         erased=True, email=None, display_name=None, timezone=None, couple_id=None))
@@ -62,16 +65,19 @@ def milestone_achieved(s: Session, ev: Event) -> None:
     milestone's evidence (chart.chart_data), none of the rest."""
     m = ev.data
     numbers = chart.chart_data(m)
+    owner_id = str(m["partner_id"]) if m.get("partner_id") else None
     owner_name = None
-    if m.get("partner_id"):
-        owner_name = s.execute(select(recipients.c.display_name)
-                               .where(recipients.c.id == str(m["partner_id"]))).scalar()
+    if owner_id:
+        owner = recipient(s, owner_id)
+        if owner.erased:
+            return  # announced before she erased her account: nothing of hers is kept, nor shown
+        owner_name = owner.display_name
     for pid in map(str, m["audience"]):
         row = recipient(s, pid)
         if row.erased:
             continue
         now = utcnow()
-        note = {"id": str(uuid.uuid4()), "partner_id": pid, "milestone_id": str(m["id"]),
+        note = {"id": str(uuid.uuid4()), "partner_id": pid, "milestone_id": str(m["id"]), "owner_id": owner_id,
                 "title": celebrate.title_for(m, pid, owner_name), "body": celebrate.body_for(m), "created_at": now}
         if numbers is not None:  # else SQL NULL, not a JSON null
             note["chart"] = numbers

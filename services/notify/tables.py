@@ -32,6 +32,8 @@ notifications = Table(
     Column("id", String(36), primary_key=True),
     Column("partner_id", String(36), ForeignKey("recipients.id", ondelete="CASCADE"), nullable=False),
     Column("milestone_id", String(36), nullable=False),
+    # whose milestone it is (a partner's own; null for the couple's): erased with her
+    Column("owner_id", String(36), nullable=True, index=True),
     Column("title", String(200), nullable=False),
     Column("body", Text, nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),

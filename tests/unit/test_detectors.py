@@ -465,6 +465,26 @@ def test_better_communication_is_symmetric_in_the_partners():
     assert better_communication(a, b, d(49)) == better_communication(b, a, d(49))
 
 
+def test_better_communication_needs_the_rise_to_hold_two_weeks_back():
+    # rated 3, then 5 from day 24 on: the last 14 rated days rise from day 31, but a rise is
+    # confirmed only once it also held as of 7 and 14 days earlier
+    a = rater([3] * 24, lambda j: 5, 49)
+    assert better_communication(a, a, d(41)) == []  # as of day 27, the last 14 days held only four 5s
+    found = better_communication(a, a, d(44))
+    assert levels(found) == [1]
+    assert [c["as_of"] for c in found[0].evidence["confirmations"]] == [d(37).isoformat(), d(30).isoformat()]
+
+
+def test_better_communication_spends_alpha_over_its_daily_looks():
+    # both partners reach 2 x 10 rated days on day 19; the first confirmed detection is
+    # possible 14 days later (day 33); each 28 days of looks after it divide alpha by period ** 2
+    a = rater([3] * 14, lambda j: 3, 200)
+    for as_of, period in ((d(30), 1), (d(33), 1), (d(60), 1), (d(61), 2), (d(89), 3)):
+        look = det._communication_look(History(a), History(a), as_of)
+        assert look.evidence["looks"]["period"] == period
+        assert look.evidence["looks"]["look_alpha"] == float(f"{det.look_alpha(period):.3g}")
+
+
 # --- stronger_bond (the couple's) ---
 
 BOND_AS_OF = 250
