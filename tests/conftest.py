@@ -219,3 +219,38 @@ def entry(kind: str = "anxious_episode", **fields) -> dict:
         body["intensity"] = 5
     body.update(fields)
     return body
+
+
+# --- no secret in any log line of the whole suite ---------------------------
+#
+# Every test's captured stderr and stdout (where the services' JSON logs go) are read after the test
+# (passed ones too), and so is the output of every process the e2e tests start
+# (tests/e2e/conftest.py writes it to stderr when the processes stop). Any email
+# address or JWT found fails the run at its end. The patterns are this file's
+# own, not shared.logs' (a line that went around the redaction must be found
+# too). Note texts are checked where their words are known: test_privacy_logs.
+
+_EMAIL = __import__("re").compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+_JWT = __import__("re").compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+")
+_LEAKS: dict[str, None] = {}  # ordered, each once (a report repeats the sections of the phases before it)
+
+
+def _leaks_in(text: str) -> list[str]:
+    found = []
+    for pattern in (_EMAIL, _JWT):
+        found += [m.group(0) for m in pattern.finditer(text)]
+    return found
+
+
+def pytest_runtest_logreport(report):
+    for section, content in report.sections:
+        if section.startswith("Captured log"):
+            continue  # pytest's own copy of the raw records, formatted by pytest: not what the services write
+        for leak in _leaks_in(content):
+            _LEAKS[f"{report.nodeid} ({section}): {leak[:12]}..."] = None
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _LEAKS:
+        print("\nAn email address or a token reached the output of the suite:\n  " + "\n  ".join(list(_LEAKS)[:50]))
+        session.exitstatus = 1

@@ -71,6 +71,7 @@ def running(backend):
         yield run
     finally:
         output = run.stop()
+        sys.stderr.write(output)  # captured with the test: read for secrets like every test's output (tests/conftest.py)
     for name, spec in SERVICES.items():
         for process in ["web", *spec.workers]:
             assert f"{name}.{process} stopped" in output, output[-3000:]
