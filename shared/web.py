@@ -150,6 +150,14 @@ def create_base_app(settings, *, title: str, description: str, engine) -> tuple[
     def _start_timer():
         g.t0 = time.perf_counter()
 
+    @app.before_request
+    def _json_bodies_only():
+        # Every body this API takes is JSON: anything else is refused plainly, not read as no fields at all
+        # (a form posted to PATCH would otherwise be a 200 that changed nothing).
+        if request.method in ("POST", "PATCH", "PUT") and request.content_length and not request.is_json:
+            return problem(415, "The body must be JSON (Content-Type: application/json).",
+                           headers={"Accept-Patch": "application/json"} if request.method == "PATCH" else None)
+
     @app.after_request
     def _observe(resp):
         route = request.url_rule.rule if request.url_rule else "unmatched"
