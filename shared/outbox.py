@@ -35,6 +35,7 @@ log = structlog.get_logger("outbox")
 
 NOTIFY_CHANNEL = "tandem_outbox"
 LEASE = timedelta(seconds=30)
+LISTEN_RETRY = 5.0  # seconds between tries to be woken again, while the relay only polls
 RETENTION = timedelta(days=2)
 
 
@@ -242,12 +243,17 @@ class Relay:
     def run(self) -> None:
         log.info("relay_started", service=self.service, pid=os.getpid())
         wakeup = self._wakeup()
+        listen_again_at = time.monotonic() + LISTEN_RETRY
         backoff = 0.5
         try:
             while not self.stop_event.is_set():
                 try:
                     n = self.relay_once()
                     backoff = 0.5
+                    if isinstance(wakeup, _Sleep) and time.monotonic() >= listen_again_at:
+                        # Polling only because the database was away when we last tried to listen.
+                        wakeup = self._wakeup()
+                        listen_again_at = time.monotonic() + LISTEN_RETRY
                     if time.monotonic() - self._last_cleanup > 600:
                         self.cleanup()
                         self._last_cleanup = time.monotonic()

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from collections import Counter
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -196,10 +196,18 @@ def evaluate_partner(s: Session, partner_id: str, now: datetime | None = None, *
 
 def evaluate_counts(s: Session, partner_id: str, day: date) -> list[dict]:
     """Count-based milestones (rituals kept) need no settling: a count that
-    reached 10 really did. Run in the consumer's transaction, as of the day touched."""
-    owner = s.execute(select(partners.c.timezone).where(partners.c.id == partner_id)).first()
+    reached 10 really did. Run in the consumer's transaction, as of the day touched.
+
+    The count is the couple's: with several consumers, the other partner's
+    ritual may be committing at this moment. The couple is locked first, so
+    of two such transactions the later one counts both rituals (else each
+    would count one short, and a threshold crossed by the pair be missed)."""
+    owner = s.execute(select(partners.c.timezone, partners.c.couple_id).where(partners.c.id == partner_id)).first()
     if owner is None:
         return []
+    if owner.couple_id and s.get_bind().dialect.name == "postgresql":
+        s.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+                  {"key": f"milestones.couple:{owner.couple_id}"})
     today = local_today(owner.timezone, utcnow())
     return evaluate_partner(s, partner_id, detect=_count_detectors, dates=[max(day, today)])
 

@@ -2,13 +2,16 @@
 and Apprise (push and chat services).
 
 Each (notification, channel) is a delivery row, made when the notification is.
-The worker claims due rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so
-several workers can run) and marks them *sending* before it sends. A channel
-delivers a notification at most once: a send whose worker died before its
-outcome was recorded is marked failed when its lease runs out, never sent a
-second time. A transient failure is retried with exponential backoff and full
-jitter, up to a limit; then the delivery fails and ``notify.notification.failed``
-is published. A success publishes ``notify.notification.delivered``.
+The worker claims a batch of due rows for a while (``FOR UPDATE SKIP LOCKED``
+on PostgreSQL, so several workers can run), and marks each one *sending*, with
+a lease of its own (``NOTIFY_DELIVERY_LEASE_SECONDS``), just before it sends
+it. A channel delivers a notification at most once: a send whose worker died
+before its outcome was recorded is marked failed when its lease runs out,
+never sent a second time; the rest of a dead worker's batch, never begun, is
+claimed again once the claim runs out. A transient failure is retried with
+exponential backoff and full jitter, up to a limit; then the delivery fails and
+``notify.notification.failed`` is published. A success publishes
+``notify.notification.delivered``.
 
 An email is text and HTML; the HTML shows a small chart of each change it
 celebrates (chart.py), inline. Webhook and Apprise targets are checked again
@@ -34,7 +37,7 @@ from urllib.parse import urlparse
 
 import requests
 import structlog
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from shared.db import unit_of_work, utcnow
@@ -46,7 +49,14 @@ from .tables import channels, deliveries, notifications, outbox, recipients
 log = structlog.get_logger("delivery")
 
 MAX_ATTEMPTS = 5
-LEASE = timedelta(seconds=60)
+
+
+def lease() -> timedelta:
+    """How long a send may take before it counts as interrupted
+    (``NOTIFY_DELIVERY_LEASE_SECONDS``, 60 by default). Keep it well above the
+    longest a send can take (SMTP and webhook calls time out after 10 s): a
+    send still running when its lease ends is taken for lost."""
+    return timedelta(seconds=float(os.environ.get("NOTIFY_DELIVERY_LEASE_SECONDS", "60")))
 
 
 def retry_base() -> float:
@@ -60,7 +70,7 @@ def backoff(attempts: int, base: float, cap: float = 3600.0, rng: random.Random 
 
 @dataclass(frozen=True)
 class _Claimed:
-    """A delivery being sent, with what the sender needs."""
+    """A delivery claimed for sending, with what the sender needs."""
 
     id: str
     notification_id: str
@@ -78,10 +88,15 @@ class _Claimed:
     target: str | None
     secret: str | None
     chart: dict | None = None  # the numbers of the email's chart, if the milestone has one
+    claim: datetime | None = None  # the claimed_until this worker set: the row is still its own while it is there
 
 
 class SendFailed(Exception):
     """The channel answered no; the delivery may be tried again."""
+
+
+class _NoLongerClaimed(Exception):
+    """The claim ran out before the send began, and another worker took the row."""
 
 
 # --- planning: made with the notification, in the consumer's transaction ---
@@ -228,13 +243,16 @@ class Deliverer:
                                   .where(deliveries.c.status == "sending", deliveries.c.claimed_until < now)
                                   .with_for_update(skip_locked=True)).all():
                 self._fail(s, lost.id, "the send was interrupted; not repeated, to never deliver twice", now)
-            ids = s.execute(select(deliveries.c.id).where(deliveries.c.status == "pending", deliveries.c.due_at <= now)
+            free = or_(deliveries.c.claimed_until.is_(None), deliveries.c.claimed_until < now)
+            ids = s.execute(select(deliveries.c.id).where(deliveries.c.status == "pending", deliveries.c.due_at <= now,
+                                                          free)
                             .order_by(deliveries.c.due_at).limit(self.batch)
                             .with_for_update(skip_locked=True)).scalars().all()
             if not ids:
                 return []
-            s.execute(update(deliveries).where(deliveries.c.id.in_(ids)).values(
-                status="sending", attempts=deliveries.c.attempts + 1, claimed_until=now + LEASE))
+            # Claimed, still pending: none is being sent yet (see _start_sending).
+            claim = now + lease()
+            s.execute(update(deliveries).where(deliveries.c.id.in_(ids)).values(claimed_until=claim))
             rows = s.execute(
                 select(deliveries.c.id, deliveries.c.notification_id, deliveries.c.channel, deliveries.c.attempts,
                        notifications.c.milestone_id, notifications.c.partner_id, notifications.c.title,
@@ -248,8 +266,26 @@ class Deliverer:
         out = []
         for r in rows:
             c = by_id.get(r.channel.partition(":")[2])
-            out.append(_Claimed(**r._mapping, target=c.target if c else None, secret=c.secret if c else None))
+            out.append(_Claimed(**r._mapping, target=c.target if c else None, secret=c.secret if c else None,
+                                claim=claim))
         return out
+
+    def _start_sending(self, group: list[_Claimed]) -> list[_Claimed] | None:
+        """Mark the group *sending*, an attempt taken and its lease from now,
+        committed before the send begins; None if the claim ran out and another
+        worker has taken the rows since."""
+        try:
+            with unit_of_work(self.sessions) as s:
+                marked = s.execute(update(deliveries).where(
+                    deliveries.c.id.in_([r.id for r in group]), deliveries.c.status == "pending",
+                    deliveries.c.claimed_until == group[0].claim,
+                ).values(status="sending", attempts=deliveries.c.attempts + 1,
+                         claimed_until=utcnow() + lease())).rowcount
+                if marked != len(group):
+                    raise _NoLongerClaimed()
+        except _NoLongerClaimed:
+            return None
+        return [replace(r, attempts=r.attempts + 1) for r in group]
 
     def _fail(self, s: Session, delivery_id: str, reason: str, now: datetime) -> None:
         row = s.execute(select(deliveries.c.notification_id, deliveries.c.channel, notifications.c.milestone_id,
@@ -270,9 +306,9 @@ class Deliverer:
                                     deliveries.c.channel == channel)).scalar()
 
     def _postpone(self, rows: list[_Claimed], until: datetime) -> None:
-        with unit_of_work(self.sessions) as s:  # not a try: the attempt taken by the claim is given back
+        with unit_of_work(self.sessions) as s:  # not a try: no attempt was taken, the claim is let go
             s.execute(update(deliveries).where(deliveries.c.id.in_([r.id for r in rows])).values(
-                status="pending", due_at=until, claimed_until=None, attempts=deliveries.c.attempts - 1))
+                due_at=until, claimed_until=None))
 
     def _groups(self, rows: list[_Claimed], now: datetime) -> list[tuple[list[_Claimed], str, str]]:
         """What to send now: (rows, title, body); paced rows are folded per
@@ -298,6 +334,9 @@ class Deliverer:
         now = utcnow()
         rows = self._claim(now)
         for group, title, body in self._groups(rows, now):
+            group = self._start_sending(group)
+            if group is None:
+                continue
             first = group[0]
             # a chart for each folded milestone that has one, in the order the folded text lists them
             charts = [r.chart for r in sorted(group, key=lambda r: (r.created_at, r.notification_id)) if r.chart]

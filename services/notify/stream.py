@@ -32,7 +32,7 @@ from sqlalchemy import and_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 
-from shared.db import unit_of_work, utcnow
+from shared.db import is_transient, unit_of_work, utcnow
 
 from .tables import notifications
 
@@ -252,30 +252,70 @@ def frame(note: dict) -> str:
     return f"id: {note['id']}\nevent: notification\ndata: {data}\n\n"
 
 
-def events(engine: Engine, sessions: sessionmaker, partner_id: str, after: str | None, sock=None) -> Iterator[str]:
-    """The SSE body: new notifications of ``partner_id`` until the client leaves."""
+class _Body:
+    """A stream's body; closed by the server when the answer ends, begun or not."""
+
+    def __init__(self, lines: Iterator[str], on_close):
+        self.lines = lines
+        self.on_close = on_close
+
+    def __iter__(self) -> Iterator[str]:
+        return self.lines
+
+    def close(self) -> None:
+        self.lines.close()
+        if self.on_close is not None:
+            self.on_close()
+            self.on_close = None
+
+
+def events(engine: Engine, sessions: sessionmaker, partner_id: str, after: str | None, sock=None) -> _Body:
+    """The SSE body: new notifications of ``partner_id`` until the client leaves.
+
+    The first read is made here, before the answer begins: a database that is
+    away is the view's error (a 503 problem), not a 200 cut off before its
+    first line (which the server could only turn into a bare 500)."""
     hub = hub_for(engine)
     hub.subscribe(partner_id)
     try:
         version = hub.version(partner_id)  # before the first read: no signal falls in between
         cursor = _Cursor(sessions, partner_id)
         backlog = cursor.start(after)
-        # What was missed (on resume), then ": live": from here on, only new notifications.
-        yield f"retry: {RETRY_MS}\n\n" + "".join(frame(note) for note in backlog) + ": live\n\n"
-        last_read = last_beat = time.monotonic()
-        while True:
-            new_version = hub.wait(partner_id, version, CHECK)
-            if _client_gone(sock):
-                return
-            now = time.monotonic()
-            if new_version != version or now - last_read >= HEARTBEAT:
-                version = new_version
-                last_read = now
-                for note in cursor.fetch():
-                    last_beat = now
-                    yield frame(note)
-            if now - last_beat >= HEARTBEAT:
-                last_beat = now
-                yield ": keep-alive\n\n"
-    finally:
+    except BaseException:
         hub.unsubscribe(partner_id)
+        raise
+    return _Body(_follow(hub, cursor, partner_id, version, backlog, sock), lambda: hub.unsubscribe(partner_id))
+
+
+def _fetch(cursor: _Cursor) -> list[dict]:
+    """The new notifications; none while the database is away: the stream stays
+    open, and the next wake-up (the hub's, once it listens again) or heartbeat
+    reads from where the last read that worked left off."""
+    try:
+        return cursor.fetch()
+    except Exception as e:
+        if not is_transient(e):
+            raise
+        log.warning("stream_read_failed", error=type(e).__name__)
+        return []
+
+
+def _follow(hub: Hub, cursor: _Cursor, partner_id: str, version: tuple[int, int], backlog: list[dict],
+            sock) -> Iterator[str]:
+    # What was missed (on resume), then ": live": from here on, only new notifications.
+    yield f"retry: {RETRY_MS}\n\n" + "".join(frame(note) for note in backlog) + ": live\n\n"
+    last_read = last_beat = time.monotonic()
+    while True:
+        new_version = hub.wait(partner_id, version, CHECK)
+        if _client_gone(sock):
+            return
+        now = time.monotonic()
+        if new_version != version or now - last_read >= HEARTBEAT:
+            version = new_version
+            last_read = now
+            for note in _fetch(cursor):
+                last_beat = now
+                yield frame(note)
+        if now - last_beat >= HEARTBEAT:
+            last_beat = now
+            yield ": keep-alive\n\n"

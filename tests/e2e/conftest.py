@@ -37,19 +37,22 @@ class Running:
         return out
 
 
-@pytest.fixture
-def running(backend):
+def process_env(backend, **extra: str) -> dict[str, str]:
+    """The environment of a Tandem process on `backend`: this process's, minus
+    any service URL of its own, plus the backend's and `extra`."""
     env = {k: v for k, v in os.environ.items() if not k.endswith("_DATABASE_URL") and k != "BROKER_URL"}
-    env.update(backend.env(), PYTHONUNBUFFERED="1", WEB_CONCURRENCY="2", MILESTONES_SETTLE_SECONDS="1")
+    env.update(backend.env(), PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+def start_tandem(env: dict[str, str]) -> Running:
+    """`tandem run` with `env` and a free port for each service, once every service is ready."""
+    env = dict(env)
     urls = {}
     for name in SERVICES:
         port = free_port()
         env[f"{name.upper()}_PORT"] = str(port)
         urls[name] = f"http://127.0.0.1:{port}"
-    if backend.embedded:  # the real embedded default: nothing set but where ./var is
-        env.pop("BROKER_URL")
-        for name in SERVICES:
-            env.pop(f"{name.upper()}_DATABASE_URL", None)
     proc = subprocess.Popen(TANDEM + ["run"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     run = Running(proc, urls, env)
@@ -67,6 +70,17 @@ def running(backend):
     except BaseException:
         run.stop()
         raise
+    return run
+
+
+@pytest.fixture
+def running(backend):
+    env = process_env(backend, WEB_CONCURRENCY="2", MILESTONES_SETTLE_SECONDS="1")
+    if backend.embedded:  # the real embedded default: nothing set but where ./var is
+        env.pop("BROKER_URL")
+        for name in SERVICES:
+            env.pop(f"{name.upper()}_DATABASE_URL", None)
+    run = start_tandem(env)
     try:
         yield run
     finally:
@@ -75,6 +89,6 @@ def running(backend):
     for name, spec in SERVICES.items():
         for process in ["web", *spec.workers]:
             assert f"{name}.{process} stopped" in output, output[-3000:]
-    for url in urls.values():
+    for url in run.urls.values():
         with pytest.raises(requests.ConnectionError):
             requests.get(url + "/healthz", timeout=1)
