@@ -208,8 +208,30 @@ def evaluate_counts(s: Session, partner_id: str, day: date) -> list[dict]:
     if owner.couple_id and s.get_bind().dialect.name == "postgresql":
         s.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
                   {"key": f"milestones.couple:{owner.couple_id}"})
-    today = local_today(owner.timezone, utcnow())
-    return evaluate_partner(s, partner_id, detect=_count_detectors, dates=[max(day, today)])
+    if not owner.couple_id:
+        return []  # rituals kept and the check-in rhythm are the couple's
+    as_of = max(day, local_today(owner.timezone, utcnow()))
+    if not _count_milestone_due(s, partner_id, owner.couple_id, as_of):
+        return []
+    return evaluate_partner(s, partner_id, detect=_count_detectors, dates=[as_of])
+
+
+def _count_milestone_due(s: Session, partner_id: str, couple_id: str, as_of: date) -> bool:
+    """Whether a count milestone not yet achieved may be reached as of ``as_of``:
+    a ritual level whose threshold the couple's total reaches, or the check-in
+    rhythm. Else nothing new can come of the detectors, and the couple's days
+    are not read at all: one event costs the same with two months or two years."""
+    achieved = set(s.execute(select(milestones.c.type, milestones.c.level).where(
+        milestones.c.owner_key == couple_id,
+        milestones.c.type.in_((detectors.RITUALS_KEPT, detectors.CHECK_IN_RHYTHM)))).all())
+    if (detectors.CHECK_IN_RHYTHM, 1) not in achieved:
+        return True
+    couple = select(partners.c.id).where(partners.c.couple_id == couple_id, partners.c.erased.is_(False))
+    total = s.execute(select(func.coalesce(func.sum(days.c.ritual_count), 0)).where(
+        days.c.partner_id.in_(couple.union(select(partners.c.id).where(partners.c.id == partner_id))),
+        days.c.local_date <= as_of)).scalar()
+    return any(total >= threshold and (detectors.RITUALS_KEPT, level) not in achieved
+               for level, threshold in detectors.RITUAL_LEVELS)
 
 
 def due_partners(s: Session, now: datetime, settle: timedelta, limit: int = 50) -> list[str]:
