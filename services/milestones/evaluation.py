@@ -211,12 +211,12 @@ def evaluate_counts(s: Session, partner_id: str, day: date) -> list[dict]:
     if not owner.couple_id:
         return []  # rituals kept and the check-in rhythm are the couple's
     as_of = max(day, local_today(owner.timezone, utcnow()))
-    if not _count_milestone_due(s, partner_id, owner.couple_id, as_of):
+    if not _count_milestone_due(s, owner.couple_id, as_of):
         return []
     return evaluate_partner(s, partner_id, detect=_count_detectors, dates=[as_of])
 
 
-def _count_milestone_due(s: Session, partner_id: str, couple_id: str, as_of: date) -> bool:
+def _count_milestone_due(s: Session, couple_id: str, as_of: date) -> bool:
     """Whether a count milestone not yet achieved may be reached as of ``as_of``:
     a ritual level whose threshold the couple's total reaches, or the check-in
     rhythm. Else nothing new can come of the detectors, and the couple's days
@@ -228,8 +228,7 @@ def _count_milestone_due(s: Session, partner_id: str, couple_id: str, as_of: dat
         return True
     couple = select(partners.c.id).where(partners.c.couple_id == couple_id, partners.c.erased.is_(False))
     total = s.execute(select(func.coalesce(func.sum(days.c.ritual_count), 0)).where(
-        days.c.partner_id.in_(couple.union(select(partners.c.id).where(partners.c.id == partner_id))),
-        days.c.local_date <= as_of)).scalar()
+        days.c.partner_id.in_(couple), days.c.local_date <= as_of)).scalar()
     return any(total >= threshold and (detectors.RITUALS_KEPT, level) not in achieved
                for level, threshold in detectors.RITUAL_LEVELS)
 
