@@ -48,7 +48,8 @@ def _atomic_channel():
         in another process can find a message or an exchange table empty.
         Messages are written aside and renamed (readers only pick up names
         ending in ``.msg``); exchange tables are read and written under one
-        lock file for the whole control folder."""
+        lock file for the whole control folder, and a binding is in the file
+        before ``queue_bind`` returns, whichever thread declared it first."""
 
         @contextmanager
         def _control_lock(self, mode):
@@ -59,6 +60,16 @@ def _atomic_channel():
                     yield
                 finally:
                     fcntl.flock(f, fcntl.LOCK_UN)
+
+        def queue_bind(self, queue, exchange=None, routing_key="", arguments=None, **kwargs):
+            # Kombu skips the file when this process's shared state has the
+            # binding already, and another thread may have put it there a
+            # moment before writing the file: a publish in between would
+            # route to nothing. Writing it here is idempotent, under the lock.
+            super().queue_bind(queue, exchange, routing_key, arguments, **kwargs)
+            exchange = exchange or "amq.direct"
+            meta = self.typeof(exchange).prepare_bind(queue, exchange, routing_key, arguments)
+            self._queue_bind(exchange, *meta)
 
         def get_table(self, exchange):
             with self._control_lock(fcntl.LOCK_SH):

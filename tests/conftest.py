@@ -151,6 +151,12 @@ def rabbit_backend(request, tmp_path, monkeypatch) -> Backend:
     return _make_backend("servers", request, tmp_path, monkeypatch)
 
 
+@pytest.fixture
+def embedded_backend(request, tmp_path, monkeypatch) -> Backend:
+    """For behaviour only the filesystem broker has (its exchange table files)."""
+    return _make_backend("embedded", request, tmp_path, monkeypatch)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

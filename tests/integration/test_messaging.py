@@ -313,6 +313,26 @@ class TestRelayRunning:
             r.publisher.close()
 
 
+    def test_a_binding_another_thread_declared_first_routes_the_next_publish(self, embedded_backend):
+        """The race behind a lost message: one thread of a process has put a
+        binding in Kombu's in-process state but not yet in the broker folder's
+        table when another thread declares the topology and publishes."""
+        from shared import config
+
+        first = broker.connect()
+        topology.declare(first)
+        for table in (config.var_dir() / "broker" / "control").glob("*.exchange"):
+            table.unlink()  # the state says bound; the folder does not, yet
+        second = broker.connect()
+        try:
+            publisher = broker.Publisher(second)
+            publisher.publish(b"{}", "journal.entry.deleted", message_id=new_uuid())
+            assert len(drain("milestones.events")) == 1
+        finally:
+            first.release()
+            second.release()
+
+
 def new_uuid() -> str:
     import uuid
 
