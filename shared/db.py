@@ -96,19 +96,37 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
 
 
+# SQLSTATE codes that mean "try again later", not "this input is wrong":
+# connection exceptions (08), transaction rollbacks: serialization failure,
+# deadlock (40), insufficient resources: too many connections, out of memory,
+# disk full (53), and the server shutting down, crashed or starting up
+# (57P01-57P03), a lock wait or a statement that timed out (55P03, 57014).
+TRANSIENT_SQLSTATE_CLASSES = ("08", "40", "53")
+TRANSIENT_SQLSTATES = ("57P01", "57P02", "57P03", "55P03", "57014")
+SQLITE_BUSY, SQLITE_LOCKED = 5, 6
+
+
 def is_transient(error: BaseException) -> bool:
-    """The database is unreachable or restarting: retry later, the input is fine."""
-    if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
+    """The database is unreachable, restarting, busy or chose this transaction
+    to fail (deadlock, serialization): retry later, the input is fine.
+
+    Decided by the driver's own codes: PostgreSQL's SQLSTATE, SQLite's
+    primary result code; psycopg's connection errors carry no SQLSTATE (the
+    server was never reached, or went away mid-query)."""
+    if isinstance(error, exc.TimeoutError):  # the pool had no connection to give in time
         return True
-    if isinstance(error, (exc.OperationalError, exc.InterfaceError)):
-        text = str(error).lower()
-        # SQLite reports a busy writer as an OperationalError as well.
-        return any(
-            w in text
-            for w in (
-                "connection", "server closed", "terminating", "shutting down",
-                "database is locked", "could not connect", "starting up",
-                "recovery mode", "timeout", "ssl",
-            )
-        )
-    return False
+    if isinstance(error, exc.DBAPIError):
+        if error.connection_invalidated:
+            return True
+        error = error.orig
+    sqlstate = getattr(error, "sqlstate", None)
+    if sqlstate:
+        return sqlstate[:2] in TRANSIENT_SQLSTATE_CLASSES or sqlstate in TRANSIENT_SQLSTATES
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (SQLITE_BUSY, SQLITE_LOCKED)  # extended codes keep the primary in the low byte
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        return False
+    return isinstance(error, (psycopg.OperationalError, psycopg.InterfaceError))

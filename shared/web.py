@@ -187,6 +187,8 @@ def create_base_app(settings, *, title: str, description: str, engine) -> tuple[
         log.error("database_error", error=type(e).__name__, route=str(request.url_rule))
         return problem(500, "Something went wrong on our side.")
 
+    app.register_error_handler(sa_exc.TimeoutError, _database_error)  # no pooled connection came in time
+
     @app.errorhandler(Exception)
     def _unexpected(e):
         if isinstance(e, HTTPException):
