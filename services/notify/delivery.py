@@ -54,7 +54,7 @@ MAX_ATTEMPTS = 5
 def lease() -> timedelta:
     """How long a send may take before it counts as interrupted
     (``NOTIFY_DELIVERY_LEASE_SECONDS``, 60 by default). Keep it well above the
-    longest a send can take (SMTP and webhook calls time out after 10 s): a
+    longest a send can take (``NOTIFY_SEND_TIMEOUT_SECONDS`` per call, 10 s): a
     send still running when its lease ends is taken for lost."""
     return timedelta(seconds=float(os.environ.get("NOTIFY_DELIVERY_LEASE_SECONDS", "60")))
 
@@ -93,6 +93,16 @@ class _Claimed:
 
 class SendFailed(Exception):
     """The channel answered no; the delivery may be tried again."""
+
+
+class SendUncertain(SendFailed):
+    """The message went out whole and no answer came back: it may have been
+    delivered. Never tried again (a channel delivers at most once)."""
+
+
+def send_timeout() -> float:
+    """Seconds to wait for an SMTP or webhook answer (``NOTIFY_SEND_TIMEOUT_SECONDS``, 10)."""
+    return float(os.environ.get("NOTIFY_SEND_TIMEOUT_SECONDS", "10"))
 
 
 class _NoLongerClaimed(Exception):
@@ -165,17 +175,51 @@ def _email_message(to: str, title: str, body: str, delivery_id: str, charts: Seq
     return msg
 
 
+class _Tracked:
+    """Knows when the whole message has been handed to the server (its
+    terminating ``CRLF.CRLF`` sent): a reply lost after that leaves the outcome
+    unknown, where a reply lost before it means nothing was delivered."""
+
+    message_sent = False
+
+    def send(self, s):
+        super().send(s)
+        if isinstance(s, bytes) and s.endswith(b"\r\n.\r\n"):
+            self.message_sent = True
+
+
+class _SMTP(_Tracked, smtplib.SMTP):
+    pass
+
+
+class _SMTPS(_Tracked, smtplib.SMTP_SSL):
+    pass
+
+
 def _email(smtp_url: str, to: str, title: str, body: str, delivery_id: str, charts: Sequence[dict] = ()) -> None:
     u = urlparse(smtp_url)
     msg = _email_message(to, title, body, delivery_id, charts)
-    cls = smtplib.SMTP_SSL if u.scheme == "smtps" else smtplib.SMTP
+    cls = _SMTPS if u.scheme == "smtps" else _SMTP
     try:
-        with cls(u.hostname or "127.0.0.1", u.port or (465 if u.scheme == "smtps" else 25), timeout=10) as smtp:
-            if u.username:
-                smtp.login(u.username, u.password or "")
-            smtp.send_message(msg)
+        smtp = cls(u.hostname or "127.0.0.1", u.port or (465 if u.scheme == "smtps" else 25), timeout=send_timeout())
     except (smtplib.SMTPException, OSError) as e:
         raise SendFailed(f"SMTP: {type(e).__name__}") from None
+    try:
+        if u.username:
+            smtp.login(u.username, u.password or "")
+        smtp.send_message(msg)
+    except smtplib.SMTPResponseException as e:  # the server answered, and it was no
+        raise SendFailed(f"SMTP: {type(e).__name__} {e.smtp_code}") from None
+    except (smtplib.SMTPException, OSError) as e:
+        if smtp.message_sent:
+            raise SendUncertain(f"SMTP: no answer once the whole message was sent ({type(e).__name__}); "
+                                "it may have been delivered, so it is not repeated") from None
+        raise SendFailed(f"SMTP: {type(e).__name__}") from None
+    finally:
+        try:  # accepted is accepted: a QUIT that fails changes nothing
+            smtp.quit()
+        except (smtplib.SMTPException, OSError):
+            smtp.close()
 
 
 def _webhook(url: str, secret: str, payload: dict, delivery_id: str, allow_private: bool) -> None:
@@ -186,7 +230,7 @@ def _webhook(url: str, secret: str, payload: dict, delivery_id: str, allow_priva
     try:  # the exact bytes signed are the bytes sent
         checked = targets.check_webhook_url(url, allow_private=allow_private)
         with targets.safe_session(allow_private) as session:
-            r = session.post(checked, data=body, headers=headers, timeout=10)
+            r = session.post(checked, data=body, headers=headers, timeout=send_timeout())
     except targets.TargetRefused as e:
         raise SendFailed(f"refused: {e.message}") from None
     except (OSError, requests.RequestException) as e:
@@ -343,6 +387,8 @@ class Deliverer:
             try:
                 send(replace(first, title=title, body=body), self.settings, charts)
                 outcome, reason = "delivered", None
+            except SendUncertain as e:
+                outcome, reason = "uncertain", str(e)
             except SendFailed as e:
                 outcome, reason = "retry", str(e)
             except Exception as e:  # a bug in a sender must not stop the others
@@ -362,7 +408,7 @@ class Deliverer:
             emit(s, outbox, "notify.notification.delivered", source=SOURCE, subject=row.partner_id,
                  data={"notification_id": row.notification_id, "milestone_id": row.milestone_id,
                        "partner_id": row.partner_id, "channel": row.channel.split(":")[0]})
-        elif row.attempts >= MAX_ATTEMPTS:
+        elif outcome == "uncertain" or row.attempts >= MAX_ATTEMPTS:
             self._fail(s, row.id, reason, now)
         else:
             s.execute(update(deliveries).where(deliveries.c.id == row.id).values(

@@ -192,6 +192,76 @@ def test_an_interrupted_send_is_never_repeated(notify_db, receiver):
     assert "not repeated" in _deliveries(notify_db)["webhook"].last_error
 
 
+
+class HeldMailbox(Mailbox):
+    """Takes the message, then holds its answer until released; or answers
+    the first message with a temporary rejection when `reject_first`."""
+
+    def __init__(self, reject_first: bool = False):
+        super().__init__()
+        self.release = threading.Event()
+        self.reject_first = reject_first
+
+    async def handle_DATA(self, server, session, envelope):
+        import asyncio
+
+        self.messages.append(message_from_bytes(envelope.content))
+        if self.reject_first:
+            if len(self.messages) == 1:
+                return "451 4.3.0 Try again later"
+            return "250 OK"
+        await asyncio.get_running_loop().run_in_executor(None, self.release.wait, 60)
+        return "250 OK"
+
+
+@pytest.fixture
+def held_smtp(monkeypatch):
+    def start(**kwargs) -> HeldMailbox:
+        box = HeldMailbox(**kwargs)
+        port = free_port()
+        controller = Controller(box, hostname="127.0.0.1", port=port)
+        controller.start()
+        started.append((box, controller))
+        monkeypatch.setenv("SMTP_URL", f"smtp://127.0.0.1:{port}")
+        return box
+
+    started: list = []
+    yield start
+    for box, controller in started:
+        box.release.set()
+        controller.stop()
+
+
+def test_an_email_the_server_took_but_never_answered_is_not_sent_again(notify_db, held_smtp, monkeypatch):
+    """SMTP has no idempotency: once the whole message is out, a lost answer
+    may hide a delivery. At most once: it is failed, and said so, not resent."""
+    monkeypatch.setenv("NOTIFY_SEND_TIMEOUT_SECONDS", "0.5")
+    box = held_smtp()
+    pid = _partner(notify_db)
+    _milestone(notify_db, pid)
+    deliverer = notify_app.make_deliverer()
+    _run_until(deliverer, notify_db, lambda d: d["email"].status == "failed", "the unanswered email to be settled")
+    box.release.set()
+    for _ in range(3):
+        deliverer.tick()
+    assert len(box.messages) == 1
+    email = _deliveries(notify_db)["email"]
+    assert email.attempts == 1 and "may have been delivered" in email.last_error
+    assert [d["channel"] for d in _published(notify_db, "notify.notification.failed")] == ["email"]
+
+
+def test_an_email_the_server_turned_down_for_now_is_sent_again_and_delivered_once(notify_db, held_smtp):
+    box = held_smtp(reject_first=True)
+    pid = _partner(notify_db)
+    _milestone(notify_db, pid)
+    deliverer = notify_app.make_deliverer()
+    _run_until(deliverer, notify_db, lambda d: d["email"].status == "delivered", "the email, on its second try")
+    for _ in range(3):
+        deliverer.tick()
+    assert len(box.messages) == 2  # turned down (451), then accepted
+    assert _deliveries(notify_db)["email"].attempts == 2
+    assert [d["channel"] for d in _published(notify_db, "notify.notification.delivered")] == ["in_app", "email"]
+
 def _set(sessions, table, where, **values):
     with unit_of_work(sessions) as s:
         s.execute(update(table).where(where).values(**values))
