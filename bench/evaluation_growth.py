@@ -1,10 +1,12 @@
 """Does a partner's per-event and evaluation cost grow with their history?
 
-Builds one couple with 2 months, 1 year and 2 years of daily journal data in
-the milestones database (via the real projection, event by event), then times,
-side by side in the same run:
+Builds one couple with 2 months, 6 months, 1 year and 2 years of daily
+journal data in the milestones database (via the real projection, event by
+event), settles each (one committed evaluation as of today, as after its
+last event), then times, interleaved in the same run:
 - a settled evaluation as of today (what the evaluator does after new data),
-- one new entry event through the consumer's handler (projection and counts).
+- one new ritual entry through the consumer's handler (projection and the
+  count milestones), one that crosses no ritual level.
 
 Usage: python -m bench.evaluation_growth [--repeat N]   (uses MILESTONES_DATABASE_URL, or SQLite under ./var)
 """
@@ -66,8 +68,11 @@ def _entry(pid, couple, kind, day: date, measures, now):
 
 
 def main() -> None:
+    from sqlalchemy import func, select
+
     from services.milestones import app as milestones_app
-    from services.milestones import evaluation
+    from services.milestones import evaluation, tables
+    from services.milestones.detectors import RITUAL_LEVELS
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=30)
@@ -79,6 +84,26 @@ def main() -> None:
     handlers = milestones_app.handlers()
     rng = random.Random(1)
     built = {label: build(sessions, handlers, days, rng) for label, days in SPANS.items()}
+    # Settled, as a partner is between events: what their history reaches as
+    # of today is achieved already (else every timed run would achieve it
+    # again, and be rolled back).
+    today = evaluation.local_today("Europe/Paris", datetime.now(timezone.utc))
+    with unit_of_work(sessions) as s:
+        for a, b, _ in built.values():
+            for pid in (a, b):
+                evaluation.evaluate_partner(s, pid, dates=[today])
+    # The timed ritual is an ordinary one: a level crossed (four times in a
+    # couple's life) reads the couple's rituals once, and is not what every
+    # event costs. Where the next ritual would cross one, it is crossed first.
+    thresholds = {n for _, n in RITUAL_LEVELS}
+    for a, b, couple in built.values():
+        with unit_of_work(sessions) as s:
+            total = s.execute(select(func.coalesce(func.sum(tables.days.c.ritual_count), 0))
+                              .where(tables.days.c.partner_id.in_([a, b]))).scalar()
+            if total + 1 in thresholds:
+                now = datetime.now(timezone.utc)
+                handlers["journal.entry.recorded"](s, _entry(b, couple, "ritual", today - timedelta(days=1),
+                                                             {"ritual": "affection"}, now))
     evals = {label: [] for label in SPANS}
     per_event = {label: [] for label in SPANS}
     # Interleaved: each round times every history once, so a busy moment of a

@@ -73,9 +73,10 @@ def _aggregate(r) -> DayAggregate:
 
 
 def history(s: Session, partner_id: str | None, first_as_of: date | None = None,
-            last_as_of: date | None = None) -> tuple[History, Counter]:
+            last_as_of: date | None = None, *, prior_rituals: bool = True) -> tuple[History, Counter]:
     """The days the rules read for evaluations as of first_as_of..last_as_of,
-    and the rituals (by tag) of every older day left out. Without dates: all."""
+    and the rituals (by tag) of every older day left out (unless
+    ``prior_rituals`` is False: no ritual level can be new). Without dates: all."""
     if partner_id is None:
         return History(()), Counter()
     mine = days.c.partner_id == partner_id
@@ -101,6 +102,8 @@ def history(s: Session, partner_id: str | None, first_as_of: date | None = None,
     if missing := rated_days - rows.keys():  # most are read already, with the head or the recent days
         rows.update((r.local_date, r) for r in s.execute(select(days).where(mine, days.c.local_date.in_(missing))))
     prior: Counter = Counter()
+    if not prior_rituals:
+        return History(tuple(map(_aggregate, rows.values()))), prior
     for day, detail in s.execute(select(days.c.local_date, days.c.detail).where(
             mine, days.c.ritual_count > 0, days.c.local_date < recent_start, days.c.local_date > head_end)):
         if day not in rows:
@@ -157,15 +160,8 @@ def _all_detectors(mine: History, theirs: History, as_of: date, in_couple: bool,
     return found
 
 
-def _count_detectors(mine: History, theirs: History, as_of: date, in_couple: bool,
-                     prior_rituals: Counter) -> list[Detection]:
-    if not in_couple:
-        return []
-    return detectors.rituals_kept(mine, theirs, as_of, prior_rituals) + detectors.check_in_rhythm(mine, theirs, as_of)
-
-
 def evaluate_partner(s: Session, partner_id: str, now: datetime | None = None, *,
-                     detect=_all_detectors, dates: list[date] | None = None) -> list[dict]:
+                     dates: list[date] | None = None) -> list[dict]:
     """Run the detectors for one partner (and their couple) and record what is new."""
     now = now or utcnow()
     owner = s.execute(select(partners).where(partners.c.id == partner_id)).first()
@@ -178,16 +174,19 @@ def evaluate_partner(s: Session, partner_id: str, now: datetime | None = None, *
             start = owner.evaluated_through + timedelta(days=1)
         start = max(start, today - timedelta(days=MAX_REPLAY_DAYS))
         dates = [start + timedelta(days=i) for i in range((today - start).days + 1)] or [today]
-    mine, prior = history(s, owner.id, min(dates), max(dates))
+    # Rituals kept is a count of every ritual ever: its older rituals are read
+    # only if a level not yet achieved is within the couple's total.
+    counted = bool(owner.couple_id) and _ritual_level_due(s, owner.couple_id, max(dates))
+    mine, prior = history(s, owner.id, min(dates), max(dates), prior_rituals=counted)
     other_id = other_partner(s, owner)
-    theirs, prior_theirs = history(s, other_id, min(dates), max(dates))
+    theirs, prior_theirs = history(s, other_id, min(dates), max(dates), prior_rituals=counted)
     prior.update(prior_theirs)
     first = mine.first_logged_day(today)
     achieved = []
     for as_of in dates:
         if first is None or as_of < first:
             continue
-        for det in detect(mine, theirs, as_of, bool(owner.couple_id), prior):
+        for det in _all_detectors(mine, theirs, as_of, bool(owner.couple_id), prior):
             row = _achieve(s, owner, other_id, det, as_of, now)
             if row:
                 achieved.append(row)
@@ -195,37 +194,60 @@ def evaluate_partner(s: Session, partner_id: str, now: datetime | None = None, *
 
 
 def evaluate_counts(s: Session, partner_id: str, day: date) -> list[dict]:
-    """Count-based milestones (rituals kept) need no settling: a count that
-    reached 10 really did. Run in the consumer's transaction, as of the day touched.
+    """Count-based milestones (rituals kept, the check-in rhythm) need no
+    settling: a count that reached 10 really did. Run in the consumer's
+    transaction, as of the day touched.
+
+    What it reads is bounded whatever the history: the check-in rhythm's 5
+    weeks while it is not achieved, and the couple's ritual total (one SUM);
+    the rituals themselves only when that total reaches a new level.
 
     The count is the couple's: with several consumers, the other partner's
     ritual may be committing at this moment. The couple is locked first, so
     of two such transactions the later one counts both rituals (else each
     would count one short, and a threshold crossed by the pair be missed)."""
-    owner = s.execute(select(partners.c.timezone, partners.c.couple_id).where(partners.c.id == partner_id)).first()
-    if owner is None:
-        return []
-    if owner.couple_id and s.get_bind().dialect.name == "postgresql":
+    owner = s.execute(select(partners).where(partners.c.id == partner_id)).first()
+    if owner is None or owner.erased or not owner.couple_id:
+        return []  # rituals kept and the check-in rhythm are the couple's
+    if s.get_bind().dialect.name == "postgresql":
         s.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
                   {"key": f"milestones.couple:{owner.couple_id}"})
-    if not owner.couple_id:
-        return []  # rituals kept and the check-in rhythm are the couple's
     as_of = max(day, local_today(owner.timezone, utcnow()))
-    if not _count_milestone_due(s, owner.couple_id, as_of):
-        return []
-    return evaluate_partner(s, partner_id, detect=_count_detectors, dates=[as_of])
+    achieved = _achieved_counts(s, owner.couple_id)
+    other_id = other_partner(s, owner)
+    pair = (owner.id, other_id)
+    found: list[Detection] = []
+    if (detectors.CHECK_IN_RHYTHM, 1) not in achieved:
+        since = as_of - timedelta(days=7 * detectors.RHYTHM_WEEKS - 1)
+        found += detectors.check_in_rhythm(*(_days(s, pid, days.c.local_date >= since, as_of) for pid in pair), as_of)
+    if _ritual_level_due(s, owner.couple_id, as_of, achieved):
+        found += detectors.rituals_kept(*(_days(s, pid, days.c.ritual_count > 0, as_of) for pid in pair), as_of)
+    now = utcnow()
+    return [row for det in found if (row := _achieve(s, owner, other_id, det, as_of, now))]
 
 
-def _count_milestone_due(s: Session, couple_id: str, as_of: date) -> bool:
-    """Whether a count milestone not yet achieved may be reached as of ``as_of``:
-    a ritual level whose threshold the couple's total reaches, or the check-in
-    rhythm. Else nothing new can come of the detectors, and the couple's days
-    are not read at all: one event costs the same with two months or two years."""
-    achieved = set(s.execute(select(milestones.c.type, milestones.c.level).where(
+def _days(s: Session, partner_id: str | None, which, as_of: date) -> History:
+    if partner_id is None:
+        return History(())
+    return History(tuple(map(_aggregate, s.execute(select(days).where(
+        days.c.partner_id == partner_id, days.c.local_date <= as_of, which)))))
+
+
+def _achieved_counts(s: Session, couple_id: str) -> set[tuple[str, int]]:
+    return set(s.execute(select(milestones.c.type, milestones.c.level).where(
         milestones.c.owner_key == couple_id,
         milestones.c.type.in_((detectors.RITUALS_KEPT, detectors.CHECK_IN_RHYTHM)))).all())
-    if (detectors.CHECK_IN_RHYTHM, 1) not in achieved:
-        return True
+
+
+def _ritual_level_due(s: Session, couple_id: str, as_of: date,
+                      achieved: set[tuple[str, int]] | None = None) -> bool:
+    """Whether the couple's ritual total as of ``as_of`` reaches a level not
+    yet achieved. If not, the rituals of days the other rules do not read
+    can be left unread: a total from fewer days only reaches fewer levels,
+    all of them achieved already."""
+    achieved = _achieved_counts(s, couple_id) if achieved is None else achieved
+    if all((detectors.RITUALS_KEPT, level) in achieved for level, _ in detectors.RITUAL_LEVELS):
+        return False
     couple = select(partners.c.id).where(partners.c.couple_id == couple_id, partners.c.erased.is_(False))
     total = s.execute(select(func.coalesce(func.sum(days.c.ritual_count), 0)).where(
         days.c.partner_id.in_(couple), days.c.local_date <= as_of)).scalar()
