@@ -112,6 +112,7 @@ from functools import lru_cache
 from statistics import fmean
 from typing import Any, Callable, Iterable, Optional, Union
 
+import numpy as np
 from scipy import special, stats
 
 __all__ = [
@@ -379,7 +380,11 @@ class WorseningCheck:
 def _binomial_p(k_recent: int, n: int, t_recent: int, t_base: int, alternative: str) -> float:
     if n == 0:
         return 1.0
-    return float(stats.binomtest(k_recent, n, t_recent / (t_base + t_recent), alternative=alternative).pvalue)
+    p0 = t_recent / (t_base + t_recent)
+    # scipy.stats.binomtest's one-sided p-values, from the ufuncs it is built on (40 times faster)
+    if alternative == "less":
+        return float(special.bdtr(k_recent, n, p0))
+    return 1.0 if k_recent <= 0 else float(special.bdtrc(k_recent - 1, n, p0))
 
 
 @lru_cache(maxsize=1 << 16)
@@ -436,8 +441,23 @@ def _common_language(higher: list[float], lower: list[float]) -> tuple[float, fl
     The normal approximation with tie correction: the samples are never tiny
     here (>= 8) and ratings tie a lot.
     """
-    res = stats.mannwhitneyu(higher, lower, alternative="greater", method="asymptotic")
-    return float(res.statistic) / (len(higher) * len(lower)), float(res.pvalue)
+    # What scipy.stats.mannwhitneyu(higher, lower, alternative="greater",
+    # method="asymptotic") computes (continuity-corrected, average ranks for
+    # ties), without its per-call overhead (half a millisecond a call).
+    n1, n2 = len(higher), len(lower)
+    values, where, counts = np.unique(np.concatenate([np.asarray(higher, float), np.asarray(lower, float)]),
+                                      return_inverse=True, return_counts=True)
+    ranks = np.cumsum(counts) - (counts - 1) / 2.0
+    u = float(ranks[where[:n1]].sum()) - n1 * (n1 + 1) / 2
+    n = n1 + n2
+    ties = float((counts ** 3 - counts).sum())
+    spread = math.sqrt(n1 * n2 / 12 * ((n + 1) - ties / (n * (n - 1))))
+    excess = u - n1 * n2 / 2 - 0.5
+    if spread == 0:  # every value the same
+        p = 1.0 if excess <= 0 else 0.0
+    else:
+        p = float(special.ndtr(-excess / spread))
+    return u / (n1 * n2), min(1.0, max(0.0, p))
 
 
 def _scaled_binomial_p(k_recent: float, n: float, p0: float, alternative: str) -> float:
@@ -466,7 +486,7 @@ def _welch_lower(base: list[float], recent: list[float], base_floor: float, rece
     vr = max(statistics.variance(recent), recent_floor) / len(recent)
     t = (fmean(base) - fmean(recent)) / math.sqrt(vb + vr)
     df = (vb + vr) ** 2 / (vb ** 2 / (len(base) - 1) + vr ** 2 / (len(recent) - 1))
-    return t, float(stats.t.sf(t, df))
+    return t, float(special.stdtr(df, -t))  # stats.t.sf(t, df), without its overhead
 
 
 # --- formatting (evidence and headlines) ---
@@ -660,7 +680,7 @@ def _dispersion(windows: _RateWindows, count: Callable[[DayAggregate], int]) -> 
         return 1.0, df
     # an upper confidence bound, not the estimate: a month has few weeks, and an estimate of phi from
     # them is too often too low (which would make the test too lenient half of the time)
-    return max(1.0, x2 / float(stats.chi2.ppf(DISPERSION_BOUND, df))), df
+    return max(1.0, x2 / float(special.chdtri(df, 1 - DISPERSION_BOUND))), df  # chdtri: stats.chi2.ppf of 1 - q
 
 
 # --- one look, and persistence ---

@@ -9,6 +9,7 @@ confirming one included, are exact by construction.
 from __future__ import annotations
 
 import json
+import math
 import random
 import statistics
 from datetime import date, datetime, timedelta
@@ -813,3 +814,45 @@ def test_simulated_improvers_whose_anxious_days_fall_by_90_percent_are_detected_
     assert len(found) >= 40
     assert min(found) >= 0  # never before the change
     assert statistics.median(found) <= 40
+
+
+# --- the fast statistics equal scipy.stats' own ---
+
+@PROPS
+@given(higher=st.lists(st.integers(1, 5), min_size=2, max_size=40),
+       lower=st.lists(st.sampled_from([1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5]), min_size=2, max_size=40))
+def test_property_common_language_is_scipys_mann_whitney(higher, lower):
+    from scipy import stats
+
+    from services.milestones.detectors import _common_language
+
+    effect, p = _common_language(higher, lower)
+    res = stats.mannwhitneyu(higher, lower, alternative="greater", method="asymptotic")
+    assert effect == pytest.approx(res.statistic / (len(higher) * len(lower)), rel=1e-12)
+    assert p == pytest.approx(float(res.pvalue), rel=1e-9, abs=1e-15) or (math.isnan(res.pvalue) and p == 1.0)
+
+
+@PROPS
+@given(k=st.integers(0, 200), extra=st.integers(0, 200), t_recent=st.integers(1, 60), t_base=st.integers(1, 60),
+       alternative=st.sampled_from(["less", "greater"]))
+def test_property_binomial_p_is_scipys_binomtest(k, extra, t_recent, t_base, alternative):
+    from scipy import stats
+
+    from services.milestones.detectors import _binomial_p
+
+    n = k + extra
+    expected = 1.0 if n == 0 else stats.binomtest(k, n, t_recent / (t_base + t_recent), alternative=alternative).pvalue
+    assert _binomial_p(k, n, t_recent, t_base, alternative) == pytest.approx(expected, rel=1e-9, abs=1e-300)
+
+
+@PROPS
+@given(base=st.lists(st.floats(0, 10), min_size=2, max_size=12), recent=st.lists(st.floats(0, 10), min_size=2, max_size=12))
+def test_property_welch_p_is_scipys_t_distribution(base, recent):
+    from scipy import stats
+
+    from services.milestones.detectors import _welch_lower
+
+    t, p = _welch_lower(base, recent, 1 / 12, 1 / 12)
+    vb, vr = max(statistics.variance(base), 1 / 12) / len(base), max(statistics.variance(recent), 1 / 12) / len(recent)
+    df = (vb + vr) ** 2 / (vb ** 2 / (len(base) - 1) + vr ** 2 / (len(recent) - 1))
+    assert p == pytest.approx(float(stats.t.sf(t, df)), rel=1e-9, abs=1e-300)
