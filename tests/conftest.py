@@ -219,8 +219,14 @@ def make_couple(client) -> tuple[dict, dict, str]:
     return a, b, c.get_json()["id"]
 
 
+# In every note the tests write (unless a test sets its own): its words must
+# never reach any output of the suite (see the log scan below).
+NOTE_MARKER = "tandem-private-note"
+
+
 def entry(kind: str = "anxious_episode", **fields) -> dict:
-    body = {"id": new_id(), "kind": kind, "occurred_at": "2026-11-20T07:30:00+01:00"}
+    body = {"id": new_id(), "kind": kind, "occurred_at": "2026-11-20T07:30:00+01:00",
+            "note": f"{NOTE_MARKER}: the walk helped, then the message from him"}
     if kind == "anxious_episode":
         body["intensity"] = 5
     body.update(fields)
@@ -232,9 +238,10 @@ def entry(kind: str = "anxious_episode", **fields) -> dict:
 # Every test's captured stderr and stdout (where the services' JSON logs go) are read after the test
 # (passed ones too), and so is the output of every process the e2e tests start
 # (tests/e2e/conftest.py writes it to stderr when the processes stop). Any email
-# address or JWT found fails the run at its end. The patterns are this file's
-# own, not shared.logs' (a line that went around the redaction must be found
-# too). Note texts are checked where their words are known: test_privacy_logs.
+# address, JWT or note found fails the run at its end. The patterns are this
+# file's own, not shared.logs' (a line that went around the redaction must be
+# found too). Notes: every note the tests write holds NOTE_MARKER (the entry()
+# helper's default, the e2e and fault loads'); test_privacy_logs checks more.
 
 _EMAIL = __import__("re").compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 _JWT = __import__("re").compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+")
@@ -245,6 +252,8 @@ def _leaks_in(text: str) -> list[str]:
     found = []
     for pattern in (_EMAIL, _JWT):
         found += [m.group(0) for m in pattern.finditer(text)]
+    if NOTE_MARKER in text:
+        found.append(text[text.index(NOTE_MARKER):][:40])
     return found
 
 
@@ -258,5 +267,5 @@ def pytest_runtest_logreport(report):
 
 def pytest_sessionfinish(session, exitstatus):
     if _LEAKS:
-        print("\nAn email address or a token reached the output of the suite:\n  " + "\n  ".join(list(_LEAKS)[:50]))
+        print("\nAn email address, a token or a note reached the output of the suite:\n  " + "\n  ".join(list(_LEAKS)[:50]))
         session.exitstatus = 1

@@ -19,11 +19,11 @@ from services.milestones.tables import partners
 from services.notify.tables import deliveries
 from services.notify.tables import outbox as notify_outbox
 from shared.db import utcnow
-from tests.conftest import free_port
+from tests.conftest import NOTE_MARKER, free_port
 from tests.e2e.test_milestones_e2e import _partner
 from tests.support import improving_history, paris_today, rituals, wait_until
 
-MARKER = f"private-note-{uuid.uuid4().hex}"  # in every entry's note; must never reach an email
+MARKER = f"{NOTE_MARKER}-{uuid.uuid4().hex}"  # in every entry's note; must never reach an email, nor any output
 WAIT = 90.0
 
 

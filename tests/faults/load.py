@@ -25,6 +25,7 @@ from services.notify.tables import notifications, outbox as notify_outbox
 from shared import broker, topology
 from shared.db import make_engine
 from tests.e2e.conftest import process_env, start_tandem
+from tests.conftest import NOTE_MARKER
 from tests.support import drain, wait_until
 
 PROBLEM = "application/problem+json"
@@ -95,7 +96,7 @@ class Load:
 
     def _entry(self, i: int) -> dict:
         when = datetime.now(timezone.utc) - timedelta(days=i % 40, hours=random.randint(1, 20))
-        body = {"id": str(uuid.uuid4()), "occurred_at": when.isoformat()}
+        body = {"id": str(uuid.uuid4()), "occurred_at": when.isoformat(), "note": f"{NOTE_MARKER} {i}"}
         if i % 3 == 0:
             body.update(kind="ritual", ritual="good_morning_text")
         else:
