@@ -128,6 +128,7 @@ class Publisher:
         self.conn = conn
         self._declared = False
         self._producer: Producer | None = None
+        self._confirms: _Confirms | None = None
 
     def _ensure(self) -> Producer:
         if not self._declared:
@@ -153,19 +154,100 @@ class Publisher:
         )
 
     def publish_many(self, messages: Iterable[tuple[bytes, str, str]]) -> int:
-        """Publish (body, routing_key, message_id) triples; each confirmed before return."""
-        n = 0
+        """Publish (body, routing_key, message_id) triples; each confirmed before return.
+
+        On AMQP they are pipelined: all sent on a channel in confirm mode, then
+        the broker's acks awaited together (one round trip for the batch, not
+        one a message). A nack, a confirm that does not come in time, or a lost
+        connection raises: the caller publishes them again (consumers are
+        idempotent by event id)."""
+        messages = list(messages)
+        if len(messages) > 1 and getattr(self.conn.transport, "driver_type", "") == "amqp":
+            try:
+                return self._pipelined(messages)
+            except Exception:
+                self._confirms = None  # a new channel next time: this one's tags are unknown now
+                self._declared = False
+                raise
         for body, key, mid in messages:
             self.publish(body, key, mid)
-            n += 1
-        return n
+        return len(messages)
+
+    def _pipelined(self, messages: list[tuple[bytes, str, str]]) -> int:
+        import socket
+        import time
+
+        import amqp
+
+        self._ensure()
+        confirms = self._confirms
+        if confirms is None or not confirms.channel.is_open:
+            confirms = self._confirms = _Confirms(self.conn.connection.channel())
+        first = confirms.sent + 1
+        for body, key, mid in messages:
+            msg = amqp.Message(body, content_type=CONTENT_TYPE, content_encoding="utf-8", delivery_mode=2,
+                               priority=0, message_id=mid, application_headers={})
+            amqp.Channel.basic_publish(confirms.channel, msg, exchange=topology.EXCHANGE.name, routing_key=key)
+            confirms.sent += 1
+        deadline = time.monotonic() + CONFIRM_TIMEOUT
+        while not confirms.settled(first, confirms.sent):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise PublishNotConfirmed(f"no confirm within {CONFIRM_TIMEOUT:.0f} s")
+            try:
+                self.conn.connection.drain_events(timeout=min(left, 1.0))
+            except socket.timeout:
+                continue
+        return len(messages)
 
     def _on_reconnect(self, *_):
         # After a reconnect the topology may be gone (a new node, a wiped broker).
         self._declared = False
+        self._confirms = None
 
     def close(self) -> None:
         self.conn.release()
+
+
+CONFIRM_TIMEOUT = 30.0
+
+
+class PublishNotConfirmed(Exception):
+    """The broker refused a message (nack) or did not confirm it in time."""
+
+
+class _Confirms:
+    """A channel in confirm mode and the delivery tags the broker has acked
+    (one by one, or all up to a tag with ``multiple``). After a nack the
+    channel is given up (the batch is published again on a new one)."""
+
+    def __init__(self, channel):
+        self.channel = channel
+        self.sent = 0
+        self.acked_upto = 0
+        self.acked: set[int] = set()
+        self.refused = False
+        channel.confirm_select()
+        channel.events["basic_ack"].add(self._ack)
+        channel.events["basic_nack"].add(self._nack)
+
+    def _ack(self, delivery_tag: int, multiple: bool) -> None:
+        if multiple:
+            self.acked_upto = max(self.acked_upto, delivery_tag)
+            self.acked = {t for t in self.acked if t > self.acked_upto}
+        else:
+            self.acked.add(delivery_tag)
+
+    def _nack(self, delivery_tag: int, multiple: bool) -> None:
+        self.refused = True
+
+    def settled(self, first: int, last: int) -> bool:
+        """All of first..last confirmed; raises if the broker refused one."""
+        if self.refused:
+            raise PublishNotConfirmed("the broker refused a message (nack)")
+        if last <= self.acked_upto:
+            return True
+        return all(t <= self.acked_upto or t in self.acked for t in range(first, last + 1))
 
 
 def ping(url: str | None = None, timeout: float = 2.0) -> bool:

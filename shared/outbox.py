@@ -202,12 +202,24 @@ class Relay:
             rows = sorted(conn.execute(claim).all())
         if not rows:
             return 0
-        self.publisher.publish_many((r.body.encode("utf-8"), r.routing_key, r.event_id) for r in rows)
+        try:
+            self.publisher.publish_many((r.body.encode("utf-8"), r.routing_key, r.event_id) for r in rows)
+        except Exception:
+            self._unclaim([r.seq for r in rows])  # sent again on the next cycle, not after the lease
+            raise
         self.on_published(rows)
         with self.engine.begin() as conn:
             conn.execute(update(t).where(t.c.seq.in_([r.seq for r in rows])).values(published_at=utcnow()))
         metrics.OUTBOX_PUBLISHED.labels(self.service).inc(len(rows))
         return len(rows)
+
+    def _unclaim(self, seqs: list[int]) -> None:
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(update(self.table).where(self.table.c.seq.in_(seqs), self.table.c.published_at.is_(None))
+                             .values(claimed_until=None))
+        except Exception as e:  # the database is away too: the lease frees them
+            log.warning("relay_unclaim_failed", service=self.service, error=type(e).__name__)
 
     def on_published(self, rows) -> None:
         """Hook between publishing and marking (tests kill the relay here)."""

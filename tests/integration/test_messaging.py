@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 from kombu import Producer
 from sqlalchemy import func, select
 
@@ -107,6 +108,67 @@ class TestRelayCrash:
             wait_until(lambda: consumer.settled == 8, what="both copies of 4 events to be settled")
             assert consumer.times_applied() == {i: 1 for i in ids}
         relay.publisher.close()
+
+
+    def test_a_batch_that_could_not_be_published_is_sent_again_at_once_not_after_the_lease(
+            self, backend, journal, monkeypatch):
+        a = sign_up(journal)
+        journal.post("/v1/entries", headers=a["headers"], json=entry())
+        relay = journal_app.make_relay()
+        real = relay.publisher.publish_many
+
+        def broker_away(messages):
+            raise ConnectionResetError("the broker went away mid-batch")
+
+        monkeypatch.setattr(relay.publisher, "publish_many", broker_away)
+        with pytest.raises(ConnectionResetError):
+            relay.relay_once()
+        assert all(r.claimed_until is None and r.published_at is None for r in _outbox_rows(backend))
+        monkeypatch.setattr(relay.publisher, "publish_many", real)
+        assert relay.relay_once() == 2
+        assert all(r.published_at is not None and r.attempts == 2 for r in _outbox_rows(backend))
+        assert len(drain("milestones.events")) == 2
+        relay.publisher.close()
+
+
+class TestPipelinedConfirms:
+    """On RabbitMQ a batch is published on one channel in confirm mode and its
+    acks awaited together; a message the broker refuses fails the batch."""
+
+    def test_a_batch_is_confirmed_as_a_whole_and_every_message_arrives_once(self, rabbit_backend):
+        conn = broker.connect()
+        publisher = broker.Publisher(conn)
+        try:
+            ids = [new_uuid() for _ in range(500)]
+            for start in (0, 250):  # two batches on the same confirm channel: tags go on counting
+                assert publisher.publish_many((b"{}", "journal.entry.deleted", i) for i in ids[start:start + 250]) == 250
+            got = drain("milestones.events")
+            assert sorted(m.properties["message_id"] for m in got) == sorted(ids)
+            assert {m.content_type for m in got} == {events.CONTENT_TYPE}
+            assert all(m.delivery_info["routing_key"] == "journal.entry.deleted" for m in got)
+        finally:
+            publisher.close()
+
+    def test_a_message_the_broker_refuses_fails_the_batch_and_the_next_batch_goes_through(self, rabbit_backend):
+        from kombu import Queue
+
+        conn = broker.connect()
+        publisher = broker.Publisher(conn)
+        full = Queue("tests.full", exchange=topology.EXCHANGE, routing_key="tests.full", durable=False,
+                     queue_arguments={"x-max-length": 0, "x-overflow": "reject-publish"})
+        try:
+            topology.declare(conn)
+            full(conn.default_channel).declare()
+            with pytest.raises(broker.PublishNotConfirmed):
+                publisher.publish_many([(b"{}", "journal.entry.deleted", new_uuid()),
+                                        (b"{}", "tests.full", new_uuid())])
+            ok = [new_uuid() for _ in range(3)]
+            assert publisher.publish_many((b"{}", "journal.entry.deleted", i) for i in ok) == 3
+            got = [m.properties["message_id"] for m in drain("milestones.events")]
+            assert set(ok) <= set(got) and len(got) == 4  # the refused batch's good message was taken once
+        finally:
+            full(conn.default_channel).delete()
+            publisher.close()
 
 
 def _publish_raw(body, routing_key: str, content_type: str = "application/cloudevents+json"):
