@@ -18,11 +18,11 @@ from typing import Callable
 import structlog
 from kombu import Connection, Message, Producer
 from kombu.mixins import ConsumerMixin
-from sqlalchemy import Column, MetaData, String, Table, exc, insert
+from sqlalchemy import Column, MetaData, String, Table, exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import broker, events, metrics, topology
-from shared.db import UTCDateTime, is_transient, utcnow
+from shared.db import UTCDateTime, is_transient, upsert, utcnow
 
 log = structlog.get_logger("consumer")
 
@@ -126,12 +126,13 @@ class EventConsumer(ConsumerMixin):
         session = self.session_factory()
         try:
             with session.begin():
-                try:
-                    with session.begin_nested():
-                        session.execute(insert(self.processed).values(
-                            event_id=event.id, type=event.type, processed_at=utcnow()))
-                except exc.IntegrityError:
-                    raise Duplicate() from None
+                # Recorded first, in one statement (no savepoint): nothing
+                # inserted means a consumer applied this event before.
+                record = upsert(session, self.processed).values(
+                    event_id=event.id, type=event.type, processed_at=utcnow())
+                if session.execute(record.on_conflict_do_nothing(index_elements=[self.processed.c.event_id])
+                                   .returning(self.processed.c.event_id)).first() is None:
+                    raise Duplicate()
                 handler(session, event)
         except exc.IntegrityError as e:
             # A concurrent consumer applied the same event first.

@@ -81,6 +81,14 @@ def make_engine(url: str, **kwargs) -> Engine:
     return create_engine(url, hide_parameters=True, **kwargs)
 
 
+def upsert(session: Session, table):
+    """``INSERT`` with ``ON CONFLICT`` for the session's database (PostgreSQL or SQLite)."""
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return {"postgresql": pg_insert, "sqlite": sqlite_insert}[session.get_bind().dialect.name](table)
+
+
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 

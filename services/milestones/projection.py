@@ -17,12 +17,10 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import and_, delete, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import and_, case, delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from shared.db import utcnow
+from shared.db import upsert, utcnow
 from shared.events import Event
 from shared.outbox import forget_published
 
@@ -34,15 +32,12 @@ _RANK = {"journal.entry.recorded": 0, "journal.entry.revised": 1, "journal.entry
 
 def _partner(s: Session, partner_id: str):
     """The partner's row, created on first sight (events arrive in any order),
-    locked until the transaction ends: one partner's events apply one at a time."""
-    dialect = s.get_bind().dialect.name
-    insert = {"postgresql": pg_insert, "sqlite": sqlite_insert}.get(dialect)
-    if insert is not None:  # two consumers seeing a new partner at once: one row, no error
-        s.execute(insert(partners).values(id=partner_id, share_milestones_with_partner=False, erased=False)
-                  .on_conflict_do_nothing(index_elements=[partners.c.id]))
-    elif s.execute(select(partners.c.id).where(partners.c.id == partner_id)).first() is None:
-        s.execute(partners.insert().values(id=partner_id, share_milestones_with_partner=False, erased=False))
-    return s.execute(select(partners).where(partners.c.id == partner_id).with_for_update()).one()
+    locked until the transaction ends: one partner's events apply one at a time.
+    One statement: an upsert that touches the row locks it, as FOR UPDATE would,
+    and returns it; two consumers seeing a new partner at once make one row."""
+    stmt = upsert(s, partners).values(id=partner_id, share_milestones_with_partner=False, erased=False)
+    return s.execute(stmt.on_conflict_do_update(index_elements=[partners.c.id], set_={"id": stmt.excluded.id})
+                     .returning(*partners.c)).one()
 
 
 def partner_registered(s: Session, ev: Event) -> None:
@@ -80,13 +75,13 @@ def _is_newer(existing, ev: Event) -> bool:
 
 
 def _newer_change(s: Session, ev: Event):
-    """(partner id, entry id, the stored entry or None) if this event is news; None
-    if it is older than what is stored or its partner was erased."""
-    pid, entry_id = str(ev.data["partner_id"]), str(ev.data["entry_id"])
-    if _partner(s, pid).erased:
+    """(the partner's row, entry id, the stored entry or None) if this event is
+    news; None if it is older than what is stored or its partner was erased."""
+    partner, entry_id = _partner(s, str(ev.data["partner_id"])), str(ev.data["entry_id"])
+    if partner.erased:
         return None
     existing = s.execute(select(entries).where(entries.c.id == entry_id)).first()
-    return (pid, entry_id, existing) if _is_newer(existing, ev) else None
+    return (partner, entry_id, existing) if _is_newer(existing, ev) else None
 
 
 def entry_changed(s: Session, ev: Event) -> None:
@@ -94,7 +89,8 @@ def entry_changed(s: Session, ev: Event) -> None:
     change = _newer_change(s, ev)
     if change is None:
         return
-    pid, entry_id, existing = change
+    partner, entry_id, existing = change
+    pid = partner.id
     d = ev.data
     measures = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in d.items()
                 if k not in {"entry_id", "couple_id", "partner_id", "kind", "occurred_at", "local_date", "visibility"}
@@ -106,10 +102,8 @@ def entry_changed(s: Session, ev: Event) -> None:
         s.execute(entries.insert().values(id=entry_id, **values))
     else:
         s.execute(update(entries).where(entries.c.id == entry_id).values(**values))
-    if values["couple_id"]:
-        row = _partner(s, pid)
-        if row.couple_id is None:
-            s.execute(update(partners).where(partners.c.id == pid).values(couple_id=values["couple_id"]))
+    if values["couple_id"] and partner.couple_id is None:
+        s.execute(update(partners).where(partners.c.id == pid).values(couple_id=values["couple_id"]))
     touched = {d["local_date"]}
     if existing is not None and not existing.deleted and existing.local_date:
         touched.add(existing.local_date)
@@ -122,7 +116,8 @@ def entry_deleted(s: Session, ev: Event) -> None:
     change = _newer_change(s, ev)
     if change is None:
         return
-    pid, entry_id, existing = change
+    partner, entry_id, existing = change
+    pid = partner.id
     if existing is None:  # the deletion came first: a tombstone keeps the late "recorded" out
         s.execute(entries.insert().values(id=entry_id, partner_id=pid, deleted=True, version=ev.time))
         return
@@ -158,21 +153,19 @@ HANDLERS = {
 def mark_dirty(s: Session, partner_id: str, day: date | None) -> None:
     """Ask for an evaluation once the partner's events settle; `day` is the
     earliest local date whose data changed (late data is replayed from there)."""
-    row = s.execute(select(partners.c.dirty_since, partners.c.replay_from)
-                    .where(partners.c.id == partner_id)).one()
-    replay = row.replay_from
-    if day is not None and (replay is None or day < replay):
-        replay = day
-    s.execute(update(partners).where(partners.c.id == partner_id).values(
-        dirty_since=utcnow(), replay_from=replay))
+    values: dict = {"dirty_since": utcnow()}
+    if day is not None:
+        values["replay_from"] = case((or_(partners.c.replay_from.is_(None), partners.c.replay_from > day), day),
+                                     else_=partners.c.replay_from)
+    s.execute(update(partners).where(partners.c.id == partner_id).values(**values))
 
 
 def recompute_day(s: Session, partner_id: str, day: date) -> None:
     """Rebuild one day's aggregate from that day's live entries."""
     rows = s.execute(select(entries.c.kind, entries.c.occurred_at, entries.c.measures).where(and_(
         entries.c.partner_id == partner_id, entries.c.local_date == day, entries.c.deleted.is_(False)))).all()
-    s.execute(delete(days).where(days.c.partner_id == partner_id, days.c.local_date == day))
     if not rows:
+        s.execute(delete(days).where(days.c.partner_id == partner_id, days.c.local_date == day))
         return
     agg = dict(entries=len(rows), episodes=0, intensities=[], communication=[], connection=[], understanding=[],
                rituals=[], activities=0, conflicts=0, conflicts_repaired_24h=0, weekly_check_ins=0)
@@ -200,5 +193,6 @@ def recompute_day(s: Session, partner_id: str, day: date) -> None:
     lists = ("intensities", "communication", "connection", "understanding", "rituals")
     # sorted: the same day always gives the same row, whatever the order
     detail = {k: sorted(agg.pop(k)) for k in lists}
-    s.execute(days.insert().values(partner_id=partner_id, local_date=day, detail=detail,
-                                   ritual_count=len(detail["rituals"]), ratings=len(detail["communication"]), **agg))
+    row = dict(detail=detail, ritual_count=len(detail["rituals"]), ratings=len(detail["communication"]), **agg)
+    stmt = upsert(s, days).values(partner_id=partner_id, local_date=day, **row)
+    s.execute(stmt.on_conflict_do_update(index_elements=[days.c.partner_id, days.c.local_date], set_=row))
