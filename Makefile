@@ -31,6 +31,9 @@ migrate: install
 watch: install  ## print every event on the exchange
 	$(BIN)/tandem watch
 
+bench: install  ## every benchmark on RabbitMQ and PostgreSQL (BENCH_* URLs, or 127.0.0.1); the table goes into BENCHMARKS.md (needs wrk)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
 simulate: install  ## synthetic cohorts through the public API; detection report (SIM_ARGS="--per-cohort 25")
 	$(BIN)/python -m bench.simulate $(SIM_ARGS)
 

@@ -67,7 +67,7 @@ def _entry(pid, couple, kind, day: date, measures, now):
                                              "visibility": "private", **measures}, now)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     from sqlalchemy import func, select
 
     from services.milestones import app as milestones_app
@@ -76,7 +76,7 @@ def main() -> None:
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=30)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     url = config.database_url("milestones")
     migrate.upgrade("milestones", url)
     engine = make_engine(url)
@@ -135,7 +135,9 @@ def main() -> None:
     for r in results.values():
         r["evaluate_ratio"] = round(r["evaluate_ms"] / base["evaluate_ms"], 2)
         r["per_event_ratio"] = round(r["per_event_ms"] / base["per_event_ms"], 2)
-    print(json.dumps({"database": engine.dialect.name, "repeat": args.repeat, "results": results}, indent=2))
+    out = {"database": engine.dialect.name, "repeat": args.repeat, "results": results}
+    print(json.dumps(out, indent=2))
+    return out
 
 
 if __name__ == "__main__":

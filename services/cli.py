@@ -91,7 +91,12 @@ def run() -> None:
         click.echo(f"  {name:<11} http://127.0.0.1:{port}   (API docs: http://127.0.0.1:{port}/docs)")
         manager.add_process(f"{name}.web", " ".join(exe + ["serve", name]), env=env)
         for worker_name in spec.workers:
-            manager.add_process(f"{name}.{worker_name}", " ".join(exe + ["worker", name, worker_name]), env=env)
+            # <SERVICE>_<WORKER>_REPLICAS: several processes of one worker (consumers share the queue,
+            # relays and evaluators claim rows with SKIP LOCKED), named service.worker.1, .2, ...
+            replicas = max(1, int(os.environ.get(f"{name.upper()}_{worker_name.upper()}_REPLICAS", "1") or 1))
+            for k in range(1, replicas + 1):
+                label = f"{name}.{worker_name}" + (f".{k}" if replicas > 1 else "")
+                manager.add_process(label, " ".join(exe + ["worker", name, worker_name]), env=env)
     click.echo("Watch the events:  .venv/bin/tandem watch      Stop: Ctrl-C")
     manager.loop()
     sys.exit(manager.returncode)

@@ -180,10 +180,10 @@ def ready(urls: dict[str, str]) -> dict[str, int]:
 
 
 @contextlib.contextmanager
-def tandem_on(backend):
-    """`tandem run` on `backend`, and an engine on each service's database:
-    (the run, its URLs, the engines)."""
-    run = start_tandem(process_env(backend, WEB_CONCURRENCY="2", MILESTONES_SETTLE_SECONDS="1"))
+def tandem_on(backend, **extra: str):
+    """`tandem run` on `backend` (with `extra` in its environment), and an
+    engine on each service's database: (the run, its URLs, the engines)."""
+    run = start_tandem(process_env(backend, WEB_CONCURRENCY="2", MILESTONES_SETTLE_SECONDS="1", **extra))
     engines = {svc: make_engine(url) for svc, url in backend.db_urls.items()}
     try:
         yield run, run.urls, engines
@@ -271,14 +271,17 @@ def check_nothing_lost_or_twice(run, urls: dict[str, str], db: dict, load: "Load
         assert [drain(f"{q}.dead", conn) for q in topology.SUBSCRIPTIONS] == [[], []], "nothing dead-lettered"
 
 
-def stop_cleanly(run) -> None:
-    """`tandem run` stops on request, every process with it, and no process
-    logged a failed handler, a dead letter, an unhandled error or a traceback."""
+def stop_cleanly(run, replicas: int = 1) -> None:
+    """`tandem run` stops on request, every process with it (each of
+    `replicas` of every worker), and no process logged a failed handler, a
+    dead letter, an unhandled error or a traceback."""
     output = run.stop()
     sys.stderr.write(output)
     for name, spec in SERVICES.items():  # stopped by us, not before
-        for process in ["web", *spec.workers]:
-            assert f"{name}.{process} stopped" in output, output[-3000:]
+        names = [f"{name}.web"] + [f"{name}.{w}" + (f".{k}" if replicas > 1 else "")
+                                   for w in spec.workers for k in range(1, replicas + 1)]
+        for process in names:
+            assert f"{process} stopped" in output, (process, output[-3000:])
     trouble = [line for line in output.splitlines()
                if any(f'"event": "{e}"' in line for e in ("handler_failed", "event_dead_lettered", "unhandled_error",
                                                          "database_error")) or "Traceback" in line]

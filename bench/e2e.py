@@ -1,0 +1,203 @@
+"""End to end: from `POST /v1/entries` returning to the notification in the
+inbox, at a steady rate of entries.
+
+`tandem run` (every service and worker as its own process) on RabbitMQ and
+PostgreSQL. Couples post rituals, in turn, on a fixed schedule (open loop:
+each request is sent when it is due, whatever the answers before it); each
+couple's 10th and 25th ritual reach a `rituals_kept` level, which the
+milestones consumer records at once and announces; the notify consumer puts
+it in both partners' inboxes. The latency of a celebration is from the moment
+the POST of the ritual that reached the level returned to the moment the
+later of the two notifications was stored (`notifications.created_at`, set
+in the notify consumer's transaction; the same machine's clock).
+
+Usage: python -m bench.e2e [--rate R] [--seconds S]   (prints JSON)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import tempfile
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import requests
+
+from bench import procs, setup
+
+PASSWORD = "correct horse battery"
+
+
+def _couple(journal: str, session: requests.Session) -> tuple[str, list[dict]]:
+    partners = []
+    for name in ("Ana", "Ben"):
+        email = f"{name.lower()}-{uuid.uuid4().hex[:10]}@example.com"
+        r = session.post(f"{journal}/v1/accounts", json={"email": email, "password": PASSWORD, "display_name": name,
+                                                         "timezone": "Europe/Paris"}, timeout=30)
+        r.raise_for_status()
+        t = session.post(f"{journal}/v1/tokens", json={"email": email, "password": PASSWORD}, timeout=30)
+        partners.append({"id": r.json()["id"], "headers": {"Authorization": f"Bearer {t.json()['access_token']}"}})
+    c = session.post(f"{journal}/v1/couples", headers=partners[0]["headers"], timeout=30).json()
+    session.post(f"{journal}/v1/couples/join", headers=partners[1]["headers"],
+                 json={"invite_code": c["invite_code"]}, timeout=30).raise_for_status()
+    return c["id"], partners
+
+
+def _processes(pid: int) -> dict[str, int]:
+    """The pid of each process `tandem run` supervises, by name ("journal web", "milestones consumer")."""
+    out = {}
+    for child in procs._all_descendants(pid):
+        try:
+            words = [a.decode() for a in Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0") if a]
+        except OSError:
+            continue
+        if "services.cli" in words and "worker" in words:
+            i = words.index("worker")
+            name = f"{words[i + 1]} {words[i + 2]}"
+            while name in out:
+                name += "'"  # a replica
+            out[name] = child
+        elif "--name" in words and words[words.index("--name") + 1].startswith("tandem-"):
+            name = f"{words[words.index('--name') + 1][len('tandem-'):]} web"
+            if name not in out or child < out[name]:  # the gunicorn master (its workers are its children)
+                out[name] = child
+    return dict(sorted(out.items()))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rate", type=float, default=100.0)
+    ap.add_argument("--seconds", type=float, default=30.0)
+    args = ap.parse_args(argv)
+    env = setup.servers()
+    from sqlalchemy import select
+
+    from services import SERVICES
+    from services.milestones.detectors import RITUAL_LEVELS
+    from services.milestones.tables import milestones
+    from services.notify.tables import notifications
+    from shared.db import make_engine
+
+    total = int(args.rate * args.seconds)
+    levels = [n for _, n in RITUAL_LEVELS if n <= 25]
+    per_couple = levels[-1]
+    n_couples = max(1, total // per_couple)
+    tmp = Path(tempfile.mkdtemp(prefix="tandem-bench-e2e-"))
+    run_env = dict(os.environ, **env, TANDEM_VAR_DIR=str(tmp / "var"), WEB_CONCURRENCY="2", PYTHONUNBUFFERED="1")
+    urls = {}
+    for name in SERVICES:
+        port = procs.free_port()
+        run_env[f"{name.upper()}_PORT"] = str(port)
+        urls[name] = f"http://127.0.0.1:{port}"
+    proc = procs.start(procs.TANDEM + ["run"], run_env, tmp / "tandem.log")
+    engines = {name: make_engine(env[f"{name.upper()}_DATABASE_URL"]) for name in ("milestones", "notify")}
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if all(requests.get(u + "/readyz", timeout=1).status_code == 200 for u in urls.values()):
+                    break
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("tandem run did not become ready:\n" + (tmp / "tandem.log").read_text()[-3000:])
+            time.sleep(0.2)
+        from sqlalchemy import func
+
+        from services.journal.tables import outbox as journal_outbox
+
+        journal_db = make_engine(env["JOURNAL_DATABASE_URL"])
+        engines["journal"] = journal_db
+        unpublished = select(func.count()).select_from(journal_outbox).where(journal_outbox.c.published_at.is_(None))
+        setup_session = requests.Session()
+        couples = [_couple(urls["journal"], setup_session) for _ in range(n_couples)]
+        deadline = time.monotonic() + 120  # nothing queued before the timing starts
+        while True:
+            with journal_db.connect() as conn:
+                if conn.execute(unpublished).scalar() == 0:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError("the journal's outbox did not drain before the run")
+            time.sleep(0.5)
+        from shared import broker, topology
+
+        with broker.connect() as conn:  # and every queue empty: the sign-up events applied, nothing older
+            queues = topology.declare(conn)
+            while any(q(conn.default_channel).queue_declare(passive=True).message_count for q in queues.values()):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the queues did not empty before the run")
+                time.sleep(0.5)
+        # the schedule: couple k's j-th ritual is request j * n_couples + k, by alternating partners
+        schedule = [(k, j) for j in range(per_couple) for k in range(n_couples)]
+        reached: dict[tuple[str, int], float] = {}  # (couple, ritual count) -> wall time the POST returned
+        failures = [0]
+
+        def send(i, due, session):
+            k, j = schedule[i]
+            couple_id, partners = couples[k]
+            body = {"id": str(uuid.uuid4()), "kind": "ritual", "ritual": "good_morning_text",
+                    "occurred_at": (datetime.now(timezone.utc) - timedelta(minutes=1)).isoformat()}
+            r = session.post(f"{urls['journal']}/v1/entries", json=body, headers=partners[j % 2]["headers"],
+                             timeout=30)
+            returned = time.time()
+            failures[0] += r.status_code != 201
+            if j + 1 in levels:
+                reached[(couple_id, j + 1)] = returned
+
+        processes = _processes(proc.pid)
+        cpu_before = {name: procs.cpu_seconds(p) for name, p in processes.items()}
+        machine_before, pg_before = procs.machine_busy(), procs.postgres_cpu_seconds()
+        start = time.perf_counter()
+        late = procs.open_loop(args.rate, len(schedule), send)
+        sent_in = time.perf_counter() - start
+        cpu = {name: round((procs.cpu_seconds(p) - cpu_before[name]) / sent_in, 2) for name, p in processes.items()}
+        cpu["postgresql"] = round((procs.postgres_cpu_seconds() - pg_before) / sent_in, 2)
+        busy, total_cpu = (a - b for a, b in zip(procs.machine_busy(), machine_before))
+        cpu["the whole machine (busy of all cores)"] = round(busy / total_cpu * (os.cpu_count() or 1), 2)
+        level_of = dict((n, lv) for lv, n in RITUAL_LEVELS)
+        expected = {(c, level_of[n]): at for (c, n), at in reached.items()}
+        deadline = time.monotonic() + 120
+        while True:
+            with engines["milestones"].connect() as conn:
+                ms = {r.id: (r.owner_key, r.level) for r in conn.execute(select(
+                    milestones.c.id, milestones.c.owner_key, milestones.c.level).where(
+                    milestones.c.type == "rituals_kept", milestones.c.owner_key.in_([c for c, _ in couples])))}
+            with engines["notify"].connect() as conn:
+                stored: dict[str, list[datetime]] = {}
+                for mid, created in conn.execute(select(notifications.c.milestone_id, notifications.c.created_at)
+                                                 .where(notifications.c.milestone_id.in_(list(ms)))):
+                    stored.setdefault(mid, []).append(created)
+            done = {ms[m]: max(ts) for m, ts in stored.items() if len(ts) == 2}
+            if set(expected) <= set(done) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        latencies = sorted((done[key].timestamp() - at) for key, at in expected.items() if key in done)
+        memory = {name: procs.rss_mib(p) for name, p in processes.items()}
+    finally:
+        procs.stop(proc)
+        for e in engines.values():
+            e.dispose()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    def pct(q: float) -> float | None:
+        if not latencies:
+            return None
+        return round(latencies[min(len(latencies) - 1, int(len(latencies) * q))] * 1000, 1)
+
+    result = {"rate": args.rate, "seconds": args.seconds, "achieved_rate": round(len(schedule) / sent_in, 1), "entries": len(schedule),
+              "couples": n_couples, "failures": failures[0], "measured": len(latencies),
+              "missing": len(expected) - len(latencies), "sent_late_p99_ms": round(sorted(late)[int(len(late) * 0.99)] * 1000, 1),
+              "p50_ms": pct(0.5), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
+              "mean_ms": round(statistics.fmean(latencies) * 1000, 1) if latencies else None, "rss_mib": memory,
+              "cpu_cores_while_sending": cpu}
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""Ingest: ``POST /v1/entries`` under gunicorn, against a bare Flask anchor.
+
+The journal service (`tandem serve journal`: authenticated, validated, the
+entry and its outbox row in one transaction) and the anchor
+(`bench/anchor_app.py`: one INSERT and COMMIT) run side by side under the same
+gunicorn settings (``shared.gunicorn_conf``, ``WEB_CONCURRENCY`` workers x
+``WEB_THREADS`` threads) on the same PostgreSQL. wrk drives each in turn
+(``bench/post_entries.lua``: a new entry id every request, a real token),
+rounds alternating, medians compared. Then each is driven open-loop at half
+the journal's peak rate (requests sent on a fixed schedule, latency counted
+from when each was due, so a stall is not hidden) for p50 and p99.
+
+Usage: python -m bench.ingest [--seconds S] [--rounds R] [--connections C]  (needs wrk; prints JSON)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import requests
+
+from bench import procs, setup
+
+ENTRY = {"kind": "anxious_episode", "intensity": 5, "occurred_at": "2026-11-20T07:30:00+01:00"}
+
+
+def wrk(url: str, seconds: int, connections: int, token: str) -> float:
+    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency",
+                          "-s", str(procs.ROOT / "bench" / "post_entries.lua"), url],
+                         capture_output=True, text=True, env=dict(os.environ, BENCH_TOKEN=token), timeout=seconds + 60)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr or out.stdout)
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out.stdout)
+    if bad or "Socket errors" in out.stdout:
+        raise RuntimeError(f"not every request was a success:\n{out.stdout}")
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out.stdout).group(1))
+
+
+def open_loop(url: str, rate: float, seconds: float, token: str) -> dict:
+    """Requests due every 1/rate s; latency from when each was due to its answer."""
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    latencies: list[float] = []
+    failures = [0]
+
+    def send(i, due, session):
+        r = session.post(url + "/v1/entries", data=json.dumps({"id": str(uuid.uuid4()), **ENTRY}),
+                         headers=headers, timeout=30)
+        latencies.append(time.perf_counter() - due)
+        failures[0] += r.status_code != 201
+
+    total = int(rate * seconds)
+    late = procs.open_loop(rate, total, send, workers=48)
+    latencies.sort()
+    return {"rate": round(rate), "requests": total, "failures": failures[0],
+            "sent_late_p99_ms": round(sorted(late)[int(len(late) * 0.99)] * 1000, 1),
+            "p50_ms": round(latencies[len(latencies) // 2] * 1000, 1),
+            "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 1)}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--connections", type=int, default=16)
+    args = ap.parse_args(argv)
+    if not shutil.which("wrk"):
+        raise SystemExit("the ingest benchmark needs wrk (Debian/Ubuntu: apt-get install wrk)")
+    env = setup.servers()
+    url = env["JOURNAL_DATABASE_URL"]
+    from sqlalchemy import text
+
+    from shared.db import make_engine
+
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE IF NOT EXISTS anchor_entries (id varchar(36) PRIMARY KEY, body text NOT NULL)"))
+    tmp = Path(tempfile.mkdtemp(prefix="tandem-bench-"))
+    common = dict(os.environ, WEB_CONCURRENCY=os.environ.get("WEB_CONCURRENCY", "2"),
+                  WEB_THREADS=os.environ.get("WEB_THREADS", "8"), TANDEM_VAR_DIR=str(tmp / "var"),
+                  PROMETHEUS_MULTIPROC_DIR=str(tmp / "prometheus"))
+    (tmp / "prometheus").mkdir()
+    ports = {"anchor": procs.free_port(), "journal": procs.free_port()}
+    started = {
+        "anchor": procs.start([procs.GUNICORN, "-c", "python:shared.gunicorn_conf", "-b",
+                               f"127.0.0.1:{ports['anchor']}", "bench.anchor_app:app"],
+                              dict(common, ANCHOR_DATABASE_URL=url), tmp / "anchor.log"),
+        "journal": procs.start(procs.TANDEM + ["serve", "journal"], dict(common, JOURNAL_PORT=str(ports["journal"])),
+                               tmp / "journal.log"),
+    }
+    try:
+        for name, proc in started.items():
+            procs.wait_listening(ports[name], proc)
+        urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+        email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
+        requests.post(urls["journal"] + "/v1/accounts", json={"email": email, "password": "correct horse battery",
+                                                             "display_name": "Bench", "timezone": "Europe/Paris"},
+                      timeout=30).raise_for_status()
+        token = requests.post(urls["journal"] + "/v1/tokens", json={"email": email, "password": "correct horse battery"},
+                              timeout=30).json()["access_token"]
+        peaks: dict[str, list[float]] = {"anchor": [], "journal": []}
+        for name in peaks:  # warm up: imports, pools, prepared statements
+            wrk(urls[name], 2, args.connections, token)
+        for _ in range(args.rounds):
+            for name in peaks:
+                peaks[name].append(wrk(urls[name], args.seconds, args.connections, token))
+        peak = {name: statistics.median(v) for name, v in peaks.items()}
+        half = peak["journal"] / 2
+        latency = {name: open_loop(urls[name], half, args.seconds, token) for name in peaks}
+        memory = {name: procs.rss_mib(proc.pid) for name, proc in started.items()}
+    finally:
+        for proc in started.values():
+            procs.stop(proc)
+        with engine.begin() as conn:  # the bench's own database: nothing of this run left to relay
+            conn.execute(text("DROP TABLE IF EXISTS anchor_entries"))
+            conn.execute(text("TRUNCATE entries, outbox"))
+        engine.dispose()
+        shutil.rmtree(tmp, ignore_errors=True)
+    result = {"seconds": args.seconds, "rounds": args.rounds, "connections": args.connections,
+              "workers": common["WEB_CONCURRENCY"], "threads": common["WEB_THREADS"],
+              "anchor_rps": round(peak["anchor"]), "journal_rps": round(peak["journal"]),
+              "ratio": round(peak["journal"] / peak["anchor"], 2),
+              "rounds_rps": {k: [round(x) for x in v] for k, v in peaks.items()},
+              "latency_at_half_journal_peak": latency, "rss_mib": memory}
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()

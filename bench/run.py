@@ -1,0 +1,118 @@
+"""`make bench`: every benchmark, on RabbitMQ and PostgreSQL, side by side
+with its anchor in the same run; the table goes into BENCHMARKS.md (between
+its ``bench:begin`` and ``bench:end`` marks) and every figure into
+``var/bench/results.json``.
+
+Usage: python -m bench.run [--quick]   (--quick: shorter runs, for trying it out)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bench import setup
+
+ROOT = Path(__file__).resolve().parents[1]
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def _met(ok: bool) -> str:
+    return "**met**" if ok else "**not met**"
+
+
+def table(r: dict, meta: dict) -> str:
+    ing, rel, con, gro = r["ingest"], r["relay"], r["consumer"], r["growth"]["results"]
+    lat = ing["latency_at_half_journal_peak"]
+    g2y = gro["2 years"]
+    rows = [
+        "| figure | Tandem | anchor, same run | ratio | goal |",
+        "|---|---|---|---|---|",
+        f"| Ingest: `POST /v1/entries` a second under gunicorn ({ing['workers']} workers x {ing['threads']} threads; "
+        f"wrk, {ing['connections']} connections, {ing['rounds']} rounds of {ing['seconds']} s) | {ing['journal_rps']} "
+        f"| bare Flask, one INSERT and COMMIT: {ing['anchor_rps']} | {ing['ratio']} | at least 0.8: {_met(ing['ratio'] >= 0.8)} |",
+        f"| Ingest latency at half the journal's peak ({lat['journal']['rate']} a second, open loop), p50 / p99 "
+        f"| {lat['journal']['p50_ms']} / {lat['journal']['p99_ms']} ms | {lat['anchor']['p50_ms']} / "
+        f"{lat['anchor']['p99_ms']} ms | – | – |",
+        f"| Relay: committed outbox rows to messages confirmed by RabbitMQ, a second (batches of {rel['batch_size']}, "
+        f"pipelined confirms) | {rel['relay_per_s']} | raw Kombu, confirms one at a time: {rel['anchor_per_s']} "
+        f"| {rel['ratio']} | at least 3: {_met(rel['ratio'] >= 3)} |",
+        f"| Consumer: events a second through the milestones consumer (prefetch {con['prefetch']}) "
+        f"| {con['consumer_per_s']} | raw Kombu consume and ack: {con['anchor_per_s']} | {con['ratio']} | – |",
+    ]
+    if "e2e" in r:
+        e = r["e2e"]
+        rows.append(f"| End to end: `POST /v1/entries` returned to the notification in the inbox, at "
+                    f"{e['rate']} entries a second for {e['seconds']} s ({e['measured']} celebrations"
+                    f"{', ' + str(e['missing']) + ' not there 2 minutes later' if e['missing'] else ''}), p50 / p95 / p99; "
+                    f"CPU: the machine {e['cpu_cores_while_sending'].get('the whole machine (busy of all cores)')} of "
+                    f"{meta['cpus']} cores busy "
+                    f"| {e['p50_ms']} / {e['p95_ms']} / {e['p99_ms']} ms | – | – | p95 under 100 ms: "
+                    f"{_met(e['p95_ms'] is not None and e['p95_ms'] < 100)} |")
+    rows.append(f"| Growth: a settled evaluation, 2 years of history against 2 months (one event: 2 years against 2 "
+                f"months) | {g2y['evaluate_ms']} ms ({g2y['per_event_ms']} ms) | 2 months: "
+                f"{gro['2 months']['evaluate_ms']} ms ({gro['2 months']['per_event_ms']} ms) "
+                f"| {g2y['evaluate_ratio']} ({g2y['per_event_ratio']}) | at most 1.2: {_met(g2y['evaluate_ratio'] <= 1.2)} "
+                f"({_met(g2y['per_event_ratio'] <= 1.2)} for one event) |")
+    mem = ", ".join(f"{k} {v} MiB" for k, v in r.get("memory", {}).items())
+    rows.append(f"| Memory: resident, after the runs (a process and its children) | {mem} | – | – | – |")
+    head = (f"Last `make bench`: {meta['when']}, commit {meta['commit']}, {meta['cpus']} cores, load average "
+            f"{meta['load_before']} before and {meta['load_after']} after; RabbitMQ and PostgreSQL on this machine. "
+            "Every ratio is to an anchor measured in the same run, rounds alternating; the method of each is in "
+            "its module's docstring under `bench/`.")
+    return f"{BEGIN}\n{head}\n\n" + "\n".join(rows) + f"\n{END}"
+
+
+def write(section: str) -> None:
+    path = ROOT / "BENCHMARKS.md"
+    text = path.read_text()
+    if BEGIN in text and END in text:
+        text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END):]
+    else:
+        first, _, rest = text.partition("\n")
+        text = f"{first}\n\n## The figures of the last `make bench`\n\n{section}\n{rest}"
+    path.write_text(text)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    from bench import consumer, ingest, relay
+    from bench import evaluation_growth
+
+    setup.servers()
+    quick = args.quick
+    meta = {"when": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "cpus": os.cpu_count(),
+            "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                     cwd=ROOT).stdout.strip() or "unknown",
+            "load_before": round(os.getloadavg()[0], 1), "python": platform.python_version()}
+    results = {
+        "relay": relay.main(["--messages", "1000" if quick else "3000", "--rounds", "3" if quick else "5"]),
+        "consumer": consumer.main(["--events", "500" if quick else "2000", "--rounds", "2" if quick else "3"]),
+        "ingest": ingest.main(["--seconds", "4" if quick else "10", "--rounds", "2" if quick else "3"]),
+        "growth": evaluation_growth.main(["--repeat", "10" if quick else "40"]),
+    }
+    try:
+        from bench import e2e
+    except ImportError:
+        e2e = None
+    if e2e is not None:
+        results["e2e"] = e2e.main(["--seconds", "10" if quick else "30"])
+    results["memory"] = {f"journal web ({results['ingest']['workers']} workers)": results["ingest"]["rss_mib"]["journal"],
+                         "anchor web": results["ingest"]["rss_mib"]["anchor"], **results.get("e2e", {}).get("rss_mib", {})}
+    meta["load_after"] = round(os.getloadavg()[0], 1)
+    out = ROOT / "var" / "bench"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps({"meta": meta, **results}, indent=2, default=str))
+    section = table(results, meta)
+    write(section)
+    print(section)
+
+
+if __name__ == "__main__":
+    main()
