@@ -7,6 +7,8 @@ grows only by adding) never breaks a consumer.
 """
 from __future__ import annotations
 
+import functools
+
 import json
 import uuid
 from dataclasses import dataclass
@@ -147,11 +149,24 @@ class BadEvent(ValueError):
     """A message that is not a valid event of the catalog: never retried."""
 
 
+# One instance of each schema, made once: a schema is not changed by load or
+# dump, and making one (its fields deep-copied) costs more than using it.
+@functools.lru_cache(maxsize=None)
+def _data_schema(type_: str):
+    return CATALOG[type_]()
+
+
+@functools.lru_cache(maxsize=None)
+def _envelope():
+    return Envelope()
+
+
 def make_event(type_: str, *, source: str, subject: str, data: dict[str, Any],
                event_id: str | None = None, time: datetime | None = None) -> dict[str, Any]:
     """Build a CloudEvent dict, its data checked and serialised by the catalog schema."""
-    schema = CATALOG[type_]()
-    errors = schema.validate(schema.dump(data))
+    schema = _data_schema(type_)
+    dumped = schema.dump(data)
+    errors = schema.validate(dumped)
     if errors:
         raise ValueError(f"{type_} data does not fit the catalog: {errors}")
     return {
@@ -162,7 +177,7 @@ def make_event(type_: str, *, source: str, subject: str, data: dict[str, Any],
         "time": (time or datetime.now(timezone.utc)).isoformat(),
         "subject": str(subject),
         "datacontenttype": "application/json",
-        "data": schema.dump(data),
+        "data": dumped,
     }
 
 
@@ -176,8 +191,8 @@ def parse(body: bytes | str | dict) -> Event:
         raw = body if isinstance(body, dict) else json.loads(body)
         if not isinstance(raw, dict):
             raise BadEvent("an event is a JSON object")
-        env = Envelope().load(raw)
-        data = CATALOG[env["type"]]().load(env["data"])
+        env = _envelope().load(raw)
+        data = _data_schema(env["type"]).load(env["data"])
     except (ValueError, TypeError, RecursionError) as e:  # JSONDecodeError is a ValueError
         raise BadEvent(str(e)[:500]) from None
     except ValidationError as e:

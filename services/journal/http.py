@@ -27,7 +27,7 @@ entries = Blueprint("entries", __name__, url_prefix="/v1", description="The jour
 
 @accounts.route("/accounts")
 class Accounts(MethodView):
-    @accounts.arguments(schemas.AccountCreate)
+    @accounts.arguments(schemas.AccountCreate())
     @accounts.response(201, schemas.Account)
     @accounts.alt_response(409, description="The email is already registered")
     def post(self, data):
@@ -60,7 +60,7 @@ class Me(MethodView):
 
 @accounts.route("/tokens")
 class Tokens(MethodView):
-    @accounts.arguments(schemas.Credentials)
+    @accounts.arguments(schemas.Credentials())
     @accounts.response(201, schemas.Token)
     @accounts.alt_response(401, description="Wrong email or password")
     @accounts.alt_response(429, description="Too many failed logins; see Retry-After")
@@ -92,7 +92,7 @@ class Couples(MethodView):
 class Join(MethodView):
     @couples.doc(**AUTH_DOC)
     @require_auth  # before the input is parsed: without a token, nothing is read
-    @couples.arguments(schemas.Join)
+    @couples.arguments(schemas.Join())
     @couples.response(200, schemas.Couple)
     @couples.alt_response(401, description="No valid token")
     @couples.alt_response(409, description="Already in a couple, or the couple is full")
@@ -119,7 +119,7 @@ class MyCouple(MethodView):
 class Entries(MethodView):
     @entries.doc(**AUTH_DOC)
     @require_auth  # before the input is parsed: without a token, nothing is read
-    @entries.arguments(schemas.EntryQuery, location="query")
+    @entries.arguments(schemas.EntryQuery(), location="query")
     @entries.response(200, schemas.EntryPage)
     @entries.alt_response(401, description="No valid token")
     def get(self, query):
@@ -129,7 +129,7 @@ class Entries(MethodView):
 
     @entries.doc(**AUTH_DOC)
     @require_auth  # before the input is parsed: without a token, nothing is read
-    @entries.arguments(schemas.EntryCreate)
+    @entries.arguments(schemas.EntryCreate())
     @entries.response(201, schemas.EntryOut)
     @entries.alt_response(200, schema=schemas.EntryOut, description="The same id and body again: the same entry")
     @entries.alt_response(401, description="No valid token")
@@ -156,7 +156,7 @@ class OneEntry(MethodView):
 
     @entries.doc(**AUTH_DOC)
     @require_auth  # before the input is parsed: without a token, nothing is read
-    @entries.arguments(schemas.EntryPatch)
+    @entries.arguments(schemas.EntryPatch())
     @entries.response(200, schemas.EntryOut)
     @entries.alt_response(401, description="No valid token")
     @entries.alt_response(403, description="Only the author may change it")

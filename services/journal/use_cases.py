@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared import pagination
-from shared.db import utcnow
+from shared.db import upsert, utcnow
 from shared.entry_kinds import ALL_MEASURES, kind_errors
 from shared.errors import Conflict, Forbidden, Invalid, NotFound, Throttled, Unauthorized
 from shared.outbox import emit, forget_published
@@ -234,28 +234,30 @@ def record_entry(s: Session, partner_id: str, data: dict, now: datetime | None =
     occurred_at: datetime = data["occurred_at"]
     note = data.get("note")
     fingerprint = _fingerprint(data["kind"], occurred_at, data["visibility"], note, measures)
-    existing = s.execute(select(entries).where(entries.c.id == entry_id)).first()
-    if existing is not None:
-        if existing.author_id == partner_id and existing.body_hash == fingerprint:
+
+    def replayed():
+        """The stored entry if this is its replay (same author, same content), else a 409."""
+        existing = s.execute(select(entries).where(entries.c.id == entry_id)).first()
+        if existing is not None and existing.author_id == partner_id and existing.body_hash == fingerprint:
             return entry_view(existing), False
         raise Conflict("An entry with this id already exists with other content.",
                        errors={"id": ["Already used for another entry."]})
-    _check_times(occurred_at, measures, now)
+
+    try:
+        _check_times(occurred_at, measures, now)
+    except Invalid:
+        if s.execute(select(entries.c.id).where(entries.c.id == entry_id)).first() is not None:
+            return replayed()  # stored when its times were fine: a replay is answered as before
+        raise
     row = {"id": entry_id, "author_id": partner_id, "kind": data["kind"], "occurred_at": occurred_at,
            "utc_offset_minutes": _offset_minutes(occurred_at),
            "local_date": occurred_at.astimezone(ZoneInfo(me.timezone)).date(),
            "visibility": data["visibility"], "note": note, "measures": measures, "body_hash": fingerprint,
            "created_at": now, "updated_at": now}
-    try:
-        with s.begin_nested():
-            s.execute(entries.insert().values(**row))
-    except IntegrityError:
-        # The same id raced in from a retry: answer as the replay would.
-        existing = s.execute(select(entries).where(entries.c.id == entry_id)).first()
-        if existing is not None and existing.author_id == partner_id and existing.body_hash == fingerprint:
-            return entry_view(existing), False
-        raise Conflict("An entry with this id already exists with other content.",
-                       errors={"id": ["Already used for another entry."]}) from None
+    # One statement: stored, or the id was there already (a replay, or a race with one).
+    if s.execute(upsert(s, entries).values(**row).on_conflict_do_nothing(index_elements=[entries.c.id])
+                 .returning(entries.c.id)).first() is None:
+        return replayed()
     emit(s, outbox, "journal.entry.recorded", source=SOURCE, subject=me.couple_id or partner_id,
          data=_event_data(row, me.couple_id))
     return entry_view(row), True

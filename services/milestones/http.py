@@ -21,7 +21,7 @@ def _uow():
 class Milestones(MethodView):
     @blp.doc(**AUTH_DOC)
     @require_auth
-    @blp.arguments(schemas.MilestoneQuery, location="query")
+    @blp.arguments(schemas.MilestoneQuery(), location="query")
     @blp.response(200, schemas.MilestonePage)
     @blp.alt_response(401, description="No valid token")
     def get(self, query):
@@ -47,7 +47,7 @@ class OneMilestone(MethodView):
 class ProgressView(MethodView):
     @blp.doc(**AUTH_DOC)
     @require_auth
-    @blp.arguments(schemas.ProgressQuery, location="query")
+    @blp.arguments(schemas.ProgressQuery(), location="query")
     @blp.response(200, schemas.Progress)
     @blp.alt_response(401, description="No valid token")
     def get(self, query):

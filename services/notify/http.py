@@ -45,7 +45,7 @@ def require_account(view):
 class Inbox(MethodView):
     @inbox.doc(**AUTH_DOC)
     @require_account
-    @inbox.arguments(schemas.InboxQuery, location="query")
+    @inbox.arguments(schemas.InboxQuery(), location="query")
     @inbox.response(200, schemas.NotificationPage)
     @inbox.alt_response(401, description="No valid token")
     def get(self, query):
@@ -80,7 +80,7 @@ class PreferencesView(MethodView):
 
     @prefs.doc(**AUTH_DOC)
     @require_account
-    @prefs.arguments(schemas.PreferencesPatch)
+    @prefs.arguments(schemas.PreferencesPatch())
     @prefs.response(200, schemas.Preferences)
     @prefs.alt_response(401, description="No valid token")
     def patch(self, changes):
@@ -102,7 +102,7 @@ class Channels(MethodView):
 
     @targets.doc(**AUTH_DOC)
     @require_account
-    @targets.arguments(schemas.ChannelCreate)
+    @targets.arguments(schemas.ChannelCreate())
     @targets.response(201, schemas.Channel)
     @targets.alt_response(401, description="No valid token")
     def post(self, data):
@@ -152,7 +152,7 @@ STREAM_DOC = {
 class Stream(MethodView):
     @inbox.doc(**AUTH_DOC, responses={"200": STREAM_DOC})
     @require_account
-    @inbox.arguments(StreamQuery, location="query")
+    @inbox.arguments(StreamQuery(), location="query")
     @inbox.alt_response(401, description="No valid token")
     def get(self, query):
         """New notifications as they arrive (server-sent events)"""
