@@ -27,6 +27,7 @@ from shared.db import UTCDateTime, is_transient, upsert, utcnow
 log = structlog.get_logger("consumer")
 
 Handler = Callable[[Session, events.Event], None]
+DEAD_LETTER_DEPTH_EVERY = 30.0  # seconds between two looks at the dead-letter queue's depth
 
 
 def processed_events_table(metadata: MetaData) -> Table:
@@ -59,6 +60,7 @@ class EventConsumer(ConsumerMixin):
         self.backoff = backoff
         self.transient_timeout = transient_timeout
         self._dead_conn: Connection | None = None
+        self._depth_measured = 0.0
 
     # --- kombu wiring ---
     def get_consumers(self, Consumer, channel):
@@ -143,6 +145,27 @@ class EventConsumer(ConsumerMixin):
             session.close()
 
     # --- dead letters ---
+    def on_iteration(self) -> None:
+        """Kombu calls this about once a second: the dead-letter queue's depth,
+        every ``DEAD_LETTER_DEPTH_EVERY`` seconds, for /metrics."""
+        now = time.monotonic()
+        if now - self._depth_measured >= DEAD_LETTER_DEPTH_EVERY:
+            self._depth_measured = now
+            self.measure_dead_letters()
+
+    def measure_dead_letters(self) -> int | None:
+        dead = f"{self.queue_name}.dead"
+        try:
+            if self._dead_conn is None:
+                self._dead_conn = broker.connect(self.broker_url)
+            queue = topology.queues_for(self._dead_conn)[dead]
+            depth = queue(self._dead_conn.default_channel).queue_declare(passive=True).message_count
+        except Exception as e:  # the broker away: the last figure stands
+            log.debug("dead_letter_depth_unknown", queue=dead, error=type(e).__name__)
+            return None
+        metrics.DEAD_LETTER_DEPTH.labels(dead).set(depth)
+        return depth
+
     def dead_letter(self, message: Message, *, reason: str, detail: str) -> None:
         """Publish the message as it came to ``<queue>.dead``, confirmed, with why."""
         headers = dict(message.headers or {})

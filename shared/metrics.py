@@ -27,6 +27,11 @@ OUTBOX_BACKLOG = Gauge("tandem_outbox_backlog", "Unpublished outbox rows", ["ser
 OUTBOX_OLDEST_AGE = Gauge("tandem_outbox_oldest_age_seconds", "Age of the oldest unpublished row", ["service"],
                           multiprocess_mode="max")
 
+DELIVERIES = Counter("tandem_deliveries_total", "Notification sends settled, by channel and outcome "
+                     "(delivered, retry, failed)", ["channel", "outcome"])
+DEAD_LETTER_DEPTH = Gauge("tandem_dead_letter_depth", "Messages waiting in a dead-letter queue", ["queue"],
+                          multiprocess_mode="mostrecent")
+
 
 def exposition() -> tuple[bytes, str]:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

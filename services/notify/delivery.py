@@ -40,6 +40,7 @@ import structlog
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
+from shared import metrics
 from shared.db import unit_of_work, utcnow
 from shared.outbox import emit
 
@@ -402,6 +403,9 @@ class Deliverer:
         return 0.05 if rows else 0.5
 
     def _record(self, s: Session, row: _Claimed, outcome: str, reason: str | None, now: datetime) -> None:
+        settled = "delivered" if outcome == "delivered" else (
+            "failed" if outcome == "uncertain" or row.attempts >= MAX_ATTEMPTS else "retry")
+        metrics.DELIVERIES.labels(row.channel.split(":")[0], settled).inc()
         if outcome == "delivered":
             s.execute(update(deliveries).where(deliveries.c.id == row.id).values(
                 status="delivered", delivered_at=now, claimed_until=None, last_error=None))

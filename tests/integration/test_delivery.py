@@ -125,14 +125,22 @@ def _published(sessions, type_: str) -> list[dict]:
                 .scalars()]
 
 
+def _delivered(channel: str, outcome: str = "delivered") -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("tandem_deliveries_total", {"channel": channel, "outcome": outcome}) or 0.0
+
+
 def test_an_email_with_text_and_html_reaches_a_real_smtp_server_once(notify_db, smtp):
     pid = _partner(notify_db)
     _milestone(notify_db, pid, times=3)  # redelivered: still one notification, one email
     deliverer = notify_app.make_deliverer()
+    before = _delivered("email")
     _run_until(deliverer, notify_db, lambda d: d["email"].status == "delivered", "the email")
     for _ in range(3):
         deliverer.tick()
     assert len(smtp.messages) == 1
+    assert _delivered("email") == before + 1, "/metrics counts the delivery, once"
     msg = smtp.messages[0]
     assert msg["To"] == "ana@example.com" and msg["Subject"] == "Something to celebrate"
     parts = {p.get_content_type(): p.get_payload(decode=True).decode() for p in msg.walk() if not p.is_multipart()}
@@ -240,7 +248,9 @@ def test_an_email_the_server_took_but_never_answered_is_not_sent_again(notify_db
     pid = _partner(notify_db)
     _milestone(notify_db, pid)
     deliverer = notify_app.make_deliverer()
+    failed_before = _delivered("email", "failed")
     _run_until(deliverer, notify_db, lambda d: d["email"].status == "failed", "the unanswered email to be settled")
+    assert _delivered("email", "failed") == failed_before + 1
     box.release.set()
     for _ in range(3):
         deliverer.tick()

@@ -9,6 +9,7 @@ import textwrap
 
 import pytest
 from kombu import Producer
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
 from services.journal import app as journal_app
@@ -204,6 +205,9 @@ class TestConsumer:
         with ConsumerThread(backend.db_urls["journal"]) as consumer:
             wait_until(lambda: consumer.settled == 3, what="three deliveries")
             assert consumer.times_applied() == {good["id"]: 1}
+            # what /metrics says of the dead-letter queue (measured every 30 s as the consumer runs)
+            assert consumer.consumer.measure_dead_letters() == 2
+            assert REGISTRY.get_sample_value("tandem_dead_letter_depth", {"queue": "milestones.events.dead"}) == 2
         dead = drain("milestones.events.dead")
         assert len(dead) == 2
         assert {m.headers["x-tandem-reason"] for m in dead} == {"unparseable"}
