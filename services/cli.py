@@ -6,6 +6,7 @@
     tandem worker SERVICE NAME     one worker process (e.g. `tandem worker journal relay`)
     tandem watch                   print every event that goes by on the exchange
     tandem dlq list|replay QUEUE   inspect, or re-queue, a dead-letter queue
+    tandem republish --couple ID   publish a couple's history again (rebuilds the milestones view)
 """
 from __future__ import annotations
 
@@ -137,6 +138,28 @@ def watch(pattern: str) -> None:
                 queue(conn.default_channel).delete()
             except Exception:
                 pass
+
+
+@main.command()
+@click.option("--couple", "couple_id", required=True, help="the couple's id")
+def republish(couple_id: str) -> None:
+    """Publish a couple's history again (partners, couple, every entry as it
+    stands) through the journal's outbox, to rebuild the milestones view; what a
+    consumer has already is applied as nothing new."""
+    from services.journal import app as journal_app
+    from services.journal import use_cases
+    from shared.config import Settings
+    from shared.db import unit_of_work
+    from shared.errors import NotFound
+    from shared.workers import open_database
+
+    _, sessions = open_database(Settings.from_env(journal_app.SERVICE))
+    try:
+        with unit_of_work(sessions) as s:
+            n = use_cases.republish_couple(s, couple_id)
+    except NotFound:
+        raise click.ClickException(f"no couple {couple_id!r} in the journal") from None
+    click.echo(f"{n} events queued in the journal's outbox; its relay publishes them")
 
 
 @main.group()

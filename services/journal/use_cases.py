@@ -225,6 +225,31 @@ def _event_data(row: dict, couple_id: str | None) -> dict:
     return data  # never the note
 
 
+def republish_couple(s: Session, couple_id: str) -> int:
+    """Every event a couple's history is made of, published again through the
+    outbox (new event ids, stamped now): both partners, the couple, and each
+    entry as it stands today (deleted entries are gone). A consumer whose view
+    was lost or damaged rebuilds it from them; one whose view is whole changes
+    nothing (the same content, newer). For the operator:
+    ``tandem republish --couple ID``. Returns how many events were queued."""
+    members = s.execute(select(accounts).where(accounts.c.couple_id == couple_id)
+                        .order_by(accounts.c.created_at)).all()
+    if not members:
+        raise NotFound("No such couple.")
+    for a in members:
+        emit(s, outbox, "journal.partner.registered", source=SOURCE, subject=a.id,
+             data={"partner_id": a.id, "email": a.email, "display_name": a.display_name, "timezone": a.timezone})
+    emit(s, outbox, "journal.couple.partnered", source=SOURCE, subject=couple_id,
+         data={"couple_id": couple_id, "partner_ids": [a.id for a in members]})
+    n = len(members) + 1
+    for row in s.execute(select(entries).where(entries.c.author_id.in_([a.id for a in members]))
+                         .order_by(entries.c.occurred_at, entries.c.id)).mappings():
+        emit(s, outbox, "journal.entry.recorded", source=SOURCE, subject=couple_id,
+             data=_event_data(dict(row), couple_id))
+        n += 1
+    return n
+
+
 def record_entry(s: Session, partner_id: str, data: dict, now: datetime | None = None) -> tuple[dict, bool]:
     """Record an entry; (entry, created). Idempotent on the client's id."""
     now = now or utcnow()
