@@ -271,7 +271,7 @@ def check_nothing_lost_or_twice(run, urls: dict[str, str], db: dict, load: "Load
         assert [drain(f"{q}.dead", conn) for q in topology.SUBSCRIPTIONS] == [[], []], "nothing dead-lettered"
 
 
-def stop_cleanly(run, replicas: int = 1) -> None:
+def stop_cleanly(run, replicas: int = 1) -> str:
     """`tandem run` stops on request, every process with it (each of
     `replicas` of every worker), and no process logged a failed handler, a
     dead letter, an unhandled error or a traceback."""
@@ -286,3 +286,4 @@ def stop_cleanly(run, replicas: int = 1) -> None:
                if any(f'"event": "{e}"' in line for e in ("handler_failed", "event_dead_lettered", "unhandled_error",
                                                          "database_error")) or "Traceback" in line]
     assert trouble == [], "\n".join(trouble[:10])
+    return output
