@@ -227,3 +227,26 @@ def test_entries_become_one_notification_per_recipient_and_one_email_each(backen
     series = http.get(milestones + "/v1/progress?metric=anxious_episodes&bucket=week",
                       headers=ana["headers"]).json()["points"]
     assert sum(p["value"] or 0 for p in series) == 60
+
+    # What an operator watches, on each service's /metrics, from every process of it (web and workers).
+    def sample(url: str, name: str, **labels: str) -> float | None:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        for family in text_string_to_metric_families(http.get(url + "/metrics").text):
+            for s in family.samples:
+                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                    return s.value
+        return None
+
+    assert sample(notify, "tandem_deliveries_total", channel="email", outcome="delivered") == 2
+    assert sample(notify, "tandem_events_consumed_total", queue="notify.events",
+                  type="milestones.milestone.achieved") >= 2
+    assert sample(milestones, "tandem_events_consumed_total", queue="milestones.events",
+                  type="journal.entry.recorded") >= 60
+    assert sample(journal, "tandem_http_request_seconds_count", service="journal", method="POST",
+                  route="/v1/entries", status="201") >= 60
+    for url, queue in ((milestones, "milestones.events.dead"), (notify, "notify.events.dead")):
+        assert sample(url, "tandem_dead_letter_depth", queue=queue) == 0, queue
+    for url, service in ((journal, "journal"), (milestones, "milestones"), (notify, "notify")):
+        wait_until(lambda: sample(url, "tandem_outbox_backlog", service=service) == 0, timeout=WAIT,
+                   what=f"the {service} relay to report an empty outbox")
