@@ -5,6 +5,8 @@ ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 TANDEM_BIND_HOST=0.0.0.0 TANDEM_VAR_DI
 COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY services ./services
-RUN pip install . && useradd --system --home /app tandem && mkdir -p /var/lib/tandem && chown tandem /var/lib/tandem
+# /var/lib/tandem/metrics: made here so a new named volume mounted on it belongs to tandem
+RUN pip install . && useradd --system --home /app tandem && mkdir -p /var/lib/tandem/metrics \
+    && chown -R tandem /var/lib/tandem
 USER tandem
 CMD ["tandem", "--help"]

@@ -53,3 +53,17 @@ def test_every_service_and_worker_runs_in_compose():
 def test_compose_builds_from_the_dockerfile_in_the_project():
     assert (ROOT / "Dockerfile").is_file()
     assert (ROOT / "docker/postgres-init.sql").is_file()
+
+
+def test_each_services_metrics_gather_its_web_and_its_workers():
+    """Workers have no HTTP server: their figures reach the operator through
+    the service's /metrics, from a multiprocess directory on a shared volume."""
+    compose = _compose()
+    services = compose["services"]
+    for name, spec in SERVICES.items():
+        names = [name] + [f"{name}-{worker}" for worker in spec.workers]
+        for svc in names:
+            env = services[svc].get("environment") or {}
+            assert env.get("PROMETHEUS_MULTIPROC_DIR") == "/var/lib/tandem/metrics", svc
+            assert f"{name}-metrics:/var/lib/tandem/metrics" in services[svc]["volumes"], svc
+        assert f"{name}-metrics" in compose["volumes"]
