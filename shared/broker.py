@@ -5,9 +5,12 @@ persistent, and a publish retries across reconnects.
 """
 from __future__ import annotations
 
+import socket
+import time
 from pathlib import Path
 from typing import Iterable
 
+import amqp
 from kombu import Connection, Producer
 
 from shared import config, topology
@@ -166,19 +169,22 @@ class Publisher:
             try:
                 return self._pipelined(messages)
             except Exception:
-                self._confirms = None  # a new channel next time: this one's tags are unknown now
+                self._drop_confirms()  # a new channel next time: this one's tags are unknown now
                 self._declared = False
                 raise
         for body, key, mid in messages:
             self.publish(body, key, mid)
         return len(messages)
 
+    def _drop_confirms(self) -> None:
+        stale, self._confirms = self._confirms, None
+        if stale is not None:
+            try:
+                stale.channel.close()
+            except Exception:  # the connection went with it
+                pass
+
     def _pipelined(self, messages: list[tuple[bytes, str, str]]) -> int:
-        import socket
-        import time
-
-        import amqp
-
         self._ensure()
         confirms = self._confirms
         if confirms is None or not confirms.channel.is_open:
@@ -203,7 +209,7 @@ class Publisher:
     def _on_reconnect(self, *_):
         # After a reconnect the topology may be gone (a new node, a wiped broker).
         self._declared = False
-        self._confirms = None
+        self._drop_confirms()
 
     def close(self) -> None:
         self.conn.release()
