@@ -18,7 +18,7 @@ from typing import Callable
 import structlog
 from kombu import Connection, Message, Producer
 from kombu.mixins import ConsumerMixin
-from sqlalchemy import Column, MetaData, String, Table, exc
+from sqlalchemy import Column, MetaData, String, Table
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import broker, events, metrics, topology
@@ -129,18 +129,14 @@ class EventConsumer(ConsumerMixin):
         try:
             with session.begin():
                 # Recorded first, in one statement (no savepoint): nothing
-                # inserted means a consumer applied this event before.
+                # inserted means a consumer applied this event before, or a
+                # concurrent one just did (ON CONFLICT waits for its commit).
                 record = upsert(session, self.processed).values(
                     event_id=event.id, type=event.type, processed_at=utcnow())
                 if session.execute(record.on_conflict_do_nothing(index_elements=[self.processed.c.event_id])
                                    .returning(self.processed.c.event_id)).first() is None:
                     raise Duplicate()
                 handler(session, event)
-        except exc.IntegrityError as e:
-            # A concurrent consumer applied the same event first.
-            if "processed_events" in str(e.orig):
-                raise Duplicate() from None
-            raise
         finally:
             session.close()
 

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Iterator
 
 from sqlalchemy import JSON, DateTime, MetaData, create_engine, event, exc
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSONB, insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -81,12 +82,12 @@ def make_engine(url: str, **kwargs) -> Engine:
     return create_engine(url, hide_parameters=True, **kwargs)
 
 
+_INSERTS = {"postgresql": pg_insert, "sqlite": sqlite_insert}
+
+
 def upsert(session: Session, table):
     """``INSERT`` with ``ON CONFLICT`` for the session's database (PostgreSQL or SQLite)."""
-    from sqlalchemy.dialects.postgresql import insert as pg_insert
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return {"postgresql": pg_insert, "sqlite": sqlite_insert}[session.get_bind().dialect.name](table)
+    return _INSERTS[session.get_bind().dialect.name](table)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
