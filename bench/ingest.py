@@ -8,7 +8,11 @@ gunicorn settings (``shared.gunicorn_conf``, ``WEB_CONCURRENCY`` workers x
 (``bench/post_entries.lua``: a new entry id every request, a real token),
 rounds alternating, medians compared. Then each is driven open-loop at half
 the journal's peak rate (requests sent on a fixed schedule, latency counted
-from when each was due, so a stall is not hidden) for p50 and p99.
+from when each was due, so a stall is not hidden) for p50 and p99. All of it
+with the shipped default (2 workers x 8 threads, or ``WEB_CONCURRENCY`` and
+``WEB_THREADS`` as set), then the peaks again with two workers a core x 4
+threads: a journal request is mostly Python, and a worker process runs
+Python on one core at a time (the GIL).
 
 Usage: python -m bench.ingest [--seconds S] [--rounds R] [--connections C]  (needs wrk; prints JSON)
 """
@@ -66,28 +70,12 @@ def open_loop(url: str, rate: float, seconds: float, token: str) -> dict:
             "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 1)}
 
 
-def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--seconds", type=int, default=10)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--connections", type=int, default=16)
-    args = ap.parse_args(argv)
-    if not shutil.which("wrk"):
-        raise SystemExit("the ingest benchmark needs wrk (Debian/Ubuntu: apt-get install wrk)")
-    env = setup.servers()
-    url = env["JOURNAL_DATABASE_URL"]
-    from sqlalchemy import text
-
-    from shared.db import make_engine
-
-    engine = make_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text("CREATE TABLE IF NOT EXISTS anchor_entries (id varchar(36) PRIMARY KEY, body text NOT NULL)"))
-    tmp = Path(tempfile.mkdtemp(prefix="tandem-bench-"))
-    common = dict(os.environ, WEB_CONCURRENCY=os.environ.get("WEB_CONCURRENCY", "2"),
-                  WEB_THREADS=os.environ.get("WEB_THREADS", "8"), TANDEM_VAR_DIR=str(tmp / "var"),
-                  PROMETHEUS_MULTIPROC_DIR=str(tmp / "prometheus"))
-    (tmp / "prometheus").mkdir()
+def _measure(args, url: str, tmp: Path, workers: str, threads: str, latency: bool) -> dict:
+    """Both apps under gunicorn with these settings: peaks (rounds alternating), then latency at half the
+    journal's peak if asked, and memory."""
+    common = dict(os.environ, WEB_CONCURRENCY=workers, WEB_THREADS=threads, TANDEM_VAR_DIR=str(tmp / "var"),
+                  PROMETHEUS_MULTIPROC_DIR=str(tmp / f"prometheus-{workers}x{threads}"))
+    Path(common["PROMETHEUS_MULTIPROC_DIR"]).mkdir()
     ports = {"anchor": procs.free_port(), "journal": procs.free_port()}
     started = {
         "anchor": procs.start([procs.GUNICORN, "-c", "python:shared.gunicorn_conf", "-b",
@@ -113,23 +101,53 @@ def main(argv: list[str] | None = None) -> dict:
             for name in peaks:
                 peaks[name].append(wrk(urls[name], args.seconds, args.connections, token))
         peak = {name: statistics.median(v) for name, v in peaks.items()}
-        half = peak["journal"] / 2
-        latency = {name: open_loop(urls[name], half, args.seconds, token) for name in peaks}
-        memory = {name: procs.rss_mib(proc.pid) for name, proc in started.items()}
+        out = {"workers": workers, "threads": threads, "anchor_rps": round(peak["anchor"]),
+               "journal_rps": round(peak["journal"]), "ratio": round(peak["journal"] / peak["anchor"], 2),
+               "rounds_rps": {k: [round(x) for x in v] for k, v in peaks.items()}}
+        if latency:
+            half = peak["journal"] / 2
+            out["latency_at_half_journal_peak"] = {name: open_loop(urls[name], half, args.seconds, token)
+                                                   for name in peaks}
+        out["rss_mib"] = {name: procs.rss_mib(proc.pid) for name, proc in started.items()}
+        return out
     finally:
         for proc in started.values():
             procs.stop(proc)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--connections", type=int, default=16)
+    args = ap.parse_args(argv)
+    if not shutil.which("wrk"):
+        raise SystemExit("the ingest benchmark needs wrk (Debian/Ubuntu: apt-get install wrk)")
+    env = setup.servers()
+    url = env["JOURNAL_DATABASE_URL"]
+    from sqlalchemy import text
+
+    from shared.db import make_engine
+
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE IF NOT EXISTS anchor_entries (id varchar(36) PRIMARY KEY, body text NOT NULL)"))
+    tmp = Path(tempfile.mkdtemp(prefix="tandem-bench-"))
+    # The shipped default (WEB_CONCURRENCY, WEB_THREADS unset: 2 x 8, or as set), then two processes a core:
+    # the journal's requests are CPU in Python, one core a process at most (the GIL).
+    default = (os.environ.get("WEB_CONCURRENCY", "2"), os.environ.get("WEB_THREADS", "8"))
+    per_core = (str(2 * (os.cpu_count() or 1)), "4")
+    try:
+        result = _measure(args, url, tmp, *default, latency=True)
+        if per_core != default:
+            result["two_processes_a_core"] = _measure(args, url, tmp, *per_core, latency=False)
+    finally:
         with engine.begin() as conn:  # the bench's own database: nothing of this run left to relay
             conn.execute(text("DROP TABLE IF EXISTS anchor_entries"))
             conn.execute(text("TRUNCATE entries, outbox"))
         engine.dispose()
         shutil.rmtree(tmp, ignore_errors=True)
-    result = {"seconds": args.seconds, "rounds": args.rounds, "connections": args.connections,
-              "workers": common["WEB_CONCURRENCY"], "threads": common["WEB_THREADS"],
-              "anchor_rps": round(peak["anchor"]), "journal_rps": round(peak["journal"]),
-              "ratio": round(peak["journal"] / peak["anchor"], 2),
-              "rounds_rps": {k: [round(x) for x in v] for k, v in peaks.items()},
-              "latency_at_half_journal_peak": latency, "rss_mib": memory}
+    result = {"seconds": args.seconds, "rounds": args.rounds, "connections": args.connections, **result}
     print(json.dumps(result))
     return result
 

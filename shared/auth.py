@@ -8,6 +8,8 @@ default makes a key pair under ``./var/keys/`` on first run.
 from __future__ import annotations
 
 import os
+import threading
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -85,14 +87,35 @@ class TokenIssuer:
 
 
 class TokenVerifier:
+    """Checks tokens with the public key. A token once verified is remembered
+    (its partner id and expiry, in this process, never written anywhere) until
+    it expires: a phone sends the same token with every request, and the
+    signature check is most of what authentication costs."""
+
+    LEEWAY = 5  # seconds of clock skew allowed on exp and iat
+    REMEMBERED = 4096  # tokens at most; the oldest is forgotten first
+
     def __init__(self, public_pem: bytes):
         self.key = serialization.load_pem_public_key(public_pem)
+        self._verified: dict[str, tuple[str, float]] = {}
+        self._lock = threading.Lock()
 
     def verify(self, token: str) -> str:
         """The partner id the token was issued to; InvalidToken otherwise."""
+        known = self._verified.get(token)
+        if known is not None and time.time() < known[1] + self.LEEWAY:
+            return known[0]
         try:
             claims = jwt.decode(token, self.key, algorithms=[ALGORITHM], audience=AUDIENCE, issuer=ISSUER,
-                                options={"require": ["exp", "iat", "sub", "iss", "aud"]}, leeway=5)
-            return str(uuid.UUID(claims["sub"]))
+                                options={"require": ["exp", "iat", "sub", "iss", "aud"]}, leeway=self.LEEWAY)
+            partner_id = str(uuid.UUID(claims["sub"]))
+            expires = float(claims["exp"])
         except (jwt.PyJWTError, ValueError, TypeError) as e:
+            with self._lock:
+                self._verified.pop(token, None)
             raise InvalidToken(type(e).__name__) from None
+        with self._lock:
+            if len(self._verified) >= self.REMEMBERED:
+                del self._verified[next(iter(self._verified))]
+            self._verified[token] = (partner_id, expires)
+        return partner_id

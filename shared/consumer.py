@@ -10,6 +10,7 @@ consumer reconnects by itself when the broker goes away.
 """
 from __future__ import annotations
 
+import functools
 import json
 import random
 import time
@@ -22,7 +23,7 @@ from sqlalchemy import Column, MetaData, String, Table
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import broker, events, metrics, topology
-from shared.db import UTCDateTime, is_transient, upsert, utcnow
+from shared.db import INSERTS, UTCDateTime, is_transient, utcnow
 
 log = structlog.get_logger("consumer")
 
@@ -38,6 +39,13 @@ def processed_events_table(metadata: MetaData) -> Table:
         Column("type", String(120), nullable=False),
         Column("processed_at", UTCDateTime(), nullable=False),
     )
+
+
+@functools.cache
+def _record(dialect: str, processed: Table):
+    """The idempotency record: the event's id inserted, or nothing returned if it was there."""
+    return INSERTS[dialect](processed).on_conflict_do_nothing(index_elements=[processed.c.event_id]) \
+        .returning(processed.c.event_id)
 
 
 class Duplicate(Exception):
@@ -131,10 +139,9 @@ class EventConsumer(ConsumerMixin):
                 # Recorded first, in one statement (no savepoint): nothing
                 # inserted means a consumer applied this event before, or a
                 # concurrent one just did (ON CONFLICT waits for its commit).
-                record = upsert(session, self.processed).values(
-                    event_id=event.id, type=event.type, processed_at=utcnow())
-                if session.execute(record.on_conflict_do_nothing(index_elements=[self.processed.c.event_id])
-                                   .returning(self.processed.c.event_id)).first() is None:
+                db = session.connection()
+                if db.execute(_record(db.dialect.name, self.processed),
+                              {"event_id": event.id, "type": event.type, "processed_at": utcnow()}).first() is None:
                     raise Duplicate()
                 handler(session, event)
         finally:

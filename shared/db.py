@@ -82,12 +82,12 @@ def make_engine(url: str, **kwargs) -> Engine:
     return create_engine(url, hide_parameters=True, **kwargs)
 
 
-_INSERTS = {"postgresql": pg_insert, "sqlite": sqlite_insert}
+INSERTS = {"postgresql": pg_insert, "sqlite": sqlite_insert}  # by dialect name: INSERT with ON CONFLICT
 
 
 def upsert(session: Session, table):
     """``INSERT`` with ``ON CONFLICT`` for the session's database (PostgreSQL or SQLite)."""
-    return _INSERTS[session.get_bind().dialect.name](table)
+    return INSERTS[session.get_bind().dialect.name](table)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -12,6 +12,7 @@ datagram socket under ``./var/run/`` on SQLite) and also polls as a fallback.
 """
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import threading
@@ -22,7 +23,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import (
-    BigInteger, Column, Index, Integer, MetaData, String, Table, Text, delete, event, func, or_, select, text,
+    BigInteger, Column, Index, Integer, MetaData, String, Table, Text, bindparam, delete, event, func, or_, select, text,
     update,
 )
 from sqlalchemy.engine import Engine, make_url
@@ -63,16 +64,35 @@ def forget_published(session: Session, table: Table, partner_id: str) -> int:
         table.c.published_at.is_not(None), table.c.body.contains(partner_id, autoescape=True))).rowcount
 
 
+# On PostgreSQL a statement-level trigger on each outbox table sends the NOTIFY
+# (delivered when the transaction commits; one per transaction however many
+# rows): no statement of its own in the request. Made by each service's migration.
+WAKE_TRIGGER_UP = (
+    f"""CREATE OR REPLACE FUNCTION tandem_outbox_wake() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN PERFORM pg_notify('{NOTIFY_CHANNEL}', ''); RETURN NULL; END $$""",
+    "CREATE TRIGGER outbox_wake AFTER INSERT ON outbox FOR EACH STATEMENT EXECUTE FUNCTION tandem_outbox_wake()",
+)
+WAKE_TRIGGER_DOWN = ("DROP TRIGGER IF EXISTS outbox_wake ON outbox", "DROP FUNCTION IF EXISTS tandem_outbox_wake()")
+
+
+def migrate_wake_trigger(op, statements: tuple[str, ...]) -> None:
+    """Run WAKE_TRIGGER_UP or _DOWN in a migration (PostgreSQL only: SQLite's relay is woken by a socket)."""
+    if op.get_bind().dialect.name == "postgresql":
+        for statement in statements:
+            op.execute(statement)
+
+
+@functools.cache
+def _insert(table: Table):
+    return table.insert()  # built once; executed with each event's values
+
+
 def emit(session: Session, table: Table, type_: str, *, source: str, subject: str, data: dict[str, Any]) -> dict:
     """Record an event in the caller's transaction. Returns the CloudEvent."""
     ev = events.make_event(type_, source=source, subject=subject, data=data)
-    session.execute(table.insert().values(
-        event_id=ev["id"], routing_key=type_, body=events.encode(ev).decode("utf-8"), created_at=utcnow(),
-    ))
-    if session.get_bind().dialect.name == "postgresql":
-        # Delivered to listeners only when this transaction commits.
-        session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
-    else:
+    session.connection().execute(_insert(table), {"event_id": ev["id"], "routing_key": type_,
+                                                  "body": events.encode(ev).decode("utf-8"), "created_at": utcnow()})
+    if session.get_bind().dialect.name != "postgresql":  # PostgreSQL: the outbox's trigger wakes the relay
         session.info["outbox_wake"] = True
     return ev
 
@@ -181,25 +201,34 @@ class Relay:
         self.stop_event = threading.Event()
         self._last_cleanup = 0.0
 
-    # One claim, publish, mark cycle; returns how many rows it published.
-    def relay_once(self) -> int:
+    @functools.cached_property
+    def _claim(self):
+        """Claim a batch: lease the oldest unclaimed (or lease-expired) rows, return them."""
         t = self.table
-        now = utcnow()
         pending = (
             select(t.c.seq)
-            .where(t.c.published_at.is_(None), or_(t.c.claimed_until.is_(None), t.c.claimed_until < now))
+            .where(t.c.published_at.is_(None), or_(t.c.claimed_until.is_(None), t.c.claimed_until < bindparam("now")))
             .order_by(t.c.seq)
             .limit(self.batch_size)
             .with_for_update(skip_locked=True)
         )
-        claim = (
+        return (
             update(t)
             .where(t.c.seq.in_(pending.scalar_subquery()))
-            .values(claimed_until=now + self.lease, attempts=t.c.attempts + 1)
+            .values(claimed_until=bindparam("until"), attempts=t.c.attempts + 1)
             .returning(t.c.seq, t.c.event_id, t.c.routing_key, t.c.body)
         )
+
+    @functools.cached_property
+    def _mark(self):
+        t = self.table
+        return update(t).where(t.c.seq.in_(bindparam("seqs", expanding=True))).values(published_at=bindparam("at"))
+
+    # One claim, publish, mark cycle; returns how many rows it published.
+    def relay_once(self) -> int:
+        now = utcnow()
         with self.engine.begin() as conn:
-            rows = sorted(conn.execute(claim).all())
+            rows = sorted(conn.execute(self._claim, {"now": now, "until": now + self.lease}).all())
         if not rows:
             return 0
         try:
@@ -209,7 +238,7 @@ class Relay:
             raise
         self.on_published(rows)
         with self.engine.begin() as conn:
-            conn.execute(update(t).where(t.c.seq.in_([r.seq for r in rows])).values(published_at=utcnow()))
+            conn.execute(self._mark, {"seqs": [r.seq for r in rows], "at": utcnow()})
         metrics.OUTBOX_PUBLISHED.labels(self.service).inc(len(rows))
         return len(rows)
 

@@ -9,7 +9,9 @@ from typing import Callable
 import marshmallow as ma
 import structlog
 from flask import Flask, Response, current_app, g, jsonify, request
+import flask_smorest
 from flask_smorest import Api
+from webargs.flaskparser import FlaskParser
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
@@ -97,6 +99,53 @@ class ProblemApi(Api):
             if error.code == 422 and not data.get("message"):
                 detail = "The request has invalid fields: " + ", ".join(sorted(map(str, errors)))
         return problem(error.code or 500, detail, errors=errors, headers=headers)
+
+
+def _field_with_nul(data) -> str | None:
+    """The name of the first top-level field whose value holds a NUL character anywhere."""
+    def has_nul(value) -> bool:
+        if isinstance(value, str):
+            return "\x00" in value
+        if isinstance(value, dict):
+            return any(has_nul(k) or has_nul(v) for k, v in value.items())
+        if isinstance(value, list):
+            return any(has_nul(v) for v in value)
+        return False
+
+    if isinstance(data, dict) or hasattr(data, "items"):
+        for key, value in (data.items(multi=True) if hasattr(data, "getlist") else data.items()):
+            if has_nul(key) or has_nul(value):
+                return key.replace("\x00", "\\u0000") if isinstance(key, str) else str(key)
+        return None
+    return "body" if has_nul(data) else None
+
+
+def _refuse_nul(data) -> None:
+    named = _field_with_nul(data)
+    if named is not None:
+        raise ProblemError(400, f"The field {named!r} contains a NUL character.",
+                           errors={named: ["Must not contain a NUL (\\u0000) character."]})
+
+
+class ArgumentsParser(FlaskParser):
+    """webargs' parser, refusing text with a NUL character (no database here
+    stores one; PostgreSQL errs) as a 400 that names the field. It runs where
+    the arguments are read: after authentication, so nothing is read without a token."""
+
+    def load_json(self, req, schema):
+        data = super().load_json(req, schema)
+        _refuse_nul(data)
+        return data
+
+    def load_querystring(self, req, schema):
+        _refuse_nul(req.args)
+        return super().load_querystring(req, schema)
+
+
+class Blueprint(flask_smorest.Blueprint):
+    """flask-smorest's Blueprint with the arguments parser above."""
+
+    ARGUMENTS_PARSER = ArgumentsParser()
 
 
 def _readyz_checks() -> dict[str, bool]:

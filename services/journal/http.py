@@ -3,11 +3,10 @@ from __future__ import annotations
 
 from flask import current_app, g
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from shared.db import unit_of_work, utcnow
 from shared.errors import Unauthorized
-from shared.web import AUTH_DOC, require_auth
+from shared.web import AUTH_DOC, Blueprint, require_auth
 
 from . import schemas, use_cases
 

@@ -41,9 +41,9 @@ def _count_milestones_too(handler):
     """Rituals kept are counts: announced as soon as the count is reached."""
 
     def handle(s, ev: Event) -> None:
-        handler(s, ev)
-        if ev.data.get("kind") in COUNT_KINDS:
-            evaluation.evaluate_counts(s, str(ev.data["partner_id"]), ev.data["local_date"])
+        partner = handler(s, ev)  # None: the event changed nothing, so no count did
+        if partner is not None and ev.data.get("kind") in COUNT_KINDS:
+            evaluation.evaluate_counts(s, partner.id, ev.data["local_date"], owner=partner)
 
     return handle
 

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from collections import Counter
 
-from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy import and_, bindparam, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -111,12 +111,29 @@ def history(s: Session, partner_id: str | None, first_as_of: date | None = None,
     return History(tuple(map(_aggregate, rows.values()))), prior
 
 
+# Built once: run for every ritual and check-in the consumer applies.
+_PARTNER = select(partners).where(partners.c.id == bindparam("pid"))
+_OTHER = select(partners.c.id).where(partners.c.couple_id == bindparam("couple"), partners.c.id != bindparam("pid"),
+                                     partners.c.erased.is_(False))
+_COUPLE_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
+_ACHIEVED_COUNTS = select(milestones.c.type, milestones.c.level).where(
+    milestones.c.owner_key == bindparam("couple"),
+    milestones.c.type.in_((detectors.RITUALS_KEPT, detectors.CHECK_IN_RHYTHM)))
+_RITUAL_TOTAL = select(func.coalesce(func.sum(days.c.ritual_count), 0)).where(
+    days.c.partner_id.in_(select(partners.c.id).where(partners.c.couple_id == bindparam("couple"),
+                                                      partners.c.erased.is_(False))),
+    days.c.local_date <= bindparam("as_of"))
+_OTHER_AND_RITUAL_TOTAL = select(_OTHER.scalar_subquery(), _RITUAL_TOTAL.scalar_subquery())  # one round trip
+_DAYS_SINCE = select(days).where(days.c.partner_id == bindparam("pid"), days.c.local_date <= bindparam("as_of"),
+                                 days.c.local_date >= bindparam("since"))
+_RITUAL_DAYS = select(days).where(days.c.partner_id == bindparam("pid"), days.c.local_date <= bindparam("as_of"),
+                                  days.c.ritual_count > 0)
+
+
 def other_partner(s: Session, partner) -> str | None:
     if not partner.couple_id:
         return None
-    return s.execute(select(partners.c.id).where(partners.c.couple_id == partner.couple_id,
-                                                 partners.c.id != partner.id,
-                                                 partners.c.erased.is_(False))).scalar()
+    return s.connection().execute(_OTHER, {"couple": partner.couple_id, "pid": partner.id}).scalar()
 
 
 def audience(s: Session, owner, other_id: str | None, scope: str) -> list[str]:
@@ -193,7 +210,7 @@ def evaluate_partner(s: Session, partner_id: str, now: datetime | None = None, *
     return achieved
 
 
-def evaluate_counts(s: Session, partner_id: str, day: date) -> list[dict]:
+def evaluate_counts(s: Session, partner_id: str, day: date, owner=None) -> list[dict]:
     """Count-based milestones (rituals kept, the check-in rhythm) need no
     settling: a count that reached 10 really did. Run in the consumer's
     transaction, as of the day touched.
@@ -205,42 +222,43 @@ def evaluate_counts(s: Session, partner_id: str, day: date) -> list[dict]:
     The count is the couple's: with several consumers, the other partner's
     ritual may be committing at this moment. The couple is locked first, so
     of two such transactions the later one counts both rituals (else each
-    would count one short, and a threshold crossed by the pair be missed)."""
-    owner = s.execute(select(partners).where(partners.c.id == partner_id)).first()
+    would count one short, and a threshold crossed by the pair be missed).
+
+    ``owner``: the partner's row if the caller holds it, locked."""
+    db = s.connection()
+    if owner is None:
+        owner = db.execute(_PARTNER, {"pid": partner_id}).first()
     if owner is None or owner.erased or not owner.couple_id:
         return []  # rituals kept and the check-in rhythm are the couple's
-    if s.get_bind().dialect.name == "postgresql":
-        s.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-                  {"key": f"milestones.couple:{owner.couple_id}"})
+    if db.dialect.name == "postgresql":
+        db.execute(_COUPLE_LOCK, {"key": f"milestones.couple:{owner.couple_id}"})
     as_of = max(day, local_today(owner.timezone, utcnow()))
     achieved = _achieved_counts(s, owner.couple_id)
-    other_id = other_partner(s, owner)
+    other_id, total = db.execute(_OTHER_AND_RITUAL_TOTAL,
+                                 {"couple": owner.couple_id, "pid": owner.id, "as_of": as_of}).one()
     pair = (owner.id, other_id)
     found: list[Detection] = []
     if (detectors.CHECK_IN_RHYTHM, 1) not in achieved:
         since = as_of - timedelta(days=7 * detectors.RHYTHM_WEEKS - 1)
-        found += detectors.check_in_rhythm(*(_days(s, pid, days.c.local_date >= since, as_of) for pid in pair), as_of)
-    if _ritual_level_due(s, owner.couple_id, as_of, achieved):
-        found += detectors.rituals_kept(*(_days(s, pid, days.c.ritual_count > 0, as_of) for pid in pair), as_of)
+        found += detectors.check_in_rhythm(*(_days(db, _DAYS_SINCE, pid, as_of, since) for pid in pair), as_of)
+    if _ritual_level_due(s, owner.couple_id, as_of, achieved, total):
+        found += detectors.rituals_kept(*(_days(db, _RITUAL_DAYS, pid, as_of) for pid in pair), as_of)
     now = utcnow()
     return [row for det in found if (row := _achieve(s, owner, other_id, det, as_of, now))]
 
 
-def _days(s: Session, partner_id: str | None, which, as_of: date) -> History:
+def _days(db, statement, partner_id: str | None, as_of: date, since: date | None = None) -> History:
     if partner_id is None:
         return History(())
-    return History(tuple(map(_aggregate, s.execute(select(days).where(
-        days.c.partner_id == partner_id, days.c.local_date <= as_of, which)))))
+    return History(tuple(map(_aggregate, db.execute(statement, {"pid": partner_id, "as_of": as_of, "since": since}))))
 
 
 def _achieved_counts(s: Session, couple_id: str) -> set[tuple[str, int]]:
-    return set(s.execute(select(milestones.c.type, milestones.c.level).where(
-        milestones.c.owner_key == couple_id,
-        milestones.c.type.in_((detectors.RITUALS_KEPT, detectors.CHECK_IN_RHYTHM)))).all())
+    return set(s.connection().execute(_ACHIEVED_COUNTS, {"couple": couple_id}).all())
 
 
 def _ritual_level_due(s: Session, couple_id: str, as_of: date,
-                      achieved: set[tuple[str, int]] | None = None) -> bool:
+                      achieved: set[tuple[str, int]] | None = None, total: int | None = None) -> bool:
     """Whether the couple's ritual total as of ``as_of`` reaches a level not
     yet achieved. If not, the rituals of days the other rules do not read
     can be left unread: a total from fewer days only reaches fewer levels,
@@ -248,9 +266,8 @@ def _ritual_level_due(s: Session, couple_id: str, as_of: date,
     achieved = _achieved_counts(s, couple_id) if achieved is None else achieved
     if all((detectors.RITUALS_KEPT, level) in achieved for level, _ in detectors.RITUAL_LEVELS):
         return False
-    couple = select(partners.c.id).where(partners.c.couple_id == couple_id, partners.c.erased.is_(False))
-    total = s.execute(select(func.coalesce(func.sum(days.c.ritual_count), 0)).where(
-        days.c.partner_id.in_(couple), days.c.local_date <= as_of)).scalar()
+    if total is None:
+        total = s.connection().execute(_RITUAL_TOTAL, {"couple": couple_id, "as_of": as_of}).scalar()
     return any(total >= threshold and (detectors.RITUALS_KEPT, level) not in achieved
                for level, threshold in detectors.RITUAL_LEVELS)
 

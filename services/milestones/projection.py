@@ -15,12 +15,14 @@ transaction was about to change would otherwise lose that change.
 """
 from __future__ import annotations
 
+import functools
 from datetime import date, datetime, timedelta
+from types import SimpleNamespace
 
-from sqlalchemy import and_, case, delete, or_, select, update
+from sqlalchemy import and_, bindparam, case, delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from shared.db import upsert, utcnow
+from shared.db import INSERTS, utcnow
 from shared.events import Event
 from shared.outbox import forget_published
 
@@ -30,14 +32,49 @@ from .tables import days, entries, milestones, outbox, partners
 _RANK = {"journal.entry.recorded": 0, "journal.entry.revised": 1, "journal.entry.deleted": 2}
 
 
+# The statements of the event path are built once and executed with each
+# event's values, on the transaction's connection: building a statement costs
+# more CPU than sending it.
+_ENTRY = select(entries).where(entries.c.id == bindparam("eid"))
+_UPDATE_ENTRY = update(entries).where(entries.c.id == bindparam("eid"))  # SET: the columns of the values given
+_DAY_ENTRIES = select(entries.c.kind, entries.c.occurred_at, entries.c.measures).where(and_(
+    entries.c.partner_id == bindparam("pid"), entries.c.local_date == bindparam("day"), entries.c.deleted.is_(False)))
+_DELETE_DAY = delete(days).where(days.c.partner_id == bindparam("pid"), days.c.local_date == bindparam("day"))
+_DIRTY = update(partners).where(partners.c.id == bindparam("b_pid")).values(dirty_since=bindparam("b_now"))
+_REPLAY_FROM = bindparam("b_day", type_=partners.c.replay_from.type)
+_DIRTY_FROM = _DIRTY.values(replay_from=case(
+    (or_(partners.c.replay_from.is_(None), partners.c.replay_from > _REPLAY_FROM), _REPLAY_FROM),
+    else_=partners.c.replay_from))
+_DAY_COLUMNS = ("entries", "episodes", "detail", "ritual_count", "ratings", "activities", "conflicts",
+                "conflicts_repaired_24h", "weekly_check_ins")
+
+
+@functools.cache
+def _upsert_partner(dialect: str):
+    stmt = INSERTS[dialect](partners).values(id=bindparam("pid"), share_milestones_with_partner=False, erased=False)
+    return stmt.on_conflict_do_update(index_elements=[partners.c.id], set_={"id": stmt.excluded.id}) \
+        .returning(*partners.c)
+
+
+@functools.cache
+def _insert_entry(dialect: str):
+    return INSERTS[dialect](entries).on_conflict_do_nothing(index_elements=[entries.c.id]).returning(entries.c.id)
+
+
+@functools.cache
+def _upsert_day(dialect: str):
+    stmt = INSERTS[dialect](days)
+    return stmt.on_conflict_do_update(index_elements=[days.c.partner_id, days.c.local_date],
+                                      set_={c: stmt.excluded[c] for c in _DAY_COLUMNS})
+
+
 def _partner(s: Session, partner_id: str):
     """The partner's row, created on first sight (events arrive in any order),
     locked until the transaction ends: one partner's events apply one at a time.
     One statement: an upsert that touches the row locks it, as FOR UPDATE would,
     and returns it; two consumers seeing a new partner at once make one row."""
-    stmt = upsert(s, partners).values(id=partner_id, share_milestones_with_partner=False, erased=False)
-    return s.execute(stmt.on_conflict_do_update(index_elements=[partners.c.id], set_={"id": stmt.excluded.id})
-                     .returning(*partners.c)).one()
+    db = s.connection()
+    return db.execute(_upsert_partner(db.dialect.name), {"pid": partner_id}).one()
 
 
 def partner_registered(s: Session, ev: Event) -> None:
@@ -80,36 +117,42 @@ def _newer_change(s: Session, ev: Event):
     partner, entry_id = _partner(s, str(ev.data["partner_id"])), str(ev.data["entry_id"])
     if partner.erased:
         return None
-    existing = s.execute(select(entries).where(entries.c.id == entry_id)).first()
+    existing = s.connection().execute(_ENTRY, {"eid": entry_id}).first()
     return (partner, entry_id, existing) if _is_newer(existing, ev) else None
 
 
-def entry_changed(s: Session, ev: Event) -> None:
-    """journal.entry.recorded and journal.entry.revised: the entry as it now is."""
-    change = _newer_change(s, ev)
-    if change is None:
-        return
-    partner, entry_id, existing = change
-    pid = partner.id
-    d = ev.data
+def entry_changed(s: Session, ev: Event):
+    """journal.entry.recorded and journal.entry.revised: the entry as it now is.
+    Returns the partner's row as it now stands if the entry changed (None if
+    the event was old news, or its partner erased)."""
+    partner = _partner(s, str(ev.data["partner_id"]))
+    if partner.erased:
+        return None
+    pid, entry_id, d = partner.id, str(ev.data["entry_id"]), ev.data
     measures = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in d.items()
                 if k not in {"entry_id", "couple_id", "partner_id", "kind", "occurred_at", "local_date", "visibility"}
                 and v is not None}
     values = dict(partner_id=pid, couple_id=str(d["couple_id"]) if d.get("couple_id") else None, kind=d["kind"],
                   occurred_at=d["occurred_at"], local_date=d["local_date"], measures=measures, deleted=False,
                   version=ev.time)
-    if existing is None:
-        s.execute(entries.insert().values(id=entry_id, **values))
-    else:
-        s.execute(update(entries).where(entries.c.id == entry_id).values(**values))
+    db = s.connection()
+    # A new entry (the usual case) is one statement; one seen before is read and compared.
+    existing = None
+    if db.execute(_insert_entry(db.dialect.name), {"id": entry_id, **values}).first() is None:
+        existing = db.execute(_ENTRY, {"eid": entry_id}).first()
+        if not _is_newer(existing, ev):
+            return None
+        db.execute(_UPDATE_ENTRY, {"eid": entry_id, **values})
     if values["couple_id"] and partner.couple_id is None:
         s.execute(update(partners).where(partners.c.id == pid).values(couple_id=values["couple_id"]))
+        partner = SimpleNamespace(**{**partner._mapping, "couple_id": values["couple_id"]})
     touched = {d["local_date"]}
     if existing is not None and not existing.deleted and existing.local_date:
         touched.add(existing.local_date)
     for day in touched:
         recompute_day(s, pid, day)
     mark_dirty(s, pid, min(touched))
+    return partner
 
 
 def entry_deleted(s: Session, ev: Event) -> None:
@@ -153,19 +196,18 @@ HANDLERS = {
 def mark_dirty(s: Session, partner_id: str, day: date | None) -> None:
     """Ask for an evaluation once the partner's events settle; `day` is the
     earliest local date whose data changed (late data is replayed from there)."""
-    values: dict = {"dirty_since": utcnow()}
-    if day is not None:
-        values["replay_from"] = case((or_(partners.c.replay_from.is_(None), partners.c.replay_from > day), day),
-                                     else_=partners.c.replay_from)
-    s.execute(update(partners).where(partners.c.id == partner_id).values(**values))
+    if day is None:
+        s.connection().execute(_DIRTY, {"b_pid": partner_id, "b_now": utcnow()})
+    else:
+        s.connection().execute(_DIRTY_FROM, {"b_pid": partner_id, "b_now": utcnow(), "b_day": day})
 
 
 def recompute_day(s: Session, partner_id: str, day: date) -> None:
     """Rebuild one day's aggregate from that day's live entries."""
-    rows = s.execute(select(entries.c.kind, entries.c.occurred_at, entries.c.measures).where(and_(
-        entries.c.partner_id == partner_id, entries.c.local_date == day, entries.c.deleted.is_(False)))).all()
+    db = s.connection()
+    rows = db.execute(_DAY_ENTRIES, {"pid": partner_id, "day": day}).all()
     if not rows:
-        s.execute(delete(days).where(days.c.partner_id == partner_id, days.c.local_date == day))
+        db.execute(_DELETE_DAY, {"pid": partner_id, "day": day})
         return
     agg = dict(entries=len(rows), episodes=0, intensities=[], communication=[], connection=[], understanding=[],
                rituals=[], activities=0, conflicts=0, conflicts_repaired_24h=0, weekly_check_ins=0)
@@ -194,5 +236,5 @@ def recompute_day(s: Session, partner_id: str, day: date) -> None:
     # sorted: the same day always gives the same row, whatever the order
     detail = {k: sorted(agg.pop(k)) for k in lists}
     row = dict(detail=detail, ritual_count=len(detail["rituals"]), ratings=len(detail["communication"]), **agg)
-    stmt = upsert(s, days).values(partner_id=partner_id, local_date=day, **row)
-    s.execute(stmt.on_conflict_do_update(index_elements=[days.c.partner_id, days.c.local_date], set_=row))
+    assert row.keys() == set(_DAY_COLUMNS)
+    db.execute(_upsert_day(db.dialect.name), {"partner_id": partner_id, "local_date": day, **row})

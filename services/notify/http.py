@@ -5,12 +5,11 @@ import functools
 
 from flask import current_app, g
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from sqlalchemy import select
 
 from shared.db import unit_of_work
 from shared.errors import Unauthorized
-from shared.web import AUTH_DOC, require_auth
+from shared.web import AUTH_DOC, Blueprint, require_auth
 
 from . import schemas, use_cases
 from .tables import recipients

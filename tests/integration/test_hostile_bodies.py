@@ -37,6 +37,9 @@ HOSTILE = {
                                                    "occurred_at": "9999-12-31T23:59:59+14:00",
                                                    "quiet_hours": {"start": "24:61", "end": "-1:00"}}),
                                         "application/json", {422}),
+    "a NUL character in every field": (json.dumps({k: "a\u0000b" for k in (
+        "id", "kind", "occurred_at", "email", "password", "timezone", "display_name", "invite_code", "type", "note",
+        "url", "address", "ritual", "activity")} | {"triggers": ["ok", "a\u0000b"]}), "application/json", {400}),
     "an invalid time zone": (json.dumps({"email": "x@example.com", "password": "correct horse battery",
                                         "display_name": "X", "timezone": "Mars/Olympus_Mons"}),
                              "application/json", {409, 422}),
@@ -91,7 +94,28 @@ def test_hostile_bodies_get_a_clear_4xx_and_store_nothing(backend, service):
                 wrong.append(f"{method.upper()} {path} with {name}: {r.status_code} {r.mimetype}")
             elif r.status_code not in expected | {404, 409}:  # an id in the path that is nobody's: 404
                 wrong.append(f"{method.upper()} {path} with {name}: {r.status_code}, expected one of {expected}")
+            elif r.status_code in (400, 422) and "NUL" in name and not problem.get("errors"):
+                wrong.append(f"{method.upper()} {path} with {name}: a {r.status_code} that names no field")
             elif r.status_code == 422 and not problem.get("errors"):
                 wrong.append(f"{method.upper()} {path} with {name}: a 422 that names no field")
     assert not wrong, "\n".join(wrong)
+    assert _rows(backend) == before
+
+
+def test_a_nul_character_is_named_as_the_fields_error_never_a_500(backend):
+    """PostgreSQL stores no NUL in text: a login, a sign-up or a query with one is
+    a 400 naming the field (found by schemathesis: a 500 from the database)."""
+    from services.journal.app import create_app
+
+    client = create_app().test_client()
+    a, _, _ = make_couple(client)
+    before = _rows(backend)
+    r = client.post("/v1/tokens", json={"email": "a\u0000@example.com", "password": "correct horse battery"})
+    assert (r.status_code, r.mimetype, list(r.get_json()["errors"])) == (400, PROBLEM, ["email"])
+    r = client.post("/v1/accounts", json={"email": "x@example.com", "password": "correct horse battery",
+                                          "display_name": "Ana\u0000", "timezone": "Europe/Paris"})
+    assert (r.status_code, list(r.get_json()["errors"])) == (400, ["display_name"])
+    r = client.get("/v1/entries?kind=ritual%00", headers=a["headers"])
+    assert (r.status_code, list(r.get_json()["errors"])) == (400, ["kind"])
+    assert client.post("/v1/tokens", json={"email": a["email"], "password": "correct horse battery"}).status_code == 201
     assert _rows(backend) == before

@@ -1,0 +1,26 @@
+"""outbox: a trigger wakes the relay (PostgreSQL)
+
+A statement-level trigger on the outbox sends the relay's NOTIFY when an event
+row is inserted, instead of a statement of its own in every transaction.
+
+Revision ID: 0005
+Revises: 0004
+"""
+from typing import Sequence, Union
+
+from alembic import op
+
+from shared.outbox import WAKE_TRIGGER_DOWN, WAKE_TRIGGER_UP, migrate_wake_trigger
+
+revision: str = "0005"
+down_revision: Union[str, Sequence[str], None] = "0004"
+branch_labels: Union[str, Sequence[str], None] = None
+depends_on: Union[str, Sequence[str], None] = None
+
+
+def upgrade() -> None:
+    migrate_wake_trigger(op, WAKE_TRIGGER_UP)
+
+
+def downgrade() -> None:
+    migrate_wake_trigger(op, WAKE_TRIGGER_DOWN)
