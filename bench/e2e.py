@@ -73,6 +73,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rate", type=float, default=100.0)
     ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--web-workers", default=str(2 * (os.cpu_count() or 1)),
+                    help="WEB_CONCURRENCY of the services (default: two a core, as the journal under load wants)")
+    ap.add_argument("--web-threads", default="4")
     args = ap.parse_args(argv)
     env = setup.servers()
     from sqlalchemy import select
@@ -88,7 +91,8 @@ def main(argv: list[str] | None = None) -> dict:
     per_couple = levels[-1]
     n_couples = max(1, total // per_couple)
     tmp = Path(tempfile.mkdtemp(prefix="tandem-bench-e2e-"))
-    run_env = dict(os.environ, **env, TANDEM_VAR_DIR=str(tmp / "var"), WEB_CONCURRENCY="2", PYTHONUNBUFFERED="1")
+    run_env = dict(os.environ, **env, TANDEM_VAR_DIR=str(tmp / "var"), WEB_CONCURRENCY=args.web_workers,
+                   WEB_THREADS=args.web_threads, PYTHONUNBUFFERED="1")
     urls = {}
     for name in SERVICES:
         port = procs.free_port()
@@ -152,11 +156,13 @@ def main(argv: list[str] | None = None) -> dict:
         processes = _processes(proc.pid)
         cpu_before = {name: procs.cpu_seconds(p) for name, p in processes.items()}
         machine_before, pg_before = procs.machine_busy(), procs.postgres_cpu_seconds()
+        generator_before = time.process_time()
         start = time.perf_counter()
         late = procs.open_loop(args.rate, len(schedule), send)
         sent_in = time.perf_counter() - start
         cpu = {name: round((procs.cpu_seconds(p) - cpu_before[name]) / sent_in, 2) for name, p in processes.items()}
         cpu["postgresql"] = round((procs.postgres_cpu_seconds() - pg_before) / sent_in, 2)
+        cpu["the load generator (this process)"] = round((time.process_time() - generator_before) / sent_in, 2)
         busy, total_cpu = (a - b for a, b in zip(procs.machine_busy(), machine_before))
         cpu["the whole machine (busy of all cores)"] = round(busy / total_cpu * (os.cpu_count() or 1), 2)
         level_of = dict((n, lv) for lv, n in RITUAL_LEVELS)
@@ -189,7 +195,7 @@ def main(argv: list[str] | None = None) -> dict:
             return None
         return round(latencies[min(len(latencies) - 1, int(len(latencies) * q))] * 1000, 1)
 
-    result = {"rate": args.rate, "seconds": args.seconds, "achieved_rate": round(len(schedule) / sent_in, 1), "entries": len(schedule),
+    result = {"rate": args.rate, "seconds": args.seconds, "web": f"{args.web_workers} workers x {args.web_threads} threads", "achieved_rate": round(len(schedule) / sent_in, 1), "entries": len(schedule),
               "couples": n_couples, "failures": failures[0], "measured": len(latencies),
               "missing": len(expected) - len(latencies), "sent_late_p99_ms": round(sorted(late)[int(len(late) * 0.99)] * 1000, 1),
               "p50_ms": pct(0.5), "p95_ms": pct(0.95), "p99_ms": pct(0.99),

@@ -1,0 +1,62 @@
+"""The token verifier remembers a token it verified, until the token expires:
+an expired token is refused even when it was remembered, a changed one is
+checked anew, and what it remembers is bounded."""
+from __future__ import annotations
+
+import time
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from shared import auth
+
+
+@pytest.fixture()
+def keys():
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return private, public
+
+
+def test_a_remembered_token_is_refused_once_it_expires(keys, monkeypatch):
+    issuer, verifier = auth.TokenIssuer(keys[0], ttl_seconds=60), auth.TokenVerifier(keys[1])
+    token = issuer.issue("5d3c1f3e-8f4e-4c59-9f55-1f6a2b7c9d10")
+    assert verifier.verify(token) == "5d3c1f3e-8f4e-4c59-9f55-1f6a2b7c9d10"
+    assert verifier.verify(token) == "5d3c1f3e-8f4e-4c59-9f55-1f6a2b7c9d10"  # remembered
+    now = time.time()
+    monkeypatch.setattr(auth.time, "time", lambda: now + 60 + auth.TokenVerifier.LEEWAY + 1)
+
+    def expired(*_args, **_kwargs):  # PyJWT's own clock is datetime's: told here what it would find
+        raise jwt.ExpiredSignatureError("Signature has expired")
+
+    monkeypatch.setattr(auth.jwt, "decode", expired)
+    with pytest.raises(auth.InvalidToken):
+        verifier.verify(token)  # not answered from memory: checked again, and refused
+    assert token not in verifier._verified
+
+
+def test_a_token_changed_by_one_character_is_checked_and_refused(keys):
+    issuer, verifier = auth.TokenIssuer(keys[0], ttl_seconds=60), auth.TokenVerifier(keys[1])
+    token = issuer.issue("5d3c1f3e-8f4e-4c59-9f55-1f6a2b7c9d10")
+    verifier.verify(token)
+    head, payload, signature = token.split(".")
+    forged = ".".join((head, payload, ("A" if signature[0] != "A" else "B") + signature[1:]))
+    with pytest.raises(auth.InvalidToken):
+        verifier.verify(forged)
+    other = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    with pytest.raises(auth.InvalidToken):  # signed by another key
+        verifier.verify(auth.TokenIssuer(other, ttl_seconds=60).issue("5d3c1f3e-8f4e-4c59-9f55-1f6a2b7c9d10"))
+
+
+def test_it_remembers_a_bounded_number_of_tokens_the_oldest_forgotten_first(keys, monkeypatch):
+    monkeypatch.setattr(auth.TokenVerifier, "REMEMBERED", 3)
+    issuer, verifier = auth.TokenIssuer(keys[0], ttl_seconds=60), auth.TokenVerifier(keys[1])
+    tokens = [issuer.issue(f"5d3c1f3e-8f4e-4c59-9f55-1f6a2b7c9d1{i}") for i in range(5)]
+    for t in tokens:
+        verifier.verify(t)
+    assert list(verifier._verified) == tokens[2:]
