@@ -2,7 +2,9 @@
 inbox, at a steady rate of entries.
 
 `tandem run` (every service and worker as its own process) on RabbitMQ and
-PostgreSQL. Couples post rituals, in turn, on a fixed schedule (open loop:
+PostgreSQL, the bench's databases emptied first (no partner or due
+evaluation left by another benchmark), the web services at two workers a
+core (``--web-workers``, ``--web-threads``). Couples post rituals, in turn, on a fixed schedule (open loop:
 each request is sent when it is due, whatever the answers before it); each
 couple's 10th and 25th ritual reach a `rituals_kept` level, which the
 milestones consumer records at once and announces; the notify consumer puts
@@ -31,6 +33,7 @@ import requests
 from bench import procs, setup
 
 PASSWORD = "correct horse battery"
+SERVICES_TO_EMPTY = ("journal", "milestones", "notify")
 
 
 def _couple(journal: str, session: requests.Session) -> tuple[str, list[dict]]:
@@ -78,6 +81,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--web-threads", default="4")
     args = ap.parse_args(argv)
     env = setup.servers()
+    for name in SERVICES_TO_EMPTY:
+        setup.empty(env[f"{name.upper()}_DATABASE_URL"])
     from sqlalchemy import select
 
     from services import SERVICES
@@ -130,6 +135,16 @@ def main(argv: list[str] | None = None) -> dict:
             time.sleep(0.5)
         from shared import broker, topology
 
+        from services.milestones.tables import partners
+
+        dirty = select(func.count()).select_from(partners).where(partners.c.dirty_since.is_not(None))
+        while True:  # and the new partners' first evaluations done: set-up, not the run's work
+            with engines["milestones"].connect() as conn:
+                if conn.execute(dirty).scalar() == 0:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError("the evaluator did not settle before the run")
+            time.sleep(0.5)
         with broker.connect() as conn:  # and every queue empty: the sign-up events applied, nothing older
             queues = topology.declare(conn)
             while any(q(conn.default_channel).queue_declare(passive=True).message_count for q in queues.values()):

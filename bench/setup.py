@@ -54,3 +54,19 @@ def servers() -> dict[str, str]:
         env[f"{name.upper()}_DATABASE_URL"] = url
     os.environ.update(env)
     return env
+
+
+def empty(url: str) -> None:
+    """Every table of a bench database emptied (its schema kept): a benchmark that
+    runs the whole pipeline starts without the partners, entries and due
+    evaluations other benchmarks left."""
+    from sqlalchemy import inspect
+
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            names = [n for n in inspect(conn).get_table_names() if n != "alembic_version"]
+            if names:
+                conn.execute(text("TRUNCATE " + ", ".join(f'"{n}"' for n in names)))
+    finally:
+        engine.dispose()
