@@ -53,7 +53,8 @@ def table(r: dict, meta: dict) -> str:
     if "e2e" in r:
         e = r["e2e"]
         rows.append(f"| End to end: `POST /v1/entries` returned to the notification in the inbox, at "
-                    f"{e['rate']} entries a second for {e['seconds']} s ({e['measured']} celebrations"
+                    f"{e['rate']} entries a second for {e['seconds']} s (sent at {e['achieved_rate']} a second; "
+                    f"{e['measured']} celebrations"
                     f"{', ' + str(e['missing']) + ' not there 2 minutes later' if e['missing'] else ''}), p50 / p95 / p99; "
                     f"CPU: the machine {e['cpu_cores_while_sending'].get('the whole machine (busy of all cores)')} of "
                     f"{meta['cpus']} cores busy "
