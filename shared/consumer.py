@@ -10,7 +10,6 @@ consumer reconnects by itself when the broker goes away.
 """
 from __future__ import annotations
 
-import functools
 import json
 import random
 import time
@@ -23,7 +22,7 @@ from sqlalchemy import Column, MetaData, String, Table
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import broker, events, metrics, topology
-from shared.db import INSERTS, UTCDateTime, is_transient, utcnow
+from shared.db import UTCDateTime, insert_if_new, is_transient, utcnow
 
 log = structlog.get_logger("consumer")
 
@@ -39,13 +38,6 @@ def processed_events_table(metadata: MetaData) -> Table:
         Column("type", String(120), nullable=False),
         Column("processed_at", UTCDateTime(), nullable=False),
     )
-
-
-@functools.cache
-def _record(dialect: str, processed: Table):
-    """The idempotency record: the event's id inserted, or nothing returned if it was there."""
-    return INSERTS[dialect](processed).on_conflict_do_nothing(index_elements=[processed.c.event_id]) \
-        .returning(processed.c.event_id)
 
 
 class Duplicate(Exception):
@@ -140,7 +132,7 @@ class EventConsumer(ConsumerMixin):
                 # inserted means a consumer applied this event before, or a
                 # concurrent one just did (ON CONFLICT waits for its commit).
                 db = session.connection()
-                if db.execute(_record(db.dialect.name, self.processed),
+                if db.execute(insert_if_new(db.dialect.name, self.processed.c.event_id),
                               {"event_id": event.id, "type": event.type, "processed_at": utcnow()}).first() is None:
                     raise Duplicate()
                 handler(session, event)

@@ -3,11 +3,12 @@ on SQLite (the embedded default) and PostgreSQL."""
 from __future__ import annotations
 
 import contextlib
+import functools
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import JSON, DateTime, MetaData, create_engine, event, exc
+from sqlalchemy import JSON, Column, DateTime, MetaData, create_engine, event, exc
 from sqlalchemy.dialects.postgresql import JSONB, insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
@@ -83,6 +84,14 @@ def make_engine(url: str, **kwargs) -> Engine:
 
 
 INSERTS = {"postgresql": pg_insert, "sqlite": sqlite_insert}  # by dialect name: INSERT with ON CONFLICT
+
+
+@functools.cache
+def insert_if_new(dialect: str, key: Column):
+    """``INSERT ... ON CONFLICT (key) DO NOTHING RETURNING key``, built once a
+    dialect and table; executed with the row's values, it returns nothing if
+    the key was there already (or a concurrent transaction just committed it)."""
+    return INSERTS[dialect](key.table).on_conflict_do_nothing(index_elements=[key]).returning(key)
 
 
 def upsert(session: Session, table):

@@ -90,9 +90,10 @@ def _insert(table: Table):
 def emit(session: Session, table: Table, type_: str, *, source: str, subject: str, data: dict[str, Any]) -> dict:
     """Record an event in the caller's transaction. Returns the CloudEvent."""
     ev = events.make_event(type_, source=source, subject=subject, data=data)
-    session.connection().execute(_insert(table), {"event_id": ev["id"], "routing_key": type_,
-                                                  "body": events.encode(ev).decode("utf-8"), "created_at": utcnow()})
-    if session.get_bind().dialect.name != "postgresql":  # PostgreSQL: the outbox's trigger wakes the relay
+    db = session.connection()
+    db.execute(_insert(table), {"event_id": ev["id"], "routing_key": type_,
+                                "body": events.encode(ev).decode("utf-8"), "created_at": utcnow()})
+    if db.dialect.name != "postgresql":  # PostgreSQL: the outbox's trigger wakes the relay
         session.info["outbox_wake"] = True
     return ev
 
@@ -209,7 +210,7 @@ class Relay:
             select(t.c.seq)
             .where(t.c.published_at.is_(None), or_(t.c.claimed_until.is_(None), t.c.claimed_until < bindparam("now")))
             .order_by(t.c.seq)
-            .limit(self.batch_size)
+            .limit(bindparam("batch"))
             .with_for_update(skip_locked=True)
         )
         return (
@@ -235,7 +236,8 @@ class Relay:
     def relay_once(self) -> int:
         now = utcnow()
         with self._one_statement() as conn:
-            rows = sorted(conn.execute(self._claim, {"now": now, "until": now + self.lease}).all())
+            rows = sorted(conn.execute(self._claim, {"now": now, "until": now + self.lease,
+                                                     "batch": self.batch_size}).all())
         if not rows:
             return 0
         try:

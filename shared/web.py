@@ -6,13 +6,13 @@ import functools
 import time
 from typing import Callable
 
+import flask_smorest
 import marshmallow as ma
 import structlog
 from flask import Flask, Response, current_app, g, jsonify, request
-import flask_smorest
 from flask_smorest import Api
-from webargs.flaskparser import FlaskParser
 from sqlalchemy import exc as sa_exc
+from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import HTTPException
 
 from shared import auth, broker, metrics

@@ -6,7 +6,6 @@ transaction, so a change and its event commit together or not at all.
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import secrets
@@ -21,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared import pagination
-from shared.db import INSERTS, upsert, utcnow
+from shared.db import insert_if_new, upsert, utcnow
 from shared.entry_kinds import ALL_MEASURES, kind_errors
 from shared.errors import Conflict, Forbidden, Invalid, NotFound, Throttled, Unauthorized
 from shared.outbox import emit, forget_published
@@ -255,12 +254,6 @@ def republish_couple(s: Session, couple_id: str) -> int:
 _AUTHOR = select(accounts.c.id, accounts.c.timezone, accounts.c.couple_id).where(accounts.c.id == bindparam("pid"))
 
 
-@functools.cache
-def _insert_entry(dialect: str):
-    """One statement: the entry stored, or nothing returned when its id was there already."""
-    return INSERTS[dialect](entries).on_conflict_do_nothing(index_elements=[entries.c.id]).returning(entries.c.id)
-
-
 def record_entry(s: Session, partner_id: str, data: dict, now: datetime | None = None) -> tuple[dict, bool]:
     """Record an entry; (entry, created). Idempotent on the client's id."""
     now = now or utcnow()
@@ -294,7 +287,7 @@ def record_entry(s: Session, partner_id: str, data: dict, now: datetime | None =
            "visibility": data["visibility"], "note": note, "measures": measures, "body_hash": fingerprint,
            "created_at": now, "updated_at": now}
     # One statement: stored, or the id was there already (a replay, or a race with one).
-    if db.execute(_insert_entry(db.dialect.name), row).first() is None:
+    if db.execute(insert_if_new(db.dialect.name, entries.c.id), row).first() is None:
         return replayed()
     emit(s, outbox, "journal.entry.recorded", source=SOURCE, subject=me.couple_id or partner_id,
          data=_event_data(row, me.couple_id))

@@ -22,7 +22,7 @@ from types import SimpleNamespace
 from sqlalchemy import and_, bindparam, case, delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from shared.db import INSERTS, utcnow
+from shared.db import INSERTS, insert_if_new, utcnow
 from shared.events import Event
 from shared.outbox import forget_published
 
@@ -54,11 +54,6 @@ def _upsert_partner(dialect: str):
     stmt = INSERTS[dialect](partners).values(id=bindparam("pid"), share_milestones_with_partner=False, erased=False)
     return stmt.on_conflict_do_update(index_elements=[partners.c.id], set_={"id": stmt.excluded.id}) \
         .returning(*partners.c)
-
-
-@functools.cache
-def _insert_entry(dialect: str):
-    return INSERTS[dialect](entries).on_conflict_do_nothing(index_elements=[entries.c.id]).returning(entries.c.id)
 
 
 @functools.cache
@@ -138,7 +133,7 @@ def entry_changed(s: Session, ev: Event):
     db = s.connection()
     # A new entry (the usual case) is one statement; one seen before is read and compared.
     existing = None
-    if db.execute(_insert_entry(db.dialect.name), {"id": entry_id, **values}).first() is None:
+    if db.execute(insert_if_new(db.dialect.name, entries.c.id), {"id": entry_id, **values}).first() is None:
         existing = db.execute(_ENTRY, {"eid": entry_id}).first()
         if not _is_newer(existing, ev):
             return None
