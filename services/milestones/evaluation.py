@@ -299,4 +299,7 @@ def schedule_new_partners(s: Session, now: datetime) -> None:
     rows = s.execute(select(partners.c.id, partners.c.timezone).where(
         partners.c.next_scheduled_at.is_(None), partners.c.erased.is_(False)).limit(500)).all()
     for pid, tz in rows:
-        s.execute(update(partners).where(partners.c.id == pid).values(next_scheduled_at=next_daily_run(tz, now)))
+        # Checked again as it is written: a partner erased since the read above stays a bare tombstone.
+        s.execute(update(partners).where(partners.c.id == pid, partners.c.erased.is_(False),
+                                         partners.c.next_scheduled_at.is_(None))
+                  .values(next_scheduled_at=next_daily_run(tz, now)))

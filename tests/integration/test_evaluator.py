@@ -84,3 +84,35 @@ def test_the_daily_run_evaluates_a_partner_with_no_new_events(backend):
     assert "fewer_anxious_episodes" in found
     assert row.next_scheduled_at > utcnow() and row.evaluated_through == evaluation.local_today(
         "Europe/Paris", utcnow())
+
+
+def test_a_partner_erased_while_the_evaluator_schedules_them_stays_a_bare_tombstone(rabbit_backend):
+    """The evaluator reads the partners never scheduled, then gives each a daily
+    run; an erasure that commits in between must win (found by the erasure
+    test in CI: the tombstone kept a next run). PostgreSQL: SQLite's writers
+    are serialized by the file, so the two cannot interleave there."""
+    from sqlalchemy import event
+
+    engine, other = rabbit_backend.engine("milestones"), rabbit_backend.engine("milestones")
+    pid = str(uuid.uuid4())
+    with engine.begin() as c:
+        c.execute(partners.insert().values(id=pid, timezone="Europe/Paris", share_milestones_with_partner=False,
+                                           erased=False))
+    erased = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _erase_between_the_read_and_the_write(conn, cursor, statement, params, context, executemany):
+        if statement.startswith("UPDATE partners") and not erased:
+            with other.begin() as c2:
+                c2.execute(update(partners).where(partners.c.id == pid).values(
+                    erased=True, timezone=None, next_scheduled_at=None))
+            erased.append(pid)
+
+    with unit_of_work(make_session_factory(engine)) as s:
+        evaluation.schedule_new_partners(s, utcnow())
+    with engine.connect() as c:
+        row = c.execute(select(partners).where(partners.c.id == pid)).one()
+    assert erased == [pid]
+    assert (row.erased, row.timezone, row.next_scheduled_at) == (True, None, None)
+    engine.dispose()
+    other.dispose()
