@@ -119,6 +119,8 @@ BACKENDS = ["embedded", "servers"]
 
 
 def _make_backend(kind: str, request, tmp_path: Path, monkeypatch) -> Backend:
+    """A clean backend of `kind` with its var dir under `tmp_path`, set in this process's environment
+    through `monkeypatch` (function-scoped, or a ``pytest.MonkeyPatch`` a wider fixture undoes)."""
     var = tmp_path / "var"
     var.mkdir(exist_ok=True)
     if kind == "embedded":

@@ -10,7 +10,6 @@ from email import message_from_bytes, policy
 
 import pytest
 import requests
-from aiosmtpd.controller import Controller
 from sqlalchemy import func, select
 
 from services.journal.tables import outbox as journal_outbox
@@ -19,41 +18,12 @@ from services.milestones.tables import partners
 from services.notify.tables import deliveries
 from services.notify.tables import outbox as notify_outbox
 from shared.db import utcnow
-from tests.conftest import NOTE_MARKER, free_port
+from tests.conftest import NOTE_MARKER
 from tests.e2e.test_milestones_e2e import _partner
 from tests.support import improving_history, paris_today, rituals, wait_until
 
 MARKER = f"{NOTE_MARKER}-{uuid.uuid4().hex}"  # in every entry's note; must never reach an email, nor any output
 WAIT = 90.0
-
-
-class MailSink:
-    """An SMTP server's handler: every message as (envelope recipients, raw bytes)."""
-
-    def __init__(self):
-        self.received: list[tuple[list[str], bytes]] = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.received.append((list(envelope.rcpt_tos), bytes(envelope.content)))
-        return "250 OK"
-
-    def to(self, address: str) -> list:
-        """The messages sent to `address`, parsed."""
-        return [message_from_bytes(raw, policy=policy.default) for rcpt, raw in list(self.received)
-                if address in rcpt]
-
-
-@pytest.fixture
-def running_with_mail(backend, request):
-    """`running`, with SMTP_URL pointing at a real SMTP server on 127.0.0.1: (Running, MailSink)."""
-    sink = MailSink()
-    controller = Controller(sink, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    try:
-        backend.extra_env["SMTP_URL"] = f"smtp://127.0.0.1:{controller.port}"
-        yield request.getfixturevalue("running"), sink
-    finally:
-        controller.stop()
 
 
 @pytest.fixture
@@ -89,8 +59,8 @@ def _far_from_midnight() -> str:
 
 
 @pytest.mark.e2e
-def test_entries_become_one_notification_per_recipient_and_one_email_each(backend, running_with_mail, outboxes):
-    running, sink = running_with_mail
+def test_entries_become_one_notification_per_recipient_and_one_email_each(backend, running, mail, outboxes):
+    sink = mail  # every email of the shared `tandem run`: this test reads those to its own partners
     journal, milestones, notify = (running.urls[s] for s in ("journal", "milestones", "notify"))
     http = requests.Session()
     tz = _far_from_midnight()
@@ -201,14 +171,15 @@ def test_entries_become_one_notification_per_recipient_and_one_email_each(backen
             assert mail["Subject"] == (sent[0]["title"] if len(sent) == 1 else f"{len(sent)} things to celebrate")
             for n in sent:
                 assert n["body"] in text, f"{after}: the email tells of each celebration it folds"
-        assert len(sink.received) == 2, f"{after}: one email for each partner, none other"
-        message_ids = [message_from_bytes(raw)["Message-ID"] for _, raw in sink.received]
+        ours = sink.raw_to(*emails.values())
+        assert len(ours) == 2, f"{after}: one email for each partner, none other"
+        message_ids = [message_from_bytes(raw)["Message-ID"] for _, raw in ours]
         assert len(set(message_ids)) == len(message_ids), "no email twice"
-        for rcpt, raw in sink.received:
+        for rcpt, raw in ours:
             assert MARKER.encode() not in raw
             parsed = message_from_bytes(raw, policy=policy.default)
             assert not any(MARKER in t for t in _texts(parsed)), "no note ever leaves the journal"
-        return got, list(sink.received)
+        return got, ours
 
     wait_until(quiet, timeout=WAIT, what="the system to be quiet")
     first, mail_before = check("first look")
