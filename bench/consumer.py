@@ -7,9 +7,9 @@ in the order a relay would publish them. The anchor drains N messages with a
 plain ``kombu.Consumer`` (the service's prefetch, per-consumer QoS) that acks
 each one; then the queue is filled again with new events and the milestones
 consumer (``services.milestones.app.make_consumer``: parse, the idempotency
-record, the projection and the day aggregates, the count milestones, one
-transaction and an ack per event) takes them, timed until the N-th is
-recorded. Rounds alternate, medians compared.
+record, the projection and the day aggregates, the count milestones; one
+transaction a batch of the messages waiting together, up to 10, acked after
+its commit) takes them, timed until the N-th is recorded. Rounds alternate, medians compared.
 
 Usage: python -m bench.consumer [--events N] [--rounds R]   (prints JSON)
 """

@@ -198,6 +198,11 @@ def main(argv: list[str] | None = None) -> dict:
                 break
             time.sleep(0.5)
         latencies = sorted((done[key].timestamp() - at) for key, at in expected.items() if key in done)
+        # the median of each level apart: level 1 is reached about a third into the run, level 2 at its end
+        # (a backlog that grows through the run shows as a later level taking longer)
+        by_level = {f"level_{lv}_p50_ms": round(statistics.median(
+            done[key].timestamp() - at for key, at in expected.items() if key in done and key[1] == lv) * 1000, 1)
+            for lv in sorted({lv for _, lv in done})}
         memory = {name: procs.rss_mib(p) for name, p in processes.items()}
     finally:
         procs.stop(proc)
@@ -214,7 +219,8 @@ def main(argv: list[str] | None = None) -> dict:
               "couples": n_couples, "failures": failures[0], "measured": len(latencies),
               "missing": len(expected) - len(latencies), "sent_late_p99_ms": round(sorted(late)[int(len(late) * 0.99)] * 1000, 1),
               "p50_ms": pct(0.5), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
-              "mean_ms": round(statistics.fmean(latencies) * 1000, 1) if latencies else None, "rss_mib": memory,
+              "mean_ms": round(statistics.fmean(latencies) * 1000, 1) if latencies else None, **by_level,
+              "rss_mib": memory,
               "cpu_cores_while_sending": cpu}
     print(json.dumps(result))
     return result

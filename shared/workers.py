@@ -24,10 +24,15 @@ def _on_stop(stop: Callable[[], None]) -> None:
         signal.signal(sig, lambda *_: stop())
 
 
-def open_database(settings: Settings):
+def open_database(settings: Settings, *, worker: bool = False):
     """(engine, session factory) of the service's own database; on SQLite a
-    commit that wrote an outbox row also wakes the relay."""
-    engine = make_engine(settings.database_url)
+    commit that wrote an outbox row also wakes the relay.
+
+    A worker's engine (`worker`) does not ping a pooled connection before each
+    transaction, a round trip each: its loop retries what fails, and the first
+    error on a connection the server dropped makes SQLAlchemy discard the whole
+    pool. A web request has no such retry (it would answer 503): it pings."""
+    engine = make_engine(settings.database_url, **({"pool_pre_ping": False} if worker else {}))
     sessions = make_session_factory(engine)
     if engine.dialect.name == "sqlite":
         install_local_waker(sessions, settings.var_dir, settings.service)
@@ -36,7 +41,8 @@ def open_database(settings: Settings):
 
 def make_relay(settings: Settings, outbox: Table) -> Relay:
     publisher = broker.Publisher(broker.connect(settings.broker_url))
-    return Relay(make_engine(settings.database_url), outbox, publisher, service=settings.service,
+    engine = make_engine(settings.database_url, pool_pre_ping=False)  # as open_database(worker=True)
+    return Relay(engine, outbox, publisher, service=settings.service,
                  var_dir=settings.var_dir)
 
 
@@ -50,7 +56,7 @@ def run_relay(settings: Settings, outbox: Table) -> None:
 def make_consumer(settings: Settings, queue: str, handlers: dict[str, Handler], processed: Table,
                   sessions: sessionmaker | None = None) -> EventConsumer:
     if sessions is None:
-        _, sessions = open_database(settings)
+        _, sessions = open_database(settings, worker=True)
     return EventConsumer(broker.connect(settings.broker_url, heartbeat=30), queue, handlers, sessions, processed,
                          broker_url=settings.broker_url)
 

@@ -51,14 +51,6 @@ class ConsumerThread:
         # The consumer's processed_events table is the journal's (same shape in every service).
         self.consumer = EventConsumer(self.conn, queue, handlers or _all_types(probe_handler), self.sessions,
                                       probe_processed, **kwargs)
-        self.settled = 0
-        original = self.consumer.on_message
-
-        def counting(message):
-            original(message)
-            self.settled += 1
-
-        self.consumer.on_message = counting
         self.connections = 0
         revived = self.consumer.on_connection_revived
 
@@ -78,6 +70,11 @@ class ConsumerThread:
         self.thread.join(timeout=15)
         self.conn.release()
         self.engine.dispose()
+
+    @property
+    def settled(self) -> int:
+        """Messages the consumer is done with: acked (applied, duplicate or dead-lettered) or given back."""
+        return self.consumer.settled
 
     def times_applied(self) -> dict[str, int]:
         with self.engine.connect() as c:

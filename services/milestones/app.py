@@ -57,7 +57,7 @@ def handlers() -> dict:
 
 def make_consumer(settings: Settings | None = None):
     settings = settings or Settings.from_env(SERVICE)
-    _, sessions = workers.open_database(settings)
+    _, sessions = workers.open_database(settings, worker=True)
     return workers.make_consumer(settings, QUEUE, handlers(), processed_events, sessions=sessions)
 
 
@@ -89,7 +89,7 @@ class Evaluator:
 
 
 def make_evaluator(settings: Settings | None = None) -> Evaluator:
-    _, sessions = workers.open_database(settings or Settings.from_env(SERVICE))
+    _, sessions = workers.open_database(settings or Settings.from_env(SERVICE), worker=True)
     return Evaluator(sessions)
 
 

@@ -27,7 +27,7 @@ def create_app(settings: Settings | None = None):
 
 def make_consumer(settings: Settings | None = None):
     settings = settings or Settings.from_env(SERVICE)
-    _, sessions = workers.open_database(settings)
+    _, sessions = workers.open_database(settings, worker=True)
     return workers.make_consumer(settings, QUEUE, handlers.HANDLERS, processed_events, sessions=sessions)
 
 
@@ -45,7 +45,7 @@ def run_relay() -> None:
 
 def make_deliverer(settings: Settings | None = None) -> delivery.Deliverer:
     settings = settings or Settings.from_env(SERVICE)
-    _, sessions = workers.open_database(settings)
+    _, sessions = workers.open_database(settings, worker=True)
     return delivery.Deliverer(sessions, settings)
 
 

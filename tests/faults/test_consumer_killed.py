@@ -15,6 +15,7 @@ the message with it. That limit is pinned by the last test, not hidden.
 from __future__ import annotations
 
 import contextlib
+import re
 import sqlite3
 import textwrap
 from datetime import datetime, timedelta, timezone
@@ -31,23 +32,26 @@ from tests.support import drain, publish_events, wait_until
 
 pytestmark = pytest.mark.faults
 
-# The real consumer, made to die by SIGKILL right after its Nth commit: applied, not acked.
+# The real consumer, made to die by SIGKILL right after the commit that takes it to N events
+# applied: that transaction's messages are applied, not acked (those of earlier ones were).
 KILL_AFTER_COMMIT = textwrap.dedent("""
     import os, signal
     from shared.consumer import EventConsumer
     from services.milestones import app
 
-    applied, kill_at = 0, int(os.environ["KILL_AFTER_COMMITS"])
-    apply_once = EventConsumer._apply_once
+    applied, kill_at = 0, int(os.environ["KILL_AFTER_EVENTS"])
+    apply_batch = EventConsumer._apply_batch
 
-    def applied_then_killed(self, event, handler):
+    def applied_then_killed(self, batch):
         global applied
-        apply_once(self, event, handler)  # committed (a duplicate raises, and is not counted)
-        applied += 1
-        if applied == kill_at:
+        fresh = apply_batch(self, batch)  # committed
+        applied += sum(fresh)
+        if applied >= kill_at:
+            print(f"killed after {applied} applied, {len(batch)} of them unacked", flush=True)
             os.kill(os.getpid(), signal.SIGKILL)
+        return fresh
 
-    EventConsumer._apply_once = applied_then_killed
+    EventConsumer._apply_batch = applied_then_killed
     app.run_consumer()
 """)
 
@@ -79,13 +83,16 @@ def test_a_consumer_killed_holding_messages_loses_none_and_applies_none_twice(ra
     try:
         publish_events(*everything)
 
-        # 1. Killed after committing its 20th event, before acking it: the broker takes back that
-        #    message and the prefetched ones (19 were acked).
-        hooked = workers(dict(env, KILL_AFTER_COMMITS="20"), "milestones", "consumer", KILL_AFTER_COMMIT).start()
+        # 1. Killed right after the commit that took it to 20 events applied, before acking that
+        #    transaction's messages: the broker takes them back, and the prefetched ones.
+        hooked = workers(dict(env, KILL_AFTER_EVENTS="20"), "milestones", "consumer", KILL_AFTER_COMMIT).start()
         assert hooked.proc.wait(timeout=90) == -9, hooked.output()
-        assert _processed(engine) == 20
-        wait_until(lambda: queue_counts() == (len(everything) - 19, 0), timeout=30,
-                   what="the applied but unacked message, and those prefetched, back on the queue")
+        said = re.search(r"killed after (\d+) applied, (\d+) of them unacked", hooked.output())
+        assert said, hooked.output()
+        applied, unacked = int(said[1]), int(said[2])
+        assert applied >= 20 and _processed(engine) == applied
+        wait_until(lambda: queue_counts() == (len(everything) - (applied - unacked), 0), timeout=30,
+                   what="the applied but unacked messages, and those prefetched, back on the queue")
 
         # 2. The real worker, killed while blocked inside an event's transaction (partner a's row
         #    is held by the test, so the first event of a's stops half-way).

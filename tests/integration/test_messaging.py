@@ -237,6 +237,26 @@ class TestConsumer:
         assert [json.loads(m.body)["id"] for m in dead] == [bad["id"]]
         assert dead[0].headers["x-tandem-reason"] == "handler_failed"
 
+    def test_events_waiting_together_are_applied_together_each_once_and_acked_after(self, backend):
+        """On RabbitMQ the messages that arrived together are applied in one transaction, acked after its
+        commit; the filesystem broker, which cannot give back what a killed consumer held, one by one."""
+        from sqlalchemy import event as sa_event
+
+        sent = [_valid_event() for _ in range(30)]
+        for ev in sent:
+            _publish_raw(events.encode(ev), ev["type"])
+        consumer = ConsumerThread(backend.db_urls["journal"])
+        commits = []
+        sa_event.listen(consumer.engine, "commit", lambda conn: commits.append(consumer.settled))
+        with consumer:
+            wait_until(lambda: consumer.settled == 30, what="every event settled")
+            assert consumer.times_applied() == {ev["id"]: 1 for ev in sent}
+        assert [commits[0], len(drain("milestones.events"))] == [0, 0], "acked only after a commit"
+        if backend.embedded:
+            assert len(commits) == 30
+        else:
+            assert len(commits) <= 10, f"{len(commits)} transactions for 30 events waiting together"
+
     def test_handler_failing_twice_then_succeeding_applies_once(self, backend):
         from tests.support import probe_handler
 
