@@ -247,17 +247,17 @@ class Handled:
         from collections import Counter
 
         self.counts: Counter = Counter()
-        original = consumer.on_message
+        original = consumer.settle  # after the commit (a message in hand may wait for others of its batch)
 
-        def counting(message):
-            original(message)
+        def counting(message, requeue: bool = False):
+            original(message, requeue)
             try:
                 event_id = json.loads(message.body)["id"]
             except Exception:
                 event_id = None
             self.counts[event_id] += 1
 
-        consumer.on_message = counting
+        consumer.settle = counting
 
     def wait(self, *event_ids: str, times: int = 1, timeout: float = 15.0) -> None:
         wait_until(lambda: all(self.counts[i] >= times for i in event_ids), timeout,
