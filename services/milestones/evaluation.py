@@ -124,10 +124,11 @@ _RITUAL_TOTAL = select(func.coalesce(func.sum(days.c.ritual_count), 0)).where(
                                                       partners.c.erased.is_(False))),
     days.c.local_date <= bindparam("as_of"))
 _OTHER_AND_RITUAL_TOTAL = select(_OTHER.scalar_subquery(), _RITUAL_TOTAL.scalar_subquery())  # one round trip
-_DAYS_SINCE = select(days).where(days.c.partner_id == bindparam("pid"), days.c.local_date <= bindparam("as_of"),
-                                 days.c.local_date >= bindparam("since"))
-_RITUAL_DAYS = select(days).where(days.c.partner_id == bindparam("pid"), days.c.local_date <= bindparam("as_of"),
-                                  days.c.ritual_count > 0)
+# Both partners' days in one statement (``pids``: the couple's one or two partners).
+_DAYS_SINCE = select(days).where(days.c.partner_id.in_(bindparam("pids", expanding=True)),
+                                 days.c.local_date <= bindparam("as_of"), days.c.local_date >= bindparam("since"))
+_RITUAL_DAYS = select(days).where(days.c.partner_id.in_(bindparam("pids", expanding=True)),
+                                  days.c.local_date <= bindparam("as_of"), days.c.ritual_count > 0)
 
 
 def other_partner(s: Session, partner) -> str | None:
@@ -240,17 +241,20 @@ def evaluate_counts(s: Session, partner_id: str, day: date, owner=None) -> list[
     found: list[Detection] = []
     if (detectors.CHECK_IN_RHYTHM, 1) not in achieved:
         since = as_of - timedelta(days=7 * detectors.RHYTHM_WEEKS - 1)
-        found += detectors.check_in_rhythm(*(_days(db, _DAYS_SINCE, pid, as_of, since) for pid in pair), as_of)
+        found += detectors.check_in_rhythm(*_pair_days(db, _DAYS_SINCE, pair, as_of, since), as_of)
     if _ritual_level_due(s, owner.couple_id, as_of, achieved, total):
-        found += detectors.rituals_kept(*(_days(db, _RITUAL_DAYS, pid, as_of) for pid in pair), as_of)
+        found += detectors.rituals_kept(*_pair_days(db, _RITUAL_DAYS, pair, as_of), as_of)
     now = utcnow()
     return [row for det in found if (row := _achieve(s, owner, other_id, det, as_of, now))]
 
 
-def _days(db, statement, partner_id: str | None, as_of: date, since: date | None = None) -> History:
-    if partner_id is None:
-        return History(())
-    return History(tuple(map(_aggregate, db.execute(statement, {"pid": partner_id, "as_of": as_of, "since": since}))))
+def _pair_days(db, statement, pair: tuple[str, str | None], as_of: date,
+               since: date | None = None) -> tuple[History, History]:
+    """Each partner's days, read in one statement; no partner (None), no days."""
+    found: dict[str | None, list[DayAggregate]] = {pid: [] for pid in pair}
+    for r in db.execute(statement, {"pids": [pid for pid in pair if pid], "as_of": as_of, "since": since}):
+        found[r.partner_id].append(_aggregate(r))
+    return History(tuple(found[pair[0]])), History(tuple(found[pair[1]]))
 
 
 def _achieved_counts(s: Session, couple_id: str) -> set[tuple[str, int]]:

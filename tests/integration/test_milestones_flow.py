@@ -8,7 +8,7 @@ from datetime import date, datetime, time, timedelta, timezone
 import pytest
 
 from tests.conftest import make_couple, new_id
-from tests.support import Pipeline, rituals as support_rituals, wait_until
+from tests.support import Pipeline, drain, rituals as support_rituals, wait_until
 
 
 @pytest.fixture
@@ -65,6 +65,27 @@ def test_ten_rituals_make_a_couple_milestone_seen_by_both(backend, journal, mile
     assert "rituals_kept:1" in types_seen(milestones, b["headers"])
     one = milestones.get(f"/v1/milestones/{m['id']}", headers=b["headers"])
     assert one.status_code == 200 and one.get_json()["evidence"]
+
+
+def test_the_check_in_rhythm_counts_the_weeks_of_both_partners(backend, journal, milestones):
+    """4 of the last 5 weeks with a check-in, by either partner: Ana's weeks 4, 2 and 0, then Ben's 0 (the
+    same day as hers) and 3. Counted in the consumer as each check-in arrives (the settled evaluation is
+    kept an hour away here): only both partners' days, read together, make 4 weeks; read into one
+    history, the shared day would be two aggregates of one date."""
+    a, b, couple_id = make_couple(journal)
+    today = _today()
+
+    def check_in(weeks_ago: int) -> dict:
+        return {"id": new_id(), "kind": "check_in", "connection": 4, "understanding": 4,
+                "occurred_at": at(today - timedelta(days=7 * weeks_ago + 1), 20)}
+
+    with Pipeline(settle=3600):
+        post_all(journal, a["headers"], [check_in(w) for w in (4, 2, 0)])
+        post_all(journal, b["headers"], [check_in(w) for w in (0, 3)])
+        wait_until(lambda: "check_in_rhythm:1" in types_seen(milestones, b["headers"]), what="the rhythm")
+    assert drain("milestones.events.dead") == [], "every check-in applied (Ben's on Ana's day too)"
+    m = types_seen(milestones, a["headers"])["check_in_rhythm:1"]
+    assert m["couple_id"] == couple_id and m["evidence"]["weeks_with_check_in"] == 4
 
 
 def test_fewer_anxious_episodes_is_the_partners_own_until_shared(backend, journal, milestones):
