@@ -123,6 +123,13 @@ def plan(s: Session, recipient, notification_id: str, due: datetime) -> None:
     """A pending delivery for each channel the recipient wants; email and push
     fall due when the recipient's quiet hours end."""
     mine = s.execute(select(channels).where(channels.c.partner_id == recipient.id)).all()
+    rows = planned(recipient, mine, notification_id, due)
+    if rows:
+        s.execute(deliveries.insert(), rows)
+
+
+def planned(recipient, mine, notification_id: str, due: datetime) -> list[dict]:
+    """The rows of ``plan``, given the recipient's channels (``mine``), for the caller to insert."""
     wanted: list[str] = []
     if recipient.email_on and os.environ.get("SMTP_URL"):  # SMTP_URL unset: no email channel
         emails = [f"email:{c.id}" for c in mine if c.type == "email"]
@@ -131,10 +138,9 @@ def plan(s: Session, recipient, notification_id: str, due: datetime) -> None:
         wanted += [f"apprise:{c.id}" for c in mine if c.type == "apprise"]
     wanted += [f"webhook:{c.id}" for c in mine if c.type == "webhook"]
     quiet_due = pacing.due_at(due, recipient.timezone, _quiet(recipient))
-    for channel in wanted:
-        at = quiet_due if channel.split(":")[0] in PACED else due
-        s.execute(deliveries.insert().values(id=str(uuid.uuid4()), notification_id=notification_id, channel=channel,
-                                             status="pending", attempts=0, due_at=at))
+    return [{"id": str(uuid.uuid4()), "notification_id": notification_id, "channel": channel, "status": "pending",
+             "attempts": 0, "due_at": quiet_due if channel.split(":")[0] in PACED else due, "delivered_at": None}
+            for channel in wanted]
 
 
 # --- sending ---

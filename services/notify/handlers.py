@@ -8,7 +8,7 @@ from sqlalchemy import delete, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from shared.db import utcnow
+from shared.db import upsert, utcnow
 from shared.events import Event
 from shared.outbox import emit, forget_published
 
@@ -58,22 +58,45 @@ def partner_erased(s: Session, ev: Event) -> None:
         erased=True, email=None, display_name=None, timezone=None, couple_id=None))
 
 
+_NOTIFY_STREAMS = text("SELECT pg_notify('tandem_notifications', p) FROM unnest(CAST(:pids AS text[])) AS p")
+
+
+def _recipients(s: Session, ids: list[str]) -> dict[str, object]:
+    """The recipients' rows, read together; each one missing created (as ``recipient`` does)."""
+    rows = {r.id: r for r in s.execute(select(recipients).where(recipients.c.id.in_(ids)))}
+    for pid in ids:
+        if pid not in rows:
+            rows[pid] = recipient(s, pid)
+    return rows
+
+
 def milestone_achieved(s: Session, ev: Event) -> None:
     """One notification per recipient in the audience; the inbox has it at once.
 
     The notification keeps only the numbers of the email's chart from the
-    milestone's evidence (chart.chart_data), none of the rest."""
+    milestone's evidence (chart.chart_data), none of the rest. The audience's
+    rows and channels are read together, and the deliveries written together:
+    a couple's milestone is 9 statements, not 19."""
     m = ev.data
     numbers = chart.chart_data(m)
     owner_id = str(m["partner_id"]) if m.get("partner_id") else None
+    audience = list(dict.fromkeys(map(str, m["audience"])))
+    people = _recipients(s, list(dict.fromkeys(([owner_id] if owner_id else []) + audience)))
     owner_name = None
     if owner_id:
-        owner = recipient(s, owner_id)
-        if owner.erased:
+        if people[owner_id].erased:
             return  # announced before she erased her account: nothing of hers is kept, nor shown
-        owner_name = owner.display_name
-    for pid in map(str, m["audience"]):
-        row = recipient(s, pid)
+        owner_name = people[owner_id].display_name
+    theirs: dict[str, list] = {pid: [] for pid in audience}
+    if audience:
+        for c in s.execute(select(channels).where(channels.c.partner_id.in_(audience))):
+            theirs[c.partner_id].append(c)
+    dialect = s.get_bind().dialect.name
+    add_note = upsert(s, notifications).on_conflict_do_nothing(
+        index_elements=[notifications.c.milestone_id, notifications.c.partner_id]).returning(notifications.c.id)
+    woken, planned = [], []
+    for pid in audience:
+        row = people[pid]
         if row.erased:
             continue
         now = utcnow()
@@ -81,21 +104,20 @@ def milestone_achieved(s: Session, ev: Event) -> None:
                 "title": celebrate.title_for(m, pid, owner_name), "body": celebrate.body_for(m), "created_at": now}
         if numbers is not None:  # else SQL NULL, not a JSON null
             note["chart"] = numbers
-        try:
-            with s.begin_nested():
-                s.execute(notifications.insert().values(**note))
-        except IntegrityError:
+        if s.execute(add_note.values(**note)).first() is None:
             continue  # this recipient has it already
-        if s.get_bind().dialect.name == "postgresql":  # wakes the live streams (stream.py) on commit
-            s.execute(text("SELECT pg_notify('tandem_notifications', :pid)"), {"pid": pid})
+        woken.append(pid)
         if row.in_app:
-            s.execute(deliveries.insert().values(id=str(uuid.uuid4()), notification_id=note["id"],
-                                                 channel="in_app", status="delivered", attempts=1,
-                                                 delivered_at=now))
+            planned.append({"id": str(uuid.uuid4()), "notification_id": note["id"], "channel": "in_app",
+                            "status": "delivered", "attempts": 1, "due_at": None, "delivered_at": now})
             emit(s, outbox, "notify.notification.delivered", source=SOURCE, subject=pid,
                  data={"notification_id": note["id"], "milestone_id": note["milestone_id"], "partner_id": pid,
                        "channel": "in_app"})
-        delivery.plan(s, row, note["id"], due=now)
+        planned += delivery.planned(row, theirs[pid], note["id"], due=now)
+    if planned:
+        s.execute(deliveries.insert(), planned)
+    if woken and dialect == "postgresql":  # wakes the live streams (stream.py) on commit
+        s.execute(_NOTIFY_STREAMS, {"pids": woken})
 
 
 HANDLERS = {
