@@ -87,11 +87,12 @@ INSERTS = {"postgresql": pg_insert, "sqlite": sqlite_insert}  # by dialect name:
 
 
 @functools.cache
-def insert_if_new(dialect: str, key: Column):
+def insert_if_new(dialect: str, key: Column, unique: tuple[Column, ...] = ()):
     """``INSERT ... ON CONFLICT (key) DO NOTHING RETURNING key``, built once a
     dialect and table; executed with the row's values, it returns nothing if
-    the key was there already (or a concurrent transaction just committed it)."""
-    return INSERTS[dialect](key.table).on_conflict_do_nothing(index_elements=[key]).returning(key)
+    the key was there already (or a concurrent transaction just committed it).
+    ``unique``: the columns of another unique constraint to check instead of the key."""
+    return INSERTS[dialect](key.table).on_conflict_do_nothing(index_elements=list(unique or (key,))).returning(key)
 
 
 def upsert(session: Session, table):

@@ -119,17 +119,10 @@ def _quiet(recipient) -> tuple[str, str] | None:
     return (recipient.quiet_start, recipient.quiet_end) if recipient.quiet_start else None
 
 
-def plan(s: Session, recipient, notification_id: str, due: datetime) -> None:
-    """A pending delivery for each channel the recipient wants; email and push
-    fall due when the recipient's quiet hours end."""
-    mine = s.execute(select(channels).where(channels.c.partner_id == recipient.id)).all()
-    rows = planned(recipient, mine, notification_id, due)
-    if rows:
-        s.execute(deliveries.insert(), rows)
-
-
 def planned(recipient, mine, notification_id: str, due: datetime) -> list[dict]:
-    """The rows of ``plan``, given the recipient's channels (``mine``), for the caller to insert."""
+    """A pending delivery for each channel the recipient wants, of their channels
+    (``mine``), as rows for the caller to insert; email and push fall due when
+    the recipient's quiet hours end."""
     wanted: list[str] = []
     if recipient.email_on and os.environ.get("SMTP_URL"):  # SMTP_URL unset: no email channel
         emails = [f"email:{c.id}" for c in mine if c.type == "email"]

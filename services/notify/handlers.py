@@ -8,7 +8,7 @@ from sqlalchemy import delete, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from shared.db import upsert, utcnow
+from shared.db import insert_if_new, utcnow
 from shared.events import Event
 from shared.outbox import emit, forget_published
 
@@ -92,8 +92,7 @@ def milestone_achieved(s: Session, ev: Event) -> None:
         for c in s.execute(select(channels).where(channels.c.partner_id.in_(audience))):
             theirs[c.partner_id].append(c)
     dialect = s.get_bind().dialect.name
-    add_note = upsert(s, notifications).on_conflict_do_nothing(
-        index_elements=[notifications.c.milestone_id, notifications.c.partner_id]).returning(notifications.c.id)
+    add_note = insert_if_new(dialect, notifications.c.id, (notifications.c.milestone_id, notifications.c.partner_id))
     woken, planned = [], []
     for pid in audience:
         row = people[pid]
@@ -104,7 +103,7 @@ def milestone_achieved(s: Session, ev: Event) -> None:
                 "title": celebrate.title_for(m, pid, owner_name), "body": celebrate.body_for(m), "created_at": now}
         if numbers is not None:  # else SQL NULL, not a JSON null
             note["chart"] = numbers
-        if s.execute(add_note.values(**note)).first() is None:
+        if s.execute(add_note, note).first() is None:
             continue  # this recipient has it already
         woken.append(pid)
         if row.in_app:
