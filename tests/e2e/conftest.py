@@ -101,6 +101,7 @@ class MailSink:
 
     def __init__(self):
         self.received: list[tuple[list[str], bytes]] = []
+        self.url = ""  # smtp://host:port, once its server listens
 
     async def handle_DATA(self, server, session, envelope):
         self.received.append((list(envelope.rcpt_tos), bytes(envelope.content)))

@@ -12,13 +12,11 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from services.journal.tables import outbox as journal_outbox
-from services.milestones.tables import outbox as milestones_outbox
 from services.milestones.tables import partners
 from services.notify.tables import deliveries
-from services.notify.tables import outbox as notify_outbox
 from shared.db import utcnow
 from tests.conftest import NOTE_MARKER
+from tests.e2e.conftest import OUTBOXES
 from tests.e2e.test_milestones_e2e import _partner
 from tests.support import improving_history, paris_today, rituals, wait_until
 
@@ -29,9 +27,7 @@ WAIT = 90.0
 @pytest.fixture
 def outboxes(backend):
     """Each service's database engine and outbox table, read to tell when the system is quiet."""
-    out = {"journal": (backend.engine("journal"), journal_outbox),
-           "milestones": (backend.engine("milestones"), milestones_outbox),
-           "notify": (backend.engine("notify"), notify_outbox)}
+    out = {svc: (backend.engine(svc), table) for svc, table in OUTBOXES.items()}
     yield out
     for engine, _ in out.values():
         engine.dispose()
