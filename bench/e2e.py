@@ -4,16 +4,23 @@ inbox, at a steady rate of entries.
 `tandem run` (every service and worker as its own process) on RabbitMQ and
 PostgreSQL, the bench's databases emptied first (no partner or due
 evaluation left by another benchmark), the web services at two workers a
-core (``--web-workers``, ``--web-threads``). Couples post rituals, in turn, on a fixed schedule (open loop:
-each request is sent when it is due, whatever the answers before it); each
-couple's 10th and 25th ritual reach a `rituals_kept` level, which the
-milestones consumer records at once and announces; the notify consumer puts
-it in both partners' inboxes. The latency of a celebration is from the moment
-the POST of the ritual that reached the level returned to the moment the
-later of the two notifications was stored (`notifications.created_at`, set
-in the notify consumer's transaction; the same machine's clock).
+core (``--web-workers``, ``--web-threads``). Couples post rituals on a fixed
+schedule (open loop: each request is sent when it is due, whatever the answers
+before it); each couple's 10th and 25th ritual reach a `rituals_kept` level,
+which the milestones consumer records at once and announces; the notify
+consumer puts it in both partners' inboxes. The latency of a celebration is
+from the moment the POST of the ritual that reached the level returned to the
+moment the later of the two notifications was stored
+(`notifications.created_at`, set in the notify consumer's transaction; the
+same machine's clock).
 
-Usage: python -m bench.e2e [--rate R] [--seconds S]   (prints JSON)
+Two schedules (``--schedule``), the same entries at the same rate: ``spread``
+(the couples start one after another and reach their levels through the run,
+a celebration about every 0.12 s) and ``lockstep`` (the couples post in turn,
+so all reach a level within the same 1.2 s: a burst of 100 celebrations a
+second, twice a run; what a backlog costs the later ones).
+
+Usage: python -m bench.e2e [--rate R] [--seconds S] [--schedule spread|lockstep]   (prints JSON)
 """
 from __future__ import annotations
 
@@ -72,6 +79,24 @@ def _processes(pid: int) -> dict[str, int]:
     return dict(sorted(out.items()))
 
 
+def lockstep(n_couples: int, per_couple: int) -> list[tuple[int, int]]:
+    """Couple k's j-th ritual is request j * n_couples + k: the couples post in
+    turn, so every couple reaches a level within the same n_couples requests (at
+    100 a second and 120 couples: 120 celebrations in 1.2 s, twice a run)."""
+    return [(k, j) for j in range(per_couple) for k in range(n_couples)]
+
+
+def spread(n_couples: int, per_couple: int) -> list[tuple[int, int]]:
+    """Couple k's j-th ritual is due at step k + j: couple k starts a step after
+    couple k - 1, about per_couple couples post at once, each once a step; the
+    couples reach their levels one after another through the run (at 100 a
+    second and 120 couples: a celebration about every 0.12 s)."""
+    return sorted(((k, j) for k in range(n_couples) for j in range(per_couple)), key=lambda kj: (kj[0] + kj[1], kj[0]))
+
+
+SCHEDULES = {"spread": spread, "lockstep": lockstep}
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rate", type=float, default=100.0)
@@ -79,6 +104,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--web-workers", default=str(2 * (os.cpu_count() or 1)),
                     help="WEB_CONCURRENCY of the services (default: two a core, as the journal under load wants)")
     ap.add_argument("--web-threads", default="4")
+    ap.add_argument("--schedule", choices=sorted(SCHEDULES), default="spread",
+                    help="which couple posts when: their levels reached spread through the run, or all in lock-step")
     args = ap.parse_args(argv)
     env = setup.servers()
     for name in SERVICES_TO_EMPTY:
@@ -151,8 +178,7 @@ def main(argv: list[str] | None = None) -> dict:
                 if time.monotonic() > deadline:
                     raise RuntimeError("the queues did not empty before the run")
                 time.sleep(0.5)
-        # the schedule: couple k's j-th ritual is request j * n_couples + k, by alternating partners
-        schedule = [(k, j) for j in range(per_couple) for k in range(n_couples)]
+        schedule = SCHEDULES[args.schedule](n_couples, per_couple)
         reached: dict[tuple[str, int], float] = {}  # (couple, ritual count) -> wall time the POST returned
         failures = [0]
 
@@ -215,7 +241,7 @@ def main(argv: list[str] | None = None) -> dict:
             return None
         return round(latencies[min(len(latencies) - 1, int(len(latencies) * q))] * 1000, 1)
 
-    result = {"rate": args.rate, "seconds": args.seconds, "web": f"{args.web_workers} workers x {args.web_threads} threads", "achieved_rate": round(len(schedule) / sent_in, 1), "entries": len(schedule),
+    result = {"schedule": args.schedule, "rate": args.rate, "seconds": args.seconds, "web": f"{args.web_workers} workers x {args.web_threads} threads", "achieved_rate": round(len(schedule) / sent_in, 1), "entries": len(schedule),
               "couples": n_couples, "failures": failures[0], "measured": len(latencies),
               "missing": len(expected) - len(latencies), "sent_late_p99_ms": round(sorted(late)[int(len(late) * 0.99)] * 1000, 1),
               "p50_ms": pct(0.5), "p95_ms": pct(0.95), "p99_ms": pct(0.99),

@@ -50,10 +50,16 @@ def table(r: dict, meta: dict) -> str:
         f"| Consumer: events a second through the milestones consumer (prefetch {con['prefetch']}) "
         f"| {con['consumer_per_s']} | raw Kombu consume and ack: {con['anchor_per_s']} | {con['ratio']} | – |",
     ]
-    if "e2e" in r:
-        e = r["e2e"]
+    for key in ("e2e", "e2e_lockstep"):
+        if key not in r:
+            continue
+        e = r[key]
+        how = (f"the {e['couples']} couples reaching their levels one after another through the run"
+               if e.get("schedule", "spread") == "spread" else
+               f"the {e['couples']} couples each reaching a level within the same {e['couples'] / e['rate']:.1f} s, "
+               f"twice (bursts of {e['rate']:g} celebrations a second)")
         rows.append(f"| End to end: `POST /v1/entries` returned to the notification in the inbox, at "
-                    f"{e['rate']} entries a second for {e['seconds']} s (sent at {e['achieved_rate']} a second; "
+                    f"{e['rate']} entries a second for {e['seconds']} s, {how} (sent at {e['achieved_rate']} a second; "
                     f"{e['measured']} celebrations"
                     f"{', ' + str(e['missing']) + ' not there 2 minutes later' if e['missing'] else ''}), p50 / p95 / p99; "
                     f"CPU: the machine {e['cpu_cores_while_sending'].get('the whole machine (busy of all cores)')} of "
@@ -109,7 +115,8 @@ def main() -> None:
     except ImportError:
         e2e = None
     if e2e is not None:
-        results["e2e"] = e2e.main(["--seconds", "10" if quick else "30"])
+        results["e2e"] = e2e.main(["--seconds", "10" if quick else "30", "--schedule", "spread"])
+        results["e2e_lockstep"] = e2e.main(["--seconds", "10" if quick else "30", "--schedule", "lockstep"])
     results["memory"] = {f"journal web ({results['ingest']['workers']} workers)": results["ingest"]["rss_mib"]["journal"],
                          "anchor web": results["ingest"]["rss_mib"]["anchor"], **results.get("e2e", {}).get("rss_mib", {})}
     meta["load_after"] = round(os.getloadavg()[0], 1)

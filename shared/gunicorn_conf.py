@@ -17,6 +17,14 @@ loglevel = "warning"
 forwarded_allow_ips = "127.0.0.1"
 
 
+def post_worker_init(worker):
+    """The app loaded in this worker: its start-up objects out of the garbage collector's walks
+    (``shared.workers.keep_startup_objects``)."""
+    from shared.workers import keep_startup_objects
+
+    keep_startup_objects()
+
+
 def child_exit(server, worker):
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess

@@ -2,6 +2,7 @@
 and periodic jobs, each stopping cleanly on SIGTERM or Ctrl-C."""
 from __future__ import annotations
 
+import gc
 import signal
 import threading
 from typing import Callable
@@ -22,6 +23,17 @@ log = structlog.get_logger("worker")
 def _on_stop(stop: Callable[[], None]) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop())
+
+
+def keep_startup_objects() -> None:
+    """Called once a process has started, before its loop: what starting made
+    (modules, tables, schemas, built statements: 138,000 objects in a milestones
+    process, scipy's included) is moved where the garbage collector no longer
+    walks it. A full collection of a milestones process took 90 ms, a stall of
+    everything the process was doing, every few thousand events; after this it
+    walks only what the loop made."""
+    gc.collect()
+    gc.freeze()
 
 
 def open_database(settings: Settings, *, worker: bool = False):
@@ -50,6 +62,7 @@ def run_relay(settings: Settings, outbox: Table) -> None:
     logs.configure(settings.service)
     relay = make_relay(settings, outbox)
     _on_stop(relay.stop)
+    keep_startup_objects()
     relay.run()
 
 
@@ -70,6 +83,7 @@ def run_consumer(settings: Settings, queue: str, handlers: dict[str, Handler], p
 
     _on_stop(stop)
     log.info("consumer_started", queue=queue)
+    keep_startup_objects()
     consumer.run()
     log.info("consumer_stopped", queue=queue)
 
@@ -102,4 +116,5 @@ class Periodic:
 def run_periodic(settings: Settings, job: Periodic) -> None:
     logs.configure(settings.service)
     _on_stop(job.stop)
+    keep_startup_objects()
     job.run()
