@@ -30,7 +30,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import events, metrics
-from shared.db import UTCDateTime, utcnow
+from shared.db import INSERTS, UTCDateTime, insert_if_new, utcnow
 
 log = structlog.get_logger("outbox")
 
@@ -87,12 +87,51 @@ def _insert(table: Table):
     return table.insert()  # built once; executed with each event's values
 
 
+_EVENT_COLUMNS = ("event_id", "routing_key", "body", "created_at")
+
+
+def _event_row(type_: str, ev: dict) -> dict:
+    return {"event_id": ev["id"], "routing_key": type_, "body": events.encode(ev).decode("utf-8"), "created_at": utcnow()}
+
+
+@functools.cache
+def _insert_with_event(key: Column, columns: tuple[str, ...], table: Table):
+    """PostgreSQL: ``WITH new AS (INSERT INTO <key's table> ... ON CONFLICT (key) DO
+    NOTHING RETURNING key) INSERT INTO outbox ... SELECT ... FROM new RETURNING seq``:
+    the row and its event in one statement, the event only if the row is new.
+    Built once a table and set of columns."""
+    target = key.table
+    new = (INSERTS["postgresql"](target).values({c: bindparam(f"row_{c}", type_=target.c[c].type) for c in columns})
+           .on_conflict_do_nothing(index_elements=[key]).returning(key).cte("new"))
+    values = select(*(bindparam(f"event_{c}", type_=table.c[c].type) for c in _EVENT_COLUMNS)).select_from(new)
+    return table.insert().from_select(list(_EVENT_COLUMNS), values).returning(table.c.seq)
+
+
+def insert_if_new_with_event(session: Session, key: Column, row: dict[str, Any], table: Table, type_: str, *,
+                             source: str, subject: str, data: dict[str, Any]) -> dict | None:
+    """Insert `row` unless its `key` is taken (a replay, or a concurrent insert
+    that committed), and if it went in, record its event in the outbox `table`,
+    in the caller's transaction. Returns the CloudEvent, or None if nothing was
+    inserted. On PostgreSQL one statement (the request's hot path: a round trip
+    fewer); elsewhere ``insert_if_new`` and ``emit``."""
+    db = session.connection()
+    if db.dialect.name != "postgresql":
+        if db.execute(insert_if_new(db.dialect.name, key), row).first() is None:
+            return None
+        return emit(session, table, type_, source=source, subject=subject, data=data)
+    ev = events.make_event(type_, source=source, subject=subject, data=data)
+    params = {f"row_{c}": v for c, v in row.items()}
+    params.update((f"event_{c}", v) for c, v in _event_row(type_, ev).items())
+    if db.execute(_insert_with_event(key, tuple(row), table), params).first() is None:
+        return None
+    return ev
+
+
 def emit(session: Session, table: Table, type_: str, *, source: str, subject: str, data: dict[str, Any]) -> dict:
     """Record an event in the caller's transaction. Returns the CloudEvent."""
     ev = events.make_event(type_, source=source, subject=subject, data=data)
     db = session.connection()
-    db.execute(_insert(table), {"event_id": ev["id"], "routing_key": type_,
-                                "body": events.encode(ev).decode("utf-8"), "created_at": utcnow()})
+    db.execute(_insert(table), _event_row(type_, ev))
     if db.dialect.name != "postgresql":  # PostgreSQL: the outbox's trigger wakes the relay
         session.info["outbox_wake"] = True
     return ev

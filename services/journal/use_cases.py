@@ -20,10 +20,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared import pagination
-from shared.db import insert_if_new, upsert, utcnow
+from shared.db import upsert, utcnow
 from shared.entry_kinds import ALL_MEASURES, kind_errors
 from shared.errors import Conflict, Forbidden, Invalid, NotFound, Throttled, Unauthorized
-from shared.outbox import emit, forget_published
+from shared.outbox import emit, forget_published, insert_if_new_with_event
 
 from .tables import accounts, couples, entries, outbox
 
@@ -286,11 +286,10 @@ def record_entry(s: Session, partner_id: str, data: dict, now: datetime | None =
            "local_date": occurred_at.astimezone(ZoneInfo(me.timezone)).date(),
            "visibility": data["visibility"], "note": note, "measures": measures, "body_hash": fingerprint,
            "created_at": now, "updated_at": now}
-    # One statement: stored, or the id was there already (a replay, or a race with one).
-    if db.execute(insert_if_new(db.dialect.name, entries.c.id), row).first() is None:
+    # Stored with its event (one statement on PostgreSQL), or the id was there already (a replay, or a race with one).
+    if insert_if_new_with_event(s, entries.c.id, row, outbox, "journal.entry.recorded", source=SOURCE,
+                                subject=me.couple_id or partner_id, data=_event_data(row, me.couple_id)) is None:
         return replayed()
-    emit(s, outbox, "journal.entry.recorded", source=SOURCE, subject=me.couple_id or partner_id,
-         data=_event_data(row, me.couple_id))
     return entry_view(row), True
 
 

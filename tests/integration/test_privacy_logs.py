@@ -16,7 +16,7 @@ def test_logs_never_contain_notes_emails_or_tokens(backend, journal, capsys, mon
     def explode(*args, **kwargs):  # an unexpected failure while the note is in hand
         raise RuntimeError(f"boom for {a['email']} {secret}")
 
-    monkeypatch.setattr("services.journal.use_cases.emit", explode)
+    monkeypatch.setattr("services.journal.use_cases.insert_if_new_with_event", explode)
     r = journal.post("/v1/entries", headers=a["headers"], json=entry(note=secret))
     assert r.status_code == 500
     logged = capsys.readouterr().err
