@@ -119,6 +119,9 @@ _COUPLE_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
 _ACHIEVED_COUNTS = select(milestones.c.type, milestones.c.level).where(
     milestones.c.owner_key == bindparam("couple"),
     milestones.c.type.in_((detectors.RITUALS_KEPT, detectors.CHECK_IN_RHYTHM)))
+# The levels a partner and their couple hold already (``keys``: the partner's id, the couple's).
+_ACHIEVED_BY = select(milestones.c.type, milestones.c.level, milestones.c.owner_key).where(
+    milestones.c.owner_key.in_(bindparam("keys", expanding=True)))
 _RITUAL_TOTAL = select(func.coalesce(func.sum(days.c.ritual_count), 0)).where(
     days.c.partner_id.in_(select(partners.c.id).where(partners.c.couple_id == bindparam("couple"),
                                                       partners.c.erased.is_(False))),
@@ -200,14 +203,23 @@ def evaluate_partner(s: Session, partner_id: str, now: datetime | None = None, *
     theirs, prior_theirs = history(s, other_id, min(dates), max(dates), prior_rituals=counted)
     prior.update(prior_theirs)
     first = mine.first_logged_day(today)
+    found = [(as_of, det) for as_of in dates if first is not None and as_of >= first
+             for det in _all_detectors(mine, theirs, as_of, bool(owner.couple_id), prior)]
+    if not found:
+        return []
+    # A long-time partner's evaluation finds again the levels held for months: one read for all of them,
+    # not one each (what is left is checked again as it is stored).
+    held = {(t, lv, key) for t, lv, key in s.connection().execute(
+        _ACHIEVED_BY, {"keys": [k for k in (owner.id, owner.couple_id) if k]})}
     achieved = []
-    for as_of in dates:
-        if first is None or as_of < first:
+    for as_of, det in found:
+        key = (det.type, det.level, owner.couple_id if det.scope == detectors.COUPLE else owner.id)
+        if key in held:
             continue
-        for det in _all_detectors(mine, theirs, as_of, bool(owner.couple_id), prior):
-            row = _achieve(s, owner, other_id, det, as_of, now)
-            if row:
-                achieved.append(row)
+        row = _achieve(s, owner, other_id, det, as_of, now)
+        if row:
+            achieved.append(row)
+            held.add(key)
     return achieved
 
 
