@@ -12,7 +12,9 @@ consumer puts it in both partners' inboxes. The latency of a celebration is
 from the moment the POST of the ritual that reached the level returned to the
 moment the later of the two notifications was stored
 (`notifications.created_at`, set in the notify consumer's transaction; the
-same machine's clock).
+same machine's clock). ``stages_ms`` says where that time went, stage by
+stage (the journal's relay, the milestones consumer, the milestones relay,
+the notify consumer), from the timestamps the services write.
 
 Two schedules (``--schedule``), the same entries at the same rate: ``spread``
 (the couples start one after another and reach their levels through the run,
@@ -77,6 +79,63 @@ def _processes(pid: int) -> dict[str, int]:
             if name not in out or child < out[name]:  # the gunicorn master (its workers are its children)
                 out[name] = child
     return dict(sorted(out.items()))
+
+
+def _stages(engines: dict, entry_of: dict, milestone_of: dict, done: dict) -> dict:
+    """Where each measured celebration's time went, from the timestamps the
+    services write (the same machine's clock): p50 and p95 of each stage, ms.
+    `entry_of`: (couple, level) -> (when the POST returned, the entry's id);
+    `milestone_of`: milestone id -> (couple, level); `done`: (couple, level) ->
+    when the later notification was stored."""
+    from sqlalchemy import select
+
+    from services.journal.tables import outbox as journal_outbox
+    from services.milestones.tables import outbox as milestones_outbox
+    from services.milestones.tables import processed_events as milestones_processed
+    from services.notify.tables import processed_events as notify_processed
+
+    def rows(engine, statement):
+        with engine.connect() as conn:
+            return conn.execute(statement).all()
+
+    wanted = {entry_id for _, entry_id in entry_of.values()}
+    published = {}  # entry id -> (event id, published_at)
+    for event_id, body, at in rows(engines["journal"], select(
+            journal_outbox.c.event_id, journal_outbox.c.body, journal_outbox.c.published_at)
+            .where(journal_outbox.c.routing_key == "journal.entry.recorded")):
+        entry_id = json.loads(body)["data"]["entry_id"]
+        if entry_id in wanted:
+            published[entry_id] = (event_id, at)
+    announced = {}  # milestone id -> (event id, created_at, published_at)
+    for event_id, body, created, at in rows(engines["milestones"], select(
+            milestones_outbox.c.event_id, milestones_outbox.c.body, milestones_outbox.c.created_at,
+            milestones_outbox.c.published_at).where(milestones_outbox.c.routing_key == "milestones.milestone.achieved")):
+        announced[json.loads(body)["data"]["id"]] = (event_id, created, at)
+    applied = {}
+    for name, table in (("milestones", milestones_processed), ("notify", notify_processed)):
+        applied.update(rows(engines[name], select(table.c.event_id, table.c.processed_at)))
+    names = ("journal relay: POST returned -> published", "milestones consumer: published -> applying",
+             "milestones consumer: applying -> milestone recorded", "milestones relay: recorded -> published",
+             "notify consumer: published -> applying", "notify consumer: applying -> both notifications stored")
+    spans: dict[str, list[float]] = {n: [] for n in names}
+    for milestone_id, key in milestone_of.items():
+        if key not in done or key not in entry_of or milestone_id not in announced:
+            continue
+        returned, entry_id = entry_of[key]
+        event_id, journal_published = published.get(entry_id, (None, None))
+        m_event, m_created, m_published = announced[milestone_id]
+        points = (returned, journal_published, applied.get(event_id), m_created, m_published, applied.get(m_event),
+                  done[key])
+        if any(p is None for p in points):
+            continue
+        stamps = [p if isinstance(p, float) else p.timestamp() for p in points]
+        for name, a, b in zip(names, stamps, stamps[1:]):
+            spans[name].append((b - a) * 1000)
+
+    def at(values: list[float], q: float) -> float:
+        return round(sorted(values)[min(len(values) - 1, int(len(values) * q))], 1)
+
+    return {name: {"p50": at(v, 0.5), "p95": at(v, 0.95)} for name, v in spans.items() if v}
 
 
 def lockstep(n_couples: int, per_couple: int) -> list[tuple[int, int]]:
@@ -179,7 +238,7 @@ def main(argv: list[str] | None = None) -> dict:
                     raise RuntimeError("the queues did not empty before the run")
                 time.sleep(0.5)
         schedule = SCHEDULES[args.schedule](n_couples, per_couple)
-        reached: dict[tuple[str, int], float] = {}  # (couple, ritual count) -> wall time the POST returned
+        reached: dict[tuple[str, int], tuple[float, str]] = {}  # (couple, ritual count) -> (POST returned, entry)
         failures = [0]
 
         def send(i, due, session):
@@ -192,7 +251,7 @@ def main(argv: list[str] | None = None) -> dict:
             returned = time.time()
             failures[0] += r.status_code != 201
             if j + 1 in levels:
-                reached[(couple_id, j + 1)] = returned
+                reached[(couple_id, j + 1)] = (returned, body["id"])
 
         processes = _processes(proc.pid)
         cpu_before = {name: procs.cpu_seconds(p) for name, p in processes.items()}
@@ -207,7 +266,8 @@ def main(argv: list[str] | None = None) -> dict:
         busy, total_cpu = (a - b for a, b in zip(procs.machine_busy(), machine_before))
         cpu["the whole machine (busy of all cores)"] = round(busy / total_cpu * (os.cpu_count() or 1), 2)
         level_of = dict((n, lv) for lv, n in RITUAL_LEVELS)
-        expected = {(c, level_of[n]): at for (c, n), at in reached.items()}
+        entry_of = {(c, level_of[n]): at_and_entry for (c, n), at_and_entry in reached.items()}
+        expected = {key: at for key, (at, _) in entry_of.items()}
         deadline = time.monotonic() + 120
         while True:
             with engines["milestones"].connect() as conn:
@@ -230,6 +290,7 @@ def main(argv: list[str] | None = None) -> dict:
             done[key].timestamp() - at for key, at in expected.items() if key in done and key[1] == lv) * 1000, 1)
             for lv in sorted({lv for _, lv in done})}
         memory = {name: procs.rss_mib(p) for name, p in processes.items()}
+        stages = _stages(engines, entry_of, ms, done)
     finally:
         procs.stop(proc)
         for e in engines.values():
@@ -246,7 +307,7 @@ def main(argv: list[str] | None = None) -> dict:
               "missing": len(expected) - len(latencies), "sent_late_p99_ms": round(sorted(late)[int(len(late) * 0.99)] * 1000, 1),
               "p50_ms": pct(0.5), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
               "mean_ms": round(statistics.fmean(latencies) * 1000, 1) if latencies else None, **by_level,
-              "rss_mib": memory,
+              "stages_ms": stages, "rss_mib": memory,
               "cpu_cores_while_sending": cpu}
     print(json.dumps(result))
     return result
