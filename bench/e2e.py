@@ -81,6 +81,11 @@ def _processes(pid: int) -> dict[str, int]:
     return dict(sorted(out.items()))
 
 
+def _percentile(values: list[float], q: float) -> float:
+    """The value at quantile q of values (sorted or not), by rank."""
+    return sorted(values)[min(len(values) - 1, int(len(values) * q))]
+
+
 def _stages(engines: dict, entry_of: dict, milestone_of: dict, done: dict) -> dict:
     """Where each measured celebration's time went, from the timestamps the
     services write (the same machine's clock): p50 and p95 of each stage, ms.
@@ -132,10 +137,8 @@ def _stages(engines: dict, entry_of: dict, milestone_of: dict, done: dict) -> di
         for name, a, b in zip(names, stamps, stamps[1:]):
             spans[name].append((b - a) * 1000)
 
-    def at(values: list[float], q: float) -> float:
-        return round(sorted(values)[min(len(values) - 1, int(len(values) * q))], 1)
-
-    return {name: {"p50": at(v, 0.5), "p95": at(v, 0.95)} for name, v in spans.items() if v}
+    return {name: {"p50": round(_percentile(v, 0.5), 1), "p95": round(_percentile(v, 0.95), 1)}
+            for name, v in spans.items() if v}
 
 
 def lockstep(n_couples: int, per_couple: int) -> list[tuple[int, int]]:
@@ -300,7 +303,7 @@ def main(argv: list[str] | None = None) -> dict:
     def pct(q: float) -> float | None:
         if not latencies:
             return None
-        return round(latencies[min(len(latencies) - 1, int(len(latencies) * q))] * 1000, 1)
+        return round(_percentile(latencies, q) * 1000, 1)
 
     result = {"schedule": args.schedule, "rate": args.rate, "seconds": args.seconds, "web": f"{args.web_workers} workers x {args.web_threads} threads", "achieved_rate": round(len(schedule) / sent_in, 1), "entries": len(schedule),
               "couples": n_couples, "failures": failures[0], "measured": len(latencies),
