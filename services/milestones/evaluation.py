@@ -72,6 +72,26 @@ def _aggregate(r) -> DayAggregate:
         conflicts=r.conflicts, conflicts_repaired_24h=r.conflicts_repaired_24h, weekly_check_ins=r.weekly_check_ins)
 
 
+# Built once (building a statement costs more CPU than sending it). Only the columns an aggregate is made of.
+_DAY = (days.c.local_date, days.c.entries, days.c.episodes, days.c.detail, days.c.activities, days.c.conflicts,
+        days.c.conflicts_repaired_24h, days.c.weekly_check_ins)
+_MINE = days.c.partner_id == bindparam("pid")
+# The baseline is the first 28 logged days within the first 56 (every stored day is a logged one: a day
+# whose last entry is deleted is deleted): the first 28 days stored, less those past the 56.
+_HEAD = select(*_DAY).where(_MINE).order_by(days.c.local_date).limit(detectors.BASELINE_LOGGED_DAYS)
+# The recent days, and further back only what stronger bond reads: days with a check-in or a conflict.
+_RECENT_AND_BOND = select(*_DAY).where(_MINE, or_(
+    days.c.local_date.between(bindparam("recent_start"), bindparam("last")),
+    and_(days.c.local_date >= bindparam("tail_start"), days.c.local_date < bindparam("recent_start"),
+         (days.c.weekly_check_ins > 0) | (days.c.conflicts > 0))))
+_RATED = _MINE & (days.c.ratings > 0) & (days.c.local_date <= bindparam("last"))
+_FIRST_RATED = select(days.c.local_date).where(_RATED).order_by(days.c.local_date.asc()).limit(RATED_DAYS)
+_LAST_RATED = select(days.c.local_date).where(_RATED).order_by(days.c.local_date.desc()).limit(RATED_DAYS)
+_DAYS_ON = select(*_DAY).where(_MINE, days.c.local_date.in_(bindparam("dates", expanding=True)))
+_OLDER_RITUALS = select(days.c.local_date, days.c.detail).where(
+    _MINE, days.c.ritual_count > 0, days.c.local_date < bindparam("recent_start"))
+
+
 def history(s: Session, partner_id: str | None, first_as_of: date | None = None,
             last_as_of: date | None = None, *, prior_rituals: bool = True) -> tuple[History, Counter]:
     """The days the rules read for evaluations as of first_as_of..last_as_of,
@@ -79,35 +99,27 @@ def history(s: Session, partner_id: str | None, first_as_of: date | None = None,
     ``prior_rituals`` is False: no ritual level can be new). Without dates: all."""
     if partner_id is None:
         return History(()), Counter()
-    mine = days.c.partner_id == partner_id
+    db = s.connection()
     if first_as_of is None or last_as_of is None:
-        return History(tuple(map(_aggregate, s.execute(select(days).where(mine))))), Counter()
-    first_day = s.execute(select(func.min(days.c.local_date)).where(mine)).scalar()
-    if first_day is None:
+        return History(tuple(map(_aggregate, db.execute(select(*_DAY).where(_MINE), {"pid": partner_id})))), \
+            Counter()
+    head = db.execute(_HEAD, {"pid": partner_id}).all()
+    if not head:
         return History(()), Counter()
-    tail_start = first_as_of - timedelta(days=TAIL_DAYS)
+    head_end = head[0].local_date + timedelta(days=HEAD_DAYS)
+    rows = {r.local_date: r for r in head if r.local_date <= head_end}
     recent_start = first_as_of - timedelta(days=RECENT_DAYS)
-    head_end = first_day + timedelta(days=HEAD_DAYS)
-    # Further back than the recent days, only stronger bond reads: days with a check-in or a conflict.
-    bond_days = (days.c.weekly_check_ins > 0) | (days.c.conflicts > 0)
-    wanted = or_(days.c.local_date <= head_end,
-                 and_(days.c.local_date >= recent_start, days.c.local_date <= last_as_of),
-                 and_(days.c.local_date >= tail_start, days.c.local_date < recent_start, bond_days))
-    rows = {r.local_date: r for r in s.execute(select(days).where(mine, wanted))}
-    rated = mine & (days.c.ratings > 0) & (days.c.local_date <= last_as_of)
-    rated_days = set()
-    for order in (days.c.local_date.asc(), days.c.local_date.desc()):
-        rated_days.update(s.execute(select(days.c.local_date).where(rated).order_by(order).limit(RATED_DAYS))
-                          .scalars())
+    args = {"pid": partner_id, "recent_start": recent_start, "last": last_as_of,
+            "tail_start": first_as_of - timedelta(days=TAIL_DAYS)}
+    rows.update((r.local_date, r) for r in db.execute(_RECENT_AND_BOND, args).all())
+    rated_days = {*db.execute(_FIRST_RATED, args).scalars(), *db.execute(_LAST_RATED, args).scalars()}
     if missing := rated_days - rows.keys():  # most are read already, with the head or the recent days
-        rows.update((r.local_date, r) for r in s.execute(select(days).where(mine, days.c.local_date.in_(missing))))
+        rows.update((r.local_date, r) for r in db.execute(_DAYS_ON, {"pid": partner_id, "dates": sorted(missing)}))
     prior: Counter = Counter()
-    if not prior_rituals:
-        return History(tuple(map(_aggregate, rows.values()))), prior
-    for day, detail in s.execute(select(days.c.local_date, days.c.detail).where(
-            mine, days.c.ritual_count > 0, days.c.local_date < recent_start, days.c.local_date > head_end)):
-        if day not in rows:
-            prior.update(detail["rituals"])
+    if prior_rituals:
+        for day, detail in db.execute(_OLDER_RITUALS, args):
+            if day not in rows:
+                prior.update(detail["rituals"])
     return History(tuple(map(_aggregate, rows.values()))), prior
 
 
@@ -122,9 +134,11 @@ _ACHIEVED_COUNTS = select(milestones.c.type, milestones.c.level).where(
 # The levels a partner and their couple hold already (``keys``: the partner's id, the couple's).
 _ACHIEVED_BY = select(milestones.c.type, milestones.c.level, milestones.c.owner_key).where(
     milestones.c.owner_key.in_(bindparam("keys", expanding=True)))
+# The couple's ritual total: the two partners' days by their own ids, never a join that a planner could
+# turn into a scan of every couple's days; and only their ritual days, from an index of those alone
+# (ix_days_rituals): it is needed only while a level is left, so below 100 rituals, however long the history.
 _RITUAL_TOTAL = select(func.coalesce(func.sum(days.c.ritual_count), 0)).where(
-    days.c.partner_id.in_(select(partners.c.id).where(partners.c.couple_id == bindparam("couple"),
-                                                      partners.c.erased.is_(False))),
+    days.c.partner_id.in_([bindparam("pid"), _OTHER.scalar_subquery()]), days.c.ritual_count > 0,
     days.c.local_date <= bindparam("as_of"))
 _OTHER_AND_RITUAL_TOTAL = select(_OTHER.scalar_subquery(), _RITUAL_TOTAL.scalar_subquery())  # one round trip
 # Both partners' days in one statement (``pids``: the couple's one or two partners).
@@ -197,7 +211,7 @@ def evaluate_partner(s: Session, partner_id: str, now: datetime | None = None, *
         dates = [start + timedelta(days=i) for i in range((today - start).days + 1)] or [today]
     # Rituals kept is a count of every ritual ever: its older rituals are read
     # only if a level not yet achieved is within the couple's total.
-    counted = bool(owner.couple_id) and _ritual_level_due(s, owner.couple_id, max(dates))
+    counted = bool(owner.couple_id) and _ritual_level_due(s, owner, max(dates))
     mine, prior = history(s, owner.id, min(dates), max(dates), prior_rituals=counted)
     other_id = other_partner(s, owner)
     theirs, prior_theirs = history(s, other_id, min(dates), max(dates), prior_rituals=counted)
@@ -254,7 +268,7 @@ def evaluate_counts(s: Session, partner_id: str, day: date, owner=None) -> list[
     if (detectors.CHECK_IN_RHYTHM, 1) not in achieved:
         since = as_of - timedelta(days=7 * detectors.RHYTHM_WEEKS - 1)
         found += detectors.check_in_rhythm(*_pair_days(db, _DAYS_SINCE, pair, as_of, since), as_of)
-    if _ritual_level_due(s, owner.couple_id, as_of, achieved, total):
+    if _ritual_level_due(s, owner, as_of, achieved, total):
         found += detectors.rituals_kept(*_pair_days(db, _RITUAL_DAYS, pair, as_of), as_of)
     now = utcnow()
     return [row for det in found if (row := _achieve(s, owner, other_id, det, as_of, now))]
@@ -273,17 +287,18 @@ def _achieved_counts(s: Session, couple_id: str) -> set[tuple[str, int]]:
     return set(s.connection().execute(_ACHIEVED_COUNTS, {"couple": couple_id}).all())
 
 
-def _ritual_level_due(s: Session, couple_id: str, as_of: date,
+def _ritual_level_due(s: Session, owner, as_of: date,
                       achieved: set[tuple[str, int]] | None = None, total: int | None = None) -> bool:
     """Whether the couple's ritual total as of ``as_of`` reaches a level not
     yet achieved. If not, the rituals of days the other rules do not read
     can be left unread: a total from fewer days only reaches fewer levels,
     all of them achieved already."""
-    achieved = _achieved_counts(s, couple_id) if achieved is None else achieved
+    achieved = _achieved_counts(s, owner.couple_id) if achieved is None else achieved
     if all((detectors.RITUALS_KEPT, level) in achieved for level, _ in detectors.RITUAL_LEVELS):
         return False
     if total is None:
-        total = s.connection().execute(_RITUAL_TOTAL, {"couple": couple_id, "as_of": as_of}).scalar()
+        total = s.connection().execute(_RITUAL_TOTAL, {"couple": owner.couple_id, "pid": owner.id,
+                                                        "as_of": as_of}).scalar()
     return any(total >= threshold and (detectors.RITUALS_KEPT, level) not in achieved
                for level, threshold in detectors.RITUAL_LEVELS)
 

@@ -4,7 +4,7 @@ milestones achieved."""
 from __future__ import annotations
 
 from sqlalchemy import (
-    Boolean, Column, Date, Index, Integer, String, Table, Text, UniqueConstraint,
+    Boolean, Column, Date, Index, Integer, String, Table, Text, UniqueConstraint, text,
 )
 
 from shared.consumer import processed_events_table
@@ -67,6 +67,9 @@ days = Table(
     Column("conflicts", Integer, nullable=False),
     Column("conflicts_repaired_24h", Integer, nullable=False),
     Column("weekly_check_ins", Integer, nullable=False),
+    # The ritual days alone, their count in the index (PostgreSQL): a couple's ritual total reads these.
+    Index("ix_days_rituals", "partner_id", "local_date", postgresql_include=["ritual_count"],
+          postgresql_where=text("ritual_count > 0"), sqlite_where=text("ritual_count > 0")),
 )
 
 milestones = Table(
@@ -84,6 +87,8 @@ milestones = Table(
     Column("evidence", JSONType, nullable=False),
     # Once, ever: a level of a type is achieved by its owner one time.
     UniqueConstraint("type", "level", "owner_key", name="uq_milestones_once"),
+    # What an owner holds (an evaluation reads it): not from the constraint, whose first column is the type.
+    Index("ix_milestones_owner_key", "owner_key"),
 )
 
 outbox = outbox_table(metadata)
