@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from collections import Counter
 
-from sqlalchemy import and_, bindparam, func, or_, select, text, update
+from sqlalchemy import String, and_, bindparam, cast, func, literal_column, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -76,6 +76,8 @@ def _aggregate(r) -> DayAggregate:
 _DAY = (days.c.local_date, days.c.entries, days.c.episodes, days.c.detail, days.c.activities, days.c.conflicts,
         days.c.conflicts_repaired_24h, days.c.weekly_check_ins)
 _MINE = days.c.partner_id == bindparam("pid")
+# The partial index's own predicate, as SQL text: a bound 0 would not match it in a prepared (generic) plan.
+_RITUAL_DAY = days.c.ritual_count > literal_column("0")
 # The baseline is the first 28 logged days within the first 56 (every stored day is a logged one: a day
 # whose last entry is deleted is deleted): the first 28 days stored, less those past the 56.
 _HEAD = select(*_DAY).where(_MINE).order_by(days.c.local_date).limit(detectors.BASELINE_LOGGED_DAYS)
@@ -89,7 +91,7 @@ _FIRST_RATED = select(days.c.local_date).where(_RATED).order_by(days.c.local_dat
 _LAST_RATED = select(days.c.local_date).where(_RATED).order_by(days.c.local_date.desc()).limit(RATED_DAYS)
 _DAYS_ON = select(*_DAY).where(_MINE, days.c.local_date.in_(bindparam("dates", expanding=True)))
 _OLDER_RITUALS = select(days.c.local_date, days.c.detail).where(
-    _MINE, days.c.ritual_count > 0, days.c.local_date < bindparam("recent_start"))
+    _MINE, _RITUAL_DAY, days.c.local_date < bindparam("recent_start"))
 
 
 def history(s: Session, partner_id: str | None, first_as_of: date | None = None,
@@ -128,30 +130,29 @@ _PARTNER = select(partners).where(partners.c.id == bindparam("pid"))
 _OTHER = select(partners.c.id).where(partners.c.couple_id == bindparam("couple"), partners.c.id != bindparam("pid"),
                                      partners.c.erased.is_(False))
 _COUPLE_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
-_ACHIEVED_COUNTS = select(milestones.c.type, milestones.c.level).where(
-    milestones.c.owner_key == bindparam("couple"),
-    milestones.c.type.in_((detectors.RITUALS_KEPT, detectors.CHECK_IN_RHYTHM)))
 # The levels a partner and their couple hold already (``keys``: the partner's id, the couple's).
 _ACHIEVED_BY = select(milestones.c.type, milestones.c.level, milestones.c.owner_key).where(
     milestones.c.owner_key.in_(bindparam("keys", expanding=True)))
-# The couple's ritual total: the two partners' days by their own ids, never a join that a planner could
-# turn into a scan of every couple's days; and only their ritual days, from an index of those alone
-# (ix_days_rituals): it is needed only while a level is left, so below 100 rituals, however long the history.
-_RITUAL_TOTAL = select(func.coalesce(func.sum(days.c.ritual_count), 0)).where(
-    days.c.partner_id.in_([bindparam("pid"), _OTHER.scalar_subquery()]), days.c.ritual_count > 0,
-    days.c.local_date <= bindparam("as_of"))
-_OTHER_AND_RITUAL_TOTAL = select(_OTHER.scalar_subquery(), _RITUAL_TOTAL.scalar_subquery())  # one round trip
+# What the count milestones need, in one statement (``couple``, ``pid``, ``as_of``): the other partner,
+# the couple's count levels held ("type:level,..."), and its rituals as of ``as_of`` counted up to the
+# top level's threshold. That many ritual days hold that many rituals at least, so no more are read: the
+# count tells every level apart however long the history, from an index of the ritual days alone
+# (ix_days_rituals), through the two partners' own ids (never a join a planner could turn into a
+# scan of every couple's days).
+_TOP_THRESHOLD = max(threshold for _, threshold in detectors.RITUAL_LEVELS)
+_HELD_COUNTS = select(func.aggregate_strings(milestones.c.type + ":" + cast(milestones.c.level, String), ",")).where(
+    milestones.c.owner_key == bindparam("couple"),
+    milestones.c.type.in_((detectors.RITUALS_KEPT, detectors.CHECK_IN_RHYTHM)))
+_FIRST_RITUAL_DAYS = select(days.c.ritual_count).where(
+    days.c.partner_id.in_([bindparam("pid"), _OTHER.scalar_subquery()]), _RITUAL_DAY,
+    days.c.local_date <= bindparam("as_of")).limit(_TOP_THRESHOLD).subquery()
+_RITUALS_UP_TO_TOP = select(func.coalesce(func.sum(_FIRST_RITUAL_DAYS.c.ritual_count), 0))
+_COUNTS_STATE = select(_OTHER.scalar_subquery(), _HELD_COUNTS.scalar_subquery(), _RITUALS_UP_TO_TOP.scalar_subquery())
 # Both partners' days in one statement (``pids``: the couple's one or two partners).
 _DAYS_SINCE = select(days).where(days.c.partner_id.in_(bindparam("pids", expanding=True)),
                                  days.c.local_date <= bindparam("as_of"), days.c.local_date >= bindparam("since"))
 _RITUAL_DAYS = select(days).where(days.c.partner_id.in_(bindparam("pids", expanding=True)),
-                                  days.c.local_date <= bindparam("as_of"), days.c.ritual_count > 0)
-
-
-def other_partner(s: Session, partner) -> str | None:
-    if not partner.couple_id:
-        return None
-    return s.connection().execute(_OTHER, {"couple": partner.couple_id, "pid": partner.id}).scalar()
+                                  days.c.local_date <= bindparam("as_of"), _RITUAL_DAY)
 
 
 def audience(s: Session, owner, other_id: str | None, scope: str) -> list[str]:
@@ -211,9 +212,11 @@ def evaluate_partner(s: Session, partner_id: str, now: datetime | None = None, *
         dates = [start + timedelta(days=i) for i in range((today - start).days + 1)] or [today]
     # Rituals kept is a count of every ritual ever: its older rituals are read
     # only if a level not yet achieved is within the couple's total.
-    counted = bool(owner.couple_id) and _ritual_level_due(s, owner, max(dates))
+    other_id, counted = None, False
+    if owner.couple_id:
+        other_id, achieved, total = _counts_state(s.connection(), owner, max(dates))
+        counted = _ritual_level_due(achieved, total)
     mine, prior = history(s, owner.id, min(dates), max(dates), prior_rituals=counted)
-    other_id = other_partner(s, owner)
     theirs, prior_theirs = history(s, other_id, min(dates), max(dates), prior_rituals=counted)
     prior.update(prior_theirs)
     first = mine.first_logged_day(today)
@@ -237,14 +240,17 @@ def evaluate_partner(s: Session, partner_id: str, now: datetime | None = None, *
     return achieved
 
 
-def evaluate_counts(s: Session, partner_id: str, day: date, owner=None) -> list[dict]:
+def evaluate_counts(s: Session, partner_id: str, day: date, owner=None, *, check_in: bool = True) -> list[dict]:
     """Count-based milestones (rituals kept, the check-in rhythm) need no
     settling: a count that reached 10 really did. Run in the consumer's
     transaction, as of the day touched.
 
-    What it reads is bounded whatever the history: the check-in rhythm's 5
-    weeks while it is not achieved, and the couple's ritual total (one SUM);
-    the rituals themselves only when that total reaches a new level.
+    What it reads is bounded whatever the history: one statement for the
+    other partner, the levels held and the ritual count (up to the top
+    threshold); the check-in rhythm's 5 weeks while it is not achieved, and
+    only for a check-in (``check_in``: the entry is one; another entry adds
+    no week with a check-in, and the settled evaluation looks at the rhythm
+    anyway); the rituals themselves only when the count reaches a new level.
 
     The count is the couple's: with several consumers, the other partner's
     ritual may be committing at this moment. The couple is locked first, so
@@ -260,15 +266,13 @@ def evaluate_counts(s: Session, partner_id: str, day: date, owner=None) -> list[
     if db.dialect.name == "postgresql":
         db.execute(_COUPLE_LOCK, {"key": f"milestones.couple:{owner.couple_id}"})
     as_of = max(day, local_today(owner.timezone, utcnow()))
-    achieved = _achieved_counts(s, owner.couple_id)
-    other_id, total = db.execute(_OTHER_AND_RITUAL_TOTAL,
-                                 {"couple": owner.couple_id, "pid": owner.id, "as_of": as_of}).one()
+    other_id, achieved, total = _counts_state(db, owner, as_of)
     pair = (owner.id, other_id)
     found: list[Detection] = []
-    if (detectors.CHECK_IN_RHYTHM, 1) not in achieved:
+    if check_in and (detectors.CHECK_IN_RHYTHM, 1) not in achieved:
         since = as_of - timedelta(days=7 * detectors.RHYTHM_WEEKS - 1)
         found += detectors.check_in_rhythm(*_pair_days(db, _DAYS_SINCE, pair, as_of, since), as_of)
-    if _ritual_level_due(s, owner, as_of, achieved, total):
+    if _ritual_level_due(achieved, total):
         found += detectors.rituals_kept(*_pair_days(db, _RITUAL_DAYS, pair, as_of), as_of)
     now = utcnow()
     return [row for det in found if (row := _achieve(s, owner, other_id, det, as_of, now))]
@@ -283,35 +287,39 @@ def _pair_days(db, statement, pair: tuple[str, str | None], as_of: date,
     return History(tuple(found[pair[0]])), History(tuple(found[pair[1]]))
 
 
-def _achieved_counts(s: Session, couple_id: str) -> set[tuple[str, int]]:
-    return set(s.connection().execute(_ACHIEVED_COUNTS, {"couple": couple_id}).all())
+def _counts_state(db, owner, as_of: date) -> tuple[str | None, set[tuple[str, int]], int]:
+    """(the other partner's id or None, the couple's count levels held, its rituals as of ``as_of``
+    counted up to the top threshold), in one statement."""
+    other_id, held, total = db.execute(_COUNTS_STATE, {"couple": owner.couple_id, "pid": owner.id,
+                                                       "as_of": as_of}).one()
+    achieved = {(type_, int(level)) for type_, _, level in (h.rpartition(":") for h in held.split(","))} \
+        if held else set()
+    return other_id, achieved, total
 
 
-def _ritual_level_due(s: Session, owner, as_of: date,
-                      achieved: set[tuple[str, int]] | None = None, total: int | None = None) -> bool:
-    """Whether the couple's ritual total as of ``as_of`` reaches a level not
-    yet achieved. If not, the rituals of days the other rules do not read
-    can be left unread: a total from fewer days only reaches fewer levels,
-    all of them achieved already."""
-    achieved = _achieved_counts(s, owner.couple_id) if achieved is None else achieved
-    if all((detectors.RITUALS_KEPT, level) in achieved for level, _ in detectors.RITUAL_LEVELS):
-        return False
-    if total is None:
-        total = s.connection().execute(_RITUAL_TOTAL, {"couple": owner.couple_id, "pid": owner.id,
-                                                        "as_of": as_of}).scalar()
+def _ritual_level_due(achieved: set[tuple[str, int]], total: int) -> bool:
+    """Whether the couple's ritual count reaches a level not yet achieved.
+    If not, the rituals of days the other rules do not read can be left
+    unread: a total from fewer days only reaches fewer levels, all of them
+    achieved already."""
     return any(total >= threshold and (detectors.RITUALS_KEPT, level) not in achieved
                for level, threshold in detectors.RITUAL_LEVELS)
 
 
 def due_partners(s: Session, now: datetime, settle: timedelta, limit: int = 50) -> list[str]:
-    """Partners whose new data has settled, or whose daily evaluation is due;
-    locked (PostgreSQL) so that several evaluators never take the same one."""
-    stmt = (select(partners.c.id)
-            .where(partners.c.erased.is_(False),
-                   or_(partners.c.dirty_since <= now - settle,
-                       and_(partners.c.next_scheduled_at.is_not(None), partners.c.next_scheduled_at <= now)))
-            .order_by(partners.c.dirty_since).limit(limit).with_for_update(skip_locked=True))
-    return list(s.execute(stmt).scalars())
+    """Partners whose new data has settled (first, oldest first), or whose daily
+    evaluation is due; locked (PostgreSQL) so that several evaluators never
+    take the same one. Two statements, each on its own index: one with an OR
+    of the two walked a whole index at the daily run."""
+    live = partners.c.erased.is_(False)
+    settled = list(s.execute(select(partners.c.id).where(live, partners.c.dirty_since <= now - settle)
+                             .order_by(partners.c.dirty_since).limit(limit).with_for_update(skip_locked=True))
+                   .scalars())
+    if len(settled) == limit:
+        return settled
+    scheduled = s.execute(select(partners.c.id).where(live, partners.c.next_scheduled_at <= now)
+                          .order_by(partners.c.next_scheduled_at).limit(limit).with_for_update(skip_locked=True))
+    return settled + [pid for pid in scheduled.scalars() if pid not in settled][:limit - len(settled)]
 
 
 def evaluate_due(s: Session, partner_id: str, now: datetime) -> list[dict]:

@@ -29,7 +29,9 @@ partners = Table(
     Column("next_scheduled_at", UTCDateTime(), nullable=True),
     Column("evaluated_through", Date, nullable=True),
     Index("ix_partners_dirty", "dirty_since"),
-    Index("ix_partners_scheduled", "next_scheduled_at"),
+    # The live partners alone: erased ones (tombstones, kept for ever) are never scheduled.
+    Index("ix_partners_scheduled", "next_scheduled_at", postgresql_where=text("erased IS false"),
+          sqlite_where=text("erased IS 0")),
 )
 
 # Every entry's measures (no note ever arrives). `version` is the event time of

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shared import pagination
@@ -15,18 +15,15 @@ from .tables import days, milestones, partners
 
 
 def _visible(s: Session, partner_id: str):
-    """Own milestones, the couple's, and the partner's own when they share them."""
+    """Own milestones, the couple's, and the partner's own when they share them: by their owners
+    (ix_milestones_owner_key; a couple's own are the couple's key, a partner's their id)."""
     me = s.execute(select(partners).where(partners.c.id == partner_id)).first()
-    if me is None or me.erased:
-        return milestones.c.owner_key == partner_id  # nothing yet, but a valid query
-    clauses = [milestones.c.owner_key == partner_id]
-    if me.couple_id:
-        clauses.append(and_(milestones.c.couple_id == me.couple_id, milestones.c.partner_id.is_(None)))
-        sharing = select(partners.c.id).where(partners.c.couple_id == me.couple_id, partners.c.id != partner_id,
-                                              partners.c.share_milestones_with_partner.is_(True),
-                                              partners.c.erased.is_(False))
-        clauses.append(milestones.c.partner_id.in_(sharing.scalar_subquery()))
-    return or_(*clauses)
+    if me is None or me.erased or not me.couple_id:
+        return milestones.c.owner_key == partner_id  # nothing yet (or only their own), but a valid query
+    sharing = select(partners.c.id).where(partners.c.couple_id == me.couple_id, partners.c.id != partner_id,
+                                          partners.c.share_milestones_with_partner.is_(True),
+                                          partners.c.erased.is_(False))
+    return milestones.c.owner_key.in_([partner_id, me.couple_id, sharing.scalar_subquery()])
 
 
 def view(row) -> dict:

@@ -67,17 +67,20 @@ def test_ten_rituals_make_a_couple_milestone_seen_by_both(backend, journal, mile
     assert one.status_code == 200 and one.get_json()["evidence"]
 
 
-def test_the_check_in_rhythm_counts_the_weeks_of_both_partners(backend, journal, milestones):
+@pytest.mark.parametrize("as_", ["check_in", "ritual"])
+def test_the_check_in_rhythm_counts_the_weeks_of_both_partners(backend, journal, milestones, as_):
     """4 of the last 5 weeks with a check-in, by either partner: Ana's weeks 4, 2 and 0, then Ben's 0 (the
     same day as hers) and 3. Counted in the consumer as each check-in arrives (the settled evaluation is
     kept an hour away here): only both partners' days, read together, make 4 weeks; read into one
-    history, the shared day would be two aggregates of one date."""
+    history, the shared day would be two aggregates of one date. A check-in is a ``check_in`` entry or a
+    ritual tagged ``weekly_check_in`` (the consumer looks at the rhythm for these, not other rituals)."""
     a, b, couple_id = make_couple(journal)
     today = _today()
 
     def check_in(weeks_ago: int) -> dict:
-        return {"id": new_id(), "kind": "check_in", "connection": 4, "understanding": 4,
-                "occurred_at": at(today - timedelta(days=7 * weeks_ago + 1), 20)}
+        what = ({"kind": "check_in", "connection": 4, "understanding": 4} if as_ == "check_in"
+                else {"kind": "ritual", "ritual": "weekly_check_in"})
+        return {"id": new_id(), **what, "occurred_at": at(today - timedelta(days=7 * weeks_ago + 1), 20)}
 
     with Pipeline(settle=3600):
         post_all(journal, a["headers"], [check_in(w) for w in (4, 2, 0)])
