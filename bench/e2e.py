@@ -243,6 +243,7 @@ def main(argv: list[str] | None = None) -> dict:
         schedule = SCHEDULES[args.schedule](n_couples, per_couple)
         reached: dict[tuple[str, int], tuple[float, str]] = {}  # (couple, ritual count) -> (POST returned, entry)
         failures = [0]
+        answered: list[float] = []  # each POST's latency, from when it was due (open loop: a wait counts)
 
         def send(i, due, session):
             k, j = schedule[i]
@@ -252,6 +253,7 @@ def main(argv: list[str] | None = None) -> dict:
             r = session.post(f"{urls['journal']}/v1/entries", json=body, headers=partners[j % 2]["headers"],
                              timeout=30)
             returned = time.time()
+            answered.append(time.perf_counter() - due)
             failures[0] += r.status_code != 201
             if j + 1 in levels:
                 reached[(couple_id, j + 1)] = (returned, body["id"])
@@ -309,6 +311,7 @@ def main(argv: list[str] | None = None) -> dict:
               "couples": n_couples, "failures": failures[0], "measured": len(latencies),
               "missing": len(expected) - len(latencies), "sent_late_p99_ms": round(sorted(late)[int(len(late) * 0.99)] * 1000, 1),
               "p50_ms": pct(0.5), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
+              "post_ms": {f"p{round(q * 100)}": round(_percentile(answered, q) * 1000, 1) for q in (0.5, 0.95, 0.99)},
               "mean_ms": round(statistics.fmean(latencies) * 1000, 1) if latencies else None, **by_level,
               "stages_ms": stages, "rss_mib": memory,
               "cpu_cores_while_sending": cpu}

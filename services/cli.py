@@ -90,7 +90,9 @@ def run() -> None:
         env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(prom), PYTHONUNBUFFERED="1")
         port = os.environ.get(f"{name.upper()}_PORT", str(config.DEFAULT_PORTS[name]))
         click.echo(f"  {name:<11} http://127.0.0.1:{port}   (API docs: http://127.0.0.1:{port}/docs)")
-        manager.add_process(f"{name}.web", " ".join(exe + ["serve", name]), env=env)
+        # Every process on this machine's cores: the web workers yield to the event pipeline (WEB_NICE).
+        manager.add_process(f"{name}.web", " ".join(exe + ["serve", name]),
+                            env=dict(env, WEB_NICE=os.environ.get("WEB_NICE") or "5"))
         for worker_name in spec.workers:
             # <SERVICE>_<WORKER>_REPLICAS: several processes of one worker (consumers share the queue,
             # relays and evaluators claim rows with SKIP LOCKED), named service.worker.1, .2, ...
