@@ -71,6 +71,11 @@ def table(r: dict, meta: dict) -> str:
                 f"{gro['2 months']['evaluate_ms']} ms ({gro['2 months']['per_event_ms']} ms) "
                 f"| {g2y['evaluate_ratio']} ({g2y['per_event_ratio']}) | at most 1.2: {_met(g2y['evaluate_ratio'] <= 1.2)} "
                 f"({_met(g2y['per_event_ratio'] <= 1.2)} for one event) |")
+    g6m = gro["6 months"]
+    rows.append(f"| Growth past the rules' start: a settled evaluation, 2 years against 6 months (by 6 months every "
+                f"rule has a baseline and a recent window to test; at 2 months most end before any test) "
+                f"| {g2y['evaluate_ms']} ms | 6 months: {g6m['evaluate_ms']} ms "
+                f"| {round(g2y['evaluate_ms'] / g6m['evaluate_ms'], 2)} | – |")
     mem = ", ".join(f"{k} {v} MiB" for k, v in r.get("memory", {}).items())
     rows.append(f"| Memory: resident, after the runs (a process and its children) | {mem} | – | – | – |")
     head = (f"Last `make bench`: {meta['when']}, commit {meta['commit']}, {meta['cpus']} cores, load average "
