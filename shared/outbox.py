@@ -53,17 +53,18 @@ def outbox_table(metadata: MetaData) -> Table:
         Column("attempts", Integer, nullable=False, server_default="0"),
         Column("published_at", UTCDateTime(), nullable=True),
         Index("ix_outbox_pending", "published_at", "seq"),
-        # The rows still to publish, in order: the relay claims from these alone, whatever its backlog
-        # (with ix_outbox_pending alone, a backlog of 20,000 turned its claim into a walk of every row).
-        Index("ix_outbox_unpublished", "seq", postgresql_where=text("published_at IS NULL"),
-              sqlite_where=text("published_at IS NULL")),
+        Index("ix_outbox_unpublished", "seq", **_UNPUBLISHED),
     )
+
+
+# The rows still to publish, in order: the relay claims from these alone, whatever its backlog (with
+# ix_outbox_pending alone, a backlog of 20,000 turned its claim into a walk of every row).
+_UNPUBLISHED = {"postgresql_where": text("published_at IS NULL"), "sqlite_where": text("published_at IS NULL")}
 
 
 def create_unpublished_index(op) -> None:
     """ix_outbox_unpublished, in a service's migration."""
-    op.create_index("ix_outbox_unpublished", "outbox", ["seq"], postgresql_where=text("published_at IS NULL"),
-                    sqlite_where=text("published_at IS NULL"))
+    op.create_index("ix_outbox_unpublished", "outbox", ["seq"], **_UNPUBLISHED)
 
 
 def forget_published(session: Session, table: Table, partner_id: str) -> int:
