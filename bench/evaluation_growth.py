@@ -32,16 +32,23 @@ def _event(type_, data, when):
     return events.parse(raw)
 
 
-def build(sessions, handlers, days: int, rng: random.Random):
-    """One couple; `days` days of entries ending today, through the projection."""
+def new_couple(sessions, handlers, tz: str = "Europe/Paris") -> tuple[str, str, str]:
+    """Two partners registered and partnered, through the projection: (a, b, couple)."""
     a, b, couple = (str(uuid.uuid4()) for _ in range(3))
     now = datetime.now(timezone.utc)
     with unit_of_work(sessions) as s:
         for pid in (a, b):
             handlers["journal.partner.registered"](s, _event("journal.partner.registered", {
-                "partner_id": pid, "email": "x@example.com", "display_name": "X", "timezone": "Europe/Paris"}, now))
+                "partner_id": pid, "email": "x@example.com", "display_name": "X", "timezone": tz}, now))
         handlers["journal.couple.partnered"](s, _event("journal.couple.partnered",
                                                        {"couple_id": couple, "partner_ids": [a, b]}, now))
+    return a, b, couple
+
+
+def build(sessions, handlers, days: int, rng: random.Random):
+    """One couple; `days` days of entries ending today, through the projection."""
+    a, b, couple = new_couple(sessions, handlers)
+    now = datetime.now(timezone.utc)
     today = now.date()
     with unit_of_work(sessions) as s:
         for i in range(days):
