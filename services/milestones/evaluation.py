@@ -140,14 +140,15 @@ _ACHIEVED_BY = select(milestones.c.type, milestones.c.level, milestones.c.owner_
 # (ix_days_rituals), through the two partners' own ids (never a join a planner could turn into a
 # scan of every couple's days).
 _TOP_THRESHOLD = max(threshold for _, threshold in detectors.RITUAL_LEVELS)
+_OTHER_ONCE = select(_OTHER.cte("other").c.id).scalar_subquery()  # read once, used twice below
 _HELD_COUNTS = select(func.aggregate_strings(milestones.c.type + ":" + cast(milestones.c.level, String), ",")).where(
     milestones.c.owner_key == bindparam("couple"),
     milestones.c.type.in_((detectors.RITUALS_KEPT, detectors.CHECK_IN_RHYTHM)))
 _FIRST_RITUAL_DAYS = select(days.c.ritual_count).where(
-    days.c.partner_id.in_([bindparam("pid"), _OTHER.scalar_subquery()]), _RITUAL_DAY,
+    days.c.partner_id.in_([bindparam("pid"), _OTHER_ONCE]), _RITUAL_DAY,
     days.c.local_date <= bindparam("as_of")).limit(_TOP_THRESHOLD).subquery()
 _RITUALS_UP_TO_TOP = select(func.coalesce(func.sum(_FIRST_RITUAL_DAYS.c.ritual_count), 0))
-_COUNTS_STATE = select(_OTHER.scalar_subquery(), _HELD_COUNTS.scalar_subquery(), _RITUALS_UP_TO_TOP.scalar_subquery())
+_COUNTS_STATE = select(_OTHER_ONCE, _HELD_COUNTS.scalar_subquery(), _RITUALS_UP_TO_TOP.scalar_subquery())
 # Both partners' days in one statement (``pids``: the couple's one or two partners).
 _DAYS_SINCE = select(days).where(days.c.partner_id.in_(bindparam("pids", expanding=True)),
                                  days.c.local_date <= bindparam("as_of"), days.c.local_date >= bindparam("since"))
