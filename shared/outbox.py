@@ -26,7 +26,7 @@ from sqlalchemy import (
     BigInteger, Column, Index, Integer, MetaData, String, Table, Text, bindparam, delete, event, func, or_, select, text,
     update,
 )
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import events, metrics
@@ -118,14 +118,15 @@ def _insert_with_event(key: Column, columns: tuple[str, ...], table: Table):
     return table.insert().from_select(list(_EVENT_COLUMNS), values).returning(table.c.seq)
 
 
-def insert_if_new_with_event(session: Session, key: Column, row: dict[str, Any], table: Table, type_: str, *,
-                             source: str, subject: str, data: dict[str, Any]) -> dict | None:
+def insert_if_new_with_event(session: Session | Connection, key: Column, row: dict[str, Any], table: Table,
+                             type_: str, *, source: str, subject: str, data: dict[str, Any]) -> dict | None:
     """Insert `row` unless its `key` is taken (a replay, or a concurrent insert
     that committed), and if it went in, record its event in the outbox `table`,
     in the caller's transaction. Returns the CloudEvent, or None if nothing was
     inserted. On PostgreSQL one statement (the request's hot path: a round trip
-    fewer); elsewhere ``insert_if_new`` and ``emit``."""
-    db = session.connection()
+    fewer; atomic by itself, so it may run on an autocommit connection);
+    elsewhere ``insert_if_new`` and ``emit`` (a session's transaction)."""
+    db = session if isinstance(session, Connection) else session.connection()
     if db.dialect.name != "postgresql":
         if db.execute(insert_if_new(db.dialect.name, key), row).first() is None:
             return None

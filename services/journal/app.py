@@ -29,6 +29,7 @@ def create_app(settings: Settings | None = None):
     )
     app.extensions["journal"] = {
         "sessions": sessions,
+        "engine": engine,
         "hasher": _hasher(settings.argon2_profile),
         "issuer": auth.TokenIssuer(auth.private_key_pem(settings.var_dir), settings.token_ttl_seconds),
     }

@@ -17,6 +17,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from shared import pagination
@@ -254,10 +255,13 @@ def republish_couple(s: Session, couple_id: str) -> int:
 _AUTHOR = select(accounts.c.id, accounts.c.timezone, accounts.c.couple_id).where(accounts.c.id == bindparam("pid"))
 
 
-def record_entry(s: Session, partner_id: str, data: dict, now: datetime | None = None) -> tuple[dict, bool]:
-    """Record an entry; (entry, created). Idempotent on the client's id."""
+def record_entry(s: Session | Connection, partner_id: str, data: dict,
+                 now: datetime | None = None) -> tuple[dict, bool]:
+    """Record an entry; (entry, created). Idempotent on the client's id. In a unit of work, or on
+    PostgreSQL on an autocommit connection: its one write is one statement (the entry with its event)."""
     now = now or utcnow()
-    db = s.connection()  # Core statements straight on the transaction's connection: less per statement than the ORM
+    # Core statements straight on the connection: less per statement than the ORM
+    db = s if isinstance(s, Connection) else s.connection()
     me = db.execute(_AUTHOR, {"pid": partner_id}).first()
     if me is None:
         raise Unauthorized("This account no longer exists.")
@@ -269,7 +273,7 @@ def record_entry(s: Session, partner_id: str, data: dict, now: datetime | None =
 
     def replayed():
         """The stored entry if this is its replay (same author, same content), else a 409."""
-        existing = s.execute(select(entries).where(entries.c.id == entry_id)).first()
+        existing = db.execute(select(entries).where(entries.c.id == entry_id)).first()
         if existing is not None and existing.author_id == partner_id and existing.body_hash == fingerprint:
             return entry_view(existing), False
         raise Conflict("An entry with this id already exists with other content.",
@@ -278,7 +282,7 @@ def record_entry(s: Session, partner_id: str, data: dict, now: datetime | None =
     try:
         _check_times(occurred_at, measures, now)
     except Invalid:
-        if s.execute(select(entries.c.id).where(entries.c.id == entry_id)).first() is not None:
+        if db.execute(select(entries.c.id).where(entries.c.id == entry_id)).first() is not None:
             return replayed()  # stored when its times were fine: a replay is answered as before
         raise
     row = {"id": entry_id, "author_id": partner_id, "kind": data["kind"], "occurred_at": occurred_at,

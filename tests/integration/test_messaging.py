@@ -10,7 +10,7 @@ import textwrap
 import pytest
 from kombu import Producer
 from prometheus_client import REGISTRY
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from services.journal import app as journal_app
 from services.journal.tables import entries, outbox
@@ -63,6 +63,30 @@ class TestOutbox:
         assert r.mimetype == "application/problem+json"
         assert _count(backend, entries) == 0
         assert _count(backend, outbox) == before
+
+    def test_on_postgresql_an_entry_is_one_write_with_no_transaction_round_trips(self, rabbit_backend,
+                                                                                 rabbit_journal):
+        a = sign_up(rabbit_journal)
+        engine = rabbit_journal.application.extensions["journal"]["engine"]
+        sent: list[tuple[str, bool]] = []
+
+        def record(conn, _cursor, sql, _params, _context, _many):
+            sent.append((sql.split()[0].upper(), conn.connection.driver_connection.autocommit))
+
+        event.listen(engine, "before_cursor_execute", record)
+        try:
+            body = entry()
+            assert rabbit_journal.post("/v1/entries", headers=a["headers"], json=body).status_code == 201
+            assert rabbit_journal.post("/v1/entries", headers=a["headers"], json=body).status_code == 200
+        finally:
+            event.remove(engine, "before_cursor_execute", record)
+        # New: the author's read, then the entry with its event (one statement); a replay reads the
+        # stored entry. Each statement commits by itself: no BEGIN or COMMIT is sent.
+        assert sent == [("SELECT", True), ("WITH", True), ("SELECT", True), ("WITH", True), ("SELECT", True)]
+        with engine.connect() as conn:  # the connection went back to the pool with transactions on again
+            assert conn.connection.driver_connection.autocommit is False
+        assert _count(rabbit_backend, entries) == 1
+        assert [r.routing_key for r in _outbox_rows(rabbit_backend)].count("journal.entry.recorded") == 1
 
     def test_relay_publishes_committed_events_and_marks_them(self, backend, journal):
         a = sign_up(journal)
