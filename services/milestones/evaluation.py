@@ -130,25 +130,25 @@ _PARTNER = select(partners).where(partners.c.id == bindparam("pid"))
 _OTHER = select(partners.c.id).where(partners.c.couple_id == bindparam("couple"), partners.c.id != bindparam("pid"),
                                      partners.c.erased.is_(False))
 _COUPLE_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
-# The levels a partner and their couple hold already (``keys``: the partner's id, the couple's).
-_ACHIEVED_BY = select(milestones.c.type, milestones.c.level, milestones.c.owner_key).where(
-    milestones.c.owner_key.in_(bindparam("keys", expanding=True)))
+# The levels a partner out of a couple holds already.
+_ACHIEVED_BY = select(milestones.c.type, milestones.c.level).where(milestones.c.owner_key == bindparam("pid"))
 # What the count milestones need, in one statement (``couple``, ``pid``, ``as_of``): the other partner,
-# the couple's count levels held ("type:level,..."), and its rituals as of ``as_of`` counted up to the
+# the levels held (the couple's and the partner's), and the couple's rituals as of ``as_of`` counted up to the
 # top level's threshold. That many ritual days hold that many rituals at least, so no more are read: the
 # count tells every level apart however long the history, from an index of the ritual days alone
 # (ix_days_rituals), through the two partners' own ids (never a join a planner could turn into a
 # scan of every couple's days).
 _TOP_THRESHOLD = max(threshold for _, threshold in detectors.RITUAL_LEVELS)
 _OTHER_ONCE = select(_OTHER.cte("other").c.id).scalar_subquery()  # read once, used twice below
-_HELD_COUNTS = select(func.aggregate_strings(milestones.c.type + ":" + cast(milestones.c.level, String), ",")).where(
-    milestones.c.owner_key == bindparam("couple"),
-    milestones.c.type.in_((detectors.RITUALS_KEPT, detectors.CHECK_IN_RHYTHM)))
+# Every level the partner and the couple hold, "type:level,...": a type is always of one scope (the
+# partner's or the couple's), so its owner goes without saying.
+_HELD = select(func.aggregate_strings(milestones.c.type + ":" + cast(milestones.c.level, String), ",")).where(
+    milestones.c.owner_key.in_([bindparam("couple"), bindparam("pid")]))
 _FIRST_RITUAL_DAYS = select(days.c.ritual_count).where(
     days.c.partner_id.in_([bindparam("pid"), _OTHER_ONCE]), _RITUAL_DAY,
     days.c.local_date <= bindparam("as_of")).limit(_TOP_THRESHOLD).subquery()
 _RITUALS_UP_TO_TOP = select(func.coalesce(func.sum(_FIRST_RITUAL_DAYS.c.ritual_count), 0))
-_COUNTS_STATE = select(_OTHER_ONCE, _HELD_COUNTS.scalar_subquery(), _RITUALS_UP_TO_TOP.scalar_subquery())
+_COUNTS_STATE = select(_OTHER_ONCE, _HELD.scalar_subquery(), _RITUALS_UP_TO_TOP.scalar_subquery())
 # Both partners' days in one statement (``pids``: the couple's one or two partners).
 _DAYS_SINCE = select(days).where(days.c.partner_id.in_(bindparam("pids", expanding=True)),
                                  days.c.local_date <= bindparam("as_of"), days.c.local_date >= bindparam("since"))
@@ -213,10 +213,10 @@ def evaluate_partner(s: Session, partner_id: str, now: datetime | None = None, *
         dates = [start + timedelta(days=i) for i in range((today - start).days + 1)] or [today]
     # Rituals kept is a count of every ritual ever: its older rituals are read
     # only if a level not yet achieved is within the couple's total.
-    other_id, counted = None, False
+    other_id, counted, held = None, False, None
     if owner.couple_id:
-        other_id, achieved, total = _counts_state(s.connection(), owner, max(dates))
-        counted = _ritual_level_due(achieved, total)
+        other_id, held, total = _counts_state(s.connection(), owner, max(dates))
+        counted = _ritual_level_due(held, total)
     mine, prior = history(s, owner.id, min(dates), max(dates), prior_rituals=counted)
     theirs, prior_theirs = history(s, other_id, min(dates), max(dates), prior_rituals=counted)
     prior.update(prior_theirs)
@@ -225,13 +225,13 @@ def evaluate_partner(s: Session, partner_id: str, now: datetime | None = None, *
              for det in _all_detectors(mine, theirs, as_of, bool(owner.couple_id), prior)]
     if not found:
         return []
-    # A long-time partner's evaluation finds again the levels held for months: one read for all of them,
-    # not one each (what is left is checked again as it is stored).
-    held = {(t, lv, key) for t, lv, key in s.connection().execute(
-        _ACHIEVED_BY, {"keys": [k for k in (owner.id, owner.couple_id) if k]})}
+    # A long-time partner's evaluation finds again the levels held for months: read with the counts' state
+    # in a couple, else here, once for all of them, not one each (what is left is checked again as it is stored).
+    if held is None:
+        held = {(t, lv) for t, lv in s.connection().execute(_ACHIEVED_BY, {"pid": owner.id})}
     achieved = []
     for as_of, det in found:
-        key = (det.type, det.level, owner.couple_id if det.scope == detectors.COUPLE else owner.id)
+        key = (det.type, det.level)
         if key in held:
             continue
         row = _achieve(s, owner, other_id, det, as_of, now)
@@ -289,8 +289,8 @@ def _pair_days(db, statement, pair: tuple[str, str | None], as_of: date,
 
 
 def _counts_state(db, owner, as_of: date) -> tuple[str | None, set[tuple[str, int]], int]:
-    """(the other partner's id or None, the couple's count levels held, its rituals as of ``as_of``
-    counted up to the top threshold), in one statement."""
+    """(the other partner's id or None, the levels the couple and the partner hold (type, level), the
+    couple's rituals as of ``as_of`` counted up to the top threshold), in one statement."""
     other_id, held, total = db.execute(_COUNTS_STATE, {"couple": owner.couple_id, "pid": owner.id,
                                                        "as_of": as_of}).one()
     achieved = {(type_, int(level)) for type_, _, level in (h.rpartition(":") for h in held.split(","))} \

@@ -856,3 +856,27 @@ def test_property_welch_p_is_scipys_t_distribution(base, recent):
     vb, vr = max(statistics.variance(base), 1 / 12) / len(base), max(statistics.variance(recent), 1 / 12) / len(recent)
     df = (vb + vr) ** 2 / (vb ** 2 / (len(base) - 1) + vr ** 2 / (len(recent) - 1))
     assert p == pytest.approx(float(stats.t.sf(t, df)), rel=1e-9, abs=1e-300)
+
+
+@PROPS
+@given(xs=st.lists(st.floats(0, 10), min_size=2, max_size=40))
+def test_property_float_variance_is_the_exact_one(xs):
+    from services.milestones.detectors import _variance
+
+    assert _variance(xs) == pytest.approx(statistics.variance(xs), rel=1e-9, abs=1e-12)
+
+
+@PROPS
+@given(means=st.lists(st.sampled_from([1, 2, 2.5, 3, 3.25, 3.5, 4, 4.5, 5]) | st.floats(1, 5), min_size=8, max_size=26))
+def test_property_kendall_tau_is_scipys(means):
+    """What the stronger-bond rule calls (scipy's function without its nan-policy wrapper) gives what the
+    public scipy.stats.kendalltau gives: weeks in order against their means, ties and all."""
+    from scipy import stats
+
+    from services.milestones.detectors import _kendalltau
+
+    weeks = [-w for w in range(len(means), 0, -1)]
+    ours = _kendalltau(weeks, means, alternative="greater")
+    theirs = stats.kendalltau(weeks, means, alternative="greater")
+    for a, b in ((ours.statistic, theirs.statistic), (ours.pvalue, theirs.pvalue)):
+        assert (math.isnan(a) and math.isnan(b)) or a == pytest.approx(float(b), rel=1e-12, abs=1e-300)
