@@ -51,9 +51,23 @@ def servers() -> dict[str, str]:
         url = os.environ.get(f"BENCH_{name.upper()}_DATABASE_URL", f"{PG}/tandem_bench_{name}")
         _database(url)
         migrate.upgrade(name, url)
+        vacuum(url)
         env[f"{name.upper()}_DATABASE_URL"] = url
     os.environ.update(env)
     return env
+
+
+def vacuum(url: str) -> None:
+    """``VACUUM ANALYZE``: dead rows gone and the planner's statistics made, as autovacuum keeps a
+    service's database. A benchmark measures a maintained database, also on a server run with
+    autovacuum off (this machine's is): without statistics the planner guessed, one couple's
+    partners read through a bitmap of every live partner (1.2 ms where 0.1 ms does)."""
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("VACUUM ANALYZE"))
+    finally:
+        engine.dispose()
 
 
 def empty(url: str) -> None:

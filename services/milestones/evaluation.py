@@ -64,12 +64,13 @@ RATED_DAYS = 2 * detectors.COMMUNICATION_WINDOW  # first and last rated days for
 
 
 def _aggregate(r) -> DayAggregate:
-    d = r.detail
-    return DayAggregate.trusted(
-        day=r.local_date, logged=r.entries > 0, episodes=r.episodes, intensities=tuple(d["intensities"]),
-        communication=tuple(d["communication"]), connection=tuple(d["connection"]),
-        understanding=tuple(d["understanding"]), rituals=tuple(d["rituals"]), activities=r.activities,
-        conflicts=r.conflicts, conflicts_repaired_24h=r.conflicts_repaired_24h, weekly_check_ins=r.weekly_check_ins)
+    """A day's aggregate from a row of ``_DAY``'s columns, in their order (a few hundred an evaluation)."""
+    day, entries, episodes, d, activities, conflicts, repaired, check_ins = r
+    return DayAggregate.trusted({
+        "day": day, "logged": entries > 0, "episodes": episodes, "intensities": tuple(d["intensities"]),
+        "communication": tuple(d["communication"]), "connection": tuple(d["connection"]),
+        "understanding": tuple(d["understanding"]), "rituals": tuple(d["rituals"]), "activities": activities,
+        "conflicts": conflicts, "conflicts_repaired_24h": repaired, "weekly_check_ins": check_ins})
 
 
 # Built once (building a statement costs more CPU than sending it). Only the columns an aggregate is made of.
@@ -150,10 +151,10 @@ _FIRST_RITUAL_DAYS = select(days.c.ritual_count).where(
 _RITUALS_UP_TO_TOP = select(func.coalesce(func.sum(_FIRST_RITUAL_DAYS.c.ritual_count), 0))
 _COUNTS_STATE = select(_OTHER_ONCE, _HELD.scalar_subquery(), _RITUALS_UP_TO_TOP.scalar_subquery())
 # Both partners' days in one statement (``pids``: the couple's one or two partners).
-_DAYS_SINCE = select(days).where(days.c.partner_id.in_(bindparam("pids", expanding=True)),
-                                 days.c.local_date <= bindparam("as_of"), days.c.local_date >= bindparam("since"))
-_RITUAL_DAYS = select(days).where(days.c.partner_id.in_(bindparam("pids", expanding=True)),
-                                  days.c.local_date <= bindparam("as_of"), _RITUAL_DAY)
+_PAIR = days.c.partner_id.in_(bindparam("pids", expanding=True))
+_DAYS_SINCE = select(days.c.partner_id, *_DAY).where(
+    _PAIR, days.c.local_date <= bindparam("as_of"), days.c.local_date >= bindparam("since"))
+_RITUAL_DAYS = select(days.c.partner_id, *_DAY).where(_PAIR, days.c.local_date <= bindparam("as_of"), _RITUAL_DAY)
 
 
 def audience(s: Session, owner, other_id: str | None, scope: str) -> list[str]:
@@ -283,8 +284,8 @@ def _pair_days(db, statement, pair: tuple[str, str | None], as_of: date,
                since: date | None = None) -> tuple[History, History]:
     """Each partner's days, read in one statement; no partner (None), no days."""
     found: dict[str | None, list[DayAggregate]] = {pid: [] for pid in pair}
-    for r in db.execute(statement, {"pids": [pid for pid in pair if pid], "as_of": as_of, "since": since}):
-        found[r.partner_id].append(_aggregate(r))
+    for pid, *day in db.execute(statement, {"pids": [pid for pid in pair if pid], "as_of": as_of, "since": since}):
+        found[pid].append(_aggregate(day))
     return History(tuple(found[pair[0]])), History(tuple(found[pair[1]]))
 
 
