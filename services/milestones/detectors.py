@@ -107,9 +107,9 @@ from bisect import bisect_left, bisect_right
 from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from statistics import fmean
-from typing import Any, Callable, Iterable, Optional, Union
+from typing import Any, Callable, Collection, Iterable, Optional, Union
 
 import numpy as np
 from scipy import special, stats
@@ -119,7 +119,7 @@ __all__ = [
     "LOGGING_GUARD", "SPENDING_PERIOD_DAYS", "RATE_TESTS", "FEWER_CONFIRM_DAYS", "CALMER_CONFIRM_DAYS",
     "INDEPENDENCE_CONFIRM_DAYS", "DISPERSION_BOUND", "look_alpha",
     "FEWER_ANXIOUS_EPISODES", "CALMER_EPISODES", "BETTER_COMMUNICATION", "STRONGER_BOND",
-    "MORE_INDEPENDENCE", "RITUALS_KEPT", "CHECK_IN_RHYTHM", "MILESTONE_TYPES",
+    "MORE_INDEPENDENCE", "RITUALS_KEPT", "CHECK_IN_RHYTHM", "MILESTONE_TYPES", "LEVELS",
     "DayAggregate", "History", "Detection", "RateComparison", "WorseningCheck",
     "compare_rates", "fewer_episodes_levels", "fewer_anxious_episodes", "calmer_episodes", "more_independence",
     "better_communication", "stronger_bond", "rituals_kept", "check_in_rhythm",
@@ -171,6 +171,10 @@ RITUALS_KEPT = "rituals_kept"
 CHECK_IN_RHYTHM = "check_in_rhythm"
 MILESTONE_TYPES = (FEWER_ANXIOUS_EPISODES, CALMER_EPISODES, MORE_INDEPENDENCE,
                    BETTER_COMMUNICATION, STRONGER_BOND, RITUALS_KEPT, CHECK_IN_RHYTHM)
+# Every level of each type (a type whose every level is held has nothing left to find).
+LEVELS = {FEWER_ANXIOUS_EPISODES: tuple(level for level, _ in FEWER_EPISODES_LEVELS), CALMER_EPISODES: (1,),
+          MORE_INDEPENDENCE: (1,), BETTER_COMMUNICATION: (1,), STRONGER_BOND: (1,),
+          RITUALS_KEPT: tuple(level for level, _ in RITUAL_LEVELS), CHECK_IN_RHYTHM: (1,)}
 
 PARTNER = "partner"
 COUPLE = "couple"
@@ -698,12 +702,31 @@ def _dispersion(windows: _RateWindows, count: Callable[[DayAggregate], int]) -> 
 
 @dataclass(frozen=True)
 class _Look:
-    """What one evaluation date says: the levels that hold and why."""
+    """What one evaluation date says: the levels that hold, and why.
+
+    ``explain`` makes the why: (the evidence, the headline, the summary: the
+    few numbers shown for the confirming look). Only a look whose levels hold
+    is explained, once; most looks hold none, and their words are never made.
+    """
 
     levels: tuple[int, ...]
-    evidence: dict
-    headline: str
-    summary: dict  # the few numbers shown for the confirming look
+    explain: Callable[[], tuple[dict, str, dict]]
+
+    @cached_property
+    def _explained(self) -> tuple[dict, str, dict]:
+        return self.explain()
+
+    @property
+    def evidence(self) -> dict:
+        return self._explained[0]
+
+    @property
+    def headline(self) -> str:
+        return self._explained[1]
+
+    @property
+    def summary(self) -> dict:
+        return self._explained[2]
 
 
 def _confirmed(kind: str, scope: str, as_of: date, look: Callable[[date], Optional[_Look]],
@@ -745,6 +768,13 @@ def _confirmed(kind: str, scope: str, as_of: date, look: Callable[[date], Option
     return out
 
 
+def _weekly(k_base: int, k_recent: int, windows: _RateWindows) -> tuple[str, str]:
+    """Each window's count a week (per logged day, times 7) in words, the two told apart."""
+    base_week = k_base / windows.baseline.logged_days * 7
+    recent_week = k_recent / windows.recent.logged_days * 7
+    return _distinct(_about(base_week), _about(recent_week), base_week, recent_week, 1)
+
+
 def _check_as_of(as_of: date) -> None:
     _check_date(as_of, "as_of")
 
@@ -774,19 +804,22 @@ def _fewer_look(history: History, as_of: date) -> Optional[_Look]:
     cmp = compare_rates(b["episode_days"], baseline.logged_days, r["episode_days"], recent.logged_days, "less",
                         method="e-test")
     levels = fewer_episodes_levels(cmp, windows.alpha) if windows.logging_kept else ()
-    base_week = b["episode_days"] / baseline.logged_days * 7
-    recent_week = r["episode_days"] / recent.logged_days * 7
-    a, c = _distinct(_about(base_week), _about(recent_week), base_week, recent_week, 1)
-    now = "to none in the last four weeks." if c == "none" else f"to about {c} a week now."
-    headline = f"Days with anxious moments: from about {a} a week in {_months(baseline.start, baseline.end)} {now}"
-    evidence = {
-        "test": "E-test of two Poisson rates (Krishnamoorthy and Thomson), one-sided (less)",
-        "measure": "episode-days (logged days with at least one anxious episode) per logged day",
-        "baseline": b, "recent": r,
-        "rate_ratio": _num(cmp.ratio), "p_value": _p(cmp.p_value),
-        **windows.describe(),
-    }
-    return _Look(levels, evidence, headline, _summary(windows, rate_ratio=_num(cmp.ratio), p_value=_p(cmp.p_value)))
+
+    def explain():
+        a, c = _weekly(b["episode_days"], r["episode_days"], windows)
+        now = "to none in the last four weeks." if c == "none" else f"to about {c} a week now."
+        headline = (f"Days with anxious moments: from about {a} a week in {_months(baseline.start, baseline.end)} "
+                    f"{now}")
+        evidence = {
+            "test": "E-test of two Poisson rates (Krishnamoorthy and Thomson), one-sided (less)",
+            "measure": "episode-days (logged days with at least one anxious episode) per logged day",
+            "baseline": b, "recent": r,
+            "rate_ratio": _num(cmp.ratio), "p_value": _p(cmp.p_value),
+            **windows.describe(),
+        }
+        return evidence, headline, _summary(windows, rate_ratio=_num(cmp.ratio), p_value=_p(cmp.p_value))
+
+    return _Look(levels, explain)
 
 
 def fewer_episodes_levels(cmp: RateComparison, alpha: float = ALPHA) -> tuple[int, ...]:
@@ -846,22 +879,26 @@ def _calmer_look(history: History, as_of: date) -> Optional[_Look]:
     base_mean, rec_mean = fmean(base), fmean(rec)
     holds = (windows.logging_kept and p < windows.alpha and p_weeks < windows.alpha
              and effect >= CALMER_MIN_EFFECT and rec_mean < base_mean)
-    a, c = _distinct(_mean_text(base_mean), _mean_text(rec_mean), base_mean, rec_mean)
-    headline = (f"Anxious moments feel gentler: average intensity from {a} out of 10 in "
-                f"{_months(baseline.start, baseline.end)} to {c} now.")
-    evidence = {
-        "test": "Mann-Whitney U, one-sided (recent intensities lower); and Welch's t-test on weekly mean "
-                "intensities, one-sided",
-        "measure": "intensity (0-10) of each anxious episode",
-        "baseline": dict(baseline.describe(), episodes=len(base), mean_intensity=_num(base_mean, 2)),
-        "recent": dict(recent.describe(), episodes=len(rec), mean_intensity=_num(rec_mean, 2)),
-        "common_language_effect": _num(effect), "p_value": _p(p),
-        "weekly": {"baseline_weekly_means": [_num(x, 2) for x in base_weeks],
-                   "recent_weekly_means": [_num(x, 2) for x in rec_weeks], "p_value": _p(p_weeks)},
-        **windows.describe(),
-    }
-    return _Look((1,) if holds else (), evidence, headline,
-                 _summary(windows, common_language_effect=_num(effect), p_value=_p(p), weekly_p_value=_p(p_weeks)))
+
+    def explain():
+        a, c = _distinct(_mean_text(base_mean), _mean_text(rec_mean), base_mean, rec_mean)
+        headline = (f"Anxious moments feel gentler: average intensity from {a} out of 10 in "
+                    f"{_months(baseline.start, baseline.end)} to {c} now.")
+        evidence = {
+            "test": "Mann-Whitney U, one-sided (recent intensities lower); and Welch's t-test on weekly mean "
+                    "intensities, one-sided",
+            "measure": "intensity (0-10) of each anxious episode",
+            "baseline": dict(baseline.describe(), episodes=len(base), mean_intensity=_num(base_mean, 2)),
+            "recent": dict(recent.describe(), episodes=len(rec), mean_intensity=_num(rec_mean, 2)),
+            "common_language_effect": _num(effect), "p_value": _p(p),
+            "weekly": {"baseline_weekly_means": [_num(x, 2) for x in base_weeks],
+                       "recent_weekly_means": [_num(x, 2) for x in rec_weeks], "p_value": _p(p_weeks)},
+            **windows.describe(),
+        }
+        return evidence, headline, _summary(windows, common_language_effect=_num(effect), p_value=_p(p),
+                                            weekly_p_value=_p(p_weeks))
+
+    return _Look((1,) if holds else (), explain)
 
 
 def calmer_episodes(history: HistoryLike, as_of: date) -> list[Detection]:
@@ -906,26 +943,27 @@ def _independence_look(history: History, as_of: date) -> Optional[_Look]:
     p_phi = _scaled_binomial_p(r["activities"] / phi, n / phi, p0, "greater") if n else 1.0
     holds = (windows.logging_kept and cmp.p_value < windows.alpha and p_phi < windows.alpha
              and cmp.ratio >= INDEPENDENCE_MIN_RATIO)
-    base_week = b["activities"] / baseline.logged_days * 7
-    recent_week = r["activities"] / recent.logged_days * 7
-    a, c = _distinct(_about(base_week), _about(recent_week), base_week, recent_week, 1)
-    start = "none" if a == "none" else f"about {a} a week"
-    headline = (f"Time for yourself: activities of your own went from {start} in "
-                f"{_months(baseline.start, baseline.end)} to about {c} a week now.")
-    evidence = {
-        "test": "exact conditional binomial test of two Poisson rates, one-sided (greater)",
-        "measure": "independence activities per logged day",
-        "baseline": b, "recent": r,
-        "rate_ratio": _num(cmp.ratio), "baseline_had_none": b["activities"] == 0,
-        "p_value": _p(cmp.p_value),
-        "over_dispersion": {"phi": _num(phi), "df": df, "p_value": _p(p_phi),
-                            "rule": "the binomial test again on counts divided by phi (Pearson chi-square "
-                                    "of weekly counts / df, at least 1)"},
-        **windows.describe(),
-    }
-    return _Look((1,) if holds else (), evidence, headline,
-                 _summary(windows, rate_ratio=_num(cmp.ratio), p_value=_p(cmp.p_value),
-                          over_dispersion_p_value=_p(p_phi)))
+
+    def explain():
+        a, c = _weekly(b["activities"], r["activities"], windows)
+        start = "none" if a == "none" else f"about {a} a week"
+        headline = (f"Time for yourself: activities of your own went from {start} in "
+                    f"{_months(baseline.start, baseline.end)} to about {c} a week now.")
+        evidence = {
+            "test": "exact conditional binomial test of two Poisson rates, one-sided (greater)",
+            "measure": "independence activities per logged day",
+            "baseline": b, "recent": r,
+            "rate_ratio": _num(cmp.ratio), "baseline_had_none": b["activities"] == 0,
+            "p_value": _p(cmp.p_value),
+            "over_dispersion": {"phi": _num(phi), "df": df, "p_value": _p(p_phi),
+                                "rule": "the binomial test again on counts divided by phi (Pearson chi-square "
+                                        "of weekly counts / df, at least 1)"},
+            **windows.describe(),
+        }
+        return evidence, headline, _summary(windows, rate_ratio=_num(cmp.ratio), p_value=_p(cmp.p_value),
+                                            over_dispersion_p_value=_p(p_phi))
+
+    return _Look((1,) if holds else (), explain)
 
 
 def more_independence(history: HistoryLike, as_of: date) -> list[Detection]:
@@ -988,21 +1026,24 @@ def _communication_look(a: History, b: History, as_of: date) -> Optional[_Look]:
         days = [d for w in ws for d, _ in w]
         return {"start": _iso(min(days)), "end": _iso(max(days)), "ratings": len(days), "mean": _num(mean, 2)}
 
-    x, y = _distinct(_mean_text(first_mean), _mean_text(last_mean), first_mean, last_mean)
-    headline = f"Talking together: your daily communication ratings went from about {x} to about {y} out of 5."
-    evidence = {
-        "test": "Mann-Whitney U, one-sided (the last rated days higher than the first), both partners pooled",
-        "measure": "daily communication rating (1-5; a day's ratings averaged)",
-        "first": window(firsts, first_mean), "last": window(lasts, last_mean),
-        "common_language_effect": _num(effect), "p_value": _p(p),
-        "neither_partner_went_down": neither_down,
-        "looks": {"period": period, "look_alpha": _p(alpha),
-                  "rule": f"alpha {ALPHA} / period ** 2, period = 1 + days since the first day a "
-                          f"detection was possible // {SPENDING_PERIOD_DAYS}"},
-    }
-    summary = {"last": {"start": evidence["last"]["start"], "end": evidence["last"]["end"]},
-               "common_language_effect": _num(effect), "p_value": _p(p), "look_alpha": _p(alpha)}
-    return _Look((1,) if holds else (), evidence, headline, summary)
+    def explain():
+        x, y = _distinct(_mean_text(first_mean), _mean_text(last_mean), first_mean, last_mean)
+        headline = f"Talking together: your daily communication ratings went from about {x} to about {y} out of 5."
+        evidence = {
+            "test": "Mann-Whitney U, one-sided (the last rated days higher than the first), both partners pooled",
+            "measure": "daily communication rating (1-5; a day's ratings averaged)",
+            "first": window(firsts, first_mean), "last": window(lasts, last_mean),
+            "common_language_effect": _num(effect), "p_value": _p(p),
+            "neither_partner_went_down": neither_down,
+            "looks": {"period": period, "look_alpha": _p(alpha),
+                      "rule": f"alpha {ALPHA} / period ** 2, period = 1 + days since the first day a "
+                              f"detection was possible // {SPENDING_PERIOD_DAYS}"},
+        }
+        summary = {"last": {"start": evidence["last"]["start"], "end": evidence["last"]["end"]},
+                   "common_language_effect": _num(effect), "p_value": _p(p), "look_alpha": _p(alpha)}
+        return evidence, headline, summary
+
+    return _Look((1,) if holds else (), explain)
 
 
 def better_communication(a: HistoryLike, b: HistoryLike, as_of: date) -> list[Detection]:
@@ -1071,23 +1112,29 @@ def _bond_look(a: History, b: History, as_of: date) -> Optional[_Look]:
     n = len(means)
     older, newer = fmean(means[:n // 2]), fmean(means[(n + 1) // 2:])
     holds = tau >= BOND_MIN_TAU and p < ALPHA and repair is not None and newer > older
-    x, y = _distinct(_mean_text(older), _mean_text(newer), older, newer)
-    headline = f"Feeling closer: your weekly check-ins went from about {x} to about {y} out of 5."
-    evidence = {
-        "test": "Kendall's tau of weekly means against time, one-sided (rising)",
-        "measure": "weekly mean of connection and understanding ratings (1-5), both partners",
-        "weeks": [{"start": _iso(as_of - timedelta(days=7 * w + 6)), "end": _iso(as_of - timedelta(days=7 * w)),
-                   "ratings": len(weeks[w]), "mean": _num(m, 2)} for w, m in zip(order, means)],
-        "weeks_with_check_ins": n,
-        "first_weeks_mean": _num(older, 2), "last_weeks_mean": _num(newer, 2),
-        "kendall_tau": _num(tau), "p_value": _p(p),
-        "repair": {"rule": "share of conflicts repaired within 24 hours rising (recent half vs first half "
-                           "of the check-in span); no recent conflicts, or every recent one repaired, also passes",
-                   "first_half": first_half, "recent_half": recent_half, "passes_because": repair},
-    }
-    summary = {"kendall_tau": _num(tau), "p_value": _p(p), "weeks_with_check_ins": n,
-               "repair_passes_because": repair}
-    return _Look((1,) if holds else (), evidence, headline, summary)
+
+    def explain():
+        x, y = _distinct(_mean_text(older), _mean_text(newer), older, newer)
+        headline = f"Feeling closer: your weekly check-ins went from about {x} to about {y} out of 5."
+        evidence = {
+            "test": "Kendall's tau of weekly means against time, one-sided (rising)",
+            "measure": "weekly mean of connection and understanding ratings (1-5), both partners",
+            "weeks": [{"start": _iso(as_of - timedelta(days=7 * w + 6)),
+                       "end": _iso(as_of - timedelta(days=7 * w)), "ratings": len(weeks[w]), "mean": _num(m, 2)}
+                      for w, m in zip(order, means)],
+            "weeks_with_check_ins": n,
+            "first_weeks_mean": _num(older, 2), "last_weeks_mean": _num(newer, 2),
+            "kendall_tau": _num(tau), "p_value": _p(p),
+            "repair": {"rule": "share of conflicts repaired within 24 hours rising (recent half vs first half "
+                               "of the check-in span); no recent conflicts, or every recent one repaired, also "
+                               "passes",
+                       "first_half": first_half, "recent_half": recent_half, "passes_because": repair},
+        }
+        summary = {"kendall_tau": _num(tau), "p_value": _p(p), "weeks_with_check_ins": n,
+                   "repair_passes_because": repair}
+        return evidence, headline, summary
+
+    return _Look((1,) if holds else (), explain)
 
 
 def stronger_bond(a: HistoryLike, b: HistoryLike, as_of: date) -> list[Detection]:
@@ -1167,21 +1214,31 @@ def check_in_rhythm(a: HistoryLike, b: HistoryLike, as_of: date) -> list[Detecti
 
 # --- all of them ---
 
-def detect_partner_milestones(history: HistoryLike, as_of: date) -> list[Detection]:
-    """Every partner-own milestone level that holds as of ``as_of``, in a fixed order."""
+def detect_partner_milestones(history: HistoryLike, as_of: date, done: Collection[str] = ()) -> list[Detection]:
+    """Every partner-own milestone level that holds as of ``as_of``, in a fixed order.
+
+    ``done``: types whose every level is held already, not looked at (a
+    long-time partner's evaluation runs only the rules with a level left).
+    """
     h = History.of(history)
-    return fewer_anxious_episodes(h, as_of) + calmer_episodes(h, as_of) + more_independence(h, as_of)
+    return ((fewer_anxious_episodes(h, as_of) if FEWER_ANXIOUS_EPISODES not in done else [])
+            + (calmer_episodes(h, as_of) if CALMER_EPISODES not in done else [])
+            + (more_independence(h, as_of) if MORE_INDEPENDENCE not in done else []))
 
 
 def detect_couple_milestones(a: HistoryLike, b: HistoryLike, as_of: date,
-                             prior_rituals: Optional[dict[str, int]] = None) -> list[Detection]:
+                             prior_rituals: Optional[dict[str, int]] = None,
+                             done: Collection[str] = ()) -> list[Detection]:
     """Every couple milestone level that holds as of ``as_of``, in a fixed order.
 
-    Pass an empty history for a partner who has not joined yet.
+    Pass an empty history for a partner who has not joined yet. ``done``: as
+    in :func:`detect_partner_milestones`.
     """
     ha, hb = History.of(a), History.of(b)
-    return (better_communication(ha, hb, as_of) + stronger_bond(ha, hb, as_of)
-            + rituals_kept(ha, hb, as_of, prior_rituals) + check_in_rhythm(ha, hb, as_of))
+    return ((better_communication(ha, hb, as_of) if BETTER_COMMUNICATION not in done else [])
+            + (stronger_bond(ha, hb, as_of) if STRONGER_BOND not in done else [])
+            + (rituals_kept(ha, hb, as_of, prior_rituals) if RITUALS_KEPT not in done else [])
+            + (check_in_rhythm(ha, hb, as_of) if CHECK_IN_RHYTHM not in done else []))
 
 
 # --- a reliable worsening (never a milestone) ---

@@ -191,11 +191,16 @@ def _achieve(s: Session, owner, other_id: str | None, det: Detection, as_of: dat
 
 
 def _all_detectors(mine: History, theirs: History, as_of: date, in_couple: bool,
-                   prior_rituals: Counter) -> list[Detection]:
-    found = detectors.detect_partner_milestones(mine, as_of)
+                   prior_rituals: Counter, done: set[str]) -> list[Detection]:
+    found = detectors.detect_partner_milestones(mine, as_of, done)
     if in_couple:
-        found += detectors.detect_couple_milestones(mine, theirs, as_of, prior_rituals)
+        found += detectors.detect_couple_milestones(mine, theirs, as_of, prior_rituals, done)
     return found
+
+
+def _done(held: set[tuple[str, int]]) -> set[str]:
+    """The types whose every level is held: their rules have nothing left to find."""
+    return {type_ for type_, levels in detectors.LEVELS.items() if all((type_, lv) in held for lv in levels)}
 
 
 def evaluate_partner(s: Session, partner_id: str, now: datetime | None = None, *,
@@ -222,8 +227,9 @@ def evaluate_partner(s: Session, partner_id: str, now: datetime | None = None, *
     theirs, prior_theirs = history(s, other_id, min(dates), max(dates), prior_rituals=counted)
     prior.update(prior_theirs)
     first = mine.first_logged_day(today)
+    done = _done(held) if held else set()
     found = [(as_of, det) for as_of in dates if first is not None and as_of >= first
-             for det in _all_detectors(mine, theirs, as_of, bool(owner.couple_id), prior)]
+             for det in _all_detectors(mine, theirs, as_of, bool(owner.couple_id), prior, done)]
     if not found:
         return []
     # A long-time partner's evaluation finds again the levels held for months: read with the counts' state

@@ -52,3 +52,27 @@ def test_levels_not_held_are_found_however_many_ritual_days_there_are(backend):
         found = evaluation.evaluate_counts(s, b, today)
     assert sorted(row["level"] for row in found) == [1, 2, 3, 4]
     assert _levels(sessions, couple) == {1: 150, 2: 150, 3: 150, 4: 150}
+
+
+def test_a_settled_evaluation_runs_no_rule_whose_every_level_is_held(backend, monkeypatch):
+    """Every rituals-kept level held: the settled evaluation does not count the rituals again, and finds the
+    rules with a level left as before (the check-in rhythm, not held, is still found)."""
+    sessions = make_session_factory(backend.engine("milestones"))
+    handlers = milestones_app.handlers()
+    a, b, couple = new_couple(sessions, handlers, "UTC")
+    today = datetime.now(timezone.utc).date()
+    with unit_of_work(sessions) as s:
+        for i in range(100):  # the top level's count, a weekly check-in among them
+            handlers["journal.entry.recorded"](s, _entry(a, couple, "ritual", today - timedelta(days=100 - i),
+                                                         {"ritual": "weekly_check_in"}, datetime.now(timezone.utc)))
+        s.execute(delete(milestones).where(milestones.c.owner_key == couple,
+                                           milestones.c.type == detectors.CHECK_IN_RHYTHM))
+    assert _levels(sessions, couple) == {level: n for level, n in detectors.RITUAL_LEVELS}
+
+    def counted(*args, **kwargs):
+        raise AssertionError("rituals counted again with every level held")
+
+    monkeypatch.setattr(detectors, "rituals_kept", counted)
+    with unit_of_work(sessions) as s:
+        found = evaluation.evaluate_partner(s, a, dates=[today])
+    assert [(row["type"], row["level"]) for row in found] == [(detectors.CHECK_IN_RHYTHM, 1)]
