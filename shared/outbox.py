@@ -125,7 +125,8 @@ def insert_if_new_with_event(session: Session | Connection, key: Column, row: di
     in the caller's transaction. Returns the CloudEvent, or None if nothing was
     inserted. On PostgreSQL one statement (the request's hot path: a round trip
     fewer; atomic by itself, so it may run on an autocommit connection);
-    elsewhere ``insert_if_new`` and ``emit`` (a session's transaction)."""
+    elsewhere ``insert_if_new`` and ``emit`` in a session's transaction (a
+    Connection is taken on PostgreSQL only)."""
     db = session if isinstance(session, Connection) else session.connection()
     if db.dialect.name != "postgresql":
         if db.execute(insert_if_new(db.dialect.name, key), row).first() is None:
