@@ -880,3 +880,21 @@ def test_property_kendall_tau_is_scipys(means):
     theirs = stats.kendalltau(weeks, means, alternative="greater")
     for a, b in ((ours.statistic, theirs.statistic), (ours.pvalue, theirs.pvalue)):
         assert (math.isnan(a) and math.isnan(b)) or a == pytest.approx(float(b), rel=1e-12, abs=1e-300)
+
+
+def test_levels_names_every_level_each_rule_can_give(monkeypatch):
+    """``LEVELS`` tells when a type has nothing left to find, and its rule is then not run at all: a level
+    a rule gives and ``LEVELS`` leaves out would never be found once the others are held."""
+    named = {}
+
+    def level_rules(kind, scope, as_of, look, rules, *args, **kwargs):
+        named[kind] = tuple(sorted(rules))
+        return []
+
+    monkeypatch.setattr(det, "_confirmed", level_rules)
+    detect_partner_milestones(History(()), D0)
+    detect_couple_milestones(History(()), History(()), D0)
+    named[RITUALS_KEPT] = tuple(level for level, _ in det.RITUAL_LEVELS)
+    named[CHECK_IN_RHYTHM] = (1,)  # one level, given by check_in_rhythm itself
+    assert named == det.LEVELS
+    assert set(det.LEVELS) == set(det.MILESTONE_TYPES)
