@@ -99,6 +99,10 @@ def test_a_couples_ritual_count_and_levels_read_their_own_rows(rabbit_backend):
         plan = _plan(conn, evaluation._COUNTS_STATE, {"couple": "C7", "pid": "A7", "as_of": date.today()})
         _reads_alone(plan, "days", "ix_days_rituals")
         _reads_alone(plan, "milestones", "ix_milestones_owner_key")
+        # the other partner by the couple's index alone: not beside a bitmap of every live partner (the partial
+        # ix_partners_scheduled matches `erased IS FALSE`), as the planner chose on a database never analysed
+        _reads_alone(plan, "partners", "ix_partners_couple_id")
+        assert "ix_partners_scheduled" not in plan, plan
         plan = _plan(conn, evaluation._ACHIEVED_BY, {"pid": "A7"})
         _reads_alone(plan, "milestones", "ix_milestones_owner_key")
 
