@@ -107,7 +107,7 @@ from bisect import bisect_left, bisect_right
 from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from functools import cached_property, lru_cache
+from functools import cache, cached_property, lru_cache
 from statistics import fmean
 from typing import Any, Callable, Collection, Iterable, Optional, Union
 
@@ -868,19 +868,33 @@ def _calmer_look(history: History, as_of: date) -> Optional[_Look]:
     rec = [i for d in recent.days for i in d.intensities]
     if len(base) < CALMER_MIN_EPISODES or len(rec) < CALMER_MIN_EPISODES:
         return None
-    effect, p = _common_language(base, rec)  # the chance a baseline episode was more intense
-    # episodes of one week are not independent (bad weeks): the weekly mean intensities must tell too
-    base_weeks = [fmean(i for d in b for i in d.intensities) for b in _weeks(baseline, False)
-                  if any(d.intensities for d in b)]
-    rec_weeks = [fmean(i for d in b for i in d.intensities) for b in _weeks(recent, True)
-                 if any(d.intensities for d in b)]
-    _, p_weeks = _welch_lower(base_weeks, rec_weeks, len(base_weeks) / (12 * len(base)),
-                              len(rec_weeks) / (12 * len(rec)))
     base_mean, rec_mean = fmean(base), fmean(rec)
-    holds = (windows.logging_kept and p < windows.alpha and p_weeks < windows.alpha
-             and effect >= CALMER_MIN_EFFECT and rec_mean < base_mean)
+
+    @cache
+    def episodes() -> tuple[float, float]:
+        return _common_language(base, rec)  # the chance a baseline episode was more intense
+
+    @cache
+    def weekly() -> tuple[list[float], list[float], float]:
+        # episodes of one week are not independent (bad weeks): the weekly mean intensities must tell too
+        base_weeks = [fmean(i for d in b for i in d.intensities) for b in _weeks(baseline, False)
+                      if any(d.intensities for d in b)]
+        rec_weeks = [fmean(i for d in b for i in d.intensities) for b in _weeks(recent, True)
+                     if any(d.intensities for d in b)]
+        _, p_weeks = _welch_lower(base_weeks, rec_weeks, len(base_weeks) / (12 * len(base)),
+                                  len(rec_weeks) / (12 * len(rec)))
+        return base_weeks, rec_weeks, p_weeks
+
+    def tested() -> bool:
+        effect, p = episodes()
+        return p < windows.alpha and effect >= CALMER_MIN_EFFECT and weekly()[2] < windows.alpha
+
+    # the cheap conditions first: the tests run only if they hold (a recent mean not lower, a look's
+    # common case, runs neither)
+    holds = windows.logging_kept and rec_mean < base_mean and tested()
 
     def explain():
+        (effect, p), (base_weeks, rec_weeks, p_weeks) = episodes(), weekly()
         a, c = _distinct(_mean_text(base_mean), _mean_text(rec_mean), base_mean, rec_mean)
         headline = (f"Anxious moments feel gentler: average intensity from {a} out of 10 in "
                     f"{_months(baseline.start, baseline.end)} to {c} now.")
@@ -936,15 +950,21 @@ def _independence_look(history: History, as_of: date) -> Optional[_Look]:
     baseline, recent = windows.baseline, windows.recent
     b, r = _activity_side(baseline), _activity_side(recent)
     cmp = compare_rates(b["activities"], baseline.logged_days, r["activities"], recent.logged_days, "greater")
-    # activities come in busy and quiet weeks: the same test on counts scaled down by the dispersion
-    phi, df = _dispersion(windows, lambda d: d.activities)
-    n = b["activities"] + r["activities"]
-    p0 = recent.logged_days / (baseline.logged_days + recent.logged_days)
-    p_phi = _scaled_binomial_p(r["activities"] / phi, n / phi, p0, "greater") if n else 1.0
-    holds = (windows.logging_kept and cmp.p_value < windows.alpha and p_phi < windows.alpha
-             and cmp.ratio >= INDEPENDENCE_MIN_RATIO)
+
+    @cache
+    def dispersed() -> tuple[float, int, float]:
+        # activities come in busy and quiet weeks: the same test on counts scaled down by the dispersion
+        phi, df = _dispersion(windows, lambda d: d.activities)
+        n = b["activities"] + r["activities"]
+        p0 = recent.logged_days / (baseline.logged_days + recent.logged_days)
+        return phi, df, _scaled_binomial_p(r["activities"] / phi, n / phi, p0, "greater") if n else 1.0
+
+    # the dispersion's weeks are counted only if the rest holds
+    holds = (windows.logging_kept and cmp.p_value < windows.alpha and cmp.ratio >= INDEPENDENCE_MIN_RATIO
+             and dispersed()[2] < windows.alpha)
 
     def explain():
+        phi, df, p_phi = dispersed()
         a, c = _weekly(b["activities"], r["activities"], windows)
         start = "none" if a == "none" else f"about {a} a week"
         headline = (f"Time for yourself: activities of your own went from {start} in "
@@ -1016,10 +1036,19 @@ def _communication_look(a: History, b: History, as_of: date) -> Optional[_Look]:
     alpha = look_alpha(period)
     first_all = sorted(v for w in firsts for _, v in w)  # sorted: the same numbers whichever partner is a
     last_all = sorted(v for w in lasts for _, v in w)
-    effect, p = _common_language(last_all, first_all)
     neither_down = all(later >= earlier for earlier, later in sides)
     first_mean, last_mean = fmean(first_all), fmean(last_all)
-    holds = p < alpha and effect >= COMMUNICATION_MIN_EFFECT and neither_down and last_mean > first_mean
+
+    @cache
+    def ranked() -> tuple[float, float]:
+        return _common_language(last_all, first_all)
+
+    def tested() -> bool:
+        effect, p = ranked()
+        return p < alpha and effect >= COMMUNICATION_MIN_EFFECT
+
+    # the cheap conditions first: the ranks are tested only if the means rose and neither partner's fell
+    holds = neither_down and last_mean > first_mean and tested()
 
     def window(ws: list[list[tuple[date, float]]], mean: float) -> dict:
         # the couple's window: its date span and size, never one partner's numbers beside the other's
@@ -1027,6 +1056,7 @@ def _communication_look(a: History, b: History, as_of: date) -> Optional[_Look]:
         return {"start": _iso(min(days)), "end": _iso(max(days)), "ratings": len(days), "mean": _num(mean, 2)}
 
     def explain():
+        effect, p = ranked()
         x, y = _distinct(_mean_text(first_mean), _mean_text(last_mean), first_mean, last_mean)
         headline = f"Talking together: your daily communication ratings went from about {x} to about {y} out of 5."
         evidence = {
@@ -1099,21 +1129,35 @@ def _bond_look(a: History, b: History, as_of: date) -> Optional[_Look]:
         return None
     order = sorted(weeks, reverse=True)  # oldest week first
     means = [fmean(weeks[w]) for w in order]
-    res = _kendalltau([-w for w in order], means, alternative="greater")
-    tau, p = float(res.statistic), float(res.pvalue)
-    if not math.isfinite(tau):  # every week the same: no trend
-        tau, p = 0.0, 1.0
-    # the span of the check-ins, halved by days, for the repair of conflicts
-    span_start = as_of - timedelta(days=7 * order[0] + 6)
-    mid = span_start + timedelta(days=(as_of - span_start).days // 2)
-    first_half = _repair_half(days, span_start, mid)
-    recent_half = _repair_half(days, mid + timedelta(days=1), as_of - timedelta(days=REPAIR_SETTLED_DAYS))
-    repair = _repair_verdict(first_half, recent_half)
     n = len(means)
     older, newer = fmean(means[:n // 2]), fmean(means[(n + 1) // 2:])
-    holds = tau >= BOND_MIN_TAU and p < ALPHA and repair is not None and newer > older
+
+    @cache
+    def trend() -> tuple[float, float]:
+        res = _kendalltau([-w for w in order], means, alternative="greater")
+        tau, p = float(res.statistic), float(res.pvalue)
+        return (tau, p) if math.isfinite(tau) else (0.0, 1.0)  # every week the same: no trend
+
+    @cache
+    def repair() -> tuple[dict, dict, Optional[str]]:
+        # the span of the check-ins, halved by days, for the repair of conflicts
+        span_start = as_of - timedelta(days=7 * order[0] + 6)
+        mid = span_start + timedelta(days=(as_of - span_start).days // 2)
+        first_half = _repair_half(days, span_start, mid)
+        recent_half = _repair_half(days, mid + timedelta(days=1), as_of - timedelta(days=REPAIR_SETTLED_DAYS))
+        return first_half, recent_half, _repair_verdict(first_half, recent_half)
+
+    def tested() -> bool:
+        if repair()[2] is None:
+            return False
+        tau, p = trend()
+        return tau >= BOND_MIN_TAU and p < ALPHA
+
+    # the cheapest conditions first: the later weeks higher, then the repair, then the trend's test
+    holds = newer > older and tested()
 
     def explain():
+        (tau, p), (first_half, recent_half, passes) = trend(), repair()
         x, y = _distinct(_mean_text(older), _mean_text(newer), older, newer)
         headline = f"Feeling closer: your weekly check-ins went from about {x} to about {y} out of 5."
         evidence = {
@@ -1128,10 +1172,10 @@ def _bond_look(a: History, b: History, as_of: date) -> Optional[_Look]:
             "repair": {"rule": "share of conflicts repaired within 24 hours rising (recent half vs first half "
                                "of the check-in span); no recent conflicts, or every recent one repaired, also "
                                "passes",
-                       "first_half": first_half, "recent_half": recent_half, "passes_because": repair},
+                       "first_half": first_half, "recent_half": recent_half, "passes_because": passes},
         }
         summary = {"kendall_tau": _num(tau), "p_value": _p(p), "weeks_with_check_ins": n,
-                   "repair_passes_because": repair}
+                   "repair_passes_because": passes}
         return evidence, headline, summary
 
     return _Look((1,) if holds else (), explain)

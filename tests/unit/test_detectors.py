@@ -541,6 +541,23 @@ def test_stronger_bond_needs_8_weeks_of_check_ins_at_both_looks():
     assert found[0].headline.startswith("Feeling closer: your weekly check-ins went from about ")
 
 
+def test_a_look_runs_its_tests_only_when_its_cheaper_conditions_hold(monkeypatch):
+    """Most looks hold nothing: the rank test and Kendall's tau (scipy, 50-100 us a call) are run only
+    when the means moved the right way; the result is the same as with every test run."""
+    ran = []
+    ranks, tau = det._common_language, det._kendalltau
+    monkeypatch.setattr(det, "_common_language", lambda *a: ran.append("ranks") or ranks(*a))
+    monkeypatch.setattr(det, "_kendalltau", lambda *a, **k: ran.append("tau") or tau(*a, **k))
+    assert calmer_episodes(calmer([5] * 20, [6] * 20), d(AS_OF)) == []  # the recent mean higher
+    assert stronger_bond(check_ins(rising(12)[::-1]), [], d(BOND_AS_OF)) == []  # the weeks falling
+    falling = rater([4] * 14, lambda j: 3, 42)
+    assert better_communication(improving(14), falling, d(41)) == []  # one partner's ratings went down
+    assert ran == []
+    assert levels(calmer_episodes(calmer([9] * 8, [1] * 8), d(AS_OF))) == [1]
+    assert levels(stronger_bond(check_ins(rising(9)), [], d(BOND_AS_OF))) == [1]
+    assert "ranks" in ran and "tau" in ran
+
+
 def test_stronger_bond_weeks_without_check_ins_are_left_out_not_counted_as_low():
     found = stronger_bond(check_ins(rising(10), every=2), [], d(BOND_AS_OF))
     assert levels(found) == [1]
