@@ -58,7 +58,10 @@ def next_daily_run(tz_name: str | None, now: datetime) -> datetime:
 # What the rules read back from an evaluation date, so that evaluating costs the
 # same with two months or two years of history:
 HEAD_DAYS = 56  # the baseline: the first 28 logged days within the first 56 days with data
-RECENT_DAYS = 77  # every day: recent windows (28) with confirmations up to 21 days back, worsening (56 + 7)
+# every day: the recent windows (28) with their confirmations (up to 21 days back), the check-in rhythm's weeks
+RECENT_DAYS = max(detectors.WINDOW_DAYS + max(detectors.FEWER_CONFIRM_DAYS + detectors.CALMER_CONFIRM_DAYS
+                                              + detectors.INDEPENDENCE_CONFIRM_DAYS),
+                  7 * detectors.RHYTHM_WEEKS)
 TAIL_DAYS = 7 * detectors.BOND_MAX_WEEKS + 28  # stronger bond's 26 weeks of check-ins and its confirmation
 RATED_DAYS = 2 * detectors.COMMUNICATION_WINDOW  # first and last rated days for better communication
 

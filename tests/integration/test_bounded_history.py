@@ -16,13 +16,23 @@ def test_bounded_history_detects_exactly_what_the_whole_history_does(backend):
     handlers = milestones_app.handlers()
     a, b, couple = build(sessions, handlers, 730, random.Random(5))
     today = datetime.now(timezone.utc).date()
-    with unit_of_work(sessions) as s:  # a calmer last half year for Ana, rated communication rising for both
+    # In the last half year: rated communication rising for both; for Ana, activities of her own nearly every
+    # day and gentler anxious moments, so her own rules hold too, each with its looks up to 21 days back.
+    with unit_of_work(sessions) as s:
         for i in range(180):
             day = today - timedelta(days=180 - i)
+            now = datetime.now(timezone.utc)
             for pid in (a, b):
                 handlers["journal.entry.recorded"](s, _entry(pid, couple, "daily_reflection", day,
-                                                             {"communication": 5}, datetime.now(timezone.utc)))
-    compared = found = 0
+                                                             {"communication": 5}, now))
+            if i % 7:
+                handlers["journal.entry.recorded"](s, _entry(a, couple, "independence_activity", day,
+                                                             {"activity": "walk"}, now))
+                for _ in range(3):
+                    handlers["journal.entry.recorded"](s, _entry(a, couple, "anxious_episode", day,
+                                                                 {"intensity": 0}, now))
+    compared = replayed = found = 0
+    kinds: set[str] = set()
     with unit_of_work(sessions) as s:
         full_a, _ = evaluation.history(s, a)
         full_b, _ = evaluation.history(s, b)
@@ -38,4 +48,21 @@ def test_bounded_history_detects_exactly_what_the_whole_history_does(backend):
             assert part == whole, as_of
             compared += 1
             found += len(whole)
-    assert compared == 32 and found > 0  # the comparison saw real detections, not only empty lists
+            kinds.update(d.type for d in whole)
+        # a replay (late data): one read for a span of dates, each date detecting what the whole history does
+        for back in range(0, 400, 61):
+            last = today - timedelta(days=back)
+            first = last - timedelta(days=30)
+            span_a, prior_a = evaluation.history(s, a, first, last)
+            span_b, prior_b = evaluation.history(s, b, first, last)
+            for offset in range(0, 31, 5):
+                as_of = first + timedelta(days=offset)
+                whole = detectors.detect_partner_milestones(full_a, as_of) + \
+                    detectors.detect_couple_milestones(full_a, full_b, as_of)
+                part = detectors.detect_partner_milestones(span_a, as_of) + \
+                    detectors.detect_couple_milestones(span_a, span_b, as_of, prior_a + prior_b)
+                assert part == whole, (first, last, as_of)
+                replayed += 1
+                found += len(whole)
+    assert compared == 32 and replayed == 49 and found > 0  # real detections seen, not only empty lists
+    assert {detectors.MORE_INDEPENDENCE, detectors.CALMER_EPISODES} <= kinds, kinds
