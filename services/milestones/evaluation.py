@@ -90,9 +90,13 @@ _RECENT_AND_BOND = select(*_DAY).where(_MINE, or_(
     days.c.local_date.between(bindparam("recent_start"), bindparam("last")),
     and_(days.c.local_date >= bindparam("tail_start"), days.c.local_date < bindparam("recent_start"),
          (days.c.weekly_check_ins > 0) | (days.c.conflicts > 0))))
-_RATED = _MINE & (days.c.ratings > 0) & (days.c.local_date <= bindparam("last"))
-_FIRST_RATED = select(days.c.local_date).where(_RATED).order_by(days.c.local_date.asc()).limit(RATED_DAYS)
-_LAST_RATED = select(days.c.local_date).where(_RATED).order_by(days.c.local_date.desc()).limit(RATED_DAYS)
+_RATED = _MINE & (days.c.ratings > 0)
+_FIRST_RATED = select(days.c.local_date).where(_RATED, days.c.local_date <= bindparam("last")).order_by(
+    days.c.local_date.asc()).limit(RATED_DAYS)
+# The last rated days as of the first date evaluated: those after it are among the recent days, read whole
+# (as of the last date, a replayed span's earlier looks would miss a sparse rater's older rated days).
+_LAST_RATED = select(days.c.local_date).where(_RATED, days.c.local_date <= bindparam("first")).order_by(
+    days.c.local_date.desc()).limit(RATED_DAYS)
 _DAYS_ON = select(*_DAY).where(_MINE, days.c.local_date.in_(bindparam("dates", expanding=True)))
 _OLDER_RITUALS = select(days.c.local_date, days.c.detail).where(
     _MINE, _RITUAL_DAY, days.c.local_date < bindparam("recent_start"))
@@ -115,7 +119,7 @@ def history(s: Session, partner_id: str | None, first_as_of: date | None = None,
     head_end = head[0].local_date + timedelta(days=HEAD_DAYS)
     rows = {r.local_date: r for r in head if r.local_date <= head_end}
     recent_start = first_as_of - timedelta(days=RECENT_DAYS)
-    args = {"pid": partner_id, "recent_start": recent_start, "last": last_as_of,
+    args = {"pid": partner_id, "recent_start": recent_start, "first": first_as_of, "last": last_as_of,
             "tail_start": first_as_of - timedelta(days=TAIL_DAYS)}
     rows.update((r.local_date, r) for r in db.execute(_RECENT_AND_BOND, args).all())
     rated_days = {*db.execute(_FIRST_RATED, args).scalars(), *db.execute(_LAST_RATED, args).scalars()}

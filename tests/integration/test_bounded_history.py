@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta, timezone
 
-from bench.evaluation_growth import _entry, build
+from bench.evaluation_growth import _entry, build, new_couple
 from services.milestones import app as milestones_app
 from services.milestones import detectors, evaluation
 from shared.db import make_session_factory, unit_of_work
@@ -66,3 +66,33 @@ def test_bounded_history_detects_exactly_what_the_whole_history_does(backend):
                 found += len(whole)
     assert compared == 32 and replayed == 49 and found > 0  # real detections seen, not only empty lists
     assert {detectors.MORE_INDEPENDENCE, detectors.CALMER_EPISODES} <= kinds, kinds
+
+
+def test_a_replayed_span_reads_the_rated_days_a_sparse_raters_looks_need(backend):
+    """A couple who rate their communication every fifth day, higher in the last year: the last rated days
+    before a replayed span's first date lie further back than its recent days (and than the first rated
+    days), and its every date must detect what the whole history does, evidence included."""
+    sessions = make_session_factory(backend.engine("milestones"))
+    handlers = milestones_app.handlers()
+    a, b, couple = new_couple(sessions, handlers)
+    today = datetime.now(timezone.utc).date()
+    with unit_of_work(sessions) as s:
+        for i in range(0, 500, 5):
+            day = today - timedelta(days=500 - i)
+            for pid in (a, b):
+                handlers["journal.entry.recorded"](s, _entry(pid, couple, "daily_reflection", day,
+                                                             {"communication": 3 if i < 250 else 5},
+                                                             datetime.now(timezone.utc)))
+    found = 0
+    with unit_of_work(sessions) as s:
+        full_a, _ = evaluation.history(s, a)
+        full_b, _ = evaluation.history(s, b)
+        first, last = today - timedelta(days=120), today
+        span_a, prior_a = evaluation.history(s, a, first, last)
+        span_b, prior_b = evaluation.history(s, b, first, last)
+        for offset in range(0, 121, 8):
+            as_of = first + timedelta(days=offset)
+            whole = detectors.detect_couple_milestones(full_a, full_b, as_of)
+            assert detectors.detect_couple_milestones(span_a, span_b, as_of, prior_a + prior_b) == whole, as_of
+            found += any(d.type == detectors.BETTER_COMMUNICATION for d in whole)
+    assert found >= 10  # the looks compared held, with their windows in the evidence
