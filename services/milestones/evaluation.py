@@ -20,10 +20,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from collections import Counter
 
 from sqlalchemy import String, and_, bindparam, cast, func, literal_column, or_, select, text, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from shared.db import utcnow
+from shared.db import insert_if_new, utcnow
 from shared.outbox import emit
 
 from . import detectors
@@ -172,24 +171,23 @@ def audience(s: Session, owner, other_id: str | None, scope: str) -> list[str]:
     return [owner.id] + ([other_id] if other_id and owner.share_milestones_with_partner else [])
 
 
+_ONCE = (milestones.c.type, milestones.c.level, milestones.c.owner_key)  # uq_milestones_once
+
+
 def _achieve(s: Session, owner, other_id: str | None, det: Detection, as_of: date, now: datetime) -> dict | None:
     """Store one level once, ever, and announce it; None if it was achieved before."""
     couple_id = owner.couple_id
     if det.scope == detectors.COUPLE and not couple_id:
         return None
     owner_key = couple_id if det.scope == detectors.COUPLE else owner.id
-    exists = s.execute(select(milestones.c.id).where(
-        milestones.c.type == det.type, milestones.c.level == det.level, milestones.c.owner_key == owner_key)).first()
-    if exists:
-        return None
     row = {"id": str(uuid.uuid4()), "type": det.type, "level": det.level, "couple_id": couple_id,
            "partner_id": owner.id if det.scope == detectors.PARTNER else None, "owner_key": owner_key,
            "achieved_at": now, "as_of": as_of, "headline": det.headline, "evidence": det.evidence}
-    try:
-        with s.begin_nested():
-            s.execute(milestones.insert().values(**row))
-    except IntegrityError:
-        return None  # another evaluator (the other partner's) stored it first
+    # One statement: stored unless this (type, level, owner) is already (or another evaluator's transaction
+    # storing it commits first: PostgreSQL waits for it, then does nothing), no savepoint to roll back to.
+    db = s.connection()
+    if db.execute(insert_if_new(db.dialect.name, milestones.c.id, _ONCE), row).first() is None:
+        return None
     data = {k: row[k] for k in ("id", "type", "level", "couple_id", "partner_id", "achieved_at", "headline",
                                 "evidence")}
     data["audience"] = audience(s, owner, other_id, det.scope)

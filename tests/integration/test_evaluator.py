@@ -116,3 +116,50 @@ def test_a_partner_erased_while_the_evaluator_schedules_them_stays_a_bare_tombst
     assert (row.erased, row.timezone, row.next_scheduled_at) == (True, None, None)
     engine.dispose()
     other.dispose()
+
+
+def test_a_level_two_evaluators_store_at_once_is_stored_and_announced_once(backend):
+    """The other partner's evaluator may store the same couple level in the same moment: the later
+    insert waits for the earlier transaction, then stores nothing and announces nothing."""
+    import threading
+    import time as time_
+
+    from sqlalchemy import text
+
+    from services.milestones import detectors
+    from services.milestones.tables import outbox
+
+    engine = backend.engine("milestones")
+    sessions = make_session_factory(engine)
+    pid = str(uuid.uuid4())
+    with unit_of_work(sessions) as s:
+        _apply(s, "journal.partner.registered", {"partner_id": pid, "email": "p@example.com",
+                                                 "display_name": "P", "timezone": "Europe/Paris"})
+    found = detectors.Detection(detectors.CALMER_EPISODES, 1, detectors.PARTNER, {"p_value": 0.001},
+                                "Anxious moments feel gentler.")
+    today = datetime.now(PARIS).date()
+    first = sessions()
+    first.begin()
+    owner = first.execute(select(partners).where(partners.c.id == pid)).one()
+    assert evaluation._achieve(first, owner, None, found, today, utcnow()) is not None  # not committed yet
+    later: list = []
+
+    def second_evaluator():
+        with unit_of_work(sessions) as s:
+            later.append(evaluation._achieve(s, owner, None, found, today, utcnow()))
+
+    racer = threading.Thread(target=second_evaluator)
+    racer.start()
+    if engine.dialect.name == "postgresql":  # its insert waits on the first transaction's row (SQLite: its lock)
+        deadline = time_.monotonic() + 30
+        with engine.connect() as watcher:
+            while not watcher.execute(text("SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                                           "current_database() AND wait_event_type = 'Lock'")).scalar():
+                assert time_.monotonic() < deadline and racer.is_alive(), "the second insert never waited"
+    first.commit()
+    first.close()
+    racer.join(timeout=30)
+    assert later == [None]
+    with unit_of_work(sessions) as s:
+        assert len(s.execute(select(milestones.c.id).where(milestones.c.owner_key == pid)).all()) == 1
+        assert len([b for (b,) in s.execute(select(outbox.c.body)) if pid in b]) == 1
