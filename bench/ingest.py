@@ -1,12 +1,17 @@
 """Ingest: ``POST /v1/entries`` under gunicorn, against a bare Flask anchor.
 
 The journal service (`tandem serve journal`: authenticated, validated, the
-entry and its outbox row in one transaction) and the anchor
-(`bench/anchor_app.py`: one INSERT and COMMIT) run side by side under the same
-gunicorn settings (``shared.gunicorn_conf``, ``WEB_CONCURRENCY`` workers x
+entry and its outbox row in one transaction), the anchor
+(`bench/anchor_app.py`: bare Flask, one INSERT and COMMIT) and a second
+anchor, the journal's framework around that one INSERT
+(`bench/framework_app.py`: the token, the body's schema, the answer's schema,
+no entry work), run side by side under the same gunicorn settings (``shared.gunicorn_conf``, ``WEB_CONCURRENCY`` workers x
 ``WEB_THREADS`` threads) on the same PostgreSQL. wrk drives each in turn
 (``bench/post_entries.lua``: a new entry id every request, a real token),
-rounds alternating, medians compared. Then each is driven open-loop at half
+rounds alternating, medians compared: the journal against the bare anchor
+(the goal), the framework anchor against the bare one (how close any journal
+can come on this stack), the journal against the framework anchor (what the
+entry's own work costs). Then each is driven open-loop at half
 the journal's peak rate (requests sent on a fixed schedule, latency counted
 from when each was due, so a stall is not hidden) for p50 and p99. All of it
 with the shipped default (2 workers x 8 threads, or ``WEB_CONCURRENCY`` and
@@ -76,11 +81,13 @@ def _measure(args, url: str, tmp: Path, workers: str, threads: str, latency: boo
     common = dict(os.environ, WEB_CONCURRENCY=workers, WEB_THREADS=threads, TANDEM_VAR_DIR=str(tmp / "var"),
                   PROMETHEUS_MULTIPROC_DIR=str(tmp / f"prometheus-{workers}x{threads}"))
     Path(common["PROMETHEUS_MULTIPROC_DIR"]).mkdir()
-    ports = {"anchor": procs.free_port(), "journal": procs.free_port()}
+    ports = {"anchor": procs.free_port(), "framework": procs.free_port(), "journal": procs.free_port()}
     started = {
-        "anchor": procs.start([procs.GUNICORN, "-c", "python:shared.gunicorn_conf", "-b",
-                               f"127.0.0.1:{ports['anchor']}", "bench.anchor_app:app"],
-                              dict(common, ANCHOR_DATABASE_URL=url), tmp / "anchor.log"),
+        name: procs.start([procs.GUNICORN, "-c", "python:shared.gunicorn_conf", "-b",
+                           f"127.0.0.1:{ports[name]}", f"bench.{name}_app:app"],
+                          dict(common, ANCHOR_DATABASE_URL=url), tmp / f"{name}.log")
+        for name in ("anchor", "framework")
+    } | {
         "journal": procs.start(procs.TANDEM + ["serve", "journal"], dict(common, JOURNAL_PORT=str(ports["journal"])),
                                tmp / "journal.log"),
     }
@@ -94,7 +101,7 @@ def _measure(args, url: str, tmp: Path, workers: str, threads: str, latency: boo
                       timeout=30).raise_for_status()
         token = requests.post(urls["journal"] + "/v1/tokens", json={"email": email, "password": "correct horse battery"},
                               timeout=30).json()["access_token"]
-        peaks: dict[str, list[float]] = {"anchor": [], "journal": []}
+        peaks: dict[str, list[float]] = {"anchor": [], "framework": [], "journal": []}
         for name in peaks:  # warm up: imports, pools, prepared statements
             wrk(urls[name], 2, args.connections, token)
         for _ in range(args.rounds):
@@ -103,11 +110,14 @@ def _measure(args, url: str, tmp: Path, workers: str, threads: str, latency: boo
         peak = {name: statistics.median(v) for name, v in peaks.items()}
         out = {"workers": workers, "threads": threads, "anchor_rps": round(peak["anchor"]),
                "journal_rps": round(peak["journal"]), "ratio": round(peak["journal"] / peak["anchor"], 2),
+               "framework_rps": round(peak["framework"]),
+               "framework_ratio": round(peak["framework"] / peak["anchor"], 2),
+               "journal_to_framework": round(peak["journal"] / peak["framework"], 2),
                "rounds_rps": {k: [round(x) for x in v] for k, v in peaks.items()}}
         if latency:
             half = peak["journal"] / 2
             out["latency_at_half_journal_peak"] = {name: open_loop(urls[name], half, args.seconds, token)
-                                                   for name in peaks}
+                                                   for name in ("anchor", "journal")}
         out["rss_mib"] = {name: procs.rss_mib(proc.pid) for name, proc in started.items()}
         return out
     finally:
