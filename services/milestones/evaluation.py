@@ -346,12 +346,16 @@ def evaluate_due(s: Session, partner_id: str, now: datetime) -> list[dict]:
     return achieved
 
 
+# Partners never scheduled, locked as they are read (PostgreSQL; SQLite's writer holds the file): an
+# erasure that comes meanwhile waits, then clears the run. One a consumer's transaction holds is skipped,
+# not waited for: it is scheduled on a later tick.
+_NEVER_SCHEDULED = select(partners.c.id, partners.c.timezone).where(
+    partners.c.next_scheduled_at.is_(None), partners.c.erased.is_(False)).limit(500).with_for_update(skip_locked=True)
+_FIRST_RUN = update(partners).where(partners.c.id == bindparam("b_id")).values(next_scheduled_at=bindparam("b_at"))
+
+
 def schedule_new_partners(s: Session, now: datetime) -> None:
-    """Partners never scheduled get their first daily run."""
-    rows = s.execute(select(partners.c.id, partners.c.timezone).where(
-        partners.c.next_scheduled_at.is_(None), partners.c.erased.is_(False)).limit(500)).all()
-    for pid, tz in rows:
-        # Checked again as it is written: a partner erased since the read above stays a bare tombstone.
-        s.execute(update(partners).where(partners.c.id == pid, partners.c.erased.is_(False),
-                                         partners.c.next_scheduled_at.is_(None))
-                  .values(next_scheduled_at=next_daily_run(tz, now)))
+    """Partners never scheduled get their first daily run (in one batch of statements)."""
+    runs = [{"b_id": pid, "b_at": next_daily_run(tz, now)} for pid, tz in s.execute(_NEVER_SCHEDULED)]
+    if runs:
+        s.connection().execute(_FIRST_RUN, runs)

@@ -86,36 +86,93 @@ def test_the_daily_run_evaluates_a_partner_with_no_new_events(backend):
         "Europe/Paris", utcnow())
 
 
-def test_a_partner_erased_while_the_evaluator_schedules_them_stays_a_bare_tombstone(rabbit_backend):
-    """The evaluator reads the partners never scheduled, then gives each a daily
-    run; an erasure that commits in between must win (found by the erasure
-    test in CI: the tombstone kept a next run). PostgreSQL: SQLite's writers
-    are serialized by the file, so the two cannot interleave there."""
-    from sqlalchemy import event
-
-    engine, other = rabbit_backend.engine("milestones"), rabbit_backend.engine("milestones")
+def _new_partner(engine) -> str:
     pid = str(uuid.uuid4())
     with engine.begin() as c:
         c.execute(partners.insert().values(id=pid, timezone="Europe/Paris", share_milestones_with_partner=False,
                                            erased=False))
-    erased = []
+    return pid
+
+
+def _wait_for_a_lock_wait(engine, alive) -> None:
+    """Until a session of this database waits on a lock (PostgreSQL), while ``alive()`` holds."""
+    import time as time_
+
+    from sqlalchemy import text
+
+    deadline = time_.monotonic() + 30
+    with engine.connect() as watcher:
+        while not watcher.execute(text("SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                                       "current_database() AND wait_event_type = 'Lock'")).scalar():
+            assert time_.monotonic() < deadline and alive(), "nothing ever waited on a lock"
+
+
+def test_a_partner_erased_while_the_evaluator_schedules_them_stays_a_bare_tombstone(rabbit_backend):
+    """The evaluator reads the partners never scheduled, then gives each a daily
+    run; an erasure that comes in between must win (found by the erasure test in
+    CI: the tombstone kept a next run). The rows are locked as they are read, so
+    the erasure waits for the scheduling, then clears the run. PostgreSQL:
+    SQLite's writers are serialized by the file, so the two cannot interleave there."""
+    import threading
+
+    from sqlalchemy import event
+
+    engine, other = rabbit_backend.engine("milestones"), rabbit_backend.engine("milestones")
+    pid = _new_partner(engine)
+    erasure: list[threading.Thread] = []
+
+    def erase():
+        with other.begin() as c2:  # as the projection erases (projection.py)
+            c2.execute(update(partners).where(partners.c.id == pid).values(
+                erased=True, timezone=None, next_scheduled_at=None))
 
     @event.listens_for(engine, "before_cursor_execute")
     def _erase_between_the_read_and_the_write(conn, cursor, statement, params, context, executemany):
-        if statement.startswith("UPDATE partners") and not erased:
-            with other.begin() as c2:
-                c2.execute(update(partners).where(partners.c.id == pid).values(
-                    erased=True, timezone=None, next_scheduled_at=None))
-            erased.append(pid)
+        if statement.startswith("UPDATE partners") and not erasure:
+            erasure.append(threading.Thread(target=erase))
+            erasure[0].start()
+            _wait_for_a_lock_wait(other, erasure[0].is_alive)  # it waits on the row the scheduling read
 
     with unit_of_work(make_session_factory(engine)) as s:
         evaluation.schedule_new_partners(s, utcnow())
+    assert len(erasure) == 1
+    erasure[0].join(timeout=30)
+    assert not erasure[0].is_alive()
     with engine.connect() as c:
         row = c.execute(select(partners).where(partners.c.id == pid)).one()
-    assert erased == [pid]
     assert (row.erased, row.timezone, row.next_scheduled_at) == (True, None, None)
     engine.dispose()
     other.dispose()
+
+
+def test_the_evaluator_schedules_around_a_partner_a_consumer_holds_and_takes_them_next_time(rabbit_backend):
+    """A partner whose row a consumer's transaction holds (its entry being applied) is not
+    waited for: the others get their first run now, that one on the next tick. PostgreSQL
+    (row locks; SQLite's one writer at a time never meets this)."""
+    from sqlalchemy import text
+
+    engine = rabbit_backend.engine("milestones")
+    held, free = _new_partner(engine), _new_partner(engine)
+    sessions = make_session_factory(engine)
+    consumer = engine.connect()
+    consumer_tx = consumer.begin()
+    consumer.execute(update(partners).where(partners.c.id == held).values(dirty_since=utcnow()))
+    with unit_of_work(sessions) as s:
+        s.execute(text("SET LOCAL lock_timeout = '3s'"))  # a wait would fail here, not hang
+        evaluation.schedule_new_partners(s, utcnow())
+    with engine.connect() as c:
+        runs = dict(c.execute(select(partners.c.id, partners.c.next_scheduled_at)
+                              .where(partners.c.id.in_([held, free]))).all())
+    assert runs[held] is None and runs[free] is not None
+    consumer_tx.commit()
+    consumer.close()
+    now = utcnow()
+    with unit_of_work(sessions) as s:
+        evaluation.schedule_new_partners(s, now)
+    with engine.connect() as c:
+        run = c.execute(select(partners.c.next_scheduled_at).where(partners.c.id == held)).scalar()
+    assert run == evaluation.next_daily_run("Europe/Paris", now)
+    engine.dispose()
 
 
 def test_a_level_two_evaluators_store_at_once_is_stored_and_announced_once(backend):
