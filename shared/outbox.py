@@ -27,6 +27,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import events, metrics
@@ -106,36 +107,51 @@ def _event_row(type_: str, ev: dict) -> dict:
 
 
 @functools.cache
-def _insert_with_event(key: Column, columns: tuple[str, ...], table: Table):
+def _insert_with_event(key: Column, columns: tuple[str, ...], table: Table, guard: ColumnElement | None = None):
     """PostgreSQL: ``WITH new AS (INSERT INTO <key's table> ... ON CONFLICT (key) DO
     NOTHING RETURNING key) INSERT INTO outbox ... SELECT ... FROM new RETURNING seq``:
     the row and its event in one statement, the event only if the row is new.
-    Built once a table and set of columns."""
+    With a ``guard``, the row is ``SELECT``ed ``WHERE`` it holds: nothing is
+    inserted unless it does. Built once a table, set of columns and guard."""
     target = key.table
-    new = (INSERTS["postgresql"](target).values({c: bindparam(f"row_{c}", type_=target.c[c].type) for c in columns})
-           .on_conflict_do_nothing(index_elements=[key]).returning(key).cte("new"))
+    binds = {c: bindparam(f"row_{c}", type_=target.c[c].type) for c in columns}
+    insert = INSERTS["postgresql"](target)
+    insert = insert.values(binds) if guard is None else \
+        insert.from_select(list(columns), select(*binds.values()).where(guard))
+    new = insert.on_conflict_do_nothing(index_elements=[key]).returning(key).cte("new")
     values = select(*(bindparam(f"event_{c}", type_=table.c[c].type) for c in _EVENT_COLUMNS)).select_from(new)
     return table.insert().from_select(list(_EVENT_COLUMNS), values).returning(table.c.seq)
 
 
 def insert_if_new_with_event(session: Session | Connection, key: Column, row: dict[str, Any], table: Table,
-                             type_: str, *, source: str, subject: str, data: dict[str, Any]) -> dict | None:
+                             type_: str, *, source: str, subject: str, data: dict[str, Any],
+                             guard: ColumnElement | None = None, guard_params: dict[str, Any] | None = None
+                             ) -> dict | None:
     """Insert `row` unless its `key` is taken (a replay, or a concurrent insert
     that committed), and if it went in, record its event in the outbox `table`,
     in the caller's transaction. Returns the CloudEvent, or None if nothing was
     inserted. On PostgreSQL one statement (the request's hot path: a round trip
     fewer; atomic by itself, so it may run on an autocommit connection);
     elsewhere ``insert_if_new`` and ``emit`` in a session's transaction (a
-    Connection is taken on PostgreSQL only)."""
+    Connection is taken on PostgreSQL only).
+
+    ``guard`` (PostgreSQL only; built once, its values in ``guard_params``): a
+    condition checked in the same statement, say that what the row was made
+    from still holds; if it does not, nothing is inserted (None, as for a
+    taken key)."""
     db = session if isinstance(session, Connection) else session.connection()
     if db.dialect.name != "postgresql":
+        if guard is not None:
+            raise ValueError("a guard is checked in PostgreSQL's one statement only")
         if db.execute(insert_if_new(db.dialect.name, key), row).first() is None:
             return None
         return emit(session, table, type_, source=source, subject=subject, data=data)
     ev = events.make_event(type_, source=source, subject=subject, data=data)
     params = {f"row_{c}": v for c, v in row.items()}
     params.update((f"event_{c}", v) for c, v in _event_row(type_, ev).items())
-    if db.execute(_insert_with_event(key, tuple(row), table), params).first() is None:
+    if guard_params:
+        params.update(guard_params)
+    if db.execute(_insert_with_event(key, tuple(row), table, guard), params).first() is None:
         return None
     return ev
 

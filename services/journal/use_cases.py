@@ -9,13 +9,14 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import threading
 import uuid
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import and_, bindparam, delete, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
@@ -253,18 +254,63 @@ def republish_couple(s: Session, couple_id: str) -> int:
 
 # Built once: the hot path of the API (an entry a request) executes them with its values.
 _AUTHOR = select(accounts.c.id, accounts.c.timezone, accounts.c.couple_id).where(accounts.c.id == bindparam("pid"))
+# In the entry's one statement on PostgreSQL: the author's account as remembered (``Authors``), still.
+_AUTHOR_AS_KNOWN = exists().where(accounts.c.id == bindparam("author_id"),
+                                  accounts.c.timezone == bindparam("author_timezone"),
+                                  accounts.c.couple_id.is_not_distinct_from(bindparam("author_couple_id")))
+
+
+class Authors:
+    """What an entry takes from its author's account (time zone, couple), remembered
+    in this process by account id, never written anywhere: a partner records many
+    entries between the few changes of either. Never trusted alone: the entry's one
+    statement inserts only while the account still holds them (``_AUTHOR_AS_KNOWN``),
+    and if it does not (a couple formed or joined, the account erased, by any
+    process) the account is read again. A round trip and a statement an entry
+    fewer on PostgreSQL; elsewhere the account is read in the entry's transaction."""
+
+    REMEMBERED = 4096  # accounts at most; the oldest is forgotten first
+
+    def __init__(self) -> None:
+        self._known: dict[str, tuple[str, str | None]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, partner_id: str) -> tuple[str, str | None] | None:
+        return self._known.get(partner_id)
+
+    def remember(self, partner_id: str, timezone_: str, couple_id: str | None) -> None:
+        with self._lock:
+            if partner_id not in self._known and len(self._known) >= self.REMEMBERED:
+                del self._known[next(iter(self._known))]
+            self._known[partner_id] = (timezone_, couple_id)
+
+    def forget(self, partner_id: str) -> None:
+        with self._lock:
+            self._known.pop(partner_id, None)
+
+
+AUTHORS = Authors()
 
 
 def record_entry(s: Session | Connection, partner_id: str, data: dict,
-                 now: datetime | None = None) -> tuple[dict, bool]:
+                 now: datetime | None = None, *, read_author: bool = False) -> tuple[dict, bool]:
     """Record an entry; (entry, created). Idempotent on the client's id. In a unit of work, or on
-    PostgreSQL on an autocommit connection: its one write is one statement (the entry with its event)."""
+    PostgreSQL on an autocommit connection: its one write is one statement (the entry with its event),
+    and with its author remembered (``Authors``) the only one."""
     now = now or utcnow()
     # Core statements straight on the connection: less per statement than the ORM
     db = s if isinstance(s, Connection) else s.connection()
-    me = db.execute(_AUTHOR, {"pid": partner_id}).first()
-    if me is None:
-        raise Unauthorized("This account no longer exists.")
+    known = AUTHORS.get(partner_id) if db.dialect.name == "postgresql" and not read_author else None
+    if known is None:
+        me = db.execute(_AUTHOR, {"pid": partner_id}).first()
+        if me is None:
+            AUTHORS.forget(partner_id)
+            raise Unauthorized("This account no longer exists.")
+        tz_name, couple_id = me.timezone, me.couple_id
+        if db.dialect.name == "postgresql":
+            AUTHORS.remember(partner_id, tz_name, couple_id)
+    else:
+        tz_name, couple_id = known
     entry_id = str(data["id"])
     measures = _json_measures(data)
     occurred_at: datetime = data["occurred_at"]
@@ -287,12 +333,19 @@ def record_entry(s: Session | Connection, partner_id: str, data: dict,
         raise
     row = {"id": entry_id, "author_id": partner_id, "kind": data["kind"], "occurred_at": occurred_at,
            "utc_offset_minutes": _offset_minutes(occurred_at),
-           "local_date": occurred_at.astimezone(ZoneInfo(me.timezone)).date(),
+           "local_date": occurred_at.astimezone(ZoneInfo(tz_name)).date(),
            "visibility": data["visibility"], "note": note, "measures": measures, "body_hash": fingerprint,
            "created_at": now, "updated_at": now}
-    # Stored with its event (one statement on PostgreSQL), or the id was there already (a replay, or a race with one).
+    guard = {} if known is None else {
+        "guard": _AUTHOR_AS_KNOWN,
+        "guard_params": {"author_id": partner_id, "author_timezone": tz_name, "author_couple_id": couple_id}}
+    # Stored with its event (one statement on PostgreSQL), or the id was there already (a replay, or a race with
+    # one), or (remembered) the account is no longer as remembered.
     if insert_if_new_with_event(s, entries.c.id, row, outbox, "journal.entry.recorded", source=SOURCE,
-                                subject=me.couple_id or partner_id, data=_event_data(row, me.couple_id)) is None:
+                                subject=couple_id or partner_id, data=_event_data(row, couple_id), **guard) is None:
+        if known is not None:  # the account changed, or the id is taken: from the account as it is now
+            AUTHORS.forget(partner_id)
+            return record_entry(s, partner_id, data, now, read_author=True)
         return replayed()
     return entry_view(row), True
 

@@ -21,7 +21,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
+from sqlalchemy.engine import Engine
 
 from services.journal.tables import accounts, couples, entries, outbox
 from shared import events
@@ -689,6 +690,45 @@ class TestRecordEntry:
             ("created_at", "2026-11-20T07:30:00+01:00"), ("local_date", "2026-11-20"), ("mood_score", 3),
         ], check)
         assert count(db, entries) == 0
+
+
+class TestTheAuthorRemembered:
+    """The journal remembers an author's time zone and couple between entries (on PostgreSQL an entry is
+    then one statement); an entry still carries its author's couple as it is when the entry is stored,
+    whichever process formed it."""
+
+    def test_an_entry_after_a_couple_is_formed_or_joined_carries_the_couple(self, journal, db):
+        ana, ben = sign_up(journal, "Ana"), sign_up(journal, "Ben", "America/New_York")
+        record(journal, ana, entry())  # both remembered without a couple
+        record(journal, ben, entry())
+        c = journal.post("/v1/couples", headers=ana["headers"]).get_json()
+        record(journal, ana, entry())
+        record(journal, ben, entry())
+        assert journal.post("/v1/couples/join", headers=ben["headers"],
+                            json={"invite_code": c["invite_code"]}).status_code == 200
+        record(journal, ben, entry(occurred_at="2026-11-20T02:30:00+00:00"))
+        recorded = outbox_events(db, "journal.entry.recorded")
+        seen = [(str(ev.data["partner_id"]), ev.data["couple_id"] and str(ev.data["couple_id"]), str(ev.subject))
+                for ev in recorded]
+        a, b, couple = ana["id"], ben["id"], c["id"]
+        assert seen == [(a, None, a), (b, None, b), (a, couple, couple), (b, None, b), (b, couple, couple)]
+        # and its day is still the author's own (New York: the 19th at 21:30)
+        assert str(recorded[-1].data["local_date"]) == "2026-11-19"
+
+    def test_an_entry_of_a_remembered_author_is_one_statement_on_postgresql(self, rabbit_journal):
+        ana = sign_up(rabbit_journal)
+        record(rabbit_journal, ana, entry())
+        sent: list[str] = []
+
+        def count(_conn, _cursor, statement, *_):
+            sent.append(statement)
+
+        event.listen(Engine, "before_cursor_execute", count)
+        try:
+            record(rabbit_journal, ana, entry())
+        finally:
+            event.remove(Engine, "before_cursor_execute", count)
+        assert len(sent) == 1 and "INSERT INTO entries" in sent[0], sent
 
 
 class TestIdempotency:
