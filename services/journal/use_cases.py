@@ -317,9 +317,11 @@ def record_entry(s: Session | Connection, partner_id: str, data: dict,
     note = data.get("note")
     fingerprint = _fingerprint(data["kind"], occurred_at, data["visibility"], note, measures)
 
-    def replayed():
+    def stored():
+        return db.execute(select(entries).where(entries.c.id == entry_id)).first()
+
+    def replayed(existing):
         """The stored entry if this is its replay (same author, same content), else a 409."""
-        existing = db.execute(select(entries).where(entries.c.id == entry_id)).first()
         if existing is not None and existing.author_id == partner_id and existing.body_hash == fingerprint:
             return entry_view(existing), False
         raise Conflict("An entry with this id already exists with other content.",
@@ -328,8 +330,8 @@ def record_entry(s: Session | Connection, partner_id: str, data: dict,
     try:
         _check_times(occurred_at, measures, now)
     except Invalid:
-        if db.execute(select(entries.c.id).where(entries.c.id == entry_id)).first() is not None:
-            return replayed()  # stored when its times were fine: a replay is answered as before
+        if (existing := stored()) is not None:
+            return replayed(existing)  # stored when its times were fine: a replay is answered as before
         raise
     row = {"id": entry_id, "author_id": partner_id, "kind": data["kind"], "occurred_at": occurred_at,
            "utc_offset_minutes": _offset_minutes(occurred_at),
@@ -343,10 +345,11 @@ def record_entry(s: Session | Connection, partner_id: str, data: dict,
     # one), or (remembered) the account is no longer as remembered.
     if insert_if_new_with_event(s, entries.c.id, row, outbox, "journal.entry.recorded", source=SOURCE,
                                 subject=couple_id or partner_id, data=_event_data(row, couple_id), **guard) is None:
-        if known is not None:  # the account changed, or the id is taken: from the account as it is now
+        existing = stored()
+        if existing is None and known is not None:  # no id taken: the account is not as remembered
             AUTHORS.forget(partner_id)
             return record_entry(s, partner_id, data, now, read_author=True)
-        return replayed()
+        return replayed(existing)
     return entry_view(row), True
 
 

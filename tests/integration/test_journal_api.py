@@ -715,6 +715,19 @@ class TestTheAuthorRemembered:
         # and its day is still the author's own (New York: the 19th at 21:30)
         assert str(recorded[-1].data["local_date"]) == "2026-11-19"
 
+    def test_a_remembered_author_replays_and_is_refused_anothers_id_as_anyone(self, journal, db):
+        ana, ben, _ = make_couple(journal)
+        record(journal, ana, entry())  # both remembered
+        record(journal, ben, entry())
+        body = entry(note="Ana's private thoughts")
+        first = record(journal, ana, body)
+        assert record(journal, ana, body, status=200) == first
+        r = journal.post("/v1/entries", headers=ben["headers"], json=body)
+        assert_problem(r, 409, "id")
+        assert "private thoughts" not in r.get_data(as_text=True)
+        assert count(db, entries) == 3
+        assert len(outbox_events(db, "journal.entry.recorded")) == 3
+
     def test_an_entry_of_a_remembered_author_is_one_statement_on_postgresql(self, rabbit_journal):
         ana = sign_up(rabbit_journal)
         record(rabbit_journal, ana, entry())

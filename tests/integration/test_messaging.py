@@ -80,9 +80,10 @@ class TestOutbox:
             assert rabbit_journal.post("/v1/entries", headers=a["headers"], json=body).status_code == 200
         finally:
             event.remove(engine, "before_cursor_execute", record)
-        # New: the author's read, then the entry with its event (one statement); a replay reads the
-        # stored entry. Each statement commits by itself: no BEGIN or COMMIT is sent.
-        assert sent == [("SELECT", True), ("WITH", True), ("SELECT", True), ("WITH", True), ("SELECT", True)]
+        # New: the author's read, then the entry with its event (one statement); a replay, its author now
+        # remembered, is that statement (which inserts nothing) and a read of the stored entry. Each
+        # statement commits by itself: no BEGIN or COMMIT is sent.
+        assert sent == [("SELECT", True), ("WITH", True), ("WITH", True), ("SELECT", True)]
         with engine.connect() as conn:  # the connection went back to the pool with transactions on again
             assert conn.connection.driver_connection.autocommit is False
         assert _count(rabbit_backend, entries) == 1
