@@ -320,9 +320,12 @@ def record_entry(s: Session | Connection, partner_id: str, data: dict,
     def stored():
         return db.execute(select(entries).where(entries.c.id == entry_id)).first()
 
+    def is_replay(existing) -> bool:
+        return existing is not None and existing.author_id == partner_id and existing.body_hash == fingerprint
+
     def replayed(existing):
         """The stored entry if this is its replay (same author, same content), else a 409."""
-        if existing is not None and existing.author_id == partner_id and existing.body_hash == fingerprint:
+        if is_replay(existing):
             return entry_view(existing), False
         raise Conflict("An entry with this id already exists with other content.",
                        errors={"id": ["Already used for another entry."]})
@@ -346,7 +349,7 @@ def record_entry(s: Session | Connection, partner_id: str, data: dict,
     if insert_if_new_with_event(s, entries.c.id, row, outbox, "journal.entry.recorded", source=SOURCE,
                                 subject=couple_id or partner_id, data=_event_data(row, couple_id), **guard) is None:
         existing = stored()
-        if existing is None and known is not None:  # no id taken: the account is not as remembered
+        if known is not None and not is_replay(existing):  # the account as it is now decides (gone: a 401)
             AUTHORS.forget(partner_id)
             return record_entry(s, partner_id, data, now, read_author=True)
         return replayed(existing)

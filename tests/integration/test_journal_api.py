@@ -728,6 +728,16 @@ class TestTheAuthorRemembered:
         assert count(db, entries) == 3
         assert len(outbox_events(db, "journal.entry.recorded")) == 3
 
+    def test_an_erased_remembered_author_is_401_even_for_an_id_another_holds(self, journal, db):
+        ana, ben, _ = make_couple(journal)
+        record(journal, ana, entry())  # remembered
+        bens = entry()
+        record(journal, ben, bens)
+        assert journal.delete("/v1/accounts/me", headers=ana["headers"]).status_code == 204
+        for body in (bens, entry()):
+            assert_unauthorized(journal.post("/v1/entries", headers=ana["headers"], json=body))
+        assert count(db, entries) == 1
+
     def test_an_entry_of_a_remembered_author_is_one_statement_on_postgresql(self, rabbit_journal):
         ana = sign_up(rabbit_journal)
         record(rabbit_journal, ana, entry())
