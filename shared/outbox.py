@@ -27,8 +27,8 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.elements import ColumnElement
 
 from shared import events, metrics
 from shared.db import INSERTS, UTCDateTime, insert_if_new, utcnow

@@ -300,14 +300,15 @@ def record_entry(s: Session | Connection, partner_id: str, data: dict,
     now = now or utcnow()
     # Core statements straight on the connection: less per statement than the ORM
     db = s if isinstance(s, Connection) else s.connection()
-    known = AUTHORS.get(partner_id) if db.dialect.name == "postgresql" and not read_author else None
+    remembering = db.dialect.name == "postgresql"  # where the entry's statement can check what is remembered
+    known = AUTHORS.get(partner_id) if remembering and not read_author else None
     if known is None:
         me = db.execute(_AUTHOR, {"pid": partner_id}).first()
         if me is None:
             AUTHORS.forget(partner_id)
             raise Unauthorized("This account no longer exists.")
         tz_name, couple_id = me.timezone, me.couple_id
-        if db.dialect.name == "postgresql":
+        if remembering:
             AUTHORS.remember(partner_id, tz_name, couple_id)
     else:
         tz_name, couple_id = known
