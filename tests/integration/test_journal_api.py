@@ -22,7 +22,6 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import event, func, select
-from sqlalchemy.engine import Engine
 
 from services.journal.tables import accounts, couples, entries, outbox
 from shared import events
@@ -746,11 +745,12 @@ class TestTheAuthorRemembered:
         def count(_conn, _cursor, statement, *_):
             sent.append(statement)
 
-        event.listen(Engine, "before_cursor_execute", count)
+        engine = rabbit_journal.application.extensions["journal"]["engine"]
+        event.listen(engine, "before_cursor_execute", count)
         try:
             record(rabbit_journal, ana, entry())
         finally:
-            event.remove(Engine, "before_cursor_execute", count)
+            event.remove(engine, "before_cursor_execute", count)
         assert len(sent) == 1 and "INSERT INTO entries" in sent[0], sent
 
 
