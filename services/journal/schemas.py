@@ -4,6 +4,8 @@ from __future__ import annotations
 from datetime import timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+import unicodedata
+
 import marshmallow as ma
 from marshmallow import fields, validate, validates_schema
 
@@ -22,10 +24,24 @@ def _check_zone(value: str) -> None:
         raise ma.ValidationError("Not an IANA time zone name (e.g. Europe/Paris).") from None
 
 
+def _check_display_name(value: str) -> None:
+    """A name goes into the partner's emails: no line breaks or other control characters, and no
+    RFC 2047 encoded-word marker ("=?"), which some email libraries decode into header text
+    (CPython before 3.11.10 and 3.12.5 folded such a name into a new Reply-To or body)."""
+    if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in value):
+        raise ma.ValidationError("A display name cannot hold line breaks or other control characters.")
+    if "=?" in value:
+        raise ma.ValidationError('A display name cannot hold "=?".')
+    if not value.strip():
+        raise ma.ValidationError("A display name needs a visible character.")
+
+
 class AccountCreate(ma.Schema):
     email = fields.Email(required=True, validate=validate.Length(max=320))
     password = fields.String(required=True, load_only=True, validate=validate.Length(min=10, max=1024))
-    display_name = fields.String(required=True, validate=validate.Length(min=1, max=80))
+    display_name = fields.String(required=True, validate=[validate.Length(min=1, max=80), _check_display_name],
+                                 metadata={"description": "shown to the partner and in emails; no control "
+                                                          "characters, no \"=?\""})
     timezone = fields.String(required=True, validate=_check_zone)
 
 

@@ -137,13 +137,17 @@ def join_couple(s: Session, partner_id: str, invite_code: str) -> dict:
     if me.couple_id:
         raise Conflict("You are already in a couple.")
     code = invite_code.strip().upper().replace("-", "").replace(" ", "")
+    no_such_code = Invalid("No couple has this invite code.",
+                           errors={"invite_code": ["No couple has this invite code."]})
     c = s.execute(select(couples.c.id).where(couples.c.invite_code == code)).first()
     if c is None:
-        raise Invalid("No couple has this invite code.", errors={"invite_code": ["No couple has this invite code."]})
+        raise no_such_code
     # One atomic step on every database: a third partner can never slip in.
     taken = s.execute(update(couples).where(couples.c.id == c.id, couples.c.partner_count < 2)
                       .values(partner_count=couples.c.partner_count + 1))
     if taken.rowcount != 1:
+        if s.execute(select(couples.c.id).where(couples.c.id == c.id)).first() is None:
+            raise no_such_code  # ended by an erasure while this join waited for it
         raise Conflict("This couple already has two partners.")
     if s.execute(update(accounts).where(accounts.c.id == partner_id, accounts.c.couple_id.is_(None))
                  .values(couple_id=c.id)).rowcount != 1:
@@ -447,17 +451,27 @@ def export(s: Session, partner_id: str) -> dict:
 
 
 def erase(s: Session, partner_id: str) -> None:
-    """Remove the account and everything it recorded; tell the other services."""
+    """Remove the account and everything it recorded; tell the other services.
+
+    An erasure ends the couple: its row goes (its invite code never works
+    again), the partner who remains is out of any couple (free to start or
+    join another) with their own entries, and what they had shared becomes
+    private, since nobody else can read it now and a future partner must never
+    see what was shared with a former one. The other services apply the same
+    rule when they hear ``journal.partner.erased``."""
     me = current_account(s, partner_id)
+    if me.couple_id:
+        # Locked first: a join with the code waits, then finds no couple (and never a half-ended one).
+        s.execute(select(couples.c.id).where(couples.c.id == me.couple_id).with_for_update())
+        remaining = s.execute(select(accounts.c.id).where(accounts.c.couple_id == me.couple_id,
+                                                          accounts.c.id != me.id)).scalars().all()
+        if remaining:
+            s.execute(update(entries).where(entries.c.author_id.in_(remaining), entries.c.visibility == "shared")
+                      .values(visibility="private", updated_at=utcnow()))
+        s.execute(update(accounts).where(accounts.c.couple_id == me.couple_id).values(couple_id=None))
+        s.execute(delete(couples).where(couples.c.id == me.couple_id))
     s.execute(delete(entries).where(entries.c.author_id == me.id))
     s.execute(delete(accounts).where(accounts.c.id == me.id))
-    if me.couple_id:
-        left = s.execute(select(func.count()).select_from(accounts)
-                         .where(accounts.c.couple_id == me.couple_id)).scalar()
-        if left:
-            s.execute(update(couples).where(couples.c.id == me.couple_id).values(partner_count=left))
-        else:
-            s.execute(delete(couples).where(couples.c.id == me.couple_id))
     forget_published(s, outbox, partner_id)
     emit(s, outbox, "journal.partner.erased", source=SOURCE, subject=me.couple_id or partner_id,
          data={"partner_id": partner_id, "couple_id": me.couple_id})

@@ -194,6 +194,23 @@ class TestSignUp:
         assert count(db, accounts) == 0
         assert outbox_bodies(db) == []
 
+    def test_a_display_name_that_could_write_email_headers_is_refused(self, journal, db):
+        def check(name):
+            r = journal.post("/v1/accounts", json=_account(display_name=name))
+            assert_problem(r, 422, "display_name", exact=True)
+
+        each_case([(name,) for name in (
+            "=?utf-8?q?=0D=0AReply-To:_evil=40example.net?=",  # RFC 2047 encoded words
+            "Ana =?utf-8?b?DQpCY2M6IGV2aWw=?=",
+            "Ana\r\nReply-To: someone", "Ana\nBcc", "Ana\x1b[2J", "Ana\u2028x", "\t", "   ",
+        )], check)
+        assert count(db, accounts) == 0
+        assert outbox_bodies(db) == []
+        # a name with accents, emoji and punctuation is a name
+        for name in ("Zoë-Ana (she/her) \U0001F469\u200D\u2764\uFE0F", "José = Pepe?"):
+            assert journal.post("/v1/accounts", json=_account(email=f"{uuid.uuid4().hex[:8]}@example.com",
+                                                              display_name=name)).status_code == 201
+
     def test_missing_fields_are_422_naming_each(self, journal):
         assert_problem(journal.post("/v1/accounts", json={}), 422,
                        "email", "password", "display_name", "timezone", exact=True)
@@ -1181,7 +1198,7 @@ class TestExport:
 # --- erasure ---------------------------------------------------------------
 
 class TestErase:
-    def test_erasing_an_account_removes_it_and_its_entries_and_leaves_the_partner_in_the_couple(self, journal, db):
+    def test_erasing_an_account_removes_it_and_its_entries_and_ends_the_couple(self, journal, db):
         ana, ben, couple_id = make_couple(journal)
         for vis in ("private", "shared"):
             record(journal, ana, entry(visibility=vis, note="Ana's"))
@@ -1200,10 +1217,10 @@ class TestErase:
         assert count(db, entries, entries.c.note == "Ana's") == 0
         assert count(db, accounts, accounts.c.id == ana["id"]) == 0
 
-        couple = journal.get("/v1/couples/me", headers=ben["headers"])
-        assert couple.status_code == 200
-        assert couple.get_json()["id"] == couple_id
-        assert [p["id"] for p in couple.get_json()["partners"]] == [ben["id"]]
+        # Ben keeps his account and his entries, out of any couple; the couple is gone
+        assert_problem(journal.get("/v1/couples/me", headers=ben["headers"]), 404)
+        assert journal.get("/v1/accounts/me", headers=ben["headers"]).get_json()["couple_id"] is None
+        assert count(db, couples, couples.c.id == couple_id) == 0
         assert listed_ids(journal, ben) == [bens]
 
         (ev,) = outbox_events(db, "journal.partner.erased")
@@ -1224,6 +1241,74 @@ class TestErase:
         r = journal.post("/v1/accounts", json=_account(email=ana["email"], display_name="Ana again"))
         assert r.status_code == 201
         assert r.get_json()["id"] != ana["id"]
+
+
+class TestAnErasureEndsTheCouple:
+    """When a partner erases their account the couple ends: its invite code never works again, and a
+    later partner sees nothing that was shared with the former one."""
+
+    def _ended(self, journal):
+        ana = sign_up(journal, "Ana")
+        started = journal.post("/v1/couples", headers=ana["headers"]).get_json()
+        ben = sign_up(journal, "Ben")
+        assert journal.post("/v1/couples/join", headers=ben["headers"],
+                            json={"invite_code": started["invite_code"]}).status_code == 200
+        shared_with_ben = record(journal, ana, entry(visibility="shared"))
+        private = record(journal, ana, entry(visibility="private"))
+        assert journal.delete("/v1/accounts/me", headers=ben["headers"]).status_code == 204
+        return ana, started, shared_with_ben, private
+
+    def test_a_strangers_old_invite_code_is_refused_after_an_erasure(self, journal, db):
+        ana, started, shared_with_ben, _ = self._ended(journal)
+        assert journal.get("/v1/couples/me", headers=ana["headers"]).status_code == 404
+        stranger = sign_up(journal, "Mallory")
+        before = outbox_bodies(db)
+        r = journal.post("/v1/couples/join", headers=stranger["headers"],
+                         json={"invite_code": started["invite_code"]})
+        assert_problem(r, 422, "invite_code", exact=True)
+        assert_problem(journal.get("/v1/couples/me", headers=stranger["headers"]), 404)
+        assert listed_ids(journal, stranger) == []
+        assert_problem(journal.get(f"/v1/entries/{shared_with_ben['id']}", headers=stranger["headers"]), 404)
+        assert outbox_bodies(db) == before
+
+    def test_what_was_shared_with_a_former_partner_becomes_private_and_stays_the_authors(self, journal):
+        ana, _, shared_with_ben, private = self._ended(journal)
+        mine = {e["id"]: e["visibility"] for e in journal.get("/v1/entries", headers=ana["headers"]).get_json()["items"]}
+        assert mine == {shared_with_ben["id"]: "private", private["id"]: "private"}
+
+    def test_a_new_partner_sees_nothing_shared_with_a_former_one(self, journal, db):
+        ana, _, shared_with_ben, private = self._ended(journal)
+        again = journal.post("/v1/couples", headers=ana["headers"])
+        assert again.status_code == 201
+        cleo = sign_up(journal, "Cleo")
+        joined = journal.post("/v1/couples/join", headers=cleo["headers"],
+                              json={"invite_code": again.get_json()["invite_code"]})
+        assert joined.status_code == 200
+        assert [p["id"] for p in joined.get_json()["partners"]] == [ana["id"], cleo["id"]]
+        for old in (shared_with_ben, private):
+            assert_problem(journal.get(f"/v1/entries/{old['id']}", headers=cleo["headers"]), 404)
+        assert listed_ids(journal, cleo) == []
+        # what Ana shares with Cleo from now on, Cleo sees, and its event carries the new couple
+        now_shared = record(journal, ana, entry(visibility="shared"))
+        assert listed_ids(journal, cleo) == [now_shared["id"]]
+        recorded = [ev for ev in outbox_events(db, "journal.entry.recorded")
+                    if str(ev.data["entry_id"]) == now_shared["id"]]
+        assert [str(ev.data["couple_id"]) for ev in recorded] == [again.get_json()["id"]]
+
+    def test_an_entry_after_the_end_carries_no_couple(self, journal, db):
+        ana, *_ = self._ended(journal)
+        later = record(journal, ana, entry(visibility="shared"))
+        (ev,) = [ev for ev in outbox_events(db, "journal.entry.recorded") if str(ev.data["entry_id"]) == later["id"]]
+        assert ev.data["couple_id"] is None and ev.subject == ana["id"]
+
+    def test_the_starter_alone_erasing_leaves_no_couple_behind(self, journal, db):
+        ana = sign_up(journal)
+        started = journal.post("/v1/couples", headers=ana["headers"]).get_json()
+        assert journal.delete("/v1/accounts/me", headers=ana["headers"]).status_code == 204
+        assert count(db, couples) == 0
+        ben = sign_up(journal, "Ben")
+        assert_problem(journal.post("/v1/couples/join", headers=ben["headers"],
+                                    json={"invite_code": started["invite_code"]}), 422, "invite_code")
 
 
 # --- bodies that are too big or not JSON -----------------------------------
