@@ -1419,6 +1419,25 @@ class TestConcurrency:
                        for who in (ana, cleo))
         assert sizes == [1, 2]
 
+    def test_joins_racing_the_starters_erasure_never_leave_anyone_in_an_ended_couple(self, journal, db):
+        ana = sign_up(journal, "Ana")
+        code = journal.post("/v1/couples", headers=ana["headers"]).get_json()["invite_code"]
+        hopefuls = [sign_up(journal, f"P{i}") for i in range(4)]
+
+        def act(c, i):
+            if i == 0:
+                return c.delete("/v1/accounts/me", headers=ana["headers"])
+            return c.post("/v1/couples/join", headers=hopefuls[i - 1]["headers"], json={"invite_code": code})
+
+        rs = burst(journal, 5, act)
+        assert rs[0].status_code == 204, rs[0].get_json()
+        assert {r.status_code for r in rs[1:]} <= {200, 409, 422}, [r.get_json() for r in rs]
+        assert count(db, couples) == 0
+        assert count(db, accounts, accounts.c.couple_id.is_not(None)) == 0
+        late = sign_up(journal, "Late")
+        assert_problem(journal.post("/v1/couples/join", headers=late["headers"], json={"invite_code": code}),
+                       422, "invite_code")
+
     def test_concurrent_retries_of_one_entry_store_it_once(self, journal, db):
         ana = sign_up(journal)
         body = valid_entry("check_in", note="sent six times")
