@@ -6,6 +6,7 @@
     tandem worker SERVICE NAME     one worker process (e.g. `tandem worker journal relay`)
     tandem watch                   print every event that goes by on the exchange
     tandem dlq list|replay QUEUE   inspect, or re-queue, a dead-letter queue
+    tandem broker-users            RabbitMQ definitions: one user per service (import at the broker)
     tandem republish --couple ID   publish a couple's history again (rebuilds the milestones view)
 """
 from __future__ import annotations
@@ -103,6 +104,28 @@ def run() -> None:
     click.echo("Watch the events:  .venv/bin/tandem watch      Stop: Ctrl-C")
     manager.loop()
     sys.exit(manager.returncode)
+
+
+@main.command("broker-users")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="write to this file, else print")
+def broker_users(output: str | None) -> None:
+    """RabbitMQ definitions: the topology and one user per service, from
+    <SERVICE>_BROKER_URL, who may publish only that service's events (and the
+    BROKER_URL user, if another, as the operator). Load them at the broker's
+    boot or with `rabbitmqctl import_definitions`; passwords are only hashed in."""
+    from shared import broker
+
+    try:
+        text = json.dumps(broker.definitions_from_env(), indent=2)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    if output is None:
+        click.echo(text)
+        return
+    with open(output, "w") as f:  # the broker reads it, as another user: salted hashes only
+        f.write(text + "\n")
+    os.chmod(output, 0o644)
+    click.echo(f"definitions written to {output}", err=True)
 
 
 @main.command()

@@ -275,3 +275,32 @@ def ping(url: str | None = None, timeout: float = 2.0) -> bool:
 def _mk(path: Path) -> bool:
     path.mkdir(parents=True, exist_ok=True)
     return True
+
+
+def definitions_from_env() -> dict:
+    """RabbitMQ definitions for this deployment (topology.definitions): each
+    service's own user from ``<SERVICE>_BROKER_URL``, the operator's from
+    ``BROKER_URL`` when it names another user. Raises ValueError, saying which
+    variable is wrong, when a service has no user of its own."""
+    from services import SERVICES
+
+    users: dict[str, tuple[str, str]] = {}
+    vhosts = set()
+    for service in SERVICES:
+        var = f"{service.upper()}_BROKER_URL"
+        url = config.broker_url(service)
+        if url == config.broker_url() or config.broker_is_embedded(url):
+            raise ValueError(f"set {var}: an amqp:// URL with the {service} service's own user")
+        conn = Connection(url)
+        if conn.userid in {name for name, _ in users.values()}:
+            raise ValueError(f"{var}: each service needs a user of its own, not {conn.userid!r} again")
+        users[service] = (conn.userid, conn.password)
+        vhosts.add(conn.virtual_host)
+    if len(vhosts) != 1:
+        raise ValueError("every <SERVICE>_BROKER_URL must name the same vhost")
+    admin = None
+    if not config.broker_is_embedded():
+        operator = Connection(config.broker_url())
+        if operator.userid not in {name for name, _ in users.values()}:
+            admin = (operator.userid, operator.password)
+    return topology.definitions(vhosts.pop(), users, admin)

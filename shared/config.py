@@ -25,8 +25,12 @@ def _int(name: str, default: int) -> int:
     return int(raw) if raw not in (None, "") else default
 
 
-def broker_url() -> str:
-    return os.environ.get("BROKER_URL") or "filesystem://"
+def broker_url(service: str | None = None) -> str:
+    """The broker a service's processes use: ``<SERVICE>_BROKER_URL`` (that
+    service's own broker user, which may publish only its own events), else
+    ``BROKER_URL`` (one user for everything, as `make run` has it)."""
+    own = os.environ.get(f"{service.upper()}_BROKER_URL") if service else None
+    return own or os.environ.get("BROKER_URL") or "filesystem://"
 
 
 def broker_is_embedded(url: str | None = None) -> bool:
@@ -65,7 +69,7 @@ class Settings:
         return cls(
             service=service,
             database_url=database_url(service),
-            broker_url=broker_url(),
+            broker_url=broker_url(service),
             port=_int(f"{service.upper()}_PORT", DEFAULT_PORTS.get(service, 8000)),
             var_dir=var_dir(),
             token_ttl_seconds=_int("TOKEN_TTL_SECONDS", 3600),

@@ -7,8 +7,8 @@ have arrived while one is in hand are applied together, in one transaction,
 acked after its commit (fewer round trips to the database when a backlog
 forms); should that transaction fail, each is applied alone. A handler that
 fails is retried with backoff a bounded number of times, then the message
-goes to the queue's dead-letter queue; a message that is not a valid event
-goes there at once. A database that is away is waited for (the message is
+goes to the queue's dead-letter queue; a message that is not a valid event,
+or not its producer's (``forged``), goes there at once. A database that is away is waited for (the message is
 not the problem). The consumer reconnects by itself when the broker goes away.
 """
 from __future__ import annotations
@@ -128,6 +128,11 @@ class EventConsumer(ConsumerMixin):
             self.dead_letter(message, reason="unparseable", detail=str(e))
             self.settle(message)
             return
+        forged = self.forged(event, message)
+        if forged:
+            self.dead_letter(message, reason=forged, detail=f"{event.type} from {event.source}"[:300])
+            self.settle(message)
+            return
         handler = self.handlers.get(event.type)
         if handler is None:
             self.settle(message)  # a type this service does not care about
@@ -135,6 +140,23 @@ class EventConsumer(ConsumerMixin):
         self._batch.append((event, handler, message))
         if len(self._batch) >= self.batch_size:
             self.flush()
+
+    def forged(self, event: events.Event, message: Message) -> str | None:
+        """Why an event is not its producer's (never applied), or None. Its
+        source must be its type's producer, and on the ``progress`` exchange its
+        routing key its type: RabbitMQ lets each service's user publish only on
+        its own routing keys, so the key vouches for the sender, and the body
+        must not claim another type. (A dead letter replayed by the operator
+        comes through the default exchange, keyed by the queue's name.)"""
+        if event.source != events.PRODUCERS[event.type]:
+            log.warning("event_from_another_source", queue=self.queue_name, type=event.type, source=event.source[:64])
+            return "wrong_source"
+        info = message.delivery_info or {}
+        if info.get("exchange") == topology.EXCHANGE.name and info.get("routing_key") != event.type:
+            log.warning("event_under_another_routing_key", queue=self.queue_name, type=event.type,
+                        routing_key=info.get("routing_key"))
+            return "wrong_routing_key"
+        return None
 
     def flush(self) -> None:
         """Apply the messages in hand, in order: together in one transaction, each acked

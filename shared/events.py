@@ -113,6 +113,13 @@ CATALOG: dict[str, type[Schema]] = {
     "notify.notification.failed": NotificationFailed,
 }
 
+# Each type's producer, the only `source` it may come from: a type's first word
+# names the service that publishes it, and that service's broker user alone may
+# publish on its routing keys (topology.permissions). A consumer dead-letters
+# an event whose source is another's.
+PRODUCERS: dict[str, str] = {type_: "/" + type_.partition(".")[0] for type_ in CATALOG}
+assert set(PRODUCERS.values()) <= set(SOURCES), "every producer is a service of the contract"
+
 
 class Envelope(Schema):
     class Meta:

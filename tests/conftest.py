@@ -136,6 +136,8 @@ def _make_backend(kind: str, request, tmp_path: Path, monkeypatch) -> Backend:
         b = Backend("servers", burl, dict(urls), var)
     for k, v in b.env().items():
         monkeypatch.setenv(k, v)
+    for svc in SERVICES:  # a service's own broker user would take the place of the backend's
+        monkeypatch.delenv(f"{svc.upper()}_BROKER_URL", raising=False)
     if not b.embedded:
         _reset_broker(b.broker_url)
     return b

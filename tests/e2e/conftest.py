@@ -61,7 +61,7 @@ class Running:
 def process_env(backend, **extra: str) -> dict[str, str]:
     """The environment of a Tandem process on `backend`: this process's, minus
     any service URL of its own, plus the backend's and `extra`."""
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_DATABASE_URL") and k != "BROKER_URL"}
+    env = {k: v for k, v in os.environ.items() if not k.endswith(("_DATABASE_URL", "BROKER_URL"))}
     env.update(backend.env(), PYTHONUNBUFFERED="1", **extra)
     return env
 
