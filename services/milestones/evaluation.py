@@ -159,8 +159,8 @@ _ACHIEVED_BY = select(milestones.c.type, milestones.c.level).where(milestones.c.
 # the levels held (the couple's and the partner's), and the couple's rituals as of ``as_of`` counted up to the
 # top level's threshold. That many ritual days hold that many rituals at least, so no more are read: the
 # count tells every level apart however long the history, from an index of the ritual days alone
-# (ix_shared_days_rituals: the couple's count is of shared rituals), through the two partners' own ids (never a join a planner could turn into a
-# scan of every couple's days).
+# (ix_shared_days_rituals: the couple's count is of shared rituals), through the two partners' own ids
+# (never a join a planner could turn into a scan of every couple's days).
 _TOP_THRESHOLD = max(threshold for _, threshold in detectors.RITUAL_LEVELS)
 _OTHER_ONCE = select(_OTHER.cte("other").c.id).scalar_subquery()  # read once, used twice below
 # Every level the partner and the couple hold, "type:level,...": a type is always of one scope (the
