@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> dict:
         def send(i, due, session):
             k, j = schedule[i]
             couple_id, partners = couples[k]
-            body = {"id": str(uuid.uuid4()), "kind": "ritual", "ritual": "good_morning_text",
+            body = {"id": str(uuid.uuid4()), "kind": "ritual", "ritual": "good_morning_text", "visibility": "shared",
                     "occurred_at": (datetime.now(timezone.utc) - timedelta(minutes=1)).isoformat()}
             r = session.post(f"{urls['journal']}/v1/entries", json=body, headers=partners[j % 2]["headers"],
                              timeout=30)

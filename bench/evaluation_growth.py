@@ -68,11 +68,12 @@ def build(sessions, handlers, days: int, rng: random.Random):
     return a, b, couple
 
 
-def _entry(pid, couple, kind, day: date, measures, now):
+def _entry(pid, couple, kind, day: date, measures, now, visibility: str = "shared"):
+    """A recorded entry's event; shared (the couple's rules read shared entries alone), unless said."""
     occurred = datetime.combine(day, dtime(9, 0), timezone(timedelta(hours=1)))
     return _event("journal.entry.recorded", {"entry_id": str(uuid.uuid4()), "couple_id": couple, "partner_id": pid,
                                              "kind": kind, "occurred_at": occurred, "local_date": day,
-                                             "visibility": "private", **measures}, now)
+                                             "visibility": visibility, **measures}, now)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -182,13 +182,14 @@ def improving_history(today, days: int = 90) -> list[dict]:
     return out
 
 
-def rituals(today, n: int, tag: str = "good_morning_text") -> list[dict]:
-    """`n` rituals, one a day going back from yesterday (never in the future)."""
+def rituals(today, n: int, tag: str = "good_morning_text", visibility: str = "shared") -> list[dict]:
+    """`n` rituals, one a day going back from yesterday (never in the future); shared with the partner
+    unless said (only shared entries count toward the couple's milestones)."""
     import uuid
     from datetime import timedelta
 
     return [{"id": str(uuid.uuid4()), "kind": "ritual", "occurred_at": at(today - timedelta(days=i + 1), 8),
-             "ritual": tag} for i in range(n)]
+             "ritual": tag, "visibility": visibility} for i in range(n)]
 
 
 def post_all(client, headers, bodies) -> None:

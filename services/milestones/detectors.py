@@ -75,6 +75,11 @@ Choices made where the notes are silent (each is documented where it lives):
   weekly check-in rhythm is its own milestone type, ``check_in_rhythm``,
   because a (type, level) pair is achieved once and the ritual counts already
   use levels 1 to 4.
+* The couple rules are given the days of each partner's shared entries
+  alone (the service builds them so). Their evidence, which both partners
+  read, holds the windows compared with their counts and means, the effect
+  size and the p-value: never a breakdown (by ritual, by week, by partner)
+  that would tell what a single entry said.
 * ``worsening_check`` compares the last 28 days with the 28 days before them
   (a change for the worse lately), on episode-days with the exact binomial
   test, with the 7-day persistence; it never celebrates, so it keeps the
@@ -104,7 +109,6 @@ from __future__ import annotations
 import copy
 import math
 from bisect import bisect_left, bisect_right
-from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import cache, cached_property, lru_cache
@@ -1160,14 +1164,18 @@ def _bond_look(a: History, b: History, as_of: date) -> Optional[_Look]:
         (tau, p), (first_half, recent_half, passes) = trend(), repair()
         x, y = _distinct(_mean_text(older), _mean_text(newer), older, newer)
         headline = f"Feeling closer: your weekly check-ins went from about {x} to about {y} out of 5."
+
+        def half(ws: list[int], mean: float) -> dict:
+            # the weeks compared, as one window: never a week's mean, which may be one check-in's ratings
+            return {"start": _iso(as_of - timedelta(days=7 * ws[0] + 6)),
+                    "end": _iso(as_of - timedelta(days=7 * ws[-1])), "weeks": len(ws),
+                    "ratings": sum(len(weeks[w]) for w in ws), "mean": _num(mean, 2)}
+
         evidence = {
             "test": "Kendall's tau of weekly means against time, one-sided (rising)",
             "measure": "weekly mean of connection and understanding ratings (1-5), both partners",
-            "weeks": [{"start": _iso(as_of - timedelta(days=7 * w + 6)),
-                       "end": _iso(as_of - timedelta(days=7 * w)), "ratings": len(weeks[w]), "mean": _num(m, 2)}
-                      for w, m in zip(order, means)],
+            "first": half(order[:n // 2], older), "last": half(order[(n + 1) // 2:], newer),
             "weeks_with_check_ins": n,
-            "first_weeks_mean": _num(older, 2), "last_weeks_mean": _num(newer, 2),
             "kendall_tau": _num(tau), "p_value": _p(p),
             "repair": {"rule": "share of conflicts repaired within 24 hours rising (recent half vs first half "
                                "of the check-in span); no recent conflicts, or every recent one repaired, also "
@@ -1214,17 +1222,17 @@ def rituals_kept(a: HistoryLike, b: HistoryLike, as_of: date,
     totals only, nothing resets. Symmetric in ``a`` and ``b``. ``prior``:
     rituals (by tag) dated before every day given, for a caller that passes
     only the days the other rules read.
+    The evidence is the total alone: a count by ritual would name what one
+    entry was about.
     """
     _check_as_of(as_of)
-    tags: Counter[str] = Counter(prior or {})
-    tags.update(r for h in (History.of(a), History.of(b)) for d in h.until(as_of) for r in d.rituals)
-    total = sum(tags.values())
+    total = sum((prior or {}).values()) + sum(
+        len(d.rituals) for h in (History.of(a), History.of(b)) for d in h.until(as_of))
     out = []
     for level, threshold in RITUAL_LEVELS:
         if total >= threshold:
             evidence = {"measure": "ritual entries of both partners, counted (never a streak)",
-                        "as_of": _iso(as_of), "rituals": total, "threshold": threshold,
-                        "by_ritual": dict(sorted(tags.items())), "level": level,
+                        "as_of": _iso(as_of), "rituals": total, "threshold": threshold, "level": level,
                         "level_rule": f"at least {threshold} rituals"}
             out.append(Detection(RITUALS_KEPT, level, COUPLE, evidence,
                                  f"You have kept {threshold} rituals together."))
@@ -1245,10 +1253,10 @@ def check_in_rhythm(a: HistoryLike, b: HistoryLike, as_of: date) -> list[Detecti
     kept = len(with_check_in)
     if kept < RHYTHM_MIN_WEEKS:
         return []
-    weeks = [{"start": _iso(as_of - timedelta(days=7 * w + 6)), "end": _iso(as_of - timedelta(days=7 * w)),
-              "check_in": w in with_check_in} for w in range(RHYTHM_WEEKS - 1, -1, -1)]
+    # the span and its count, never which week had one (that would date a single entry)
     evidence = {"measure": "weeks with a weekly check-in (either partner)", "as_of": _iso(as_of),
-                "weeks": weeks, "weeks_with_check_in": kept, "of_weeks": RHYTHM_WEEKS, "level": 1,
+                "start": _iso(oldest), "end": _iso(as_of), "weeks_with_check_in": kept, "of_weeks": RHYTHM_WEEKS,
+                "level": 1,
                 "level_rule": f"a check-in in at least {RHYTHM_MIN_WEEKS} of the last {RHYTHM_WEEKS} weeks"}
     when = (f"in each of the last {RHYTHM_WEEKS} weeks" if kept == RHYTHM_WEEKS
             else f"in {kept} of the last {RHYTHM_WEEKS} weeks")

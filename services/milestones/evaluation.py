@@ -1,7 +1,10 @@
 """Deciding, storing and announcing milestones.
 
 Evaluation reads a partner's daily aggregates (a few hundred rows) and runs the
-pure detectors. It happens (1) once a partner's events have settled after new
+pure detectors: a partner's own rules read the aggregates of all their entries
+(``days``), the couple's rules both partners' aggregates of their shared
+entries alone (``shared_days``), so a private entry counts only toward its
+author's own milestones. It happens (1) once a partner's events have settled after new
 data, coalesced however many events arrived, and (2) on a daily schedule in the
 partner's own time zone, since a good month brings fewer events.
 
@@ -27,7 +30,7 @@ from shared.outbox import emit
 
 from . import detectors
 from .detectors import DayAggregate, Detection, History
-from .tables import days, milestones, outbox, partners
+from .tables import days, milestones, outbox, partners, shared_days
 
 SOURCE = "/milestones"
 MAX_REPLAY_DAYS = 400
@@ -66,7 +69,7 @@ RATED_DAYS = 2 * detectors.COMMUNICATION_WINDOW  # first and last rated days for
 
 
 def _aggregate(r) -> DayAggregate:
-    """A day's aggregate from a row of ``_DAY``'s columns, in their order (a few hundred an evaluation)."""
+    """A day's aggregate from a row of ``_Reads.day``'s columns, in their order (a few hundred an evaluation)."""
     day, entries, episodes, d, activities, conflicts, repaired, check_ins = r
     return DayAggregate.trusted({
         "day": day, "logged": entries > 0, "episodes": episodes, "intensities": tuple(d["intensities"]),
@@ -75,44 +78,56 @@ def _aggregate(r) -> DayAggregate:
         "conflicts": conflicts, "conflicts_repaired_24h": repaired, "weekly_check_ins": check_ins})
 
 
-# Built once (building a statement costs more CPU than sending it). Only the columns an aggregate is made of.
-_DAY = (days.c.local_date, days.c.entries, days.c.episodes, days.c.detail, days.c.activities, days.c.conflicts,
-        days.c.conflicts_repaired_24h, days.c.weekly_check_ins)
-_MINE = days.c.partner_id == bindparam("pid")
-# The partial index's own predicate, as SQL text: a bound 0 would not match it in a prepared (generic) plan.
-_RITUAL_DAY = days.c.ritual_count > literal_column("0")
-# The baseline is the first 28 logged days within the first 56 (every stored day is a logged one: a day
-# whose last entry is deleted is deleted): the first 28 days stored, less those past the 56.
-_HEAD = select(*_DAY).where(_MINE).order_by(days.c.local_date).limit(detectors.BASELINE_LOGGED_DAYS)
-# The recent days, and further back only what stronger bond reads: days with a check-in or a conflict.
-_RECENT_AND_BOND = select(*_DAY).where(_MINE, or_(
-    days.c.local_date.between(bindparam("recent_start"), bindparam("last")),
-    and_(days.c.local_date >= bindparam("tail_start"), days.c.local_date < bindparam("recent_start"),
-         (days.c.weekly_check_ins > 0) | (days.c.conflicts > 0))))
-_RATED = _MINE & (days.c.ratings > 0)
-_FIRST_RATED = select(days.c.local_date).where(_RATED, days.c.local_date <= bindparam("last")).order_by(
-    days.c.local_date.asc()).limit(RATED_DAYS)
-# The last rated days as of the first date evaluated: those after it are among the recent days, read whole
-# (as of the last date, a replayed span's earlier looks would miss a sparse rater's older rated days).
-_LAST_RATED = select(days.c.local_date).where(_RATED, days.c.local_date <= bindparam("first")).order_by(
-    days.c.local_date.desc()).limit(RATED_DAYS)
-_DAYS_ON = select(*_DAY).where(_MINE, days.c.local_date.in_(bindparam("dates", expanding=True)))
-_OLDER_RITUALS = select(days.c.local_date, days.c.detail).where(
-    _MINE, _RITUAL_DAY, days.c.local_date < bindparam("recent_start"))
+class _Reads:
+    """The statements an evaluation reads one table of daily aggregates with (``days`` or
+    ``shared_days``), built once (building a statement costs more CPU than sending it)."""
+
+    def __init__(self, t):
+        # Only the columns an aggregate is made of.
+        self.day = (t.c.local_date, t.c.entries, t.c.episodes, t.c.detail, t.c.activities, t.c.conflicts,
+                    t.c.conflicts_repaired_24h, t.c.weekly_check_ins)
+        mine = t.c.partner_id == bindparam("pid")
+        # The partial index's own predicate, as SQL text: a bound 0 would not match it in a prepared (generic)
+        # plan.
+        self.ritual_day = t.c.ritual_count > literal_column("0")
+        self.all = select(*self.day).where(mine)
+        # The baseline is the first 28 logged days within the first 56 (every stored day is a logged one: a day
+        # whose last entry is deleted is deleted): the first 28 days stored, less those past the 56.
+        self.head = select(*self.day).where(mine).order_by(t.c.local_date).limit(detectors.BASELINE_LOGGED_DAYS)
+        # The recent days, and further back only what stronger bond reads: days with a check-in or a conflict.
+        self.recent_and_bond = select(*self.day).where(mine, or_(
+            t.c.local_date.between(bindparam("recent_start"), bindparam("last")),
+            and_(t.c.local_date >= bindparam("tail_start"), t.c.local_date < bindparam("recent_start"),
+                 (t.c.weekly_check_ins > 0) | (t.c.conflicts > 0))))
+        rated = mine & (t.c.ratings > 0)
+        self.first_rated = select(t.c.local_date).where(rated, t.c.local_date <= bindparam("last")).order_by(
+            t.c.local_date.asc()).limit(RATED_DAYS)
+        # The last rated days as of the first date evaluated: those after it are among the recent days, read
+        # whole (as of the last date, a replayed span's earlier looks would miss a sparse rater's older rated
+        # days).
+        self.last_rated = select(t.c.local_date).where(rated, t.c.local_date <= bindparam("first")).order_by(
+            t.c.local_date.desc()).limit(RATED_DAYS)
+        self.days_on = select(*self.day).where(mine, t.c.local_date.in_(bindparam("dates", expanding=True)))
+        self.older_rituals = select(t.c.local_date, t.c.detail).where(
+            mine, self.ritual_day, t.c.local_date < bindparam("recent_start"))
+
+
+_ALL, _SHARED = _Reads(days), _Reads(shared_days)
 
 
 def history(s: Session, partner_id: str | None, first_as_of: date | None = None,
-            last_as_of: date | None = None, *, prior_rituals: bool = True) -> tuple[History, Counter]:
+            last_as_of: date | None = None, *, prior_rituals: bool = True,
+            shared: bool = False) -> tuple[History, Counter]:
     """The days the rules read for evaluations as of first_as_of..last_as_of,
     and the rituals (by tag) of every older day left out (unless
-    ``prior_rituals`` is False: no ritual level can be new). Without dates: all."""
+    ``prior_rituals`` is False: no ritual level can be new). Without dates: all.
+    ``shared``: of the partner's shared entries alone (what the couple's rules read)."""
     if partner_id is None:
         return History(()), Counter()
-    db = s.connection()
+    db, reads = s.connection(), _SHARED if shared else _ALL
     if first_as_of is None or last_as_of is None:
-        return History(tuple(map(_aggregate, db.execute(select(*_DAY).where(_MINE), {"pid": partner_id})))), \
-            Counter()
-    head = db.execute(_HEAD, {"pid": partner_id}).all()
+        return History(tuple(map(_aggregate, db.execute(reads.all, {"pid": partner_id})))), Counter()
+    head = db.execute(reads.head, {"pid": partner_id}).all()
     if not head:
         return History(()), Counter()
     head_end = head[0].local_date + timedelta(days=HEAD_DAYS)
@@ -120,13 +135,14 @@ def history(s: Session, partner_id: str | None, first_as_of: date | None = None,
     recent_start = first_as_of - timedelta(days=RECENT_DAYS)
     args = {"pid": partner_id, "recent_start": recent_start, "first": first_as_of, "last": last_as_of,
             "tail_start": first_as_of - timedelta(days=TAIL_DAYS)}
-    rows.update((r.local_date, r) for r in db.execute(_RECENT_AND_BOND, args).all())
-    rated_days = {*db.execute(_FIRST_RATED, args).scalars(), *db.execute(_LAST_RATED, args).scalars()}
+    rows.update((r.local_date, r) for r in db.execute(reads.recent_and_bond, args).all())
+    rated_days = {*db.execute(reads.first_rated, args).scalars(), *db.execute(reads.last_rated, args).scalars()}
     if missing := rated_days - rows.keys():  # most are read already, with the head or the recent days
-        rows.update((r.local_date, r) for r in db.execute(_DAYS_ON, {"pid": partner_id, "dates": sorted(missing)}))
+        rows.update((r.local_date, r) for r in db.execute(reads.days_on, {"pid": partner_id,
+                                                                          "dates": sorted(missing)}))
     prior: Counter = Counter()
     if prior_rituals:
-        for day, detail in db.execute(_OLDER_RITUALS, args):
+        for day, detail in db.execute(reads.older_rituals, args):
             if day not in rows:
                 prior.update(detail["rituals"])
     return History(tuple(map(_aggregate, rows.values()))), prior
@@ -143,24 +159,25 @@ _ACHIEVED_BY = select(milestones.c.type, milestones.c.level).where(milestones.c.
 # the levels held (the couple's and the partner's), and the couple's rituals as of ``as_of`` counted up to the
 # top level's threshold. That many ritual days hold that many rituals at least, so no more are read: the
 # count tells every level apart however long the history, from an index of the ritual days alone
-# (ix_days_rituals), through the two partners' own ids (never a join a planner could turn into a
-# scan of every couple's days).
+# (ix_shared_days_rituals: the couple's count is of shared rituals), through the two partners' own ids
+# (never a join a planner could turn into a scan of every couple's days).
 _TOP_THRESHOLD = max(threshold for _, threshold in detectors.RITUAL_LEVELS)
 _OTHER_ONCE = select(_OTHER.cte("other").c.id).scalar_subquery()  # read once, used twice below
 # Every level the partner and the couple hold, "type:level,...": a type is always of one scope (the
 # partner's or the couple's), so its owner goes without saying.
 _HELD = select(func.aggregate_strings(milestones.c.type + ":" + cast(milestones.c.level, String), ",")).where(
     milestones.c.owner_key.in_([bindparam("couple"), bindparam("pid")]))
-_FIRST_RITUAL_DAYS = select(days.c.ritual_count).where(
-    days.c.partner_id.in_([bindparam("pid"), _OTHER_ONCE]), _RITUAL_DAY,
-    days.c.local_date <= bindparam("as_of")).limit(_TOP_THRESHOLD).subquery()
+_FIRST_RITUAL_DAYS = select(shared_days.c.ritual_count).where(
+    shared_days.c.partner_id.in_([bindparam("pid"), _OTHER_ONCE]), _SHARED.ritual_day,
+    shared_days.c.local_date <= bindparam("as_of")).limit(_TOP_THRESHOLD).subquery()
 _RITUALS_UP_TO_TOP = select(func.coalesce(func.sum(_FIRST_RITUAL_DAYS.c.ritual_count), 0))
 _COUNTS_STATE = select(_OTHER_ONCE, _HELD.scalar_subquery(), _RITUALS_UP_TO_TOP.scalar_subquery())
-# Both partners' days in one statement (``pids``: the couple's one or two partners).
-_PAIR = days.c.partner_id.in_(bindparam("pids", expanding=True))
-_DAYS_SINCE = select(days.c.partner_id, *_DAY).where(
-    _PAIR, days.c.local_date <= bindparam("as_of"), days.c.local_date >= bindparam("since"))
-_RITUAL_DAYS = select(days.c.partner_id, *_DAY).where(_PAIR, days.c.local_date <= bindparam("as_of"), _RITUAL_DAY)
+# Both partners' shared days in one statement (``pids``: the couple's one or two partners).
+_PAIR = shared_days.c.partner_id.in_(bindparam("pids", expanding=True))
+_DAYS_SINCE = select(shared_days.c.partner_id, *_SHARED.day).where(
+    _PAIR, shared_days.c.local_date <= bindparam("as_of"), shared_days.c.local_date >= bindparam("since"))
+_RITUAL_DAYS = select(shared_days.c.partner_id, *_SHARED.day).where(
+    _PAIR, shared_days.c.local_date <= bindparam("as_of"), _SHARED.ritual_day)
 
 
 def audience(s: Session, owner, other_id: str | None, scope: str) -> list[str]:
@@ -195,11 +212,12 @@ def _achieve(s: Session, owner, other_id: str | None, det: Detection, as_of: dat
     return row
 
 
-def _all_detectors(mine: History, theirs: History, as_of: date, in_couple: bool,
+def _all_detectors(mine: History, ours: History, theirs: History, as_of: date, in_couple: bool,
                    prior_rituals: Counter, done: set[str]) -> list[Detection]:
+    """The partner's own rules on all their days; the couple's on both partners' shared days."""
     found = detectors.detect_partner_milestones(mine, as_of, done)
     if in_couple:
-        found += detectors.detect_couple_milestones(mine, theirs, as_of, prior_rituals, done)
+        found += detectors.detect_couple_milestones(ours, theirs, as_of, prior_rituals, done)
     return found
 
 
@@ -228,13 +246,15 @@ def evaluate_partner(s: Session, partner_id: str, now: datetime | None = None, *
     if owner.couple_id:
         other_id, held, total = _counts_state(s.connection(), owner, max(dates))
         counted = _ritual_level_due(held, total)
-    mine, prior = history(s, owner.id, min(dates), max(dates), prior_rituals=counted)
-    theirs, prior_theirs = history(s, other_id, min(dates), max(dates), prior_rituals=counted)
+    mine, _ = history(s, owner.id, min(dates), max(dates), prior_rituals=False)  # own rules count no rituals
+    ours, prior = history(s, owner.id if owner.couple_id else None, min(dates), max(dates),
+                          prior_rituals=counted, shared=True)
+    theirs, prior_theirs = history(s, other_id, min(dates), max(dates), prior_rituals=counted, shared=True)
     prior.update(prior_theirs)
     first = mine.first_logged_day(today)
     done = _done(held) if held else set()
     found = [(as_of, det) for as_of in dates if first is not None and as_of >= first
-             for det in _all_detectors(mine, theirs, as_of, bool(owner.couple_id), prior, done)]
+             for det in _all_detectors(mine, ours, theirs, as_of, bool(owner.couple_id), prior, done)]
     if not found:
         return []
     # A long-time partner's evaluation finds again the levels held for months: read with the counts' state

@@ -7,6 +7,17 @@ and a deletion that arrives before its entry leaves a tombstone. Each change
 recomputes the daily aggregate of the dates it touched, from the entries of
 that day, and marks the partner for evaluation.
 
+Each entry keeps its visibility. A day has two aggregates: of every entry
+(``days``: the partner's own milestones and progress) and of the shared ones
+alone (``shared_days``: the couple's milestones), so nothing the other partner
+can read is derived from a private entry.
+
+An erasure ends the couple: its milestones are removed, the couple is
+remembered as ended (``ended_couples``) and the remaining partner leaves it;
+what they had shared until then becomes private (as the journal makes it),
+and a late event never attaches anyone to the ended couple, nor shares
+anything in it.
+
 Several consumers may take one queue: each handler first locks the row of the
 partner its event is about (PostgreSQL; SQLite writers are serialized by the
 file), so the events of one partner are applied one at a time. A version
@@ -26,7 +37,7 @@ from shared.db import INSERTS, insert_if_new, utcnow
 from shared.events import Event
 from shared.outbox import forget_published
 
-from .tables import days, entries, milestones, outbox, partners
+from .tables import days, ended_couples, entries, milestones, outbox, partners, shared_days
 
 # When two events about one entry carry the same time, the later kind of change wins.
 _RANK = {"journal.entry.recorded": 0, "journal.entry.revised": 1, "journal.entry.deleted": 2}
@@ -36,10 +47,13 @@ _RANK = {"journal.entry.recorded": 0, "journal.entry.revised": 1, "journal.entry
 # event's values, on the transaction's connection: building a statement costs
 # more CPU than sending it.
 _ENTRY = select(entries).where(entries.c.id == bindparam("eid"))
+_PARTNER_ROW = select(partners).where(partners.c.id == bindparam("pid"))
 _UPDATE_ENTRY = update(entries).where(entries.c.id == bindparam("eid"))  # SET: the columns of the values given
-_DAY_ENTRIES = select(entries.c.kind, entries.c.occurred_at, entries.c.measures).where(and_(
+_DAY_ENTRIES = select(entries.c.kind, entries.c.occurred_at, entries.c.measures, entries.c.visibility).where(and_(
     entries.c.partner_id == bindparam("pid"), entries.c.local_date == bindparam("day"), entries.c.deleted.is_(False)))
-_DELETE_DAY = delete(days).where(days.c.partner_id == bindparam("pid"), days.c.local_date == bindparam("day"))
+_DELETE_DAY = {t: delete(t).where(t.c.partner_id == bindparam("pid"), t.c.local_date == bindparam("day"))
+               for t in (days, shared_days)}
+_ENDED = select(ended_couples.c.ended_at).where(ended_couples.c.couple_id == bindparam("couple"))
 _DIRTY = update(partners).where(partners.c.id == bindparam("b_pid")).values(dirty_since=bindparam("b_now"))
 _REPLAY_FROM = bindparam("b_day", type_=partners.c.replay_from.type)
 _DIRTY_FROM = _DIRTY.values(replay_from=case(
@@ -57,9 +71,9 @@ def _upsert_partner(dialect: str):
 
 
 @functools.cache
-def _upsert_day(dialect: str):
-    stmt = INSERTS[dialect](days)
-    return stmt.on_conflict_do_update(index_elements=[days.c.partner_id, days.c.local_date],
+def _upsert_day(dialect: str, table=days):
+    stmt = INSERTS[dialect](table)
+    return stmt.on_conflict_do_update(index_elements=[table.c.partner_id, table.c.local_date],
                                       set_={c: stmt.excluded[c] for c in _DAY_COLUMNS})
 
 
@@ -80,10 +94,14 @@ def partner_registered(s: Session, ev: Event) -> None:
 
 
 def couple_partnered(s: Session, ev: Event) -> None:
+    """A couple formed; one ended by an erasure before this arrived attaches no one."""
     couple_id = str(ev.data["couple_id"])
+    ended = s.connection().execute(_ENDED, {"couple": couple_id}).scalar()
     for pid in sorted(map(str, ev.data["partner_ids"])):  # locked in one order: no deadlock
         row = _partner(s, pid)
-        if not row.erased:
+        if not row.erased and ended is not None:
+            _leave_couple(s, row, couple_id, ended)
+        elif not row.erased:
             s.execute(update(partners).where(partners.c.id == pid).values(couple_id=couple_id))
             mark_dirty(s, pid, None)
 
@@ -124,13 +142,22 @@ def entry_changed(s: Session, ev: Event):
     if partner.erased:
         return None
     pid, entry_id, d = partner.id, str(ev.data["entry_id"]), ev.data
+    db = s.connection()
+    couple_id = str(d["couple_id"]) if d.get("couple_id") else None
+    # The couple the partner is in is live; another one may have ended (a late event of a former couple).
+    ended = db.execute(_ENDED, {"couple": couple_id}).scalar() \
+        if couple_id and couple_id != partner.couple_id else None
+    if ended is not None:
+        partner = _leave_couple(s, partner, couple_id, ended)
+    # Shared in a couple that has ended, or before the partner's couple ended: private now, as in the journal.
+    shared = d["visibility"] == "shared" and ended is None and not (
+        partner.left_couple_at is not None and ev.time <= partner.left_couple_at)
     measures = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in d.items()
                 if k not in {"entry_id", "couple_id", "partner_id", "kind", "occurred_at", "local_date", "visibility"}
                 and v is not None}
-    values = dict(partner_id=pid, couple_id=str(d["couple_id"]) if d.get("couple_id") else None, kind=d["kind"],
-                  occurred_at=d["occurred_at"], local_date=d["local_date"], measures=measures, deleted=False,
-                  version=ev.time)
-    db = s.connection()
+    values = dict(partner_id=pid, couple_id=couple_id, kind=d["kind"], occurred_at=d["occurred_at"],
+                  local_date=d["local_date"], measures=measures, deleted=False, version=ev.time,
+                  visibility="shared" if shared else "private")
     # A new entry (the usual case) is one statement; one seen before is read and compared.
     existing = None
     if db.execute(insert_if_new(db.dialect.name, entries.c.id), {"id": entry_id, **values}).first() is None:
@@ -138,7 +165,7 @@ def entry_changed(s: Session, ev: Event):
         if not _is_newer(existing, ev):
             return None
         db.execute(_UPDATE_ENTRY, {"eid": entry_id, **values})
-    if values["couple_id"] and partner.couple_id is None:
+    if couple_id and ended is None and partner.couple_id is None:
         s.execute(update(partners).where(partners.c.id == pid).values(couple_id=values["couple_id"]))
         partner = SimpleNamespace(**{**partner._mapping, "couple_id": values["couple_id"]})
     touched = {d["local_date"]}
@@ -166,15 +193,64 @@ def entry_deleted(s: Session, ev: Event) -> None:
 
 
 def partner_erased(s: Session, ev: Event) -> None:
-    """Remove the partner's data and personal milestones; a tombstone stays."""
+    """Remove the partner's data and personal milestones; a tombstone stays.
+    Their couple ends: its milestones go, and the other partner leaves it."""
     pid = str(ev.data["partner_id"])
-    _partner(s, pid)
+    row = _partner(s, pid)
+    couple_id = str(ev.data["couple_id"]) if ev.data.get("couple_id") else row.couple_id
     s.execute(delete(entries).where(entries.c.partner_id == pid))
-    s.execute(delete(days).where(days.c.partner_id == pid))
+    for table in (days, shared_days):
+        s.execute(delete(table).where(table.c.partner_id == pid))
     s.execute(delete(milestones).where(milestones.c.owner_key == pid))
     forget_published(s, outbox, pid)
     s.execute(update(partners).where(partners.c.id == pid).values(
         erased=True, timezone=None, couple_id=None, dirty_since=None, replay_from=None, next_scheduled_at=None))
+    if couple_id:
+        _end_couple(s, couple_id, ev.time)
+
+
+def _end_couple(s: Session, couple_id: str, at: datetime) -> None:
+    """The couple's milestones removed, the couple remembered as ended (at its first erasure's time,
+    whatever is redelivered), and each partner still in it leaves it."""
+    db = s.connection()
+    db.execute(insert_if_new(db.dialect.name, ended_couples.c.couple_id), {"couple_id": couple_id, "ended_at": at})
+    ended = db.execute(_ENDED, {"couple": couple_id}).scalar()
+    s.execute(delete(milestones).where(milestones.c.owner_key == couple_id))
+    forget_published(s, outbox, couple_id)
+    # The other partner: as the couple's events told us, or (if those are still to come) by their entries.
+    remaining = set(s.execute(select(partners.c.id).where(partners.c.couple_id == couple_id,
+                                                          partners.c.erased.is_(False))).scalars())
+    remaining.update(s.execute(select(entries.c.partner_id).where(entries.c.couple_id == couple_id).distinct())
+                     .scalars())
+    for pid in sorted(remaining):  # locked in one order: no deadlock
+        row = _partner(s, pid)
+        if not row.erased:
+            _leave_couple(s, row, couple_id, ended)
+
+
+_LEFT = update(partners).where(partners.c.id == bindparam("b_pid"), or_(
+    partners.c.left_couple_at.is_(None), partners.c.left_couple_at < bindparam("b_at"))).values(
+    left_couple_at=bindparam("b_at"))
+
+
+def _leave_couple(s: Session, partner, couple_id: str, ended: datetime):
+    """The partner leaves an ended couple: no longer in it, and every entry they had shared until it
+    ended (or shared in it) is private, their shared aggregate of those days rebuilt. Idempotent.
+    Returns the partner's row as it now stands."""
+    if partner.couple_id != couple_id and partner.left_couple_at is not None and partner.left_couple_at >= ended:
+        return partner  # left already
+    db = s.connection()
+    if partner.couple_id == couple_id:
+        db.execute(update(partners).where(partners.c.id == partner.id).values(couple_id=None))
+    db.execute(_LEFT, {"b_pid": partner.id, "b_at": ended})
+    was_shared = and_(entries.c.partner_id == partner.id, entries.c.visibility == "shared",
+                      or_(entries.c.version <= ended, entries.c.couple_id == couple_id))
+    touched = set(db.execute(select(entries.c.local_date).where(was_shared, entries.c.deleted.is_(False))
+                             .distinct()).scalars())
+    db.execute(update(entries).where(was_shared).values(visibility="private"))
+    for day in sorted(touched):
+        recompute_day(s, partner.id, day)
+    return db.execute(_PARTNER_ROW, {"pid": partner.id}).one()
 
 
 HANDLERS = {
@@ -198,15 +274,22 @@ def mark_dirty(s: Session, partner_id: str, day: date | None) -> None:
 
 
 def recompute_day(s: Session, partner_id: str, day: date) -> None:
-    """Rebuild one day's aggregate from that day's live entries."""
+    """Rebuild one day's aggregates from that day's live entries: of them all, and of the shared ones."""
     db = s.connection()
     rows = db.execute(_DAY_ENTRIES, {"pid": partner_id, "day": day}).all()
-    if not rows:
-        db.execute(_DELETE_DAY, {"pid": partner_id, "day": day})
-        return
+    for table, mine in ((days, rows), (shared_days, [r for r in rows if r.visibility == "shared"])):
+        if not mine:
+            db.execute(_DELETE_DAY[table], {"pid": partner_id, "day": day})
+        else:
+            db.execute(_upsert_day(db.dialect.name, table), {"partner_id": partner_id, "local_date": day,
+                                                             **_day_row(mine)})
+
+
+def _day_row(rows) -> dict:
+    """One day's aggregate of the entries given."""
     agg = dict(entries=len(rows), episodes=0, intensities=[], communication=[], connection=[], understanding=[],
                rituals=[], activities=0, conflicts=0, conflicts_repaired_24h=0, weekly_check_ins=0)
-    for kind, occurred_at, m in rows:
+    for kind, occurred_at, m, _ in rows:
         if kind == "anxious_episode":
             agg["episodes"] += 1
             agg["intensities"].append(int(m["intensity"]))
@@ -232,4 +315,4 @@ def recompute_day(s: Session, partner_id: str, day: date) -> None:
     detail = {k: sorted(agg.pop(k)) for k in lists}
     row = dict(detail=detail, ritual_count=len(detail["rituals"]), ratings=len(detail["communication"]), **agg)
     assert row.keys() == set(_DAY_COLUMNS)
-    db.execute(_upsert_day(db.dialect.name), {"partner_id": partner_id, "local_date": day, **row})
+    return row

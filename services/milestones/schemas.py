@@ -16,7 +16,9 @@ class Milestone(ma.Schema):
     achieved_at = fields.AwareDateTime()
     as_of = fields.Date(metadata={"description": "the owner's local date the evidence is as of"})
     headline = fields.String()
-    evidence = fields.Dict(metadata={"description": "the windows compared, counts or means, effect size, p-value"})
+    evidence = fields.Dict(metadata={"description": (
+        "the windows compared, counts or means, effect size, p-value. A couple's (partner_id null) is derived "
+        "from entries their authors shared alone, and holds no breakdown by ritual, week or partner")})
 
 
 class MilestonePage(ma.Schema):

@@ -1,6 +1,6 @@
 """The milestones service's own database: its view of partners, couples and
-entries (built from events alone), per-partner daily aggregates, and the
-milestones achieved."""
+entries (built from events alone), per-partner daily aggregates (of every
+entry, and of the shared ones alone), and the milestones achieved."""
 from __future__ import annotations
 
 from sqlalchemy import (
@@ -28,6 +28,9 @@ partners = Table(
     Column("replay_from", Date, nullable=True),  # earliest local date touched by late data
     Column("next_scheduled_at", UTCDateTime(), nullable=True),
     Column("evaluated_through", Date, nullable=True),
+    # When their couple ended (the event time of the other partner's erasure): what they had shared until
+    # then is private now, whenever its event arrives.
+    Column("left_couple_at", UTCDateTime(), nullable=True),
     Index("ix_partners_dirty", "dirty_since"),
     # The live partners alone: erased ones (tombstones, kept for ever) are never scheduled.
     Index("ix_partners_scheduled", "next_scheduled_at", postgresql_where=text("erased IS false"),
@@ -47,32 +50,43 @@ entries = Table(
     Column("measures", JSONType, nullable=True),
     Column("deleted", Boolean, nullable=False, server_default="0"),
     Column("version", UTCDateTime(), nullable=False),
+    # "shared" or "private": only shared entries feed the couple's milestones
+    Column("visibility", String(8), nullable=False, server_default="private"),
     Index("ix_entries_partner_day", "partner_id", "local_date"),
 )
 
-# One row per partner and local date, recomputed from `entries` whenever one of
-# that day's entries changes: evaluation reads a few hundred of these at most.
-days = Table(
-    "days", metadata,
-    Column("partner_id", String(36), primary_key=True),
-    Column("local_date", Date, primary_key=True),
-    Column("entries", Integer, nullable=False),
-    Column("episodes", Integer, nullable=False),
-    # The day's lists in one column (one decode a row, not five): {"intensities",
-    # "communication", "connection", "understanding", "rituals"}, each sorted.
-    Column("detail", JSONType, nullable=False),
-    # len(detail.rituals), so the couple's ritual total is a SUM, not a read of every day
-    Column("ritual_count", Integer, nullable=False, server_default="0"),
-    # len(detail.communication), so rated days are found without decoding a row
-    Column("ratings", Integer, nullable=False, server_default="0"),
-    Column("activities", Integer, nullable=False),
-    Column("conflicts", Integer, nullable=False),
-    Column("conflicts_repaired_24h", Integer, nullable=False),
-    Column("weekly_check_ins", Integer, nullable=False),
-    # The ritual days alone, their count in the index (PostgreSQL): a couple's ritual total reads these.
-    Index("ix_days_rituals", "partner_id", "local_date", postgresql_include=["ritual_count"],
-          postgresql_where=text("ritual_count > 0"), sqlite_where=text("ritual_count > 0")),
-)
+
+def _day_table(name: str) -> Table:
+    """One row per partner and local date, recomputed from `entries` whenever one of
+    that day's entries changes: evaluation reads a few hundred of these at most."""
+    return Table(
+        name, metadata,
+        Column("partner_id", String(36), primary_key=True),
+        Column("local_date", Date, primary_key=True),
+        Column("entries", Integer, nullable=False),
+        Column("episodes", Integer, nullable=False),
+        # The day's lists in one column (one decode a row, not five): {"intensities",
+        # "communication", "connection", "understanding", "rituals"}, each sorted.
+        Column("detail", JSONType, nullable=False),
+        # len(detail.rituals), so the couple's ritual total is a SUM, not a read of every day
+        Column("ritual_count", Integer, nullable=False, server_default="0"),
+        # len(detail.communication), so rated days are found without decoding a row
+        Column("ratings", Integer, nullable=False, server_default="0"),
+        Column("activities", Integer, nullable=False),
+        Column("conflicts", Integer, nullable=False),
+        Column("conflicts_repaired_24h", Integer, nullable=False),
+        Column("weekly_check_ins", Integer, nullable=False),
+        # The ritual days alone, their count in the index (PostgreSQL): a couple's ritual total reads these.
+        Index(f"ix_{name}_rituals", "partner_id", "local_date", postgresql_include=["ritual_count"],
+              postgresql_where=text("ritual_count > 0"), sqlite_where=text("ritual_count > 0")),
+    )
+
+
+# Every entry of the partner's: their own milestones and progress.
+days = _day_table("days")
+# The entries the partner shared alone: the couple's milestones read nothing else, so nothing
+# the other partner sees is derived from a private entry.
+shared_days = _day_table("shared_days")
 
 milestones = Table(
     "milestones", metadata,
@@ -91,6 +105,13 @@ milestones = Table(
     UniqueConstraint("type", "level", "owner_key", name="uq_milestones_once"),
     # What an owner holds (an evaluation reads it): not from the constraint, whose first column is the type.
     Index("ix_milestones_owner_key", "owner_key"),
+)
+
+# Couples ended by an erasure: a late event never attaches anyone to one again.
+ended_couples = Table(
+    "ended_couples", metadata,
+    Column("couple_id", String(36), primary_key=True),
+    Column("ended_at", UTCDateTime(), nullable=False),  # the erasure's event time
 )
 
 outbox = outbox_table(metadata)

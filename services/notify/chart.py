@@ -35,7 +35,7 @@ class _Kind:
     """How one milestone type's evidence becomes a chart."""
 
     title: str
-    windows: tuple[str, str] | None  # the evidence's keys of the earlier and later window (None: _bond_windows)
+    windows: tuple[str, str]  # the evidence's keys of the earlier and later window
     value: str  # the key of the figure in each window
     per_week: bool  # a rate per week (else a mean rating on a scale)
     lower_is_better: bool
@@ -51,7 +51,7 @@ KINDS: dict[str, _Kind] = {
                                "activities_per_week", per_week=True, lower_is_better=False),
     "better_communication": _Kind("How well you talk together", ("first", "last"),
                                   "mean", per_week=False, lower_is_better=False, scale=5),
-    "stronger_bond": _Kind("Your weekly check-ins", None,
+    "stronger_bond": _Kind("Your weekly check-ins", ("first", "last"),
                            "mean", per_week=False, lower_is_better=False, scale=5),
 }
 
@@ -73,17 +73,6 @@ def _day(value: Any) -> date | None:
         return None
 
 
-def _bond_windows(evidence: dict) -> tuple[dict, dict] | None:
-    """The first and last halves of ``stronger_bond``'s weeks, with their means (as the detector halves them)."""
-    weeks = evidence.get("weeks")
-    if not isinstance(weeks, list) or len(weeks) < 2 or not all(isinstance(w, dict) for w in weeks):
-        return None
-    n = len(weeks)
-    first, last = weeks[:n // 2], weeks[(n + 1) // 2:]
-    return ({"start": first[0].get("start"), "end": first[-1].get("end"), "mean": evidence.get("first_weeks_mean")},
-            {"start": last[0].get("start"), "end": last[-1].get("end"), "mean": evidence.get("last_weeks_mean")})
-
-
 def chart_data(milestone: dict) -> dict | None:
     """The numbers a chart of ``milestone`` needs, or None if it has no chart.
 
@@ -97,8 +86,8 @@ def chart_data(milestone: dict) -> dict | None:
     evidence = milestone.get("evidence") if kind else None
     if not isinstance(evidence, dict):
         return None
-    windows = _bond_windows(evidence) if kind.windows is None else tuple(evidence.get(k) for k in kind.windows)
-    if windows is None or not all(isinstance(w, dict) for w in windows):
+    windows = tuple(evidence.get(k) for k in kind.windows)
+    if not all(isinstance(w, dict) for w in windows):
         return None
     raw = {"type": milestone["type"]}
     for name, w in zip(("before", "after"), windows):

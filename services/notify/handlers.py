@@ -13,7 +13,7 @@ from shared.events import Event
 from shared.outbox import emit, forget_published
 
 from . import SOURCE, celebrate, chart, delivery
-from .tables import channels, deliveries, notifications, outbox, recipients
+from .tables import channels, deliveries, ended_couples, notifications, outbox, recipients
 
 
 
@@ -38,7 +38,17 @@ def partner_registered(s: Session, ev: Event) -> None:
             email=d["email"], display_name=d["display_name"], timezone=d["timezone"]))
 
 
+def _ended(s: Session, couple_id: str) -> bool:
+    """Whether an erasure has ended the couple."""
+    return s.execute(select(ended_couples.c.couple_id).where(ended_couples.c.couple_id == couple_id)).first() \
+        is not None
+
+
 def couple_partnered(s: Session, ev: Event) -> None:
+    """A couple formed; one ended by an erasure before this arrived attaches no one."""
+    couple_id = str(ev.data["couple_id"])
+    if _ended(s, couple_id):
+        return
     for pid in map(str, ev.data["partner_ids"]):
         if not recipient(s, pid).erased:
             s.execute(update(recipients).where(recipients.c.id == pid).values(couple_id=str(ev.data["couple_id"])))
@@ -46,10 +56,18 @@ def couple_partnered(s: Session, ev: Event) -> None:
 
 def partner_erased(s: Session, ev: Event) -> None:
     """Her inbox, her channels, and her own milestones in her partner's inbox
-    (they carry her name and her numbers) are removed; a tombstone stays."""
+    (they carry her name and her numbers) are removed; a tombstone stays.
+    Her couple ends: its milestones leave her partner's inbox too, with their
+    deliveries still to send, and a late announcement of one is shown to no one."""
     pid = str(ev.data["partner_id"])
-    recipient(s, pid)
+    row = recipient(s, pid)
+    couple_id = str(ev.data["couple_id"]) if ev.data.get("couple_id") else row.couple_id
     hers = or_(notifications.c.partner_id == pid, notifications.c.owner_id == pid)
+    if couple_id:
+        s.execute(insert_if_new(s.get_bind().dialect.name, ended_couples.c.couple_id),
+                  {"couple_id": couple_id, "ended_at": ev.time})
+        s.execute(update(recipients).where(recipients.c.couple_id == couple_id).values(couple_id=None))
+        hers = or_(hers, notifications.c.couple_id == couple_id)
     s.execute(delete(deliveries).where(deliveries.c.notification_id.in_(select(notifications.c.id).where(hers))))
     s.execute(delete(notifications).where(hers))
     forget_published(s, outbox, pid)
@@ -78,8 +96,11 @@ def milestone_achieved(s: Session, ev: Event) -> None:
     rows and channels are read together, and the deliveries written together:
     a couple's milestone is 9 statements, not 19."""
     m = ev.data
-    numbers = chart.chart_data(m)
     owner_id = str(m["partner_id"]) if m.get("partner_id") else None
+    couple_id = str(m["couple_id"]) if m.get("couple_id") and not owner_id else None
+    if couple_id and _ended(s, couple_id):
+        return  # the couple's, announced before an erasure ended it: it went with the couple
+    numbers = chart.chart_data(m)
     audience = list(dict.fromkeys(map(str, m["audience"])))
     people = _recipients(s, list(dict.fromkeys(([owner_id] if owner_id else []) + audience)))
     owner_name = None
@@ -100,6 +121,7 @@ def milestone_achieved(s: Session, ev: Event) -> None:
             continue
         now = utcnow()
         note = {"id": str(uuid.uuid4()), "partner_id": pid, "milestone_id": str(m["id"]), "owner_id": owner_id,
+                "couple_id": couple_id,
                 "title": celebrate.title_for(m, pid, owner_name), "body": celebrate.body_for(m), "created_at": now}
         if numbers is not None:  # else SQL NULL, not a JSON null
             note["chart"] = numbers

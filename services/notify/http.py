@@ -1,15 +1,12 @@
 """The notify service's HTTP entrypoint."""
 from __future__ import annotations
 
-import functools
-
 from flask import current_app, g
 from flask.views import MethodView
-from sqlalchemy import select
 
+from shared import accounts
 from shared.db import unit_of_work
-from shared.errors import Unauthorized
-from shared.web import AUTH_DOC, Blueprint, require_auth
+from shared.web import AUTH_DOC, Blueprint
 
 from . import schemas, use_cases
 from .tables import recipients
@@ -23,21 +20,9 @@ def _uow():
     return unit_of_work(current_app.extensions["notify"]["sessions"])
 
 
-def require_account(view):
-    """A valid token of a partner who has not been erased. A token outlives its
-    account by up to its lifetime; it must not bring back what the erasure
-    removed (a channel, preferences), so it is refused as the journal refuses it."""
-
-    @require_auth
-    @functools.wraps(view)
-    def checked(*args, **kwargs):
-        with _uow() as s:
-            erased = s.execute(select(recipients.c.erased).where(recipients.c.id == g.partner_id)).scalar()
-        if erased:
-            raise Unauthorized("This account no longer exists.")
-        return view(*args, **kwargs)
-
-    return checked
+# A token outlives its account by up to its lifetime; it must not bring back what the erasure removed
+# (a channel, preferences).
+require_account = accounts.require_account(_uow, recipients.c.erased)
 
 
 @inbox.route("/notifications")

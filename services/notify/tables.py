@@ -34,6 +34,8 @@ notifications = Table(
     Column("milestone_id", String(36), nullable=False),
     # whose milestone it is (a partner's own; null for the couple's): erased with her
     Column("owner_id", String(36), nullable=True, index=True),
+    # the couple whose milestone it is (a couple's own; null for a partner's): removed when the couple ends
+    Column("couple_id", String(36), nullable=True, index=True),
     Column("title", String(200), nullable=False),
     Column("body", Text, nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
@@ -69,6 +71,13 @@ channels = Table(
     Column("target", Text, nullable=False),  # an address or a URL
     Column("secret", String(64), nullable=True),  # a webhook's HMAC key
     Column("created_at", UTCDateTime(), nullable=False),
+)
+
+# Couples ended by an erasure: a late announcement of their milestone is shown to no one.
+ended_couples = Table(
+    "ended_couples", metadata,
+    Column("couple_id", String(36), primary_key=True),
+    Column("ended_at", UTCDateTime(), nullable=False),  # the erasure's event time
 )
 
 outbox = outbox_table(metadata)

@@ -46,8 +46,9 @@ def test_ninety_days_of_entries_become_milestones_for_the_right_partners(running
             bodies += [(ana, {"kind": "anxious_episode", "occurred_at": _at(day, h), "intensity": 6})
                        for h in (8, 15)]
         if i % 7 == 0:  # a good-morning text, now and then, from each
-            bodies += [(ana, {"kind": "ritual", "occurred_at": _at(day, 7), "ritual": "good_morning_text"}),
-                       (ben, {"kind": "ritual", "occurred_at": _at(day, 7), "ritual": "good_morning_text"})]
+            shared = {"kind": "ritual", "occurred_at": _at(day, 7), "ritual": "good_morning_text",
+                      "visibility": "shared"}
+            bodies += [(ana, shared), (ben, shared)]
         for who, body in bodies:
             r = http.post(journal + "/v1/entries", headers=who["headers"], json={"id": str(uuid.uuid4()), **body})
             assert r.status_code == 201, r.text

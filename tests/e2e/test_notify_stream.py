@@ -114,7 +114,7 @@ def test_every_client_of_a_partner_gets_each_new_notification_once(running):
                 who = ana if i % 2 == 0 else ben
                 day = today - timedelta(days=i // 2 + 1)
                 r = http.post(journal + "/v1/entries", headers=who["headers"], json={
-                    "id": str(uuid.uuid4()), "kind": "ritual", "ritual": "good_morning_text",
+                    "id": str(uuid.uuid4()), "kind": "ritual", "ritual": "good_morning_text", "visibility": "shared",
                     "occurred_at": datetime.combine(day, time(7 + i % 2, 0), PARIS).isoformat()})
                 assert r.status_code == 201, r.text
 

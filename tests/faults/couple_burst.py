@@ -76,7 +76,7 @@ def burst(a: str, b: str, c: str, n: int, start: datetime, seed: int = 5) -> lis
             day = rng.choice(days)
             e = {"entry_id": str(uuid.uuid4()), "couple_id": c, "partner_id": pid, "kind": kind,
                  "occurred_at": datetime.combine(day, time(rng.randint(6, 22)), timezone.utc), "local_date": day,
-                 "visibility": "private", **_measures(kind, rng)}
+                 "visibility": "shared", **_measures(kind, rng)}
             if kind != "ritual":
                 live[e["entry_id"]] = e
             out.append(_event("journal.entry.recorded", c, dict(e), at))
@@ -107,7 +107,7 @@ def reference(evs: list[dict], tmp: Path) -> dict:
 def state(engine) -> dict:
     """What the milestones service made of the events: entries, day aggregates,
     milestones (with the count that crossed each threshold), each event once."""
-    from services.milestones.tables import days, entries, milestones, outbox, partners, processed_events
+    from services.milestones.tables import days, entries, milestones, outbox, partners, processed_events, shared_days
 
     with engine.connect() as conn:
         achieved = conn.execute(select(milestones)).all()
@@ -120,9 +120,10 @@ def state(engine) -> dict:
             "entries": {r.id: (r.partner_id, True, r.version) if r.deleted else
                         (r.partner_id, r.kind, r.local_date, r.measures, r.version)
                         for r in conn.execute(select(entries))},
-            "days": {(r.partner_id, r.local_date): (r.entries, r.episodes, r.detail, r.ritual_count, r.ratings,
-                                                    r.activities, r.conflicts, r.weekly_check_ins)
-                     for r in conn.execute(select(days))},
+            **{name: {(r.partner_id, r.local_date): (r.entries, r.episodes, r.detail, r.ritual_count, r.ratings,
+                                                     r.activities, r.conflicts, r.weekly_check_ins)
+                      for r in conn.execute(select(table))} for name, table in (("days", days),
+                                                                               ("shared_days", shared_days))},
             "milestones": sorted((m.type, m.level, m.owner_key, m.as_of, m.evidence.get("rituals"),
                                   m.evidence.get("threshold")) for m in achieved),
             "announced": announced,

@@ -98,7 +98,7 @@ class Load:
         when = datetime.now(timezone.utc) - timedelta(days=i % 40, hours=random.randint(1, 20))
         body = {"id": str(uuid.uuid4()), "occurred_at": when.isoformat(), "note": f"{NOTE_MARKER} {i}"}
         if i % 3 == 0:
-            body.update(kind="ritual", ritual="good_morning_text")
+            body.update(kind="ritual", ritual="good_morning_text", visibility="shared")  # the couple's count
         else:
             body.update(kind="anxious_episode", intensity=random.randint(0, 10))
         return body

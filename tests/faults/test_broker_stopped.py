@@ -51,7 +51,7 @@ def stack(rabbit_backend):
 
 def _post_rituals(journal: str, partner: dict, n: int) -> None:
     for _ in range(n):
-        body = {"id": str(uuid.uuid4()), "kind": "ritual", "ritual": "weekly_check_in",
+        body = {"id": str(uuid.uuid4()), "kind": "ritual", "ritual": "weekly_check_in", "visibility": "shared",
                 "occurred_at": (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat()}
         r = requests.post(f"{journal}/v1/entries", json=body, headers=partner["headers"], timeout=10)
         assert r.status_code == 201, r.text

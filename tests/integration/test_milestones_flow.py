@@ -80,7 +80,8 @@ def test_the_check_in_rhythm_counts_the_weeks_of_both_partners(backend, journal,
     def check_in(weeks_ago: int) -> dict:
         what = ({"kind": "check_in", "connection": 4, "understanding": 4} if as_ == "check_in"
                 else {"kind": "ritual", "ritual": "weekly_check_in"})
-        return {"id": new_id(), **what, "occurred_at": at(today - timedelta(days=7 * weeks_ago + 1), 20)}
+        return {"id": new_id(), **what, "occurred_at": at(today - timedelta(days=7 * weeks_ago + 1), 20),
+                "visibility": "shared"}  # the couple's rhythm reads shared entries alone
 
     with Pipeline(settle=3600):
         post_all(journal, a["headers"], [check_in(w) for w in (4, 2, 0)])

@@ -247,7 +247,9 @@ def _wait_for_milestones(view, a_id, couple_id, timeout=60):
     return wait_until(found, timeout, "a's own milestone and the couple's")
 
 
-def test_erasure_removes_the_partners_data_and_own_milestones_not_the_couples(backend, journal, mdb):
+def test_erasure_removes_the_partners_data_and_own_milestones_and_ends_the_couple(backend, journal, mdb):
+    """The couple ends with the erasure: its milestones go too (they were built from both partners'
+    shared entries), and b leaves it, keeping every entry of theirs as their own, none shared any more."""
     view = View(mdb)
     client = milestones_client()
     a, b, couple_id = make_couple(journal)
@@ -270,13 +272,15 @@ def test_erasure_removes_the_partners_data_and_own_milestones_not_the_couples(ba
         assert view.entries_of(a["id"]) == []
         assert view.days_of(a["id"]) == {}
         assert view.milestones(owner_key=a["id"]) == [] and view.milestones(partner_id=a["id"]) == []
-        assert {m.id for m in view.milestones(owner_key=couple_id)} >= {m.id for m in ours}
+        assert ours and view.milestones(owner_key=couple_id) == []
         assert view.days_of(b["id"]) == b_days and {e.id for e in view.entries_of(b["id"])} == b_ids
+        assert {e.visibility for e in view.entries_of(b["id"])} == {"private"}
+        assert view.partner(b["id"]).couple_id is None
 
-        # b still sees the couple's milestone; a's own are gone from every view.
+        # neither a's own milestones nor the couple's are seen by b any more.
         seen = {m["id"] for m in client.get("/v1/milestones", headers=b["headers"]).get_json()["items"]}
-        assert {m.id for m in ours} <= seen and not {m.id for m in own} & seen
-        for m in own:
+        assert not {m.id for m in own + ours} & seen
+        for m in own + ours:
             assert client.get(f"/v1/milestones/{m.id}", headers=b["headers"]).status_code == 404
 
     # Events about a that arrive after the erasure (a late sync, a redelivery) are ignored.
@@ -300,6 +304,7 @@ def test_erasure_removes_the_partners_data_and_own_milestones_not_the_couples(ba
         assert view.milestones(owner_key=a["id"]) == []
         row = view.partner(a["id"])
         assert row.erased and row.couple_id is None and row.timezone is None and not row.share_milestones_with_partner
+        assert view.partner(b["id"]).couple_id is None, "the late partnered event attaches no one to the couple"
     assert client.get("/v1/milestones", headers=a["headers"]).get_json()["items"] == []
     assert client.get("/v1/progress?metric=anxious_episodes", headers=a["headers"]).get_json()["points"] == []
 

@@ -33,7 +33,7 @@ def _inbox(client, who, query=""):
 def _rituals(n: int) -> list[dict]:
     """`n` rituals at 08:00 (+01:00) on the days before today: never in the future, whatever the hour."""
     today = datetime.now(timezone(timedelta(hours=1))).date()
-    return [{"id": new_id(), "kind": "ritual", "ritual": "good_morning_text",
+    return [{"id": new_id(), "kind": "ritual", "ritual": "good_morning_text", "visibility": "shared",
              "occurred_at": f"{today - timedelta(days=i + 1)}T08:00:00+01:00"} for i in range(n)]
 
 

@@ -71,6 +71,8 @@ DAYS = """INSERT INTO days (partner_id, local_date, entries, episodes, detail, r
                        "rituals": []}'::jsonb END,
            CASE WHEN d % 7 = 0 THEN 1 ELSE 0 END, 0, 0, 0, 0, 0
     FROM generate_series(0, 199) i, (VALUES ('A'), ('B')) v(p), generate_series(0, 299) d"""
+# The same days shared (the couple's count reads these).
+SHARED_DAYS = DAYS.replace("INSERT INTO days", "INSERT INTO shared_days")
 MILESTONES = """INSERT INTO milestones (id, type, level, couple_id, partner_id, owner_key, achieved_at, as_of,
                                         headline, evidence)
     SELECT 'M' || i || '-' || k, t, 1, 'C' || i, CASE WHEN t = 'rituals_kept' THEN NULL ELSE 'A' || i END,
@@ -95,9 +97,9 @@ def test_the_relays_claim_reads_the_rows_still_to_publish_behind_a_backlog(rabbi
 
 
 def test_a_couples_ritual_count_and_levels_read_their_own_rows(rabbit_backend):
-    with _filled(rabbit_backend, "milestones", PARTNERS, DAYS, MILESTONES) as conn:
+    with _filled(rabbit_backend, "milestones", PARTNERS, DAYS, SHARED_DAYS, MILESTONES) as conn:
         plan = _plan(conn, evaluation._COUNTS_STATE, {"couple": "C7", "pid": "A7", "as_of": date.today()})
-        _reads_alone(plan, "days", "ix_days_rituals")
+        _reads_alone(plan, "shared_days", "ix_shared_days_rituals")
         _reads_alone(plan, "milestones", "ix_milestones_owner_key")
         # the other partner by the couple's index alone: not beside a bitmap of every live partner (the partial
         # ix_partners_scheduled matches `erased IS FALSE`), as the planner chose on a database never analysed

@@ -29,13 +29,16 @@ def _rate_evidence(key: str, before: float, after: float) -> dict:
 
 
 def _bond_evidence(means: list[float]) -> dict:
-    start = date(2026, 1, 5)
-    weeks = [{"start": (start + timedelta(weeks=i)).isoformat(),
-              "end": (start + timedelta(weeks=i, days=6)).isoformat(), "ratings": 4, "mean": m}
-             for i, m in enumerate(means)]
-    n = len(means)
-    return {"weeks": weeks, "weeks_with_check_ins": n, "first_weeks_mean": round(sum(means[:n // 2]) / (n // 2), 2),
-            "last_weeks_mean": round(sum(means[(n + 1) // 2:]) / (n // 2), 2), "kendall_tau": 0.8, "p_value": 0.001}
+    """stronger_bond's evidence: the first and last halves of its weeks as two windows, no week's own mean."""
+    start, n = date(2026, 1, 5), len(means)
+
+    def half(first: int, weeks: list[float]) -> dict:
+        return {"start": (start + timedelta(weeks=first)).isoformat(),
+                "end": (start + timedelta(weeks=first + len(weeks), days=-1)).isoformat(), "weeks": len(weeks),
+                "ratings": 4 * len(weeks), "mean": round(sum(weeks) / len(weeks), 2)}
+
+    return {"first": half(0, means[:n // 2]), "last": half((n + 1) // 2, means[(n + 1) // 2:]),
+            "weeks_with_check_ins": n, "kendall_tau": 0.8, "p_value": 0.001}
 
 
 def _numbers(before: float, after: float, first=JAN, last=MAR) -> dict:

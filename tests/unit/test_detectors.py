@@ -564,6 +564,18 @@ def test_stronger_bond_weeks_without_check_ins_are_left_out_not_counted_as_low()
     assert found[0].evidence["weeks_with_check_ins"] == 10
 
 
+def test_stronger_bond_evidence_compares_two_halves_and_shows_no_weeks_own_mean():
+    """A week's mean may be one partner's one check-in: the evidence both partners read holds the first and
+    last halves of the weeks (their span, weeks, ratings and mean), never the series of weeks."""
+    found = stronger_bond(check_ins(rising(10), every=2), [], d(BOND_AS_OF))
+    evidence = found[0].evidence
+    assert "weeks" not in evidence
+    first, last = evidence["first"], evidence["last"]
+    assert first["weeks"] == last["weeks"] == 5 and first["ratings"] >= 125 and last["ratings"] >= 125
+    assert first["start"] < first["end"] < last["start"] < last["end"] == d(BOND_AS_OF).isoformat()
+    assert first["mean"] < last["mean"]
+
+
 def test_stronger_bond_pools_both_partners_and_is_symmetric():
     weeks = check_ins(rising(10))
     a, b = weeks[::2], weeks[1::2]
@@ -621,9 +633,27 @@ def test_rituals_kept_counts_both_partners_and_nothing_after_as_of():
     found = rituals_kept(rituals(5), rituals(5, first=10, tag="affection") + rituals(5, first=30), d(14))
     assert levels(found) == [1]
     assert found[0].evidence["rituals"] == 10
-    assert found[0].evidence["by_ritual"] == {"affection": 5, "good_morning_text": 5}
     assert found[0].headline == "You have kept 10 rituals together."
     assert found[0].type == RITUALS_KEPT and found[0].scope == "couple"
+
+
+def test_rituals_kept_names_no_ritual_in_its_evidence_or_headline():
+    """Both partners read a couple's milestone: a count by ritual would tell what a single entry was."""
+    found = rituals_kept(rituals(9), rituals(1, first=20, tag="therapist_affair_session"), d(30),
+                         prior={"secret_tag": 3})
+    assert [x.evidence["rituals"] for x in found] == [13]
+    text = json.dumps([(x.evidence, x.headline) for x in found])
+    assert "therapist_affair_session" not in text and "secret_tag" not in text and "good_morning_text" not in text
+    assert "by_ritual" not in found[0].evidence
+
+
+def test_check_in_rhythm_evidence_tells_the_span_not_which_weeks():
+    as_of = 100
+    weeks = [DayAggregate(d(as_of - 7 * w - 2), weekly_check_ins=1) for w in (0, 1, 3, 4)]
+    evidence = check_in_rhythm(weeks, [], d(as_of))[0].evidence
+    assert "weeks" not in evidence
+    assert (evidence["start"], evidence["end"], evidence["weeks_with_check_in"], evidence["of_weeks"]) == (
+        d(as_of - 34).isoformat(), d(as_of).isoformat(), 4, 5)
 
 
 def test_rituals_kept_gaps_do_not_reset_anything():
