@@ -53,8 +53,8 @@ def serve(service: str) -> None:
     port = os.environ.get(f"{service.upper()}_PORT", str(config.DEFAULT_PORTS[service]))
     host = os.environ.get("TANDEM_BIND_HOST", "127.0.0.1")
     gunicorn = shutil.which("gunicorn") or os.path.join(os.path.dirname(sys.executable), "gunicorn")
-    os.execv(gunicorn, [gunicorn, "-c", "python:shared.gunicorn_conf", "-b", f"{host}:{port}", "--name",
-                        f"tandem-{service}", spec.wsgi])
+    os.execve(gunicorn, [gunicorn, "-c", "python:shared.gunicorn_conf", "-b", f"{host}:{port}", "--name",
+                         f"tandem-{service}", spec.wsgi], dict(os.environ, TANDEM_SERVICE=service))
 
 
 @main.command()

@@ -25,6 +25,27 @@ def _int(name: str, default: int) -> int:
     return int(raw) if raw not in (None, "") else default
 
 
+def _positive(name: str, default: int) -> int:
+    raw = os.environ.get(name) or str(default)
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise SystemExit(f"{name} must be a whole number of at least 1, not {raw!r}")
+    return value
+
+
+def streams_per_process() -> int:
+    """How many live inbox streams one notify web process holds at most (each on a thread of its own)."""
+    return _positive("NOTIFY_STREAMS_PER_PROCESS", 32)
+
+
+def streams_per_partner() -> int:
+    """How many of them one partner may hold in one web process."""
+    return _positive("NOTIFY_STREAMS_PER_PARTNER", 4)
+
+
 def broker_url() -> str:
     return os.environ.get("BROKER_URL") or "filesystem://"
 
@@ -58,6 +79,8 @@ class Settings:
     smtp_url: str | None = None
     allow_private_targets: bool = False
     argon2_profile: str = "RFC_9106_LOW_MEMORY"
+    streams_per_process: int = 32
+    streams_per_partner: int = 4
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -72,4 +95,6 @@ class Settings:
             smtp_url=os.environ.get("SMTP_URL") or None,
             allow_private_targets=_flag("NOTIFY_ALLOW_PRIVATE_TARGETS"),
             argon2_profile=os.environ.get("ARGON2_PROFILE", "RFC_9106_LOW_MEMORY"),
+            streams_per_process=streams_per_process(),
+            streams_per_partner=streams_per_partner(),
         )

@@ -252,7 +252,8 @@ AUTH_DOC = {"security": [{"bearerAuth": []}]}
 
 
 def require_auth(view: Callable) -> Callable:
-    """Verify the bearer token; the partner id is in ``g.partner_id``."""
+    """Verify the bearer token; the partner id is in ``g.partner_id``, the Unix time
+    after which the token is refused in ``g.token_valid_until``."""
 
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
@@ -261,7 +262,7 @@ def require_auth(view: Callable) -> Callable:
         if scheme.lower() != "bearer" or not token.strip():
             raise ProblemError(401, "A bearer token is required.")
         try:
-            g.partner_id = current_app.extensions["tandem"]["verifier"].verify(token.strip())
+            g.partner_id, g.token_valid_until = current_app.extensions["tandem"]["verifier"].verified(token.strip())
         except auth.InvalidToken:
             raise ProblemError(401, "The token is invalid or has expired.") from None
         return view(*args, **kwargs)
