@@ -79,6 +79,7 @@ class Settings:
     smtp_url: str | None = None
     allow_private_targets: bool = False
     argon2_profile: str = "RFC_9106_LOW_MEMORY"
+    metrics_token: str | None = field(default=None, repr=False)  # a secret: never in a repr or a log
     streams_per_process: int = 32
     streams_per_partner: int = 4
     extra: dict = field(default_factory=dict)
@@ -95,6 +96,7 @@ class Settings:
             smtp_url=os.environ.get("SMTP_URL") or None,
             allow_private_targets=_flag("NOTIFY_ALLOW_PRIVATE_TARGETS"),
             argon2_profile=os.environ.get("ARGON2_PROFILE", "RFC_9106_LOW_MEMORY"),
+            metrics_token=os.environ.get("METRICS_TOKEN") or None,
             streams_per_process=streams_per_process(),
             streams_per_partner=streams_per_partner(),
         )
