@@ -37,6 +37,7 @@ def main() -> None:
 @click.argument("services", nargs=-1)
 def migrate_cmd(services: tuple[str, ...]) -> None:
     """Apply migrations (all services when none is named)."""
+    config.keep_var_private()  # the SQLite files it may make hold notes and password hashes
     for name in services or tuple(SERVICES):
         if name not in SERVICES:
             raise click.BadParameter(f"unknown service {name!r}; one of {', '.join(SERVICES)}")
@@ -71,7 +72,7 @@ def run() -> None:
     from honcho.manager import Manager
     from honcho.printer import Printer
 
-    var = config.var_dir()
+    var = config.keep_var_private()  # for every process it starts too
     var.mkdir(parents=True, exist_ok=True)
     if not os.environ.get("TOKEN_PRIVATE_KEY"):
         auth.ensure_local_keypair(var)  # before the services race to make it

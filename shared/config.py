@@ -6,6 +6,7 @@ Kombu ``filesystem://`` broker under ``./var/`` (``TANDEM_VAR_DIR``).
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +15,24 @@ DEFAULT_PORTS = {"journal": 8001, "milestones": 8002, "notify": 8003}
 
 def var_dir() -> Path:
     return Path(os.environ.get("TANDEM_VAR_DIR", "var")).resolve()
+
+
+def keep_var_private() -> Path:
+    """``./var`` holds the SQLite files (notes, password hashes), the signing key and the
+    embedded broker's messages: its owner's alone. From here on this process, and every
+    process it starts, makes files 0600 and folders 0700 (umask 077); what ``./var``
+    already holds loses its group's and others' rights."""
+    os.umask(0o077)
+    var = var_dir()
+    if var.is_dir():
+        for root, dirs, files in os.walk(var):
+            for name in dirs + files:
+                path = os.path.join(root, name)
+                mode = os.lstat(path).st_mode
+                if not stat.S_ISLNK(mode):
+                    os.chmod(path, stat.S_IMODE(mode) & 0o700)
+        os.chmod(var, 0o700)
+    return var
 
 
 def _flag(name: str) -> bool:
