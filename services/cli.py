@@ -38,6 +38,7 @@ def main() -> None:
 @click.argument("services", nargs=-1)
 def migrate_cmd(services: tuple[str, ...]) -> None:
     """Apply migrations (all services when none is named)."""
+    config.keep_var_private()  # the SQLite files it may make hold notes and password hashes
     for name in services or tuple(SERVICES):
         if name not in SERVICES:
             raise click.BadParameter(f"unknown service {name!r}; one of {', '.join(SERVICES)}")
@@ -54,8 +55,8 @@ def serve(service: str) -> None:
     port = os.environ.get(f"{service.upper()}_PORT", str(config.DEFAULT_PORTS[service]))
     host = os.environ.get("TANDEM_BIND_HOST", "127.0.0.1")
     gunicorn = shutil.which("gunicorn") or os.path.join(os.path.dirname(sys.executable), "gunicorn")
-    os.execv(gunicorn, [gunicorn, "-c", "python:shared.gunicorn_conf", "-b", f"{host}:{port}", "--name",
-                        f"tandem-{service}", spec.wsgi])
+    os.execve(gunicorn, [gunicorn, "-c", "python:shared.gunicorn_conf", "-b", f"{host}:{port}", "--name",
+                         f"tandem-{service}", spec.wsgi], dict(os.environ, TANDEM_SERVICE=service))
 
 
 @main.command()
@@ -72,7 +73,7 @@ def run() -> None:
     from honcho.manager import Manager
     from honcho.printer import Printer
 
-    var = config.var_dir()
+    var = config.keep_var_private()  # for every process it starts too
     var.mkdir(parents=True, exist_ok=True)
     if not os.environ.get("TOKEN_PRIVATE_KEY"):
         auth.ensure_local_keypair(var)  # before the services race to make it

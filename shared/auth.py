@@ -102,9 +102,14 @@ class TokenVerifier:
 
     def verify(self, token: str) -> str:
         """The partner id the token was issued to; InvalidToken otherwise."""
+        return self.verified(token)[0]
+
+    def verified(self, token: str) -> tuple[str, float]:
+        """The partner id the token was issued to, and until when (a Unix time) this
+        verifier accepts it: its expiry plus the leeway; InvalidToken otherwise."""
         known = self._verified.get(token)
         if known is not None and time.time() < known[1] + self.LEEWAY:
-            return known[0]
+            return known[0], known[1] + self.LEEWAY
         try:
             claims = jwt.decode(token, self.key, algorithms=[ALGORITHM], audience=AUDIENCE, issuer=ISSUER,
                                 options={"require": ["exp", "iat", "sub", "iss", "aud"]}, leeway=self.LEEWAY)
@@ -118,4 +123,4 @@ class TokenVerifier:
             if len(self._verified) >= self.REMEMBERED:
                 del self._verified[next(iter(self._verified))]
             self._verified[token] = (partner_id, expires)
-        return partner_id
+        return partner_id, expires + self.LEEWAY

@@ -6,6 +6,7 @@ Kombu ``filesystem://`` broker under ``./var/`` (``TANDEM_VAR_DIR``).
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,24 @@ def var_dir() -> Path:
     return Path(os.environ.get("TANDEM_VAR_DIR", "var")).resolve()
 
 
+def keep_var_private() -> Path:
+    """``./var`` holds the SQLite files (notes, password hashes), the signing key and the
+    embedded broker's messages: its owner's alone. From here on this process, and every
+    process it starts, makes files 0600 and folders 0700 (umask 077); what ``./var``
+    already holds loses its group's and others' rights."""
+    os.umask(0o077)
+    var = var_dir()
+    if var.is_dir():
+        for root, dirs, files in os.walk(var):
+            for name in dirs + files:
+                path = os.path.join(root, name)
+                mode = os.lstat(path).st_mode
+                if not stat.S_ISLNK(mode):
+                    os.chmod(path, stat.S_IMODE(mode) & 0o700)
+        os.chmod(var, 0o700)
+    return var
+
+
 def _flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
 
@@ -23,6 +42,27 @@ def _flag(name: str) -> bool:
 def _int(name: str, default: int) -> int:
     raw = os.environ.get(name)
     return int(raw) if raw not in (None, "") else default
+
+
+def _positive(name: str, default: int) -> int:
+    raw = os.environ.get(name) or str(default)
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise SystemExit(f"{name} must be a whole number of at least 1, not {raw!r}")
+    return value
+
+
+def streams_per_process() -> int:
+    """How many live inbox streams one notify web process holds at most (each on a thread of its own)."""
+    return _positive("NOTIFY_STREAMS_PER_PROCESS", 32)
+
+
+def streams_per_partner() -> int:
+    """How many of them one partner may hold in one web process."""
+    return _positive("NOTIFY_STREAMS_PER_PARTNER", 4)
 
 
 def broker_url(service: str | None = None) -> str:
@@ -62,6 +102,9 @@ class Settings:
     smtp_url: str | None = None
     allow_private_targets: bool = False
     argon2_profile: str = "RFC_9106_LOW_MEMORY"
+    metrics_token: str | None = field(default=None, repr=False)  # a secret: never in a repr or a log
+    streams_per_process: int = 32
+    streams_per_partner: int = 4
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -76,4 +119,7 @@ class Settings:
             smtp_url=os.environ.get("SMTP_URL") or None,
             allow_private_targets=_flag("NOTIFY_ALLOW_PRIVATE_TARGETS"),
             argon2_profile=os.environ.get("ARGON2_PROFILE", "RFC_9106_LOW_MEMORY"),
+            metrics_token=os.environ.get("METRICS_TOKEN") or None,
+            streams_per_process=streams_per_process(),
+            streams_per_partner=streams_per_partner(),
         )

@@ -1,13 +1,20 @@
 """Gunicorn settings shared by every service (``-c python:shared.gunicorn_conf``).
 
-Threads per worker let the notify service's live stream hold connections open
-while other requests are served.
+``WEB_THREADS`` threads per worker serve requests. The notify service's live
+inbox holds a thread for as long as a stream is open, so a notify worker (``tandem
+serve notify`` names the service in ``TANDEM_SERVICE``) has one more thread for
+each stream it may hold, ``NOTIFY_STREAMS_PER_PROCESS``: streams can never take
+the threads requests need (docs/decisions/0001-live-streams-on-threads-of-their-own.md).
 """
 import os
+
+from shared.config import streams_per_process as _streams_per_process  # `config` is a gunicorn setting
 
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "gthread"
 threads = int(os.environ.get("WEB_THREADS", "8"))
+if os.environ.get("TANDEM_SERVICE") == "notify":
+    threads += _streams_per_process()
 timeout = 60
 graceful_timeout = 10
 keepalive = 5

@@ -3,6 +3,8 @@ document, bearer-token checks, /healthz, /readyz, /metrics and request logs."""
 from __future__ import annotations
 
 import functools
+import hmac
+import ipaddress
 import time
 from typing import Callable
 
@@ -161,6 +163,31 @@ def _readyz_checks() -> dict[str, bool]:
     return checks
 
 
+def _from_this_host() -> bool:
+    """The client is on this machine, and no proxy relays it for someone else."""
+    if request.headers.get("Forwarded") or request.headers.get("X-Forwarded-For"):
+        return False
+    try:
+        addr = ipaddress.ip_address(request.remote_addr or "")
+    except ValueError:
+        return False
+    return addr.is_loopback or bool(getattr(addr, "ipv4_mapped", None) and addr.ipv4_mapped.is_loopback)
+
+
+def _metrics_refusal(token: str | None) -> Response | None:
+    """None when /metrics may be served: with ``METRICS_TOKEN`` set, to a bearer of it only (compared in
+    constant time); without, to clients on this host only. Else the problem to answer with."""
+    if token is None:
+        if _from_this_host():
+            return None
+        return problem(403, "The metrics are served to this host only; set METRICS_TOKEN to scrape them "
+                            "from elsewhere.")
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
+        return None
+    return problem(401, "The metrics token is required.", headers={"WWW-Authenticate": "Bearer"})
+
+
 def create_base_app(settings, *, title: str, description: str, engine) -> tuple[Flask, Api]:
     app = Flask(settings.service, static_folder=None)  # no /static route: nothing is served from disk
     app.config.update(
@@ -192,6 +219,9 @@ def create_base_app(settings, *, title: str, description: str, engine) -> tuple[
 
     @app.get("/metrics")
     def metrics_view():
+        refused = _metrics_refusal(settings.metrics_token)
+        if refused is not None:
+            return refused
         data, ctype = metrics.exposition()
         return Response(data, mimetype=ctype.split(";")[0], headers={"Content-Type": ctype})
 
@@ -215,6 +245,14 @@ def create_base_app(settings, *, title: str, description: str, engine) -> tuple[
         if resp.status_code >= 500:
             log.warning("request", method=request.method, route=route, status=resp.status_code,
                         ms=round(elapsed * 1000, 1))
+        return resp
+
+    @app.after_request
+    def _never_kept_nor_sniffed(resp):
+        # Answers hold people's private words: no cache, shared or the phone's own, keeps one; and no
+        # browser reads a JSON or a problem body as anything but its declared type.
+        resp.headers["Cache-Control"] = "no-store"
+        resp.headers["X-Content-Type-Options"] = "nosniff"
         return resp
 
     @app.errorhandler(Refused)
@@ -252,7 +290,8 @@ AUTH_DOC = {"security": [{"bearerAuth": []}]}
 
 
 def require_auth(view: Callable) -> Callable:
-    """Verify the bearer token; the partner id is in ``g.partner_id``."""
+    """Verify the bearer token; the partner id is in ``g.partner_id``, the Unix time
+    after which the token is refused in ``g.token_valid_until``."""
 
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
@@ -261,7 +300,7 @@ def require_auth(view: Callable) -> Callable:
         if scheme.lower() != "bearer" or not token.strip():
             raise ProblemError(401, "A bearer token is required.")
         try:
-            g.partner_id = current_app.extensions["tandem"]["verifier"].verify(token.strip())
+            g.partner_id, g.token_valid_until = current_app.extensions["tandem"]["verifier"].verified(token.strip())
         except auth.InvalidToken:
             raise ProblemError(401, "The token is invalid or has expired.") from None
         return view(*args, **kwargs)

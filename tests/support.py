@@ -207,6 +207,20 @@ def milestones_client():
     return app.test_client()
 
 
+def notify_client():
+    """A Flask test client of the notify service on the backend in the environment."""
+    from services.notify.app import create_app
+
+    app = create_app()
+    app.testing = True
+    return app.test_client()
+
+
+def service_clients(journal) -> dict:
+    """A test client of each service, by name, the journal's being `journal`."""
+    return {"journal": journal, "milestones": milestones_client(), "notify": notify_client()}
+
+
 def types_seen(client, headers) -> dict[str, dict]:
     """The milestones the caller sees, keyed "type:level"."""
     r = client.get("/v1/milestones?limit=200", headers=headers)

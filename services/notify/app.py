@@ -6,7 +6,7 @@ from shared.config import Settings
 from shared.outbox import Relay
 from shared.web import create_base_app
 
-from . import delivery, handlers, http
+from . import delivery, handlers, http, stream
 from .tables import outbox, processed_events
 
 SERVICE = "notify"
@@ -19,7 +19,8 @@ def create_app(settings: Settings | None = None):
     engine, sessions = workers.open_database(settings)
     app, api = create_base_app(settings, engine=engine, title="Tandem notify",
                                description="Celebrations: the inbox, preferences and delivery channels.")
-    app.extensions["notify"] = {"sessions": sessions, "settings": settings}
+    app.extensions["notify"] = {"sessions": sessions, "settings": settings,
+                                "streams": stream.Slots(settings.streams_per_process, settings.streams_per_partner)}
     for bp in (http.inbox, http.prefs, http.targets):
         api.register_blueprint(bp)
     return app

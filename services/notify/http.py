@@ -125,7 +125,9 @@ class StreamQuery(ma.Schema):
 STREAM_DOC = {
     "description": "One `notification` event per new notification of the caller, in creation order: "
                    "`id:` the notification id, `data:` the notification as the inbox shows it. "
-                   "A `: keep-alive` comment every 15 s. Resume with the `Last-Event-ID` header or `since`.",
+                   "A `: keep-alive` comment every 15 s. Resume with the `Last-Event-ID` header or `since`. "
+                   "The stream ends (after a `: token expired` comment) when the token expires: "
+                   "reconnect with a fresh one.",
     "content": {"text/event-stream": {"schema": {"type": "string"},
                                       "example": 'id: 6f1c...\nevent: notification\ndata: {"id": "6f1c...", '
                                                  '"title": "...", ...}\n\n'}},
@@ -138,11 +140,12 @@ class Stream(MethodView):
     @require_account
     @inbox.arguments(StreamQuery(), location="query")
     @inbox.alt_response(401, description="No valid token")
+    @inbox.alt_response(429, description="Too many live streams open, here or of this account (Retry-After)")
     def get(self, query):
-        """New notifications as they arrive (server-sent events)"""
+        """New notifications as they arrive (server-sent events), until the token expires"""
         after = str(query["since"]) if query.get("since") else stream.parse_id(request.headers.get("Last-Event-ID"))
         sock = request.environ.get("gunicorn.socket") or request.environ.get("werkzeug.socket")
-        body = stream.events(current_app.extensions["tandem"]["engine"], current_app.extensions["notify"]["sessions"],
-                             g.partner_id, after, sock)
-        return Response(body, mimetype="text/event-stream",
-                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        ext = current_app.extensions["notify"]
+        body = stream.events(current_app.extensions["tandem"]["engine"], ext["sessions"], g.partner_id, after, sock,
+                             until=g.token_valid_until, slots=ext["streams"])
+        return Response(body, mimetype="text/event-stream", headers={"X-Accel-Buffering": "no"})

@@ -14,9 +14,17 @@ condition, and on a wake-up reads only its partner's rows created since
 shortly before its last read (``SKEW`` covers a row committed after a newer
 one), skipping those it has already sent. Every stream also re-reads once per
 heartbeat, so a lost signal delays an event but never drops it.
+
+A stream waits on a thread of its own for as long as it is open: the web
+process holds ``NOTIFY_STREAMS_PER_PROCESS`` streams at most, on threads
+gunicorn adds for them (shared/gunicorn_conf.py), and one partner
+``NOTIFY_STREAMS_PER_PARTNER`` of them (``Slots``), so no account can take the
+threads requests need. A stream ends when its token is no longer accepted; the
+client comes back with a fresh one.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import select as _select
@@ -25,7 +33,7 @@ import threading
 import time
 import uuid
 from datetime import timedelta
-from typing import Iterator
+from typing import Callable, Iterator
 
 import structlog
 from sqlalchemy import and_, select
@@ -33,6 +41,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 
 from shared.db import is_transient, unit_of_work, utcnow
+from shared.errors import Throttled
 
 from .tables import notifications
 
@@ -44,6 +53,7 @@ POLL = 0.5  # SQLite: seconds between polls
 CHECK = 1.0  # seconds between checks that a waiting client is still connected
 SKEW = timedelta(seconds=5)  # how much later than a newer row an older one may commit
 RETRY_MS = 3000
+RETRY_AFTER = 5  # seconds a refused stream is told to wait
 
 
 class Hub:
@@ -173,6 +183,58 @@ def hub_for(engine: Engine) -> Hub:
         return hub
 
 
+class Slots:
+    """The streams one web process holds: ``per_process`` at most, ``per_partner`` of one partner.
+
+    A stream's slot is taken back when the stream ends, and, when a new stream
+    would be refused, at once from a stream whose client has left (a phone
+    that reconnects is not refused for the connection it just dropped)."""
+
+    def __init__(self, per_process: int, per_partner: int):
+        self.per_process = per_process
+        self.per_partner = per_partner
+        self._lock = threading.Lock()
+        self._held: dict[str, list] = {}  # partner id -> the sockets of their open streams
+        self._count = 0
+
+    def take(self, partner_id: str, sock) -> Callable[[], None]:
+        """A slot for a stream of ``partner_id`` on ``sock``, as the function that gives it back;
+        Throttled (429 with Retry-After) when this process, or this partner, holds all it may."""
+        with self._lock:
+            if self._count >= self.per_process or len(self._held.get(partner_id, ())) >= self.per_partner:
+                self._take_back_from_the_gone()
+            if self._count >= self.per_process:
+                raise Throttled("Too many live streams are open here; try again shortly "
+                                "(the inbox, GET /v1/notifications, answers meanwhile).", RETRY_AFTER)
+            mine = self._held.setdefault(partner_id, [])
+            if len(mine) >= self.per_partner:
+                raise Throttled(f"This account already has {self.per_partner} live streams open here; "
+                                "close one, or try again shortly.", RETRY_AFTER)
+            slot = [sock]  # a list: its identity, not the socket's, marks this stream
+            mine.append(slot)
+            self._count += 1
+        return functools.partial(self._give_back, partner_id, slot)
+
+    def _give_back(self, partner_id: str, slot: list) -> None:
+        with self._lock:
+            mine = self._held.get(partner_id, [])
+            if any(s is slot for s in mine):
+                mine[:] = [s for s in mine if s is not slot]
+                self._count -= 1
+            if not mine:
+                self._held.pop(partner_id, None)
+
+    def _take_back_from_the_gone(self) -> None:
+        # Under the lock. Their threads see the same closed socket within CHECK and end.
+        for partner_id, mine in list(self._held.items()):
+            left = [s for s in mine if not _client_gone(s[0])]
+            self._count -= len(mine) - len(left)
+            if left:
+                self._held[partner_id] = left
+            else:
+                del self._held[partner_id]
+
+
 def parse_id(value: str | None) -> str | None:
     try:
         return str(uuid.UUID(value.strip())) if value else None
@@ -269,22 +331,31 @@ class _Body:
             self.on_close = None
 
 
-def events(engine: Engine, sessions: sessionmaker, partner_id: str, after: str | None, sock=None) -> _Body:
-    """The SSE body: new notifications of ``partner_id`` until the client leaves.
+def events(engine: Engine, sessions: sessionmaker, partner_id: str, after: str | None, sock=None, *,
+           until: float | None = None, slots: Slots | None = None) -> _Body:
+    """The SSE body: new notifications of ``partner_id`` until the client leaves,
+    or until ``until`` (a Unix time: when its token is no longer accepted). With
+    ``slots``, it holds one of them while open (Throttled when none is free).
 
     The first read is made here, before the answer begins: a database that is
     away is the view's error (a 503 problem), not a 200 cut off before its
     first line (which the server could only turn into a bare 500)."""
+    give_back = slots.take(partner_id, sock) if slots is not None else (lambda: None)
     hub = hub_for(engine)
     hub.subscribe(partner_id)
+
+    def close() -> None:
+        hub.unsubscribe(partner_id)
+        give_back()
+
     try:
         version = hub.version(partner_id)  # before the first read: no signal falls in between
         cursor = _Cursor(sessions, partner_id)
         backlog = cursor.start(after)
     except BaseException:
-        hub.unsubscribe(partner_id)
+        close()
         raise
-    return _Body(_follow(hub, cursor, partner_id, version, backlog, sock), lambda: hub.unsubscribe(partner_id))
+    return _Body(_follow(hub, cursor, partner_id, version, backlog, sock, until), close)
 
 
 def _fetch(cursor: _Cursor) -> list[dict]:
@@ -301,12 +372,16 @@ def _fetch(cursor: _Cursor) -> list[dict]:
 
 
 def _follow(hub: Hub, cursor: _Cursor, partner_id: str, version: tuple[int, int], backlog: list[dict],
-            sock) -> Iterator[str]:
+            sock, until: float | None) -> Iterator[str]:
     # What was missed (on resume), then ": live": from here on, only new notifications.
     yield f"retry: {RETRY_MS}\n\n" + "".join(frame(note) for note in backlog) + ": live\n\n"
     last_read = last_beat = time.monotonic()
     while True:
-        new_version = hub.wait(partner_id, version, CHECK)
+        left = CHECK if until is None else until - time.time()
+        if left <= 0:  # the token is refused from now on: the client reconnects with a fresh one
+            yield ": token expired\n\n"
+            return
+        new_version = hub.wait(partner_id, version, min(CHECK, left))
         if _client_gone(sock):
             return
         now = time.monotonic()

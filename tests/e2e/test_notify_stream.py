@@ -32,9 +32,10 @@ class StreamClient:
     """One SSE connection read line by line in a thread; items go to a queue:
     ("live",) once caught up, ("event", id, type, data) per event."""
 
-    def __init__(self, url: str, headers: dict):
+    def __init__(self, url: str, headers: dict, response: requests.Response | None = None):
+        """Opens `url`, or reads `response` (a stream already answered 200)."""
         self.items: queue.Queue = queue.Queue()
-        self.response = requests.get(url, headers=headers, stream=True, timeout=(5, WAIT))
+        self.response = response or requests.get(url, headers=headers, stream=True, timeout=(5, WAIT))
         assert self.response.status_code == 200, self.response.text
         assert self.response.headers["Content-Type"].startswith("text/event-stream")
         self.sock = self.response.raw.connection.sock

@@ -41,7 +41,7 @@ from services import SERVICES
 from shared import auth
 from shared.db import make_session_factory, unit_of_work, utcnow
 from tests.conftest import entry, make_couple, new_id, sign_up
-from tests.support import Pipeline, at, milestones_client, paris_today, post_all, rituals, wait_until
+from tests.support import Pipeline, at, paris_today, post_all, rituals, service_clients, wait_until
 
 PROBLEM = "application/problem+json"
 REPO = Path(__file__).resolve().parents[2]
@@ -57,18 +57,6 @@ STREAM = ("GET", "/v1/notifications/stream")
 
 
 # --- the endpoints, from each service's OpenAPI document --------------------
-
-def _notify_client():
-    from services.notify.app import create_app
-
-    app = create_app()
-    app.testing = True
-    return app.test_client()
-
-
-def _clients(journal) -> dict:
-    return {"journal": journal, "milestones": milestones_client(), "notify": _notify_client()}
-
 
 @dataclass(frozen=True)
 class Op:
@@ -213,7 +201,7 @@ def _record(journal, p: Person, visibility: str, day: int) -> None:
 
 
 def _build_world(backend, journal) -> World:
-    clients = _clients(journal)
+    clients = service_clients(journal)
     notify = clients["notify"]
     people: list[Person] = []
     for _ in range(2):
@@ -328,7 +316,7 @@ def _check_unauthorized(r, failures: list, what: str) -> None:
 
 
 def test_only_the_public_routes_and_sign_in_answer_without_a_token(backend, journal):
-    clients = _clients(journal)
+    clients = service_clients(journal)
     ops = _operations(clients)
     assert {(op.service, op.method, op.path) for op in ops if not op.secured} == SIGN_IN
     unexpected, static = [], []
@@ -523,7 +511,7 @@ def _scan(rows: dict, needles: dict[str, str]) -> list[tuple]:
 
 
 def test_erasing_an_account_leaves_nothing_of_that_partner_in_any_database(backend, journal):
-    clients = _clients(journal)
+    clients = service_clients(journal)
     notify = clients["notify"]
     name = f"Quilla{uuid.uuid4().hex[:8]}"  # a display name found nowhere else
     marker = f"erase-marker-{uuid.uuid4().hex}"
@@ -634,7 +622,7 @@ def test_the_token_keys_come_from_the_environment(backend, tmp_path, monkeypatch
     monkeypatch.setenv("TOKEN_PUBLIC_KEY", public)
     monkeypatch.setenv("TANDEM_VAR_DIR", str(tmp_path / "fresh-var"))
     journal = create_app().test_client()
-    clients = _clients(journal)
+    clients = service_clients(journal)
     ana = sign_up(journal)
     token = ana["headers"]["Authorization"].split(" ", 1)[1]
     assert jwt.decode(token, serialization.load_pem_public_key(public.encode()), algorithms=["EdDSA"],

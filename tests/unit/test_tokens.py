@@ -60,3 +60,14 @@ def test_it_remembers_a_bounded_number_of_tokens_the_oldest_forgotten_first(keys
     for t in tokens:
         verifier.verify(t)
     assert list(verifier._verified) == tokens[2:]
+
+
+def test_a_verified_token_says_until_when_it_is_accepted(keys):
+    """What a live stream ends at: the token's expiry plus the clock-skew leeway, remembered or not."""
+    issuer, verifier = auth.TokenIssuer(keys[0], ttl_seconds=60), auth.TokenVerifier(keys[1])
+    now = time.time()
+    token = issuer.issue("5d3c1f3e-8f4e-4c59-9f55-1f6a2b7c9d10")
+    checked = verifier.verified(token)
+    assert checked[0] == "5d3c1f3e-8f4e-4c59-9f55-1f6a2b7c9d10"
+    assert now + 60 + auth.TokenVerifier.LEEWAY - 2 <= checked[1] <= now + 60 + auth.TokenVerifier.LEEWAY + 2
+    assert verifier.verified(token) == checked  # remembered: the same answer
