@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-stamp
 
-.PHONY: install run test test-unit migrate watch dlq bench simulate clean
+.PHONY: install run test test-unit migrate watch dlq bench simulate calibrate study clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("Tandem needs Python 3.11 or newer") if sys.version_info < (3, 11) else None'
@@ -36,6 +36,12 @@ bench: install  ## every benchmark on RabbitMQ and PostgreSQL (BENCH_* URLs, or 
 
 simulate: install  ## synthetic cohorts through the public API; detection report (SIM_ARGS="--per-cohort 25")
 	$(BIN)/python -m bench.simulate $(SIM_ARGS)
+
+calibrate: install  ## the thresholds of the milestone rules, on the simulator's calibration seeds (writes services/milestones/rules/thresholds.json)
+	nice -n 19 $(BIN)/python -m simulation.calibrate $(CALIBRATE_ARGS)
+
+study: install  ## the rules' figures on held-out seeds, beside the oracle's (STUDY_ARGS="--partners 500")
+	nice -n 19 $(BIN)/python -m simulation.report $(STUDY_ARGS)
 
 clean:
 	rm -rf var .pytest_cache

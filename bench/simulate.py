@@ -6,7 +6,7 @@ running system's public API, and the milestones read back.
 
 Without URLs it starts `tandem run` itself (on whatever BROKER_URL and
 *_DATABASE_URL say, or the embedded default in a temporary folder) and stops
-it at the end. Each synthetic partner (services/milestones/cohorts.py: steady,
+it at the end. Each synthetic partner (simulation/cohorts.py: steady,
 worsening, gappy, improvers) signs up, and their history, shifted to end
 yesterday, is posted entry by entry: in order, or as an app that was offline
 syncing late, shuffled or in reverse. The milestones each partner then sees
@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo
 
 import requests
 
-from services.milestones import cohorts
+from simulation import cohorts
 from services.milestones.detectors import CALMER_EPISODES, FEWER_ANXIOUS_EPISODES, MORE_INDEPENDENCE
 
 ZONE = ZoneInfo("Europe/Paris")

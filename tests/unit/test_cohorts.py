@@ -16,8 +16,8 @@ import statistics
 import pytest
 from scipy import stats
 
-from services.milestones import cohorts
-from services.milestones.cohorts import (
+from simulation import cohorts
+from simulation.cohorts import (
     COHORTS, COUPLE_COHORTS, DETECTION_WEEKS, GAPPY_PATTERNS, START, cohort, couple_cohort, detection_report,
     simulate_couple, simulate_partner,
 )
@@ -201,6 +201,21 @@ def test_late_improvers_are_seeded_apart_and_leave_every_existing_partner_as_it_
     for name, fingerprint in before.items():
         p = simulate_partner(SEED, name, 1)
         assert (p.n_days, p.change_day, p.change, p.weekly_rate, len(p.days)) == fingerprint
+
+
+def test_two_year_null_histories_are_seeded_apart_and_leave_every_partner_of_the_usual_length_as_it_was():
+    before = {"steady": (164, None, None, 8.41, 99), "worsening": (139, 37, 0.533, 5.899, 113),
+              "gappy": (122, None, None, 3.651, 71)}
+    for name, fingerprint in before.items():
+        long = simulate_partner(SEED, name, 1, history_days=730)
+        assert long.n_days == 730 and (long.days[-1].day - START).days < 730
+        assert long == simulate_partner(SEED, name, 1, history_days=730)
+        assert long.weekly_rate != fingerprint[3]  # its own draw, not the short partner stretched
+        p = simulate_partner(SEED, name, 1)
+        assert (p.n_days, p.change_day, p.change, p.weekly_rate, len(p.days)) == fingerprint
+    assert cohort(SEED, "gappy", 3, history_days=730)[2] == simulate_partner(SEED, "gappy", 2, history_days=730)
+    with pytest.raises(ValueError):
+        simulate_partner(SEED, "improvers", 0, history_days=730)
 
 
 def test_late_improvers_are_within_their_ranges():

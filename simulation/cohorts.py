@@ -4,8 +4,8 @@ Pure and seeded: no I/O, no clock, no global random state. The same
 ``(seed, cohort, index)`` always gives the same partner, whatever else is
 generated, so a study can be grown or cut without changing its partners.
 
-Each partner is a run of daily aggregates (:class:`~services.milestones.
-detectors.DayAggregate`, logged days only) for a person with anxious
+Each partner is a run of daily aggregates (:class:`~services.milestones.detectors.
+DayAggregate`, logged days only) for a person with anxious
 attachment, day 0 being the first logged day:
 
 * Anxious episodes: a baseline rate drawn from 3-10 a week. A quarter of the
@@ -19,7 +19,8 @@ attachment, day 0 being the first logged day:
   their own steady processes (day- and week-level variation as above); no
   cohort changes them, so *any* ``calmer_episodes`` or ``more_independence``
   detection is a false one.
-* History: 120-180 days.
+* History: 120-180 days (or, for a null cohort, a length of one's choosing,
+  e.g. two years: ``history_days``, seeded apart).
 
 Cohorts (the truth about the episode rate):
 
@@ -120,8 +121,8 @@ from typing import Any, Callable, Optional
 import numpy as np
 from scipy import stats
 
-from . import detectors as det
-from .detectors import (
+from services.milestones import detectors as det
+from services.milestones.detectors import (
     BETTER_COMMUNICATION, CALMER_EPISODES, FEWER_ANXIOUS_EPISODES, MORE_INDEPENDENCE, STRONGER_BOND, DayAggregate,
     History, compare_rates,
 )
@@ -231,12 +232,24 @@ def _integer(rng: np.random.Generator, bounds: tuple[int, int]) -> int:
     return int(rng.integers(bounds[0], bounds[1] + 1))
 
 
-def simulate_partner(seed: int, cohort_name: str, index: int) -> SyntheticPartner:
-    """The ``index``-th partner of a cohort, from ``seed`` (deterministic)."""
+def simulate_partner(seed: int, cohort_name: str, index: int, history_days: Optional[int] = None
+                     ) -> SyntheticPartner:
+    """The ``index``-th partner of a cohort, from ``seed`` (deterministic).
+
+    ``history_days`` gives a history of that many days instead of 120-180
+    (e.g. 730: two years of a null partner, for the false rate of a long
+    watch); such a partner is seeded apart (the length is part of its seed),
+    so no partner of the usual length changes.
+    """
     if cohort_name not in _SEEDED:
         raise ValueError(f"unknown cohort {cohort_name!r}; one of {_SEEDED}")
-    rng = np.random.default_rng([seed, _SEEDED.index(cohort_name), index])
+    if history_days is not None and (cohort_name in ("improvers", "late_improvers") or history_days < 120):
+        raise ValueError("a history of its own length is for the null cohorts, 120 days or more")
+    key = [seed, _SEEDED.index(cohort_name), index] + ([] if history_days is None else [history_days])
+    rng = np.random.default_rng(key)
     n = _integer(rng, HISTORY_DAYS)
+    if history_days is not None:
+        n = history_days
     late_change_day: Optional[int] = None
     if cohort_name == "late_improvers":
         late_change_day = _integer(rng, LATE_CHANGE_DAYS)
@@ -317,9 +330,9 @@ def simulate_partner(seed: int, cohort_name: str, index: int) -> SyntheticPartne
                             change_day, None if change is None else round(change, 3), tuple(days))
 
 
-def cohort(seed: int, cohort_name: str, n: int) -> list[SyntheticPartner]:
-    """Partners 0..n-1 of a cohort."""
-    return [simulate_partner(seed, cohort_name, i) for i in range(n)]
+def cohort(seed: int, cohort_name: str, n: int, history_days: Optional[int] = None) -> list[SyntheticPartner]:
+    """Partners 0..n-1 of a cohort (``history_days``: see :func:`simulate_partner`)."""
+    return [simulate_partner(seed, cohort_name, i, history_days) for i in range(n)]
 
 
 # --- the cohort study ---

@@ -1,0 +1,179 @@
+"""The statistics of the rules: a change-point scan of a rate per logged day, vectorised over daily looks.
+
+A partner's history is two arrays over days 0..n-1 (day 0 the first logged
+day): the episodes of each day (0 on a day not logged) and whether it was
+logged. :func:`prefix` sums them once; :func:`scan` then gives, for any
+number of looks at once, the strongest admissible split of everything up to
+the look into *before* and *after*, and :func:`split_at` the same statistic
+for a split given by the caller (the oracle of the study, told the change
+day). The rule and the calibration use these same functions, so what is
+calibrated is what the rule computes.
+
+The statistic of a split: the likelihood ratio of one Poisson rate per
+logged day against two (before, after), divided by the over-dispersion
+``phi`` (Pearson X² of the 7-day blocks about their side's rate, over its
+degrees of freedom, at least 1: bad days cluster in bad weeks) and signed
+into ``z = sqrt(2 LLR / phi)``. Days missing after the split beyond the
+before side's share of logged days are counted as usual days (the before
+side's rate), never as calm ones.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+__all__ = ["BLOCK_DAYS", "ScanSettings", "Prefix", "prefix", "Splits", "scan", "split_at", "best"]
+
+BLOCK_DAYS = 7
+
+
+@dataclass(frozen=True)
+class ScanSettings:
+    """Which splits a scan may take (lasting change, enough history, a change that matters)."""
+
+    min_before_logged: int = 21  # logged days before the split
+    min_after_logged: int = 14  # logged days after it: weeks, not a good few days
+    min_after_blocks: int = 2
+    max_after_blocks: Optional[int] = None  # only changes in the recent past (None: any)
+    max_ratio: float = 0.7  # the after side's rate at most this share of the before side's
+    null_ratio: float = 1.0  # the ratio the evidence is measured against (1: no change)
+    fill: str = "rate"  # a missing day counts as: "rate", the before side's per logged day; "bad", its per episode-day
+
+
+@dataclass(frozen=True)
+class Prefix:
+    """Running sums of one history: index i holds the sum over days 0..i-1 (``k``, ``t``), or over the
+    7-day blocks ending on day i and every 7th day before it (``q``, ``g``)."""
+
+    k: np.ndarray  # episodes on logged days
+    t: np.ndarray  # logged days
+    q: np.ndarray  # sum of K_b² / T_b of the blocks (for Pearson's X²)
+    g: np.ndarray  # blocks with a logged day
+    e: np.ndarray  # episode-days (logged days with an episode)
+
+    @property
+    def days(self) -> int:
+        return len(self.k) - 1
+
+
+def _blocks(lo: np.ndarray, hi: np.ndarray, logged_prefix: np.ndarray, episode_prefix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """K_b² / T_b and (T_b > 0) of the blocks of days lo..hi (arrays)."""
+    kb = episode_prefix[hi + 1] - episode_prefix[lo]
+    tb = logged_prefix[hi + 1] - logged_prefix[lo]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        qb = np.where(tb > 0, kb * kb / np.maximum(tb, 1), 0.0)
+    return qb, (tb > 0).astype(float)
+
+
+def prefix(episodes: np.ndarray, logged: np.ndarray) -> Prefix:
+    """The running sums of a history (``episodes`` counted on logged days only)."""
+    logged = np.asarray(logged, dtype=bool)
+    k = np.where(logged, np.asarray(episodes, dtype=float), 0.0)
+    n = len(k)
+    kp = np.concatenate(([0.0], np.cumsum(k)))
+    tp = np.concatenate(([0.0], np.cumsum(logged.astype(float))))
+    ends = np.arange(n)
+    qb, gb = _blocks(np.maximum(ends - BLOCK_DAYS + 1, 0), ends, tp, kp)
+    # the blocks ending on day e, e-7, e-14, ... (the oldest partial): a running sum with stride 7
+    q, g = qb.copy(), gb.copy()
+    for e in range(BLOCK_DAYS, n):
+        q[e] += q[e - BLOCK_DAYS]
+        g[e] += g[e - BLOCK_DAYS]
+    ep = np.concatenate(([0.0], np.cumsum(k > 0)))
+    return Prefix(kp, tp, q, g, ep)
+
+
+@dataclass(frozen=True)
+class Splits:
+    """The statistic of splits (arrays of one shape): ``z`` is -inf where the split is not admissible."""
+
+    z: np.ndarray
+    start: np.ndarray  # the after side's first day
+    r1: np.ndarray  # episodes per logged day before
+    r2: np.ndarray  # after, missing days counted as usual ones
+    ratio: np.ndarray
+    phi: np.ndarray
+    logged_before: np.ndarray
+    logged_after: np.ndarray
+
+
+def _xlogy(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(x > 0, x * np.log(np.where(y > 0, y, 1.0)), 0.0)
+
+
+def _statistic(p: Prefix, look: np.ndarray, start: np.ndarray, q1: np.ndarray, g1: np.ndarray,
+               q2: np.ndarray, g2: np.ndarray, after_blocks: np.ndarray, s: ScanSettings) -> Splits:
+    """The statistic of after = start..look against before = 0..start-1 (broadcast arrays)."""
+    start = np.clip(start, 1, None)
+    k1, t1, d1 = p.k[start], p.t[start], start.astype(float)
+    k2, t2 = p.k[look + 1] - k1, p.t[look + 1] - t1
+    d2 = (look + 1 - start).astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r1 = np.where(t1 > 0, k1 / np.maximum(t1, 1), 0.0)
+        deficit = np.maximum(0.0, t1 / d1 * d2 - t2)
+        if s.fill == "bad":
+            e1 = p.e[start]
+            per_missing = np.where(e1 > 0, k1 / np.maximum(e1, 1), 0.0)
+        else:
+            per_missing = r1
+        k2f, t2f = k2 + deficit * per_missing, t2 + deficit
+        r2 = np.where(t2f > 0, k2f / np.maximum(t2f, 1e-12), 0.0)
+        ratio = np.where(r1 > 0, r2 / np.where(r1 > 0, r1, 1.0), np.inf)
+        kk = k1 + k2f
+        r0 = kk / (t1 + s.null_ratio * t2f)  # the before side's rate if the after side's were null_ratio of it
+        llr = _xlogy(k1, r1) + _xlogy(k2f, r2) - _xlogy(k1, r0) - _xlogy(k2f, s.null_ratio * r0)
+        r2_seen = k2 / np.maximum(t2, 1)
+        x2 = (np.where(r1 > 0, q1 / np.where(r1 > 0, r1, 1.0), 0.0) - k1
+              + np.where(r2_seen > 0, q2 / np.where(r2_seen > 0, r2_seen, 1.0), 0.0) - k2)
+        dof = g1 + g2 - 2
+        phi = np.maximum(1.0, np.where(dof > 0, x2 / np.maximum(dof, 1), 1.0))
+        z = np.sqrt(np.maximum(2 * llr, 0.0) / phi)
+    ok = ((t1 >= s.min_before_logged) & (t2 >= s.min_after_logged) & (after_blocks >= s.min_after_blocks)
+          & (k1 > 0) & (ratio <= s.max_ratio) & (dof > 0))
+    if s.max_after_blocks is not None:
+        ok &= after_blocks <= s.max_after_blocks
+    return Splits(np.where(ok, z, -np.inf), start, r1, r2, ratio, phi, t1, t2)
+
+
+def scan(p: Prefix, looks: np.ndarray, s: ScanSettings = ScanSettings()) -> Splits:
+    """Every split at a 7-day block boundary counted back from each look (rows: looks, columns: the
+    number of blocks after the split, from 1)."""
+    looks = np.asarray(looks, dtype=int)
+    blocks = np.arange(1, looks.max() // BLOCK_DAYS + 1 if len(looks) else 1)
+    look = looks[:, None]
+    start = look + 1 - BLOCK_DAYS * blocks[None, :]
+    inside = start >= 1
+    before_end = np.clip(start - 1, 0, None)
+    q1, g1 = p.q[before_end], p.g[before_end]
+    q2, g2 = p.q[look] - q1, p.g[look] - g1
+    out = _statistic(p, look, start, q1, g1, q2, g2, np.broadcast_to(blocks[None, :], start.shape), s)
+    return Splits(**{**out.__dict__, "z": np.where(inside, out.z, -np.inf)})
+
+
+def split_at(p: Prefix, looks: np.ndarray, start: int, s: ScanSettings = ScanSettings()) -> Splits:
+    """The split at a given day for each look (before: blocks counted back from the day before it;
+    after: blocks counted on from it, the last one partial)."""
+    looks = np.asarray(looks, dtype=int)
+    before_end = start - 1
+    q1, g1 = p.q[before_end], p.g[before_end]
+    full = (looks - start + 1) // BLOCK_DAYS  # whole blocks after the split
+    lo = np.arange(start, p.days, BLOCK_DAYS)
+    hi = np.minimum(lo + BLOCK_DAYS - 1, p.days - 1)
+    qb, gb = _blocks(lo, hi, p.t, p.k)
+    cq, cg = np.concatenate(([0.0], np.cumsum(qb))), np.concatenate(([0.0], np.cumsum(gb)))
+    partial = (looks - start + 1) % BLOCK_DAYS > 0
+    qp, gp = _blocks(np.minimum(start + BLOCK_DAYS * full, looks), looks, p.t, p.k)
+    q2 = cq[full] + np.where(partial, qp, 0.0)
+    g2 = cg[full] + np.where(partial, gp, 0.0)
+    blocks = full + partial
+    return _statistic(p, looks, np.full(looks.shape, start), np.full(looks.shape, q1), np.full(looks.shape, g1),
+                      q2, g2, blocks, s)
+
+
+def best(splits: Splits) -> tuple[np.ndarray, np.ndarray]:
+    """The largest statistic of each row and its column (-inf and 0 where no split is admissible)."""
+    col = np.argmax(splits.z, axis=-1)
+    return np.take_along_axis(splits.z, col[..., None], axis=-1)[..., 0], col
