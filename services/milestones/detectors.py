@@ -10,7 +10,7 @@ back. The same aggregates always give the same detections, whatever order
 they are given in.
 
 The rules follow ``shared/milestone-science.md``, tuned on the synthetic
-cohorts of :mod:`services.milestones.cohorts` (never loosened):
+cohorts of :mod:`simulation.cohorts` (never loosened):
 
 * Windows of the partner milestones (fewer anxious episodes, calmer
   episodes, more independence). *baseline*: the partner's first 28 *logged*
@@ -90,7 +90,7 @@ Choices made where the notes are silent (each is documented where it lives):
 
 What the cohorts show (every partner looked at every day for 120-180 days,
 2000 partners a cohort, seeds 101 and 102; see
-:func:`services.milestones.cohorts.detection_report`): partners with a false
+:func:`simulation.cohorts.detection_report`): partners with a false
 celebration of any kind: steady 0.5%, worsening 0.3%, gappy 0.65% (the notes'
 defaults as first written: 14.4%, 14.0% and 9.3%, mostly calmer episodes and
 more independence); ``fewer_anxious_episodes`` alone: 0.15%, 0% and 0.5%
