@@ -70,6 +70,14 @@ def test_each_services_metrics_gather_its_web_and_its_workers():
         assert f"{name}-metrics" in compose["volumes"]
 
 
+def test_only_the_web_containers_take_the_metrics_scrapers_token():
+    """/metrics answers a scraper from another container only with METRICS_TOKEN (else the container
+    itself): the web containers serve it, and nothing else needs the token."""
+    services = _compose()["services"]
+    holders = {name for name, svc in services.items() if "METRICS_TOKEN" in (svc.get("environment") or {})}
+    assert holders == set(SERVICES)
+
+
 def _containers_of(services: dict, name: str) -> list[str]:
     """A service's containers: its web, its workers and its migration."""
     return [name, f"{name}-migrate"] + [f"{name}-{worker}" for worker in SERVICES[name].workers]
