@@ -15,8 +15,9 @@ exponential backoff and full jitter, up to a limit; then the delivery fails and
 
 An email is text and HTML; the HTML shows a small chart of each change it
 celebrates (chart.py), inline. Webhook and Apprise targets are checked again
-at send time (a host's addresses may change after the channel was made):
-private, loopback and link-local ones are refused unless
+at send time (a host's addresses may change after the channel was made), and
+the address each connection reaches at connect time (targets.py): private,
+loopback and link-local ones are refused unless
 ``NOTIFY_ALLOW_PRIVATE_TARGETS=1``.
 """
 from __future__ import annotations
@@ -240,14 +241,11 @@ def _webhook(url: str, secret: str, payload: dict, delivery_id: str, allow_priva
 
 
 def _apprise(url: str, title: str, body: str, allow_private: bool) -> None:
-    import apprise
-
-    try:  # checked again now, not only when the channel was made: the host's addresses may have changed
-        targets.check_apprise_url(url, allow_private=allow_private)
+    try:  # checked again now, and at connect time: the host's addresses may have changed
+        sent = targets.send_apprise(url, title, body, allow_private=allow_private)
     except targets.TargetRefused as e:
         raise SendFailed(f"refused: {e.message}") from None
-    a = apprise.Apprise()
-    if not a.add(url) or not a.notify(title=title, body=body):
+    if not sent:
         raise SendFailed("apprise: not delivered")
 
 

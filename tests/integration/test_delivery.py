@@ -45,25 +45,33 @@ def smtp(monkeypatch):
 
 
 class Receiver:
-    """A webhook receiver: answers the statuses queued, then 200."""
+    """A webhook receiver: answers the statuses queued, then 200; a 3xx points
+    to ``location``."""
 
-    def __init__(self):
+    def __init__(self, host: str = "127.0.0.1"):
         self.requests: list[tuple[dict, bytes]] = []
         self.statuses: list[int] = []
+        self.location = ""
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 outer.requests.append((dict(self.headers), body))
-                self.send_response(outer.statuses.pop(0) if outer.statuses else 200)
+                status = outer.statuses.pop(0) if outer.statuses else 200
+                self.send_response(status)
+                if 300 <= status < 400:
+                    self.send_header("Location", outer.location)
+                self.send_header("Content-Length", "0")
                 self.end_headers()
+
+            do_GET = do_POST  # a redirect followed as a GET is seen too
 
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        self.server = ThreadingHTTPServer((host, 0), Handler)
+        self.url = f"http://{host}:{self.server.server_port}/hook"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
