@@ -15,8 +15,9 @@ exponential backoff and full jitter, up to a limit; then the delivery fails and
 
 An email is text and HTML; the HTML shows a small chart of each change it
 celebrates (chart.py), inline. Webhook and Apprise targets are checked again
-at send time (a host's addresses may change after the channel was made):
-private, loopback and link-local ones are refused unless
+at send time (a host's addresses may change after the channel was made), and
+the address each connection reaches at connect time (targets.py): private,
+loopback and link-local ones are refused unless
 ``NOTIFY_ALLOW_PRIVATE_TARGETS=1``.
 """
 from __future__ import annotations
@@ -26,7 +27,9 @@ import hmac
 import json
 import os
 import random
+import email.policy
 import smtplib
+import unicodedata
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -44,7 +47,7 @@ from shared import metrics
 from shared.db import unit_of_work, utcnow
 from shared.outbox import emit
 
-from . import SOURCE, chart, pacing, targets
+from . import SOURCE, celebrate, chart, pacing, targets
 from .tables import channels, deliveries, notifications, outbox, recipients
 
 log = structlog.get_logger("delivery")
@@ -152,16 +155,32 @@ def _pictures(charts: Sequence[dict], delivery_id: str) -> list[tuple[str, str, 
     return out
 
 
+# Refuses a header value with a line break as it is set, and a defect as it is parsed.
+HEADERS_POLICY = email.policy.SMTP.clone(raise_on_defect=True)
+
+
+def _sound_headers(msg: EmailMessage) -> None:
+    """Refuse a header whose value, once its RFC 2047 encoded words are decoded,
+    holds a control character: CPython before 3.11.10 / 3.12.5 writes such a
+    value out with its line break raw (CVE-2024-6923), a header of the
+    sender's choosing. Patched versions refuse it as well
+    (``verify_generated_headers``); this holds on every version."""
+    for name, value in msg.items():
+        if any(unicodedata.category(c) == "Cc" for c in str(value)):
+            raise ValueError(f"the {name} header holds a control character")
+
+
 def _email_message(to: str, title: str, body: str, delivery_id: str, charts: Sequence[dict] = ()) -> EmailMessage:
     """multipart/alternative: the text, and the HTML, which is multipart/related
     with a chart of each change (inline PNG, referenced by its Content-ID) in
     the order given."""
     pictures = _pictures(charts, delivery_id)
-    msg = EmailMessage()
-    msg["Subject"] = title
+    msg = EmailMessage(policy=HEADERS_POLICY)
+    msg["Subject"] = celebrate.subject_for(title)  # never a name (celebrate.py)
     msg["From"] = os.environ.get("NOTIFY_MAIL_FROM", "Tandem <celebrations@tandem.invalid>")
     msg["To"] = to
     msg["Message-ID"] = f"<{delivery_id}@tandem>"
+    _sound_headers(msg)
     msg.set_content(f"{body}\n\nWith warmth,\nTandem")
     lines = "<br>".join(escape(line) for line in body.splitlines())
     images = "".join(f'<p><img src="cid:{cid}" alt="{escape(alt)}" width="{chart.WIDTH}" height="{chart.HEIGHT}" '
@@ -198,7 +217,10 @@ class _SMTPS(_Tracked, smtplib.SMTP_SSL):
 
 def _email(smtp_url: str, to: str, title: str, body: str, delivery_id: str, charts: Sequence[dict] = ()) -> None:
     u = urlparse(smtp_url)
-    msg = _email_message(to, title, body, delivery_id, charts)
+    try:
+        msg = _email_message(to, title, body, delivery_id, charts)
+    except ValueError as e:  # a header that could write others (see _sound_headers)
+        raise SendFailed(f"refused: {e}") from None
     cls = _SMTPS if u.scheme == "smtps" else _SMTP
     try:
         smtp = cls(u.hostname or "127.0.0.1", u.port or (465 if u.scheme == "smtps" else 25), timeout=send_timeout())
@@ -240,14 +262,11 @@ def _webhook(url: str, secret: str, payload: dict, delivery_id: str, allow_priva
 
 
 def _apprise(url: str, title: str, body: str, allow_private: bool) -> None:
-    import apprise
-
-    try:  # checked again now, not only when the channel was made: the host's addresses may have changed
-        targets.check_apprise_url(url, allow_private=allow_private)
+    try:  # checked again now, and at connect time: the host's addresses may have changed
+        sent = targets.send_apprise(url, title, body, allow_private=allow_private)
     except targets.TargetRefused as e:
         raise SendFailed(f"refused: {e.message}") from None
-    a = apprise.Apprise()
-    if not a.add(url) or not a.notify(title=title, body=body):
+    if not sent:
         raise SendFailed("apprise: not delivered")
 
 

@@ -35,7 +35,7 @@ def partner_registered(s: Session, ev: Event) -> None:
     row = recipient(s, str(d["partner_id"]))
     if not row.erased:
         s.execute(update(recipients).where(recipients.c.id == row.id).values(
-            email=d["email"], display_name=d["display_name"], timezone=d["timezone"]))
+            email=d["email"], display_name=celebrate.display_name(d.get("display_name")), timezone=d["timezone"]))
 
 
 def _ended(s: Session, couple_id: str) -> bool:

@@ -9,6 +9,7 @@ from shared.db import unit_of_work
 from shared.web import AUTH_DOC, Blueprint
 
 from . import schemas, use_cases
+from . import targets as target_rules
 from .tables import recipients
 
 inbox = Blueprint("notifications", __name__, url_prefix="/v1", description="The in-app inbox")
@@ -73,6 +74,15 @@ class PreferencesView(MethodView):
             return use_cases.change_preferences(s, g.partner_id, changes)
 
 
+ADD_CHANNEL_DOC = (
+    "Webhook and Apprise targets must be public addresses (422 naming `url` otherwise). Apprise URLs are "
+    "accepted for these schemes only: " + ", ".join(f"`{s}://`" for s in target_rules.APPRISE_SCHEMES)
+    + "; none may name a file or address to read (`template=`). "
+    f"An account has at most {use_cases.MAX_CHANNELS} channels, all types together: "
+    "one more is 409 until one is removed."
+)
+
+
 @targets.route("/channels")
 class Channels(MethodView):
     @targets.doc(**AUTH_DOC)
@@ -84,13 +94,14 @@ class Channels(MethodView):
         with _uow() as s:
             return use_cases.list_channels(s, g.partner_id)
 
-    @targets.doc(**AUTH_DOC)
+    @targets.doc(**AUTH_DOC, description=ADD_CHANNEL_DOC)
     @require_account
     @targets.arguments(schemas.ChannelCreate())
     @targets.response(201, schemas.Channel)
     @targets.alt_response(401, description="No valid token")
+    @targets.alt_response(409, description=f"The account has {use_cases.MAX_CHANNELS} channels already")
     def post(self, data):
-        """Add a delivery target (webhook and Apprise targets must be public addresses)"""
+        """Add a delivery target"""
         allow = current_app.extensions["notify"]["settings"].allow_private_targets
         with _uow() as s:
             return use_cases.add_channel(s, g.partner_id, data, allow_private=allow)

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .celebrate import COUPLE_TITLE, OWN_TITLE
+from .celebrate import COUPLE_TITLE, FOLDED_TITLE, OWN_TITLE
 
 UTC = timezone.utc
 IN_APP = "in_app"
@@ -230,7 +230,7 @@ def fold(items: Iterable[PendingItem]) -> Send:
     if len(ordered) == 1:
         return Send(ids, ordered[0].title, ordered[0].body)
     body = "\n".join([FOLDED_INTRO, *(_line(i) for i in ordered)])
-    return Send(ids, f"{len(ordered)} things to celebrate", body)
+    return Send(ids, FOLDED_TITLE.format(count=len(ordered)), body)
 
 
 def plan_sends(pending: Sequence[PendingItem], last_sent_at: datetime | None, now_utc: datetime,

@@ -18,17 +18,21 @@ nothing of Flask or the database.  Callers pass ``allow_private`` explicitly.
   caller as the response, and the caller should count it as a failed delivery
   (``response.is_redirect``).  Environment proxies and ``.netrc`` are ignored
   (``trust_env = False``), since a proxy would make the checked peer the proxy.
-
-Not covered here: Apprise sends with its own HTTP/SMTP/socket code, so for
-Apprise targets only the creation-time check applies (no connect-time check,
-and Apprise's plugins follow redirects).
+- :func:`send_apprise` sends a push the same way: only Apprise schemes whose
+  target can be checked are allowed (:data:`APPRISE_SCHEMES`), Apprise's
+  redirects are off, and every request its plugin makes through ``requests``
+  goes through the webhook's session (:func:`guarded`), so the connect-time
+  check applies to it too.
 """
 from __future__ import annotations
 
+import contextvars
 import ipaddress
 import re
 import socket
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -40,13 +44,16 @@ from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 from urllib3.util import connection as u3_connection
 
 __all__ = [
+    "APPRISE_SCHEMES",
     "MAX_URL_LENGTH",
     "TargetRefused",
     "address_refusal",
     "check_apprise_url",
     "check_webhook_url",
+    "guarded",
     "post_json",
     "safe_session",
+    "send_apprise",
 ]
 
 MAX_URL_LENGTH = 2000
@@ -57,15 +64,19 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # NAT64 well-known prefix (RFC 6052): the last 32 bits are an IPv4 address.
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
-# Apprise schemas that notify the local machine rather than a remote service.
-_LOCAL_APPRISE_SCHEMAS = frozenset(
-    {"syslog", "dbus", "kde", "qt", "glib", "gnome", "macosx", "windows"}
-)
-# Apprise plugins whose "host" is only a sender's mail domain: they post to
-# the provider's public API, never to that host.
-_MAIL_DOMAIN_PLUGINS = frozenset(
-    {"NotifyMailgun", "NotifySparkPost", "NotifySMTP2Go", "NotifySendPulse"}
-)
+# The Apprise schemes Tandem sends through, and where each one's target is:
+# "host", at the host the URL names (checked as a webhook's host is); "api", at
+# its provider's fixed public address, whatever the URL says.  Every one of
+# them sends through ``requests``, so every connection it makes is checked at
+# connect time (see guarded).  Any other scheme is refused: its target may hide
+# elsewhere in the URL (zulip://bot@ORGANIZATION/..., msteams://TEAM@...,
+# mailto://...?smtp=HOST) or be reached by other means than ``requests`` (SMTP,
+# raw sockets, the local desktop), out of the guard's sight.
+APPRISE_SCHEMES = {
+    **dict.fromkeys(("json", "jsons", "xml", "xmls", "form", "forms", "ntfy", "ntfys", "gotify", "gotifys"),
+                    "host"),
+    **dict.fromkeys(("tgram", "discord", "slack", "pover", "pbul"), "api"),
+}
 _HOSTNAME = re.compile(r"^[a-z0-9_](?:[a-z0-9_.-]*[a-z0-9_])?\.?$")
 
 
@@ -169,6 +180,11 @@ def _idna_host(host: str) -> str:
     return ascii_host
 
 
+def _getaddrinfo(*args: Any, **kwargs: Any) -> Any:
+    """socket.getaddrinfo, looked up when called (so a test can stand in for the resolver)."""
+    return socket.getaddrinfo(*args, **kwargs)
+
+
 def _resolve(host: str, port: int | None, resolve: Resolver) -> list[IPAddress]:
     try:
         infos = resolve(host, port, type=socket.SOCK_STREAM)
@@ -231,7 +247,7 @@ def _common_checks(url: Any, what: str) -> str:
 
 
 def check_webhook_url(
-    url: str, *, allow_private: bool, resolve: Resolver = socket.getaddrinfo
+    url: str, *, allow_private: bool, resolve: Resolver = _getaddrinfo
 ) -> str:
     """Return the normalised webhook URL, or raise :class:`TargetRefused`.
 
@@ -273,48 +289,73 @@ def check_webhook_url(
     return f"{scheme}://{netloc}{path}{query}"
 
 
-def _apprise_hosts(plugin: Any) -> list[tuple[str, int | None]]:
-    """The hosts an Apprise plugin instance will connect to that the user chose."""
-    cls_name = type(plugin).__name__
-    port = getattr(plugin, "port", None) or None
-    smtp_host = getattr(plugin, "smtp_host", None)
-    if smtp_host:  # mailto://, deltachat: the SMTP server is what is reached
-        return [(str(smtp_host), port)]
-    if cls_name in _MAIL_DOMAIN_PLUGINS:
-        return []
-    if "host" not in getattr(plugin, "template_tokens", {}):
-        return []  # a hosted service reached through its public API (tgram, discord, ...)
-    if str(getattr(plugin, "mode", "")).lower() == "cloud":
-        return []  # e.g. ntfy://topic goes to ntfy.sh
-    host = getattr(plugin, "host", None)
-    return [(str(host), port)] if host else []
+def _protocols(plugin: Any) -> set[str]:
+    out: set[str] = set()
+    for attr in ("protocol", "secure_protocol"):
+        value = getattr(plugin, attr, None) or ()
+        out.update([value] if isinstance(value, str) else value)
+    return {p.lower() for p in out}
 
 
-def check_apprise_url(
-    url: str, *, allow_private: bool, resolve: Resolver = socket.getaddrinfo
-) -> str:
-    """Return the Apprise URL unchanged if Apprise understands it and its host is allowed.
-
-    The URL must load in Apprise (``Apprise.instantiate``).  If the service
-    has a host the user chose (``json://host/``, ``ntfy://host/topic``, the
-    SMTP server of ``mailto://``, ...), that host follows the same address
-    rules as webhooks.  Services reached through their own public API
-    (``tgram://``, ``discord://``, ``ntfy://topic``) have no such host and are
-    accepted.  Services that notify the local machine (``syslog://``,
-    desktop notifications) are refused.
-    """
+def _apprise_plugin(url: str, *, allow_private: bool, resolve: Resolver) -> Any:
+    """The Apprise plugin for ``url`` once its scheme is allowed and its host checked."""
     import apprise  # imported here: loading Apprise's plugins is slow
 
     url = _common_checks(url, "Apprise")
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-    if scheme in _LOCAL_APPRISE_SCHEMAS:
-        raise TargetRefused("Apprise targets on the local machine are not allowed.")
-    plugin = apprise.Apprise.instantiate(url, suppress_exceptions=True)
+    if scheme not in APPRISE_SCHEMES:
+        raise TargetRefused(
+            "This kind of Apprise target is not allowed; Tandem sends to "
+            + ", ".join(f"{s}://" for s in APPRISE_SCHEMES) + " only."
+        )
+    plugin = apprise.Apprise.instantiate(
+        url, asset=apprise.AppriseAsset(http_redirects=False), suppress_exceptions=True
+    )
     if plugin is None:
         raise TargetRefused("Apprise does not understand this URL.")
-    for host, port in _apprise_hosts(plugin):
-        _check_host(host.strip("[]"), port, allow_private=allow_private, resolve=resolve)
-    return url
+    if scheme not in _protocols(plugin):  # read as another service's URL: its target is not the one checked
+        raise TargetRefused("Apprise does not understand this URL.")
+    if any(isinstance(v, apprise.AppriseAttachment) and len(v) for v in vars(plugin).values()):
+        # e.g. discord://...?template=http://169.254.169.254/ or ?template=/etc/passwd: read when sending
+        raise TargetRefused("An Apprise URL may not name a file or address to read (such as template=).")
+    plugin.redirects = False  # even if the URL says redirect=yes
+    if APPRISE_SCHEMES[scheme] == "host" and str(getattr(plugin, "mode", "")).lower() != "cloud":
+        # (ntfy://topic is ntfy's cloud, ntfy.sh: no host of the user's)
+        host = str(getattr(plugin, "host", None) or "")
+        _check_host(host.strip("[]"), getattr(plugin, "port", None) or None,
+                    allow_private=allow_private, resolve=resolve)
+    return plugin
+
+
+def check_apprise_url(
+    url: str, *, allow_private: bool, resolve: Resolver = _getaddrinfo
+) -> str:
+    """Return the Apprise URL unchanged if its scheme is allowed, Apprise understands it and its host is allowed.
+
+    The scheme must be one of :data:`APPRISE_SCHEMES` and the URL must load
+    in Apprise as that service.  A service at a host the user chose
+    (``json://host/``, ``ntfy://host/topic``, ...) follows the same address
+    rules as webhooks; services reached through their own public API
+    (``tgram://``, ``discord://``, ``ntfy://topic``) have no such host.
+    """
+    _apprise_plugin(url, allow_private=allow_private, resolve=resolve)
+    return url.strip()
+
+
+def send_apprise(
+    url: str, title: str, body: str, *, allow_private: bool, resolve: Resolver = _getaddrinfo
+) -> bool:
+    """Send one push through Apprise; True if the service took it.
+
+    The URL is checked again first (raises :class:`TargetRefused`); then the
+    plugin sends with redirects off and every request it makes goes through
+    the webhook's session (:func:`guarded`): a name that resolves elsewhere
+    now (rebinding), a redirect, an environment proxy reach nothing private.
+    A refused connection raises :class:`TargetRefused`.
+    """
+    plugin = _apprise_plugin(url, allow_private=allow_private, resolve=resolve)
+    with guarded(allow_private, resolve=resolve):
+        return bool(plugin.notify(title=title, body=body))
 
 
 # ---------------------------------------------------------------- HTTP client
@@ -404,7 +445,7 @@ class _NoRedirectSession(requests.Session):
 
 
 def safe_session(
-    allow_private: bool, *, resolve: Resolver = socket.getaddrinfo
+    allow_private: bool, *, resolve: Resolver = _getaddrinfo
 ) -> requests.Session:
     """A requests session for webhooks: http(s) only, addresses checked at connect time, no redirects.
 
@@ -422,6 +463,44 @@ def safe_session(
     return session
 
 
+# The policy in force for requests made in this context (see guarded), or None.
+_GUARD: contextvars.ContextVar[_Policy | None] = contextvars.ContextVar("tandem_target_guard", default=None)
+_installed = threading.Lock()
+_plain_send: Any = None
+
+
+def _send_through_guard(self: requests.Session, request: requests.PreparedRequest, **kwargs: Any) -> Any:
+    policy = _GUARD.get()
+    if policy is None or isinstance(self, _NoRedirectSession):
+        return _plain_send(self, request, **kwargs)
+    kwargs["proxies"] = {}  # an environment proxy would make the checked peer the proxy
+    session = safe_session(policy.allow_private, resolve=policy.resolve)
+    try:
+        return session.send(request, **kwargs)
+    finally:
+        if not kwargs.get("stream"):
+            session.close()
+
+
+@contextmanager
+def guarded(allow_private: bool, *, resolve: Resolver = _getaddrinfo) -> Iterator[None]:
+    """Within the block, every request this thread makes through ``requests``,
+    on any session (Apprise's plugins make their own), is sent through
+    :func:`safe_session`: addresses checked at connect time, no redirects, no
+    proxies.  Outside it (and in other threads) ``requests`` is unchanged.
+    """
+    global _plain_send
+    with _installed:
+        if _plain_send is None:
+            _plain_send = requests.Session.send
+            requests.Session.send = _send_through_guard  # type: ignore[method-assign]
+    token = _GUARD.set(_Policy(allow_private, resolve))
+    try:
+        yield
+    finally:
+        _GUARD.reset(token)
+
+
 def post_json(
     url: str,
     body: Any,
@@ -429,7 +508,7 @@ def post_json(
     allow_private: bool,
     headers: dict[str, str] | None = None,
     timeout: float | tuple[float, float] = 10.0,
-    resolve: Resolver = socket.getaddrinfo,
+    resolve: Resolver = _getaddrinfo,
 ) -> requests.Response:
     """POST ``body`` as JSON to a webhook, checking the URL now and the address at connect time.
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 import secrets
 import uuid
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from shared import pagination
 from shared.db import utcnow
-from shared.errors import Invalid, NotFound
+from shared.errors import Conflict, Invalid, NotFound
 from shared.outbox import emit
 
 from . import SOURCE, targets
@@ -80,6 +80,8 @@ def change_preferences(s: Session, partner_id: str, changes: dict) -> dict:
 
 # --- delivery targets ---
 
+MAX_CHANNELS = 10  # an account's delivery targets, all types together: a handful is what a person uses
+
 def _channel_view(row, *, with_secret: bool = False) -> dict:
     out = {"id": row.id, "type": row.type, "created_at": row.created_at}
     out["address" if row.type == "email" else "url"] = row.target
@@ -89,7 +91,8 @@ def _channel_view(row, *, with_secret: bool = False) -> dict:
 
 
 def add_channel(s: Session, partner_id: str, data: dict, *, allow_private: bool) -> dict:
-    """A delivery target; webhook and Apprise targets must not reach private addresses."""
+    """A delivery target; webhook and Apprise targets must not reach private addresses; at most
+    ``MAX_CHANNELS`` an account."""
     recipient(s, partner_id)
     kind = data["type"]
     try:
@@ -101,6 +104,12 @@ def add_channel(s: Session, partner_id: str, data: dict, *, allow_private: bool)
             target = data["address"].strip().lower()
     except targets.TargetRefused as e:
         raise Invalid("The request has invalid fields: url", errors={"url": [e.message]}) from None
+    # Counted under the account's row lock (after the target checks, which may wait on DNS):
+    # two requests at once cannot both take the last place.
+    s.execute(select(recipients.c.id).where(recipients.c.id == partner_id).with_for_update())
+    held = s.execute(select(func.count()).select_from(channels).where(channels.c.partner_id == partner_id)).scalar()
+    if held >= MAX_CHANNELS:
+        raise Conflict(f"An account has at most {MAX_CHANNELS} channels; remove one before adding another.")
     row = {"id": str(uuid.uuid4()), "partner_id": partner_id, "type": kind, "target": target,
            "secret": secrets.token_hex(32) if kind == "webhook" else None, "created_at": utcnow()}
     s.execute(channels.insert().values(**row))

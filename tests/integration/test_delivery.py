@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 
 from services.notify import app as notify_app
 from services.notify import handlers
-from services.notify.tables import channels, deliveries, outbox
+from services.notify.tables import channels, deliveries, notifications, outbox, recipients
 from shared import events
 from shared.db import make_session_factory, unit_of_work, utcnow
 from tests.conftest import free_port
@@ -45,25 +45,33 @@ def smtp(monkeypatch):
 
 
 class Receiver:
-    """A webhook receiver: answers the statuses queued, then 200."""
+    """A webhook receiver: answers the statuses queued, then 200; a 3xx points
+    to ``location``."""
 
-    def __init__(self):
+    def __init__(self, host: str = "127.0.0.1"):
         self.requests: list[tuple[dict, bytes]] = []
         self.statuses: list[int] = []
+        self.location = ""
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 outer.requests.append((dict(self.headers), body))
-                self.send_response(outer.statuses.pop(0) if outer.statuses else 200)
+                status = outer.statuses.pop(0) if outer.statuses else 200
+                self.send_response(status)
+                if 300 <= status < 400:
+                    self.send_header("Location", outer.location)
+                self.send_header("Content-Length", "0")
                 self.end_headers()
+
+            do_GET = do_POST  # a redirect followed as a GET is seen too
 
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        self.server = ThreadingHTTPServer((host, 0), Handler)
+        self.url = f"http://{host}:{self.server.server_port}/hook"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
@@ -146,6 +154,37 @@ def test_an_email_with_text_and_html_reaches_a_real_smtp_server_once(notify_db, 
     parts = {p.get_content_type(): p.get_payload(decode=True).decode() for p in msg.walk() if not p.is_multipart()}
     assert "10 rituals" in parts["text/plain"] and "10 rituals" in parts["text/html"]
     assert [d["channel"] for d in _published(notify_db, "notify.notification.delivered")] == ["in_app", "email"]
+
+
+# RFC 2047 encoded words that decode to a line break, a Reply-To, a blank line and a body.
+WRITES_HEADERS = "=?utf-8?q?=0D=0AReply-To:_ben@example.com=0D=0A=0D=0AWire_the_money_now?="
+
+
+def test_a_name_made_of_encoded_words_writes_no_header_nor_body_into_the_partners_email(notify_db, smtp):
+    sam = str(uuid.uuid4())  # anyone on the broker could publish this
+    _apply(notify_db, events.make_event("journal.partner.registered", source="/journal", subject=sam, data={
+        "partner_id": sam, "email": "ben@example.com", "display_name": WRITES_HEADERS, "timezone": "Europe/Paris"}))
+    ana = _partner(notify_db)
+    ev = events.make_event("milestones.milestone.achieved", source="/milestones", subject=sam, data={
+        "id": str(uuid.uuid4()), "type": "rituals_kept", "level": 1, "couple_id": None, "partner_id": sam,
+        "achieved_at": datetime.now(timezone.utc), "headline": "You have kept 10 rituals together.",
+        "evidence": {"rituals": 10}, "audience": [ana]})  # Sam shares it with Ana
+    _apply(notify_db, ev)
+    _run_until(notify_app.make_deliverer(), notify_db, lambda d: d["email"].status == "delivered", "the email")
+
+    assert len(smtp.messages) == 1
+    msg = smtp.messages[0]
+    assert msg["Reply-To"] is None
+    assert sorted(msg.keys()) == ["Content-Type", "From", "MIME-Version", "Message-ID", "Subject", "To"]
+    assert msg["To"] == "ana@example.com"
+    assert msg["Subject"] == "Your partner shared a milestone with you"
+    raw = msg.as_string()
+    assert "Wire" not in raw and "=?" not in raw
+    parts = {p.get_content_type(): p.get_payload(decode=True).decode() for p in msg.walk() if not p.is_multipart()}
+    assert "10 rituals" in parts["text/plain"] and "10 rituals" in parts["text/html"]
+    with unit_of_work(notify_db) as s:  # the inbox shows the news without that name
+        assert s.execute(select(notifications.c.title)).scalars().all() == ["Your partner shared a milestone with you"]
+        assert s.execute(select(recipients.c.display_name).where(recipients.c.id == sam)).scalar() is None
 
 
 def test_a_signed_webhook_reaches_a_real_receiver_once(notify_db, receiver):

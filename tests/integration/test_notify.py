@@ -162,3 +162,31 @@ def test_channels_are_added_listed_and_removed_with_private_targets_refused(back
     assert dev.delete(f"/v1/channels/{email_id}", headers=b["headers"]).status_code == 404
     assert dev.delete(f"/v1/channels/{email_id}", headers=a["headers"]).status_code == 204
     assert [c["type"] for c in dev.get("/v1/channels", headers=a["headers"]).get_json()["items"]] == ["webhook"]
+
+
+def test_an_account_has_at_most_ten_channels_and_one_more_changes_nothing(backend, journal, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from services.notify.app import create_app
+
+    a, b, _ = make_couple(journal)
+    monkeypatch.setenv("NOTIFY_ALLOW_PRIVATE_TARGETS", "1")
+    app = create_app()
+
+    def add(who, i: int):
+        return app.test_client().post("/v1/channels", headers=who["headers"],
+                                      json={"type": "webhook", "url": f"http://127.0.0.1:9/hook-{i}"})
+
+    assert [add(a, i).status_code for i in range(7)] == [201] * 7
+    with ThreadPoolExecutor(5) as pool:  # five at once for the last three places
+        statuses = sorted(r.status_code for r in pool.map(lambda i: add(a, i), range(7, 12)))
+    assert statuses == [201, 201, 201, 409, 409]
+    r = add(a, 12)
+    assert r.status_code == 409 and r.get_json()["status"] == 409
+    assert "at most 10 channels" in r.get_json()["detail"]
+    client = app.test_client()
+    mine = client.get("/v1/channels", headers=a["headers"]).get_json()["items"]
+    assert len(mine) == 10 and len({c["url"] for c in mine}) == 10  # nothing stored was lost
+    assert add(b, 0).status_code == 201  # per account: her partner's are his own
+    assert client.delete(f"/v1/channels/{mine[0]['id']}", headers=a["headers"]).status_code == 204
+    assert add(a, 13).status_code == 201  # a place freed is a place to take

@@ -284,6 +284,37 @@ def test_apprise_urls_apprise_does_not_understand_or_local_ones_are_refused(url)
     assert "SECRET" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "zulip://bot@169.254.169.254/abcdefghijklmnopqrstuvwxyz123456",  # the organisation is the server
+        "mailto://user:pw@example.com?smtp=hooks.example.com",  # SMTP: out of the guard's sight
+        "https://discord.com/api/webhooks/4174216298/JHMHI8qBe7bk2ZwO5U711o3dV_js",  # read as discord://
+        "discord://4174216298/JHMHI8qBe7bk2ZwO5U711o3dV_js?template=http%3A%2F%2F169.254.169.254%2F",
+        "tgram://123456789:abcdefg_hijklmnop/12315544/?template=%2Fetc%2Fpasswd",  # read from disk, sent on
+    ],
+)
+def test_apprise_targets_not_at_the_urls_host_are_refused(url):
+    with pytest.raises(TargetRefused) as info:
+        check_apprise_url(url, allow_private=False, resolve=PUBLIC)
+    assert "pw" not in str(info.value) and "JHMHI8" not in str(info.value)
+
+
+def test_apprise_redirects_are_off_even_when_the_url_asks_for_them():
+    plugin = targets._apprise_plugin("json://hooks.example.com/x?redirect=yes", allow_private=False, resolve=PUBLIC)
+    assert plugin.redirects is False
+
+
+def test_guarded_sends_every_requests_call_through_the_connect_time_check(serve):
+    server = serve()
+    with targets.guarded(False):
+        with pytest.raises(TargetRefused, match="loopback"):
+            requests.post(_url(server), json={}, timeout=5)  # a session of its own, as Apprise's plugins make
+    assert server.hits == []
+    assert requests.post(_url(server), json={}, timeout=5).status_code == 200  # outside the block: unchanged
+    assert len(server.hits) == 1
+
+
 # ------------------------------------------------------------ webhook client
 
 
