@@ -102,8 +102,11 @@ def _wait_for_a_lock_wait(engine, alive) -> None:
 
     deadline = time_.monotonic() + 30
     with engine.connect() as watcher:
+        # Each look in a transaction of its own: PostgreSQL shows a transaction one snapshot of the
+        # sessions' states, so a wait that began after the first look would never be seen.
         while not watcher.execute(text("SELECT count(*) FROM pg_stat_activity WHERE datname = "
                                        "current_database() AND wait_event_type = 'Lock'")).scalar():
+            watcher.rollback()
             assert time_.monotonic() < deadline and alive(), "nothing ever waited on a lock"
 
 
@@ -179,9 +182,6 @@ def test_a_level_two_evaluators_store_at_once_is_stored_and_announced_once(backe
     """The other partner's evaluator may store the same couple level in the same moment: the later
     insert waits for the earlier transaction, then stores nothing and announces nothing."""
     import threading
-    import time as time_
-
-    from sqlalchemy import text
 
     from services.milestones import detectors
     from services.milestones.tables import outbox
@@ -207,14 +207,12 @@ def test_a_level_two_evaluators_store_at_once_is_stored_and_announced_once(backe
 
     racer = threading.Thread(target=second_evaluator)
     racer.start()
-    if engine.dialect.name == "postgresql":  # its insert waits on the first transaction's row (SQLite: its lock)
-        deadline = time_.monotonic() + 30
-        with engine.connect() as watcher:
-            while not watcher.execute(text("SELECT count(*) FROM pg_stat_activity WHERE datname = "
-                                           "current_database() AND wait_event_type = 'Lock'")).scalar():
-                assert time_.monotonic() < deadline and racer.is_alive(), "the second insert never waited"
-    first.commit()
-    first.close()
+    try:
+        if engine.dialect.name == "postgresql":  # its insert waits on the first transaction's row (SQLite: its lock)
+            _wait_for_a_lock_wait(engine, racer.is_alive)
+        first.commit()
+    finally:
+        first.close()  # never left open: the racer and every later test would wait on it
     racer.join(timeout=30)
     assert later == [None]
     with unit_of_work(sessions) as s:
