@@ -78,9 +78,9 @@ def prefix(episodes: np.ndarray, logged: np.ndarray) -> Prefix:
     qb, gb = _blocks(np.maximum(ends - BLOCK_DAYS + 1, 0), ends, tp, kp)
     # the blocks ending on day e, e-7, e-14, ... (the oldest partial): a running sum with stride 7
     q, g = qb.copy(), gb.copy()
-    for e in range(BLOCK_DAYS, n):
-        q[e] += q[e - BLOCK_DAYS]
-        g[e] += g[e - BLOCK_DAYS]
+    for first in range(BLOCK_DAYS):
+        q[first::BLOCK_DAYS] = np.cumsum(q[first::BLOCK_DAYS])
+        g[first::BLOCK_DAYS] = np.cumsum(g[first::BLOCK_DAYS])
     ep = np.concatenate(([0.0], np.cumsum(k > 0)))
     return Prefix(kp, tp, q, g, ep)
 
