@@ -7,12 +7,13 @@ history minus the threshold's rise with the look day (the *margin* above the
 threshold's base); a base ``h`` then fires on the first day the margin
 reaches it. Calibration picks, on calibration seeds, the smallest base that
 keeps each null cohort's lifetime false rate at or under a target (the
-largest across cohorts); the report measures it on held-out seeds.
+largest across cohorts, each over its usual history and over two years);
+the report measures it on held-out seeds.
 
 The oracle is told the true change day: every day before it against every
 day from it to the look, the same statistic, every day from the change on,
-calibrated the same way (null partners are given a change day drawn as the
-improvers' are, seeded apart).
+calibrated the same way, on the same null partners (given a change day
+drawn as the improvers' are, seeded apart).
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from services.milestones.rules.statistics import ScanSettings, best, prefix, sca
 from . import cohorts
 
 __all__ = ["CALIBRATION_SEED", "HELD_OUT_SEED", "NULL_COHORTS", "TARGETS", "LONG_HISTORY_DAYS", "Margins",
-           "partners", "rule_margins", "oracle_margins", "textbook", "calibrate", "false_rate", "found", "FIRST_LOOK"]
+           "partners", "null_partners", "rule_margins", "oracle_margins", "textbook", "calibrate", "false_rate", "found", "FIRST_LOOK"]
 
 CALIBRATION_SEED = 9101
 HELD_OUT_SEED = 2026
@@ -56,6 +57,13 @@ class Margins:
 
 def partners(seed: int, cohort_name: str, n: int, history_days: Optional[int] = None) -> list:
     return cohorts.cohort(seed, cohort_name, n, history_days)
+
+
+def null_partners(seed: int, n: int) -> dict[str, list]:
+    """The null cohorts a threshold is calibrated on: each over its usual history (120-180 days) and,
+    seeded apart, over two years, so that the false rate stays bounded as a history grows."""
+    return {**{c: partners(seed, c, n) for c in NULL_COHORTS},
+            **{f"{c} over two years": partners(seed, c, n, LONG_HISTORY_DAYS) for c in NULL_COHORTS}}
 
 
 def _arrays(partner) -> tuple[np.ndarray, np.ndarray]:

@@ -40,12 +40,13 @@ def study(partners: int, improvers: int, calibration_partners: int, seed: int = 
     rule_imp = looks.rule_margins(improving)
     scan_unpriced = looks.rule_margins(improving, rise=_no_rise)
     cal = looks.CALIBRATION_SEED
-    calibration_null = {c: looks.partners(cal, c, calibration_partners) for c in looks.NULL_COHORTS}
+    calibration_null = looks.null_partners(cal, calibration_partners)
     oracles = {}
     for name, settings in (("oracle", rule.SCAN), ("oracle, against no change", PLAIN)):
         oracles[name] = (
             {c: looks.oracle_margins(g, cal, settings) for c, g in calibration_null.items()},
             {c: looks.oracle_margins(g, seed, settings) for c, g in null.items()},
+            {c: looks.oracle_margins(g, seed, settings) for c, g in long.items()},
             looks.oracle_margins(improving, seed, settings))
     oracle_held = looks.oracle_margins(improving, seed, rule.SCAN, rule.rise, rule.PERSISTENCE_DAYS)
     rows = []
@@ -56,9 +57,10 @@ def study(partners: int, improvers: int, calibration_partners: int, seed: int = 
                         "false": {c: looks.false_rate(m, b) for c, m in rule_null.items()},
                         "false_two_years": {c: looks.false_rate(m, b) for c, m in rule_long.items()},
                         **looks.found(rule_imp, b)}}
-        for name, (calibration, held_out_null, imp) in oracles.items():
+        for name, (calibration, held_out_null, held_out_long, imp) in oracles.items():
             ob = looks.calibrate(calibration, target)
             row[name] = {"base": round(ob, 3), "false": {c: looks.false_rate(m, ob) for c, m in held_out_null.items()},
+                         "false_two_years": {c: looks.false_rate(m, ob) for c, m in held_out_long.items()},
                          **looks.found(imp, ob)}
         row["gap"] = {"oracle_at_the_rules_threshold": looks.found(oracle_held, b),
                       "scan_at_the_oracles_threshold": looks.found(scan_unpriced, row["oracle"]["base"])}

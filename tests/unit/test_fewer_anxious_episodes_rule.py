@@ -58,6 +58,16 @@ def test_a_level_holds_at_its_threshold_and_not_just_below_it(monkeypatch):
     assert all(d.level != 1 for d in rule.fewer_anxious_episodes(days, as_of))
 
 
+def test_a_quiet_partners_fall_from_four_a_week_to_one_is_celebrated_within_ten_weeks():
+    # few episodes a week: the evidence is mostly the counts' own noise, not the weeks' drift, so the
+    # population's dispersion weighs little and the fall is found (the weeks' Pearson dispersion alone
+    # needed a threshold set by drifting partners, and missed it for 12 weeks)
+    days = series([1, 0, 1, 0, 1, 0, 1] * 6, [0, 0, 0, 1, 0, 0, 0] * 10)
+    found = rule.fewer_anxious_episodes(days, START + timedelta(days=42 + 69))
+    assert [d.level for d in found][:1] == [1]
+    assert found[0].evidence["after"]["episodes_per_week"] == pytest.approx(1.0, abs=0.3)
+
+
 def test_a_fall_too_small_to_matter_is_never_celebrated_however_long_it_lasts():
     slightly = [1, 1, 0, 1, 1, 0, 2] * 30  # 7 -> 6 a week: a ratio of 0.86
     days = series(STEADY, slightly)
