@@ -7,12 +7,13 @@ history minus the threshold's rise with the look day (the *margin* above the
 threshold's base); a base ``h`` then fires on the first day the margin
 reaches it. Calibration picks, on calibration seeds, the smallest base that
 keeps each null cohort's lifetime false rate at or under a target (the
-largest across cohorts); the report measures it on held-out seeds.
+largest across cohorts, each over its usual history and over two years);
+the report measures it on held-out seeds.
 
 The oracle is told the true change day: every day before it against every
 day from it to the look, the same statistic, every day from the change on,
-calibrated the same way (null partners are given a change day drawn as the
-improvers' are, seeded apart).
+calibrated the same way, on the same null partners (given a change day
+drawn as the improvers' are, seeded apart).
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from services.milestones.rules.statistics import ScanSettings, best, prefix, sca
 from . import cohorts
 
 __all__ = ["CALIBRATION_SEED", "HELD_OUT_SEED", "NULL_COHORTS", "TARGETS", "LONG_HISTORY_DAYS", "Margins",
-           "partners", "rule_margins", "oracle_margins", "calibrate", "false_rate", "found", "FIRST_LOOK"]
+           "partners", "null_partners", "rule_margins", "oracle_margins", "textbook", "calibrate", "false_rate", "found", "FIRST_LOOK"]
 
 CALIBRATION_SEED = 9101
 HELD_OUT_SEED = 2026
@@ -58,6 +59,13 @@ def partners(seed: int, cohort_name: str, n: int, history_days: Optional[int] = 
     return cohorts.cohort(seed, cohort_name, n, history_days)
 
 
+def null_partners(seed: int, n: int) -> dict[str, list]:
+    """The null cohorts a threshold is calibrated on: each over its usual history (120-180 days) and,
+    seeded apart, over two years, so that the false rate stays bounded as a history grows."""
+    return {**{c: partners(seed, c, n) for c in NULL_COHORTS},
+            **{f"{c} over two years": partners(seed, c, n, LONG_HISTORY_DAYS) for c in NULL_COHORTS}}
+
+
 def _arrays(partner) -> tuple[np.ndarray, np.ndarray]:
     episodes, logged = partner.counts()
     return np.asarray(episodes, dtype=float), np.asarray(logged, dtype=bool)
@@ -76,11 +84,7 @@ def rule_margins(group: Sequence, settings: ScanSettings = rule.SCAN,
         if len(looks):
             z, _ = best(scan(p, looks, settings))
             margin[looks] = z - rise(looks)
-        if persistence:
-            held = np.full(partner.n_days, -np.inf)
-            held[persistence:] = np.minimum(margin[persistence:], margin[:-persistence])
-            margin = held
-        out.append(Margins(margin, partner.change_day))
+        out.append(Margins(_held(margin, persistence), partner.change_day))
     return out
 
 
@@ -90,8 +94,20 @@ def pseudo_change_day(seed: int, cohort_name: str, index: int) -> int:
     return int(rng.integers(cohorts.CHANGE_DAYS[0], cohorts.CHANGE_DAYS[1] + 1))
 
 
-def oracle_margins(group: Sequence, seed: int, settings: ScanSettings = rule.SCAN) -> list[Margins]:
-    """The oracle's statistic at every day from the (true, or for null partners drawn) change day."""
+def _held(margin: np.ndarray, persistence: int) -> np.ndarray:
+    """The smaller of each day's margin and that of ``persistence`` days earlier (-inf before)."""
+    if not persistence:
+        return margin
+    held = np.full(len(margin), -np.inf)
+    held[persistence:] = np.minimum(margin[persistence:], margin[:-persistence])
+    return held
+
+
+def oracle_margins(group: Sequence, seed: int, settings: ScanSettings = rule.SCAN,
+                   rise: Optional[Callable[[np.ndarray], np.ndarray]] = None, persistence: int = 0) -> list[Margins]:
+    """The oracle's statistic at every day from the (true, or for null partners drawn) change day
+    (less the threshold's ``rise`` and held ``persistence`` days, if given: the oracle held to the
+    rule's threshold, to measure what not knowing the change day costs)."""
     out = []
     for partner in group:
         change = (partner.change_day if partner.cohort == "improvers"
@@ -100,9 +116,24 @@ def oracle_margins(group: Sequence, seed: int, settings: ScanSettings = rule.SCA
         margin = np.full(partner.n_days, -np.inf)
         looks = np.arange(change, partner.n_days)
         if len(looks):
-            margin[looks] = split_at(p, looks, change, settings).z
-        out.append(Margins(margin, partner.change_day if partner.cohort == "improvers" else None))
+            margin[looks] = split_at(p, looks, change, settings).z - (rise(looks) if rise else 0.0)
+        out.append(Margins(_held(margin, persistence), partner.change_day if partner.cohort == "improvers" else None))
     return out
+
+
+def textbook(group: Sequence) -> dict:
+    """The textbook single look (the first 28 days against 28, exact conditional binomial test, p < 0.0125):
+    null partners' share detected at the end of their history; improvers' at 8 weeks after the change
+    and at the end."""
+    def share(tests: list) -> float:
+        return float(np.mean([bool(t and t["detected"]) for t in tests])) if tests else 0.0
+
+    at_end = [cohorts.textbook_single_look(p) for p in group]
+    changing = [p for p in group if p.cohort == "improvers"]
+    if not changing:
+        return {"false": share(at_end)}
+    at_8 = [cohorts.textbook_single_look(p, p.change_day + 7 * cohorts.DETECTION_WEEKS) for p in changing]
+    return {"within_8_weeks": share(at_8), "by_end": share(at_end)}
 
 
 def calibrate(null: dict[str, list[Margins]], target: float) -> float:

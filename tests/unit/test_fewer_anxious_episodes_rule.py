@@ -58,6 +58,16 @@ def test_a_level_holds_at_its_threshold_and_not_just_below_it(monkeypatch):
     assert all(d.level != 1 for d in rule.fewer_anxious_episodes(days, as_of))
 
 
+def test_a_quiet_partners_fall_from_four_a_week_to_one_is_celebrated_within_ten_weeks():
+    # few episodes a week: the evidence is mostly the counts' own noise, not the weeks' drift, so the
+    # population's dispersion weighs little and the fall is found (the weeks' Pearson dispersion alone
+    # needed a threshold set by drifting partners, and missed it for 12 weeks)
+    days = series([1, 0, 1, 0, 1, 0, 1] * 6, [0, 0, 0, 1, 0, 0, 0] * 10)
+    found = rule.fewer_anxious_episodes(days, START + timedelta(days=42 + 69))
+    assert [d.level for d in found][:1] == [1]
+    assert found[0].evidence["after"]["episodes_per_week"] == pytest.approx(1.0, abs=0.3)
+
+
 def test_a_fall_too_small_to_matter_is_never_celebrated_however_long_it_lasts():
     slightly = [1, 1, 0, 1, 1, 0, 2] * 30  # 7 -> 6 a week: a ratio of 0.86
     days = series(STEADY, slightly)
@@ -123,6 +133,6 @@ def test_a_null_cohort_stays_within_its_lifetime_false_rate(cohort):
 
 def test_improvers_are_found_within_8_weeks_at_the_measured_rate():
     found = looks.found(looks.rule_margins(looks.partners(CI_SEED, "improvers", CI_PARTNERS)), rule.base())
-    # held out (seed 2026, 2000 improvers): 24.4% within 8 weeks; 3 binomial sd of 300 partners is 7.5 points
-    assert abs(found["within_8_weeks"] - 0.244) <= 0.075
+    # held out (seed 2026, 2000 improvers): 20.8% within 8 weeks; 3 binomial sd of 300 partners is 7 points
+    assert abs(found["within_8_weeks"] - 0.208) <= 0.07
     assert found["before_change"] <= 0.01
