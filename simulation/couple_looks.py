@@ -38,7 +38,8 @@ RULES: dict[str, CoupleScan] = {BETTER_COMMUNICATION: better_communication_scan.
                                 STRONGER_BOND: stronger_bond_scan.RULE}
 NULL_COUPLES = ("steady_couples", "worsening_couples", "gappy_couples")
 IMPROVING = "improving_couples"
-ORACLE_STREAM = 7927  # the null couples' drawn change days: a stream of their own
+ORACLE_STREAM = 7927
+CHUNK = 64  # the null couples' drawn change days: a stream of their own
 
 
 def couples(seed: int, cohort_name: str, n: int, history_days: Optional[int] = None) -> list:
@@ -64,9 +65,10 @@ def rule_margins(group: Sequence, rule: CoupleScan, settings: Optional[WeeklySet
         p, first = _prefix(rule, couple)
         margin = np.full(couple.n_days, -np.inf)
         if first is not None:
-            looks = np.arange(first, couple.n_days)
-            z, _ = best(scan(p, looks, settings))
-            margin[looks] = z - rise(looks - first)
+            for lo in range(first, couple.n_days, CHUNK):  # in chunks of looks: arrays that stay in cache
+                looks = np.arange(lo, min(lo + CHUNK, couple.n_days))
+                z, _ = best(scan(p, looks, settings))
+                margin[looks] = z - rise(looks - first)
         if persistence:
             held = np.full(couple.n_days, -np.inf)
             held[persistence:] = np.minimum(margin[persistence:], margin[:-persistence])

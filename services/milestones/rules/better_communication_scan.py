@@ -23,7 +23,7 @@ from .weekly_means import WeeklySettings
 __all__ = ["SETTINGS", "RULE", "better_communication"]
 
 # the variance of a typical couple's weekly means about their side's mean (the calibration cohorts' median)
-SETTINGS = WeeklySettings(prior_variance=0.1)
+SETTINGS = WeeklySettings(prior_variance=0.35, null_rise=0.2)
 
 
 def _day_rating(d: DayAggregate) -> tuple[float, ...]:

@@ -22,7 +22,7 @@ from .weekly_means import WeeklySettings
 __all__ = ["SETTINGS", "RULE", "stronger_bond"]
 
 # the variance of a typical couple's weekly means about their side's mean (the calibration cohorts' median)
-SETTINGS = WeeklySettings(prior_variance=0.1)
+SETTINGS = WeeklySettings(prior_variance=0.5, null_rise=0.2)
 
 
 def _check_in_ratings(d: DayAggregate) -> tuple[float, ...]:
