@@ -18,7 +18,7 @@ change day drawn as the improving couples' are, seeded apart).
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -32,7 +32,8 @@ from . import cohorts
 from .looks import CALIBRATION_SEED, HELD_OUT_SEED, LONG_HISTORY_DAYS, TARGETS, Margins
 
 __all__ = ["RULES", "NULL_COUPLES", "IMPROVING", "CALIBRATION_SEED", "HELD_OUT_SEED", "LONG_HISTORY_DAYS",
-           "TARGETS", "couples", "rule_margins", "oracle_margins", "pseudo_change_day", "textbook_found"]
+           "TARGETS", "couples", "rule_statistics", "held", "rule_margins", "oracle_margins", "pseudo_change_day",
+           "textbook_found"]
 
 RULES: dict[str, CoupleScan] = {BETTER_COMMUNICATION: better_communication_scan.RULE,
                                 STRONGER_BOND: stronger_bond_scan.RULE}
@@ -47,34 +48,50 @@ def couples(seed: int, cohort_name: str, n: int, history_days: Optional[int] = N
 
 
 def _prefix(rule: CoupleScan, couple) -> tuple[Prefix, Optional[int]]:
-    """The running sums of the couple's shared ratings (day 0 is ``START``) and the day of the first one."""
+    """The running sums of the couple's shared ratings (day 0 is ``START``) and their first shared day."""
     a, b = couple.shared_histories
     last = couple.day(couple.n_days - 1)
     first = rule.first_day(a, b, last)
     return rule.arrays(a, b, cohorts.START, last), None if first is None else (first - cohorts.START).days
 
 
-def rule_margins(group: Sequence, rule: CoupleScan, settings: Optional[WeeklySettings] = None,
-                 persistence: int = couple_scan.PERSISTENCE_DAYS, rise=None) -> list[Margins]:
-    """The rule's margin at every day of each couple's history: the smaller of the look's and that of the look
-    ``persistence`` days earlier."""
+def rule_statistics(group: Sequence, rule: CoupleScan, settings: Optional[WeeklySettings] = None
+                    ) -> list[tuple[np.ndarray, Optional[int]]]:
+    """The rule's strongest statistic at every day of each couple's history (-inf: no admissible split) and
+    the day of the couple's first shared entry (day 0 of the threshold's rise)."""
     settings = settings or rule.settings
-    rise = rise or rule.rise
     out = []
     for couple in group:
         p, first = _prefix(rule, couple)
-        margin = np.full(couple.n_days, -np.inf)
+        z = np.full(couple.n_days, -np.inf)
         if first is not None:
             for lo in range(first, couple.n_days, CHUNK):  # in chunks of looks: arrays that stay in cache
                 looks = np.arange(lo, min(lo + CHUNK, couple.n_days))
-                z, _ = best(scan(p, looks, settings))
-                margin[looks] = z - rise(looks - first)
-        if persistence:
-            held = np.full(couple.n_days, -np.inf)
-            held[persistence:] = np.minimum(margin[persistence:], margin[:-persistence])
-            margin = held
-        out.append(Margins(margin, couple.change_day if couple.cohort == IMPROVING else None))
+                z[looks] = best(scan(p, looks, settings))[0]
+        out.append((z, first))
     return out
+
+
+def held(z: np.ndarray, first: Optional[int], rise: Callable[[np.ndarray], np.ndarray],
+         persistence: int = couple_scan.PERSISTENCE_DAYS) -> np.ndarray:
+    """The margin above the base at each day: the statistic less the threshold's rise, the smaller of the
+    look's and that of the look ``persistence`` days earlier."""
+    days = np.arange(len(z))
+    margin = z - (rise(days - first) if first is not None else 0.0)
+    if persistence:
+        out = np.full(len(z), -np.inf)
+        out[persistence:] = np.minimum(margin[persistence:], margin[:-persistence])
+        return out
+    return margin
+
+
+def rule_margins(group: Sequence, rule: CoupleScan, settings: Optional[WeeklySettings] = None,
+                 persistence: int = couple_scan.PERSISTENCE_DAYS,
+                 rise: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> list[Margins]:
+    """The rule's margin at every day of each couple's history (:func:`held`)."""
+    rise = rise or rule.rise
+    return [Margins(held(z, first, rise, persistence), c.change_day if c.cohort == IMPROVING else None)
+            for c, (z, first) in zip(group, rule_statistics(group, rule, settings))]
 
 
 def pseudo_change_day(seed: int, cohort_name: str, index: int) -> int:

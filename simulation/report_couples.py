@@ -22,7 +22,8 @@ from . import looks
 def study(n: int, improvers: int, calibration_couples: int, long_couples: int,
           seed: int = cl.HELD_OUT_SEED) -> dict:
     null = {c: cl.couples(seed, c, n) for c in cl.NULL_COUPLES}
-    long = {c: cl.couples(seed, c, long_couples, cl.LONG_HISTORY_DAYS) for c in cl.NULL_COUPLES} if long_couples else {}
+    long = ({c: cl.couples(seed, c, long_couples, cl.LONG_HISTORY_DAYS) for c in cl.NULL_COUPLES}
+            if long_couples else {})
     improving = cl.couples(seed, cl.IMPROVING, improvers)
     cal = cl.CALIBRATION_SEED
     oracle_cal_couples = {c: cl.couples(cal, c, calibration_couples) for c in cl.NULL_COUPLES}
@@ -51,7 +52,8 @@ def study(n: int, improvers: int, calibration_couples: int, long_couples: int,
         textbook = {"false": {c: cl.textbook_found(g, kind) for c, g in null.items()},
                     "within_8_weeks": cl.textbook_found(improving, kind, 8),
                     "by_end": cl.textbook_found(improving, kind)}
-        report["rules"][kind] = {"rows": rows, "textbook_single_look": textbook}
+        report["rules"][kind] = {"rows": rows, "textbook_single_look": textbook,
+                                 "rise_per_log": rule.calibrated()["rise_per_log"]}
     return report
 
 
@@ -63,7 +65,7 @@ def table(report: dict) -> str:
              f"({report['long_couples_per_cohort']} a cohort over two years), {report['improvers']} improving "
              f"couples; calibrated on seed {report['calibration_seed']}; shared entries only."]
     for kind, r in report["rules"].items():
-        lines += ["", f"`{kind}`", "",
+        lines += ["", f"`{kind}` (the threshold rising {r['rise_per_log']} ln((day + 1) / 91) from day 91)", "",
                   "| false target | rule | false % steady / worsening / gappy | over two years | "
                   "found within 8 weeks | by the end | before the change | median weeks |",
                   "|---|---|---|---|---|---|---|---|"]
@@ -80,8 +82,9 @@ def table(report: dict) -> str:
                      f"{pct(t['within_8_weeks'])}% (8 weeks after) | {pct(t['by_end'])}% (at the end) | – | – |")
         for row in r["rows"]:
             x, o = row["rule"], row["oracle"]
-            lines.append(f"\nAt {pct(row['target'])}%: the rule finds {x['within_8_weeks'] / max(o['within_8_weeks'], 1e-9):.2f}"
-                         f" of the oracle's within 8 weeks, {x['by_end'] / max(o['by_end'], 1e-9):.2f} by the end.")
+            early, late = (x[k] / max(o[k], 1e-9) for k in ("within_8_weeks", "by_end"))
+            lines.append(f"\nAt {pct(row['target'])}%: the rule finds {early:.2f} of the oracle's within 8 weeks, "
+                         f"{late:.2f} by the end.")
     return "\n".join(lines)
 
 

@@ -26,13 +26,17 @@ from ..detectors import COUPLE, DayAggregate, Detection, History, HistoryLike, _
 from .statistics import best
 from .weekly_means import BLOCK_DAYS, Prefix, WeeklySettings, prefix, scan
 
-__all__ = ["THRESHOLDS", "TARGET", "PERSISTENCE_DAYS", "RISE_PER_LOG", "RISE_FROM_DAY", "CoupleScan"]
+__all__ = ["THRESHOLDS", "TARGET", "PERSISTENCE_DAYS", "RISE_FROM_DAY", "rise", "CoupleScan"]
 
 THRESHOLDS = Path(__file__).with_name("couple_thresholds.json")
 TARGET = "0.01"  # the share of null couples with any false alarm over their history that the base is set for
 PERSISTENCE_DAYS = 3  # the look 3 days earlier must hold too
-RISE_PER_LOG = 0.5  # the threshold: base + 0.5 ln((day + 1) / 182) from day 182 (day 0 the first shared rating)
-RISE_FROM_DAY = 182
+RISE_FROM_DAY = 91  # the threshold: base + c ln((day + 1) / 91) from day 91 (day 0 the first shared day)
+
+
+def rise(look: np.ndarray, per_log: float) -> np.ndarray:
+    """``per_log`` ln((day + 1) / 91) from day 91, 0 before."""
+    return per_log * np.log(np.maximum(1.0, (np.asarray(look, dtype=float) + 1) / RISE_FROM_DAY))
 
 
 @dataclass(frozen=True)
@@ -48,14 +52,17 @@ class CoupleScan:
 
     # --- the threshold ---
 
+    def calibrated(self) -> dict:
+        return json.loads(THRESHOLDS.read_text())[self.type]
+
     def base(self, target: str = TARGET) -> float:
         """The calibrated base of the threshold for a lifetime false rate ``target``."""
-        return float(json.loads(THRESHOLDS.read_text())[self.type]["base"][target])
+        return float(self.calibrated()["base"][target])
 
-    @staticmethod
-    def rise(look: np.ndarray) -> np.ndarray:
-        """How much the threshold has risen by the look day (0 until the window of 26 weeks is full)."""
-        return RISE_PER_LOG * np.log(np.maximum(1.0, (np.asarray(look, dtype=float) + 1) / RISE_FROM_DAY))
+    def rise(self, look: np.ndarray) -> np.ndarray:
+        """How much the threshold has risen by the look day (0 until day 91; the rise per log calibrated on
+        two-year null couples)."""
+        return rise(look, float(self.calibrated()["rise_per_log"]))
 
     def threshold(self, look: np.ndarray, target: str = TARGET) -> np.ndarray:
         return self.base(target) + self.rise(look)
@@ -76,9 +83,10 @@ class CoupleScan:
             counts.append(c)
         return prefix(values, *counts)
 
-    def first_day(self, a: History, b: History, as_of: date) -> Optional[date]:
-        """The couple's first shared rating on or before ``as_of`` (day 0 of the threshold's rise)."""
-        days = [d.day for h in (a, b) for d in h.until(as_of) if self.ratings(d)]
+    @staticmethod
+    def first_day(a: History, b: History, as_of: date) -> Optional[date]:
+        """The couple's first shared day on or before ``as_of`` (day 0 of the threshold's rise)."""
+        days = [d for d in (a.first_logged_day(as_of), b.first_logged_day(as_of)) if d is not None]
         return min(days) if days else None
 
     # --- the rule ---
@@ -112,7 +120,7 @@ class CoupleScan:
         })
         b_mean, a_mean = now["before_mean"], now["after_mean"]
         x, y = _distinct(_mean_text(b_mean), _mean_text(a_mean), b_mean, a_mean)
-        months = _months(date.fromisoformat(evidence["before"]["start"]), date.fromisoformat(evidence["before"]["end"]))
+        months = _months(*(date.fromisoformat(evidence["before"][end]) for end in ("start", "end")))
         return [Detection(self.type, 1, COUPLE, evidence, self.headline(x, y, months))]
 
     @property
