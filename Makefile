@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-stamp
 
-.PHONY: install run test test-unit migrate watch dlq bench simulate calibrate study clean
+.PHONY: install run test test-unit migrate watch dlq bench simulate calibrate study calibrate-couples study-couples clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("Tandem needs Python 3.11 or newer") if sys.version_info < (3, 11) else None'
@@ -42,6 +42,12 @@ calibrate: install  ## the thresholds of the milestone rules, on the simulator's
 
 study: install  ## the rules' figures on held-out seeds, beside the oracle's (STUDY_ARGS="--partners 500")
 	nice -n 19 $(BIN)/python -m simulation.report $(STUDY_ARGS)
+
+calibrate-couples: install  ## the thresholds of the couple rules, on the simulator's calibration seeds (writes services/milestones/rules/couple_thresholds.json)
+	nice -n 19 $(BIN)/python -m simulation.calibrate_couples $(CALIBRATE_ARGS)
+
+study-couples: install  ## the couple rules' figures on held-out seeds, beside their oracles (STUDY_ARGS="--couples 500")
+	nice -n 19 $(BIN)/python -m simulation.report_couples $(STUDY_ARGS)
 
 clean:
 	rm -rf var .pytest_cache

@@ -98,6 +98,21 @@ Couple cohorts (the truth; the change starts on a random day in weeks 5-10):
   deviation; against a day-to-day sd of 0.5-1.0 and the week drift, these
   are changes of that order, not larger.)
 
+What the couple shares (:attr:`SyntheticCouple.shared_histories`): the
+service builds a couple's milestones only from entries their authors shared
+(a private entry counts only toward its author's own milestones). Each
+partner shares a share of their entries drawn per partner (60-100%: most
+people in a couples app share most of what they write about the two of
+them, some keep a good part private); each entry (a day's reflection, their
+side of a check-in, a day's conflict records) is shared with that
+probability, on its own, whatever its rating. The draws have their own
+seed stream, so nothing else of a couple changes.
+
+A null couple cohort can also be simulated over a length of one's choosing
+(``history_days``, e.g. two years for the false rate of a long watch),
+seeded apart (the length is part of the seed), so no couple of the usual
+length changes.
+
 :func:`couple_detection_report` runs
 :func:`~services.milestones.detectors.detect_couple_milestones` every day, as
 the service does, beside single-look textbook tests;
@@ -114,7 +129,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Any, Callable, Optional
 
@@ -618,6 +633,9 @@ COUPLE_COHORTS = ("steady_couples", "worsening_couples", "gappy_couples", "impro
 COUPLE_GAPPY_PATTERNS = GAPPY_PATTERNS
 # couples are seeded [seed, COUPLE_STREAM + position in COUPLE_COHORTS, index]: apart from every partner
 COUPLE_STREAM = 1000
+# what each partner shares is drawn from [seed, COUPLE_SHARING_STREAM + position in COUPLE_COHORTS, index]
+COUPLE_SHARING_STREAM = 2000
+COUPLE_SHARING = (0.6, 1.0)  # a partner's share of their entries shared with the couple
 COUPLE_TYPES = (BETTER_COMMUNICATION, STRONGER_BOND)
 
 # the couple simulator's ranges (latent values are on the 1-5 rating scale, before rounding)
@@ -676,10 +694,19 @@ class SyntheticCouple:
     change: Optional[dict]
     a: tuple[DayAggregate, ...]
     b: tuple[DayAggregate, ...]
+    sharing: tuple[float, float] = (1.0, 1.0)  # each partner's share of entries shared with the couple
+    a_shared: tuple[DayAggregate, ...] = ()  # the days of each partner's shared entries (what couple rules read)
+    b_shared: tuple[DayAggregate, ...] = ()
 
     @property
     def histories(self) -> tuple[History, History]:
+        """Everything each partner wrote (their own milestones read this)."""
         return History(self.a), History(self.b)
+
+    @property
+    def shared_histories(self) -> tuple[History, History]:
+        """Each partner's shared entries only: what the service gives the couple rules."""
+        return History(self.a_shared), History(self.b_shared)
 
     def day(self, i: int) -> date:
         return START + timedelta(days=i)
@@ -810,16 +837,42 @@ def _couple_partner_days(rng: np.random.Generator, person: dict, n: int, latent:
         for i in range(n) if reflects[i] or checks[i] or records[i])
 
 
+def _shared_days(rng: np.random.Generator, share: float, days: tuple[DayAggregate, ...]
+                 ) -> tuple[DayAggregate, ...]:
+    """The days of a partner's shared entries: each entry (reflection, check-in, conflicts) shared or not."""
+    out = []
+    for d in days:
+        reflection, check_in, conflicts = rng.random(3) < share
+        kept = replace(d, communication=d.communication if reflection else (),
+                       connection=d.connection if check_in else (), understanding=d.understanding if check_in else (),
+                       weekly_check_ins=d.weekly_check_ins if check_in else 0,
+                       conflicts=d.conflicts if conflicts else 0,
+                       conflicts_repaired_24h=d.conflicts_repaired_24h if conflicts else 0)
+        if kept.has_entries:
+            out.append(kept)
+    return tuple(out)
+
+
 def _rounded(values: dict) -> dict:
     return {k: round(v, 3) if isinstance(v, float) else v for k, v in values.items()}
 
 
-def simulate_couple(seed: int, cohort_name: str, index: int) -> SyntheticCouple:
-    """The ``index``-th couple of a couple cohort, from ``seed`` (deterministic)."""
+def simulate_couple(seed: int, cohort_name: str, index: int, history_days: Optional[int] = None
+                    ) -> SyntheticCouple:
+    """The ``index``-th couple of a couple cohort, from ``seed`` (deterministic).
+
+    ``history_days``: a null couple's history of that many days instead of
+    120-180 (seeded apart: the length is part of the seed).
+    """
     if cohort_name not in COUPLE_COHORTS:
         raise ValueError(f"unknown couple cohort {cohort_name!r}; one of {COUPLE_COHORTS}")
-    rng = np.random.default_rng([seed, COUPLE_STREAM + COUPLE_COHORTS.index(cohort_name), index])
+    if history_days is not None and (cohort_name == "improving_couples" or history_days < 120):
+        raise ValueError("a history of its own length is for the null couple cohorts, 120 days or more")
+    length = [] if history_days is None else [history_days]
+    rng = np.random.default_rng([seed, COUPLE_STREAM + COUPLE_COHORTS.index(cohort_name), index] + length)
     n = _integer(rng, HISTORY_DAYS)
+    if history_days is not None:
+        n = history_days
     level = _uniform(rng, COUPLE_LEVEL)
     shared = {"communication_level": level, "week_sd": _uniform(rng, COUPLE_WEEK_SD),
               "week_correlation": _uniform(rng, COUPLE_WEEK_CORRELATION),
@@ -864,13 +917,19 @@ def simulate_couple(seed: int, cohort_name: str, index: int) -> SyntheticCouple:
                                                                    check_latent, shared)
     a, b = (_couple_partner_days(rng, p, n, latent[k], check_in, check_latent[k], factor[k], check_factor[k],
                                  conflicts, repaired) for k, p in enumerate(people))
+    sharing_rng = np.random.default_rng([seed, COUPLE_SHARING_STREAM + COUPLE_COHORTS.index(cohort_name), index]
+                                        + length)
+    sharing = (_uniform(sharing_rng, COUPLE_SHARING), _uniform(sharing_rng, COUPLE_SHARING))
+    a_shared, b_shared = (_shared_days(sharing_rng, share, days) for share, days in zip(sharing, (a, b)))
     return SyntheticCouple(cohort_name, index, pattern, n, (_rounded(people[0]), _rounded(people[1])),
-                           _rounded(shared), change_day, change.truth, a, b)
+                           _rounded(shared), change_day, change.truth, a, b,
+                           (round(sharing[0], 3), round(sharing[1], 3)), a_shared, b_shared)
 
 
-def couple_cohort(seed: int, cohort_name: str, n: int) -> list[SyntheticCouple]:
-    """Couples 0..n-1 of a couple cohort."""
-    return [simulate_couple(seed, cohort_name, i) for i in range(n)]
+def couple_cohort(seed: int, cohort_name: str, n: int, history_days: Optional[int] = None
+                  ) -> list[SyntheticCouple]:
+    """Couples 0..n-1 of a couple cohort (``history_days``: see :func:`simulate_couple`)."""
+    return [simulate_couple(seed, cohort_name, i, history_days) for i in range(n)]
 
 
 # --- the cohort study of the couple milestones ---

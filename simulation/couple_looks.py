@@ -1,0 +1,131 @@
+"""The look harness of the couple rules: each rule run over every daily look of each synthetic couple's shared
+entries, its oracle, and the textbook single look.
+
+As for the partner rules (:mod:`.looks`, whose :class:`~.looks.Margins`,
+calibration and counts are used here as they are), the harness computes once,
+for each couple, the rule's strongest statistic at every day of the history
+less the threshold's rise with the look day (the *margin* above the base),
+the smaller of the look's and that of the look 3 days earlier; a base then
+fires on the first day the margin reaches it. The rules read only what the
+couple shares (:attr:`~.cohorts.SyntheticCouple.shared_histories`), as the
+service gives them.
+
+The oracle is told the true change day: every week before it against every
+week from it to the look, the same statistic and the same conditions, every
+day from the change on, calibrated the same way (null couples are given a
+change day drawn as the improving couples' are, seeded apart).
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from services.milestones.detectors import BETTER_COMMUNICATION, STRONGER_BOND
+from services.milestones.rules import better_communication_scan, couple_scan, stronger_bond_scan
+from services.milestones.rules.couple_scan import CoupleScan
+from services.milestones.rules.statistics import best
+from services.milestones.rules.weekly_means import Prefix, WeeklySettings, scan, split_at
+
+from . import cohorts
+from .looks import CALIBRATION_SEED, HELD_OUT_SEED, LONG_HISTORY_DAYS, TARGETS, Margins
+
+__all__ = ["RULES", "NULL_COUPLES", "IMPROVING", "CALIBRATION_SEED", "HELD_OUT_SEED", "LONG_HISTORY_DAYS",
+           "TARGETS", "couples", "rule_statistics", "held", "rule_margins", "oracle_margins", "pseudo_change_day",
+           "textbook_found"]
+
+RULES: dict[str, CoupleScan] = {BETTER_COMMUNICATION: better_communication_scan.RULE,
+                                STRONGER_BOND: stronger_bond_scan.RULE}
+NULL_COUPLES = ("steady_couples", "worsening_couples", "gappy_couples")
+IMPROVING = "improving_couples"
+ORACLE_STREAM = 7927
+CHUNK = 64  # the null couples' drawn change days: a stream of their own
+
+
+def couples(seed: int, cohort_name: str, n: int, history_days: Optional[int] = None) -> list:
+    return cohorts.couple_cohort(seed, cohort_name, n, history_days)
+
+
+def _prefix(rule: CoupleScan, couple) -> tuple[Prefix, Optional[int]]:
+    """The running sums of the couple's shared ratings (day 0 is ``START``) and their first shared day."""
+    a, b = couple.shared_histories
+    last = couple.day(couple.n_days - 1)
+    first = rule.first_day(a, b, last)
+    return rule.arrays(a, b, cohorts.START, last), None if first is None else (first - cohorts.START).days
+
+
+def rule_statistics(group: Sequence, rule: CoupleScan, settings: Optional[WeeklySettings] = None
+                    ) -> list[tuple[np.ndarray, Optional[int]]]:
+    """The rule's strongest statistic at every day of each couple's history (-inf: no admissible split) and
+    the day of the couple's first shared entry (day 0 of the threshold's rise)."""
+    settings = settings or rule.settings
+    out = []
+    for couple in group:
+        p, first = _prefix(rule, couple)
+        z = np.full(couple.n_days, -np.inf)
+        if first is not None:
+            for lo in range(first, couple.n_days, CHUNK):  # in chunks of looks: arrays that stay in cache
+                looks = np.arange(lo, min(lo + CHUNK, couple.n_days))
+                z[looks] = best(scan(p, looks, settings))[0]
+        out.append((z, first))
+    return out
+
+
+def held(z: np.ndarray, first: Optional[int], rise: Callable[[np.ndarray], np.ndarray],
+         persistence: int = couple_scan.PERSISTENCE_DAYS) -> np.ndarray:
+    """The margin above the base at each day: the statistic less the threshold's rise, the smaller of the
+    look's and that of the look ``persistence`` days earlier."""
+    days = np.arange(len(z))
+    margin = z - (rise(days - first) if first is not None else 0.0)
+    if persistence:
+        out = np.full(len(z), -np.inf)
+        out[persistence:] = np.minimum(margin[persistence:], margin[:-persistence])
+        return out
+    return margin
+
+
+def rule_margins(group: Sequence, rule: CoupleScan, settings: Optional[WeeklySettings] = None,
+                 persistence: int = couple_scan.PERSISTENCE_DAYS,
+                 rise: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> list[Margins]:
+    """The rule's margin at every day of each couple's history (:func:`held`)."""
+    rise = rise or rule.rise
+    return [Margins(held(z, first, rise, persistence), c.change_day if c.cohort == IMPROVING else None)
+            for c, (z, first) in zip(group, rule_statistics(group, rule, settings))]
+
+
+def pseudo_change_day(seed: int, cohort_name: str, index: int) -> int:
+    """A null couple's change day for the oracle: drawn as the improving couples' are, seeded apart."""
+    rng = np.random.default_rng([seed, ORACLE_STREAM, cohorts.COUPLE_COHORTS.index(cohort_name), index])
+    return int(rng.integers(cohorts.CHANGE_DAYS[0], cohorts.CHANGE_DAYS[1] + 1))
+
+
+def oracle_margins(group: Sequence, seed: int, rule: CoupleScan, settings: Optional[WeeklySettings] = None
+                   ) -> list[Margins]:
+    """The oracle's statistic at every day from the (true, or for null couples drawn) change day."""
+    settings = settings or rule.settings
+    out = []
+    for couple in group:
+        improving = couple.cohort == IMPROVING
+        change = couple.change_day if improving else pseudo_change_day(seed, couple.cohort, couple.index)
+        p, _ = _prefix(rule, couple)
+        margin = np.full(couple.n_days, -np.inf)
+        looks = np.arange(change, couple.n_days)
+        if len(looks):
+            margin[looks] = split_at(p, looks, change, settings).z
+        out.append(Margins(margin, couple.change_day if improving else None))
+    return out
+
+
+def textbook_found(group: Sequence, kind: str, weeks: Optional[int] = None) -> float:
+    """The share of couples the textbook single look finds on their shared entries: at the end of the history,
+    or ``weeks`` after the change."""
+    test = cohorts.COUPLE_TEXTBOOK[kind]
+    hits = 0
+    for couple in group:
+        shared = replace(couple, a=couple.a_shared, b=couple.b_shared)
+        look = None if weeks is None else min(couple.change_day + 7 * weeks, couple.n_days - 1)
+        result = test(shared, look)
+        hits += bool(result and result["detected"])
+    return hits / len(group)
+
