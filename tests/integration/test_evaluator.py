@@ -183,7 +183,7 @@ def test_a_level_two_evaluators_store_at_once_is_stored_and_announced_once(backe
 
     from sqlalchemy import text
 
-    from services.milestones import detectors
+    from services.milestones import rules
     from services.milestones.tables import outbox
 
     engine = backend.engine("milestones")
@@ -192,7 +192,7 @@ def test_a_level_two_evaluators_store_at_once_is_stored_and_announced_once(backe
     with unit_of_work(sessions) as s:
         _apply(s, "journal.partner.registered", {"partner_id": pid, "email": "p@example.com",
                                                  "display_name": "P", "timezone": "Europe/Paris"})
-    found = detectors.Detection(detectors.CALMER_EPISODES, 1, detectors.PARTNER, {"p_value": 0.001},
+    found = rules.Detection(rules.CALMER_EPISODES, 1, rules.PARTNER, {"p_value": 0.001},
                                 "Anxious moments feel gentler.")
     today = datetime.now(PARIS).date()
     first = sessions()

@@ -13,7 +13,7 @@ from datetime import date, timedelta
 import pytest
 from PIL import Image
 
-from services.milestones import detectors as det
+from services.milestones import rules as det
 from services.notify import chart
 
 JAN, MAR = ("2026-01-05", "2026-02-01"), ("2026-03-02", "2026-03-29")
@@ -204,11 +204,11 @@ def _calm_days(i: int) -> dict:
 
 
 REAL = [
-    (det.fewer_anxious_episodes, lambda h, d: det.fewer_anxious_episodes(h, d), _partner_days, 84),
-    (det.more_independence, lambda h, d: det.more_independence(h, d), _partner_days, 84),
-    (det.better_communication, lambda h, d: det.better_communication(h, h, d), _partner_days, 84),
-    (det.calmer_episodes, lambda h, d: det.calmer_episodes(h, d), _calm_days, 112),
-    (det.stronger_bond, lambda h, d: det.stronger_bond(h, [], d), _calm_days, 112),
+    (det.fewer_anxious_episodes.fewer_anxious_episodes, lambda h, d: det.fewer_anxious_episodes.fewer_anxious_episodes(h, d), _partner_days, 84),
+    (det.more_independence.more_independence, lambda h, d: det.more_independence.more_independence(h, d), _partner_days, 84),
+    (det.better_communication.better_communication, lambda h, d: det.better_communication.better_communication(h, h, d), _partner_days, 84),
+    (det.calmer_episodes.calmer_episodes, lambda h, d: det.calmer_episodes.calmer_episodes(h, d), _calm_days, 112),
+    (det.stronger_bond.stronger_bond, lambda h, d: det.stronger_bond.stronger_bond(h, [], d), _calm_days, 112),
 ]
 
 

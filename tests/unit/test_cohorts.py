@@ -21,7 +21,7 @@ from simulation.cohorts import (
     COHORTS, COUPLE_COHORTS, DETECTION_WEEKS, GAPPY_PATTERNS, START, cohort, couple_cohort, detection_report,
     simulate_couple, simulate_partner,
 )
-from services.milestones.detectors import (
+from services.milestones.rules import (
     BETTER_COMMUNICATION, FEWER_ANXIOUS_EPISODES, STRONGER_BOND, History, detect_couple_milestones,
 )
 
