@@ -120,7 +120,7 @@ class _Chart:
     unit: str | None = None  # the picture's words for the figure ("anxious moments a week")
 
 
-_UNIT = re.compile(r"[a-z][a-z ,]{0,79}")  # plain words: the unit is a title, never a channel for text
+_UNIT = re.compile(r"[a-z][a-z0-9 ,-]{0,79}")  # plain words: the unit is a title, never a channel for text
 
 
 def _side(raw: Any, kind: _Kind) -> _Side:
@@ -176,6 +176,8 @@ def _figures(c: _Chart) -> tuple[str, str]:
             break
 
     def label(f: str) -> str:
+        if c.unit:  # the title says the unit
+            return f"about {f}" if f or not per_week else "none"
         if per_week:
             return f"about {f} a week" if f else "none"
         return f"about {f} out of {scale:g}"

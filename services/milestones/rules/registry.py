@@ -9,6 +9,7 @@ live one a module beside this one.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import date
 from typing import Optional
@@ -123,20 +124,34 @@ RATED_DAYS = max(m.reads.rated for m in MILESTONES)
 SINCE_FIRST = tuple(m.type for m in MILESTONES if m.reads.since_first)
 
 
+def _figure(value) -> Optional[float]:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+    return _num(value, 2) if ok else None
+
+
+def _day(value) -> Optional[date]:
+    try:
+        return date.fromisoformat(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def picture(det: Detection) -> Optional[dict]:
     """What the celebration of ``det`` shows, typed: the words for the unit, whether lower or higher is
     better, the scale of a rating, and the two periods compared with the figure of each (in the partner's
-    own units). None for a milestone without a chart or evidence without both periods."""
+    own units). None for a milestone without a chart, or evidence without both periods whole."""
     chart = REGISTRY[det.type].chart if det.type in REGISTRY else None
     if chart is None:
         return None
     periods = []
     for key in chart.periods:
         side = det.evidence.get(key)
-        if not isinstance(side, dict) or _num(side.get(chart.value), 2) is None:
+        if not isinstance(side, dict):
             return None
-        periods.append({"start": date.fromisoformat(side["start"]), "end": date.fromisoformat(side["end"]),
-                        "value": _num(side[chart.value], 2)})
+        period = {"start": _day(side.get("start")), "end": _day(side.get("end")), "value": _figure(side.get(chart.value))}
+        if None in period.values():
+            return None
+        periods.append(period)
     out = {"unit": chart.unit, "better": chart.better, "periods": periods}
     if chart.scale is not None:
         out["scale"] = chart.scale
