@@ -1,6 +1,6 @@
 """The email's chart of a milestone's change (services/notify/chart.py): pure, no I/O.
 
-Evidence is hand-made in the detectors' shapes (services/milestones/detectors.py),
+Pictures are made from evidence hand-made in the rules' shapes (services/milestones/rules/),
 and also taken from the real detectors, so the two cannot drift apart.
 """
 from __future__ import annotations
