@@ -74,12 +74,11 @@ def _aggregate(r) -> DayAggregate:
         "conflicts": conflicts, "conflicts_repaired_24h": repaired, "weekly_check_ins": check_ins})
 
 
-def _episodes_only(r) -> DayAggregate:
-    """A day the change-point scan alone reads (older than every other rule's windows): whether it was logged
-    and its episodes, from two small columns; nothing else of the day is read, so the rest is left empty."""
-    day, entries, episodes = r
+def _episodes_only(day: date, episodes: int) -> DayAggregate:
+    """A day the change-point scan alone reads (older than every other rule's windows): a logged day (every
+    stored day is one) and its episodes; nothing else of the day is read, so the rest is left empty."""
     return DayAggregate.trusted({
-        "day": day, "logged": entries > 0, "episodes": episodes, "intensities": (), "communication": (),
+        "day": day, "logged": True, "episodes": episodes, "intensities": (), "communication": (),
         "connection": (), "understanding": (), "rituals": (), "activities": 0, "conflicts": 0,
         "conflicts_repaired_24h": 0, "weekly_check_ins": 0})
 
@@ -101,7 +100,9 @@ class _Reads:
         # whose last entry is deleted is deleted): the first 28 days stored, less those past the 56.
         self.head = select(*self.day).where(mine).order_by(t.c.local_date).limit(BASELINE_LOGGED_DAYS)
         # The scan's days before the recent days: two small columns of each.
-        self.episodes_before = select(t.c.local_date, t.c.entries, t.c.episodes).where(
+        # The date as its ISO text, parsed in C: the scan reads hundreds of these on a long history, and the
+        # driver's own date conversion (SQLite's) was most of their cost.
+        self.episodes_before = select(cast(t.c.local_date, String), t.c.episodes).where(
             mine, t.c.local_date < bindparam("recent_start"))
         # The recent days, and further back only what stronger bond reads: days with a check-in or a conflict.
         self.recent_and_bond = select(*self.day).where(mine, or_(
@@ -146,9 +147,11 @@ def history(s: Session, partner_id: str | None, first_as_of: date | None = None,
     args = {"pid": partner_id, "recent_start": recent_start, "first": first_as_of, "last": last_as_of,
             "tail_start": first_as_of - timedelta(days=TAIL_DAYS)}
     rows.update((r.local_date, r) for r in db.execute(reads.recent_and_bond, args).all())
-    older = {}
+    older: list[DayAggregate] = []
     if since_first:
-        older = {r.local_date: r for r in db.execute(reads.episodes_before, args) if r.local_date not in rows}
+        older = [_episodes_only(day, episodes) for day, episodes in
+                 ((date.fromisoformat(iso), episodes) for iso, episodes in db.execute(reads.episodes_before, args))
+                 if day not in rows]
     rated_days = {*db.execute(reads.first_rated, args).scalars(), *db.execute(reads.last_rated, args).scalars()}
     if missing := rated_days - rows.keys():  # most are read already, with the head or the recent days
         rows.update((r.local_date, r) for r in db.execute(reads.days_on, {"pid": partner_id,
@@ -158,7 +161,7 @@ def history(s: Session, partner_id: str | None, first_as_of: date | None = None,
         for day, detail in db.execute(reads.older_rituals, args):
             if day not in rows:
                 prior.update(detail["rituals"])
-    return History((*map(_aggregate, rows.values()), *map(_episodes_only, older.values()))), prior
+    return History((*map(_aggregate, rows.values()), *older)), prior
 
 
 # Built once: run for every ritual and check-in the consumer applies.
