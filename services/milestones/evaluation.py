@@ -1,7 +1,9 @@
 """Deciding, storing and announcing milestones.
 
-Evaluation reads a partner's daily aggregates (a few hundred rows) and runs the
-pure detectors: a partner's own rules read the aggregates of all their entries
+Evaluation reads a partner's daily aggregates (the days the registry of
+``rules`` says each rule reads back: a few hundred rows, and of every older
+day only its episodes, for the change-point scan) and runs the pure rules:
+a partner's own rules read the aggregates of all their entries
 (``days``), the couple's rules both partners' aggregates of their shared
 entries alone (``shared_days``), so a private entry counts only toward its
 author's own milestones. It happens (1) once a partner's events have settled after new
@@ -12,7 +14,9 @@ Late data (an app that synced weeks late, in any order) is replayed: the
 detectors are run as of every local date from the earliest date the new data
 touched up to today, so the milestones end the same as if every entry had
 arrived on its day. Each (type, level, owner) is stored once, ever, with its
-evidence, and announced through the outbox in the same transaction.
+evidence, and announced through the outbox in the same transaction: one
+event per look and milestone, at the highest level reached on that look,
+carrying the picture of the change (``rules.picture``).
 """
 from __future__ import annotations
 
