@@ -104,9 +104,10 @@ class _Reads:
         # whose last entry is deleted is deleted): the first 28 days stored, less those past the 56.
         self.head = select(*self.day).where(mine).order_by(t.c.local_date).limit(BASELINE_LOGGED_DAYS)
         # The scan's days before the recent days: two small columns of each.
-        # The date as its ISO text, parsed in C: the scan reads hundreds of these on a long history, and the
-        # driver's own date conversion (SQLite's) was most of their cost.
-        self.episodes_before = select(cast(t.c.local_date, String), t.c.episodes).where(
+        # "date:episodes,..." in one string: the scan reads hundreds of these on a long history, and a row
+        # apiece (with the driver's date conversion) cost more than the scan itself.
+        self.episodes_before = select(func.aggregate_strings(
+            cast(t.c.local_date, String) + ":" + cast(t.c.episodes, String), ",")).where(
             mine, t.c.local_date < bindparam("recent_start"))
         # The recent days, and further back only what stronger bond reads: days with a check-in or a conflict.
         self.recent_and_bond = select(*self.day).where(mine, or_(
@@ -153,9 +154,11 @@ def history(s: Session, partner_id: str | None, first_as_of: date | None = None,
     rows.update((r.local_date, r) for r in db.execute(reads.recent_and_bond, args).all())
     older: list[DayAggregate] = []
     if since_first:
-        older = [_episodes_only(day, episodes) for day, episodes in
-                 ((date.fromisoformat(iso), episodes) for iso, episodes in db.execute(reads.episodes_before, args))
-                 if day not in rows]
+        packed = db.execute(reads.episodes_before, args).scalar() or ""
+        for iso, _, episodes in (pair.partition(":") for pair in filter(None, packed.split(","))):
+            day = date.fromisoformat(iso)
+            if day not in rows:
+                older.append(_episodes_only(day, int(episodes)))
     rated_days = {*db.execute(reads.first_rated, args).scalars(), *db.execute(reads.last_rated, args).scalars()}
     if missing := rated_days - rows.keys():  # most are read already, with the head or the recent days
         rows.update((r.local_date, r) for r in db.execute(reads.days_on, {"pid": partner_id,
