@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> dict:
     from sqlalchemy import select
 
     from services import SERVICES
-    from services.milestones.detectors import RITUAL_LEVELS
+    from services.milestones.rules import RITUAL_LEVELS
     from services.milestones.tables import milestones
     from services.notify.tables import notifications
     from shared.db import make_engine

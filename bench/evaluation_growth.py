@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from services.milestones import app as milestones_app
     from services.milestones import evaluation, tables
-    from services.milestones.detectors import RITUAL_LEVELS
+    from services.milestones.rules import RITUAL_LEVELS
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=30)

@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo
 import requests
 
 from simulation import cohorts
-from services.milestones.detectors import CALMER_EPISODES, FEWER_ANXIOUS_EPISODES, MORE_INDEPENDENCE
+from services.milestones.rules import CALMER_EPISODES, FEWER_ANXIOUS_EPISODES, MORE_INDEPENDENCE
 
 ZONE = ZoneInfo("Europe/Paris")
 TYPES = (FEWER_ANXIOUS_EPISODES, CALMER_EPISODES, MORE_INDEPENDENCE)

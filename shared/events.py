@@ -72,7 +72,35 @@ class _Window(Schema):
     end = fields.Date()
 
 
+class _Period(Schema):
+    start = fields.Date(required=True)
+    end = fields.Date(required=True)
+    value = fields.Float(required=True, allow_nan=False, validate=validate.Range(min=0))
+
+
+class Picture(Schema):
+    """What a celebration shows: two periods compared, each one's figure in the partner's own units.
+
+    ``unit``: the words for the figure ("anxious moments a week");
+    ``better``: whether the later figure is better "lower" or "higher";
+    ``scale``: a rating's maximum (absent for a rate a week); ``periods``: the
+    earlier and the later period, ``{start, end, value}`` (local dates). A
+    couple's milestone holds only numbers from both partners' shared entries
+    together, never one partner's, a week's or a tag's.
+    """
+
+    unit = fields.String(required=True, validate=validate.Length(min=1, max=80))
+    better = fields.String(required=True, validate=validate.OneOf(["lower", "higher"]))
+    scale = fields.Integer(validate=validate.Range(min=1))
+    periods = fields.List(fields.Nested(_Period), required=True, validate=validate.Length(equal=2))
+
+
 class MilestoneAchieved(EventData):
+    """A milestone level achieved and announced: one event per look and milestone, at the highest level
+    reached on it (lower levels reached on the same look are stored, not announced). ``picture`` (optional,
+    :class:`Picture`): what the celebration's chart shows; absent for milestones without one (rituals kept,
+    the check-in rhythm). ``evidence``: the rule's own account, its shape the rule's."""
+
     id = fields.UUID(required=True)
     type = fields.String(required=True)
     level = fields.Integer(required=True)
@@ -82,6 +110,7 @@ class MilestoneAchieved(EventData):
     headline = fields.String(required=True)
     evidence = fields.Dict(required=True)
     audience = fields.List(fields.UUID(), required=True)
+    picture = fields.Nested(Picture)
 
 
 class PreferencesChanged(EventData):

@@ -4,7 +4,7 @@ Pure and seeded: no I/O, no clock, no global random state. The same
 ``(seed, cohort, index)`` always gives the same partner, whatever else is
 generated, so a study can be grown or cut without changing its partners.
 
-Each partner is a run of daily aggregates (:class:`~services.milestones.detectors.
+Each partner is a run of daily aggregates (:class:`~services.milestones.rules.
 DayAggregate`, logged days only) for a person with anxious
 attachment, day 0 being the first logged day:
 
@@ -114,7 +114,7 @@ seeded apart (the length is part of the seed), so no couple of the usual
 length changes.
 
 :func:`couple_detection_report` runs
-:func:`~services.milestones.detectors.detect_couple_milestones` every day, as
+:func:`~services.milestones.rules.detect_couple_milestones` every day, as
 the service does, beside single-look textbook tests;
 :func:`couple_report_table` renders it. About 0.3 s a couple on one core.
 
@@ -136,11 +136,17 @@ from typing import Any, Callable, Optional
 import numpy as np
 from scipy import stats
 
-from services.milestones import detectors as det
-from services.milestones.detectors import (
+from services.milestones import rules as det
+from services.milestones.rules import (
     BETTER_COMMUNICATION, CALMER_EPISODES, FEWER_ANXIOUS_EPISODES, MORE_INDEPENDENCE, STRONGER_BOND, DayAggregate,
-    History, compare_rates,
+    History,
 )
+from services.milestones.rules.better_communication import COMMUNICATION_MIN_EFFECT, COMMUNICATION_MIN_RATINGS
+from services.milestones.rules.registry import FEWER_EPISODES_LEVELS
+from services.milestones.rules.stronger_bond import BOND_MIN_TAU, BOND_MIN_WEEKS
+from services.milestones.rules.tests_of_change import ALPHA, _common_language, compare_rates
+from services.milestones.rules.windows import PERSISTENCE_DAYS, WINDOW_DAYS
+from services.milestones.rules.wording import _num, _p
 
 __all__ = [
     "COHORTS", "GAPPY_PATTERNS", "START", "DETECTION_WEEKS", "SyntheticPartner",
@@ -352,11 +358,11 @@ def cohort(seed: int, cohort_name: str, n: int, history_days: Optional[int] = No
 
 # --- the cohort study ---
 
-FIRST_LOOK_DAY = 2 * det.WINDOW_DAYS + det.PERSISTENCE_DAYS - 1  # day 62: no detection is possible before
+FIRST_LOOK_DAY = 2 * WINDOW_DAYS + PERSISTENCE_DAYS - 1  # day 62: no detection is possible before
 PARTNER_DETECTORS: dict[str, Callable] = {
-    FEWER_ANXIOUS_EPISODES: det.fewer_anxious_episodes,
-    CALMER_EPISODES: det.calmer_episodes,
-    MORE_INDEPENDENCE: det.more_independence,
+    FEWER_ANXIOUS_EPISODES: det.fewer_anxious_episodes.fewer_anxious_episodes,
+    CALMER_EPISODES: det.calmer_episodes.calmer_episodes,
+    MORE_INDEPENDENCE: det.more_independence.more_independence,
 }
 
 
@@ -412,8 +418,8 @@ def textbook_single_look(partner: SyntheticPartner, look_day: Optional[int] = No
     if tb == 0 or tr == 0:
         return None
     cmp = compare_rates(kb, tb, kr, tr, "less")
-    return {"look_day": end, "rate_ratio": det._num(cmp.ratio), "p_value": det._p(cmp.p_value),
-            "detected": cmp.p_value < det.ALPHA}
+    return {"look_day": end, "rate_ratio": _num(cmp.ratio), "p_value": _p(cmp.p_value),
+            "detected": cmp.p_value < ALPHA}
 
 
 def ideal_detection(partner: SyntheticPartner, weeks: int = DETECTION_WEEKS) -> Optional[int]:
@@ -438,12 +444,12 @@ def ideal_detection(partner: SyntheticPartner, weeks: int = DETECTION_WEEKS) -> 
         if tr == 0:
             continue
         cmp = compare_rates(kb, tb, kr, tr, "less")
-        if cmp.p_value < det.ALPHA and cmp.ratio <= FEWER_LEVEL_1:
+        if cmp.p_value < ALPHA and cmp.ratio <= FEWER_LEVEL_1:
             return i
     return None
 
 
-FEWER_LEVEL_1 = det.FEWER_EPISODES_LEVELS[0][1]
+FEWER_LEVEL_1 = FEWER_EPISODES_LEVELS[0][1]
 
 
 def _rate(k: int, n: int) -> Optional[float]:
@@ -667,7 +673,7 @@ BOND_FALL = (0.3, 0.9)
 WORSENING_RAMP_WEEKS = (4, 12)
 REPAIR_FALL = (0.0, 0.2)
 CONFLICT_RISE = (0.0, 0.5)
-COUPLE_FIRST_LOOK_DAY = 2 * det.COMMUNICATION_MIN_RATINGS - 1 + det.PERSISTENCE_DAYS  # day 26
+COUPLE_FIRST_LOOK_DAY = 2 * COMMUNICATION_MIN_RATINGS - 1 + PERSISTENCE_DAYS  # day 26
 
 
 @dataclass(frozen=True)
@@ -938,7 +944,7 @@ def couple_first_detections(couple: SyntheticCouple, kinds: tuple[str, ...] = CO
                             stop_at: Optional[int] = None) -> dict[str, Optional[int]]:
     """The first day (index) each couple milestone fires, looking every day as the service does.
 
-    :func:`~services.milestones.detectors.detect_couple_milestones` on both
+    :func:`~services.milestones.rules.detect_couple_milestones` on both
     histories as of every day from day 26 (no ``better_communication`` is
     possible earlier: 20 rated days each, 7 days before the look; no
     ``stronger_bond`` before day 56) to the end of the history (or ``stop_at``).
@@ -970,11 +976,11 @@ def textbook_communication(couple: SyntheticCouple, look_day: Optional[int] = No
         return None
     first = [v for days in (couple.a, couple.b) for v in _day_ratings(days, 0, 27)]
     last = [v for days in (couple.a, couple.b) for v in _day_ratings(days, end - 27, end)]
-    if min(len(first), len(last)) < det.COMMUNICATION_MIN_RATINGS:
+    if min(len(first), len(last)) < COMMUNICATION_MIN_RATINGS:
         return None
-    effect, p = det._common_language(last, first)
-    return {"look_day": end, "common_language_effect": det._num(effect), "p_value": det._p(p),
-            "detected": p < det.ALPHA and effect >= det.COMMUNICATION_MIN_EFFECT}
+    effect, p = _common_language(last, first)
+    return {"look_day": end, "common_language_effect": _num(effect), "p_value": _p(p),
+            "detected": p < ALPHA and effect >= COMMUNICATION_MIN_EFFECT}
 
 
 def textbook_bond(couple: SyntheticCouple, look_day: Optional[int] = None) -> Optional[dict]:
@@ -993,15 +999,15 @@ def textbook_bond(couple: SyntheticCouple, look_day: Optional[int] = None) -> Op
         i = (d.day - START).days
         if i <= end and (d.connection or d.understanding):
             weeks.setdefault(i // 7, []).extend(d.connection + d.understanding)
-    if len(weeks) < det.BOND_MIN_WEEKS:
+    if len(weeks) < BOND_MIN_WEEKS:
         return None
     order = sorted(weeks)
     res = stats.kendalltau(order, [statistics.fmean(weeks[w]) for w in order], alternative="greater")
     tau, p = float(res.statistic), float(res.pvalue)
     if not math.isfinite(tau):
         tau, p = 0.0, 1.0
-    return {"look_day": end, "weeks": len(order), "kendall_tau": det._num(tau), "p_value": det._p(p),
-            "detected": p < det.ALPHA and tau >= det.BOND_MIN_TAU}
+    return {"look_day": end, "weeks": len(order), "kendall_tau": _num(tau), "p_value": _p(p),
+            "detected": p < ALPHA and tau >= BOND_MIN_TAU}
 
 
 COUPLE_TEXTBOOK: dict[str, Callable[[SyntheticCouple, Optional[int]], Optional[dict]]] = {
@@ -1037,7 +1043,7 @@ def couple_detection_report(seed: int, n: int) -> dict:
 
     For each couple cohort, ``n`` couples (:func:`couple_cohort`), each looked
     at every day from day 26 to the end of their history with
-    :func:`~services.milestones.detectors.detect_couple_milestones`, as the
+    :func:`~services.milestones.rules.detect_couple_milestones`, as the
     service evaluates daily and on each event.
 
     * ``steady_couples``, ``worsening_couples``, ``gappy_couples``: couples

@@ -12,7 +12,7 @@ from shared.events import Event
 from shared.outbox import Relay
 from shared.web import create_base_app
 
-from . import detectors, evaluation, http, projection
+from . import evaluation, http, projection, rules
 from .tables import outbox, processed_events
 
 SERVICE = "milestones"
@@ -44,7 +44,7 @@ def _count_milestones_too(handler):
         partner = handler(s, ev)  # None: the event changed nothing, so no count did
         kind = ev.data.get("kind")
         if partner is not None and kind in COUNT_KINDS:
-            check_in = kind == "check_in" or ev.data.get("ritual") == detectors.CHECK_IN_RITUAL_TAG
+            check_in = kind == "check_in" or ev.data.get("ritual") == rules.CHECK_IN_RITUAL_TAG
             evaluation.evaluate_counts(s, partner.id, ev.data["local_date"], owner=partner, check_in=check_in)
 
     return handle

@@ -1,7 +1,9 @@
 """Deciding, storing and announcing milestones.
 
-Evaluation reads a partner's daily aggregates (a few hundred rows) and runs the
-pure detectors: a partner's own rules read the aggregates of all their entries
+Evaluation reads a partner's daily aggregates (the days the registry of
+``rules`` says each rule reads back: a few hundred rows, and of every older
+day only its episodes, for the change-point scan) and runs the pure rules:
+a partner's own rules read the aggregates of all their entries
 (``days``), the couple's rules both partners' aggregates of their shared
 entries alone (``shared_days``), so a private entry counts only toward its
 author's own milestones. It happens (1) once a partner's events have settled after new
@@ -12,7 +14,9 @@ Late data (an app that synced weeks late, in any order) is replayed: the
 detectors are run as of every local date from the earliest date the new data
 touched up to today, so the milestones end the same as if every entry had
 arrived on its day. Each (type, level, owner) is stored once, ever, with its
-evidence, and announced through the outbox in the same transaction.
+evidence, and announced through the outbox in the same transaction: one
+event per look and milestone, at the highest level reached on that look,
+carrying the picture of the change (``rules.picture``).
 """
 from __future__ import annotations
 
@@ -28,8 +32,11 @@ from sqlalchemy.orm import Session
 from shared.db import insert_if_new, utcnow
 from shared.outbox import emit
 
-from . import detectors
-from .detectors import DayAggregate, Detection, History
+from . import rules
+from .rules import check_in_rhythm, rituals_kept
+from .rules import DayAggregate, Detection, History
+from .rules.registry import HEAD_DAYS, RATED_DAYS, RECENT_DAYS, SINCE_FIRST, TAIL_DAYS
+from .rules.windows import BASELINE_LOGGED_DAYS, RHYTHM_WEEKS
 from .tables import days, milestones, outbox, partners, shared_days
 
 SOURCE = "/milestones"
@@ -57,15 +64,8 @@ def next_daily_run(tz_name: str | None, now: datetime) -> datetime:
     return run.astimezone(timezone.utc)
 
 
-# What the rules read back from an evaluation date, so that evaluating costs the
-# same with two months or two years of history:
-HEAD_DAYS = 56  # the baseline: the first 28 logged days within the first 56 days with data
-# every day: the recent windows (28) with their confirmations (up to 21 days back), the check-in rhythm's weeks
-RECENT_DAYS = max(detectors.WINDOW_DAYS + max(detectors.FEWER_CONFIRM_DAYS + detectors.CALMER_CONFIRM_DAYS
-                                              + detectors.INDEPENDENCE_CONFIRM_DAYS),
-                  7 * detectors.RHYTHM_WEEKS)
-TAIL_DAYS = 7 * detectors.BOND_MAX_WEEKS + 28  # stronger bond's 26 weeks of check-ins and its confirmation
-RATED_DAYS = 2 * detectors.COMMUNICATION_WINDOW  # first and last rated days for better communication
+# What the rules read back from an evaluation date (HEAD_DAYS, RECENT_DAYS, TAIL_DAYS, RATED_DAYS and the
+# episodes of every day since the first for SINCE_FIRST) is the registry's: the most any rule reads.
 
 
 def _aggregate(r) -> DayAggregate:
@@ -76,6 +76,15 @@ def _aggregate(r) -> DayAggregate:
         "communication": tuple(d["communication"]), "connection": tuple(d["connection"]),
         "understanding": tuple(d["understanding"]), "rituals": tuple(d["rituals"]), "activities": activities,
         "conflicts": conflicts, "conflicts_repaired_24h": repaired, "weekly_check_ins": check_ins})
+
+
+def _episodes_only(day: date, episodes: int) -> DayAggregate:
+    """A day the change-point scan alone reads (older than every other rule's windows): a logged day (every
+    stored day is one) and its episodes; nothing else of the day is read, so the rest is left empty."""
+    return DayAggregate.trusted({
+        "day": day, "logged": True, "episodes": episodes, "intensities": (), "communication": (),
+        "connection": (), "understanding": (), "rituals": (), "activities": 0, "conflicts": 0,
+        "conflicts_repaired_24h": 0, "weekly_check_ins": 0})
 
 
 class _Reads:
@@ -93,7 +102,13 @@ class _Reads:
         self.all = select(*self.day).where(mine)
         # The baseline is the first 28 logged days within the first 56 (every stored day is a logged one: a day
         # whose last entry is deleted is deleted): the first 28 days stored, less those past the 56.
-        self.head = select(*self.day).where(mine).order_by(t.c.local_date).limit(detectors.BASELINE_LOGGED_DAYS)
+        self.head = select(*self.day).where(mine).order_by(t.c.local_date).limit(BASELINE_LOGGED_DAYS)
+        # The scan's days before the recent days: two small columns of each.
+        # "date:episodes,..." in one string: the scan reads hundreds of these on a long history, and a row
+        # apiece (with the driver's date conversion) cost more than the scan itself.
+        self.episodes_before = select(func.aggregate_strings(
+            cast(t.c.local_date, String) + ":" + cast(t.c.episodes, String), ",")).where(
+            mine, t.c.local_date < bindparam("recent_start"))
         # The recent days, and further back only what stronger bond reads: days with a check-in or a conflict.
         self.recent_and_bond = select(*self.day).where(mine, or_(
             t.c.local_date.between(bindparam("recent_start"), bindparam("last")),
@@ -117,11 +132,12 @@ _ALL, _SHARED = _Reads(days), _Reads(shared_days)
 
 def history(s: Session, partner_id: str | None, first_as_of: date | None = None,
             last_as_of: date | None = None, *, prior_rituals: bool = True,
-            shared: bool = False) -> tuple[History, Counter]:
+            shared: bool = False, since_first: bool = False) -> tuple[History, Counter]:
     """The days the rules read for evaluations as of first_as_of..last_as_of,
     and the rituals (by tag) of every older day left out (unless
     ``prior_rituals`` is False: no ritual level can be new). Without dates: all.
-    ``shared``: of the partner's shared entries alone (what the couple's rules read)."""
+    ``shared``: of the partner's shared entries alone (what the couple's rules read).
+    ``since_first``: also every older day's episodes (what the change-point scan reads)."""
     if partner_id is None:
         return History(()), Counter()
     db, reads = s.connection(), _SHARED if shared else _ALL
@@ -136,6 +152,13 @@ def history(s: Session, partner_id: str | None, first_as_of: date | None = None,
     args = {"pid": partner_id, "recent_start": recent_start, "first": first_as_of, "last": last_as_of,
             "tail_start": first_as_of - timedelta(days=TAIL_DAYS)}
     rows.update((r.local_date, r) for r in db.execute(reads.recent_and_bond, args).all())
+    older: list[DayAggregate] = []
+    if since_first:
+        packed = db.execute(reads.episodes_before, args).scalar() or ""
+        for iso, _, episodes in (pair.partition(":") for pair in filter(None, packed.split(","))):
+            day = date.fromisoformat(iso)
+            if day not in rows:
+                older.append(_episodes_only(day, int(episodes)))
     rated_days = {*db.execute(reads.first_rated, args).scalars(), *db.execute(reads.last_rated, args).scalars()}
     if missing := rated_days - rows.keys():  # most are read already, with the head or the recent days
         rows.update((r.local_date, r) for r in db.execute(reads.days_on, {"pid": partner_id,
@@ -145,7 +168,7 @@ def history(s: Session, partner_id: str | None, first_as_of: date | None = None,
         for day, detail in db.execute(reads.older_rituals, args):
             if day not in rows:
                 prior.update(detail["rituals"])
-    return History(tuple(map(_aggregate, rows.values()))), prior
+    return History((*map(_aggregate, rows.values()), *older)), prior
 
 
 # Built once: run for every ritual and check-in the consumer applies.
@@ -161,7 +184,7 @@ _ACHIEVED_BY = select(milestones.c.type, milestones.c.level).where(milestones.c.
 # count tells every level apart however long the history, from an index of the ritual days alone
 # (ix_shared_days_rituals: the couple's count is of shared rituals), through the two partners' own ids
 # (never a join a planner could turn into a scan of every couple's days).
-_TOP_THRESHOLD = max(threshold for _, threshold in detectors.RITUAL_LEVELS)
+_TOP_THRESHOLD = max(threshold for _, threshold in rules.RITUAL_LEVELS)
 _OTHER_ONCE = select(_OTHER.cte("other").c.id).scalar_subquery()  # read once, used twice below
 # Every level the partner and the couple hold, "type:level,...": a type is always of one scope (the
 # partner's or the couple's), so its owner goes without saying.
@@ -183,7 +206,7 @@ _RITUAL_DAYS = select(shared_days.c.partner_id, *_SHARED.day).where(
 def audience(s: Session, owner, other_id: str | None, scope: str) -> list[str]:
     """Who may see it: the couple's both; a partner's own, the partner and,
     only if the owner shares, the other partner."""
-    if scope == detectors.COUPLE:
+    if scope == rules.COUPLE:
         return sorted(p for p in (owner.id, other_id) if p)
     return [owner.id] + ([other_id] if other_id and owner.share_milestones_with_partner else [])
 
@@ -191,23 +214,29 @@ def audience(s: Session, owner, other_id: str | None, scope: str) -> list[str]:
 _ONCE = (milestones.c.type, milestones.c.level, milestones.c.owner_key)  # uq_milestones_once
 
 
-def _achieve(s: Session, owner, other_id: str | None, det: Detection, as_of: date, now: datetime) -> dict | None:
-    """Store one level once, ever, and announce it; None if it was achieved before."""
+def _achieve(s: Session, owner, other_id: str | None, det: Detection, as_of: date, now: datetime, *,
+             announce: bool = True) -> dict | None:
+    """Store one level once, ever, and announce it (unless a higher level reached on the same look is
+    announced instead: ``announce``); None if it was achieved before."""
     couple_id = owner.couple_id
-    if det.scope == detectors.COUPLE and not couple_id:
+    if det.scope == rules.COUPLE and not couple_id:
         return None
-    owner_key = couple_id if det.scope == detectors.COUPLE else owner.id
+    owner_key = couple_id if det.scope == rules.COUPLE else owner.id
     row = {"id": str(uuid.uuid4()), "type": det.type, "level": det.level, "couple_id": couple_id,
-           "partner_id": owner.id if det.scope == detectors.PARTNER else None, "owner_key": owner_key,
+           "partner_id": owner.id if det.scope == rules.PARTNER else None, "owner_key": owner_key,
            "achieved_at": now, "as_of": as_of, "headline": det.headline, "evidence": det.evidence}
     # One statement: stored unless this (type, level, owner) is already (or another evaluator's transaction
     # storing it commits first: PostgreSQL waits for it, then does nothing), no savepoint to roll back to.
     db = s.connection()
     if db.execute(insert_if_new(db.dialect.name, milestones.c.id, _ONCE), row).first() is None:
         return None
+    if not announce:
+        return row
     data = {k: row[k] for k in ("id", "type", "level", "couple_id", "partner_id", "achieved_at", "headline",
                                 "evidence")}
     data["audience"] = audience(s, owner, other_id, det.scope)
+    if (shown := rules.picture(det)) is not None:
+        data["picture"] = shown
     emit(s, outbox, "milestones.milestone.achieved", source=SOURCE, subject=couple_id or owner.id, data=data)
     return row
 
@@ -215,15 +244,15 @@ def _achieve(s: Session, owner, other_id: str | None, det: Detection, as_of: dat
 def _all_detectors(mine: History, ours: History, theirs: History, as_of: date, in_couple: bool,
                    prior_rituals: Counter, done: set[str]) -> list[Detection]:
     """The partner's own rules on all their days; the couple's on both partners' shared days."""
-    found = detectors.detect_partner_milestones(mine, as_of, done)
+    found = rules.detect_partner_milestones(mine, as_of, done)
     if in_couple:
-        found += detectors.detect_couple_milestones(ours, theirs, as_of, prior_rituals, done)
+        found += rules.detect_couple_milestones(ours, theirs, as_of, prior_rituals, done)
     return found
 
 
 def _done(held: set[tuple[str, int]]) -> set[str]:
     """The types whose every level is held: their rules have nothing left to find."""
-    return {type_ for type_, levels in detectors.LEVELS.items() if all((type_, lv) in held for lv in levels)}
+    return {type_ for type_, levels in rules.LEVELS.items() if all((type_, lv) in held for lv in levels)}
 
 
 def evaluate_partner(s: Session, partner_id: str, now: datetime | None = None, *,
@@ -246,7 +275,9 @@ def evaluate_partner(s: Session, partner_id: str, now: datetime | None = None, *
     if owner.couple_id:
         other_id, held, total = _counts_state(s.connection(), owner, max(dates))
         counted = _ritual_level_due(held, total)
-    mine, _ = history(s, owner.id, min(dates), max(dates), prior_rituals=False)  # own rules count no rituals
+    # own rules count no rituals; the scan's older days are read while a level of its rule is left to reach
+    mine, _ = history(s, owner.id, min(dates), max(dates), prior_rituals=False,
+                      since_first=not held or any(t not in _done(held) for t in SINCE_FIRST))
     ours, prior = history(s, owner.id if owner.couple_id else None, min(dates), max(dates),
                           prior_rituals=counted, shared=True)
     theirs, prior_theirs = history(s, other_id, min(dates), max(dates), prior_rituals=counted, shared=True)
@@ -261,12 +292,33 @@ def evaluate_partner(s: Session, partner_id: str, now: datetime | None = None, *
     # in a couple, else here, once for all of them, not one each (what is left is checked again as it is stored).
     if held is None:
         held = {(t, lv) for t, lv in s.connection().execute(_ACHIEVED_BY, {"pid": owner.id})}
+    return _celebrate(s, owner, other_id, found, held, now)
+
+
+def _celebrate(s: Session, owner, other_id: str | None, found: list[tuple[date, Detection]],
+               held: set[tuple[str, int]], now: datetime) -> list[dict]:
+    """Store every new level found, and announce one celebration per look and milestone: its highest new level.
+
+    Levels of one milestone reached on the same look are one change seen at
+    once, so they make one event (one notification), in the words of the
+    highest level. Every level is still stored, once, ever, and listed in
+    ``GET /v1/milestones`` as before: the couple reading their milestones
+    sees each step the change has passed (a fall by 30%, by half, by 70%),
+    dated the day it was seen, and a later look can never reach a level
+    stored already (so it is never announced twice).
+    """
+    new = [(as_of, det) for as_of, det in found if (det.type, det.level) not in held]
+    top = {}
+    for as_of, det in new:  # the highest new level of each milestone on each look
+        key = (as_of, det.type)
+        if key not in top or det.level > top[key].level:
+            top[key] = det
     achieved = []
-    for as_of, det in found:
+    for as_of, det in new:
         key = (det.type, det.level)
         if key in held:
             continue
-        row = _achieve(s, owner, other_id, det, as_of, now)
+        row = _achieve(s, owner, other_id, det, as_of, now, announce=top[as_of, det.type] is det)
         if row:
             achieved.append(row)
             held.add(key)
@@ -302,11 +354,11 @@ def evaluate_counts(s: Session, partner_id: str, day: date, owner=None, *, check
     other_id, achieved, total = _counts_state(db, owner, as_of)
     pair = (owner.id, other_id)
     found: list[Detection] = []
-    if check_in and (detectors.CHECK_IN_RHYTHM, 1) not in achieved:
-        since = as_of - timedelta(days=7 * detectors.RHYTHM_WEEKS - 1)
-        found += detectors.check_in_rhythm(*_pair_days(db, _DAYS_SINCE, pair, as_of, since), as_of)
+    if check_in and (rules.CHECK_IN_RHYTHM, 1) not in achieved:
+        since = as_of - timedelta(days=7 * RHYTHM_WEEKS - 1)
+        found += check_in_rhythm.check_in_rhythm(*_pair_days(db, _DAYS_SINCE, pair, as_of, since), as_of)
     if _ritual_level_due(achieved, total):
-        found += detectors.rituals_kept(*_pair_days(db, _RITUAL_DAYS, pair, as_of), as_of)
+        found += rituals_kept.rituals_kept(*_pair_days(db, _RITUAL_DAYS, pair, as_of), as_of)
     now = utcnow()
     return [row for det in found if (row := _achieve(s, owner, other_id, det, as_of, now))]
 
@@ -335,8 +387,8 @@ def _ritual_level_due(achieved: set[tuple[str, int]], total: int) -> bool:
     If not, the rituals of days the other rules do not read can be left
     unread: a total from fewer days only reaches fewer levels, all of them
     achieved already."""
-    return any(total >= threshold and (detectors.RITUALS_KEPT, level) not in achieved
-               for level, threshold in detectors.RITUAL_LEVELS)
+    return any(total >= threshold and (rules.RITUALS_KEPT, level) not in achieved
+               for level, threshold in rules.RITUAL_LEVELS)
 
 
 def due_partners(s: Session, now: datetime, settle: timedelta, limit: int = 50) -> list[str]:

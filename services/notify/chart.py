@@ -1,9 +1,12 @@
 """A small chart of a milestone's change, for the celebration email: pure functions.
 
-:func:`chart_data` keeps, from a milestone's ``evidence``, only the numbers a
-chart needs: the two windows compared (their first and last local dates) and
-the per-week rate or the mean in each. Nothing else of the evidence is kept
-(no counts of entries, no test statistics, never any free text).
+:func:`chart_data` keeps, from a milestone's ``picture`` (the typed part of
+``milestones.milestone.achieved`` that says what a celebration shows), only
+the numbers a chart needs: the two periods compared (their first and last
+local dates), the per-week rate or the mean in each, and the words for the
+unit. The milestone's ``evidence`` is never read: how a rule computes it is
+the rule's business. Nothing else is kept (no counts of entries, no test
+statistics, no other text).
 :func:`render` draws those numbers as a small PNG bar chart and
 :func:`describe` says the same in words (the image's alt text).
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -34,25 +38,18 @@ MAX_PER_WEEK = 1000.0  # a per-week rate above this is not a real journal
 class _Kind:
     """How one milestone type's evidence becomes a chart."""
 
-    title: str
-    windows: tuple[str, str]  # the evidence's keys of the earlier and later window
-    value: str  # the key of the figure in each window
+    title: str  # without a unit from the picture
     per_week: bool  # a rate per week (else a mean rating on a scale)
     lower_is_better: bool
     scale: float | None = None  # a rating's maximum
 
 
 KINDS: dict[str, _Kind] = {
-    "fewer_anxious_episodes": _Kind("Days with anxious moments", ("baseline", "recent"),
-                                    "episode_days_per_week", per_week=True, lower_is_better=True),
-    "calmer_episodes": _Kind("How intense anxious moments felt", ("baseline", "recent"),
-                             "mean_intensity", per_week=False, lower_is_better=True, scale=10),
-    "more_independence": _Kind("Activities of your own", ("baseline", "recent"),
-                               "activities_per_week", per_week=True, lower_is_better=False),
-    "better_communication": _Kind("How well you talk together", ("first", "last"),
-                                  "mean", per_week=False, lower_is_better=False, scale=5),
-    "stronger_bond": _Kind("Your weekly check-ins", ("first", "last"),
-                           "mean", per_week=False, lower_is_better=False, scale=5),
+    "fewer_anxious_episodes": _Kind("Anxious moments", per_week=True, lower_is_better=True),
+    "calmer_episodes": _Kind("How intense anxious moments felt", per_week=False, lower_is_better=True, scale=10),
+    "more_independence": _Kind("Activities of your own", per_week=True, lower_is_better=False),
+    "better_communication": _Kind("How well you talk together", per_week=False, lower_is_better=False, scale=5),
+    "stronger_bond": _Kind("Your weekly check-ins", per_week=False, lower_is_better=False, scale=5),
 }
 
 
@@ -65,6 +62,8 @@ def _number(value: Any) -> float | None:
 
 
 def _day(value: Any) -> date | None:
+    if isinstance(value, date):  # a picture's dates, as the event catalog loads them
+        return value
     if not isinstance(value, str):
         return None
     try:
@@ -74,24 +73,21 @@ def _day(value: Any) -> date | None:
 
 
 def chart_data(milestone: dict) -> dict | None:
-    """The numbers a chart of ``milestone`` needs, or None if it has no chart.
+    """The numbers a chart of ``milestone`` needs, from its ``picture``, or None if it has no chart.
 
-    ``{"type", "before": {"start", "end", "value"}, "after": {...}}``: dates
-    are ISO local dates, values the per-week rate or the mean rating of each
-    window, rounded to 2 decimals. None for types without two comparable
-    windows, and for evidence that is missing, malformed or does not show the
-    improvement.
+    ``{"type", "unit", "before": {"start", "end", "value"}, "after": {...}}``:
+    dates are ISO local dates, values the per-week rate or the mean rating of
+    each period, rounded to 2 decimals. None for types without a chart, and
+    for a picture that is missing, malformed or does not show the improvement.
     """
     kind = KINDS.get(milestone.get("type")) if isinstance(milestone, dict) else None
-    evidence = milestone.get("evidence") if kind else None
-    if not isinstance(evidence, dict):
+    shown = milestone.get("picture") if kind else None
+    periods = shown.get("periods") if isinstance(shown, dict) else None
+    if not isinstance(periods, list) or len(periods) != 2 or not all(isinstance(w, dict) for w in periods):
         return None
-    windows = tuple(evidence.get(k) for k in kind.windows)
-    if not all(isinstance(w, dict) for w in windows):
-        return None
-    raw = {"type": milestone["type"]}
-    for name, w in zip(("before", "after"), windows):
-        value = _number(w.get(kind.value))  # rounded before the check, so what is kept still shows the improvement
+    raw = {"type": milestone["type"], "unit": shown.get("unit")}
+    for name, w in zip(("before", "after"), periods):
+        value = _number(w.get("value"))  # rounded before the check, so what is kept still shows the improvement
         raw[name] = {"start": w.get("start"), "end": w.get("end"), "value": None if value is None else round(value, 2)}
     try:
         c = _checked(raw)
@@ -101,7 +97,10 @@ def chart_data(milestone: dict) -> dict | None:
     def side(w: _Side) -> dict:  # written anew from the checked numbers: nothing else of the event is kept
         return {"start": w.start.isoformat(), "end": w.end.isoformat(), "value": w.value}
 
-    return {"type": milestone["type"], "before": side(c.before), "after": side(c.after)}
+    out = {"type": milestone["type"], "before": side(c.before), "after": side(c.after)}
+    if c.unit:
+        out["unit"] = c.unit
+    return out
 
 
 # --- checking chart numbers (stored, or from elsewhere) ---
@@ -118,6 +117,10 @@ class _Chart:
     kind: _Kind
     before: _Side
     after: _Side
+    unit: str | None = None  # the picture's words for the figure ("anxious moments a week")
+
+
+_UNIT = re.compile(r"[a-z][a-z0-9 ,-]{0,79}")  # plain words: the unit is a title, never a channel for text
 
 
 def _side(raw: Any, kind: _Kind) -> _Side:
@@ -143,7 +146,10 @@ def _checked(chart: Any) -> _Chart:
     improved = after.value < before.value if kind.lower_is_better else after.value > before.value
     if not improved:
         raise ValueError("a chart only ever shows an improvement")
-    return _Chart(kind, before, after)
+    unit = chart.get("unit")
+    if unit is not None and not (isinstance(unit, str) and _UNIT.fullmatch(unit)):
+        raise ValueError("a unit is a few plain lower-case words")
+    return _Chart(kind, before, after, unit)
 
 
 # --- words ---
@@ -170,6 +176,8 @@ def _figures(c: _Chart) -> tuple[str, str]:
             break
 
     def label(f: str) -> str:
+        if c.unit:  # the title says the unit
+            return f"about {f}" if f or not per_week else "none"
         if per_week:
             return f"about {f} a week" if f else "none"
         return f"about {f} out of {scale:g}"
@@ -184,15 +192,17 @@ def _span(side: _Side, dash: str = "\u2013") -> str:
     return f"{day(side.start)} {dash} {day(side.end)}"
 
 
-def _title(kind: _Kind) -> str:
-    return f"{kind.title}, per week" if kind.per_week else f"{kind.title}, on average"
+def _title(c: _Chart) -> str:
+    if c.unit:  # the picture's own words: "Anxious moments a week"
+        return c.unit[0].upper() + c.unit[1:]
+    return f"{c.kind.title}, per week" if c.kind.per_week else f"{c.kind.title}, on average"
 
 
 def describe(chart: dict) -> str:
     """The chart in words (its alt text); ValueError as :func:`render`."""
     c = _checked(chart)
     a, b = _figures(c)
-    return f"{_title(c.kind)}: {a} ({_span(c.before)}), then {b} ({_span(c.after)})."
+    return f"{_title(c)}: {a} ({_span(c.before)}), then {b} ({_span(c.after)})."
 
 
 # --- the picture ---
@@ -225,7 +235,7 @@ def render(chart: dict) -> bytes:
     image = Image.new("RGB", (WIDTH, HEIGHT), BACKGROUND)
     draw = ImageDraw.Draw(image)
     title, value_font, small = _font(16), _font(14), _font(12)
-    _centered(draw, WIDTH / 2, 12, _title(c.kind), title, INK)
+    _centered(draw, WIDTH / 2, 12, _title(c), title, INK)
 
     floor, room = 176, 100  # the bars' baseline and the tallest bar's height
     top = c.kind.scale if c.kind.scale is not None else max(c.before.value, c.after.value)

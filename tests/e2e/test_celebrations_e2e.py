@@ -109,12 +109,19 @@ def test_entries_become_one_notification_per_recipient_and_one_email_each(backen
         return r.json()["items"]
 
     def expected() -> tuple[dict, Counter]:
-        """Every milestone, and (milestone, recipient) for each notification it should make:
-        the couple's and Ana's (she shares) to both, Ben's own (he does not) to him alone."""
+        """Every milestone, and (milestone, recipient) for each notification it should make: one
+        celebration per look, at the highest level of a milestone reached on it (the lower levels stored
+        on that look make none); the couple's and Ana's (she shares) to both, Ben's own (he does not) to
+        him alone."""
         mine, his = seen(ana), seen(ben)
         assert not any(m["partner_id"] == ben["id"] for m in mine.values()), "Ben does not share his own"
         everything = {**mine, **his}
-        return everything, Counter((m_id, pid) for m_id, m in everything.items()
+        top: dict[tuple, dict] = {}
+        for m in everything.values():
+            key = (m["partner_id"], m["couple_id"], m["type"], m["as_of"], m["achieved_at"])  # one look
+            if key not in top or m["level"] > top[key]["level"]:
+                top[key] = m
+        return everything, Counter((m["id"], pid) for m in top.values()
                                    for pid in ([ben["id"]] if m["partner_id"] == ben["id"] else [ana["id"], ben["id"]]))
 
     def received() -> Counter:

@@ -133,7 +133,7 @@ def state(engine) -> dict:
 
 def rituals_kept_levels(evs: list[dict]) -> list[tuple[str, int]]:
     """The rituals-kept milestones the rituals recorded in `evs` reach."""
-    from services.milestones.detectors import RITUAL_LEVELS
+    from services.milestones.rules import RITUAL_LEVELS
 
     n = sum(1 for e in evs if e["type"] == "journal.entry.recorded" and e["data"]["kind"] == "ritual")
     return [("rituals_kept", level) for level, threshold in RITUAL_LEVELS if n >= threshold]

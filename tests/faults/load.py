@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from services import SERVICES
 from services.journal.tables import outbox as journal_outbox
-from services.milestones.detectors import RITUAL_LEVELS
+from services.milestones.rules import RITUAL_LEVELS
 from services.milestones.tables import days, entries as milestones_entries, milestones, outbox as milestones_outbox
 from services.milestones.tables import processed_events as milestones_processed
 from services.notify.tables import notifications, outbox as notify_outbox

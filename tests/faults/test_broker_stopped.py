@@ -29,7 +29,7 @@ import requests
 from sqlalchemy import func, select
 
 from services.journal.tables import outbox as journal_outbox
-from services.milestones.detectors import RITUAL_LEVELS
+from services.milestones.rules import RITUAL_LEVELS
 from services.milestones.tables import milestones, partners as milestones_partners
 from tests.faults.load import (Live, Load, check_nothing_lost_or_twice, couple, ready, scalar, stop_cleanly,
                                tandem_on)

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 from bench.evaluation_growth import _entry, build, new_couple
 from services.milestones import app as milestones_app
-from services.milestones import detectors, evaluation
+from services.milestones import evaluation, rules
 from shared.db import make_session_factory, unit_of_work
 
 
@@ -41,10 +41,10 @@ def test_bounded_history_detects_exactly_what_the_whole_history_does(backend):
             bounded_a, prior_a = evaluation.history(s, a, as_of, as_of)
             bounded_b, prior_b = evaluation.history(s, b, as_of, as_of)
             assert len(bounded_a.days) < len(full_a.days) or back > 400
-            whole = detectors.detect_partner_milestones(full_a, as_of) + \
-                detectors.detect_couple_milestones(full_a, full_b, as_of)
-            part = detectors.detect_partner_milestones(bounded_a, as_of) + \
-                detectors.detect_couple_milestones(bounded_a, bounded_b, as_of, prior_a + prior_b)
+            whole = rules.detect_partner_milestones(full_a, as_of) + \
+                rules.detect_couple_milestones(full_a, full_b, as_of)
+            part = rules.detect_partner_milestones(bounded_a, as_of) + \
+                rules.detect_couple_milestones(bounded_a, bounded_b, as_of, prior_a + prior_b)
             assert part == whole, as_of
             compared += 1
             found += len(whole)
@@ -57,15 +57,15 @@ def test_bounded_history_detects_exactly_what_the_whole_history_does(backend):
             span_b, prior_b = evaluation.history(s, b, first, last)
             for offset in range(0, 31, 5):
                 as_of = first + timedelta(days=offset)
-                whole = detectors.detect_partner_milestones(full_a, as_of) + \
-                    detectors.detect_couple_milestones(full_a, full_b, as_of)
-                part = detectors.detect_partner_milestones(span_a, as_of) + \
-                    detectors.detect_couple_milestones(span_a, span_b, as_of, prior_a + prior_b)
+                whole = rules.detect_partner_milestones(full_a, as_of) + \
+                    rules.detect_couple_milestones(full_a, full_b, as_of)
+                part = rules.detect_partner_milestones(span_a, as_of) + \
+                    rules.detect_couple_milestones(span_a, span_b, as_of, prior_a + prior_b)
                 assert part == whole, (first, last, as_of)
                 replayed += 1
                 found += len(whole)
     assert compared == 32 and replayed == 49 and found > 0  # real detections seen, not only empty lists
-    assert {detectors.MORE_INDEPENDENCE, detectors.CALMER_EPISODES} <= kinds, kinds
+    assert {rules.MORE_INDEPENDENCE, rules.CALMER_EPISODES} <= kinds, kinds
 
 
 def test_a_replayed_span_reads_the_rated_days_a_sparse_raters_looks_need(backend):
@@ -92,7 +92,7 @@ def test_a_replayed_span_reads_the_rated_days_a_sparse_raters_looks_need(backend
         span_b, prior_b = evaluation.history(s, b, first, last)
         for offset in range(0, 121, 8):
             as_of = first + timedelta(days=offset)
-            whole = detectors.detect_couple_milestones(full_a, full_b, as_of)
-            assert detectors.detect_couple_milestones(span_a, span_b, as_of, prior_a + prior_b) == whole, as_of
-            found += any(d.type == detectors.BETTER_COMMUNICATION for d in whole)
+            whole = rules.detect_couple_milestones(full_a, full_b, as_of)
+            assert rules.detect_couple_milestones(span_a, span_b, as_of, prior_a + prior_b) == whole, as_of
+            found += any(d.type == rules.BETTER_COMMUNICATION for d in whole)
     assert found >= 10  # the looks compared held, with their windows in the evidence

@@ -183,7 +183,7 @@ def test_a_level_two_evaluators_store_at_once_is_stored_and_announced_once(backe
     insert waits for the earlier transaction, then stores nothing and announces nothing."""
     import threading
 
-    from services.milestones import detectors
+    from services.milestones import rules
     from services.milestones.tables import outbox
 
     engine = backend.engine("milestones")
@@ -192,7 +192,7 @@ def test_a_level_two_evaluators_store_at_once_is_stored_and_announced_once(backe
     with unit_of_work(sessions) as s:
         _apply(s, "journal.partner.registered", {"partner_id": pid, "email": "p@example.com",
                                                  "display_name": "P", "timezone": "Europe/Paris"})
-    found = detectors.Detection(detectors.CALMER_EPISODES, 1, detectors.PARTNER, {"p_value": 0.001},
+    found = rules.Detection(rules.CALMER_EPISODES, 1, rules.PARTNER, {"p_value": 0.001},
                                 "Anxious moments feel gentler.")
     today = datetime.now(PARIS).date()
     first = sessions()
@@ -218,3 +218,50 @@ def test_a_level_two_evaluators_store_at_once_is_stored_and_announced_once(backe
     with unit_of_work(sessions) as s:
         assert len(s.execute(select(milestones.c.id).where(milestones.c.owner_key == pid)).all()) == 1
         assert len([b for (b,) in s.execute(select(outbox.c.body)) if pid in b]) == 1
+
+
+def test_one_look_reaching_three_levels_makes_one_celebration_at_the_highest(backend):
+    """Anxious moments fell from two a day to none: one look reaches levels 1, 2 and 3 at once. All three
+    are stored (each once, ever), but one event announces them, at level 3, with the picture of the change;
+    notify makes one notification of it, not three saying the same sentence."""
+    import json
+
+    from services.milestones.tables import outbox
+    from services.notify import handlers as notify_handlers
+
+    sessions = make_session_factory(backend.engine("milestones"))
+    pid = str(uuid.uuid4())
+    _improving_partner(sessions, pid)
+    today = datetime.now(PARIS).date()
+    with unit_of_work(sessions) as s:
+        evaluation.evaluate_partner(s, pid, dates=[today])  # one look
+    with unit_of_work(sessions) as s:
+        stored = sorted(s.execute(select(milestones.c.level).where(
+            milestones.c.partner_id == pid, milestones.c.type == "fewer_anxious_episodes")).scalars())
+        bodies = [json.loads(b) for b in s.execute(select(outbox.c.body).where(
+            outbox.c.routing_key == "milestones.milestone.achieved")).scalars()]
+    assert stored == [1, 2, 3]
+    mine = [b for b in bodies if b["data"]["partner_id"] == pid]
+    assert [b["data"]["level"] for b in mine] == [3]
+    shown = mine[0]["data"]["picture"]
+    assert shown["unit"] == "anxious moments a week" and shown["better"] == "lower"
+    before, after = shown["periods"]
+    assert before["value"] >= 10 and after["value"] < before["value"] / 10 and before["end"] < after["start"]
+
+    notify = make_session_factory(backend.engine("notify"))
+    from services.notify.tables import notifications
+    with unit_of_work(notify) as s:
+        _apply_notify(s, "journal.partner.registered", {"partner_id": pid, "email": "p@example.com",
+                                                        "display_name": "P", "timezone": "Europe/Paris"})
+        for body in mine:
+            notify_handlers.milestone_achieved(s, events.parse(body))
+    with unit_of_work(notify) as s:
+        sent = s.execute(select(notifications.c.id).where(notifications.c.partner_id == pid)).all()
+    assert len(sent) == 1
+
+
+def _apply_notify(s, type_, data):
+    from services.notify import handlers as notify_handlers
+
+    ev = events.parse(events.make_event(type_, source="/journal", subject=str(data["partner_id"]), data=data))
+    notify_handlers.HANDLERS[type_](s, ev)

@@ -103,7 +103,7 @@ def test_fewer_anxious_episodes_is_the_partners_own_until_shared(backend, journa
         m = next(v for k, v in mine.items() if k.startswith("fewer_anxious_episodes"))
         assert m["partner_id"] == a["id"]
         assert milestones.get(f"/v1/milestones/{m['id']}", headers=b["headers"]).status_code == 404
-        for key in ("p_value",):
+        for key in ("statistic", "threshold"):
             assert key in str(m["evidence"])
 
         _publish_preference(a["id"], share=True)

@@ -351,9 +351,15 @@ def test_each_milestone_is_announced_once_with_its_audience_and_no_note(backend,
         wait_until(all_published, what="the milestones outbox relayed")
 
     stored = {m.id: m for m in view.milestones()}
+    # One celebration per look: of the levels of one milestone stored on the same look, the highest is announced.
+    top: dict[tuple, object] = {}
+    for m in stored.values():
+        key = (m.owner_key, m.type, m.as_of, m.achieved_at)  # one look stores its levels at one time
+        if key not in top or m.level > top[key].level:
+            top[key] = m
     with mdb.connect() as conn:
         rows = conn.execute(select(outbox).where(outbox.c.routing_key == "milestones.milestone.achieved")).all()
-    assert len(rows) == len(stored)
+    assert len(rows) == len(top) < len(stored)  # a's and c's fewer anxious episodes: three levels on one look
     announced: dict[str, dict] = {}
     for r in rows:
         assert secret not in r.body and "note" not in _keys(json.loads(r.body))
@@ -366,12 +372,12 @@ def test_each_milestone_is_announced_once_with_its_audience_and_no_note(backend,
         assert ev.subject == (m.couple_id or m.partner_id)
         assert (ev.data["type"], ev.data["level"], ev.data["headline"]) == (m.type, m.level, m.headline)
         assert (_str(ev.data["couple_id"]), _str(ev.data["partner_id"])) == (m.couple_id, m.partner_id)
-    assert set(announced) == set(stored)
+    assert set(announced) == {m.id for m in top.values()}
 
     def audience(m):
         return {str(p) for p in announced[m.id]["audience"]}
 
-    for m in stored.values():
+    for m in top.values():
         if m.owner_key == a["id"]:
             assert audience(m) == {a["id"]}, "a's own, not shared: a alone"
         elif m.owner_key == c["id"]:

@@ -10,7 +10,7 @@ from sqlalchemy import delete, select
 
 from bench.evaluation_growth import _entry, new_couple
 from services.milestones import app as milestones_app
-from services.milestones import detectors, evaluation
+from services.milestones import evaluation, rules
 from services.milestones.tables import milestones
 from shared.db import make_session_factory, unit_of_work
 
@@ -19,7 +19,7 @@ def _levels(sessions, couple: str) -> dict[int, int]:
     """Each rituals-kept level the couple holds -> the count its evidence gives."""
     with unit_of_work(sessions) as s:
         rows = s.execute(select(milestones.c.level, milestones.c.evidence).where(
-            milestones.c.owner_key == couple, milestones.c.type == detectors.RITUALS_KEPT)).all()
+            milestones.c.owner_key == couple, milestones.c.type == rules.RITUALS_KEPT)).all()
     return {level: evidence["rituals"] for level, evidence in rows}
 
 
@@ -33,7 +33,7 @@ def test_each_level_is_reached_at_its_own_count_past_a_hundred_ritual_days(backe
             handlers["journal.entry.recorded"](s, _entry(a if i % 2 else b, couple, "ritual",
                                                          today - timedelta(days=130 - i), {"ritual": "hug"},
                                                          datetime.now(timezone.utc)))
-    assert _levels(sessions, couple) == {level: n for level, n in detectors.RITUAL_LEVELS}
+    assert _levels(sessions, couple) == {level: n for level, n in rules.RITUAL_LEVELS}
 
 
 def test_levels_not_held_are_found_however_many_ritual_days_there_are(backend):
@@ -66,13 +66,13 @@ def test_a_settled_evaluation_runs_no_rule_whose_every_level_is_held(backend, mo
             handlers["journal.entry.recorded"](s, _entry(a, couple, "ritual", today - timedelta(days=100 - i),
                                                          {"ritual": "weekly_check_in"}, datetime.now(timezone.utc)))
         s.execute(delete(milestones).where(milestones.c.owner_key == couple,
-                                           milestones.c.type == detectors.CHECK_IN_RHYTHM))
-    assert _levels(sessions, couple) == {level: n for level, n in detectors.RITUAL_LEVELS}
+                                           milestones.c.type == rules.CHECK_IN_RHYTHM))
+    assert _levels(sessions, couple) == {level: n for level, n in rules.RITUAL_LEVELS}
 
     def counted(*args, **kwargs):
         raise AssertionError("rituals counted again with every level held")
 
-    monkeypatch.setattr(detectors, "rituals_kept", counted)
+    monkeypatch.setattr(rules.rituals_kept, "rituals_kept", counted)
     with unit_of_work(sessions) as s:
         found = evaluation.evaluate_partner(s, a, dates=[today])
-    assert [(row["type"], row["level"]) for row in found] == [(detectors.CHECK_IN_RHYTHM, 1)]
+    assert [(row["type"], row["level"]) for row in found] == [(rules.CHECK_IN_RHYTHM, 1)]

@@ -164,12 +164,12 @@ def _inbox(notify, headers: dict) -> list[dict]:
 def _own_milestone(backend, owner_id: str, partner_id: str, headline: str) -> str:
     """A partner's own milestone, stored and announced (outbox) by the evaluator's
     own step, as if detected: statistical ones need months of entries."""
-    from services.milestones import detectors, evaluation
+    from services.milestones import evaluation, rules
     from services.milestones.tables import partners
 
     with _engine(backend, "milestones") as engine, unit_of_work(make_session_factory(engine)) as s:
         row = s.execute(select(partners).where(partners.c.id == owner_id)).one()
-        found = detectors.Detection("calmer_episodes", 1, detectors.PARTNER, {"p_value": 0.001}, headline)
+        found = rules.Detection("calmer_episodes", 1, rules.PARTNER, {"p_value": 0.001}, headline)
         return evaluation._achieve(s, row, partner_id, found, paris_today(), utcnow())["id"]
 
 

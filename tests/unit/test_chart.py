@@ -1,6 +1,6 @@
 """The email's chart of a milestone's change (services/notify/chart.py): pure, no I/O.
 
-Evidence is hand-made in the detectors' shapes (services/milestones/detectors.py),
+Pictures are made from evidence hand-made in the rules' shapes (services/milestones/rules/),
 and also taken from the real detectors, so the two cannot drift apart.
 """
 from __future__ import annotations
@@ -13,7 +13,8 @@ from datetime import date, timedelta
 import pytest
 from PIL import Image
 
-from services.milestones import detectors as det
+from services.milestones import rules as det
+from services.milestones.rules import REGISTRY, Detection, picture
 from services.notify import chart
 
 JAN, MAR = ("2026-01-05", "2026-02-01"), ("2026-03-02", "2026-03-29")
@@ -26,6 +27,18 @@ def _side(window: tuple[str, str], **numbers) -> dict:
 def _rate_evidence(key: str, before: float, after: float) -> dict:
     return {"test": "a one-sided test", "measure": "per logged day", "baseline": _side(JAN, **{key: before}),
             "recent": _side(MAR, **{key: after}), "rate_ratio": 0.3, "p_value": 0.001, "as_of": "2026-03-29"}
+
+
+def _fewer_evidence(before: float, after: float) -> dict:
+    return {"before": _side(JAN, episodes_per_week=before), "after": _side(MAR, episodes_per_week=after),
+            "rate_ratio": 0.3, "statistic": 4.2, "as_of": "2026-03-29"}
+
+
+def _milestone(kind, evidence) -> dict:
+    """The event's data as notify reads it: the picture the milestones service makes of the evidence
+    (its dates loaded as dates, as the event catalog loads them); never the evidence itself."""
+    shown = picture(Detection(kind, 1, "partner", evidence, "")) if kind in REGISTRY else None
+    return {"type": kind, **({"picture": shown} if shown else {})}
 
 
 def _bond_evidence(means: list[float]) -> dict:
@@ -48,37 +61,36 @@ def _numbers(before: float, after: float, first=JAN, last=MAR) -> dict:
 
 # (type, evidence, the chart numbers, the words of the alt text)
 HAND_MADE = [
-    ("fewer_anxious_episodes", _rate_evidence("episode_days_per_week", 5.25, 1.75),
+    ("fewer_anxious_episodes", _fewer_evidence(5.25, 1.75),
      _numbers(5.25, 1.75),
-     "Days with anxious moments, per week: about 5 a week (Jan 5 \u2013 Feb 1), "
-     "then about 1.8 a week (Mar 2 \u2013 Mar 29)."),
+     "Anxious moments a week: about 5 (Jan 5 \u2013 Feb 1), then about 1.8 (Mar 2 \u2013 Mar 29)."),
     ("calmer_episodes",
      {"baseline": _side(JAN, episodes=20, mean_intensity=7.25), "recent": _side(MAR, episodes=12, mean_intensity=3.5),
       "weekly": {"baseline_weekly_means": [7.0, 7.5], "recent_weekly_means": [3.5], "p_value": 0.001}},
      _numbers(7.25, 3.5),
-     "How intense anxious moments felt, on average: about 7.2 out of 10 (Jan 5 \u2013 Feb 1), "
-     "then about 3.5 out of 10 (Mar 2 \u2013 Mar 29)."),
+     "Intensity of anxious moments, out of 10: about 7.2 (Jan 5 \u2013 Feb 1), "
+     "then about 3.5 (Mar 2 \u2013 Mar 29)."),
     ("more_independence", _rate_evidence("activities_per_week", 0, 2.5),
      _numbers(0.0, 2.5),
-     "Activities of your own, per week: none (Jan 5 \u2013 Feb 1), then about 2.5 a week (Mar 2 \u2013 Mar 29)."),
+     "Activities of your own a week: none (Jan 5 \u2013 Feb 1), then about 2.5 (Mar 2 \u2013 Mar 29)."),
     ("better_communication",
      {"first": {"start": "2026-01-05", "end": "2026-01-20", "ratings": 24, "mean": 2.9},
       "last": {"start": "2026-03-10", "end": "2026-03-29", "ratings": 24, "mean": 4.13},
       "common_language_effect": 0.9, "p_value": 0.001, "neither_partner_went_down": True},
      _numbers(2.9, 4.13, ("2026-01-05", "2026-01-20"), ("2026-03-10", "2026-03-29")),
-     "How well you talk together, on average: about 2.9 out of 5 (Jan 5 \u2013 Jan 20), "
-     "then about 4.1 out of 5 (Mar 10 \u2013 Mar 29)."),
+     "Communication rating, out of 5: about 2.9 (Jan 5 \u2013 Jan 20), "
+     "then about 4.1 (Mar 10 \u2013 Mar 29)."),
     ("stronger_bond", _bond_evidence([2.0, 2.5, 2.5, 3.0, 3.5, 3.5, 4.0, 4.5, 4.5]),  # 9 weeks: the middle one out
      _numbers(2.5, 4.12, JAN, ("2026-02-09", "2026-03-08")),
-     "Your weekly check-ins, on average: about 2.5 out of 5 (Jan 5 \u2013 Feb 1), "
-     "then about 4.1 out of 5 (Feb 9 \u2013 Mar 8)."),
+     "Check-in rating, out of 5: about 2.5 (Jan 5 \u2013 Feb 1), "
+     "then about 4.1 (Feb 9 \u2013 Mar 8)."),
 ]
 
 
 @pytest.mark.parametrize("kind, evidence, numbers, words", HAND_MADE, ids=[h[0] for h in HAND_MADE])
 def test_each_type_with_two_windows_has_a_chart_of_its_windows_and_figures(kind, evidence, numbers, words):
-    data = chart.chart_data({"type": kind, "evidence": evidence})
-    assert data == {"type": kind, **numbers}
+    data = chart.chart_data(_milestone(kind, evidence))
+    assert data == {"type": kind, "unit": REGISTRY[kind].chart.unit, **numbers}
     assert chart.describe(data) == words
     png = chart.render(data)
     image = Image.open(io.BytesIO(png))
@@ -88,8 +100,7 @@ def test_each_type_with_two_windows_has_a_chart_of_its_windows_and_figures(kind,
 
 
 def test_the_bars_stand_for_the_figures():
-    data = chart.chart_data({"type": "fewer_anxious_episodes",
-                             "evidence": _rate_evidence("episode_days_per_week", 6.0, 2.0)})
+    data = chart.chart_data(_milestone("fewer_anxious_episodes", _fewer_evidence(6.0, 2.0)))
     image = Image.open(io.BytesIO(chart.render(data)))
 
     def bar_height(x: int) -> int:
@@ -100,19 +111,19 @@ def test_the_bars_stand_for_the_figures():
 
 
 def test_rendering_is_deterministic():
-    data = chart.chart_data({"type": "fewer_anxious_episodes", "evidence": HAND_MADE[0][1]})
+    data = chart.chart_data(_milestone("fewer_anxious_episodes", HAND_MADE[0][1]))
     assert chart.render(data) == chart.render(json.loads(json.dumps(data)))  # as stored and read back
     other = dict(data, after={**data["after"], "value": 1.5})
     assert chart.render(other) != chart.render(data)
 
 
 def test_only_the_chart_numbers_are_kept_never_any_text():
-    evidence = _rate_evidence("episode_days_per_week", 4.0, 1.0)
-    evidence["baseline"]["note"] = "He did not answer for two hours."
+    evidence = _fewer_evidence(4.0, 1.0)
+    evidence["before"]["note"] = "He did not answer for two hours."
     evidence["note"] = "He did not answer for two hours."
-    data = chart.chart_data({"type": "fewer_anxious_episodes", "evidence": evidence,
-                             "headline": "Days with anxious moments: ..."})
-    assert set(data) == {"type", "before", "after"}
+    data = chart.chart_data({**_milestone("fewer_anxious_episodes", evidence), "evidence": evidence,
+                             "headline": "Anxious moments: ..."})
+    assert set(data) == {"type", "unit", "before", "after"} and data["unit"] == "anxious moments a week"
     assert set(data["before"]) == set(data["after"]) == {"start", "end", "value"}
     assert "answer" not in json.dumps(data) and "logged_days" not in json.dumps(data)
 
@@ -120,20 +131,18 @@ def test_only_the_chart_numbers_are_kept_never_any_text():
 def test_what_is_kept_is_written_anew_from_the_checked_numbers():
     evidence = _rate_evidence("activities_per_week", 1.0, 3.004)
     evidence["baseline"]["start"] = "20260105"  # another ISO 8601 form: kept in the one form
-    assert chart.chart_data({"type": "more_independence", "evidence": evidence}) == {
-        "type": "more_independence", **_numbers(1.0, 3.0)}
+    assert chart.chart_data(_milestone("more_independence", evidence)) == {
+        "type": "more_independence", "unit": "activities of your own a week", **_numbers(1.0, 3.0)}
     # a difference that the kept rounding would erase is no chart (never two equal bars)
     same = _rate_evidence("activities_per_week", 3.001, 3.004)
-    assert chart.chart_data({"type": "more_independence", "evidence": same}) is None
+    assert chart.chart_data(_milestone("more_independence", same)) is None
 
 
 def test_labels_keep_a_real_difference_from_rounding_away():
-    data = chart.chart_data({"type": "fewer_anxious_episodes",
-                             "evidence": _rate_evidence("episode_days_per_week", 4.2, 3.8)})
+    data = chart.chart_data(_milestone("fewer_anxious_episodes", _fewer_evidence(4.2, 3.8)))
     assert chart.describe(data).startswith(
-        "Days with anxious moments, per week: about 4.2 a week (Jan 5 \u2013 Feb 1), then about 3.8 a week")
-    none_now = chart.chart_data({"type": "fewer_anxious_episodes",
-                                 "evidence": _rate_evidence("episode_days_per_week", 3.0, 0)})
+        "Anxious moments a week: about 4.2 (Jan 5 \u2013 Feb 1), then about 3.8 (Mar 2")
+    none_now = chart.chart_data(_milestone("fewer_anxious_episodes", _fewer_evidence(3.0, 0)))
     assert "then none (Mar 2" in chart.describe(none_now)
 
 
@@ -141,7 +150,7 @@ def test_labels_keep_a_real_difference_from_rounding_away():
 def test_types_without_two_comparable_windows_have_no_chart(kind):
     evidence = {"rituals": 10, "threshold": 10, "weeks": [{"start": "2026-01-05", "end": "2026-01-11",
                                                            "check_in": True}]}
-    assert chart.chart_data({"type": kind, "evidence": evidence}) is None
+    assert chart.chart_data(_milestone(kind, evidence)) is None
 
 
 @pytest.mark.parametrize("before, after", [(1.75, 5.25), (3.0, 3.0)])
@@ -149,7 +158,8 @@ def test_numbers_that_do_not_show_the_improvement_make_no_chart(before, after):
     for kind, key in (("fewer_anxious_episodes", "episode_days_per_week"),
                       ("more_independence", "activities_per_week")):
         b, a = (before, after) if kind.startswith("fewer") else (after, before)
-        assert chart.chart_data({"type": kind, "evidence": _rate_evidence(key, b, a)}) is None
+        evidence = _fewer_evidence(b, a) if kind.startswith("fewer") else _rate_evidence(key, b, a)
+        assert chart.chart_data(_milestone(kind, evidence)) is None
     declining = {"type": "better_communication", **_numbers(4.0, 3.0)}
     with pytest.raises(ValueError, match="improvement"):
         chart.render(declining)
@@ -158,26 +168,26 @@ def test_numbers_that_do_not_show_the_improvement_make_no_chart(before, after):
 
 
 @pytest.mark.parametrize("spoil", [
-    lambda e: e.pop("recent"),
-    lambda e: e["recent"].pop("episode_days_per_week"),
-    lambda e: e["recent"].update(episode_days_per_week="1.0"),
-    lambda e: e["recent"].update(episode_days_per_week=math.nan),
-    lambda e: e["recent"].update(episode_days_per_week=True),
-    lambda e: e["recent"].update(episode_days_per_week=-1.0),
-    lambda e: e["baseline"].update(start="January"),
-    lambda e: e["baseline"].update(start="2026-02-02"),  # after its end
-    lambda e: e.update(baseline=e["recent"], recent=e["baseline"]),  # windows the wrong way round
-    lambda e: e.update(recent=None),
+    lambda e: e.pop("after"),
+    lambda e: e["after"].pop("episodes_per_week"),
+    lambda e: e["after"].update(episodes_per_week="1.0"),
+    lambda e: e["after"].update(episodes_per_week=math.nan),
+    lambda e: e["after"].update(episodes_per_week=True),
+    lambda e: e["after"].update(episodes_per_week=-1.0),
+    lambda e: e["before"].update(start="January"),
+    lambda e: e["before"].update(start="2026-02-02"),  # after its end
+    lambda e: e.update(before=e["after"], after=e["before"]),  # windows the wrong way round
+    lambda e: e.update(after=None),
 ])
 def test_malformed_evidence_makes_no_chart(spoil):
-    evidence = _rate_evidence("episode_days_per_week", 5.25, 1.75)
+    evidence = _fewer_evidence(5.25, 1.75)
     spoil(evidence)
-    assert chart.chart_data({"type": "fewer_anxious_episodes", "evidence": evidence}) is None
+    assert chart.chart_data(_milestone("fewer_anxious_episodes", evidence)) is None
 
 
 def test_a_rating_above_its_scale_makes_no_chart():
     evidence = {"baseline": _side(JAN, mean_intensity=12.0), "recent": _side(MAR, mean_intensity=3.0)}
-    assert chart.chart_data({"type": "calmer_episodes", "evidence": evidence}) is None
+    assert chart.chart_data(_milestone("calmer_episodes", evidence)) is None
     assert chart.chart_data({"type": "calmer_episodes"}) is None
     assert chart.chart_data("not a milestone") is None  # type: ignore[arg-type]
 
@@ -204,11 +214,11 @@ def _calm_days(i: int) -> dict:
 
 
 REAL = [
-    (det.fewer_anxious_episodes, lambda h, d: det.fewer_anxious_episodes(h, d), _partner_days, 84),
-    (det.more_independence, lambda h, d: det.more_independence(h, d), _partner_days, 84),
-    (det.better_communication, lambda h, d: det.better_communication(h, h, d), _partner_days, 84),
-    (det.calmer_episodes, lambda h, d: det.calmer_episodes(h, d), _calm_days, 112),
-    (det.stronger_bond, lambda h, d: det.stronger_bond(h, [], d), _calm_days, 112),
+    (det.fewer_anxious_episodes.fewer_anxious_episodes, lambda h, d: det.fewer_anxious_episodes.fewer_anxious_episodes(h, d), _partner_days, 84),
+    (det.more_independence.more_independence, lambda h, d: det.more_independence.more_independence(h, d), _partner_days, 84),
+    (det.better_communication.better_communication, lambda h, d: det.better_communication.better_communication(h, h, d), _partner_days, 84),
+    (det.calmer_episodes.calmer_episodes, lambda h, d: det.calmer_episodes.calmer_episodes(h, d), _calm_days, 112),
+    (det.stronger_bond.stronger_bond, lambda h, d: det.stronger_bond.stronger_bond(h, [], d), _calm_days, 112),
 ]
 
 
@@ -217,7 +227,7 @@ def test_the_real_detectors_evidence_makes_a_chart(detector, detect, make, days)
     detections = detect(_history(days, make), START + timedelta(days=days - 1))
     assert detections, "the hand-made journal should make this milestone"
     found = detections[0]
-    data = chart.chart_data({"type": found.type, "evidence": found.evidence})
+    data = chart.chart_data(_milestone(found.type, found.evidence))
     assert data is not None and data["type"] == found.type
     assert data["before"]["start"] == START.isoformat() and data["after"]["end"] == (
         START + timedelta(days=days - 1)).isoformat()

@@ -8,6 +8,7 @@ confirming one included, are exact by construction.
 """
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import random
@@ -16,16 +17,26 @@ from datetime import date, datetime, timedelta
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.milestones import detectors as det
-from services.milestones.detectors import (
-    ALPHA, BETTER_COMMUNICATION, CALMER_EPISODES, CHECK_IN_RHYTHM, FEWER_ANXIOUS_EPISODES, MORE_INDEPENDENCE,
-    RITUALS_KEPT, STRONGER_BOND, DayAggregate, Detection, History, better_communication, calmer_episodes,
-    check_in_rhythm, compare_rates, detect_couple_milestones, detect_partner_milestones, fewer_anxious_episodes,
-    fewer_episodes_levels, look_alpha, more_independence, rituals_kept, stronger_bond, worsening_check,
+from services.milestones import rules as det
+from services.milestones.rules import (
+    BETTER_COMMUNICATION, CALMER_EPISODES, CHECK_IN_RHYTHM, FEWER_ANXIOUS_EPISODES, MORE_INDEPENDENCE,
+    RITUALS_KEPT, DayAggregate, Detection, History, detect_couple_milestones, detect_partner_milestones,
 )
+from services.milestones.rules.better_communication import _communication_look, better_communication
+from services.milestones.rules.calmer_episodes import _calmer_look, calmer_episodes
+from services.milestones.rules.check_in_rhythm import check_in_rhythm
+from services.milestones.rules.fewer_anxious_episodes import fewer_anxious_episodes
+from services.milestones.rules.rituals_kept import rituals_kept
+from services.milestones.rules.worsening_check import worsening_check
+from services.milestones.rules.fewer_anxious_episodes import FEWER_EPISODES_LEVELS as SCAN_LEVELS
+from services.milestones.rules.more_independence import _independence_look, more_independence
+from services.milestones.rules.stronger_bond import _bond_look, stronger_bond
+from services.milestones.rules.tests_of_change import ALPHA, _common_language, _kendalltau
+from services.milestones.rules.windows import look_alpha
+from services.milestones.rules.wording import _months
 
 D0 = date(2026, 10, 1)  # a Thursday; the baseline is October 1-28
 AS_OF = 83  # day index: December 23, well past the first possible detection (day 62)
@@ -91,52 +102,13 @@ def with_activities(total: int):
     return lambda pos: {"activities": len(chunks[pos])}
 
 
+def rule_module(name: str):
+    return importlib.import_module(f"services.milestones.rules.{name}")
+
+
 def json_ok(found: list[Detection]) -> None:
     for x in found:
         json.dumps(x.evidence, allow_nan=False)
-
-
-# --- fewer_anxious_episodes ---
-
-def test_fewer_episodes_at_a_rate_ratio_of_exactly_0_3_gives_level_3_with_levels_1_and_2():
-    found = fewer_anxious_episodes(anxious(base_episode_days=20, recent_episode_days=6), d(AS_OF))
-    assert levels(found) == [1, 2, 3]
-    assert {x.type for x in found} == {FEWER_ANXIOUS_EPISODES}
-    assert all(x.scope == "partner" for x in found)
-    assert found[0].evidence["rate_ratio"] == 0.3
-
-
-def test_fewer_episodes_a_ratio_just_past_0_3_gives_levels_1_and_2_only():
-    found = fewer_anxious_episodes(anxious(base_episode_days=20, recent_episode_days=7), d(AS_OF))
-    assert levels(found) == [1, 2]
-    assert found[0].evidence["rate_ratio"] == 0.35
-
-
-def test_fewer_episodes_a_large_drop_that_is_not_significant_gives_nothing():
-    # 20 -> 9 episode-days of 28: ratio 0.45 but p = 0.021 > 0.0125 (E-test)
-    assert fewer_anxious_episodes(anxious(base_episode_days=20, recent_episode_days=9), d(AS_OF)) == []
-
-
-@pytest.mark.parametrize("k_recent,expected", [
-    (700, (1,)), (701, ()),          # level 1 at rate ratio <= 0.7
-    (500, (1, 2)), (501, (1,)),      # level 2 at <= 0.5
-    (300, (1, 2, 3)), (301, (1, 2)),  # level 3 at <= 0.3
-])
-def test_fewer_episodes_level_cuts_at_and_just_past_each_threshold_with_enough_data(k_recent, expected):
-    assert fewer_episodes_levels(compare_rates(1000, 1000, k_recent, 1000, "less")) == expected
-
-
-def test_fewer_episodes_a_ratio_below_0_7_without_significance_is_no_level():
-    cmp = compare_rates(10, 28, 6, 28, "less")
-    assert cmp.ratio == 0.6 and cmp.p_value > ALPHA
-    assert fewer_episodes_levels(cmp) == ()
-
-
-def test_fewer_episodes_in_28_day_windows_significance_binds_before_the_0_7_cut():
-    # even with an episode on every baseline day, 14 of 28 (ratio 0.5) is not significant (E-test p = 0.015);
-    # 13 of 28 (ratio 0.46, p = 0.0093) is
-    assert levels(fewer_anxious_episodes(anxious(base_episode_days=28, recent_episode_days=14), d(AS_OF))) == []
-    assert levels(fewer_anxious_episodes(anxious(base_episode_days=28, recent_episode_days=13), d(AS_OF))) == [1, 2]
 
 
 def every_other_day(first: int, last: int, make=lambda i: {}, skip: tuple[int, ...] = ()) -> list[DayAggregate]:
@@ -151,122 +123,17 @@ def half_logged(recent_skip: tuple[int, ...] = (), base_make=lambda i: {}, recen
     return every_other_day(0, 54, base_make) + every_other_day(56, last, recent_make, recent_skip)
 
 
-def test_fewer_episodes_needs_14_logged_days_in_the_recent_window():
-    # baseline: 20 episode-days of 28 logged days; lately none, on 13 or 14 logged days of 28
-    base = lambda i: {"episodes": 1, "intensities": (5,)} if i < 40 else {}
-    assert fewer_anxious_episodes(half_logged((80,), base), d(100)) == []
-    assert levels(fewer_anxious_episodes(half_logged((), base), d(100))) == [1, 2, 3]
-
-
-def test_fewer_episodes_needs_14_logged_days_in_the_baseline():
-    # 13 or 14 logged days, all with an episode, in the first 56 days (fewer than 28, so the baseline is
-    # those 56 days); then every day logged, without episodes
-    def history(n: int) -> list[DayAggregate]:
-        return ([DayAggregate(d(i), episodes=1, intensities=(5,)) for i in range(n)]
-                + [DayAggregate(d(i)) for i in range(56, 101)])
-    assert fewer_anxious_episodes(history(13), d(100)) == []
-    assert levels(fewer_anxious_episodes(history(14), d(100))) == [1, 2, 3]
-
-
-def test_fewer_episodes_needs_8_baseline_episode_days_even_when_there_are_none_recently():
-    # 7 -> 0 would pass the test itself (E-test p = 0.0024); the minimum holds it back
-    assert fewer_anxious_episodes(anxious(base_episode_days=7, recent_episode_days=0), d(AS_OF)) == []
-    assert levels(fewer_anxious_episodes(anxious(base_episode_days=8, recent_episode_days=0), d(AS_OF))) == [1, 2, 3]
-
-
-def test_no_milestone_from_missing_logging_same_rate_per_logged_day_on_fewer_days():
-    # baseline: 14 episode-days in 28 logged days; lately: 7 in 14 logged days. Per calendar day
-    # that is half as many, per logged day it is the same: no milestone.
-    history = anxious(base_logged=28, base_episode_days=14, recent_logged=14, recent_episode_days=7)
-    assert det._fewer_look(History(history), d(AS_OF)).evidence["rate_ratio"] == 1.0
-    for as_of in range(62, AS_OF + 1):
-        assert fewer_anxious_episodes(history, d(as_of)) == []
-
-
-def test_no_milestone_when_logging_stops():
-    history = phase(0, 27, 28, episodes_on(20)) + phase(28, 40, 28, episodes_on(0))
-    for as_of in range(41, 130):
-        assert detect_partner_milestones(history, d(as_of)) == []
-
-
-def test_fewer_episodes_overlapping_windows_give_nothing_and_the_first_detection_is_on_day_62():
-    history = anxious(base_episode_days=28, recent_episode_days=0, last=120)
-    # day 54: the recent window (27-54) overlaps the baseline (0-27); day 61: the week-earlier look does
-    assert fewer_anxious_episodes(history, d(54)) == []
-    assert fewer_anxious_episodes(history, d(61)) == []
-    assert levels(fewer_anxious_episodes(history, d(62))) == [1, 2, 3]
-
-
-def test_a_single_good_last_week_is_not_enough():
-    history = phase(0, 76, 28, episodes_on(20)) + phase(77, AS_OF, 28, episodes_on(0))
-    assert fewer_anxious_episodes(history, d(AS_OF)) == []
-
-
-def test_no_milestone_when_logging_fell_by_more_than_a_tenth():
-    # every baseline day logged (20 episode-days); lately no episodes, but on 25 of 28 days logged (0.89 of
-    # the baseline's share): nothing is tested; on 26 of 28 (0.93) it is
-    def history(recent_logged: int) -> list[DayAggregate]:
-        return phase(0, 27, 28, episodes_on(20)) + phase(28, AS_OF, recent_logged, episodes_on(0))
-    look = det._fewer_look(History(history(25)), d(AS_OF))
-    assert look.levels == () and look.evidence["logging"]["kept"] is False
-    assert fewer_anxious_episodes(history(25), d(AS_OF)) == []
-    assert levels(fewer_anxious_episodes(history(26), d(AS_OF))) == [1, 2, 3]
+def test_a_baseline_over_three_months_is_named_from_first_to_last():
+    assert _months(date(2026, 10, 20), date(2026, 12, 14)) == "October to December"
+    assert _months(date(2026, 10, 20), date(2026, 11, 14)) == "October and November"
+    assert _months(date(2026, 12, 20), date(2027, 1, 14)) == "December and January"
 
 
 def test_later_looks_spend_less_alpha():
-    # 20 -> 7 episode-days of 28 (E-test p = 0.006): enough in the first 28 days in which a detection is
-    # possible (days 62-89, alpha 0.0125), not in the next 28 (alpha 0.0125 / 4)
-    history = anxious(base_episode_days=20, recent_episode_days=7, last=120)
-    assert levels(fewer_anxious_episodes(history, d(89))) == [1, 2]
-    look = det._fewer_look(History(history), d(90))
-    assert look.evidence["looks"]["period"] == 2 and look.evidence["looks"]["look_alpha"] == 0.00313
-    assert fewer_anxious_episodes(history, d(90)) == []
     assert look_alpha(1) == ALPHA and look_alpha(2) == ALPHA / 4 and look_alpha(3) == ALPHA / 9
     assert sum(look_alpha(k) for k in range(1, 10_000)) < ALPHA * 1.645
     with pytest.raises(ValueError):
         look_alpha(0)
-
-
-def test_fewer_episodes_must_hold_as_of_a_week_earlier_too():
-    # an episode every day until day 69, none from day 70
-    history = phase(0, 69, 28, episodes_on(28)) + phase(70, 120, 28, episodes_on(0))
-    h = History(history)
-    # day 90: recent 7 of 28 (ratio 0.25, holds); a week earlier 14 of 28 (ratio 0.5, p = 0.015, does not)
-    assert det._fewer_look(h, d(90)).levels == (1, 2, 3)
-    assert det._fewer_look(h, d(83)).levels == ()
-    assert fewer_anxious_episodes(h, d(90)) == []
-    # day 97: recent 0 of 28, a week earlier 7 of 28: both hold
-    found = fewer_anxious_episodes(h, d(97))
-    assert levels(found) == [1, 2, 3]
-    assert found[0].evidence["confirmed_as_of"] == d(90).isoformat()
-
-
-def test_fewer_episodes_evidence_is_json_with_windows_counts_effect_and_p_value():
-    found = fewer_anxious_episodes(anxious(base_episode_days=20, recent_episode_days=6), d(AS_OF))
-    json_ok(found)
-    ev = found[-1].evidence
-    assert ev["baseline"]["start"] == "2026-10-01" and ev["baseline"]["end"] == "2026-10-28"
-    assert ev["recent"]["start"] == d(AS_OF - 27).isoformat() and ev["recent"]["end"] == d(AS_OF).isoformat()
-    assert (ev["baseline"]["logged_days"], ev["baseline"]["episode_days"]) == (28, 20)
-    assert (ev["recent"]["logged_days"], ev["recent"]["episode_days"]) == (28, 6)
-    assert ev["p_value"] < ALPHA and ev["alpha"] == ALPHA
-    assert ev["level"] == 3 and ev["as_of"] == d(AS_OF).isoformat()
-    assert ev["confirmation"]["p_value"] < ALPHA
-
-
-def test_fewer_episodes_headline_is_in_the_partners_own_numbers():
-    found = fewer_anxious_episodes(anxious(base_episode_days=20, recent_episode_days=6), d(AS_OF))
-    assert {x.headline for x in found} == {
-        "Days with anxious moments: from about 5 a week in October to about 1.5 a week now."}
-    none_lately = fewer_anxious_episodes(anxious(base_episode_days=20, recent_episode_days=0), d(AS_OF))
-    assert none_lately[0].headline == ("Days with anxious moments: from about 5 a week in October "
-                                       "to none in the last four weeks.")
-
-
-def test_a_baseline_over_three_months_is_named_from_first_to_last():
-    assert det._months(date(2026, 10, 20), date(2026, 12, 14)) == "October to December"
-    assert det._months(date(2026, 10, 20), date(2026, 11, 14)) == "October and November"
-    assert det._months(date(2026, 12, 20), date(2027, 1, 14)) == "December and January"
 
 
 def test_days_after_as_of_are_ignored():
@@ -316,7 +183,7 @@ def test_calmer_episodes_fires_at_a_common_language_effect_of_exactly_0_7():
 
 def test_calmer_episodes_just_below_0_7_does_not_fire_even_when_significant():
     history = calmer([6] * 60, [5] * 23 + [6] * 37)
-    assert det._calmer_look(History(history), d(AS_OF)).evidence["p_value"] < ALPHA
+    assert _calmer_look(History(history), d(AS_OF)).evidence["p_value"] < ALPHA
     assert calmer_episodes(history, d(AS_OF)) == []
 
 
@@ -336,7 +203,7 @@ def test_calmer_episodes_not_from_one_calmer_stretch_a_month():
     # of each 28: the episodes say calmer (p < 0.0125), the weeks do not (one calm week and a half a month)
     history = phase(0, 27, 28, with_intensities([6] * 60)) + phase(28, AS_OF, 28, lambda pos: {
         "episodes": len(chunk := spread([5] * 24 + [6] * 36)[pos]), "intensities": chunk})
-    look = det._calmer_look(History(history), d(AS_OF))
+    look = _calmer_look(History(history), d(AS_OF))
     assert look.evidence["common_language_effect"] == 0.7 and look.evidence["p_value"] < ALPHA
     assert look.evidence["weekly"]["p_value"] > ALPHA
     assert calmer_episodes(history, d(AS_OF)) == []
@@ -361,7 +228,7 @@ def test_more_independence_fires_at_a_rate_ratio_of_exactly_1_4():
 
 def test_more_independence_just_below_1_4_does_not_fire_even_when_significant():
     history = independent(100, 139)
-    assert det._independence_look(History(history), d(AS_OF)).evidence["p_value"] < ALPHA
+    assert _independence_look(History(history), d(AS_OF)).evidence["p_value"] < ALPHA
     assert more_independence(history, d(AS_OF)) == []
 
 
@@ -396,7 +263,7 @@ def test_more_independence_not_from_one_busy_week_a_month():
     # 10 activities in the baseline month, then 30 a month: spread over the weeks it is a milestone; all in
     # the first 6 days of each 28 it is one busy week, and the over-dispersed test holds it back
     busy = phase(0, 27, 28, with_activities(10)) + phase(28, AS_OF, 28, lambda pos: {"activities": 5 * (pos < 6)})
-    look = det._independence_look(History(busy), d(AS_OF))
+    look = _independence_look(History(busy), d(AS_OF))
     assert look.evidence["p_value"] < ALPHA and look.evidence["rate_ratio"] == 3.0
     assert look.evidence["over_dispersion"]["phi"] > 1 and look.evidence["over_dispersion"]["p_value"] > ALPHA
     assert more_independence(busy, d(AS_OF)) == []
@@ -432,7 +299,7 @@ def test_better_communication_fires_at_an_effect_of_0_714():
 
 def test_better_communication_just_below_0_7_does_not_fire_even_when_significant():
     a, b = improving(6), improving(5)  # 11 of 28: effect 0.696
-    look = det._communication_look(History(a), History(b), d(41))
+    look = _communication_look(History(a), History(b), d(41))
     assert look.evidence["common_language_effect"] == 0.696 and look.evidence["p_value"] < ALPHA
     assert better_communication(a, b, d(41)) == []
 
@@ -481,9 +348,9 @@ def test_better_communication_spends_alpha_over_its_daily_looks():
     # possible 14 days later (day 33); each 28 days of looks after it divide alpha by period ** 2
     a = rater([3] * 14, lambda j: 3, 200)
     for as_of, period in ((d(30), 1), (d(33), 1), (d(60), 1), (d(61), 2), (d(89), 3)):
-        look = det._communication_look(History(a), History(a), as_of)
+        look = _communication_look(History(a), History(a), as_of)
         assert look.evidence["looks"]["period"] == period
-        assert look.evidence["looks"]["look_alpha"] == float(f"{det.look_alpha(period):.3g}")
+        assert look.evidence["looks"]["look_alpha"] == float(f"{look_alpha(period):.3g}")
 
 
 # --- stronger_bond (the couple's) ---
@@ -524,7 +391,7 @@ def test_stronger_bond_fires_with_tau_just_above_0_5():
 def test_stronger_bond_does_not_fire_with_tau_just_below_0_5_even_when_significant():
     order = reversed_blocks([9, 8, 6, 3])  # 82 discordant pairs: tau = 0.4954
     history = check_ins([[1]] + [ranked(r) for r in order])
-    look = det._bond_look(History(history), History(), d(BOND_AS_OF))
+    look = _bond_look(History(history), History(), d(BOND_AS_OF))
     assert look.evidence["kendall_tau"] == 0.495 and look.evidence["p_value"] < ALPHA
     assert stronger_bond(history, [], d(BOND_AS_OF)) == []
 
@@ -545,9 +412,12 @@ def test_a_look_runs_its_tests_only_when_its_cheaper_conditions_hold(monkeypatch
     """Most looks hold nothing: the rank test and Kendall's tau (scipy, 50-100 us a call) are run only
     when the means moved the right way; the result is the same as with every test run."""
     ran = []
-    ranks, tau = det._common_language, det._kendalltau
-    monkeypatch.setattr(det, "_common_language", lambda *a: ran.append("ranks") or ranks(*a))
-    monkeypatch.setattr(det, "_kendalltau", lambda *a, **k: ran.append("tau") or tau(*a, **k))
+    ranks, tau = _common_language, _kendalltau
+    for rule in ("calmer_episodes", "better_communication"):
+        monkeypatch.setattr(rule_module(rule), "_common_language",
+                            lambda *a: ran.append("ranks") or ranks(*a))
+    monkeypatch.setattr(rule_module('stronger_bond'), "_kendalltau",
+                        lambda *a, **k: ran.append("tau") or tau(*a, **k))
     assert calmer_episodes(calmer([5] * 20, [6] * 20), d(AS_OF)) == []  # the recent mean higher
     assert stronger_bond(check_ins(rising(12)[::-1]), [], d(BOND_AS_OF)) == []  # the weeks falling
     falling = rater([4] * 14, lambda j: 3, 42)
@@ -606,7 +476,7 @@ def test_stronger_bond_needs_repair_within_24_hours_not_falling(first, recent, f
     history = with_conflicts(first, recent)
     found = stronger_bond(history, [], d(BOND_AS_OF))
     assert levels(found) == ([1] if fires else [])
-    look = det._bond_look(History(history), History(), d(BOND_AS_OF))
+    look = _bond_look(History(history), History(), d(BOND_AS_OF))
     assert look.evidence["repair"]["passes_because"] == because
 
 
@@ -792,20 +662,6 @@ def _add_episodes(days: list[DayAggregate], extra: list[tuple[int, int]], first:
     return list(by_day.values())
 
 
-@PROPS
-@given(base=st.lists(st.sampled_from([-1, 1, 1, 1, 2, 0]), min_size=28, max_size=28),
-       recent=st.lists(st.sampled_from([-1, 0, 0, 0, 0, 1]), min_size=62, max_size=62),
-       extra=st.lists(st.tuples(st.integers(0, 27), st.integers(1, 3)), min_size=1, max_size=10))
-@example(base=[1] * 28, recent=[0] * 62, extra=[(i, 1) for i in range(10)])  # levels 1-3 before, 1-2 after
-def test_property_adding_recent_episodes_never_makes_fewer_anxious_episodes_fire(base, recent, extra):
-    as_of = 89
-    before = _episode_series(base, recent)
-    after = _add_episodes(before, extra, first=as_of - 27)
-    fired_before = set(levels(fewer_anxious_episodes(before, d(as_of))))
-    fired_after = set(levels(fewer_anxious_episodes(after, d(as_of))))
-    assert fired_after <= fired_before
-
-
 # --- simulation: repeated daily looks ---
 
 def simulated_partner(rng: np.random.Generator, rate: float, rate_after: float | None = None,
@@ -871,7 +727,7 @@ def test_simulated_improvers_whose_anxious_days_fall_by_90_percent_are_detected_
 def test_property_common_language_is_scipys_mann_whitney(higher, lower):
     from scipy import stats
 
-    from services.milestones.detectors import _common_language
+    from services.milestones.rules.tests_of_change import _common_language
 
     effect, p = _common_language(higher, lower)
     res = stats.mannwhitneyu(higher, lower, alternative="greater", method="asymptotic")
@@ -885,7 +741,7 @@ def test_property_common_language_is_scipys_mann_whitney(higher, lower):
 def test_property_binomial_p_is_scipys_binomtest(k, extra, t_recent, t_base, alternative):
     from scipy import stats
 
-    from services.milestones.detectors import _binomial_p
+    from services.milestones.rules.tests_of_change import _binomial_p
 
     n = k + extra
     expected = 1.0 if n == 0 else stats.binomtest(k, n, t_recent / (t_base + t_recent), alternative=alternative).pvalue
@@ -897,7 +753,7 @@ def test_property_binomial_p_is_scipys_binomtest(k, extra, t_recent, t_base, alt
 def test_property_welch_p_is_scipys_t_distribution(base, recent):
     from scipy import stats
 
-    from services.milestones.detectors import _welch_lower
+    from services.milestones.rules.tests_of_change import _welch_lower
 
     t, p = _welch_lower(base, recent, 1 / 12, 1 / 12)
     vb, vr = max(statistics.variance(base), 1 / 12) / len(base), max(statistics.variance(recent), 1 / 12) / len(recent)
@@ -908,7 +764,7 @@ def test_property_welch_p_is_scipys_t_distribution(base, recent):
 @PROPS
 @given(xs=st.lists(st.floats(0, 10), min_size=2, max_size=40))
 def test_property_float_variance_is_the_exact_one(xs):
-    from services.milestones.detectors import _variance
+    from services.milestones.rules.tests_of_change import _variance
 
     assert _variance(xs) == pytest.approx(statistics.variance(xs), rel=1e-9, abs=1e-12)
 
@@ -920,7 +776,6 @@ def test_property_kendall_tau_is_scipys(means):
     public scipy.stats.kendalltau gives: weeks in order against their means, ties and all."""
     from scipy import stats
 
-    from services.milestones.detectors import _kendalltau
 
     weeks = [-w for w in range(len(means), 0, -1)]
     ours = _kendalltau(weeks, means, alternative="greater")
@@ -938,9 +793,11 @@ def test_levels_names_every_level_each_rule_can_give(monkeypatch):
         named[kind] = tuple(sorted(rules))
         return []
 
-    monkeypatch.setattr(det, "_confirmed", level_rules)
+    for rule in ("calmer_episodes", "more_independence", "better_communication", "stronger_bond"):
+        monkeypatch.setattr(rule_module(rule), "_confirmed", level_rules)
     detect_partner_milestones(History(()), D0)
     detect_couple_milestones(History(()), History(()), D0)
+    named[FEWER_ANXIOUS_EPISODES] = tuple(level for level, _ in SCAN_LEVELS)  # the levels the scan rule tests
     named[RITUALS_KEPT] = tuple(level for level, _ in det.RITUAL_LEVELS)
     named[CHECK_IN_RHYTHM] = (1,)  # one level, given by check_in_rhythm itself
     assert named == det.LEVELS

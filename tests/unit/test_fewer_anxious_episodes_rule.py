@@ -8,7 +8,7 @@ from datetime import date, timedelta
 import numpy as np
 import pytest
 
-from services.milestones.detectors import FEWER_ANXIOUS_EPISODES, DayAggregate
+from services.milestones.rules import FEWER_ANXIOUS_EPISODES, DayAggregate
 from services.milestones.rules import fewer_anxious_episodes as rule
 from simulation import looks
 

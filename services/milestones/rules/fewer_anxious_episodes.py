@@ -31,10 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..detectors import (
-    FEWER_ANXIOUS_EPISODES, FEWER_EPISODES_LEVELS, PARTNER, Detection, History, HistoryLike, _about, _check_as_of,
-    _months, _num,
-)
+from .aggregates import PARTNER, Detection, History, HistoryLike, _check_as_of
+from .registry import FEWER_ANXIOUS_EPISODES, FEWER_EPISODES_LEVELS
+from .wording import _about, _months, _num
 from .statistics import ScanSettings, Splits, best, prefix, scan
 
 __all__ = ["SCAN", "PERSISTENCE_DAYS", "FIRST_LOOK", "TARGET", "THRESHOLDS", "rise", "base", "threshold",

@@ -1,0 +1,158 @@
+"""The registry of milestones: for each, its type, whose it is, its levels, the least data it needs, the days
+an evaluation must read back for it, and what its celebration's chart shows.
+
+The service takes everything it knows about a milestone from here: the levels
+a partner can still reach (``LEVELS``), the days an evaluation reads
+(``HEAD_DAYS``, ``RECENT_DAYS``, ``TAIL_DAYS``, ``RATED_DAYS``, ``SINCE_FIRST``)
+and the picture a celebration carries (:func:`picture`). The rules themselves
+live one a module beside this one.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date
+from typing import Optional
+
+from .aggregates import COUPLE, PARTNER, Detection
+from .windows import (
+    BASELINE_MAX_DAYS, BOND_MAX_WEEKS, CALMER_CONFIRM_DAYS, COMMUNICATION_CONFIRM_DAYS, COMMUNICATION_WINDOW,
+    INDEPENDENCE_CONFIRM_DAYS, RHYTHM_WEEKS, WINDOW_DAYS,
+)
+from .wording import _num
+
+__all__ = ["FEWER_ANXIOUS_EPISODES", "CALMER_EPISODES", "MORE_INDEPENDENCE", "BETTER_COMMUNICATION",
+           "STRONGER_BOND", "RITUALS_KEPT", "CHECK_IN_RHYTHM", "FEWER_EPISODES_LEVELS", "RITUAL_LEVELS",
+           "Reads", "Chart", "Milestone", "MILESTONES", "MILESTONE_TYPES", "LEVELS", "HEAD_DAYS", "RECENT_DAYS",
+           "TAIL_DAYS", "RATED_DAYS", "SINCE_FIRST", "picture"]
+
+FEWER_ANXIOUS_EPISODES = "fewer_anxious_episodes"
+CALMER_EPISODES = "calmer_episodes"
+MORE_INDEPENDENCE = "more_independence"
+BETTER_COMMUNICATION = "better_communication"
+STRONGER_BOND = "stronger_bond"
+RITUALS_KEPT = "rituals_kept"
+CHECK_IN_RHYTHM = "check_in_rhythm"
+
+FEWER_EPISODES_LEVELS = ((1, 0.7), (2, 0.5), (3, 0.3))  # (level, rate ratio at most)
+RITUAL_LEVELS = ((1, 10), (2, 25), (3, 50), (4, 100))  # (level, rituals at least)
+
+
+@dataclass(frozen=True)
+class Reads:
+    """The days an evaluation as of a date must read for a rule (every other day may be left unread).
+
+    ``head``: days from the first logged day; ``recent``: days back from the
+    date (confirming looks included); ``tail``: further back, the days with a
+    check-in or a conflict alone; ``rated``: the first and the last rated
+    days; ``since_first``: every logged day from the first, but only its
+    episodes (the change-point scan reads nothing else of a day).
+    """
+
+    head: int = 0
+    recent: int = 0
+    tail: int = 0
+    rated: int = 0
+    since_first: bool = False
+
+
+@dataclass(frozen=True)
+class Chart:
+    """What a celebration's chart shows: two periods of the evidence, a figure in each.
+
+    ``periods``: the evidence's keys of the earlier and the later period;
+    ``value``: the key of the figure in each; ``unit``: the words for it
+    (the partner's own units); ``scale``: a rating's maximum (None for a
+    rate a week); ``better``: "lower" or "higher".
+    """
+
+    periods: tuple[str, str]
+    value: str
+    unit: str
+    better: str
+    scale: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class Milestone:
+    type: str
+    scope: str  # PARTNER (a partner's own) or COUPLE
+    levels: tuple[int, ...]
+    minimum: str  # the least data before the rule can hold, in words
+    reads: Reads
+    chart: Optional[Chart]  # None: the celebration has no chart
+
+
+_PARTNER_WINDOWS = Reads(head=BASELINE_MAX_DAYS, recent=WINDOW_DAYS + max(CALMER_CONFIRM_DAYS))
+
+MILESTONES: tuple[Milestone, ...] = (
+    Milestone(FEWER_ANXIOUS_EPISODES, PARTNER, tuple(level for level, _ in FEWER_EPISODES_LEVELS),
+              "21 logged days before a change and 14 (two weeks) after it",
+              # the scan reads every logged day's episodes since the first (its confirming look among them)
+              Reads(since_first=True),
+              Chart(("before", "after"), "episodes_per_week", "anxious moments a week", "lower")),
+    Milestone(CALMER_EPISODES, PARTNER, (1,), "14 logged days and 8 episodes in each of two 28-day windows",
+              _PARTNER_WINDOWS,
+              Chart(("baseline", "recent"), "mean_intensity", "intensity of anxious moments, out of 10", "lower",
+                    scale=10)),
+    Milestone(MORE_INDEPENDENCE, PARTNER, (1,), "14 logged days in each of two 28-day windows",
+              Reads(head=BASELINE_MAX_DAYS, recent=WINDOW_DAYS + max(INDEPENDENCE_CONFIRM_DAYS)),
+              Chart(("baseline", "recent"), "activities_per_week", "activities of your own a week", "higher")),
+    Milestone(BETTER_COMMUNICATION, COUPLE, (1,), "20 rated days from each partner",
+              Reads(recent=max(COMMUNICATION_CONFIRM_DAYS), rated=2 * COMMUNICATION_WINDOW),
+              Chart(("first", "last"), "mean", "communication rating, out of 5", "higher", scale=5)),
+    Milestone(STRONGER_BOND, COUPLE, (1,), "check-ins in 8 weeks of the last 26",
+              # its 26 weeks of check-ins and conflicts, and its confirmation a week earlier (4 weeks to spare)
+              Reads(tail=7 * BOND_MAX_WEEKS + 4 * 7),
+              Chart(("first", "last"), "mean", "check-in rating, out of 5", "higher", scale=5)),
+    Milestone(RITUALS_KEPT, COUPLE, tuple(level for level, _ in RITUAL_LEVELS), "10 rituals",
+              Reads(), None),  # a count of every ritual ever, read apart (see the evaluation)
+    Milestone(CHECK_IN_RHYTHM, COUPLE, (1,), "check-ins in 4 of the last 5 weeks",
+              Reads(recent=7 * RHYTHM_WEEKS), None),
+)
+REGISTRY = {m.type: m for m in MILESTONES}
+MILESTONE_TYPES = tuple(REGISTRY)
+# Every level of each type (a type whose every level is held has nothing left to find).
+LEVELS = {m.type: m.levels for m in MILESTONES}
+
+# What an evaluation reads back, the most any rule needs, so that evaluating costs about the same with two
+# months or two years of history.
+HEAD_DAYS = max(m.reads.head for m in MILESTONES)
+RECENT_DAYS = max(m.reads.recent for m in MILESTONES)
+TAIL_DAYS = max(m.reads.tail for m in MILESTONES)
+RATED_DAYS = max(m.reads.rated for m in MILESTONES)
+SINCE_FIRST = tuple(m.type for m in MILESTONES if m.reads.since_first)
+
+
+def _figure(value) -> Optional[float]:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+    return _num(value, 2) if ok else None
+
+
+def _day(value) -> Optional[date]:
+    try:
+        return date.fromisoformat(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def picture(det: Detection) -> Optional[dict]:
+    """What the celebration of ``det`` shows, typed: the words for the unit, whether lower or higher is
+    better, the scale of a rating, and the two periods compared with the figure of each (in the partner's
+    own units). None for a milestone without a chart, or evidence without both periods whole."""
+    chart = REGISTRY[det.type].chart if det.type in REGISTRY else None
+    if chart is None:
+        return None
+    periods = []
+    for key in chart.periods:
+        side = det.evidence.get(key)
+        if not isinstance(side, dict):
+            return None
+        period = {"start": _day(side.get("start")), "end": _day(side.get("end")), "value": _figure(side.get(chart.value))}
+        if None in period.values():
+            return None
+        periods.append(period)
+    out = {"unit": chart.unit, "better": chart.better, "periods": periods}
+    if chart.scale is not None:
+        out["scale"] = chart.scale
+    return out
