@@ -22,7 +22,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from services.milestones.detectors import BETTER_COMMUNICATION, STRONGER_BOND
+from services.milestones.rules import BETTER_COMMUNICATION, STRONGER_BOND
 from services.milestones.rules import better_communication_scan, couple_scan, stronger_bond_scan
 from services.milestones.rules.couple_scan import CoupleScan
 from services.milestones.rules.statistics import best

@@ -2,7 +2,7 @@
 
 ``python -m simulation.steady_rules [--partners 2000]``: the simulator's
 intensities and independence activities are steady in every cohort, so any
-detection is a false one. Each rule of ``services.milestones.detectors`` is
+detection is a false one. Each rule of ``services.milestones.rules`` is
 looked at every day of each null partner's history (120-180 days, and again
 over two years), as the service looks, until it first fires; the report is
 the share of partners with any detection. Held-out seed 2026.
@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from services.milestones.detectors import CALMER_EPISODES, MORE_INDEPENDENCE
+from services.milestones.rules import CALMER_EPISODES, MORE_INDEPENDENCE
 
 from . import cohorts, looks
 

@@ -10,7 +10,7 @@ from datetime import date, timedelta
 import numpy as np
 import pytest
 
-from services.milestones.detectors import BETTER_COMMUNICATION, COUPLE, STRONGER_BOND, DayAggregate
+from services.milestones.rules import BETTER_COMMUNICATION, COUPLE, STRONGER_BOND, DayAggregate
 from services.milestones.rules import couple_scan
 from services.milestones.rules.better_communication_scan import better_communication
 from services.milestones.rules.stronger_bond_scan import stronger_bond

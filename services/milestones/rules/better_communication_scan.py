@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from datetime import date
 
-from ..detectors import BETTER_COMMUNICATION, DayAggregate, Detection, HistoryLike
+from .aggregates import DayAggregate, Detection, HistoryLike
+from .registry import BETTER_COMMUNICATION
 from .couple_scan import TARGET, CoupleScan
 from .weekly_means import WeeklySettings
 

@@ -21,8 +21,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from ..detectors import COUPLE, DayAggregate, Detection, History, HistoryLike, _check_as_of, _distinct, _mean_text, \
-    _months, _num
+from .aggregates import COUPLE, DayAggregate, Detection, History, HistoryLike, _check_as_of
+from .wording import _distinct, _mean_text, _months, _num
 from .statistics import best
 from .weekly_means import BLOCK_DAYS, Prefix, WeeklySettings, prefix, scan
 

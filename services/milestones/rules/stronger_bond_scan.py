@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from datetime import date
 
-from ..detectors import STRONGER_BOND, DayAggregate, Detection, HistoryLike
+from .aggregates import DayAggregate, Detection, HistoryLike
+from .registry import STRONGER_BOND
 from .couple_scan import TARGET, CoupleScan
 from .weekly_means import WeeklySettings
 
