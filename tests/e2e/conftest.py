@@ -25,7 +25,8 @@ from sqlalchemy import func, select
 from services import SERVICES
 from services.journal.tables import outbox as journal_outbox
 from services.milestones.tables import outbox as milestones_outbox
-from services.notify.tables import outbox as notify_outbox
+from services.notify.tables import deliveries, outbox as notify_outbox
+from shared.db import utcnow
 from tests.conftest import BACKENDS, _make_backend, free_port
 from tests.support import wait_until
 
@@ -157,6 +158,28 @@ def stack(backend, mail):
     for url in run.urls.values():
         with pytest.raises(requests.ConnectionError):
             requests.get(url + "/healthz", timeout=1)
+
+
+@pytest.fixture
+def outboxes(backend):
+    """Each service's database engine and outbox table, read to tell when the system is quiet."""
+    out = {svc: (backend.engine(svc), table) for svc, table in OUTBOXES.items()}
+    yield out
+    for engine, _ in out.values():
+        engine.dispose()
+
+
+def delivered_and_quiet(outboxes: dict) -> bool:
+    """Every outbox published, and no delivery being sent or due now (a later email is
+    held for the recipient's next day)."""
+    for engine, table in outboxes.values():
+        with engine.connect() as c:
+            if c.execute(select(func.count()).where(table.c.published_at.is_(None))).scalar():
+                return False
+    with outboxes["notify"][0].connect() as c:
+        return not c.execute(select(func.count()).select_from(deliveries).where(
+            (deliveries.c.status == "sending")
+            | ((deliveries.c.status == "pending") & (deliveries.c.due_at <= utcnow())))).scalar()
 
 
 @pytest.fixture

@@ -10,27 +10,16 @@ from email import message_from_bytes, policy
 
 import pytest
 import requests
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from services.milestones.tables import partners
-from services.notify.tables import deliveries
-from shared.db import utcnow
 from tests.conftest import NOTE_MARKER
-from tests.e2e.conftest import OUTBOXES
+from tests.e2e.conftest import delivered_and_quiet
 from tests.e2e.test_milestones_e2e import _partner
 from tests.support import improving_history, paris_today, rituals, wait_until
 
 MARKER = f"{NOTE_MARKER}-{uuid.uuid4().hex}"  # in every entry's note; must never reach an email, nor any output
 WAIT = 90.0
-
-
-@pytest.fixture
-def outboxes(backend):
-    """Each service's database engine and outbox table, read to tell when the system is quiet."""
-    out = {svc: (backend.engine(svc), table) for svc, table in OUTBOXES.items()}
-    yield out
-    for engine, _ in out.values():
-        engine.dispose()
 
 
 def _texts(msg) -> list[str]:
@@ -72,7 +61,7 @@ def test_entries_become_one_notification_per_recipient_and_one_email_each(backen
 
     # The milestones service decides the audience when a milestone is achieved: it must
     # have heard Ana's preference (notify.preferences.changed) before her entries settle.
-    mengine, nengine = outboxes["milestones"][0], outboxes["notify"][0]
+    mengine = outboxes["milestones"][0]
 
     def sharing_known():
         with mengine.connect() as c:
@@ -136,16 +125,7 @@ def test_entries_become_one_notification_per_recipient_and_one_email_each(backen
                            for who in (ana, ben)), timeout=WAIT, what="an email delivered to each partner")
 
     def quiet() -> bool:
-        """Every outbox published, and no delivery being sent or due now (a later email is
-        held for the recipient's next day)."""
-        for engine, table in outboxes.values():
-            with engine.connect() as c:
-                if c.execute(select(func.count()).where(table.c.published_at.is_(None))).scalar():
-                    return False
-        with nengine.connect() as c:
-            return not c.execute(select(func.count()).select_from(deliveries).where(
-                (deliveries.c.status == "sending")
-                | ((deliveries.c.status == "pending") & (deliveries.c.due_at <= utcnow())))).scalar()
+        return delivered_and_quiet(outboxes)
 
     def check(after: str) -> tuple[Counter, list]:
         """Each notification once, on the right inboxes, and one email per partner

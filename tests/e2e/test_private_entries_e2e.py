@@ -12,10 +12,8 @@ import requests
 from sqlalchemy import func, select
 
 from services.milestones.tables import entries as milestones_entries
-from services.notify.tables import deliveries
-from shared.db import utcnow
 from tests.conftest import free_port
-from tests.e2e.conftest import OUTBOXES
+from tests.e2e.conftest import delivered_and_quiet
 from tests.e2e.test_celebrations_e2e import _far_from_midnight, _texts
 from tests.e2e.test_milestones_e2e import _partner
 from tests.e2e.test_notify_stream import StreamClient
@@ -51,7 +49,8 @@ def hooks():
 
 
 @pytest.mark.e2e
-def test_bens_private_rituals_reach_nothing_ana_reads_while_shared_ones_count(backend, running, mail, hooks):
+def test_bens_private_rituals_reach_nothing_ana_reads_while_shared_ones_count(backend, running, mail, hooks,
+                                                                             outboxes):
     hook_url, hook_bodies = hooks
     journal, milestones, notify = (running.urls[s] for s in ("journal", "milestones", "notify"))
     http = requests.Session()
@@ -70,7 +69,6 @@ def test_bens_private_rituals_reach_nothing_ana_reads_while_shared_ones_count(ba
     for body in rituals(today, 15, tag=SECRET_TAG, visibility="private"):
         assert http.post(journal + "/v1/entries", headers=ben["headers"], json=body).status_code == 201
     mengine = backend.engine("milestones")
-    nengine = backend.engine("notify")
     try:
         def applied(pid: str) -> int:
             with mengine.connect() as c:
@@ -97,22 +95,11 @@ def test_bens_private_rituals_reach_nothing_ana_reads_while_shared_ones_count(ba
                    what="the celebration in her inbox, at her webhook and in her email")
         events = [stream.next()]
 
-        def quiet() -> bool:
-            for svc, table in OUTBOXES.items():
-                with backend.engine(svc).connect() as c:
-                    if c.execute(select(func.count()).where(table.c.published_at.is_(None))).scalar():
-                        return False
-            with nengine.connect() as c:
-                return not c.execute(select(func.count()).select_from(deliveries).where(
-                    (deliveries.c.status == "sending")
-                    | ((deliveries.c.status == "pending") & (deliveries.c.due_at <= utcnow())))).scalar()
-
-        wait_until(quiet, timeout=WAIT, what="the system to be quiet")
+        wait_until(lambda: delivered_and_quiet(outboxes), timeout=WAIT, what="the system to be quiet")
         events += stream.pending()
     finally:
         stream.close()
         mengine.dispose()
-        nengine.dispose()
 
     mine = seen()
     assert [(m["type"], m["level"], m["partner_id"]) for m in mine] == [("rituals_kept", 1, None)], \
