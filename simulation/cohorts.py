@@ -141,9 +141,9 @@ from services.milestones.rules import (
     BETTER_COMMUNICATION, CALMER_EPISODES, FEWER_ANXIOUS_EPISODES, MORE_INDEPENDENCE, STRONGER_BOND, DayAggregate,
     History,
 )
-from services.milestones.rules.better_communication import COMMUNICATION_MIN_EFFECT, COMMUNICATION_MIN_RATINGS
+from services.milestones.rules.couple_scan import PERSISTENCE_DAYS as COUPLE_PERSISTENCE_DAYS
 from services.milestones.rules.registry import FEWER_EPISODES_LEVELS
-from services.milestones.rules.stronger_bond import BOND_MIN_TAU, BOND_MIN_WEEKS
+from services.milestones.rules.weekly_means import BLOCK_DAYS, WeeklySettings
 from services.milestones.rules.tests_of_change import ALPHA, _common_language, compare_rates
 from services.milestones.rules.windows import PERSISTENCE_DAYS, WINDOW_DAYS
 from services.milestones.rules.wording import _num, _p
@@ -673,7 +673,12 @@ BOND_FALL = (0.3, 0.9)
 WORSENING_RAMP_WEEKS = (4, 12)
 REPAIR_FALL = (0.0, 0.2)
 CONFLICT_RISE = (0.0, 0.5)
-COUPLE_FIRST_LOOK_DAY = 2 * COMMUNICATION_MIN_RATINGS - 1 + PERSISTENCE_DAYS  # day 26
+# no couple scan holds before its least weeks before and after a change and the look 3 days earlier: day 44
+COUPLE_FIRST_LOOK_DAY = (BLOCK_DAYS * (WeeklySettings.min_before_weeks + WeeklySettings.min_after_weeks) - 1
+                         + COUPLE_PERSISTENCE_DAYS)
+# The textbook single looks' own conditions (never the service's rules).
+TEXTBOOK_MIN_RATINGS, TEXTBOOK_MIN_EFFECT = 10, 0.7  # communication: values a window, common-language effect
+TEXTBOOK_MIN_TAU, TEXTBOOK_MIN_WEEKS = 0.5, 8  # check-ins: Kendall's tau, weeks with a check-in
 
 
 @dataclass(frozen=True)
@@ -944,12 +949,13 @@ def couple_first_detections(couple: SyntheticCouple, kinds: tuple[str, ...] = CO
                             stop_at: Optional[int] = None) -> dict[str, Optional[int]]:
     """The first day (index) each couple milestone fires, looking every day as the service does.
 
-    :func:`~services.milestones.rules.detect_couple_milestones` on both
-    histories as of every day from day 26 (no ``better_communication`` is
-    possible earlier: 20 rated days each, 7 days before the look; no
-    ``stronger_bond`` before day 56) to the end of the history (or ``stop_at``).
+    :func:`~services.milestones.rules.detect_couple_milestones` on what
+    the couple shares (:attr:`SyntheticCouple.shared_histories`, as the
+    service gives them) as of every day from day 44 (neither scan holds
+    earlier: 4 weeks before a change, 2 after it, and the look 3 days
+    earlier) to the end of the history (or ``stop_at``).
     """
-    a, b = couple.histories
+    a, b = couple.shared_histories
 
     def fired(as_of: date, waiting: list[str]) -> set[str]:
         return {d.type for d in det.detect_couple_milestones(a, b, as_of) if d.type in waiting}
@@ -976,11 +982,11 @@ def textbook_communication(couple: SyntheticCouple, look_day: Optional[int] = No
         return None
     first = [v for days in (couple.a, couple.b) for v in _day_ratings(days, 0, 27)]
     last = [v for days in (couple.a, couple.b) for v in _day_ratings(days, end - 27, end)]
-    if min(len(first), len(last)) < COMMUNICATION_MIN_RATINGS:
+    if min(len(first), len(last)) < TEXTBOOK_MIN_RATINGS:
         return None
     effect, p = _common_language(last, first)
     return {"look_day": end, "common_language_effect": _num(effect), "p_value": _p(p),
-            "detected": p < ALPHA and effect >= COMMUNICATION_MIN_EFFECT}
+            "detected": p < ALPHA and effect >= TEXTBOOK_MIN_EFFECT}
 
 
 def textbook_bond(couple: SyntheticCouple, look_day: Optional[int] = None) -> Optional[dict]:
@@ -999,7 +1005,7 @@ def textbook_bond(couple: SyntheticCouple, look_day: Optional[int] = None) -> Op
         i = (d.day - START).days
         if i <= end and (d.connection or d.understanding):
             weeks.setdefault(i // 7, []).extend(d.connection + d.understanding)
-    if len(weeks) < BOND_MIN_WEEKS:
+    if len(weeks) < TEXTBOOK_MIN_WEEKS:
         return None
     order = sorted(weeks)
     res = stats.kendalltau(order, [statistics.fmean(weeks[w]) for w in order], alternative="greater")
@@ -1007,7 +1013,7 @@ def textbook_bond(couple: SyntheticCouple, look_day: Optional[int] = None) -> Op
     if not math.isfinite(tau):
         tau, p = 0.0, 1.0
     return {"look_day": end, "weeks": len(order), "kendall_tau": _num(tau), "p_value": _p(p),
-            "detected": p < ALPHA and tau >= BOND_MIN_TAU}
+            "detected": p < ALPHA and tau >= TEXTBOOK_MIN_TAU}
 
 
 COUPLE_TEXTBOOK: dict[str, Callable[[SyntheticCouple, Optional[int]], Optional[dict]]] = {
@@ -1042,7 +1048,7 @@ def couple_detection_report(seed: int, n: int) -> dict:
     """The cohort study of the couple milestones: daily looks against the textbook single look.
 
     For each couple cohort, ``n`` couples (:func:`couple_cohort`), each looked
-    at every day from day 26 to the end of their history with
+    at every day from day 44 to the end of their history with
     :func:`~services.milestones.rules.detect_couple_milestones`, as the
     service evaluates daily and on each event.
 

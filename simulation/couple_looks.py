@@ -23,7 +23,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from services.milestones.rules import BETTER_COMMUNICATION, STRONGER_BOND
-from services.milestones.rules import better_communication_scan, couple_scan, stronger_bond_scan
+from services.milestones.rules import better_communication, couple_scan, stronger_bond
 from services.milestones.rules.couple_scan import CoupleScan
 from services.milestones.rules.statistics import best
 from services.milestones.rules.weekly_means import Prefix, WeeklySettings, scan, split_at
@@ -35,8 +35,8 @@ __all__ = ["RULES", "NULL_COUPLES", "IMPROVING", "CALIBRATION_SEED", "HELD_OUT_S
            "TARGETS", "couples", "rule_statistics", "held", "rule_margins", "oracle_margins", "pseudo_change_day",
            "textbook_found"]
 
-RULES: dict[str, CoupleScan] = {BETTER_COMMUNICATION: better_communication_scan.RULE,
-                                STRONGER_BOND: stronger_bond_scan.RULE}
+RULES: dict[str, CoupleScan] = {BETTER_COMMUNICATION: better_communication.RULE,
+                                STRONGER_BOND: stronger_bond.RULE}
 NULL_COUPLES = ("steady_couples", "worsening_couples", "gappy_couples")
 IMPROVING = "improving_couples"
 ORACLE_STREAM = 7927

@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from collections import Counter
 
-from sqlalchemy import String, and_, bindparam, cast, func, literal_column, or_, select, text, update
+from sqlalchemy import String, bindparam, cast, func, literal_column, select, text, update
 from sqlalchemy.orm import Session
 
 from shared.db import insert_if_new, utcnow
@@ -35,7 +35,7 @@ from shared.outbox import emit
 from . import rules
 from .rules import check_in_rhythm, rituals_kept
 from .rules import DayAggregate, Detection, History
-from .rules.registry import HEAD_DAYS, RATED_DAYS, RECENT_DAYS, SINCE_FIRST, TAIL_DAYS
+from .rules.registry import READS, SINCE_FIRST, Reads
 from .rules.windows import BASELINE_LOGGED_DAYS, RHYTHM_WEEKS
 from .tables import days, milestones, outbox, partners, shared_days
 
@@ -64,8 +64,9 @@ def next_daily_run(tz_name: str | None, now: datetime) -> datetime:
     return run.astimezone(timezone.utc)
 
 
-# What the rules read back from an evaluation date (HEAD_DAYS, RECENT_DAYS, TAIL_DAYS, RATED_DAYS and the
-# episodes of every day since the first for SINCE_FIRST) is the registry's: the most any rule reads.
+# What the rules read back of each table from an evaluation date (the head, the recent days and, for
+# SINCE_FIRST, the episodes of every day since the first) is the registry's READS: the most any rule of the
+# table's scope reads.
 
 
 def _aggregate(r) -> DayAggregate:
@@ -89,9 +90,11 @@ def _episodes_only(day: date, episodes: int) -> DayAggregate:
 
 class _Reads:
     """The statements an evaluation reads one table of daily aggregates with (``days`` or
-    ``shared_days``), built once (building a statement costs more CPU than sending it)."""
+    ``shared_days``) and the days back they read (``windows``: the registry's for the table's scope), built
+    once (building a statement costs more CPU than sending it)."""
 
-    def __init__(self, t):
+    def __init__(self, t, windows: Reads):
+        self.windows = windows
         # Only the columns an aggregate is made of.
         self.day = (t.c.local_date, t.c.entries, t.c.episodes, t.c.detail, t.c.activities, t.c.conflicts,
                     t.c.conflicts_repaired_24h, t.c.weekly_check_ins)
@@ -101,33 +104,23 @@ class _Reads:
         self.ritual_day = t.c.ritual_count > literal_column("0")
         self.all = select(*self.day).where(mine)
         # The baseline is the first 28 logged days within the first 56 (every stored day is a logged one: a day
-        # whose last entry is deleted is deleted): the first 28 days stored, less those past the 56.
-        self.head = select(*self.day).where(mine).order_by(t.c.local_date).limit(BASELINE_LOGGED_DAYS)
+        # whose last entry is deleted is deleted): the first 28 days stored, less those past the 56. Without a
+        # head, the first day alone (the couple scans count their threshold's rise from it).
+        self.head = select(*self.day).where(mine).order_by(t.c.local_date).limit(
+            BASELINE_LOGGED_DAYS if windows.head else 1)
         # The scan's days before the recent days: two small columns of each.
         # "date:episodes,..." in one string: the scan reads hundreds of these on a long history, and a row
         # apiece (with the driver's date conversion) cost more than the scan itself.
         self.episodes_before = select(func.aggregate_strings(
             cast(t.c.local_date, String) + ":" + cast(t.c.episodes, String), ",")).where(
             mine, t.c.local_date < bindparam("recent_start"))
-        # The recent days, and further back only what stronger bond reads: days with a check-in or a conflict.
-        self.recent_and_bond = select(*self.day).where(mine, or_(
-            t.c.local_date.between(bindparam("recent_start"), bindparam("last")),
-            and_(t.c.local_date >= bindparam("tail_start"), t.c.local_date < bindparam("recent_start"),
-                 (t.c.weekly_check_ins > 0) | (t.c.conflicts > 0))))
-        rated = mine & (t.c.ratings > 0)
-        self.first_rated = select(t.c.local_date).where(rated, t.c.local_date <= bindparam("last")).order_by(
-            t.c.local_date.asc()).limit(RATED_DAYS)
-        # The last rated days as of the first date evaluated: those after it are among the recent days, read
-        # whole (as of the last date, a replayed span's earlier looks would miss a sparse rater's older rated
-        # days).
-        self.last_rated = select(t.c.local_date).where(rated, t.c.local_date <= bindparam("first")).order_by(
-            t.c.local_date.desc()).limit(RATED_DAYS)
-        self.days_on = select(*self.day).where(mine, t.c.local_date.in_(bindparam("dates", expanding=True)))
+        self.recent = select(*self.day).where(
+            mine, t.c.local_date.between(bindparam("recent_start"), bindparam("last")))
         self.older_rituals = select(t.c.local_date, t.c.detail).where(
             mine, self.ritual_day, t.c.local_date < bindparam("recent_start"))
 
 
-_ALL, _SHARED = _Reads(days), _Reads(shared_days)
+_ALL, _SHARED = _Reads(days, READS[rules.PARTNER]), _Reads(shared_days, READS[rules.COUPLE])
 
 
 def history(s: Session, partner_id: str | None, first_as_of: date | None = None,
@@ -146,12 +139,11 @@ def history(s: Session, partner_id: str | None, first_as_of: date | None = None,
     head = db.execute(reads.head, {"pid": partner_id}).all()
     if not head:
         return History(()), Counter()
-    head_end = head[0].local_date + timedelta(days=HEAD_DAYS)
+    head_end = head[0].local_date + timedelta(days=reads.windows.head)
     rows = {r.local_date: r for r in head if r.local_date <= head_end}
-    recent_start = first_as_of - timedelta(days=RECENT_DAYS)
-    args = {"pid": partner_id, "recent_start": recent_start, "first": first_as_of, "last": last_as_of,
-            "tail_start": first_as_of - timedelta(days=TAIL_DAYS)}
-    rows.update((r.local_date, r) for r in db.execute(reads.recent_and_bond, args).all())
+    recent_start = first_as_of - timedelta(days=reads.windows.recent)
+    args = {"pid": partner_id, "recent_start": recent_start, "last": last_as_of}
+    rows.update((r.local_date, r) for r in db.execute(reads.recent, args).all())
     older: list[DayAggregate] = []
     if since_first:
         packed = db.execute(reads.episodes_before, args).scalar() or ""
@@ -159,10 +151,6 @@ def history(s: Session, partner_id: str | None, first_as_of: date | None = None,
             day = date.fromisoformat(iso)
             if day not in rows:
                 older.append(_episodes_only(day, int(episodes)))
-    rated_days = {*db.execute(reads.first_rated, args).scalars(), *db.execute(reads.last_rated, args).scalars()}
-    if missing := rated_days - rows.keys():  # most are read already, with the head or the recent days
-        rows.update((r.local_date, r) for r in db.execute(reads.days_on, {"pid": partner_id,
-                                                                          "dates": sorted(missing)}))
     prior: Counter = Counter()
     if prior_rituals:
         for day, detail in db.execute(reads.older_rituals, args):

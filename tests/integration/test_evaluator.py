@@ -265,3 +265,35 @@ def _apply_notify(s, type_, data):
 
     ev = events.parse(events.make_event(type_, source="/journal", subject=str(data["partner_id"]), data=data))
     notify_handlers.HANDLERS[type_](s, ev)
+
+
+def test_a_couple_whose_shared_talks_rose_for_six_weeks_is_celebrated_by_the_scan_their_private_ones_aside(backend):
+    """Twelve weeks of shared reflections, rated 2-3 for six and 4-5 for six: the daily evaluation celebrates
+    better_communication with the change-point scan's evidence, in the couple's shared numbers. Ana's private
+    reflections, rated 1 all along the later weeks, count for nothing: had they counted, her own mean would
+    have fallen and nothing would be celebrated."""
+    from bench.evaluation_growth import _entry, new_couple
+
+    sessions = make_session_factory(backend.engine("milestones"))
+    handlers = milestones_app.handlers()
+    ana, ben, couple = new_couple(sessions, handlers)
+    today = datetime.now(PARIS).date()
+    with unit_of_work(sessions) as s:
+        for i in range(84):
+            day, now = today - timedelta(days=84 - i), datetime.now(timezone.utc)
+            rating = (2 if i % 2 else 3) if i < 42 else (4 if i % 2 else 5)
+            for pid in (ana, ben):
+                handlers["journal.entry.recorded"](s, _entry(pid, couple, "daily_reflection", day,
+                                                             {"communication": rating}, now))
+            if i >= 42:
+                handlers["journal.entry.recorded"](s, _entry(ana, couple, "daily_reflection", day,
+                                                             {"communication": 1}, now, visibility="private"))
+    with unit_of_work(sessions) as s:
+        evaluation.evaluate_partner(s, ana, dates=[today - timedelta(days=1)])
+    with unit_of_work(sessions) as s:
+        found = s.execute(select(milestones).where(milestones.c.type == "better_communication",
+                                                   milestones.c.couple_id == couple)).all()
+    assert len(found) == 1
+    evidence = found[0].evidence
+    assert evidence["test"].startswith("change-point scan of the couple's weekly mean communication ratings")
+    assert evidence["before"]["mean"] == 2.5 and evidence["after"]["mean"] == 4.5  # the shared ratings alone

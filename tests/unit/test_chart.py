@@ -41,17 +41,13 @@ def _milestone(kind, evidence) -> dict:
     return {"type": kind, **({"picture": shown} if shown else {})}
 
 
-def _bond_evidence(means: list[float]) -> dict:
-    """stronger_bond's evidence: the first and last halves of its weeks as two windows, no week's own mean."""
-    start, n = date(2026, 1, 5), len(means)
+def _couple_scan_evidence(before: tuple[str, str, float], after: tuple[str, str, float]) -> dict:
+    """A couple scan's evidence: the periods before and after the change, the couple's mean in each."""
+    def period(start: str, end: str, mean: float) -> dict:
+        return {"start": start, "end": end, "mean": mean, "ratings": 24, "weeks": 4}
 
-    def half(first: int, weeks: list[float]) -> dict:
-        return {"start": (start + timedelta(weeks=first)).isoformat(),
-                "end": (start + timedelta(weeks=first + len(weeks), days=-1)).isoformat(), "weeks": len(weeks),
-                "ratings": 4 * len(weeks), "mean": round(sum(weeks) / len(weeks), 2)}
-
-    return {"first": half(0, means[:n // 2]), "last": half((n + 1) // 2, means[(n + 1) // 2:]),
-            "weeks_with_check_ins": n, "kendall_tau": 0.8, "p_value": 0.001}
+    return {"before": period(*before), "after": period(*after), "rise": round(after[2] - before[2], 2),
+            "common_language_effect": 0.9, "statistic": 4.1, "threshold": 3.2}
 
 
 def _numbers(before: float, after: float, first=JAN, last=MAR) -> dict:
@@ -74,13 +70,11 @@ HAND_MADE = [
      _numbers(0.0, 2.5),
      "Activities of your own a week: none (Jan 5 \u2013 Feb 1), then about 2.5 (Mar 2 \u2013 Mar 29)."),
     ("better_communication",
-     {"first": {"start": "2026-01-05", "end": "2026-01-20", "ratings": 24, "mean": 2.9},
-      "last": {"start": "2026-03-10", "end": "2026-03-29", "ratings": 24, "mean": 4.13},
-      "common_language_effect": 0.9, "p_value": 0.001, "neither_partner_went_down": True},
+     _couple_scan_evidence(("2026-01-05", "2026-01-20", 2.9), ("2026-03-10", "2026-03-29", 4.13)),
      _numbers(2.9, 4.13, ("2026-01-05", "2026-01-20"), ("2026-03-10", "2026-03-29")),
      "Communication rating, out of 5: about 2.9 (Jan 5 \u2013 Jan 20), "
      "then about 4.1 (Mar 10 \u2013 Mar 29)."),
-    ("stronger_bond", _bond_evidence([2.0, 2.5, 2.5, 3.0, 3.5, 3.5, 4.0, 4.5, 4.5]),  # 9 weeks: the middle one out
+    ("stronger_bond", _couple_scan_evidence((JAN[0], JAN[1], 2.5), ("2026-02-09", "2026-03-08", 4.12)),
      _numbers(2.5, 4.12, JAN, ("2026-02-09", "2026-03-08")),
      "Check-in rating, out of 5: about 2.5 (Jan 5 \u2013 Feb 1), "
      "then about 4.1 (Feb 9 \u2013 Mar 8)."),
@@ -213,12 +207,19 @@ def _calm_days(i: int) -> dict:
             "connection": (min(5, 1 + i // 21),) if i % 7 == 0 else ()}
 
 
+def _check_in_days(i: int) -> dict:
+    """A weekly check-in, rated 2-3 for six weeks, then 4-5."""
+    low = i < 42
+    return {"connection": ((2 if i % 14 else 3) if low else (4 if i % 14 else 5),),
+            "understanding": (3 if low else 4,)} if i % 7 == 0 else {}
+
+
 REAL = [
     (det.fewer_anxious_episodes.fewer_anxious_episodes, lambda h, d: det.fewer_anxious_episodes.fewer_anxious_episodes(h, d), _partner_days, 84),
     (det.more_independence.more_independence, lambda h, d: det.more_independence.more_independence(h, d), _partner_days, 84),
     (det.better_communication.better_communication, lambda h, d: det.better_communication.better_communication(h, h, d), _partner_days, 84),
     (det.calmer_episodes.calmer_episodes, lambda h, d: det.calmer_episodes.calmer_episodes(h, d), _calm_days, 112),
-    (det.stronger_bond.stronger_bond, lambda h, d: det.stronger_bond.stronger_bond(h, [], d), _calm_days, 112),
+    (det.stronger_bond.stronger_bond, lambda h, d: det.stronger_bond.stronger_bond(h, h, d), _check_in_days, 85),
 ]
 
 

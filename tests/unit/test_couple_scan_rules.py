@@ -12,8 +12,8 @@ import pytest
 
 from services.milestones.rules import BETTER_COMMUNICATION, COUPLE, STRONGER_BOND, DayAggregate
 from services.milestones.rules import couple_scan
-from services.milestones.rules.better_communication_scan import better_communication
-from services.milestones.rules.stronger_bond_scan import stronger_bond
+from services.milestones.rules.better_communication import better_communication
+from services.milestones.rules.stronger_bond import stronger_bond
 from simulation import cohorts, couple_looks, looks
 
 START = date(2026, 9, 7)  # a Monday in September

@@ -23,9 +23,9 @@ from hypothesis import strategies as st
 from services.milestones import rules as det
 from services.milestones.rules import (
     BETTER_COMMUNICATION, CALMER_EPISODES, CHECK_IN_RHYTHM, FEWER_ANXIOUS_EPISODES, MORE_INDEPENDENCE,
-    RITUALS_KEPT, DayAggregate, Detection, History, detect_couple_milestones, detect_partner_milestones,
+    RITUALS_KEPT, STRONGER_BOND, DayAggregate, Detection, History, detect_couple_milestones,
+    detect_partner_milestones,
 )
-from services.milestones.rules.better_communication import _communication_look, better_communication
 from services.milestones.rules.calmer_episodes import _calmer_look, calmer_episodes
 from services.milestones.rules.check_in_rhythm import check_in_rhythm
 from services.milestones.rules.fewer_anxious_episodes import fewer_anxious_episodes
@@ -33,8 +33,7 @@ from services.milestones.rules.rituals_kept import rituals_kept
 from services.milestones.rules.worsening_check import worsening_check
 from services.milestones.rules.fewer_anxious_episodes import FEWER_EPISODES_LEVELS as SCAN_LEVELS
 from services.milestones.rules.more_independence import _independence_look, more_independence
-from services.milestones.rules.stronger_bond import _bond_look, stronger_bond
-from services.milestones.rules.tests_of_change import ALPHA, _common_language, _kendalltau
+from services.milestones.rules.tests_of_change import ALPHA, _common_language
 from services.milestones.rules.windows import look_alpha
 from services.milestones.rules.wording import _months
 
@@ -270,7 +269,20 @@ def test_more_independence_not_from_one_busy_week_a_month():
     assert levels(more_independence(independent(10, 30), d(AS_OF))) == [1]
 
 
-# --- better_communication (the couple's) ---
+def test_a_look_runs_its_rank_test_only_when_its_cheaper_conditions_hold(monkeypatch):
+    """Most looks hold nothing: the rank test (scipy, 50-100 us a call) is run only when the means moved the
+    right way; the result is the same as with every test run."""
+    ran = []
+    ranks = _common_language
+    monkeypatch.setattr(rule_module("calmer_episodes"), "_common_language",
+                        lambda *a: ran.append("ranks") or ranks(*a))
+    assert calmer_episodes(calmer([5] * 20, [6] * 20), d(AS_OF)) == []  # the recent mean higher
+    assert ran == []
+    assert levels(calmer_episodes(calmer([9] * 8, [1] * 8), d(AS_OF))) == [1]
+    assert "ranks" in ran
+
+
+# --- couple days (for the tests of every rule together) ---
 
 def rater(first: list[float], later, n_days: int, start: int = 0) -> list[DayAggregate]:
     """Communication ratings on consecutive days: ``first`` on the first days, then ``later(i)``."""
@@ -284,205 +296,6 @@ def rater(first: list[float], later, n_days: int, start: int = 0) -> list[DayAgg
 def improving(fours: int, n_days: int = 42) -> list[DayAggregate]:
     """14 days rated 3, then a 14-day cycle with ``fours`` days rated 4 and the rest 3."""
     return rater([3] * 14, lambda j: 4 if j % 14 < fours else 3, n_days)
-
-
-def test_better_communication_fires_at_an_effect_of_0_714():
-    a, b = improving(6), improving(6)  # 12 of the last 28 ratings are 4s
-    found = better_communication(a, b, d(41))
-    assert levels(found) == [1]
-    assert found[0].scope == "couple"
-    assert found[0].evidence["common_language_effect"] == 0.714
-    assert found[0].headline == ("Talking together: your daily communication ratings went from about 3.0 "
-                                 "to about 3.4 out of 5.")
-    json_ok(found)
-
-
-def test_better_communication_just_below_0_7_does_not_fire_even_when_significant():
-    a, b = improving(6), improving(5)  # 11 of 28: effect 0.696
-    look = _communication_look(History(a), History(b), d(41))
-    assert look.evidence["common_language_effect"] == 0.696 and look.evidence["p_value"] < ALPHA
-    assert better_communication(a, b, d(41)) == []
-
-
-def test_better_communication_not_when_one_partners_own_ratings_went_down():
-    a = rater([2] * 14, lambda j: 5, 42)
-    b = rater([4] * 14, lambda j: 3, 42)  # pooled: effect 0.75, mean 3 -> 4; but b went down
-    assert better_communication(a, b, d(41)) == []
-
-
-def test_better_communication_needs_10_rated_days_per_window_for_each_partner():
-    def partner(n: int) -> list[DayAggregate]:  # the first half rated 2, the second 4; then silence
-        return rater([2] * (n // 2), lambda j: 4, n)
-    assert better_communication(partner(19), partner(30), d(40)) == []
-    assert levels(better_communication(partner(20), partner(20), d(40))) == [1]
-
-
-def test_better_communication_needs_both_partners():
-    assert better_communication(improving(14), [], d(41)) == []
-
-
-def test_better_communication_counts_one_value_per_rated_day():
-    a = rater([(3, 3)] * 14, lambda j: (4, 4), 42)
-    found = better_communication(a, improving(14), d(41))
-    assert levels(found) == [1]
-    assert found[0].evidence["first"]["ratings"] == 28  # 14 days each, not 14 * 2 + 14
-
-
-def test_better_communication_is_symmetric_in_the_partners():
-    a, b = improving(6), rater([2] * 14, lambda j: 3 + (j % 3 == 0), 50)
-    assert better_communication(a, b, d(49)) == better_communication(b, a, d(49))
-
-
-def test_better_communication_needs_the_rise_to_hold_two_weeks_back():
-    # rated 3, then 5 from day 24 on: the last 14 rated days rise from day 31, but a rise is
-    # confirmed only once it also held as of 7 and 14 days earlier
-    a = rater([3] * 24, lambda j: 5, 49)
-    assert better_communication(a, a, d(41)) == []  # as of day 27, the last 14 days held only four 5s
-    found = better_communication(a, a, d(44))
-    assert levels(found) == [1]
-    assert [c["as_of"] for c in found[0].evidence["confirmations"]] == [d(37).isoformat(), d(30).isoformat()]
-
-
-def test_better_communication_spends_alpha_over_its_daily_looks():
-    # both partners reach 2 x 10 rated days on day 19; the first confirmed detection is
-    # possible 14 days later (day 33); each 28 days of looks after it divide alpha by period ** 2
-    a = rater([3] * 14, lambda j: 3, 200)
-    for as_of, period in ((d(30), 1), (d(33), 1), (d(60), 1), (d(61), 2), (d(89), 3)):
-        look = _communication_look(History(a), History(a), as_of)
-        assert look.evidence["looks"]["period"] == period
-        assert look.evidence["looks"]["look_alpha"] == float(f"{look_alpha(period):.3g}")
-
-
-# --- stronger_bond (the couple's) ---
-
-BOND_AS_OF = 250
-
-
-def check_ins(values: list[list[int]], as_of: int = BOND_AS_OF, every: int = 1) -> list[DayAggregate]:
-    """Weekly check-ins, oldest first, the last in the week ending on ``as_of``; ``every`` 2 = every other week."""
-    n = len(values)
-    return [DayAggregate(d(as_of - 7 * every * (n - 1 - k) - 3), connection=tuple(v))
-            for k, v in enumerate(values)]
-
-
-def ranked(rank: int) -> list[int]:
-    """25 ratings whose mean is 1 + rank / 25: a distinct weekly mean per rank."""
-    return [2] * rank + [1] * (25 - rank)
-
-
-def reversed_blocks(sizes: list[int]) -> list[int]:
-    out, start = [], 0
-    for size in sizes:
-        out.extend(reversed(range(start, start + size)))
-        start += size
-    return out
-
-
-def test_stronger_bond_fires_with_tau_just_above_0_5():
-    # blocks reversed: 36 + 21 + 21 + 3 = 81 discordant pairs of 325: tau = 0.5015
-    order = reversed_blocks([9, 7, 7, 3])
-    history = check_ins([[1]] + [ranked(r) for r in order])  # a low first week, then 26 weeks
-    found = stronger_bond(history, [], d(BOND_AS_OF))
-    assert levels(found) == [1]
-    assert found[0].evidence["kendall_tau"] == 0.502 and found[0].evidence["weeks_with_check_ins"] == 26
-    json_ok(found)
-
-
-def test_stronger_bond_does_not_fire_with_tau_just_below_0_5_even_when_significant():
-    order = reversed_blocks([9, 8, 6, 3])  # 82 discordant pairs: tau = 0.4954
-    history = check_ins([[1]] + [ranked(r) for r in order])
-    look = _bond_look(History(history), History(), d(BOND_AS_OF))
-    assert look.evidence["kendall_tau"] == 0.495 and look.evidence["p_value"] < ALPHA
-    assert stronger_bond(history, [], d(BOND_AS_OF)) == []
-
-
-def rising(n: int) -> list[list[int]]:
-    return [ranked(3 * k) for k in range(n)]
-
-
-def test_stronger_bond_needs_8_weeks_of_check_ins_at_both_looks():
-    # 8 check-ins: the look a week earlier sees 7
-    assert stronger_bond(check_ins(rising(8)), [], d(BOND_AS_OF)) == []
-    found = stronger_bond(check_ins(rising(9)), [], d(BOND_AS_OF))
-    assert levels(found) == [1]
-    assert found[0].headline.startswith("Feeling closer: your weekly check-ins went from about ")
-
-
-def test_a_look_runs_its_tests_only_when_its_cheaper_conditions_hold(monkeypatch):
-    """Most looks hold nothing: the rank test and Kendall's tau (scipy, 50-100 us a call) are run only
-    when the means moved the right way; the result is the same as with every test run."""
-    ran = []
-    ranks, tau = _common_language, _kendalltau
-    for rule in ("calmer_episodes", "better_communication"):
-        monkeypatch.setattr(rule_module(rule), "_common_language",
-                            lambda *a: ran.append("ranks") or ranks(*a))
-    monkeypatch.setattr(rule_module('stronger_bond'), "_kendalltau",
-                        lambda *a, **k: ran.append("tau") or tau(*a, **k))
-    assert calmer_episodes(calmer([5] * 20, [6] * 20), d(AS_OF)) == []  # the recent mean higher
-    assert stronger_bond(check_ins(rising(12)[::-1]), [], d(BOND_AS_OF)) == []  # the weeks falling
-    falling = rater([4] * 14, lambda j: 3, 42)
-    assert better_communication(improving(14), falling, d(41)) == []  # one partner's ratings went down
-    assert ran == []
-    assert levels(calmer_episodes(calmer([9] * 8, [1] * 8), d(AS_OF))) == [1]
-    assert levels(stronger_bond(check_ins(rising(9)), [], d(BOND_AS_OF))) == [1]
-    assert "ranks" in ran and "tau" in ran
-
-
-def test_stronger_bond_weeks_without_check_ins_are_left_out_not_counted_as_low():
-    found = stronger_bond(check_ins(rising(10), every=2), [], d(BOND_AS_OF))
-    assert levels(found) == [1]
-    assert found[0].evidence["weeks_with_check_ins"] == 10
-
-
-def test_stronger_bond_evidence_compares_two_halves_and_shows_no_weeks_own_mean():
-    """A week's mean may be one partner's one check-in: the evidence both partners read holds the first and
-    last halves of the weeks (their span, weeks, ratings and mean), never the series of weeks."""
-    found = stronger_bond(check_ins(rising(10), every=2), [], d(BOND_AS_OF))
-    evidence = found[0].evidence
-    assert "weeks" not in evidence
-    first, last = evidence["first"], evidence["last"]
-    assert first["weeks"] == last["weeks"] == 5 and first["ratings"] >= 125 and last["ratings"] >= 125
-    assert first["start"] < first["end"] < last["start"] < last["end"] == d(BOND_AS_OF).isoformat()
-    assert first["mean"] < last["mean"]
-
-
-def test_stronger_bond_pools_both_partners_and_is_symmetric():
-    weeks = check_ins(rising(10))
-    a, b = weeks[::2], weeks[1::2]
-    assert levels(stronger_bond(a, b, d(BOND_AS_OF))) == [1]
-    assert stronger_bond(a, b, d(BOND_AS_OF)) == stronger_bond(b, a, d(BOND_AS_OF))
-
-
-def with_conflicts(first: tuple[int, int], recent: tuple[int, int]) -> list[DayAggregate]:
-    """9 rising weekly check-ins plus (conflicts, repaired within 24 h) in each half of their span."""
-    extra = []
-    for day, (n, repaired) in ((BOND_AS_OF - 50, first), (BOND_AS_OF - 12, recent)):
-        if n:
-            extra.append(DayAggregate(d(day), conflicts=n, conflicts_repaired_24h=repaired))
-    return check_ins(rising(9)) + extra
-
-
-@pytest.mark.parametrize("first,recent,fires,because", [
-    ((0, 0), (0, 0), True, "no conflicts at all"),
-    ((4, 1), (4, 3), True, "share repaired within 24 hours rising"),
-    ((4, 0), (0, 0), True, "no conflicts in the recent half"),
-    ((0, 0), (3, 3), True, "every recent conflict repaired within 24 hours"),
-    ((4, 4), (4, 4), True, "every recent conflict repaired within 24 hours"),
-    ((4, 4), (4, 2), False, None),  # the share fell
-    ((4, 2), (4, 2), False, None),  # not rising
-    ((0, 0), (2, 1), False, None),  # nothing to compare with, and not all repaired
-])
-def test_stronger_bond_needs_repair_within_24_hours_not_falling(first, recent, fires, because):
-    history = with_conflicts(first, recent)
-    found = stronger_bond(history, [], d(BOND_AS_OF))
-    assert levels(found) == ([1] if fires else [])
-    look = _bond_look(History(history), History(), d(BOND_AS_OF))
-    assert look.evidence["repair"]["passes_because"] == because
-
-
-def test_stronger_bond_leaves_out_conflicts_of_the_last_two_days():
-    history = with_conflicts((0, 0), (0, 0)) + [DayAggregate(d(BOND_AS_OF - 1), conflicts=1)]
-    assert levels(stronger_bond(history, [], d(BOND_AS_OF))) == [1]
 
 
 # --- rituals_kept and check_in_rhythm (the couple's; counts, never streaks) ---
@@ -769,21 +582,6 @@ def test_property_float_variance_is_the_exact_one(xs):
     assert _variance(xs) == pytest.approx(statistics.variance(xs), rel=1e-9, abs=1e-12)
 
 
-@PROPS
-@given(means=st.lists(st.sampled_from([1, 2, 2.5, 3, 3.25, 3.5, 4, 4.5, 5]) | st.floats(1, 5), min_size=8, max_size=26))
-def test_property_kendall_tau_is_scipys(means):
-    """What the stronger-bond rule calls (scipy's function without its nan-policy wrapper) gives what the
-    public scipy.stats.kendalltau gives: weeks in order against their means, ties and all."""
-    from scipy import stats
-
-
-    weeks = [-w for w in range(len(means), 0, -1)]
-    ours = _kendalltau(weeks, means, alternative="greater")
-    theirs = stats.kendalltau(weeks, means, alternative="greater")
-    for a, b in ((ours.statistic, theirs.statistic), (ours.pvalue, theirs.pvalue)):
-        assert (math.isnan(a) and math.isnan(b)) or a == pytest.approx(float(b), rel=1e-12, abs=1e-300)
-
-
 def test_levels_names_every_level_each_rule_can_give(monkeypatch):
     """``LEVELS`` tells when a type has nothing left to find, and its rule is then not run at all: a level
     a rule gives and ``LEVELS`` leaves out would never be found once the others are held."""
@@ -793,12 +591,13 @@ def test_levels_names_every_level_each_rule_can_give(monkeypatch):
         named[kind] = tuple(sorted(rules))
         return []
 
-    for rule in ("calmer_episodes", "more_independence", "better_communication", "stronger_bond"):
+    for rule in ("calmer_episodes", "more_independence"):
         monkeypatch.setattr(rule_module(rule), "_confirmed", level_rules)
     detect_partner_milestones(History(()), D0)
     detect_couple_milestones(History(()), History(()), D0)
     named[FEWER_ANXIOUS_EPISODES] = tuple(level for level, _ in SCAN_LEVELS)  # the levels the scan rule tests
     named[RITUALS_KEPT] = tuple(level for level, _ in det.RITUAL_LEVELS)
     named[CHECK_IN_RHYTHM] = (1,)  # one level, given by check_in_rhythm itself
+    named[BETTER_COMMUNICATION] = named[STRONGER_BOND] = (1,)  # one level, given by the couple scan
     assert named == det.LEVELS
     assert set(det.LEVELS) == set(det.MILESTONE_TYPES)

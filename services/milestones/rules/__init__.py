@@ -16,11 +16,14 @@ One module a rule (:mod:`.fewer_anxious_episodes`, :mod:`.calmer_episodes`,
 milestone's scope, levels, least data, the days an evaluation reads for it
 and what its chart shows. The change-point scan's statistics are in
 :mod:`.statistics`, the two-window rules' tests in :mod:`.tests_of_change`
-and their windows in :mod:`.windows`, the words in :mod:`.wording`.
+and their windows in :mod:`.windows`, the couple scans' looks and threshold
+in :mod:`.couple_scan` and their statistic in :mod:`.weekly_means`, the
+words in :mod:`.wording`.
 
-The scan rule is calibrated on the simulator's null cohorts (``simulation``)
-for a false rate over every daily look of a history, and its thresholds are
-read from the committed file that ``make calibrate`` writes. The couple rules
+The scan rules are calibrated on the simulator's null cohorts (``simulation``)
+for a false rate over every daily look of a history, and their thresholds
+are read from the committed files that ``make calibrate`` and ``make
+calibrate-couples`` write. The couple rules
 are given the days of each partner's shared entries alone (the service builds
 them so); their evidence, which both partners read, holds the windows
 compared with their counts and means, never a breakdown (by ritual, by week,
@@ -33,8 +36,8 @@ from datetime import date
 from typing import Collection, Optional
 
 from . import (
-    better_communication, calmer_episodes, check_in_rhythm, fewer_anxious_episodes, more_independence, rituals_kept,
-    stronger_bond,
+    better_communication, calmer_episodes, check_in_rhythm, fewer_anxious_episodes, more_independence,
+    rituals_kept, stronger_bond,
 )
 from .aggregates import CHECK_IN_RITUAL_TAG, COUPLE, PARTNER, DayAggregate, Detection, History, HistoryLike
 from .registry import (
@@ -76,7 +79,8 @@ def detect_couple_milestones(a: HistoryLike, b: HistoryLike, as_of: date,
     in :func:`detect_partner_milestones`.
     """
     ha, hb = History.of(a), History.of(b)
-    rules = {BETTER_COMMUNICATION: better_communication.better_communication, STRONGER_BOND: stronger_bond.stronger_bond,
+    rules = {BETTER_COMMUNICATION: better_communication.better_communication,
+             STRONGER_BOND: stronger_bond.stronger_bond,
              RITUALS_KEPT: lambda a, b, as_of: rituals_kept.rituals_kept(a, b, as_of, prior_rituals),
              CHECK_IN_RHYTHM: check_in_rhythm.check_in_rhythm}
     return [found for m in MILESTONES if m.scope == COUPLE and m.type not in done

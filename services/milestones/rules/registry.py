@@ -2,9 +2,10 @@
 an evaluation must read back for it, and what its celebration's chart shows.
 
 The service takes everything it knows about a milestone from here: the levels
-a partner can still reach (``LEVELS``), the days an evaluation reads
-(``HEAD_DAYS``, ``RECENT_DAYS``, ``TAIL_DAYS``, ``RATED_DAYS``, ``SINCE_FIRST``)
-and the picture a celebration carries (:func:`picture`). The rules themselves
+a partner can still reach (``LEVELS``), the days an evaluation reads of each
+table (``READS``: the partner's own rules' of their days, the couple's of
+their shared days; ``SINCE_FIRST``) and the picture a celebration carries
+(:func:`picture`). The rules themselves
 live one a module beside this one.
 """
 from __future__ import annotations
@@ -15,16 +16,15 @@ from datetime import date
 from typing import Optional
 
 from .aggregates import COUPLE, PARTNER, Detection
-from .windows import (
-    BASELINE_MAX_DAYS, BOND_MAX_WEEKS, CALMER_CONFIRM_DAYS, COMMUNICATION_CONFIRM_DAYS, COMMUNICATION_WINDOW,
-    INDEPENDENCE_CONFIRM_DAYS, RHYTHM_WEEKS, WINDOW_DAYS,
-)
+from .couple_scan import PERSISTENCE_DAYS
+from .weekly_means import BLOCK_DAYS, WeeklySettings
+from .windows import BASELINE_MAX_DAYS, CALMER_CONFIRM_DAYS, INDEPENDENCE_CONFIRM_DAYS, RHYTHM_WEEKS, WINDOW_DAYS
 from .wording import _num
 
 __all__ = ["FEWER_ANXIOUS_EPISODES", "CALMER_EPISODES", "MORE_INDEPENDENCE", "BETTER_COMMUNICATION",
            "STRONGER_BOND", "RITUALS_KEPT", "CHECK_IN_RHYTHM", "FEWER_EPISODES_LEVELS", "RITUAL_LEVELS",
-           "Reads", "Chart", "Milestone", "MILESTONES", "MILESTONE_TYPES", "LEVELS", "HEAD_DAYS", "RECENT_DAYS",
-           "TAIL_DAYS", "RATED_DAYS", "SINCE_FIRST", "picture"]
+           "Reads", "Chart", "Milestone", "MILESTONES", "MILESTONE_TYPES", "LEVELS", "READS", "SINCE_FIRST",
+           "picture"]
 
 FEWER_ANXIOUS_EPISODES = "fewer_anxious_episodes"
 CALMER_EPISODES = "calmer_episodes"
@@ -42,17 +42,15 @@ RITUAL_LEVELS = ((1, 10), (2, 25), (3, 50), (4, 100))  # (level, rituals at leas
 class Reads:
     """The days an evaluation as of a date must read for a rule (every other day may be left unread).
 
-    ``head``: days from the first logged day; ``recent``: days back from the
-    date (confirming looks included); ``tail``: further back, the days with a
-    check-in or a conflict alone; ``rated``: the first and the last rated
-    days; ``since_first``: every logged day from the first, but only its
-    episodes (the change-point scan reads nothing else of a day).
+    ``head``: days from the first logged day (the first logged day itself is
+    always read: the couple scans count their threshold's rise from it);
+    ``recent``: days back from the date (confirming looks included);
+    ``since_first``: every logged day from the first, but only its episodes
+    (the change-point scan reads nothing else of a day).
     """
 
     head: int = 0
     recent: int = 0
-    tail: int = 0
-    rated: int = 0
     since_first: bool = False
 
 
@@ -84,6 +82,8 @@ class Milestone:
 
 
 _PARTNER_WINDOWS = Reads(head=BASELINE_MAX_DAYS, recent=WINDOW_DAYS + max(CALMER_CONFIRM_DAYS))
+# A couple scan's look reads the last 26 weeks, and its confirming look 3 days earlier its own (couple_scan).
+_COUPLE_SCAN = Reads(recent=BLOCK_DAYS * WeeklySettings.max_weeks + PERSISTENCE_DAYS - 1)
 
 MILESTONES: tuple[Milestone, ...] = (
     Milestone(FEWER_ANXIOUS_EPISODES, PARTNER, tuple(level for level, _ in FEWER_EPISODES_LEVELS),
@@ -98,13 +98,12 @@ MILESTONES: tuple[Milestone, ...] = (
     Milestone(MORE_INDEPENDENCE, PARTNER, (1,), "14 logged days in each of two 28-day windows",
               Reads(head=BASELINE_MAX_DAYS, recent=WINDOW_DAYS + max(INDEPENDENCE_CONFIRM_DAYS)),
               Chart(("baseline", "recent"), "activities_per_week", "activities of your own a week", "higher")),
-    Milestone(BETTER_COMMUNICATION, COUPLE, (1,), "20 rated days from each partner",
-              Reads(recent=max(COMMUNICATION_CONFIRM_DAYS), rated=2 * COMMUNICATION_WINDOW),
-              Chart(("first", "last"), "mean", "communication rating, out of 5", "higher", scale=5)),
-    Milestone(STRONGER_BOND, COUPLE, (1,), "check-ins in 8 weeks of the last 26",
-              # its 26 weeks of check-ins and conflicts, and its confirmation a week earlier (4 weeks to spare)
-              Reads(tail=7 * BOND_MAX_WEEKS + 4 * 7),
-              Chart(("first", "last"), "mean", "check-in rating, out of 5", "higher", scale=5)),
+    Milestone(BETTER_COMMUNICATION, COUPLE, (1,),
+              "4 rated weeks before a change and 2 after it, 3 shared ratings of each partner on each side",
+              _COUPLE_SCAN, Chart(("before", "after"), "mean", "communication rating, out of 5", "higher", scale=5)),
+    Milestone(STRONGER_BOND, COUPLE, (1,),
+              "4 weeks with a check-in before a change and 2 after it, 3 shared ratings of each partner on each side",
+              _COUPLE_SCAN, Chart(("before", "after"), "mean", "check-in rating, out of 5", "higher", scale=5)),
     Milestone(RITUALS_KEPT, COUPLE, tuple(level for level, _ in RITUAL_LEVELS), "10 rituals",
               Reads(), None),  # a count of every ritual ever, read apart (see the evaluation)
     Milestone(CHECK_IN_RHYTHM, COUPLE, (1,), "check-ins in 4 of the last 5 weeks",
@@ -115,12 +114,13 @@ MILESTONE_TYPES = tuple(REGISTRY)
 # Every level of each type (a type whose every level is held has nothing left to find).
 LEVELS = {m.type: m.levels for m in MILESTONES}
 
-# What an evaluation reads back, the most any rule needs, so that evaluating costs about the same with two
+# What an evaluation reads back of each table, the most any rule of its scope needs (the partner's own rules
+# read the partner's days, the couple's their shared days), so that evaluating costs about the same with two
 # months or two years of history.
-HEAD_DAYS = max(m.reads.head for m in MILESTONES)
-RECENT_DAYS = max(m.reads.recent for m in MILESTONES)
-TAIL_DAYS = max(m.reads.tail for m in MILESTONES)
-RATED_DAYS = max(m.reads.rated for m in MILESTONES)
+READS = {scope: Reads(head=max(m.reads.head for m in MILESTONES if m.scope == scope),
+                      recent=max(m.reads.recent for m in MILESTONES if m.scope == scope),
+                      since_first=any(m.reads.since_first for m in MILESTONES if m.scope == scope))
+         for scope in (PARTNER, COUPLE)}
 SINCE_FIRST = tuple(m.type for m in MILESTONES if m.reads.since_first)
 
 

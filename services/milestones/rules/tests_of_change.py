@@ -140,10 +140,6 @@ def _variance(xs: list[float]) -> float:
     return sum((x - m) ** 2 for x in xs) / (len(xs) - 1)
 
 
-# scipy.stats.kendalltau without its nan-policy wrapper, which inspects the call's signature every time
-# (two thirds of a call's 0.2 ms); the weekly means it is given are never NaN.
-# tests/unit/test_detectors.py checks it gives what the public function gives.
-_kendalltau = getattr(stats.kendalltau, "__wrapped__", stats.kendalltau)
 
 
 def _welch_lower(base: list[float], recent: list[float], base_floor: float, recent_floor: float

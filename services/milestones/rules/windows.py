@@ -27,15 +27,12 @@ PERSISTENCE_DAYS = 7
 # confirming looks (days before as_of at which the rule must hold too), per partner milestone
 CALMER_CONFIRM_DAYS = (PERSISTENCE_DAYS, 2 * PERSISTENCE_DAYS, 3 * PERSISTENCE_DAYS)
 INDEPENDENCE_CONFIRM_DAYS = CALMER_CONFIRM_DAYS
-COMMUNICATION_CONFIRM_DAYS = (PERSISTENCE_DAYS, 2 * PERSISTENCE_DAYS)
 
 BASELINE_LOGGED_DAYS = 28  # the baseline: the first 28 logged days ...
 BASELINE_MAX_DAYS = 56  # ... within the first 56 days
 LOGGING_GUARD = 0.9  # the recent share of logged days must be >= 0.9 x the baseline's
 SPENDING_PERIOD_DAYS = 28  # look alpha = ALPHA / period ** 2, a new period every 28 days of looks
 DISPERSION_BOUND = 0.25  # phi at its 75% upper confidence bound: Pearson chi-square / its 25% quantile
-COMMUNICATION_WINDOW = 14  # rated days
-BOND_MAX_WEEKS = 26
 RHYTHM_WEEKS = 5
 
 
