@@ -12,7 +12,6 @@ import requests
 from sqlalchemy import select
 
 from services.milestones.tables import days, partners
-from tests.e2e.test_celebrations_e2e import outboxes  # noqa: F401 (a fixture)
 from tests.e2e.test_milestones_e2e import PARIS, _partner
 from tests.support import wait_until
 
