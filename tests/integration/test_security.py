@@ -1,4 +1,4 @@
-"""Security (issue 5), on both backends.
+"""Security, on both backends.
 
 1. Every endpoint of the three services, enumerated from each one's
    /openapi.json (a new endpoint is attacked without being listed here),
