@@ -14,8 +14,8 @@ falls of that size common). Level 1 holds when the strongest admissible
 split reaches the threshold as of the look and as of 3 days earlier; levels
 2 and 3 the same, with splits of ratio at most 0.5 and 0.3.
 
-The threshold rises with the look day (``base + 0.75 ln((day + 1) / 63)``
-from day 63): the chance of a false alarm is then spread over the stretches
+The threshold rises with the look day (``base + 0.75 ln((day + 1) / 91)``
+from day 91): the chance of a false alarm is then spread over the stretches
 of looking instead of charged once for the longest history, so two years
 of daily looks stay within the bound and short histories are not held to
 the longest one's threshold. ``base`` is calibrated on the simulator's null
@@ -44,13 +44,13 @@ SCAN = ScanSettings(min_before_logged=21, min_after_logged=14, min_after_blocks=
 PERSISTENCE_DAYS = 3  # the look 3 days earlier must hold the level too
 FIRST_LOOK = 20  # no split is admissible before day 20 (21 logged days before, two weeks after)
 RISE_PER_LOG = 0.75
-RISE_FROM_DAY = 63
+RISE_FROM_DAY = 91
 TARGET = "0.01"  # the share of null partners with any false alarm over their history that the base is set for
 THRESHOLDS = Path(__file__).with_name("thresholds.json")
 
 
 def rise(look: np.ndarray) -> np.ndarray:
-    """How much the threshold has risen by the look day (day 0 the first logged day; 0 until day 62)."""
+    """How much the threshold has risen by the look day (day 0 the first logged day; 0 until day 90)."""
     return RISE_PER_LOG * np.log(np.maximum(1.0, (np.asarray(look, dtype=float) + 1) / RISE_FROM_DAY))
 
 
