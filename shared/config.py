@@ -66,8 +66,9 @@ def streams_per_partner() -> int:
 
 
 def push_configured() -> bool:
-    """Whether native push is on: ``FCM_PROJECT_ID`` and ``FCM_CREDENTIALS_FILE`` both set."""
-    return bool(os.environ.get("FCM_PROJECT_ID") and os.environ.get("FCM_CREDENTIALS_FILE"))
+    """Whether native push is on (pushes are planned): ``FCM_PROJECT_ID`` set. Only the
+    delivery worker, which sends them, needs ``FCM_CREDENTIALS_FILE`` as well."""
+    return bool(os.environ.get("FCM_PROJECT_ID"))
 
 
 def broker_url(service: str | None = None) -> str:
@@ -110,8 +111,8 @@ class Settings:
     metrics_token: str | None = field(default=None, repr=False)  # a secret: never in a repr or a log
     streams_per_process: int = 32
     streams_per_partner: int = 4
-    # Native push through Firebase Cloud Messaging (notify): on when both the project and the
-    # service account's credentials file are given. The file is read by the delivery worker only.
+    # Native push through Firebase Cloud Messaging (notify): on when the project is given
+    # (push_configured); the service account's credentials file is the delivery worker's alone.
     fcm_project_id: str | None = None
     fcm_credentials_file: str | None = None
     fcm_base_url: str = "https://fcm.googleapis.com"
@@ -141,5 +142,5 @@ class Settings:
 
     @property
     def push_on(self) -> bool:
-        """Whether celebrations are pushed to registered devices (see push_configured)."""
+        """Whether this process can push: the project and the credentials file both given."""
         return bool(self.fcm_project_id and self.fcm_credentials_file)

@@ -146,7 +146,7 @@ def planned(recipient, mine, notification_id: str, due: datetime, phones=()) -> 
         wanted += emails or (["email"] if recipient.email else [])
     if recipient.push_on:
         wanted += [f"apprise:{c.id}" for c in mine if c.type == "apprise"]
-        if push_configured():  # FCM_PROJECT_ID or FCM_CREDENTIALS_FILE unset: no native push
+        if push_configured():  # FCM_PROJECT_ID unset: no native push
             wanted += [devices.channel_of(d.id) for d in phones]
     wanted += [f"webhook:{c.id}" for c in mine if c.type == "webhook"]
     quiet_due = pacing.due_at(due, recipient.timezone, _quiet(recipient))
@@ -288,7 +288,7 @@ def _apprise(url: str, title: str, body: str, allow_private: bool) -> None:
 
 def _push(row, settings) -> None:
     if not settings.push_on:
-        raise SendFailed("no FCM_PROJECT_ID or FCM_CREDENTIALS_FILE: push is off")
+        raise SendFailed("no FCM_PROJECT_ID or FCM_CREDENTIALS_FILE for the delivery worker: push is off")
     if row.target is None:  # removed since it was planned (signed out): nothing to send to
         raise SendRejected("push: the device was removed")
     client = fcm.client(settings.fcm_project_id, settings.fcm_credentials_file, settings.fcm_base_url,
