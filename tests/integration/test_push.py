@@ -371,3 +371,43 @@ def test_an_erased_account_keeps_no_device_and_its_token_registers_none(backend,
     # a late session end of hers leaves nothing of her either
     _apply(db, _session_ended(pid, me["sid"]))
     assert _rows(db, ended_sessions, ended_sessions.c.partner_id == pid) == []
+
+
+def _waiting_on_a_lock(engine) -> int:
+    from sqlalchemy import text
+
+    with engine.connect() as c:
+        return c.execute(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                              "AND wait_event_type = 'Lock'")).scalar()
+
+
+def test_a_session_ending_while_its_phone_registers_leaves_no_phone_either_way(rabbit_backend, fcm):
+    """The end of a session and a registration under it wait for each other (the account's row lock):
+    whichever comes first, the other sees it, and no phone outlives its session (PostgreSQL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from services.notify import use_cases
+
+    engine = rabbit_backend.engine("notify")
+    db = make_session_factory(engine)
+    notify = notify_app.create_app().test_client()
+    pid = _partner(db)
+    with ThreadPoolExecutor(1) as pool:
+        # The end first, not yet committed: the registration waits for it, then is refused.
+        first = _signed_in(rabbit_backend, pid)
+        with unit_of_work(db) as s:
+            handlers.session_ended(s, events.parse(_session_ended(pid, first["sid"])))
+            registering = pool.submit(_register, notify, first, push_token("race1"))
+            wait_until(lambda: _waiting_on_a_lock(engine) == 1, what="the registration waiting for the end")
+        assert registering.result(timeout=30).status_code == 401
+        assert _rows(db, devices, devices.c.partner_id == pid) == []
+
+        # The registration first, not yet committed: the end waits for it, then removes the phone.
+        second = new_id()
+        with unit_of_work(db) as s:
+            _, status = use_cases.register_device(s, pid, second, {"platform": "fcm", "token": push_token("race2")})
+            assert status == 201
+            ending = pool.submit(_apply, db, _session_ended(pid, second))
+            wait_until(lambda: _waiting_on_a_lock(engine) == 1, what="the end waiting for the registration")
+        ending.result(timeout=30)
+        assert _rows(db, devices, devices.c.partner_id == pid) == []
