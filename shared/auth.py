@@ -11,6 +11,7 @@ import os
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -79,25 +80,39 @@ class TokenIssuer:
         self.key = serialization.load_pem_private_key(private_pem, None)
         self.ttl = ttl_seconds
 
-    def issue(self, partner_id: str) -> str:
+    def issue(self, partner_id: str, session_id: str | None = None) -> str:
+        """A token for ``partner_id``; with ``session_id``, the login session it
+        belongs to (its ``sid`` claim), which the services tie what it registers to."""
         now = datetime.now(timezone.utc)
         claims = {"sub": partner_id, "iss": ISSUER, "aud": AUDIENCE, "iat": now,
                   "exp": now + timedelta(seconds=self.ttl), "jti": str(uuid.uuid4())}
+        if session_id is not None:
+            claims["sid"] = str(session_id)
         return jwt.encode(claims, self.key, algorithm=ALGORITHM)
+
+
+@dataclass(frozen=True)
+class Claims:
+    """What a verified token says: whose it is (``sub``), its login session
+    (``sid``; None in a token issued without one) and its expiry (a Unix time)."""
+
+    partner_id: str
+    session_id: str | None
+    expires: float
 
 
 class TokenVerifier:
     """Checks tokens with the public key. A token once verified is remembered
-    (its partner id and expiry, in this process, never written anywhere) until
-    it expires: a phone sends the same token with every request, and the
-    signature check is most of what authentication costs."""
+    (its claims, in this process, never written anywhere) until it expires: a
+    phone sends the same token with every request, and the signature check is
+    most of what authentication costs."""
 
     LEEWAY = 5  # seconds of clock skew allowed on exp and iat
     REMEMBERED = 4096  # tokens at most; the oldest is forgotten first
 
     def __init__(self, public_pem: bytes):
         self.key = serialization.load_pem_public_key(public_pem)
-        self._verified: dict[str, tuple[str, float]] = {}
+        self._verified: dict[str, Claims] = {}
         self._lock = threading.Lock()
 
     def verify(self, token: str) -> str:
@@ -107,20 +122,28 @@ class TokenVerifier:
     def verified(self, token: str) -> tuple[str, float]:
         """The partner id the token was issued to, and until when (a Unix time) this
         verifier accepts it: its expiry plus the leeway; InvalidToken otherwise."""
+        claims = self.claims(token)
+        return claims.partner_id, claims.expires + self.LEEWAY
+
+    def claims(self, token: str) -> Claims:
+        """The token's claims once its signature, issuer, audience and times are
+        checked; InvalidToken otherwise. A ``sid`` that is not a UUID makes the
+        token invalid."""
         known = self._verified.get(token)
-        if known is not None and time.time() < known[1] + self.LEEWAY:
-            return known[0], known[1] + self.LEEWAY
+        if known is not None and time.time() < known.expires + self.LEEWAY:
+            return known
         try:
-            claims = jwt.decode(token, self.key, algorithms=[ALGORITHM], audience=AUDIENCE, issuer=ISSUER,
-                                options={"require": ["exp", "iat", "sub", "iss", "aud"]}, leeway=self.LEEWAY)
-            partner_id = str(uuid.UUID(claims["sub"]))
-            expires = float(claims["exp"])
-        except (jwt.PyJWTError, ValueError, TypeError) as e:
+            raw = jwt.decode(token, self.key, algorithms=[ALGORITHM], audience=AUDIENCE, issuer=ISSUER,
+                             options={"require": ["exp", "iat", "sub", "iss", "aud"]}, leeway=self.LEEWAY)
+            sid = raw.get("sid")
+            claims = Claims(str(uuid.UUID(raw["sub"])), None if sid is None else str(uuid.UUID(sid)),
+                            float(raw["exp"]))
+        except (jwt.PyJWTError, ValueError, TypeError, AttributeError) as e:
             with self._lock:
                 self._verified.pop(token, None)
             raise InvalidToken(type(e).__name__) from None
         with self._lock:
             if len(self._verified) >= self.REMEMBERED:
                 del self._verified[next(iter(self._verified))]
-            self._verified[token] = (partner_id, expires)
-        return partner_id, expires + self.LEEWAY
+            self._verified[token] = claims
+        return claims

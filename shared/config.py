@@ -65,6 +65,12 @@ def streams_per_partner() -> int:
     return _positive("NOTIFY_STREAMS_PER_PARTNER", 4)
 
 
+def push_configured() -> bool:
+    """Whether native push is on (pushes are planned): ``FCM_PROJECT_ID`` set. Only the
+    delivery worker, which sends them, needs ``FCM_CREDENTIALS_FILE`` as well."""
+    return bool(os.environ.get("FCM_PROJECT_ID"))
+
+
 def broker_url(service: str | None = None) -> str:
     """The broker a service's processes use: ``<SERVICE>_BROKER_URL`` (that
     service's own broker user, which may publish only its own events), else
@@ -105,6 +111,12 @@ class Settings:
     metrics_token: str | None = field(default=None, repr=False)  # a secret: never in a repr or a log
     streams_per_process: int = 32
     streams_per_partner: int = 4
+    # Native push through Firebase Cloud Messaging (notify): on when the project is given
+    # (push_configured); the service account's credentials file is the delivery worker's alone.
+    fcm_project_id: str | None = None
+    fcm_credentials_file: str | None = None
+    fcm_base_url: str = "https://fcm.googleapis.com"
+    fcm_token_url: str | None = None  # else the credentials file's own token_uri
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -122,4 +134,13 @@ class Settings:
             metrics_token=os.environ.get("METRICS_TOKEN") or None,
             streams_per_process=streams_per_process(),
             streams_per_partner=streams_per_partner(),
+            fcm_project_id=os.environ.get("FCM_PROJECT_ID") or None,
+            fcm_credentials_file=os.environ.get("FCM_CREDENTIALS_FILE") or None,
+            fcm_base_url=(os.environ.get("FCM_BASE_URL") or "https://fcm.googleapis.com").rstrip("/"),
+            fcm_token_url=os.environ.get("FCM_TOKEN_URL") or None,
         )
+
+    @property
+    def push_on(self) -> bool:
+        """Whether this process can push: the project and the credentials file both given."""
+        return bool(self.fcm_project_id and self.fcm_credentials_file)

@@ -67,6 +67,18 @@ class PartnerErased(EventData):
     couple_id = fields.UUID(required=True, allow_none=True)
 
 
+SESSION_END_REASONS = ("logout", "revoked", "reuse_detected", "password_changed", "password_reset")
+
+
+class SessionEnded(EventData):
+    """A login session ended (signed out, revoked, its refresh token reused, the
+    password changed or reset): what was registered under it stops."""
+
+    partner_id = fields.UUID(required=True)
+    session_id = fields.UUID(required=True)
+    reason = fields.String(required=True, validate=validate.OneOf(SESSION_END_REASONS))
+
+
 class _Window(Schema):
     start = fields.Date()
     end = fields.Date()
@@ -136,6 +148,7 @@ CATALOG: dict[str, type[Schema]] = {
     "journal.entry.revised": EntryRevised,
     "journal.entry.deleted": EntryDeleted,
     "journal.partner.erased": PartnerErased,
+    "journal.session.ended": SessionEnded,
     "milestones.milestone.achieved": MilestoneAchieved,
     "notify.preferences.changed": PreferencesChanged,
     "notify.notification.delivered": NotificationDelivered,

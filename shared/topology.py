@@ -33,6 +33,7 @@ SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
         "journal.partner.registered",
         "journal.couple.partnered",
         "journal.partner.erased",
+        "journal.session.ended",
     ),
 }
 

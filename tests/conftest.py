@@ -245,7 +245,8 @@ def entry(kind: str = "anxious_episode", **fields) -> dict:
 # address, JWT or note found fails the run at its end. The patterns are this
 # file's own, not shared.logs' (a line that went around the redaction must be
 # found too). Notes: every note the tests write holds NOTE_MARKER (the entry()
-# helper's default, the e2e and fault loads'); test_privacy_logs checks more.
+# helper's default, the e2e and fault loads'); push tokens hold tests.fcm's
+# TOKEN_MARKER; test_privacy_logs checks more.
 
 _EMAIL = __import__("re").compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 _JWT = __import__("re").compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+")
@@ -253,11 +254,14 @@ _LEAKS: dict[str, None] = {}  # ordered, each once (a report repeats the section
 
 
 def _leaks_in(text: str) -> list[str]:
+    from tests.fcm import TOKEN_MARKER  # in every push token the tests register
+
     found = []
     for pattern in (_EMAIL, _JWT):
         found += [m.group(0) for m in pattern.finditer(text)]
-    if NOTE_MARKER in text:
-        found.append(text[text.index(NOTE_MARKER):][:40])
+    for marker in (NOTE_MARKER, TOKEN_MARKER):
+        if marker in text:
+            found.append(text[text.index(marker):][:40])
     return found
 
 

@@ -18,10 +18,11 @@ def create_app(settings: Settings | None = None):
     logs.configure(SERVICE)
     engine, sessions = workers.open_database(settings)
     app, api = create_base_app(settings, engine=engine, title="Tandem notify",
-                               description="Celebrations: the inbox, preferences and delivery channels.")
+                               description="Celebrations: the inbox, preferences, delivery channels and "
+                                           "phones registered for push.")
     app.extensions["notify"] = {"sessions": sessions, "settings": settings,
                                 "streams": stream.Slots(settings.streams_per_process, settings.streams_per_partner)}
-    for bp in (http.inbox, http.prefs, http.targets):
+    for bp in (http.inbox, http.prefs, http.targets, http.phones):
         api.register_blueprint(bp)
     return app
 

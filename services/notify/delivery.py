@@ -1,5 +1,6 @@
-"""Delivering notifications on the channels a partner chose: email, webhooks
-and Apprise (push and chat services).
+"""Delivering notifications on the channels a partner chose: email, webhooks,
+Apprise (push and chat services) and native push to the phones registered
+(FCM, fcm.py).
 
 Each (notification, channel) is a delivery row, made when the notification is.
 The worker claims a batch of due rows for a while (``FOR UPDATE SKIP LOCKED``
@@ -10,8 +11,9 @@ before its outcome was recorded is marked failed when its lease runs out,
 never sent a second time; the rest of a dead worker's batch, never begun, is
 claimed again once the claim runs out. A transient failure is retried with
 exponential backoff and full jitter, up to a limit; then the delivery fails and
-``notify.notification.failed`` is published. A success publishes
-``notify.notification.delivered``.
+``notify.notification.failed`` is published; a refusal for good (FCM's
+``INVALID_ARGUMENT``, a token FCM no longer knows, whose device is then
+removed) fails at once. A success publishes ``notify.notification.delivered``.
 
 An email is text and HTML; the HTML shows a small chart of each change it
 celebrates (chart.py), inline. Webhook and Apprise targets are checked again
@@ -44,11 +46,13 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from shared import metrics
+from shared.config import push_configured
 from shared.db import unit_of_work, utcnow
 from shared.outbox import emit
 
-from . import SOURCE, celebrate, chart, pacing, targets
+from . import SOURCE, celebrate, chart, devices, fcm, pacing, targets
 from .tables import channels, deliveries, notifications, outbox, recipients
+from .tables import devices as device_rows
 
 log = structlog.get_logger("delivery")
 
@@ -92,6 +96,7 @@ class _Claimed:
     target: str | None
     secret: str | None
     chart: dict | None = None  # the numbers of the email's chart, if the milestone has one
+    platform: str | None = None  # a push's: fcm or apns
     claim: datetime | None = None  # the claimed_until this worker set: the row is still its own while it is there
 
 
@@ -102,6 +107,14 @@ class SendFailed(Exception):
 class SendUncertain(SendFailed):
     """The message went out whole and no answer came back: it may have been
     delivered. Never tried again (a channel delivers at most once)."""
+
+
+class SendRejected(SendFailed):
+    """The channel said no for good (or is gone): never tried again."""
+
+
+class Unregistered(SendRejected):
+    """The push platform no longer knows the device: it is removed."""
 
 
 def send_timeout() -> float:
@@ -115,23 +128,26 @@ class _NoLongerClaimed(Exception):
 
 # --- planning: made with the notification, in the consumer's transaction ---
 
-PACED = ("email", "apprise")  # email and push: quiet hours, and at most one a day
+_PUSH = devices.CHANNEL  # push:<device id>
+PACED = ("email", "apprise", _PUSH)  # email and push: quiet hours, and at most one a day
 
 
 def _quiet(recipient) -> tuple[str, str] | None:
     return (recipient.quiet_start, recipient.quiet_end) if recipient.quiet_start else None
 
 
-def planned(recipient, mine, notification_id: str, due: datetime) -> list[dict]:
+def planned(recipient, mine, notification_id: str, due: datetime, phones=()) -> list[dict]:
     """A pending delivery for each channel the recipient wants, of their channels
-    (``mine``), as rows for the caller to insert; email and push fall due when
-    the recipient's quiet hours end."""
+    (``mine``) and registered devices (``phones``), as rows for the caller to
+    insert; email and push fall due when the recipient's quiet hours end."""
     wanted: list[str] = []
     if recipient.email_on and os.environ.get("SMTP_URL"):  # SMTP_URL unset: no email channel
         emails = [f"email:{c.id}" for c in mine if c.type == "email"]
         wanted += emails or (["email"] if recipient.email else [])
     if recipient.push_on:
         wanted += [f"apprise:{c.id}" for c in mine if c.type == "apprise"]
+        if push_configured():  # FCM_PROJECT_ID unset: no native push
+            wanted += [devices.channel_of(d.id) for d in phones]
     wanted += [f"webhook:{c.id}" for c in mine if c.type == "webhook"]
     quiet_due = pacing.due_at(due, recipient.timezone, _quiet(recipient))
     return [{"id": str(uuid.uuid4()), "notification_id": notification_id, "channel": channel, "status": "pending",
@@ -270,6 +286,25 @@ def _apprise(url: str, title: str, body: str, allow_private: bool) -> None:
         raise SendFailed("apprise: not delivered")
 
 
+def _push(row, settings) -> None:
+    if not settings.push_on:
+        raise SendFailed("no FCM_PROJECT_ID or FCM_CREDENTIALS_FILE for the delivery worker: push is off")
+    if row.target is None:  # removed since it was planned (signed out): nothing to send to
+        raise SendRejected("push: the device was removed")
+    client = fcm.client(settings.fcm_project_id, settings.fcm_credentials_file, settings.fcm_base_url,
+                        settings.fcm_token_url)
+    try:
+        client.send(row.target, row.platform, celebrate.subject_for(row.title), row.body, send_timeout())
+    except fcm.Unregistered as e:
+        raise Unregistered(str(e)) from None
+    except fcm.PushRejected as e:
+        raise SendRejected(str(e)) from None
+    except fcm.PushUncertain as e:
+        raise SendUncertain(str(e)) from None
+    except fcm.PushFailed as e:
+        raise SendFailed(str(e)) from None
+
+
 def send(row, settings, charts: Sequence[dict] | None = None) -> None:
     """Send ``row`` on its channel; an email also carries ``charts`` (by default the row's own)."""
     kind, _, channel_id = row.channel.partition(":")
@@ -286,6 +321,8 @@ def send(row, settings, charts: Sequence[dict] | None = None) -> None:
         _webhook(row.target, row.secret, payload, row.id, settings.allow_private_targets)
     elif kind == "apprise":
         _apprise(row.target, row.title, row.body, settings.allow_private_targets)
+    elif kind == _PUSH:
+        _push(row, settings)
     else:
         raise SendFailed(f"unknown channel {kind}")
 
@@ -324,13 +361,20 @@ class Deliverer:
                 .join(notifications, notifications.c.id == deliveries.c.notification_id)
                 .join(recipients, recipients.c.id == notifications.c.partner_id)
                 .where(deliveries.c.id.in_(ids))).all()
-            wanted = {r.channel.partition(":")[2] for r in rows} - {""}
+            wanted = {r.channel.partition(":")[2] for r in rows if not r.channel.startswith(_PUSH + ":")} - {""}
+            phones = {r.channel.partition(":")[2] for r in rows if r.channel.startswith(_PUSH + ":")}
             by_id = {c.id: c for c in s.execute(select(channels).where(channels.c.id.in_(wanted)))} if wanted else {}
+            by_id |= {d.id: d for d in s.execute(select(device_rows).where(device_rows.c.id.in_(phones)))} \
+                if phones else {}
         out = []
         for r in rows:
             c = by_id.get(r.channel.partition(":")[2])
-            out.append(_Claimed(**r._mapping, target=c.target if c else None, secret=c.secret if c else None,
-                                claim=claim))
+            if r.channel.startswith(_PUSH + ":"):
+                out.append(_Claimed(**r._mapping, target=c.token if c else None, secret=None,
+                                    platform=c.platform if c else None, claim=claim))
+            else:
+                out.append(_Claimed(**r._mapping, target=c.target if c else None, secret=c.secret if c else None,
+                                    claim=claim))
         return out
 
     def _start_sending(self, group: list[_Claimed]) -> list[_Claimed] | None:
@@ -408,6 +452,10 @@ class Deliverer:
                 outcome, reason = "delivered", None
             except SendUncertain as e:
                 outcome, reason = "uncertain", str(e)
+            except Unregistered as e:
+                outcome, reason = "unregistered", str(e)
+            except SendRejected as e:
+                outcome, reason = "rejected", str(e)
             except SendFailed as e:
                 outcome, reason = "retry", str(e)
             except Exception as e:  # a bug in a sender must not stop the others
@@ -416,13 +464,15 @@ class Deliverer:
             with unit_of_work(self.sessions) as s:
                 for row in group:
                     self._record(s, row, outcome, reason, now)
+                if outcome == "unregistered":
+                    devices.forget(s, device_rows.c.id == first.channel.partition(":")[2])
             log.info("delivery", channel=first.channel.split(":")[0], outcome=outcome, attempt=first.attempts,
                      folded=len(group))
         return 0.05 if rows else 0.5
 
     def _record(self, s: Session, row: _Claimed, outcome: str, reason: str | None, now: datetime) -> None:
-        settled = "delivered" if outcome == "delivered" else (
-            "failed" if outcome == "uncertain" or row.attempts >= MAX_ATTEMPTS else "retry")
+        final = outcome in ("uncertain", "rejected", "unregistered") or row.attempts >= MAX_ATTEMPTS
+        settled = "delivered" if outcome == "delivered" else ("failed" if final else "retry")
         metrics.DELIVERIES.labels(row.channel.split(":")[0], settled).inc()
         if outcome == "delivered":
             s.execute(update(deliveries).where(deliveries.c.id == row.id).values(
@@ -430,7 +480,7 @@ class Deliverer:
             emit(s, outbox, "notify.notification.delivered", source=SOURCE, subject=row.partner_id,
                  data={"notification_id": row.notification_id, "milestone_id": row.milestone_id,
                        "partner_id": row.partner_id, "channel": row.channel.split(":")[0]})
-        elif outcome == "uncertain" or row.attempts >= MAX_ATTEMPTS:
+        elif final:
             self._fail(s, row.id, reason, now)
         else:
             s.execute(update(deliveries).where(deliveries.c.id == row.id).values(

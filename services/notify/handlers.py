@@ -2,19 +2,22 @@
 notification for each milestone and recipient, once."""
 from __future__ import annotations
 
+import os
 import uuid
+from datetime import timedelta
 
-from sqlalchemy import delete, or_, select, text, update
+from sqlalchemy import and_, delete, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from shared.config import push_configured
 from shared.db import insert_if_new, utcnow
 from shared.events import Event
 from shared.outbox import emit, forget_published
 
-from . import SOURCE, celebrate, chart, delivery
-from .tables import channels, deliveries, ended_couples, notifications, outbox, recipients
-
+from . import SOURCE, celebrate, chart, delivery, devices
+from .tables import channels, deliveries, ended_couples, ended_sessions, notifications, outbox, recipients
+from .tables import devices as device_rows
 
 
 def recipient(s: Session, partner_id: str):
@@ -72,8 +75,31 @@ def partner_erased(s: Session, ev: Event) -> None:
     s.execute(delete(notifications).where(hers))
     forget_published(s, outbox, pid)
     s.execute(delete(channels).where(channels.c.partner_id == pid))
+    devices.forget(s, device_rows.c.partner_id == pid)
+    s.execute(delete(ended_sessions).where(ended_sessions.c.partner_id == pid))
     s.execute(update(recipients).where(recipients.c.id == pid).values(
         erased=True, email=None, display_name=None, timezone=None, couple_id=None))
+
+
+def ended_sessions_kept() -> timedelta:
+    """How long an ended session is remembered: well past the last token of it
+    (``TOKEN_TTL_SECONDS``), which could register a device until it expires."""
+    return max(timedelta(days=7), 2 * timedelta(seconds=int(os.environ.get("TOKEN_TTL_SECONDS") or 3600)))
+
+
+def session_ended(s: Session, ev: Event) -> None:
+    """The devices registered under the session go, with their pushes still
+    waiting; the session is remembered as ended, so that a token of it (valid
+    until it expires) registers no device again. Under the account's row lock,
+    as registering is: one waits for the other, so neither misses the other."""
+    pid, sid = str(ev.data["partner_id"]), str(ev.data["session_id"])
+    row = recipient(s, pid)
+    s.execute(select(recipients.c.id).where(recipients.c.id == pid).with_for_update())
+    if not row.erased:  # an erased account keeps nothing, and its tokens are refused anyway
+        s.execute(insert_if_new(s.get_bind().dialect.name, ended_sessions.c.session_id),
+                  {"session_id": sid, "partner_id": pid, "ended_at": ev.time})
+    devices.forget(s, and_(device_rows.c.session_id == sid, device_rows.c.partner_id == pid))
+    s.execute(delete(ended_sessions).where(ended_sessions.c.ended_at < utcnow() - ended_sessions_kept()))
 
 
 _NOTIFY_STREAMS = text("SELECT pg_notify('tandem_notifications', p) FROM unnest(CAST(:pids AS text[])) AS p")
@@ -109,9 +135,14 @@ def milestone_achieved(s: Session, ev: Event) -> None:
             return  # announced before she erased her account: nothing of hers is kept, nor shown
         owner_name = people[owner_id].display_name
     theirs: dict[str, list] = {pid: [] for pid in audience}
+    phones: dict[str, list] = {pid: [] for pid in audience}
     if audience:
         for c in s.execute(select(channels).where(channels.c.partner_id.in_(audience))):
             theirs[c.partner_id].append(c)
+        if push_configured():  # else no push is planned: a statement saved
+            for d in s.execute(select(device_rows.c.id, device_rows.c.partner_id)
+                               .where(device_rows.c.partner_id.in_(audience))):
+                phones[d.partner_id].append(d)
     dialect = s.get_bind().dialect.name
     add_note = insert_if_new(dialect, notifications.c.id, (notifications.c.milestone_id, notifications.c.partner_id))
     woken, planned = [], []
@@ -134,7 +165,7 @@ def milestone_achieved(s: Session, ev: Event) -> None:
             emit(s, outbox, "notify.notification.delivered", source=SOURCE, subject=pid,
                  data={"notification_id": note["id"], "milestone_id": note["milestone_id"], "partner_id": pid,
                        "channel": "in_app"})
-        planned += delivery.planned(row, theirs[pid], note["id"], due=now)
+        planned += delivery.planned(row, theirs[pid], note["id"], due=now, phones=phones[pid])
     if planned:
         s.execute(deliveries.insert(), planned)
     if woken and dialect == "postgresql":  # wakes the live streams (stream.py) on commit
@@ -145,5 +176,6 @@ HANDLERS = {
     "journal.partner.registered": partner_registered,
     "journal.couple.partnered": couple_partnered,
     "journal.partner.erased": partner_erased,
+    "journal.session.ended": session_ended,
     "milestones.milestone.achieved": milestone_achieved,
 }

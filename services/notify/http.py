@@ -15,6 +15,7 @@ from .tables import recipients
 inbox = Blueprint("notifications", __name__, url_prefix="/v1", description="The in-app inbox")
 prefs = Blueprint("preferences", __name__, url_prefix="/v1", description="How and when to be told")
 targets = Blueprint("channels", __name__, url_prefix="/v1", description="Where to be told: email, webhooks, Apprise")
+phones = Blueprint("devices", __name__, url_prefix="/v1", description="Phones registered for native push (FCM)")
 
 
 def _uow():
@@ -118,6 +119,58 @@ class OneChannel(MethodView):
         """Remove a delivery target"""
         with _uow() as s:
             use_cases.remove_channel(s, g.partner_id, str(channel_id))
+        return None
+
+
+REGISTER_DEVICE_DOC = (
+    "Registers the app's FCM registration token (Android and iOS alike: on iOS the one the Firebase SDK gives) "
+    "under the login session of the caller's token: ending that session (signing out, a password changed or "
+    "reset, a session revoked) removes the device, and so does erasing the account. Celebrations are pushed as "
+    "email is sent: in the caller's audience only, after their quiet hours, at most one a day a device, while "
+    "`channels.push` is on. A token of no login session, or of one that has ended, is 401: sign in again. "
+    "The same token again (the app starts) is 200 and moves it to this session; a token another account "
+    "registered becomes the caller's. "
+    f"An account has at most {use_cases.MAX_DEVICES} devices: one more is 409 until one is removed. "
+    "The token is never shown again, only its last characters."
+)
+
+
+@phones.route("/devices")
+class Devices(MethodView):
+    @phones.doc(**AUTH_DOC)
+    @require_account
+    @phones.response(200, schemas.DeviceList)
+    @phones.alt_response(401, description="No valid token")
+    def get(self):
+        """The caller's registered phones"""
+        with _uow() as s:
+            return use_cases.list_devices(s, g.partner_id, g.session_id)
+
+    @phones.doc(**AUTH_DOC, description=REGISTER_DEVICE_DOC)
+    @require_account
+    @phones.arguments(schemas.DeviceCreate())
+    @phones.response(201, schemas.Device)
+    @phones.alt_response(200, schema=schemas.Device, description="Registered by the caller before: now under "
+                                                                 "this login session")
+    @phones.alt_response(401, description="No valid token, or one of no login session or of an ended one")
+    @phones.alt_response(409, description=f"The account has {use_cases.MAX_DEVICES} devices already")
+    def post(self, data):
+        """Register this phone for push"""
+        with _uow() as s:
+            return use_cases.register_device(s, g.partner_id, g.session_id, data)
+
+
+@phones.route("/devices/<uuid:device_id>")
+class OneDevice(MethodView):
+    @phones.doc(**AUTH_DOC)
+    @require_account
+    @phones.response(204)
+    @phones.alt_response(401, description="No valid token")
+    @phones.alt_response(404, description="No such device the caller may see")
+    def delete(self, device_id):
+        """Stop pushing to a phone"""
+        with _uow() as s:
+            use_cases.remove_device(s, g.partner_id, str(device_id))
         return None
 
 

@@ -95,3 +95,30 @@ class Channel(ma.Schema):
 
 class ChannelList(ma.Schema):
     items = fields.List(fields.Nested(Channel))
+
+
+PUSH_TOKEN = validate.Regexp(r"^[A-Za-z0-9_:.\-]+$", error="An FCM registration token has letters, digits "
+                                                           "and - _ : . only.")
+
+
+class DeviceCreate(ma.Schema):
+    platform = fields.String(required=True, validate=validate.OneOf(("fcm", "apns")),
+                             metadata={"description": "fcm (Android) or apns (iOS); both register through the "
+                                                      "Firebase SDK"})
+    token = fields.String(required=True, validate=[validate.Length(min=32, max=4096), PUSH_TOKEN],
+                          metadata={"description": "the app's FCM registration token (on iOS too: the one the "
+                                                   "Firebase SDK gives, not the raw APNs token); a secret, never "
+                                                   "shown again"})
+
+
+class Device(ma.Schema):
+    id = fields.String()
+    platform = fields.String()
+    token_hint = fields.String(metadata={"description": "the token's last 6 characters, after an ellipsis"})
+    this_session = fields.Boolean(metadata={"description": "registered under the login session of the token "
+                                                           "making this request"})
+    created_at = fields.AwareDateTime()
+
+
+class DeviceList(ma.Schema):
+    items = fields.List(fields.Nested(Device))

@@ -51,7 +51,7 @@ deliveries = Table(
     "deliveries", metadata,
     Column("id", String(36), primary_key=True),
     Column("notification_id", String(36), ForeignKey("notifications.id", ondelete="CASCADE"), nullable=False),
-    Column("channel", String(60), nullable=False),  # in_app, email, webhook:<id>, apprise:<id>
+    Column("channel", String(60), nullable=False),  # in_app, email, webhook:<id>, apprise:<id>, push:<device id>
     Column("status", String(12), nullable=False),  # pending, sending, delivered, failed
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("last_error", String(300), nullable=True),
@@ -71,6 +71,29 @@ channels = Table(
     Column("target", Text, nullable=False),  # an address or a URL
     Column("secret", String(64), nullable=True),  # a webhook's HMAC key
     Column("created_at", UTCDateTime(), nullable=False),
+)
+
+# A phone's push registration, tied to the login session it was made under: the
+# session's end (journal.session.ended) removes it. `token` is an FCM registration
+# token (both platforms'), a secret: never logged, never shown whole.
+devices = Table(
+    "devices", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("partner_id", String(36), ForeignKey("recipients.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("session_id", String(36), nullable=False, index=True),
+    Column("platform", String(8), nullable=False),  # fcm (Android), apns (iOS, through FCM)
+    Column("token", Text, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    # A token is one app install's: registered again, by whoever signed in there last, it moves.
+    UniqueConstraint("token", name="uq_devices_token"),
+)
+
+# Login sessions the journal said ended: a token of one (valid until it expires) registers no device.
+ended_sessions = Table(
+    "ended_sessions", metadata,
+    Column("session_id", String(36), primary_key=True),
+    Column("partner_id", String(36), nullable=False, index=True),
+    Column("ended_at", UTCDateTime(), nullable=False, index=True),
 )
 
 # Couples ended by an erasure: a late announcement of their milestone is shown to no one.

@@ -1,20 +1,23 @@
-"""What a partner can do in the notify service: read the inbox, set preferences."""
+"""What a partner can do in the notify service: read the inbox, set preferences,
+choose channels, register phones for push."""
 from __future__ import annotations
 
 import secrets
 import uuid
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared import pagination
 from shared.db import utcnow
-from shared.errors import Conflict, Invalid, NotFound
+from shared.errors import Conflict, Invalid, NotFound, Unauthorized
 from shared.outbox import emit
 
-from . import SOURCE, targets
+from . import SOURCE, devices, targets
 from .handlers import recipient
-from .tables import channels, deliveries, notifications, outbox, recipients
+from .tables import channels, deliveries, ended_sessions, notifications, outbox, recipients
+from .tables import devices as device_rows
 
 
 def _view(s: Session, rows) -> list[dict]:
@@ -126,3 +129,58 @@ def remove_channel(s: Session, partner_id: str, channel_id: str) -> None:
     gone = s.execute(delete(channels).where(channels.c.id == channel_id, channels.c.partner_id == partner_id))
     if gone.rowcount != 1:
         raise NotFound("No such channel.")
+
+
+# --- phones, for native push ---
+
+MAX_DEVICES = 10  # an account's registered phones: a handful is what a person has
+
+
+def _device_view(row, session_id: str | None) -> dict:
+    return {"id": row.id, "platform": row.platform, "token_hint": devices.hint(row.token),
+            "this_session": row.session_id == session_id, "created_at": row.created_at}
+
+
+def register_device(s: Session, partner_id: str, session_id: str | None, data: dict) -> tuple[dict, int]:
+    """Register the app's push token under the caller's login session (201), or move
+    a token the caller registered before to this session (200). A token is one app
+    install's: if another account registered it, it is that account's no longer.
+    Refused: a token of no session, or of one that has ended (401); an 11th device (409)."""
+    if session_id is None:
+        raise Unauthorized("This token belongs to no login session; sign in again to register a device.")
+    recipient(s, partner_id)
+    # Under the account's row lock, as the session's end is (handlers.session_ended): one waits for the other.
+    s.execute(select(recipients.c.id).where(recipients.c.id == partner_id).with_for_update())
+    if s.execute(select(ended_sessions.c.session_id).where(ended_sessions.c.session_id == session_id)).first():
+        raise Unauthorized("This login session has ended; sign in again to register a device.")
+    token, platform = data["token"], data["platform"]
+    held = s.execute(select(device_rows).where(device_rows.c.token == token)).first()
+    if held is not None and held.partner_id == partner_id:
+        s.execute(update(device_rows).where(device_rows.c.id == held.id).values(session_id=session_id,
+                                                                                platform=platform))
+        return _device_view(s.execute(select(device_rows).where(device_rows.c.id == held.id)).one(), session_id), 200
+    count = s.execute(select(func.count()).select_from(device_rows)
+                      .where(device_rows.c.partner_id == partner_id)).scalar()
+    if count >= MAX_DEVICES:
+        raise Conflict(f"An account has at most {MAX_DEVICES} devices; remove one before adding another.")
+    if held is not None:
+        devices.forget(s, device_rows.c.id == held.id)
+    row = {"id": str(uuid.uuid4()), "partner_id": partner_id, "session_id": session_id, "platform": platform,
+           "token": token, "created_at": utcnow()}
+    try:
+        with s.begin_nested():
+            s.execute(device_rows.insert().values(**row))
+    except IntegrityError:  # another account registered the same token at this very moment
+        raise Conflict("This device was registered by another request at the same moment; try again.") from None
+    return _device_view(s.execute(select(device_rows).where(device_rows.c.id == row["id"])).one(), session_id), 201
+
+
+def list_devices(s: Session, partner_id: str, session_id: str | None) -> dict:
+    rows = s.execute(select(device_rows).where(device_rows.c.partner_id == partner_id)
+                     .order_by(device_rows.c.created_at, device_rows.c.id)).all()
+    return {"items": [_device_view(r, session_id) for r in rows]}
+
+
+def remove_device(s: Session, partner_id: str, device_id: str) -> None:
+    if not devices.forget(s, and_(device_rows.c.id == device_id, device_rows.c.partner_id == partner_id)):
+        raise NotFound("No such device.")

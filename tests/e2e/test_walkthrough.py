@@ -39,7 +39,8 @@ def test_readme_walkthrough_works_word_for_word(running):
         watched, said = LineReader(watcher.stdout), LineReader(watcher.stderr)
         wait_until(lambda: any("watching" in line for line in said.lines), what="the watcher to start")
         script = walkthrough_script().replace("http://127.0.0.1:8001", base) \
-            .replace("http://127.0.0.1:8002", running.urls["milestones"])
+            .replace("http://127.0.0.1:8002", running.urls["milestones"]) \
+            .replace("http://127.0.0.1:8003", running.urls["notify"])
         done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True,
                               timeout=120)
         assert done.returncode == 0, done.stderr
@@ -49,6 +50,8 @@ def test_readme_walkthrough_works_word_for_word(running):
         assert '"status": 404' in out  # step 7: Ana's private moment is hidden from Ben
         assert '"intensity": [' in out and '"status": 422' in out  # step 8 names the field
         assert '"items": []' in out and '"metric": "anxious_episodes"' in out  # milestones: none yet; a chart
+        assert out.count('"token_hint": "…XKqpc8"') == 2 and '"this_session": true' in out  # her phone, listed
+        assert "APA91b" not in out  # the token is never shown again
 
         # What the walk-through claims, checked through the API itself.
         token = requests.post(base + "/v1/tokens", json={"email": "ben@example.com",

@@ -38,10 +38,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import inspect, select, text
 
 from services import SERVICES
-from shared import auth
+from shared import auth, events
 from shared.db import make_session_factory, unit_of_work, utcnow
 from tests.conftest import entry, make_couple, new_id, sign_up
-from tests.support import Pipeline, at, paris_today, post_all, rituals, service_clients, wait_until
+from tests.fcm import push_token
+from tests.support import Pipeline, at, paris_today, post_all, publish_events, rituals, service_clients, wait_until
 
 PROBLEM = "application/problem+json"
 REPO = Path(__file__).resolve().parents[2]
@@ -52,7 +53,7 @@ PUBLIC_ROUTES = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"}
 SIGN_IN = {("journal", "POST", "/v1/accounts"), ("journal", "POST", "/v1/tokens")}
 # Which resource each path parameter names; a new one must be added here (the tests say so).
 PARAM_KINDS = {"entry_id": "entries", "milestone_id": "milestones", "notification_id": "notifications",
-               "channel_id": "channels"}
+               "channel_id": "channels", "device_id": "devices"}
 STREAM = ("GET", "/v1/notifications/stream")
 
 
@@ -117,6 +118,7 @@ def _body(op: Op, invite_code: str) -> dict | None:
         ("POST", "/v1/couples/join"): {"invite_code": invite_code},
         ("PATCH", "/v1/preferences"): {"share_milestones_with_partner": True, "channels": {"email": False}},
         ("POST", "/v1/channels"): {"type": "email", "address": "intruder@example.com"},
+        ("POST", "/v1/devices"): {"platform": "fcm", "token": push_token("intruder")},
     }
     return bodies.get(op.key)
 
@@ -139,6 +141,7 @@ class Person:
     anxious: int = 0  # anxious moments recorded, private and shared
     rituals: int = 0
     channels: dict[str, str] = field(default_factory=dict)  # id -> address
+    devices: dict[str, str] = field(default_factory=dict)  # id -> push token
     notifications: set[str] = field(default_factory=set)
     own_milestones: set[str] = field(default_factory=set)  # not shared with the partner
 
@@ -182,6 +185,13 @@ def _engine(backend, service: str):
         engine.dispose()
 
 
+def _ended_sessions(backend, session_id: str) -> list:
+    from services.notify.tables import ended_sessions
+
+    with _engine(backend, "notify") as engine, engine.connect() as c:
+        return c.execute(select(ended_sessions).where(ended_sessions.c.session_id == session_id)).all()
+
+
 def _partner_row(backend, service: str, partner_id: str):
     """The partner's row in a consuming service's own view of the partners."""
     from services.milestones.tables import partners
@@ -190,6 +200,12 @@ def _partner_row(backend, service: str, partner_id: str):
     table = {"milestones": partners, "notify": recipients}[service]
     with _engine(backend, service) as engine, engine.connect() as c:
         return c.execute(select(table).where(table.c.id == partner_id)).first()
+
+
+def _in_a_session(backend, partner_id: str, session_id: str | None = None) -> dict:
+    """Headers of a token of a login session of the partner's (the journal's own may carry none)."""
+    issuer = auth.TokenIssuer(auth.private_key_pem(backend.var_dir), 600)
+    return {"Authorization": "Bearer " + issuer.issue(partner_id, session_id=session_id or new_id())}
 
 
 def _record(journal, p: Person, visibility: str, day: int) -> None:
@@ -219,6 +235,11 @@ def _build_world(backend, journal) -> World:
                             json={"type": "email", "address": f"alerts-{new_id()[:8]}@example.com"})
             assert r.status_code == 201, r.get_json()
             p.channels[r.get_json()["id"]] = r.get_json()["address"]
+            token = push_token()
+            r = notify.post("/v1/devices", headers=_in_a_session(backend, p.id), json={"platform": "fcm",
+                                                                                      "token": token})
+            assert r.status_code == 201, r.get_json()
+            p.devices[r.get_json()["id"]] = token
         for (a, b), first in zip((people[:2], people[2:]), (6, 7)):  # ten rituals a couple: its milestone
             kept = rituals(paris_today(), 10)
             post_all(journal, a.headers, kept[:first])
@@ -265,7 +286,8 @@ def _b64(raw: bytes) -> str:
 
 def _claims(sub: str, **over) -> dict:
     now = int(time.time())
-    claims = {"sub": sub, "iss": auth.ISSUER, "aud": auth.AUDIENCE, "iat": now, "exp": now + 600, "jti": new_id()}
+    claims = {"sub": sub, "iss": auth.ISSUER, "aud": auth.AUDIENCE, "iat": now, "exp": now + 600, "jti": new_id(),
+              "sid": new_id()}
     claims.update(over)
     return claims
 
@@ -342,7 +364,8 @@ def test_every_endpoint_refuses_a_missing_or_bad_token_before_reading_input_and_
     world = _build_world(backend, journal)
     a1 = world.people[0]
     ids = {"entries": next(iter(a1.entries)), "milestones": next(iter(a1.own_milestones)),
-           "notifications": next(iter(a1.notifications)), "channels": next(iter(a1.channels))}
+           "notifications": next(iter(a1.notifications)), "channels": next(iter(a1.channels)),
+           "devices": next(iter(a1.devices))}
     ops = _protected(world.clients)
     attacks, valid = _attacks(backend, a1.id)
     before = _all_rows(backend)
@@ -392,6 +415,7 @@ def _resources(world: World) -> list[Resource]:
         out += [Resource("milestones", m, p, frozenset({p.id})) for m in p.own_milestones]
         out += [Resource("notifications", n, p, frozenset({p.id})) for n in p.notifications]
         out += [Resource("channels", c, p, frozenset({p.id}), (address,)) for c, address in p.channels.items()]
+        out += [Resource("devices", d, p, frozenset({p.id}), (token,)) for d, token in p.devices.items()]
     for couple_id, milestone_id in world.couple_milestones.items():
         both = frozenset(p.id for p in world.people if p.couple_id == couple_id)
         out.append(Resource("milestones", milestone_id, None, both))
@@ -532,6 +556,12 @@ def test_erasing_an_account_leaves_nothing_of_that_partner_in_any_database(backe
                            json={"type": "email", "address": ana["email"]}).status_code == 201
         assert notify.patch("/v1/preferences", headers=ana["headers"],
                             json={"share_milestones_with_partner": True}).status_code == 200
+        ended, current = new_id(), new_id()  # her phone, and a login session of hers that ended
+        assert notify.post("/v1/devices", headers=_in_a_session(backend, ana["id"], current),
+                           json={"platform": "apns", "token": push_token()}).status_code == 201
+        publish_events(events.make_event("journal.session.ended", source="/journal", subject=ana["id"], data={
+            "partner_id": ana["id"], "session_id": ended, "reason": "logout"}))
+        wait_until(lambda: _ended_sessions(backend, ended), what="her ended session heard by notify")
         wait_until(lambda: (row := _partner_row(backend, "milestones", ana["id"])) and row.couple_id
                    and row.share_milestones_with_partner, what="Ana's couple and sharing in the milestones view")
         _own_milestone(backend, ana["id"], ben["id"], "Calmer moments, in Ana's own numbers.")  # Ben is told too

@@ -95,6 +95,15 @@ def test_only_the_journal_web_holds_the_key_that_mints_tokens_and_the_other_webs
         assert "TOKEN_PUBLIC_KEY" in services[name]["environment"], f"{name} verifies tokens on its own"
 
 
+def test_only_the_notify_delivery_worker_holds_the_push_credentials():
+    """The FCM service account's key sends pushes: the one process that sends them has it; the
+    consumer, which plans them, knows only the project."""
+    services = _compose()["services"]
+    holders = {name for name, svc in services.items() if "FCM_CREDENTIALS_FILE" in (svc.get("environment") or {})}
+    assert holders == {"notify-delivery"}
+    assert "FCM_PROJECT_ID" in services["notify-consumer"]["environment"]
+
+
 def test_each_services_containers_get_only_its_own_database_role_and_broker_user():
     services = _compose()["services"]
     db_users, broker_users = {}, {}

@@ -71,3 +71,29 @@ def test_a_verified_token_says_until_when_it_is_accepted(keys):
     assert checked[0] == "5d3c1f3e-8f4e-4c59-9f55-1f6a2b7c9d10"
     assert now + 60 + auth.TokenVerifier.LEEWAY - 2 <= checked[1] <= now + 60 + auth.TokenVerifier.LEEWAY + 2
     assert verifier.verified(token) == checked  # remembered: the same answer
+
+
+PARTNER = "5d3c1f3e-8f4e-4c59-9f55-1f6a2b7c9d10"
+SESSION = "0c8e3f7a-2b1d-4e5f-8a9b-c0d1e2f3a4b5"
+
+
+def test_a_token_names_the_login_session_it_was_issued_under(keys):
+    """What a device is tied to (the notify service): the token's ``sid``, or None in a token issued without one."""
+    issuer, verifier = auth.TokenIssuer(keys[0], ttl_seconds=60), auth.TokenVerifier(keys[1])
+    with_session, without = issuer.issue(PARTNER, session_id=SESSION), issuer.issue(PARTNER)
+    assert jwt.decode(with_session, options={"verify_signature": False})["sid"] == SESSION
+    assert "sid" not in jwt.decode(without, options={"verify_signature": False})
+    for _ in range(2):  # checked, then remembered: the same claims
+        assert verifier.claims(with_session).session_id == SESSION
+        assert verifier.claims(without).session_id is None
+    assert verifier.claims(with_session).partner_id == verifier.verify(with_session) == PARTNER
+
+
+@pytest.mark.parametrize("sid", ["not-a-uuid", 12345, ["0c8e3f7a-2b1d-4e5f-8a9b-c0d1e2f3a4b5"], ""])
+def test_a_token_whose_session_is_not_a_uuid_is_refused(keys, sid):
+    now = int(time.time())
+    key = serialization.load_pem_private_key(keys[0], None)
+    token = jwt.encode({"sub": PARTNER, "iss": auth.ISSUER, "aud": auth.AUDIENCE, "iat": now, "exp": now + 60,
+                        "sid": sid}, key, algorithm=auth.ALGORITHM)
+    with pytest.raises(auth.InvalidToken):
+        auth.TokenVerifier(keys[1]).claims(token)
