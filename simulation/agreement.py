@@ -33,10 +33,16 @@ _PARTNER_TYPES = tuple(m.type for m in rules.MILESTONES if m.scope == rules.PART
 REASONS = ("only the service", "only the rules", "another day")
 
 
-def rule_milestones(history: HistoryLike, last_look: date, first_look: Optional[date] = None) -> Milestones:
+def rule_milestones(history: HistoryLike, last_look: date, first_look: Optional[date] = None, *,
+                    before_each_day: bool = False) -> Milestones:
     """The partner's own milestones under daily looks: each (type, level) as of the first look, from
     ``first_look`` (default: the first logged day, where the service's looks start) to ``last_look``
-    (the day the service evaluates the history: today when it syncs), on which the rules hold it."""
+    (the day the service evaluates the history: today when it syncs), on which the rules hold it.
+
+    ``before_each_day``: each day is looked at first without its own entries, then with them, as a
+    partner who logs day by day is: the scheduled evaluation at 04:00 looks as of the day that has just
+    begun, the settled one after the day's entries as of the same day (a late sync looks at every past day
+    with all of its entries only)."""
     h = History.of(history)
     first = h.first_logged_day(last_look)
     if first is None:
@@ -47,8 +53,12 @@ def rule_milestones(history: HistoryLike, last_look: date, first_look: Optional[
         done = {t for t in _PARTNER_TYPES if all((t, lv) in found for lv in rules.LEVELS[t])}
         if len(done) == len(_PARTNER_TYPES):
             break
-        for det in rules.detect_partner_milestones(h, day, done):
-            found.setdefault((det.type, det.level), day)
+        looks = [h]
+        if before_each_day and day > first and h.between(day, day):
+            looks.insert(0, History(tuple(d for d in h.days if d.day != day)))
+        for seen in looks:
+            for det in rules.detect_partner_milestones(seen, day, done):
+                found.setdefault((det.type, det.level), day)
         day += timedelta(days=1)
     return found
 
