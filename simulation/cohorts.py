@@ -607,8 +607,8 @@ def late_improver_report(seed: int, n: int, cohort_name: str = "late_improvers")
     """The current design on ``n`` late improvers (fall from weeks 16-26, 16 weeks of follow-up).
 
     Every partner is looked at every day, as the service does, from the
-    earliest day the rule can hold (``FIRST_LOOKS``) to 16 weeks after the change. ``fewer_anxious_episodes`` found within 8 and
-    within 16 weeks of the change (a detection before the change is counted
+    earliest day the rule can hold (``FIRST_LOOKS``) to 16 weeks after the
+    change. ``fewer_anxious_episodes`` found within 8 and within 16 weeks of the change (a detection before the change is counted
     apart, never as found), the median weeks to detection (of those found
     within 16 weeks), the textbook single look 8 weeks after the change and
     the :func:`ideal_detection` upper bound (within 8 weeks). ``cohort_name``

@@ -167,8 +167,8 @@ def _sharp(kind: str, change: int, days: int = 120) -> History:
     """Every day logged; from ``change`` on, the rule's measure jumps as far as it can."""
     after = [i >= change for i in range(days)]
     if kind == FEWER_ANXIOUS_EPISODES:
-        return History(DayAggregate(START + timedelta(days=i), episodes=0 if a else 8, intensities=() if a else (5,) * 8)
-                       for i, a in enumerate(after))
+        return History(DayAggregate(START + timedelta(days=i), episodes=0 if a else 8,
+                                    intensities=() if a else (5,) * 8) for i, a in enumerate(after))
     if kind == CALMER_EPISODES:
         return History(DayAggregate(START + timedelta(days=i), episodes=3, intensities=(1 if a else 9,) * 3)
                        for i, a in enumerate(after))
