@@ -34,7 +34,7 @@ watch: install  ## print every event on the exchange
 bench: install  ## every benchmark on RabbitMQ and PostgreSQL (BENCH_* URLs, or 127.0.0.1); the table goes into BENCHMARKS.md (needs wrk)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
-simulate: install  ## synthetic cohorts through the public API; detection report (SIM_ARGS="--per-cohort 25")
+simulate: install  ## synthetic cohorts through the public API; detection report, agreement with the rules (SIM_ARGS="--per-cohort 25")
 	$(BIN)/python -m bench.simulate $(SIM_ARGS)
 
 calibrate: install  ## the thresholds of the milestone rules, on the simulator's calibration seeds (writes services/milestones/rules/thresholds.json)

@@ -1,17 +1,23 @@
-"""The simulator: synthetic couples with known truth, driven through the
+"""The simulator: synthetic partners with known truth, driven through the
 running system's public API, and the milestones read back.
 
-    python -m bench.simulate [--per-cohort N] [--seed S] [--order in-order|shuffled|reversed]
-                             [--journal URL --milestones URL] [--report FILE]
+    python -m bench.simulate [--per-cohort N | --partners cohort:index,...] [--seed S]
+                             [--order in-order|shuffled|reversed]
+                             [--journal URL --milestones URL] [--report FILE] [--json]
 
 Without URLs it starts `tandem run` itself (on whatever BROKER_URL and
 *_DATABASE_URL say, or the embedded default in a temporary folder) and stops
 it at the end. Each synthetic partner (simulation/cohorts.py: steady,
 worsening, gappy, improvers) signs up, and their history, shifted to end
 yesterday, is posted entry by entry: in order, or as an app that was offline
-syncing late, shuffled or in reverse. The milestones each partner then sees
-are compared with the truth, beside the single-look textbook test on the same
-data. The report is printed as Markdown (and written to FILE if given).
+syncing late, shuffled or in reverse. The milestones service evaluates a
+partner once their events have settled, replaying every day from the earliest
+one the new data touched to today. The milestones each partner then sees are
+compared with the truth, beside the single-look textbook test on the same
+data, and with the pure rules (the functions the service runs) looked at
+every day of the same history up to today (simulation/agreement.py): each
+(type, level) and the day it was found must be the same. The report is
+printed as Markdown (and written to FILE if given).
 """
 from __future__ import annotations
 
@@ -33,7 +39,7 @@ from zoneinfo import ZoneInfo
 
 import requests
 
-from simulation import cohorts
+from simulation import agreement, cohorts
 from services.milestones.rules import CALMER_EPISODES, FEWER_ANXIOUS_EPISODES, MORE_INDEPENDENCE
 
 ZONE = ZoneInfo("Europe/Paris")
@@ -119,12 +125,23 @@ def drive(system: System, partner: cohorts.SyntheticPartner, order: str, last_da
         if r.status_code != 201:
             raise RuntimeError(f"POST /v1/entries answered {r.status_code}: {r.text[:200]}")
     episodes = sum(1 for b in bodies if b["kind"] == "anxious_episode")
-    return {"partner": partner, "headers": headers, "episodes": episodes, "entries": len(bodies)}
+    return {"partner": partner, "headers": headers, "episodes": episodes, "entries": len(bodies),
+            "expected": expected_milestones(partner, last_day)}
+
+
+def expected_milestones(partner: cohorts.SyntheticPartner, last_day) -> agreement.Milestones:
+    """The pure rules' milestones of the partner's history shifted to end on ``last_day``, looked at as the
+    service looks at a history synced today: every day from the first logged day to today."""
+    shift = last_day - partner.day(partner.n_days - 1)
+    today = datetime.now(ZONE).date()
+    return {k: d + shift for k, d in agreement.rule_milestones(partner.history, today - shift).items()}
 
 
 def read_back(system: System, driven: dict, settle: float = 8.0, timeout: float = 600) -> list[dict]:
     """Wait until the milestones service has every entry and its evaluation has
-    settled, then return the milestones the partner sees."""
+    settled (the partner's milestones are the rules' and have not changed for
+    ``settle`` seconds; or, if they never are, until ``timeout``), then return
+    the milestones the partner sees."""
     http = requests.Session()
     deadline = time.monotonic() + timeout
     while True:
@@ -136,18 +153,37 @@ def read_back(system: System, driven: dict, settle: float = 8.0, timeout: float 
             raise RuntimeError("the milestones service never saw every entry")
         time.sleep(0.5)
     last, stable_since = None, time.monotonic()
-    while time.monotonic() - stable_since < settle:
+    while True:
         items = http.get(system.milestones + "/v1/milestones?limit=200", headers=driven["headers"]).json()["items"]
-        key = sorted((m["type"], m["level"]) for m in items)
+        key = sorted((m["type"], m["level"], m["as_of"]) for m in items)
         if key != last:
             last, stable_since = key, time.monotonic()
+        expected = agreement.service_milestones(items) == driven["expected"]
+        if time.monotonic() - stable_since >= settle and (expected or time.monotonic() > deadline):
+            return items
         time.sleep(0.5)
-    return items
 
 
-def report(results: list[dict], last_day, order: str, seed: int, per_cohort: int, elapsed: float) -> dict:
-    out: dict = {"seed": seed, "partners_per_cohort": per_cohort, "order": order,
-                 "entries_posted": sum(r["entries"] for r in results), "seconds": round(elapsed, 1), "types": {}}
+def agreement_of(results: list[dict]) -> dict:
+    """Each partner's milestones from the service beside the pure rules' on the same history, looked at
+    every day from its first to the day of the sync (:func:`expected_milestones`): the partners on which
+    they agree, and every difference of the others."""
+    disagree, reasons = [], {r: 0 for r in agreement.REASONS}
+    for r in results:
+        p = r["partner"]
+        differences = agreement.compare(agreement.service_milestones(r["milestones"]), r["expected"])
+        if differences:
+            disagree.append({"cohort": p.cohort, "index": p.index, "differences": differences})
+            for d in differences:
+                reasons[d["reason"]] += 1
+    return {"partners": len(results), "agree": len(results) - len(disagree),
+            "milestones": sum(len(r["expected"]) for r in results), "differences": reasons, "disagree": disagree}
+
+
+def report(results: list[dict], last_day, order: str, seed: int, partners: str, elapsed: float) -> dict:
+    out: dict = {"seed": seed, "partners": partners, "order": order,
+                 "entries_posted": sum(r["entries"] for r in results), "seconds": round(elapsed, 1), "types": {},
+                 "agreement": agreement_of(results)}
     for t in TYPES:
         tp = fp = fn = 0
         delays, textbook_tp, textbook_fp = [], 0, 0
@@ -190,8 +226,7 @@ def report(results: list[dict], last_day, order: str, seed: int, per_cohort: int
 
 
 def markdown(rep: dict) -> str:
-    lines = [f"Simulated through the public API: {rep['partners_per_cohort']} partners per cohort (steady, "
-             f"worsening, gappy, improvers), seed {rep['seed']}, entries posted {rep['order']} "
+    lines = [f"Simulated through the public API: {rep['partners']}, seed {rep['seed']}, entries posted {rep['order']} "
              f"({rep['entries_posted']} entries, {rep['seconds']} s).", "",
              "| milestone | true changes | detections | false | precision | recall | within 8 weeks | "
              "median weeks to milestone | textbook single look: precision / recall |",
@@ -201,12 +236,21 @@ def markdown(rep: dict) -> str:
         tb_text = f"{tb['precision']} / {tb['recall']}" if tb else "n/a"
         lines.append(f"| {t} | {r['true_changes']} | {r['detected']} | {r['false_detections']} | {r['precision']} | "
                      f"{r['recall']} | {r['found_within_8_weeks']} | {r['median_weeks_to_milestone']} | {tb_text} |")
+    a = rep["agreement"]
+    lines += ["", f"The service beside the pure rules looked at every day of the same histories: they agree on "
+                  f"{a['agree']} of {a['partners']} partners ({a['milestones']} milestones the rules give)."]
+    if a["disagree"]:
+        lines += ["", "| partner | milestone | level | the service, as of | the rules, as of | why |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {p['cohort']} {p['index']} | {d['type']} | {d['level']} | {d['service'] or '–'} | "
+                  f"{d['rules'] or '–'} | {d['reason']} |" for p in a["disagree"] for d in p["differences"]]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--per-cohort", type=int, default=10)
+    ap.add_argument("--partners", help="these partners instead, as cohort:index,... (e.g. improvers:2,steady:0)")
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--order", choices=["in-order", "shuffled", "reversed"], default="shuffled")
     ap.add_argument("--journal")
@@ -218,12 +262,18 @@ def main(argv: list[str] | None = None) -> dict:
     t0 = time.monotonic()
     try:
         last_day = datetime.now(ZONE).date() - timedelta(days=1)
-        partners = [p for name in cohorts.COHORTS for p in cohorts.cohort(args.seed, name, args.per_cohort)]
+        if args.partners:
+            partners = [cohorts.simulate_partner(args.seed, name, int(index))
+                        for name, _, index in (p.partition(":") for p in args.partners.split(","))]
+            described = "partners " + ", ".join(f"{p.cohort} {p.index}" for p in partners)
+        else:
+            partners = [p for name in cohorts.COHORTS for p in cohorts.cohort(args.seed, name, args.per_cohort)]
+            described = f"{args.per_cohort} partners per cohort ({', '.join(cohorts.COHORTS)})"
         with ThreadPoolExecutor(max_workers=4) as pool:
             driven = list(pool.map(lambda p: drive(system, p, args.order, last_day, args.seed), partners))
             milestones = list(pool.map(lambda d: read_back(system, d), driven))
         results = [dict(d, milestones=m) for d, m in zip(driven, milestones)]
-        rep = report(results, last_day, args.order, args.seed, args.per_cohort, time.monotonic() - t0)
+        rep = report(results, last_day, args.order, args.seed, described, time.monotonic() - t0)
     finally:
         system.stop()
     text = markdown(rep)

@@ -144,8 +144,11 @@ from services.milestones.rules import (
 from services.milestones.rules.couple_scan import PERSISTENCE_DAYS as COUPLE_PERSISTENCE_DAYS
 from services.milestones.rules.registry import FEWER_EPISODES_LEVELS
 from services.milestones.rules.weekly_means import BLOCK_DAYS, WeeklySettings
+from services.milestones.rules import fewer_anxious_episodes as _fewer
 from services.milestones.rules.tests_of_change import ALPHA, _common_language, compare_rates
-from services.milestones.rules.windows import PERSISTENCE_DAYS, WINDOW_DAYS
+from services.milestones.rules.windows import (
+    BASELINE_LOGGED_DAYS, CALMER_CONFIRM_DAYS, INDEPENDENCE_CONFIRM_DAYS, WINDOW_DAYS,
+)
 from services.milestones.rules.wording import _num, _p
 
 __all__ = [
@@ -358,11 +361,20 @@ def cohort(seed: int, cohort_name: str, n: int, history_days: Optional[int] = No
 
 # --- the cohort study ---
 
-FIRST_LOOK_DAY = 2 * WINDOW_DAYS + PERSISTENCE_DAYS - 1  # day 62: no detection is possible before
 PARTNER_DETECTORS: dict[str, Callable] = {
     FEWER_ANXIOUS_EPISODES: det.fewer_anxious_episodes.fewer_anxious_episodes,
     CALMER_EPISODES: det.calmer_episodes.calmer_episodes,
     MORE_INDEPENDENCE: det.more_independence.more_independence,
+}
+# The earliest day (day 0 the first logged day) each rule can hold, from the rule's own least data (the
+# registry's ``minimum``): the scan's look 3 days earlier has a split with 21 logged days before and 14 after
+# (day 37); the windows' rules a baseline of 28 logged days at the earliest (days 0-27), a recent window of 28
+# days after it and their confirming looks up to 21 days earlier (day 76). Looking earlier finds nothing, and
+# each day is reached (tests/unit/test_cohorts.py).
+FIRST_LOOKS: dict[str, int] = {
+    FEWER_ANXIOUS_EPISODES: _fewer.SCAN.min_before_logged + _fewer.SCAN.min_after_logged - 1 + _fewer.PERSISTENCE_DAYS,
+    CALMER_EPISODES: BASELINE_LOGGED_DAYS - 1 + WINDOW_DAYS + max(CALMER_CONFIRM_DAYS),
+    MORE_INDEPENDENCE: BASELINE_LOGGED_DAYS - 1 + WINDOW_DAYS + max(INDEPENDENCE_CONFIRM_DAYS),
 }
 
 
@@ -370,7 +382,7 @@ def first_detections(partner: SyntheticPartner, kinds: tuple[str, ...] = tuple(P
                      stop_at: Optional[int] = None) -> dict[str, Optional[int]]:
     """The first day (index) each detector fires, looking every day as the service does.
 
-    Looks from day 62 (no detection is possible earlier) to the end of the
+    Looks from the earliest day the rules of ``kinds`` can hold (``FIRST_LOOKS``) to the end of the
     history (or ``stop_at``), each type until it first fires.
     """
     h = partner.history
@@ -378,7 +390,7 @@ def first_detections(partner: SyntheticPartner, kinds: tuple[str, ...] = tuple(P
     def fired(as_of: date, waiting: list[str]) -> set[str]:
         return {kind for kind in waiting if PARTNER_DETECTORS[kind](h, as_of)}
 
-    return _first_days(fired, kinds, FIRST_LOOK_DAY, partner.n_days, stop_at)
+    return _first_days(fired, kinds, min(FIRST_LOOKS[k] for k in kinds), partner.n_days, stop_at)
 
 
 def _first_days(fired: Callable[[date, list[str]], set[str]], kinds: tuple[str, ...], first_look: int,
@@ -472,10 +484,12 @@ def _false_counts(firsts: list[dict[str, Optional[int]]], unit: str = "partners"
     return out
 
 
-def _report_head(seed: int, unit: str, n: int, first_look: int, earliest: str, textbook: Any) -> dict:
-    """The head of a cohort study's report; its cohorts are filled in by the caller."""
+def _report_head(seed: int, unit: str, n: int, first_looks: dict[str, int], textbook: Any) -> dict:
+    """The head of a cohort study's report; its cohorts are filled in by the caller. ``first_looks``: the
+    earliest day each rule can hold, where its daily looks start."""
+    starts = ", ".join(f"{kind} from day {day}" for kind, day in first_looks.items())
     return {"seed": seed, f"{unit}_per_cohort": n,
-            "looks": f"every day from day {first_look} (the earliest possible {earliest}) to the end of each "
+            "looks": f"every day from the earliest day each rule can hold ({starts}) to the end of each "
                      f"history ({HISTORY_DAYS[0]}-{HISTORY_DAYS[1]} days)",
             "textbook": textbook, "cohorts": {}}
 
@@ -483,9 +497,10 @@ def _report_head(seed: int, unit: str, n: int, first_look: int, earliest: str, t
 def detection_report(seed: int, n_per_cohort: int) -> dict:
     """The cohort study: the detectors under daily looks, against the textbook single look.
 
-    For each cohort, ``n_per_cohort`` partners (:func:`cohort`), each looked
-    at every day from day 62 to the end of their history (as the service
-    evaluates daily and on each event).
+    For each cohort, ``n_per_cohort`` partners (:func:`cohort`), each rule
+    looked at every day from the earliest day it can hold (``FIRST_LOOKS``)
+    to the end of each history (as the service evaluates daily and on each
+    event).
 
     * ``steady``, ``worsening``, ``gappy``: partners with any false detection
       (every type; for ``fewer_anxious_episodes`` any detection is false
@@ -503,7 +518,7 @@ def detection_report(seed: int, n_per_cohort: int) -> dict:
     """
     if n_per_cohort < 1:
         raise ValueError("n_per_cohort must be >= 1")
-    report = _report_head(seed, "partners", n_per_cohort, FIRST_LOOK_DAY, "detection",
+    report = _report_head(seed, "partners", n_per_cohort, FIRST_LOOKS,
                           "first 28 days against the last 28, episodes per logged day, exact conditional binomial "
                           "test one-sided, p < 0.0125, one look")
     for name in COHORTS:
@@ -591,9 +606,9 @@ def report_table(report: dict) -> str:
 def late_improver_report(seed: int, n: int, cohort_name: str = "late_improvers") -> dict:
     """The current design on ``n`` late improvers (fall from weeks 16-26, 16 weeks of follow-up).
 
-    Every partner is looked at every day, as the service does, from day 62 to
-    16 weeks after the change. ``fewer_anxious_episodes`` found within 8 and
-    within 16 weeks of the change (a detection before the change is counted
+    Every partner is looked at every day, as the service does, from the
+    earliest day the rule can hold (``FIRST_LOOKS``) to 16 weeks after the
+    change. ``fewer_anxious_episodes`` found within 8 and within 16 weeks of the change (a detection before the change is counted
     apart, never as found), the median weeks to detection (of those found
     within 16 weeks), the textbook single look 8 weeks after the change and
     the :func:`ideal_detection` upper bound (within 8 weeks). ``cohort_name``
@@ -1066,7 +1081,7 @@ def couple_detection_report(seed: int, n: int) -> dict:
     """
     if n < 1:
         raise ValueError("n must be >= 1")
-    report = _report_head(seed, "couples", n, COUPLE_FIRST_LOOK_DAY, BETTER_COMMUNICATION, {
+    report = _report_head(seed, "couples", n, {kind: COUPLE_FIRST_LOOK_DAY for kind in COUPLE_TYPES}, {
         BETTER_COMMUNICATION: "first 28 days against the last 28, both partners' daily ratings pooled, "
                               "Mann-Whitney U one-sided, p < 0.0125 and common-language effect >= 0.7, one look",
         STRONGER_BOND: "Kendall's tau of weekly mean connection/understanding over the whole history, one-sided, "

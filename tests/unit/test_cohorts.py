@@ -1,7 +1,7 @@
 """The synthetic cohorts (pure, seeded) and the cohort study of the milestone detectors.
 
-The study looks at every partner every day, from day 62 (the earliest possible
-detection) to the end of their 120-180 days, as the service does, and runs a
+The study looks at every partner every day, from the earliest day each rule can
+hold to the end of their 120-180 days, as the service does, and runs a
 single-look textbook test on the same partners for comparison. The seed and
 size were fixed before the first run; the figures in the xfail reasons are
 this seed's, with the large-sample ones (1000 partners a cohort, two seeds)
@@ -12,17 +12,19 @@ from __future__ import annotations
 import json
 import math
 import statistics
+from datetime import timedelta
 
 import pytest
 from scipy import stats
 
-from simulation import cohorts
+from simulation import agreement, cohorts
 from simulation.cohorts import (
     COHORTS, COUPLE_COHORTS, DETECTION_WEEKS, GAPPY_PATTERNS, START, cohort, couple_cohort, detection_report,
     simulate_couple, simulate_partner,
 )
 from services.milestones.rules import (
-    BETTER_COMMUNICATION, FEWER_ANXIOUS_EPISODES, STRONGER_BOND, History, detect_couple_milestones,
+    BETTER_COMMUNICATION, CALMER_EPISODES, FEWER_ANXIOUS_EPISODES, MORE_INDEPENDENCE, STRONGER_BOND, DayAggregate,
+    History, detect_couple_milestones,
 )
 
 SEED = 20261005
@@ -159,6 +161,56 @@ def test_the_report_renders_as_a_markdown_table(report):
     for name in COHORTS:
         assert f"| {name}" in table or name in table
     assert "ideal upper bound" in table and "textbook single look" in table
+
+
+def _sharp(kind: str, change: int, days: int = 120) -> History:
+    """Every day logged; from ``change`` on, the rule's measure jumps as far as it can."""
+    after = [i >= change for i in range(days)]
+    if kind == FEWER_ANXIOUS_EPISODES:
+        return History(DayAggregate(START + timedelta(days=i), episodes=0 if a else 8,
+                                    intensities=() if a else (5,) * 8) for i, a in enumerate(after))
+    if kind == CALMER_EPISODES:
+        return History(DayAggregate(START + timedelta(days=i), episodes=3, intensities=(1 if a else 9,) * 3)
+                       for i, a in enumerate(after))
+    return History(DayAggregate(START + timedelta(days=i), activities=5 if a else int(i % 7 == 0))
+                   for i, a in enumerate(after))
+
+
+@pytest.mark.parametrize("kind", [FEWER_ANXIOUS_EPISODES, CALMER_EPISODES, MORE_INDEPENDENCE])
+def test_each_rule_holds_first_on_the_day_its_looks_start(kind):
+    # the study's looks start where the rule can first hold: the sharpest change at the earliest day the rule's
+    # least data allows is found on that day, looked at from day 0; nothing earlier
+    change = 21 if kind == FEWER_ANXIOUS_EPISODES else 28  # 21 logged days before; a baseline of 28
+    h = _sharp(kind, change)
+    rule = cohorts.PARTNER_DETECTORS[kind]
+    assert next(i for i in range(120) if rule(h, START + timedelta(days=i))) == cohorts.FIRST_LOOKS[kind]
+
+
+def test_the_rules_milestones_under_daily_looks_begin_as_the_first_detections():
+    # looked at from the first logged day (as the service), every level; the first level is the study's first
+    # detection, looked at from the rules' first looks
+    for p in [*cohort(SEED, "improvers", 6), simulate_partner(SEED, "steady", 0)]:
+        found = agreement.rule_milestones(p.history, p.day(p.n_days - 1))
+        first = cohorts.first_detections(p)
+        assert {k: p.day(v) for k, v in first.items() if v is not None} == {
+            t: d for (t, level), d in found.items() if level == 1}
+        for (t, level), d in found.items():
+            assert level == 1 or found[t, level - 1] <= d
+    assert any(found for p in cohort(SEED, "improvers", 6)
+               for found in [agreement.rule_milestones(p.history, p.day(p.n_days - 1))])
+
+
+def test_the_service_and_the_rules_compared_say_why_they_differ():
+    d = START
+    assert agreement.compare({("fewer_anxious_episodes", 1): d}, {("fewer_anxious_episodes", 1): d}) == []
+    got = agreement.compare({("fewer_anxious_episodes", 1): d, ("calmer_episodes", 1): d},
+                            {("fewer_anxious_episodes", 1): d + timedelta(days=1), ("fewer_anxious_episodes", 2): d})
+    assert [(x["type"], x["level"], x["reason"]) for x in got] == [
+        ("calmer_episodes", 1, "only the service"), ("fewer_anxious_episodes", 1, "another day"),
+        ("fewer_anxious_episodes", 2, "only the rules")]
+    items = [{"type": "fewer_anxious_episodes", "level": 1, "as_of": "2026-01-05", "partner_id": "a"},
+             {"type": "rituals_kept", "level": 1, "as_of": "2026-01-05", "partner_id": None}]
+    assert agreement.service_milestones(items) == {("fewer_anxious_episodes", 1): d}
 
 
 def test_the_first_detection_day_and_a_textbook_look_on_one_partner():

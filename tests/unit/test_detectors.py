@@ -36,9 +36,10 @@ from services.milestones.rules.more_independence import _independence_look, more
 from services.milestones.rules.tests_of_change import ALPHA, _common_language
 from services.milestones.rules.windows import look_alpha
 from services.milestones.rules.wording import _months
+from simulation.cohorts import FIRST_LOOKS
 
 D0 = date(2026, 10, 1)  # a Thursday; the baseline is October 1-28
-AS_OF = 83  # day index: December 23, well past the first possible detection (day 62)
+AS_OF = 83  # day index: December 23, past the first possible detection of the windows' rules (day 76)
 PROPS = settings(max_examples=60, deadline=None, derandomize=True, database=None,
                  suppress_health_check=[HealthCheck.too_slow])
 
@@ -254,7 +255,7 @@ def test_more_independence_not_from_logging_more_often():
     # 1 activity every other logged day, before and after; only the logging got more regular
     history = (phase(0, 27, 14, lambda pos: {"activities": pos % 2})
                + phase(28, 120, 28, lambda pos: {"activities": pos % 2}))
-    for as_of in range(62, 121):
+    for as_of in range(FIRST_LOOKS[MORE_INDEPENDENCE], 121):
         assert more_independence(history, d(as_of)) == []
 
 
@@ -489,15 +490,16 @@ def simulated_partner(rng: np.random.Generator, rate: float, rate_after: float |
     return History(out)
 
 
-def first_detection(h: History, first_look: int, last_look: int) -> int | None:
+def first_detection(h: History, last_look: int, first_look: int = FIRST_LOOKS[FEWER_ANXIOUS_EPISODES]) -> int | None:
+    """The first daily look, from the earliest the rule can hold, at which fewer_anxious_episodes holds."""
     return next((i for i in range(first_look, last_look + 1) if fewer_anxious_episodes(h, d(i))), None)
 
 
 def test_simulated_steady_partners_get_no_fewer_anxious_episodes_under_daily_looks():
     # 200 partners, about 5 anxious moments a week (Poisson 0.7 a day), logging 70% of days,
-    # 121 days, looked at every day from day 56 to day 120
+    # 121 days, looked at every day from the first the rule can hold (day 37) to day 120
     rng = np.random.default_rng(20261001)
-    false = [h for h in (simulated_partner(rng, 0.7) for _ in range(200)) if first_detection(h, 56, 120) is not None]
+    false = [h for h in (simulated_partner(rng, 0.7) for _ in range(200)) if first_detection(h, 120) is not None]
     assert len(false) == 0
 
 
@@ -508,7 +510,7 @@ def test_simulated_partners_who_log_less_often_get_no_fewer_anxious_episodes():
         early = simulated_partner(rng, 0.7, days=60, logging=0.9)
         late = simulated_partner(rng, 0.7, days=121, logging=0.5)
         h = History(early.days + tuple(x for x in late.days if x.day >= d(60)))
-        false += first_detection(h, 56, 120) is not None
+        false += first_detection(h, 120) is not None
     assert false == 0
 
 
@@ -517,7 +519,7 @@ def improver_detections(seed: int, rate: float, fall: float) -> list[int | None]
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(50):
-        hit = first_detection(simulated_partner(rng, rate, rate * (1 - fall)), 56, 116)
+        hit = first_detection(simulated_partner(rng, rate, rate * (1 - fall)), 116)
         out.append(None if hit is None else hit - 60)
     return out
 
