@@ -1,9 +1,9 @@
 """The pure rules' milestones of a synthetic partner, looked at as the service looks, beside the service's.
 
-The milestones service evaluates a partner once their events have settled
-(and every day at 04:00 in their time zone), as of every local date from the
-earliest date the new data touched, or the day after its last evaluation, up
-to today (``services.milestones.evaluation.evaluate_partner``). Each (type,
+The milestones service evaluates a partner once their events have settled,
+as of every local date from the earliest date the new data touched, or the
+day after its last evaluation, up to today (and every day at 04:00 in their
+time zone, through the day that has ended) (``services.milestones.evaluation.evaluate_partner``). Each (type,
 level) is stored once, ever, dated by the look (``as_of``) that found it. So
 once a history has arrived, in whatever order, and been evaluated, the
 service's milestones are those of one replay of every day from the partner's
@@ -39,10 +39,9 @@ def rule_milestones(history: HistoryLike, last_look: date, first_look: Optional[
     ``first_look`` (default: the first logged day, where the service's looks start) to ``last_look``
     (the day the service evaluates the history: today when it syncs), on which the rules hold it.
 
-    ``before_each_day``: each day is looked at first without its own entries, then with them, as a
-    partner who logs day by day is: the scheduled evaluation at 04:00 looks as of the day that has just
-    begun, the settled one after the day's entries as of the same day (a late sync looks at every past day
-    with all of its entries only)."""
+    ``before_each_day``: each day is looked at first without its own entries, then with them: what a
+    scheduled evaluation looking as of the day just begun would add (the service's looks through the day
+    that has ended instead, so that every look is at a complete day, as the calibration's are)."""
     h = History.of(history)
     first = h.first_logged_day(last_look)
     if first is None:

@@ -244,19 +244,28 @@ def _done(held: set[tuple[str, int]]) -> set[str]:
 
 
 def evaluate_partner(s: Session, partner_id: str, now: datetime | None = None, *,
-                     dates: list[date] | None = None) -> list[dict]:
-    """Run the detectors for one partner (and their couple) and record what is new."""
+                     dates: list[date] | None = None, through: date | None = None) -> list[dict]:
+    """Run the detectors for one partner (and their couple) and record what is new.
+
+    Without ``dates``: as of every date from the earliest the new data touched
+    (or the day after the last evaluation) to ``through`` (default: today).
+    """
     now = now or utcnow()
     owner = s.execute(select(partners).where(partners.c.id == partner_id)).first()
     if owner is None or owner.erased:
         return []
     today = local_today(owner.timezone, now)
     if dates is None:
-        start = owner.replay_from or today
+        last = through or today
+        start = owner.replay_from or last
         if owner.evaluated_through is not None and owner.evaluated_through < start:
             start = owner.evaluated_through + timedelta(days=1)
-        start = max(start, today - timedelta(days=MAX_REPLAY_DAYS))
-        dates = [start + timedelta(days=i) for i in range((today - start).days + 1)] or [today]
+        start = max(start, last - timedelta(days=MAX_REPLAY_DAYS))
+        dates = [start + timedelta(days=i) for i in range((last - start).days + 1)]
+        if not dates:
+            if through is not None:
+                return []  # every day through ``through`` is looked at already
+            dates = [today]
     # Rituals kept is a count of every ritual ever: its older rituals are read
     # only if a level not yet achieved is within the couple's total.
     other_id, counted, held = None, False, None
@@ -397,11 +406,22 @@ def due_partners(s: Session, now: datetime, settle: timedelta, limit: int = 50) 
 
 def evaluate_due(s: Session, partner_id: str, now: datetime) -> list[dict]:
     """One scheduled or settled evaluation; the partner is marked clean and
-    scheduled for tomorrow in their own time zone."""
+    scheduled for tomorrow in their own time zone.
+
+    A settled evaluation (new data) looks as of every day the data touched,
+    through today. A scheduled one (time passing, nothing new) looks only
+    through yesterday, a day complete: at 04:00 the day just begun holds none
+    of its entries yet, and a look at it would be one the thresholds were not
+    calibrated for (each day looked at once with all of its entries).
+    """
     owner = s.execute(select(partners).where(partners.c.id == partner_id)).first()
-    achieved = evaluate_partner(s, partner_id, now)
+    today = local_today(owner.timezone, now)
+    new_data = owner.dirty_since is not None or owner.replay_from is not None
+    through = today if new_data else today - timedelta(days=1)
+    achieved = evaluate_partner(s, partner_id, now, through=through)
+    evaluated = max(through, owner.evaluated_through) if owner.evaluated_through else through
     s.execute(update(partners).where(partners.c.id == partner_id).values(
-        dirty_since=None, replay_from=None, evaluated_through=local_today(owner.timezone, now),
+        dirty_since=None, replay_from=None, evaluated_through=evaluated,
         next_scheduled_at=next_daily_run(owner.timezone, now)))
     return achieved
 

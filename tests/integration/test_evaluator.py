@@ -81,9 +81,12 @@ def test_the_daily_run_evaluates_a_partner_with_no_new_events(backend):
     with unit_of_work(sessions) as s:
         row = s.execute(select(partners).where(partners.c.id == pid)).one()
         found = s.execute(select(milestones.c.type).where(milestones.c.partner_id == pid)).scalars().all()
+        looks = s.execute(select(milestones.c.as_of).where(milestones.c.partner_id == pid)).scalars().all()
     assert "fewer_anxious_episodes" in found
+    assert max(looks) < evaluation.local_today("Europe/Paris", utcnow()), "no look at the day just begun"
+    # time passing looks through yesterday, a complete day, never at the day just begun
     assert row.next_scheduled_at > utcnow() and row.evaluated_through == evaluation.local_today(
-        "Europe/Paris", utcnow())
+        "Europe/Paris", utcnow()) - timedelta(days=1)
 
 
 def _new_partner(engine) -> str:
