@@ -20,13 +20,14 @@ carrying the picture of the change (``rules.picture``).
 """
 from __future__ import annotations
 
+import json
 import uuid
+from collections import Counter
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from collections import Counter
-
-from sqlalchemy import String, bindparam, cast, func, literal_column, select, text, update
+import numpy as np
+from sqlalchemy import String, Text, bindparam, cast, func, literal_column, select, text, update
 from sqlalchemy.orm import Session
 
 from shared.db import insert_if_new, utcnow
@@ -35,6 +36,7 @@ from shared.outbox import emit
 from . import rules
 from .rules import check_in_rhythm, rituals_kept
 from .rules import DayAggregate, Detection, History
+from .rules.aggregates import EpisodeDaysHistory
 from .rules.registry import READS, SINCE_FIRST, Reads
 from .rules.windows import BASELINE_LOGGED_DAYS, RHYTHM_WEEKS
 from .tables import days, milestones, outbox, partners, shared_days
@@ -69,23 +71,17 @@ def next_daily_run(tz_name: str | None, now: datetime) -> datetime:
 # table's scope reads.
 
 
-def _aggregate(r) -> DayAggregate:
-    """A day's aggregate from a row of ``_Reads.day``'s columns, in their order (a few hundred an evaluation)."""
-    day, entries, episodes, d, activities, conflicts, repaired, check_ins = r
-    return DayAggregate.trusted({
+def _aggregates(rows) -> list[DayAggregate]:
+    """The days' aggregates from rows of ``_Reads.day``'s columns, in their order (a few hundred an
+    evaluation): their ``detail`` texts are decoded in one go (one JSON array), not one call a row."""
+    rows = list(rows)
+    details = json.loads("[" + ",".join(r[3] for r in rows) + "]")
+    return [DayAggregate.trusted({
         "day": day, "logged": entries > 0, "episodes": episodes, "intensities": tuple(d["intensities"]),
         "communication": tuple(d["communication"]), "connection": tuple(d["connection"]),
         "understanding": tuple(d["understanding"]), "rituals": tuple(d["rituals"]), "activities": activities,
         "conflicts": conflicts, "conflicts_repaired_24h": repaired, "weekly_check_ins": check_ins})
-
-
-def _episodes_only(day: date, episodes: int) -> DayAggregate:
-    """A day the change-point scan alone reads (older than every other rule's windows): a logged day (every
-    stored day is one) and its episodes; nothing else of the day is read, so the rest is left empty."""
-    return DayAggregate.trusted({
-        "day": day, "logged": True, "episodes": episodes, "intensities": (), "communication": (),
-        "connection": (), "understanding": (), "rituals": (), "activities": 0, "conflicts": 0,
-        "conflicts_repaired_24h": 0, "weekly_check_ins": 0})
+        for (day, entries, episodes, _, activities, conflicts, repaired, check_ins), d in zip(rows, details)]
 
 
 class _Reads:
@@ -95,9 +91,10 @@ class _Reads:
 
     def __init__(self, t, windows: Reads):
         self.windows = windows
-        # Only the columns an aggregate is made of.
-        self.day = (t.c.local_date, t.c.entries, t.c.episodes, t.c.detail, t.c.activities, t.c.conflicts,
-                    t.c.conflicts_repaired_24h, t.c.weekly_check_ins)
+        # Only the columns an aggregate is made of; ``detail`` as its text, decoded by ``_aggregates`` for all
+        # the rows in one go (the driver's decoding, one call a row, cost more than the rest of a row's read).
+        self.day = (t.c.local_date, t.c.entries, t.c.episodes, cast(t.c.detail, Text).label("detail"),
+                    t.c.activities, t.c.conflicts, t.c.conflicts_repaired_24h, t.c.weekly_check_ins)
         mine = t.c.partner_id == bindparam("pid")
         # The partial index's own predicate, as SQL text: a bound 0 would not match it in a prepared (generic)
         # plan.
@@ -135,7 +132,7 @@ def history(s: Session, partner_id: str | None, first_as_of: date | None = None,
         return History(()), Counter()
     db, reads = s.connection(), _SHARED if shared else _ALL
     if first_as_of is None or last_as_of is None:
-        return History(tuple(map(_aggregate, db.execute(reads.all, {"pid": partner_id})))), Counter()
+        return History(tuple(_aggregates(db.execute(reads.all, {"pid": partner_id})))), Counter()
     head = db.execute(reads.head, {"pid": partner_id}).all()
     if not head:
         return History(()), Counter()
@@ -144,19 +141,30 @@ def history(s: Session, partner_id: str | None, first_as_of: date | None = None,
     recent_start = first_as_of - timedelta(days=reads.windows.recent)
     args = {"pid": partner_id, "recent_start": recent_start, "last": last_as_of}
     rows.update((r.local_date, r) for r in db.execute(reads.recent, args).all())
-    older: list[DayAggregate] = []
-    if since_first:
-        packed = db.execute(reads.episodes_before, args).scalar() or ""
-        for iso, _, episodes in (pair.partition(":") for pair in filter(None, packed.split(","))):
-            day = date.fromisoformat(iso)
-            if day not in rows:
-                older.append(_episodes_only(day, int(episodes)))
     prior: Counter = Counter()
     if prior_rituals:
         for day, detail in db.execute(reads.older_rituals, args):
             if day not in rows:
                 prior.update(detail["rituals"])
-    return History((*map(_aggregate, rows.values()), *older)), prior
+    whole = _aggregates(rows.values())
+    if not since_first:
+        return History(tuple(whole)), prior
+    ordinals, episodes = _unpack_episodes(db.execute(reads.episodes_before, args).scalar())
+    fresh = ~np.isin(ordinals, [day.toordinal() for day in rows])  # a day of the head is read whole
+    return EpisodeDaysHistory(whole, ordinals[fresh], episodes[fresh]), prior
+
+
+_EPOCH = date(1970, 1, 1).toordinal()
+
+
+def _unpack_episodes(packed: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """The days and episodes of ``episodes_before``'s "date:episodes,..." as two arrays (ordinals,
+    episodes), parsed by numpy, not a date object a day."""
+    if not packed:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    fields = packed.replace(":", ",").split(",")
+    return (np.array(fields[0::2], dtype="datetime64[D]").astype(np.int64) + _EPOCH,
+            np.array(fields[1::2]).astype(np.int64))
 
 
 # Built once: run for every ritual and check-in the consumer applies.
@@ -363,10 +371,10 @@ def evaluate_counts(s: Session, partner_id: str, day: date, owner=None, *, check
 def _pair_days(db, statement, pair: tuple[str, str | None], as_of: date,
                since: date | None = None) -> tuple[History, History]:
     """Each partner's days, read in one statement; no partner (None), no days."""
-    found: dict[str | None, list[DayAggregate]] = {pid: [] for pid in pair}
+    rows: dict[str | None, list] = {pid: [] for pid in pair}
     for pid, *day in db.execute(statement, {"pids": [pid for pid in pair if pid], "as_of": as_of, "since": since}):
-        found[pid].append(_aggregate(day))
-    return History(tuple(found[pair[0]])), History(tuple(found[pair[1]]))
+        rows[pid].append(day)
+    return History(tuple(_aggregates(rows[pair[0]]))), History(tuple(_aggregates(rows[pair[1]])))
 
 
 def _counts_state(db, owner, as_of: date) -> tuple[str | None, set[tuple[str, int]], int]:

@@ -6,10 +6,15 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
+from itertools import repeat
+from operator import attrgetter
 from datetime import date, datetime
 from typing import Any, Iterable, Optional, Union
 
-__all__ = ["PARTNER", "COUPLE", "CHECK_IN_RITUAL_TAG", "DayAggregate", "History", "HistoryLike", "Detection"]
+import numpy as np
+
+__all__ = ["PARTNER", "COUPLE", "CHECK_IN_RITUAL_TAG", "DayAggregate", "History", "EpisodeDaysHistory",
+           "HistoryLike", "Detection"]
 
 PARTNER = "partner"
 COUPLE = "couple"
@@ -97,6 +102,16 @@ class DayAggregate:
         object.__setattr__(day, "__dict__", fields)
         return day
 
+    @classmethod
+    def episodes_only(cls, day: date, episodes: int) -> "DayAggregate":
+        """A logged day of which only its anxious episodes are known (what the change-point scan reads of a
+        day): nothing else of the day is given, so the rest is left empty (trusted: the episodes' intensities
+        are not known either)."""
+        return cls.trusted({
+            "day": day, "logged": True, "episodes": episodes, "intensities": (), "communication": (),
+            "connection": (), "understanding": (), "rituals": (), "activities": 0, "conflicts": 0,
+            "conflicts_repaired_24h": 0, "weekly_check_ins": 0})
+
     @property
     def has_entries(self) -> bool:
         return bool(self.episodes or self.communication or self.connection or self.understanding
@@ -112,6 +127,9 @@ class DayAggregate:
         return self.weekly_check_ins > 0 or CHECK_IN_RITUAL_TAG in self.rituals
 
 
+_DAY = attrgetter("day")
+
+
 @dataclass(frozen=True)
 class History:
     """One partner's daily aggregates, in date order, at most one per date.
@@ -123,16 +141,18 @@ class History:
     days: tuple[DayAggregate, ...] = ()
 
     def __post_init__(self) -> None:
+        # Built in C where it can be (map, sorted, set): an evaluation builds histories of hundreds of days.
         days = tuple(self.days)
-        for d in days:
-            if not isinstance(d, DayAggregate):
-                raise TypeError(f"a History holds DayAggregate, not {type(d).__name__}")
-        ordered = tuple(sorted(days, key=lambda d: d.day))
-        for a, b in zip(ordered, ordered[1:]):
-            if a.day == b.day:
-                raise ValueError(f"two aggregates for {a.day}")
+        if not all(map(isinstance, days, repeat(DayAggregate, len(days)))):
+            wrong = next(d for d in days if not isinstance(d, DayAggregate))
+            raise TypeError(f"a History holds DayAggregate, not {type(wrong).__name__}")
+        ordered = tuple(sorted(days, key=_DAY))
+        ordinals = tuple(map(date.toordinal, map(_DAY, ordered)))
+        if len(set(ordinals)) < len(ordinals):
+            again = next(a for a, b in zip(ordered, ordered[1:]) if a.day == b.day)
+            raise ValueError(f"two aggregates for {again.day}")
         object.__setattr__(self, "days", ordered)
-        object.__setattr__(self, "_ordinals", tuple(d.day.toordinal() for d in ordered))
+        object.__setattr__(self, "_ordinals", ordinals)
         first = next((d.day for d in ordered if d.logged), None)
         object.__setattr__(self, "_first_logged", first)
 
@@ -153,6 +173,81 @@ class History:
         """The first logged day, if it is on or before ``as_of``."""
         first = self._first_logged
         return first if first is not None and first <= as_of else None
+
+    def episode_counts(self, first: date, last: date) -> tuple[np.ndarray, np.ndarray]:
+        """Days first..last as two arrays (index 0 is ``first``): each day's episodes (0 where not logged)
+        and whether it was logged."""
+        n = (last - first).days + 1
+        episodes, logged = np.zeros(n), np.zeros(n, dtype=bool)
+        origin = first.toordinal()
+        for d in self.between(first, last):
+            if d.logged:
+                i = d.day.toordinal() - origin
+                episodes[i], logged[i] = d.episodes, True
+        return episodes, logged
+
+
+class EpisodeDaysHistory(History):
+    """A history of which some logged days are known only by their anxious episodes (``episode_days``:
+    their ordinals, :meth:`date.toordinal`, and episodes, two integer arrays in any order), beside whole
+    days (``days``): what an evaluation reads of the days only the change-point scan looks at, hundreds on
+    a long history, without an object each.
+
+    It is the history of the whole days and of :meth:`DayAggregate.episodes_only` of each other day, and
+    gives the same answers; :meth:`episode_counts` reads the arrays as they are. A date given twice (in
+    either part, or in both) is an error, as in :class:`History`.
+    """
+
+    def __init__(self, days: Iterable[DayAggregate], ordinals, episodes) -> None:
+        whole = History(tuple(days))
+        ordinals, episodes = np.asarray(ordinals, dtype=np.int64), np.asarray(episodes, dtype=np.int64)
+        if ordinals.shape != episodes.shape or ordinals.ndim != 1:
+            raise ValueError("one count of episodes for each day")
+        if (episodes < 0).any():
+            raise ValueError("episodes must be whole numbers >= 0")
+        order = np.argsort(ordinals, kind="stable")
+        ordinals, episodes = ordinals[order], episodes[order]
+        dup = np.flatnonzero(np.diff(ordinals) == 0)
+        both = np.intersect1d(ordinals, whole._ordinals)
+        if len(dup) or len(both):
+            again = int(ordinals[dup[0]]) if len(dup) else int(both[0])
+            raise ValueError(f"two aggregates for {date.fromordinal(again)}")
+        firsts = [d for d in (whole._first_logged, date.fromordinal(int(ordinals[0])) if len(ordinals) else None)
+                  if d is not None]
+        for name, value in (("_whole", whole), ("_episode_ordinals", ordinals), ("_episodes", episodes),
+                            ("_first_logged", min(firsts) if firsts else None), ("_all", None)):
+            object.__setattr__(self, name, value)
+
+    def _episodes_only(self, lo: int, hi: int) -> tuple[DayAggregate, ...]:
+        return tuple(DayAggregate.episodes_only(date.fromordinal(int(o)), int(e))
+                     for o, e in zip(self._episode_ordinals[lo:hi], self._episodes[lo:hi]))
+
+    @property
+    def days(self) -> tuple[DayAggregate, ...]:  # type: ignore[override]
+        if self._all is None:
+            merged = sorted((*self._whole.days, *self._episodes_only(0, len(self._episodes))),
+                            key=lambda d: d.day)
+            object.__setattr__(self, "_all", tuple(merged))
+        return self._all
+
+    def between(self, start: date, end: date) -> tuple[DayAggregate, ...]:
+        whole = self._whole.between(start, end)
+        lo = int(np.searchsorted(self._episode_ordinals, start.toordinal(), side="left"))
+        hi = int(np.searchsorted(self._episode_ordinals, end.toordinal(), side="right"))
+        if lo == hi:  # a window of recent days: none is known by its episodes alone
+            return whole
+        return tuple(sorted((*whole, *self._episodes_only(lo, hi)), key=lambda d: d.day))
+
+    def until(self, as_of: date) -> tuple[DayAggregate, ...]:
+        return self.between(date.min, as_of)
+
+    def episode_counts(self, first: date, last: date) -> tuple[np.ndarray, np.ndarray]:
+        episodes, logged = self._whole.episode_counts(first, last)
+        origin, end = first.toordinal(), last.toordinal()
+        inside = (self._episode_ordinals >= origin) & (self._episode_ordinals <= end)
+        at = self._episode_ordinals[inside] - origin
+        episodes[at], logged[at] = self._episodes[inside], True
+        return episodes, logged
 
 
 HistoryLike = Union[History, Iterable[DayAggregate]]

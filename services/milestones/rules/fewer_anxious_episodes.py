@@ -68,16 +68,6 @@ def threshold(look: np.ndarray, target: str = TARGET) -> np.ndarray:
     return base(target) + rise(look)
 
 
-def _arrays(h: History, first: date, as_of: date) -> tuple[np.ndarray, np.ndarray]:
-    n = (as_of - first).days + 1
-    episodes, logged = np.zeros(n), np.zeros(n, dtype=bool)
-    for d in h.between(first, as_of):
-        if d.logged:
-            i = (d.day - first).days
-            episodes[i], logged[i] = d.episodes, True
-    return episodes, logged
-
-
 def _period(first: date, lo: int, hi: int) -> dict:
     return {"start": (first + timedelta(days=lo)).isoformat(), "end": (first + timedelta(days=hi)).isoformat()}
 
@@ -107,7 +97,7 @@ def fewer_anxious_episodes(history: HistoryLike, as_of: date, target: str = TARG
     first = h.first_logged_day(as_of)
     if first is None or (as_of - first).days - PERSISTENCE_DAYS < FIRST_LOOK:
         return []
-    p = prefix(*_arrays(h, first, as_of))
+    p = prefix(*h.episode_counts(first, as_of))
     look = (as_of - first).days
     looks = np.array([look - PERSISTENCE_DAYS, look])
     limits = threshold(looks, target)
