@@ -79,10 +79,14 @@ class TokenIssuer:
         self.key = serialization.load_pem_private_key(private_pem, None)
         self.ttl = ttl_seconds
 
-    def issue(self, partner_id: str) -> str:
+    def issue(self, partner_id: str, session_id: str | None = None) -> str:
+        """An access token for the partner; ``session_id`` (the ``sid`` claim) names the
+        session it was issued for, which a service may read (``TokenVerifier.verified_claims``)."""
         now = datetime.now(timezone.utc)
         claims = {"sub": partner_id, "iss": ISSUER, "aud": AUDIENCE, "iat": now,
                   "exp": now + timedelta(seconds=self.ttl), "jti": str(uuid.uuid4())}
+        if session_id is not None:
+            claims["sid"] = session_id
         return jwt.encode(claims, self.key, algorithm=ALGORITHM)
 
 
@@ -97,7 +101,7 @@ class TokenVerifier:
 
     def __init__(self, public_pem: bytes):
         self.key = serialization.load_pem_public_key(public_pem)
-        self._verified: dict[str, tuple[str, float]] = {}
+        self._verified: dict[str, tuple[str, float, str | None]] = {}
         self._lock = threading.Lock()
 
     def verify(self, token: str) -> str:
@@ -107,20 +111,33 @@ class TokenVerifier:
     def verified(self, token: str) -> tuple[str, float]:
         """The partner id the token was issued to, and until when (a Unix time) this
         verifier accepts it: its expiry plus the leeway; InvalidToken otherwise."""
+        partner_id, until, _ = self._check(token)
+        return partner_id, until
+
+    def verified_claims(self, token: str) -> dict:
+        """``{"sub": partner id, "sid": the session's id or None, "exp": until when (a Unix time)
+        this verifier accepts it}``; InvalidToken otherwise. A token issued before sessions
+        existed has no ``sid``. Checked offline like ``verified``: a session ended since the
+        token was issued is not seen here; its access token dies with its expiry."""
+        partner_id, until, session_id = self._check(token)
+        return {"sub": partner_id, "sid": session_id, "exp": until}
+
+    def _check(self, token: str) -> tuple[str, float, str | None]:
         known = self._verified.get(token)
         if known is not None and time.time() < known[1] + self.LEEWAY:
-            return known[0], known[1] + self.LEEWAY
+            return known[0], known[1] + self.LEEWAY, known[2]
         try:
             claims = jwt.decode(token, self.key, algorithms=[ALGORITHM], audience=AUDIENCE, issuer=ISSUER,
                                 options={"require": ["exp", "iat", "sub", "iss", "aud"]}, leeway=self.LEEWAY)
             partner_id = str(uuid.UUID(claims["sub"]))
             expires = float(claims["exp"])
-        except (jwt.PyJWTError, ValueError, TypeError) as e:
+            session_id = str(uuid.UUID(claims["sid"])) if claims.get("sid") is not None else None
+        except (jwt.PyJWTError, ValueError, TypeError, AttributeError) as e:
             with self._lock:
                 self._verified.pop(token, None)
             raise InvalidToken(type(e).__name__) from None
         with self._lock:
             if len(self._verified) >= self.REMEMBERED:
                 del self._verified[next(iter(self._verified))]
-            self._verified[token] = (partner_id, expires)
-        return partner_id, expires + self.LEEWAY
+            self._verified[token] = (partner_id, expires, session_id)
+        return partner_id, expires + self.LEEWAY, session_id

@@ -27,14 +27,27 @@ DELIVERY_LIMIT = 20
 
 # queue -> the routing keys it subscribes to
 SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
-    "milestones.events": ("journal.#", "notify.preferences.changed"),
+    "milestones.events": (
+        "journal.partner.registered",
+        "journal.couple.partnered",
+        "journal.entry.recorded",
+        "journal.entry.revised",
+        "journal.entry.deleted",
+        "journal.partner.erased",
+        "notify.preferences.changed",
+    ),
     "notify.events": (
         "milestones.milestone.achieved",
         "journal.partner.registered",
         "journal.couple.partnered",
         "journal.partner.erased",
+        "journal.password.reset_requested",
     ),
 }
+
+# Bindings an earlier version made, removed when the topology is declared: the milestones
+# queue took every journal event ("journal.#"), and so would have taken a reset link's token.
+RETIRED: dict[str, tuple[str, ...]] = {"milestones.events": ("journal.#",)}
 
 
 def dead_letter_name(queue_name: str) -> str:
@@ -106,6 +119,9 @@ def _declare(channel, queues: dict[str, Queue]) -> None:
     DEAD_EXCHANGE(channel).declare()
     for q in queues.values():
         q(channel).declare()
+    for name, keys in RETIRED.items():
+        for key in keys:
+            channel.queue_unbind(queue=name, exchange=EXCHANGE.name, routing_key=key)
 
 
 # --- who may do what: one RabbitMQ user per service ---

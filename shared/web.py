@@ -291,7 +291,8 @@ AUTH_DOC = {"security": [{"bearerAuth": []}]}
 
 def require_auth(view: Callable) -> Callable:
     """Verify the bearer token; the partner id is in ``g.partner_id``, the Unix time
-    after which the token is refused in ``g.token_valid_until``."""
+    after which the token is refused in ``g.token_valid_until``, the session it was
+    issued for in ``g.session_id`` (None for a token without one)."""
 
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
@@ -300,9 +301,10 @@ def require_auth(view: Callable) -> Callable:
         if scheme.lower() != "bearer" or not token.strip():
             raise ProblemError(401, "A bearer token is required.")
         try:
-            g.partner_id, g.token_valid_until = current_app.extensions["tandem"]["verifier"].verified(token.strip())
+            claims = current_app.extensions["tandem"]["verifier"].verified_claims(token.strip())
         except auth.InvalidToken:
             raise ProblemError(401, "The token is invalid or has expired.") from None
+        g.partner_id, g.token_valid_until, g.session_id = claims["sub"], claims["exp"], claims["sid"]
         return view(*args, **kwargs)
 
     return wrapper

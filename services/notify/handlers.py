@@ -12,7 +12,7 @@ from shared.db import insert_if_new, utcnow
 from shared.events import Event
 from shared.outbox import emit, forget_published
 
-from . import SOURCE, celebrate, chart, delivery
+from . import SOURCE, celebrate, chart, delivery, resets
 from .tables import channels, deliveries, ended_couples, notifications, outbox, recipients
 
 
@@ -72,6 +72,7 @@ def partner_erased(s: Session, ev: Event) -> None:
     s.execute(delete(notifications).where(hers))
     forget_published(s, outbox, pid)
     s.execute(delete(channels).where(channels.c.partner_id == pid))
+    resets.forget(s, pid)
     s.execute(update(recipients).where(recipients.c.id == pid).values(
         erased=True, email=None, display_name=None, timezone=None, couple_id=None))
 
@@ -146,4 +147,5 @@ HANDLERS = {
     "journal.couple.partnered": couple_partnered,
     "journal.partner.erased": partner_erased,
     "milestones.milestone.achieved": milestone_achieved,
+    "journal.password.reset_requested": resets.password_reset_requested,
 }
