@@ -49,6 +49,8 @@ def test_readme_walkthrough_works_word_for_word(running):
         assert '"status": 404' in out  # step 7: Ana's private moment is hidden from Ben
         assert '"intensity": [' in out and '"status": 422' in out  # step 8 names the field
         assert '"items": []' in out and '"metric": "anxious_episodes"' in out  # milestones: none yet; a chart
+        assert '"device_name": "phone"' in out and '"current": true' in out  # step 9: refreshed, listed
+        assert "\n204\n401\n" in out  # step 10: logged out, the refresh token refused
 
         # What the walk-through claims, checked through the API itself.
         token = requests.post(base + "/v1/tokens", json={"email": "ben@example.com",
