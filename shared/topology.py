@@ -122,6 +122,32 @@ def _declare(channel, queues: dict[str, Queue]) -> None:
     for name, keys in RETIRED.items():
         for key in keys:
             channel.queue_unbind(queue=name, exchange=EXCHANGE.name, routing_key=key)
+            if hasattr(channel, "_exchange_file"):
+                _unbind_in_file(channel, name, key)
+
+
+def _unbind_in_file(channel, queue: str, routing_key: str) -> None:
+    """Kombu's filesystem transport (the embedded broker) keeps an exchange's bindings in a file
+    that its ``queue_unbind`` leaves as it was (kombu 5.7): the binding is taken out there, under
+    the transport's own lock."""
+    from kombu.transport import filesystem
+    from kombu.utils.json import dumps, loads
+
+    try:
+        f = channel._exchange_file(EXCHANGE.name).open("rb+", buffering=0)
+    except FileNotFoundError:
+        return
+    try:
+        filesystem.lock(f, filesystem.LOCK_EX)
+        table = loads(f.read().decode())
+        kept = [b for b in table if not (b[0] == routing_key and b[2] == queue)]
+        if len(kept) != len(table):
+            f.seek(0)
+            f.write(dumps(kept).encode())
+            f.truncate()
+    finally:
+        filesystem.unlock(f)
+        f.close()
 
 
 # --- who may do what: one RabbitMQ user per service ---

@@ -130,6 +130,9 @@ def refresh(s: Session, token: str, now: datetime) -> tuple[str, str, str] | Non
     s.execute(refresh_tokens.insert().values(token_hash=digest(new), session_id=found.session_id, issued_at=now))
     s.execute(update(sessions).where(sessions.c.id == found.session_id).values(
         last_used_at=now, expires_at=now + SESSION_TTL))
+    # A retired token is kept (as its hash) for as long as it would have lasted, to be told from a stranger's.
+    s.execute(delete(refresh_tokens).where(refresh_tokens.c.session_id == found.session_id,
+                                           refresh_tokens.c.retired_at < now - SESSION_TTL))
     return found.partner_id, found.session_id, new
 
 
