@@ -136,9 +136,14 @@ def refresh(s: Session, token: str, now: datetime) -> tuple[str, str, str] | Non
     return found.partner_id, found.session_id, new
 
 
+def _subject(s: Session, partner_id: str) -> str:
+    """An event's subject: the partner's couple, or the partner before a couple forms."""
+    return s.execute(select(accounts.c.couple_id).where(accounts.c.id == partner_id)).scalar() or partner_id
+
+
 def end_session(s: Session, partner_id: str, session_id: str, reason: str) -> None:
     s.execute(delete(sessions).where(sessions.c.id == session_id))  # its refresh tokens with it
-    emit(s, outbox, "journal.session.ended", source=SOURCE, subject=partner_id,
+    emit(s, outbox, "journal.session.ended", source=SOURCE, subject=_subject(s, partner_id),
          data={"partner_id": partner_id, "session_id": session_id, "reason": reason})
 
 
@@ -205,7 +210,7 @@ def request_reset(s: Session, email: str, client: str, now: datetime) -> None:
     expires_at = now + RESET_TTL
     s.execute(password_resets.insert().values(token_hash=digest(token), partner_id=row.id, created_at=now,
                                               expires_at=expires_at))
-    emit(s, outbox, "journal.password.reset_requested", source=SOURCE, subject=row.id,
+    emit(s, outbox, "journal.password.reset_requested", source=SOURCE, subject=_subject(s, row.id),
          data={"partner_id": row.id, "token": token, "expires_at": expires_at})
 
 

@@ -98,7 +98,11 @@ def failed(s: Session, rules_keys: list[tuple[Rule, str]], now: datetime) -> Non
         wait = rule.wait(failures)
         if wait is not None:
             s.execute(update(throttles).where(throttles.c.key == key).values(blocked_until=now + wait))
-    s.execute(delete(throttles).where(throttles.c.last_failure_at < now - FORGOTTEN))
+    # Rows nothing needs any more; one another transaction holds (reviving it) is left for next time, never waited
+    # for (it may wait for a row this one holds).
+    unneeded = select(throttles.c.key).where(throttles.c.last_failure_at < now - FORGOTTEN).limit(100) \
+        .with_for_update(skip_locked=True)
+    s.execute(delete(throttles).where(throttles.c.key.in_(unneeded.scalar_subquery())))
 
 
 def succeeded(s: Session, key: str) -> None:

@@ -303,6 +303,25 @@ def test_the_delay_grows_with_each_failure_past_the_free_ones(journal, db):
     assert login(journal, ana, address="198.51.100.71").status_code == 201
 
 
+def test_a_keys_failures_are_forgotten_and_its_row_removed_once_nothing_needs_it(journal, db):
+    ana = sign_up(journal)
+    address = "203.0.113.75"
+    key = throttle.LOGIN.key(throttle.email_key(ana["email"]), address)
+    for _ in range(5):
+        assert login(journal, ana, "wrong", address=address).status_code == 401
+    with db.begin() as c:  # an hour and a minute after the last failure: forgotten, counted from 1 again
+        c.execute(update(throttles).where(throttles.c.key == key).values(
+            blocked_until=None, last_failure_at=utcnow() - timedelta(hours=1, minutes=1)))
+    assert login(journal, ana, "wrong", address=address).status_code == 401
+    with db.connect() as c:
+        assert c.execute(select(throttles.c.failures).where(throttles.c.key == key)).scalar() == 1
+    with db.begin() as c:  # older than any rule needs: removed by the next failure anywhere
+        c.execute(update(throttles).where(throttles.c.key == key).values(
+            last_failure_at=utcnow() - throttle.FORGOTTEN - timedelta(minutes=1)))
+    assert login(journal, ana, "wrong", address="203.0.113.76").status_code == 401
+    assert count(db, throttles, throttles.c.key == key) == 0
+
+
 def test_the_client_address_comes_from_the_trusted_proxy_hops_only(backend, monkeypatch):
     from services.journal.app import create_app
 
