@@ -125,8 +125,8 @@ def drive(system: System, partner: cohorts.SyntheticPartner, order: str, last_da
         if r.status_code != 201:
             raise RuntimeError(f"POST /v1/entries answered {r.status_code}: {r.text[:200]}")
     episodes = sum(1 for b in bodies if b["kind"] == "anxious_episode")
-    return {"partner": partner, "headers": headers, "episodes": episodes, "entries": len(bodies),
-            "expected": expected_milestones(partner, last_day)}
+    return {"partner": partner, "headers": headers, "refresh_token": token["refresh_token"], "episodes": episodes,
+            "entries": len(bodies), "expected": expected_milestones(partner, last_day)}
 
 
 def expected_milestones(partner: cohorts.SyntheticPartner, last_day) -> agreement.Milestones:
@@ -141,8 +141,12 @@ def read_back(system: System, driven: dict, settle: float = 8.0, timeout: float 
     """Wait until the milestones service has every entry and its evaluation has
     settled (the partner's milestones are the rules' and have not changed for
     ``settle`` seconds; or, if they never are, until ``timeout``), then return
-    the milestones the partner sees."""
+    the milestones the partner sees. Driving every partner may outlast an access
+    token (15 minutes): each reads back with a fresh one from its session's refresh token."""
     http = requests.Session()
+    fresh = http.post(system.journal + "/v1/tokens/refresh", json={"refresh_token": driven["refresh_token"]})
+    fresh.raise_for_status()
+    driven = dict(driven, headers={"Authorization": f"Bearer {fresh.json()['access_token']}"})
     deadline = time.monotonic() + timeout
     while True:
         pts = http.get(system.milestones + "/v1/progress?metric=anxious_episodes",

@@ -55,6 +55,19 @@ def _positive(name: str, default: int) -> int:
     return value
 
 
+def trusted_proxy_hops() -> int:
+    """How many proxies in front of the journal append to ``X-Forwarded-For`` (``TRUSTED_PROXY_HOPS``,
+    0: none, the peer's address is the client's). Only that many entries, from the right, are believed."""
+    raw = os.environ.get("TRUSTED_PROXY_HOPS") or "0"
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise SystemExit(f"TRUSTED_PROXY_HOPS must be a whole number of at least 0, not {raw!r}")
+    return value
+
+
 def streams_per_process() -> int:
     """How many live inbox streams one notify web process holds at most (each on a thread of its own)."""
     return _positive("NOTIFY_STREAMS_PER_PROCESS", 32)
@@ -104,7 +117,7 @@ class Settings:
     broker_url: str
     port: int
     var_dir: Path
-    token_ttl_seconds: int = 3600
+    token_ttl_seconds: int = 900
     smtp_url: str | None = None
     allow_private_targets: bool = False
     argon2_profile: str = "RFC_9106_LOW_MEMORY"
@@ -127,7 +140,7 @@ class Settings:
             broker_url=broker_url(service),
             port=_int(f"{service.upper()}_PORT", DEFAULT_PORTS.get(service, 8000)),
             var_dir=var_dir(),
-            token_ttl_seconds=_int("TOKEN_TTL_SECONDS", 3600),
+            token_ttl_seconds=_int("TOKEN_TTL_SECONDS", 900),
             smtp_url=os.environ.get("SMTP_URL") or None,
             allow_private_targets=_flag("NOTIFY_ALLOW_PRIVATE_TARGETS"),
             argon2_profile=os.environ.get("ARGON2_PROFILE", "RFC_9106_LOW_MEMORY"),

@@ -71,12 +71,26 @@ SESSION_END_REASONS = ("logout", "revoked", "reuse_detected", "password_changed"
 
 
 class SessionEnded(EventData):
-    """A login session ended (signed out, revoked, its refresh token reused, the
-    password changed or reset): what was registered under it stops."""
+    """A device's session ended: logged out from it (``logout``), ended from another device
+    (``revoked``), its retired refresh token presented again (``reuse_detected``), or ended by a
+    password change (the partner's other sessions) or a password reset (all of them). Its
+    access tokens (claim ``sid``) are still accepted until they expire; nothing may be sent to
+    that device any more."""
 
     partner_id = fields.UUID(required=True)
     session_id = fields.UUID(required=True)
     reason = fields.String(required=True, validate=validate.OneOf(SESSION_END_REASONS))
+
+
+class PasswordResetRequested(EventData):
+    """A reset link to send to the account's own email address, once, at once (no pacing, no
+    quiet hours, no inbox). ``token`` is the secret of the link: single use, valid until
+    ``expires_at``; never logged, never stored but to send it, and its outbox row is deleted
+    once published (``SECRET_TYPES``). No other personal data rides along."""
+
+    partner_id = fields.UUID(required=True)
+    token = fields.String(required=True, validate=validate.Length(min=32, max=128))
+    expires_at = fields.AwareDateTime(required=True)
 
 
 class _Window(Schema):
@@ -149,6 +163,7 @@ CATALOG: dict[str, type[Schema]] = {
     "journal.entry.deleted": EntryDeleted,
     "journal.partner.erased": PartnerErased,
     "journal.session.ended": SessionEnded,
+    "journal.password.reset_requested": PasswordResetRequested,
     "milestones.milestone.achieved": MilestoneAchieved,
     "notify.preferences.changed": PreferencesChanged,
     "notify.notification.delivered": NotificationDelivered,
@@ -161,6 +176,10 @@ CATALOG: dict[str, type[Schema]] = {
 # an event whose source is another's.
 PRODUCERS: dict[str, str] = {type_: "/" + type_.partition(".")[0] for type_ in CATALOG}
 assert set(PRODUCERS.values()) <= set(SOURCES), "every producer is a service of the contract"
+
+# Types whose data holds a secret: their outbox row is deleted as soon as it is published
+# (shared.outbox), never kept for the operator like the others.
+SECRET_TYPES = frozenset({"journal.password.reset_requested"})
 
 
 class Envelope(Schema):

@@ -316,6 +316,10 @@ class Relay:
         self.on_published(rows)
         with self._one_statement() as conn:
             conn.execute(self._mark, {"seqs": [r.seq for r in rows], "at": utcnow()})
+        secret = [r.seq for r in rows if r.routing_key in events.SECRET_TYPES]
+        if secret:  # a secret (a reset link's token) is kept nowhere once it is on its way
+            with self._one_statement() as conn:
+                conn.execute(delete(self.table).where(self.table.c.seq.in_(secret)))
         metrics.OUTBOX_PUBLISHED.labels(self.service).inc(len(rows))
         return len(rows)
 

@@ -27,15 +27,28 @@ DELIVERY_LIMIT = 20
 
 # queue -> the routing keys it subscribes to
 SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
-    "milestones.events": ("journal.#", "notify.preferences.changed"),
+    "milestones.events": (
+        "journal.partner.registered",
+        "journal.couple.partnered",
+        "journal.entry.recorded",
+        "journal.entry.revised",
+        "journal.entry.deleted",
+        "journal.partner.erased",
+        "notify.preferences.changed",
+    ),
     "notify.events": (
         "milestones.milestone.achieved",
         "journal.partner.registered",
         "journal.couple.partnered",
         "journal.partner.erased",
         "journal.session.ended",
+        "journal.password.reset_requested",
     ),
 }
+
+# Bindings an earlier version made, removed when the topology is declared: the milestones
+# queue took every journal event ("journal.#"), and so would have taken a reset link's token.
+RETIRED: dict[str, tuple[str, ...]] = {"milestones.events": ("journal.#",)}
 
 
 def dead_letter_name(queue_name: str) -> str:
@@ -107,6 +120,35 @@ def _declare(channel, queues: dict[str, Queue]) -> None:
     DEAD_EXCHANGE(channel).declare()
     for q in queues.values():
         q(channel).declare()
+    for name, keys in RETIRED.items():
+        for key in keys:
+            channel.queue_unbind(queue=name, exchange=EXCHANGE.name, routing_key=key)
+            if hasattr(channel, "_exchange_file"):
+                _unbind_in_file(channel, name, key)
+
+
+def _unbind_in_file(channel, queue: str, routing_key: str) -> None:
+    """Kombu's filesystem transport (the embedded broker) keeps an exchange's bindings in a file
+    that its ``queue_unbind`` leaves as it was (kombu 5.7): the binding is taken out there, under
+    the transport's own lock."""
+    from kombu.transport import filesystem
+    from kombu.utils.json import dumps, loads
+
+    try:
+        f = channel._exchange_file(EXCHANGE.name).open("rb+", buffering=0)
+    except FileNotFoundError:
+        return
+    try:
+        filesystem.lock(f, filesystem.LOCK_EX)
+        table = loads(f.read().decode())
+        kept = [b for b in table if not (b[0] == routing_key and b[2] == queue)]
+        if len(kept) != len(table):
+            f.seek(0)
+            f.write(dumps(kept).encode())
+            f.truncate()
+    finally:
+        filesystem.unlock(f)
+        f.close()
 
 
 # --- who may do what: one RabbitMQ user per service ---

@@ -3,9 +3,10 @@ and the outbox relay. ``create_app`` is what gunicorn serves."""
 from __future__ import annotations
 
 from argon2 import PasswordHasher, profiles
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from shared import auth, logs, workers
-from shared.config import Settings
+from shared.config import Settings, trusted_proxy_hops
 from shared.outbox import Relay
 from shared.web import create_base_app
 
@@ -35,6 +36,9 @@ def create_app(settings: Settings | None = None):
     }
     for bp in (http.accounts, http.couples, http.entries):
         api.register_blueprint(bp)
+    hops = trusted_proxy_hops()
+    if hops:  # the client address (throttling) from that many proxies' X-Forwarded-For entries, no more
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=0, x_host=0, x_port=0, x_prefix=0)
     return app
 
 

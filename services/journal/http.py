@@ -1,14 +1,16 @@
 """The journal's HTTP entrypoint: one blueprint per resource."""
 from __future__ import annotations
 
-from flask import current_app, g
+import time
+
+from flask import current_app, g, request
 from flask.views import MethodView
 
 from shared.db import unit_of_work, utcnow
-from shared.errors import Unauthorized
+from shared.errors import Forbidden, Invalid, Unauthorized
 from shared.web import AUTH_DOC, Blueprint, require_auth
 
-from . import schemas, use_cases
+from . import schemas, sessions, throttle, use_cases
 
 
 def _ctx():
@@ -30,7 +32,19 @@ def _one_statement_write():
     return _uow()
 
 
-accounts = Blueprint("accounts", __name__, url_prefix="/v1", description="Sign up, log in, erase")
+def _client() -> str:
+    """The client's address as throttling keys it (``TRUSTED_PROXY_HOPS``: see the app)."""
+    return throttle.client_network(request.remote_addr)
+
+
+def _tokens(partner_id: str, session_id: str, refresh_token: str) -> dict:
+    issuer = _ctx()["issuer"]
+    return {"access_token": issuer.issue(partner_id, session_id), "token_type": "Bearer", "expires_in": issuer.ttl,
+            "refresh_token": refresh_token, "session_id": session_id}
+
+
+accounts = Blueprint("accounts", __name__, url_prefix="/v1",
+                     description="Sign up, log in, sessions, passwords, erase")
 couples = Blueprint("couples", __name__, url_prefix="/v1", description="Form a couple with an invite code")
 entries = Blueprint("entries", __name__, url_prefix="/v1", description="The journal's entries")
 
@@ -75,14 +89,138 @@ class Tokens(MethodView):
     @accounts.alt_response(401, description="Wrong email or password")
     @accounts.alt_response(429, description="Too many failed logins; see Retry-After")
     def post(self, data):
-        """Log in"""
-        ctx = _ctx()
+        """Log in: a new session for this device, with an access token and a refresh token
+
+        Failed logins are slowed per (account, client address) and per client address, with growing
+        delays; an account is never locked: its right password from another address always works."""
+        now = utcnow()
         with _uow() as s:  # commits the failure count even when the answer is no
-            partner_id = use_cases.check_login(s, ctx["hasher"], data["email"], data["password"], utcnow())
+            partner_id = sessions.check_login(s, _ctx()["hasher"], data["email"], data["password"], _client(), now)
+            if partner_id is not None:
+                session_id, refresh_token = sessions.start_session(s, partner_id, data.get("device_name"), now)
         if partner_id is None:
             raise Unauthorized("Wrong email or password.")
-        return {"access_token": ctx["issuer"].issue(partner_id), "token_type": "Bearer",
-                "expires_in": ctx["issuer"].ttl}
+        return _tokens(partner_id, session_id, refresh_token)
+
+
+@accounts.route("/tokens/refresh")
+class RefreshTokens(MethodView):
+    @accounts.arguments(schemas.Refresh())
+    @accounts.response(201, schemas.Token)
+    @accounts.alt_response(401, description="Unknown, expired or already used refresh token (a used one ends "
+                                            "its session)")
+    def post(self, data):
+        """A new access token and a new refresh token for a refresh token, which is retired
+
+        Presenting a retired refresh token again ends its whole session (reuse detection): log in again."""
+        with _uow() as s:  # commits the session's end before the 401
+            done = sessions.refresh(s, data["refresh_token"], utcnow())
+        if done is None:
+            raise Unauthorized("This refresh token was already used; its session has ended. Log in again.")
+        return _tokens(*done)
+
+
+@accounts.route("/sessions")
+class Sessions(MethodView):
+    @accounts.doc(**AUTH_DOC)
+    @require_auth
+    @accounts.arguments(schemas.SessionQuery(), location="query")
+    @accounts.response(200, schemas.SessionPage)
+    @accounts.alt_response(401, description="No valid token")
+    def get(self, query):
+        """The caller's sessions (one per device logged in), newest first"""
+        with _uow() as s:
+            use_cases.current_account(s, g.partner_id)
+            return sessions.list_sessions(s, g.partner_id, g.session_id, query, utcnow())
+
+
+@accounts.route("/sessions/<uuid:session_id>")
+class OneSession(MethodView):
+    @accounts.doc(**AUTH_DOC)
+    @accounts.response(204)
+    @accounts.alt_response(401, description="No valid token")
+    @accounts.alt_response(404, description="No such session of the caller's")
+    @require_auth
+    def delete(self, session_id):
+        """End one of the caller's sessions (a lost phone's): its refresh token stops working at once, its
+        access token when it expires"""
+        with _uow() as s:
+            use_cases.current_account(s, g.partner_id)
+            sessions.logout(s, g.partner_id, str(session_id), g.session_id)
+        return None
+
+
+@accounts.route("/sessions/current")
+class CurrentSession(MethodView):
+    @accounts.doc(**AUTH_DOC)
+    @accounts.response(204)
+    @accounts.alt_response(401, description="No valid token")
+    @accounts.alt_response(404, description="The token belongs to no session (issued before sessions existed)")
+    @require_auth
+    def delete(self):
+        """Log out: end the session of the token the request carries"""
+        with _uow() as s:
+            use_cases.current_account(s, g.partner_id)
+            sessions.logout(s, g.partner_id, g.session_id, g.session_id)
+        return None
+
+
+@accounts.route("/accounts/me/password")
+class Password(MethodView):
+    @accounts.doc(**AUTH_DOC)
+    @require_auth  # before the input is parsed: without a token, nothing is read
+    @accounts.arguments(schemas.PasswordChange())
+    @accounts.response(204)
+    @accounts.alt_response(401, description="No valid token")
+    @accounts.alt_response(403, description="The current password is wrong")
+    @accounts.alt_response(429, description="Too many wrong passwords from this address; see Retry-After")
+    def post(self, data):
+        """Change the password; every other session ends"""
+        with _uow() as s:  # commits the failure count even when the answer is no
+            changed = sessions.change_password(s, _ctx()["hasher"], g.partner_id, g.session_id,
+                                               data["current_password"], data["new_password"], _client(), utcnow())
+        if not changed:
+            raise Forbidden("The current password is wrong.", errors={"current_password": ["Wrong password."]})
+        return None
+
+
+RESET_ANSWER_SECONDS = 0.25
+RESET_ACCEPTED = {"detail": "If an account has this email address, a link to reset its password is on its way. "
+                            "It works once, for 30 minutes."}
+
+
+@accounts.route("/password-resets")
+class PasswordResets(MethodView):
+    @accounts.arguments(schemas.ResetRequest())
+    @accounts.response(202, schemas.Accepted)
+    @accounts.alt_response(429, description="Too many requests for this address; see Retry-After")
+    def post(self, data):
+        """Ask for a password reset link by email; the same answer whether or not an account has the address
+
+        Answered no sooner than a fixed time after it came (``RESET_ANSWER_SECONDS``): a known address
+        does more work (a link stored, an event), and its answer must not come measurably later."""
+        started = time.monotonic()
+        with _uow() as s:
+            sessions.request_reset(s, data["email"], _client(), utcnow())
+        time.sleep(max(0.0, started + RESET_ANSWER_SECONDS - time.monotonic()))
+        return RESET_ACCEPTED
+
+
+@accounts.route("/password-resets/confirm")
+class PasswordResetConfirm(MethodView):
+    @accounts.arguments(schemas.ResetConfirm())
+    @accounts.response(204)
+    @accounts.alt_response(422, description="The link's token is unknown, used or expired")
+    @accounts.alt_response(429, description="Too many wrong tokens from this address; see Retry-After")
+    def post(self, data):
+        """Set a new password with the reset link's token; every session ends"""
+        with _uow() as s:  # commits the failure count even when the answer is no
+            done = sessions.confirm_reset(s, _ctx()["hasher"], data["token"], data["new_password"], _client(),
+                                          utcnow())
+        if not done:
+            raise Invalid("This reset link is unknown, used or expired; ask for a new one.",
+                          errors={"token": ["Unknown, used or expired."]})
+        return None
 
 
 @couples.route("/couples")
@@ -106,10 +244,29 @@ class Join(MethodView):
     @couples.response(200, schemas.Couple)
     @couples.alt_response(401, description="No valid token")
     @couples.alt_response(409, description="Already in a couple, or the couple is full")
+    @couples.alt_response(422, description="No couple has this invite code, or it has expired")
+    @couples.alt_response(429, description="Too many wrong codes; see Retry-After")
     def post(self, data):
         """Join your partner's couple with their invite code"""
+        with _uow() as s:  # commits the failure count even when the answer is no
+            joined = use_cases.join_couple(s, g.partner_id, data["invite_code"], _client())
+        if isinstance(joined, str):
+            raise Invalid(joined, errors={"invite_code": [joined]})
+        return joined
+
+
+@couples.route("/couples/me/invite")
+class Invite(MethodView):
+    @couples.doc(**AUTH_DOC)
+    @couples.response(201, schemas.Couple)
+    @couples.alt_response(401, description="No valid token")
+    @couples.alt_response(404, description="Not in a couple yet")
+    @couples.alt_response(409, description="The couple already has two partners")
+    @require_auth
+    def post(self):
+        """A new invite code for the caller's couple, valid 7 days; the old one stops working"""
         with _uow() as s:
-            return use_cases.join_couple(s, g.partner_id, data["invite_code"])
+            return use_cases.reissue_invite(s, g.partner_id)
 
 
 @couples.route("/couples/me")

@@ -36,9 +36,12 @@ def _check_display_name(value: str) -> None:
         raise ma.ValidationError("A display name needs a visible character.")
 
 
+NEW_PASSWORD = validate.Length(min=10, max=1024)
+
+
 class AccountCreate(ma.Schema):
     email = fields.Email(required=True, validate=validate.Length(max=320))
-    password = fields.String(required=True, load_only=True, validate=validate.Length(min=10, max=1024))
+    password = fields.String(required=True, load_only=True, validate=NEW_PASSWORD)
     display_name = fields.String(required=True, validate=[validate.Length(min=1, max=80), _check_display_name],
                                  metadata={"description": "shown to the partner and in emails; no control "
                                                           "characters, no \"=?\""})
@@ -54,15 +57,65 @@ class Account(ma.Schema):
     created_at = fields.AwareDateTime()
 
 
+def _check_device_name(value: str) -> None:
+    if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in value):
+        raise ma.ValidationError("A device name cannot hold line breaks or other control characters.")
+
+
 class Credentials(ma.Schema):
     email = fields.String(required=True, validate=validate.Length(min=1, max=320))
     password = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=1024))
+    device_name = fields.String(validate=[validate.Length(min=1, max=80), _check_device_name],
+                                metadata={"description": "shown in the list of sessions, e.g. \"Ana's phone\""})
 
 
 class Token(ma.Schema):
     access_token = fields.String()
     token_type = fields.String(metadata={"example": "Bearer"})
     expires_in = fields.Integer(metadata={"description": "seconds"})
+    refresh_token = fields.String(metadata={"description": "opaque; POST /v1/tokens/refresh exchanges it (once) "
+                                                          "for a new access token and a new refresh token"})
+    session_id = fields.String(metadata={"description": "this device's session (GET /v1/sessions)"})
+
+
+class Refresh(ma.Schema):
+    refresh_token = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=200))
+
+
+class SessionOut(ma.Schema):
+    id = fields.String()
+    device_name = fields.String(allow_none=True)
+    created_at = fields.AwareDateTime()
+    last_used_at = fields.AwareDateTime()
+    current = fields.Boolean(metadata={"description": "the session of the token this list was asked with"})
+
+
+class SessionQuery(ma.Schema):
+    limit = fields.Integer(load_default=50, validate=validate.Range(1, 200))
+    cursor = fields.String(validate=validate.Length(max=200))
+
+
+class SessionPage(ma.Schema):
+    items = fields.List(fields.Nested(SessionOut))
+    next_cursor = fields.String(allow_none=True)
+
+
+class PasswordChange(ma.Schema):
+    current_password = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=1024))
+    new_password = fields.String(required=True, load_only=True, validate=NEW_PASSWORD)
+
+
+class ResetRequest(ma.Schema):
+    email = fields.Email(required=True, validate=validate.Length(max=320))
+
+
+class ResetConfirm(ma.Schema):
+    token = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=200))
+    new_password = fields.String(required=True, load_only=True, validate=NEW_PASSWORD)
+
+
+class Accepted(ma.Schema):
+    detail = fields.String()
 
 
 class Partner(ma.Schema):
@@ -72,7 +125,10 @@ class Partner(ma.Schema):
 
 class Couple(ma.Schema):
     id = fields.String()
-    invite_code = fields.String(allow_none=True, metadata={"description": "share it with your partner"})
+    invite_code = fields.String(allow_none=True, metadata={"description": "share it with your partner; null once "
+                                                                          "the couple has two partners"})
+    invite_expires_at = fields.AwareDateTime(allow_none=True, metadata={
+        "description": "the code works until then (7 days); POST /v1/couples/me/invite makes a new one"})
     partners = fields.List(fields.Nested(Partner))
 
 

@@ -15,7 +15,6 @@ from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import and_, bindparam, delete, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.engine import Connection
@@ -24,15 +23,15 @@ from sqlalchemy.orm import Session
 from shared import pagination
 from shared.db import upsert, utcnow
 from shared.entry_kinds import ALL_MEASURES, kind_errors
-from shared.errors import Conflict, Forbidden, Invalid, NotFound, Throttled, Unauthorized
+from shared.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from shared.outbox import emit, forget_published, insert_if_new_with_event
 
+from . import sessions, throttle
 from .tables import accounts, couples, entries, outbox
 
 SOURCE = "/journal"
 FUTURE_TOLERANCE = timedelta(minutes=10)
-LOGIN_WINDOW = timedelta(minutes=15)
-LOGIN_MAX_FAILURES = 5
+INVITE_TTL = timedelta(days=7)
 INVITE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud, typed on a phone
 
 
@@ -64,43 +63,6 @@ def account_view(row) -> dict:
     return {k: r[k] for k in ("id", "email", "display_name", "timezone", "couple_id", "created_at")}
 
 
-def check_login(s: Session, hasher: PasswordHasher, email: str, password: str, now: datetime) -> str | None:
-    """The partner id if the password is right. Failures are counted (and the
-    count committed) by the caller's transaction even when the answer is no."""
-    # Locked (PostgreSQL) so that concurrent attempts are counted one after another, none lost.
-    row = s.execute(select(accounts).where(accounts.c.email == email.strip().lower()).with_for_update()).first()
-    if row is None:
-        _burn(hasher, password)  # same cost as a real check: no account enumeration by timing
-        return None
-    if row.failed_since and row.failed_logins >= LOGIN_MAX_FAILURES and now < row.failed_since + LOGIN_WINDOW:
-        raise Throttled("Too many failed logins; try again later.",
-                        retry_after=int((row.failed_since + LOGIN_WINDOW - now).total_seconds()) + 1)
-    try:
-        hasher.verify(row.password_hash, password)
-    except (VerificationError, InvalidHashError):
-        fresh = row.failed_since is None or now >= row.failed_since + LOGIN_WINDOW
-        s.execute(update(accounts).where(accounts.c.id == row.id).values(
-            failed_logins=1 if fresh else accounts.c.failed_logins + 1,
-            failed_since=now if fresh else row.failed_since))
-        return None
-    if row.failed_logins:
-        s.execute(update(accounts).where(accounts.c.id == row.id).values(failed_logins=0, failed_since=None))
-    return row.id
-
-
-_DUMMY_HASH: dict[int, str] = {}
-
-
-def _burn(hasher: PasswordHasher, password: str) -> None:
-    key = id(hasher)
-    if key not in _DUMMY_HASH:
-        _DUMMY_HASH[key] = hasher.hash(secrets.token_urlsafe(16))
-    try:
-        hasher.verify(_DUMMY_HASH[key], password)
-    except VerificationError:
-        pass
-
-
 def current_account(s: Session, partner_id: str):
     row = s.execute(select(accounts).where(accounts.c.id == partner_id)).first()
     if row is None:
@@ -114,17 +76,23 @@ def _couple_view(s: Session, couple_id: str, *, with_code: bool) -> dict:
     c = s.execute(select(couples).where(couples.c.id == couple_id)).one()
     partners = s.execute(select(accounts.c.id, accounts.c.display_name)
                          .where(accounts.c.couple_id == couple_id).order_by(accounts.c.created_at)).all()
-    return {"id": c.id, "invite_code": c.invite_code if with_code and c.partner_count < 2 else None,
+    open_ = with_code and c.partner_count < 2
+    return {"id": c.id, "invite_code": c.invite_code if open_ else None,
+            "invite_expires_at": c.invite_expires_at if open_ else None,
             "partners": [{"id": p.id, "display_name": p.display_name} for p in partners]}
+
+
+def _invite_code() -> str:
+    return "".join(secrets.choice(INVITE_ALPHABET) for _ in range(10))
 
 
 def start_couple(s: Session, partner_id: str) -> dict:
     me = current_account(s, partner_id)
     if me.couple_id:
         raise Conflict("You are already in a couple.")
-    couple_id = str(uuid.uuid4())
-    code = "".join(secrets.choice(INVITE_ALPHABET) for _ in range(10))
-    s.execute(couples.insert().values(id=couple_id, invite_code=code, partner_count=1, created_at=utcnow()))
+    couple_id, now = str(uuid.uuid4()), utcnow()
+    s.execute(couples.insert().values(id=couple_id, invite_code=_invite_code(), partner_count=1, created_at=now,
+                                      invite_expires_at=now + INVITE_TTL))
     # Conditional: of concurrent requests by one partner, one couple wins and the rest roll back.
     if s.execute(update(accounts).where(accounts.c.id == partner_id, accounts.c.couple_id.is_(None))
                  .values(couple_id=couple_id)).rowcount != 1:
@@ -132,16 +100,40 @@ def start_couple(s: Session, partner_id: str) -> dict:
     return _couple_view(s, couple_id, with_code=True)
 
 
-def join_couple(s: Session, partner_id: str, invite_code: str) -> dict:
+def reissue_invite(s: Session, partner_id: str) -> dict:
+    """A new invite code for the caller's couple, valid 7 days; the old one stops working."""
+    me = current_account(s, partner_id)
+    if not me.couple_id:
+        raise NotFound("You are not in a couple yet.")
+    now = utcnow()
+    if s.execute(update(couples).where(couples.c.id == me.couple_id, couples.c.partner_count < 2)
+                 .values(invite_code=_invite_code(), invite_expires_at=now + INVITE_TTL)).rowcount != 1:
+        raise Conflict("This couple already has two partners.")
+    return _couple_view(s, me.couple_id, with_code=True)
+
+
+NO_SUCH_INVITE = "No couple has this invite code."
+EXPIRED_INVITE = "This invite code has expired; your partner can make a new one."
+
+
+def join_couple(s: Session, partner_id: str, invite_code: str, client: str) -> dict | str:
+    """Join with a partner's invite code. A wrong or expired code counts as a failure per (account,
+    address) and per address (``throttle``): guessing is slowed, never anyone else. Such a code is
+    answered with the reason (``NO_SUCH_INVITE``, ``EXPIRED_INVITE``) for the caller to commit the
+    count and then refuse."""
     me = current_account(s, partner_id)
     if me.couple_id:
         raise Conflict("You are already in a couple.")
+    now = utcnow()
+    pair, by_address = throttle.JOIN.key(partner_id, client), throttle.JOIN_ADDRESS.key(client)
+    throttle.check(s, [pair, by_address], now)
     code = invite_code.strip().upper().replace("-", "").replace(" ", "")
-    no_such_code = Invalid("No couple has this invite code.",
-                           errors={"invite_code": ["No couple has this invite code."]})
-    c = s.execute(select(couples.c.id).where(couples.c.invite_code == code)).first()
-    if c is None:
-        raise no_such_code
+    c = s.execute(select(couples.c.id, couples.c.invite_expires_at).where(couples.c.invite_code == code)).first()
+    if c is None or c.invite_expires_at <= now:
+        throttle.failed(s, [(throttle.JOIN, pair), (throttle.JOIN_ADDRESS, by_address)], now)
+        return NO_SUCH_INVITE if c is None else EXPIRED_INVITE
+    throttle.succeeded(s, pair)
+    no_such_code = Invalid(NO_SUCH_INVITE, errors={"invite_code": [NO_SUCH_INVITE]})
     # One atomic step on every database: a third partner can never slip in.
     taken = s.execute(update(couples).where(couples.c.id == c.id, couples.c.partner_count < 2)
                       .values(partner_count=couples.c.partner_count + 1))
@@ -471,6 +463,7 @@ def erase(s: Session, partner_id: str) -> None:
         s.execute(update(accounts).where(accounts.c.couple_id == me.couple_id).values(couple_id=None))
         s.execute(delete(couples).where(couples.c.id == me.couple_id))
     s.execute(delete(entries).where(entries.c.author_id == me.id))
+    sessions.forget_account(s, me.id, me.email)
     s.execute(delete(accounts).where(accounts.c.id == me.id))
     forget_published(s, outbox, partner_id)
     emit(s, outbox, "journal.partner.erased", source=SOURCE, subject=me.couple_id or partner_id,

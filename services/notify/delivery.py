@@ -50,7 +50,7 @@ from shared.config import push_configured
 from shared.db import unit_of_work, utcnow
 from shared.outbox import emit
 
-from . import SOURCE, celebrate, chart, devices, fcm, pacing, targets
+from . import SOURCE, celebrate, chart, devices, fcm, pacing, resets, targets
 from .tables import channels, deliveries, notifications, outbox, recipients
 from .tables import devices as device_rows
 
@@ -232,11 +232,17 @@ class _SMTPS(_Tracked, smtplib.SMTP_SSL):
 
 
 def _email(smtp_url: str, to: str, title: str, body: str, delivery_id: str, charts: Sequence[dict] = ()) -> None:
-    u = urlparse(smtp_url)
     try:
         msg = _email_message(to, title, body, delivery_id, charts)
     except ValueError as e:  # a header that could write others (see _sound_headers)
         raise SendFailed(f"refused: {e}") from None
+    smtp_send(smtp_url, msg)
+
+
+def smtp_send(smtp_url: str, msg: EmailMessage) -> None:
+    """Hand ``msg`` to the SMTP server: SendFailed if it said no or was not reached (nothing
+    delivered), SendUncertain if the whole message went out and no answer came back."""
+    u = urlparse(smtp_url)
     cls = _SMTPS if u.scheme == "smtps" else _SMTP
     try:
         smtp = cls(u.hostname or "127.0.0.1", u.port or (465 if u.scheme == "smtps" else 25), timeout=send_timeout())
@@ -334,6 +340,7 @@ class Deliverer:
         self.sessions = sessions
         self.settings = settings
         self.batch = batch
+        self.resets = resets.ResetMailer(sessions, settings)
 
     def _claim(self, now: datetime) -> list:
         with unit_of_work(self.sessions) as s:
@@ -438,6 +445,7 @@ class Deliverer:
         return out
 
     def tick(self) -> float:
+        sent_resets = self.resets.tick()  # first: a reset link is waited for, and is never paced
         now = utcnow()
         rows = self._claim(now)
         for group, title, body in self._groups(rows, now):
@@ -468,7 +476,7 @@ class Deliverer:
                     devices.forget(s, device_rows.c.id == first.channel.partition(":")[2])
             log.info("delivery", channel=first.channel.split(":")[0], outcome=outcome, attempt=first.attempts,
                      folded=len(group))
-        return 0.05 if rows else 0.5
+        return 0.05 if rows or sent_resets else 0.5
 
     def _record(self, s: Session, row: _Claimed, outcome: str, reason: str | None, now: datetime) -> None:
         final = outcome in ("uncertain", "rejected", "unregistered") or row.attempts >= MAX_ATTEMPTS

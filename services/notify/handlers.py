@@ -15,7 +15,7 @@ from shared.db import insert_if_new, utcnow
 from shared.events import Event
 from shared.outbox import emit, forget_published
 
-from . import SOURCE, celebrate, chart, delivery, devices
+from . import SOURCE, celebrate, chart, delivery, devices, resets
 from .tables import channels, deliveries, ended_couples, ended_sessions, notifications, outbox, recipients
 from .tables import devices as device_rows
 
@@ -77,6 +77,7 @@ def partner_erased(s: Session, ev: Event) -> None:
     s.execute(delete(channels).where(channels.c.partner_id == pid))
     devices.forget(s, device_rows.c.partner_id == pid)
     s.execute(delete(ended_sessions).where(ended_sessions.c.partner_id == pid))
+    resets.forget(s, pid)
     s.execute(update(recipients).where(recipients.c.id == pid).values(
         erased=True, email=None, display_name=None, timezone=None, couple_id=None))
 
@@ -178,4 +179,5 @@ HANDLERS = {
     "journal.partner.erased": partner_erased,
     "journal.session.ended": session_ended,
     "milestones.milestone.achieved": milestone_achieved,
+    "journal.password.reset_requested": resets.password_reset_requested,
 }

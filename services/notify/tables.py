@@ -103,5 +103,19 @@ ended_couples = Table(
     Column("ended_at", UTCDateTime(), nullable=False),  # the erasure's event time
 )
 
+# Password reset emails to send: transactional, sent once and at once (no pacing, no quiet hours, never in
+# the inbox). The link's token is here only until the email is sent, fails for good or expires (resets.py).
+reset_emails = Table(
+    "reset_emails", metadata,
+    Column("id", String(36), primary_key=True),  # the journal's event id
+    Column("partner_id", String(36), nullable=False, index=True),
+    Column("token", String(128), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("status", String(12), nullable=False),  # pending, sending
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("due_at", UTCDateTime(), nullable=False),
+    Column("claimed_until", UTCDateTime(), nullable=True),  # a send in progress
+)
+
 outbox = outbox_table(metadata)
 processed_events = processed_events_table(metadata)

@@ -52,6 +52,8 @@ def test_readme_walkthrough_works_word_for_word(running):
         assert '"items": []' in out and '"metric": "anxious_episodes"' in out  # milestones: none yet; a chart
         assert out.count('"token_hint": "…XKqpc8"') == 2 and '"this_session": true' in out  # her phone, listed
         assert "APA91b" not in out  # the token is never shown again
+        assert '"device_name": "phone"' in out and '"current": true' in out  # step 9: refreshed, listed
+        assert "\n204\n401\n" in out  # step 10: logged out, the refresh token refused
 
         # What the walk-through claims, checked through the API itself.
         token = requests.post(base + "/v1/tokens", json={"email": "ben@example.com",

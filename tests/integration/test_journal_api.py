@@ -239,7 +239,7 @@ class TestLogin:
         r = _login(journal, ana["email"])
         assert r.status_code == 201
         body = r.get_json()
-        assert set(body) == {"access_token", "token_type", "expires_in"}
+        assert set(body) == {"access_token", "token_type", "expires_in", "refresh_token", "session_id"}
         assert body["token_type"] == "Bearer"
         assert isinstance(body["expires_in"], int) and body["expires_in"] > 0
         me = journal.get("/v1/accounts/me", headers={"Authorization": f"Bearer {body['access_token']}"})

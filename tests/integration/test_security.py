@@ -38,6 +38,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import inspect, select, text
 
 from services import SERVICES
+from services.journal import sessions as journal_sessions
+from services.journal import throttle
 from shared import auth, events
 from shared.db import make_session_factory, unit_of_work, utcnow
 from tests.conftest import entry, make_couple, new_id, sign_up
@@ -50,10 +52,14 @@ REPO = Path(__file__).resolve().parents[2]
 # Served without a token by design (shared/contract.md): probes, metrics, the API's documentation.
 PUBLIC_ROUTES = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"}
 # Signing up and logging in are how a token is had: they cannot ask for one.
-SIGN_IN = {("journal", "POST", "/v1/accounts"), ("journal", "POST", "/v1/tokens")}
+# Signing in, and what one holds instead of an access token: a refresh token, a forgotten password's email, a
+# reset link's token.
+SIGN_IN = {("journal", "POST", "/v1/accounts"), ("journal", "POST", "/v1/tokens"),
+           ("journal", "POST", "/v1/tokens/refresh"), ("journal", "POST", "/v1/password-resets"),
+           ("journal", "POST", "/v1/password-resets/confirm")}
 # Which resource each path parameter names; a new one must be added here (the tests say so).
 PARAM_KINDS = {"entry_id": "entries", "milestone_id": "milestones", "notification_id": "notifications",
-               "channel_id": "channels", "device_id": "devices"}
+               "channel_id": "channels", "device_id": "devices", "session_id": "sessions"}
 STREAM = ("GET", "/v1/notifications/stream")
 
 
@@ -119,6 +125,8 @@ def _body(op: Op, invite_code: str) -> dict | None:
         ("PATCH", "/v1/preferences"): {"share_milestones_with_partner": True, "channels": {"email": False}},
         ("POST", "/v1/channels"): {"type": "email", "address": "intruder@example.com"},
         ("POST", "/v1/devices"): {"platform": "fcm", "token": push_token("intruder")},
+        ("POST", "/v1/accounts/me/password"): {"current_password": "correct horse battery",
+                                               "new_password": "changed with a bad token"},
     }
     return bodies.get(op.key)
 
@@ -144,6 +152,7 @@ class Person:
     devices: dict[str, str] = field(default_factory=dict)  # id -> push token
     notifications: set[str] = field(default_factory=set)
     own_milestones: set[str] = field(default_factory=set)  # not shared with the partner
+    sessions: list[str] = field(default_factory=list)  # the sign-up's login's, then a second device's
 
 
 @dataclass
@@ -154,8 +163,14 @@ class World:
     invite_code: str  # of a couple still waiting for its second partner
 
 
-def _person(who: dict, couple_id: str) -> Person:
-    return Person(who["id"], who["email"], who["headers"], couple_id)
+def _person(journal, backend, who: dict, couple_id: str) -> Person:
+    token = who["headers"]["Authorization"].split()[1]
+    tablet = journal.post("/v1/tokens", json={"email": who["email"], "password": "correct horse battery",
+                                              "device_name": "tablet"})
+    assert tablet.status_code == 201, tablet.status_code
+    sessions = [auth.TokenVerifier(auth.public_key_pem(backend.var_dir)).verified_claims(token)["sid"],
+                tablet.get_json()["session_id"]]
+    return Person(who["id"], who["email"], who["headers"], couple_id, sessions=sessions)
 
 
 def _inbox(notify, headers: dict) -> list[dict]:
@@ -222,7 +237,7 @@ def _build_world(backend, journal) -> World:
     people: list[Person] = []
     for _ in range(2):
         a, b, couple_id = make_couple(journal)
-        pa, pb = _person(a, couple_id), _person(b, couple_id)
+        pa, pb = _person(journal, backend, a, couple_id), _person(journal, backend, b, couple_id)
         pa.partner, pb.partner = pb, pa
         people += [pa, pb]
     lone = sign_up(journal, "Cleo")
@@ -292,8 +307,9 @@ def _claims(sub: str, **over) -> dict:
     return claims
 
 
-def _attacks(backend, sub: str) -> tuple[dict[str, dict], str]:
-    """Each way of not having a valid token, as headers; and the valid token each differs from."""
+def _attacks(backend, sub: str, sid: str | None = None) -> tuple[dict[str, dict], str]:
+    """Each way of not having a valid token, as headers; and the valid token each differs from (of session
+    ``sid``)."""
     key = serialization.load_pem_private_key(auth.private_key_pem(backend.var_dir), None)
     now = int(time.time())
 
@@ -302,7 +318,7 @@ def _attacks(backend, sub: str) -> tuple[dict[str, dict], str]:
 
     unsigned = ".".join([_b64(json.dumps({"alg": "none", "typ": "JWT"}).encode()),
                          _b64(json.dumps(_claims(sub)).encode()), ""])
-    valid = signed()
+    valid = signed(sid=sid)
     bearer = {
         "expired": signed(iat=now - 7200, exp=now - 600),
         "alg none, unsigned": unsigned,
@@ -365,9 +381,9 @@ def test_every_endpoint_refuses_a_missing_or_bad_token_before_reading_input_and_
     a1 = world.people[0]
     ids = {"entries": next(iter(a1.entries)), "milestones": next(iter(a1.own_milestones)),
            "notifications": next(iter(a1.notifications)), "channels": next(iter(a1.channels)),
-           "devices": next(iter(a1.devices))}
+           "devices": next(iter(a1.devices)), "sessions": a1.sessions[1]}
     ops = _protected(world.clients)
-    attacks, valid = _attacks(backend, a1.id)
+    attacks, valid = _attacks(backend, a1.id, sid=a1.sessions[0])
     before = _all_rows(backend)
     failures: list[str] = []
     for op in ops:
@@ -382,9 +398,10 @@ def test_every_endpoint_refuses_a_missing_or_bad_token_before_reading_input_and_
     _assert_unchanged(before, _all_rows(backend))
 
     # The control: the same requests with a valid token are served, so the token was what was refused.
-    # Erasing the account last, a deletion after the change of the same entry.
+    # Erasing the account last, a password change (which ends the other sessions) before it but after the
+    # session's end, a deletion after the change of the same entry.
     order = sorted(ops, key=lambda op: (op.path == "/v1/accounts/me" and op.method == "DELETE",
-                                        op.method == "DELETE"))
+                                        op.path == "/v1/accounts/me/password", op.method == "DELETE"))
     for op in order:
         r = _call(world.clients, op, _url(op, ids), {"Authorization": f"Bearer {valid}"},
                   _body(op, world.invite_code))
@@ -416,6 +433,7 @@ def _resources(world: World) -> list[Resource]:
         out += [Resource("notifications", n, p, frozenset({p.id})) for n in p.notifications]
         out += [Resource("channels", c, p, frozenset({p.id}), (address,)) for c, address in p.channels.items()]
         out += [Resource("devices", d, p, frozenset({p.id}), (token,)) for d, token in p.devices.items()]
+        out += [Resource("sessions", sid, p, frozenset({p.id})) for sid in p.sessions]
     for couple_id, milestone_id in world.couple_milestones.items():
         both = frozenset(p.id for p in world.people if p.couple_id == couple_id)
         out.append(Resource("milestones", milestone_id, None, both))
@@ -568,6 +586,24 @@ def test_erasing_an_account_leaves_nothing_of_that_partner_in_any_database(backe
         wait_until(lambda: len(_inbox(notify, ana["headers"])) == 2 and len(_inbox(notify, ben["headers"])) == 2,
                    what="the couple's and Ana's shared milestone in both inboxes")
 
+        # Her sessions (a refreshed one, whose retired token is kept as a hash), a reset link, failed logins.
+        devices = [journal.post("/v1/tokens", json={"email": ana["email"], "password": "correct horse battery",
+                                                    "device_name": f"{name}'s phone"}).get_json() for _ in range(2)]
+        refreshed = journal.post("/v1/tokens/refresh", json={"refresh_token": devices[0]["refresh_token"]})
+        assert refreshed.status_code == 201
+        assert journal.post("/v1/password-resets", json={"email": ana["email"]}).status_code == 202
+        for _ in range(2):
+            assert journal.post("/v1/tokens", json={"email": ana["email"], "password": "wrong password"},
+                                environ_base={"REMOTE_ADDR": "203.0.113.44"}).status_code == 401
+        with _engine(backend, "journal") as engine, engine.connect() as c:
+            reset_hashes = c.execute(text("SELECT token_hash FROM password_resets WHERE partner_id = :p"),
+                                     {"p": ana["id"]}).scalars().all()
+        assert len(reset_hashes) == 1
+        tokens = [d["refresh_token"] for d in devices] + [refreshed.get_json()["refresh_token"]]
+        needles.update({f"session {i}": d["session_id"] for i, d in enumerate(devices)})
+        needles.update({f"refresh token {i}": t for i, t in enumerate(tokens)})
+        needles.update({f"refresh token hash {i}": journal_sessions.digest(t) for i, t in enumerate(tokens)})
+        needles.update({"reset token hash": reset_hashes[0], "email digest": throttle.email_key(ana["email"])})
         assert journal.delete("/v1/accounts/me", headers=ana["headers"]).status_code == 204
         wait_until(lambda: _partner_row(backend, "milestones", ana["id"]).erased
                    and _partner_row(backend, "notify", ana["id"]).erased, timeout=30,

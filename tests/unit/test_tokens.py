@@ -97,3 +97,20 @@ def test_a_token_whose_session_is_not_a_uuid_is_refused(keys, sid):
                         "sid": sid}, key, algorithm=auth.ALGORITHM)
     with pytest.raises(auth.InvalidToken):
         auth.TokenVerifier(keys[1]).claims(token)
+
+
+def test_a_sessions_token_names_its_session_and_an_older_token_names_none(keys):
+    issuer, verifier = auth.TokenIssuer(keys[0], ttl_seconds=60), auth.TokenVerifier(keys[1])
+    pid, sid = "5d3c1f3e-8f4e-4c59-9f55-1f6a2b7c9d10", "0b6f1c52-6a55-4d1e-9c84-3f1f2a9d8e01"
+    claims = verifier.verified_claims(issuer.issue(pid, sid))
+    assert (claims["sub"], claims["sid"]) == (pid, sid)
+    old = issuer.issue(pid)
+    assert verifier.verified_claims(old)["sid"] is None and verifier.verify(old) == pid
+    token = issuer.issue(pid, sid)
+    assert verifier.verified(token)[0] == pid and verifier.verified_claims(token)["sid"] == sid  # remembered too
+
+
+def test_a_token_whose_sid_is_not_a_uuid_is_refused(keys):
+    issuer, verifier = auth.TokenIssuer(keys[0], ttl_seconds=60), auth.TokenVerifier(keys[1])
+    with pytest.raises(auth.InvalidToken):
+        verifier.verify(issuer.issue("5d3c1f3e-8f4e-4c59-9f55-1f6a2b7c9d10", "not-a-session"))
