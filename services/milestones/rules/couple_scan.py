@@ -1,5 +1,6 @@
 """What the two couple rules share: a weekly-mean change-point scan of the couple's shared ratings, looked at as
-of a day and as of 3 days earlier, against a threshold calibrated on the simulator's null couples.
+of a day (and, for a rule with a confirming look, as of 3 days earlier), against a threshold calibrated on the
+simulator's null couples.
 
 A couple rule (:class:`CoupleScan`) says which of a day's ratings it reads
 and how it words the celebration; everything else is here: the days a look
