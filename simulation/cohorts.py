@@ -141,7 +141,6 @@ from services.milestones.rules import (
     BETTER_COMMUNICATION, CALMER_EPISODES, FEWER_ANXIOUS_EPISODES, MORE_INDEPENDENCE, STRONGER_BOND, DayAggregate,
     History,
 )
-from services.milestones.rules.couple_scan import PERSISTENCE_DAYS as COUPLE_PERSISTENCE_DAYS
 from services.milestones.rules.registry import FEWER_EPISODES_LEVELS
 from services.milestones.rules.weekly_means import BLOCK_DAYS, WeeklySettings
 from services.milestones.rules import fewer_anxious_episodes as _fewer
@@ -688,9 +687,9 @@ BOND_FALL = (0.3, 0.9)
 WORSENING_RAMP_WEEKS = (4, 12)
 REPAIR_FALL = (0.0, 0.2)
 CONFLICT_RISE = (0.0, 0.5)
-# no couple scan holds before its least weeks before and after a change and the look 3 days earlier: day 44
-COUPLE_FIRST_LOOK_DAY = (BLOCK_DAYS * (WeeklySettings.min_before_weeks + WeeklySettings.min_after_weeks) - 1
-                         + COUPLE_PERSISTENCE_DAYS)
+# no couple scan holds before its least weeks before and after a change: day 41 (stronger_bond has no
+# confirming look; better_communication's, 3 days earlier, holds from day 44)
+COUPLE_FIRST_LOOK_DAY = BLOCK_DAYS * (WeeklySettings.min_before_weeks + WeeklySettings.min_after_weeks) - 1
 # The textbook single looks' own conditions (never the service's rules).
 TEXTBOOK_MIN_RATINGS, TEXTBOOK_MIN_EFFECT = 10, 0.7  # communication: values a window, common-language effect
 TEXTBOOK_MIN_TAU, TEXTBOOK_MIN_WEEKS = 0.5, 8  # check-ins: Kendall's tau, weeks with a check-in
@@ -966,9 +965,8 @@ def couple_first_detections(couple: SyntheticCouple, kinds: tuple[str, ...] = CO
 
     :func:`~services.milestones.rules.detect_couple_milestones` on what
     the couple shares (:attr:`SyntheticCouple.shared_histories`, as the
-    service gives them) as of every day from day 44 (neither scan holds
-    earlier: 4 weeks before a change, 2 after it, and the look 3 days
-    earlier) to the end of the history (or ``stop_at``).
+    service gives them) as of every day from day 41 (neither scan holds
+    earlier: 4 weeks before a change and 2 after it) to the end of the history (or ``stop_at``).
     """
     a, b = couple.shared_histories
 
@@ -1063,7 +1061,7 @@ def couple_detection_report(seed: int, n: int) -> dict:
     """The cohort study of the couple milestones: daily looks against the textbook single look.
 
     For each couple cohort, ``n`` couples (:func:`couple_cohort`), each looked
-    at every day from day 44 to the end of their history with
+    at every day from day 41 to the end of their history with
     :func:`~services.milestones.rules.detect_couple_milestones`, as the
     service evaluates daily and on each event.
 

@@ -5,15 +5,19 @@ As for the partner rules (:mod:`.looks`, whose :class:`~.looks.Margins`,
 calibration and counts are used here as they are), the harness computes once,
 for each couple, the rule's strongest statistic at every day of the history
 less the threshold's rise with the look day (the *margin* above the base),
-the smaller of the look's and that of the look 3 days earlier; a base then
+the smaller of the look's and that of its confirming look (3 days earlier,
+for ``better_communication``); a base then
 fires on the first day the margin reaches it. The rules read only what the
 couple shares (:attr:`~.cohorts.SyntheticCouple.shared_histories`), as the
 service gives them.
 
-The oracle is told the true change day: every week before it against every
-week from it to the look, the same statistic and the same conditions, every
-day from the change on, calibrated the same way (null couples are given a
-change day drawn as the improving couples' are, seeded apart).
+The oracle is told the true change: its day and, for ``stronger_bond``,
+whose connection and understanding rise linearly over 4-12 weeks, how long
+the rise takes. It fits that shape (every week before the change against
+every week from it to the look; for ``stronger_bond`` the rise over the
+known weeks, then flat) with the same statistic and the same conditions,
+every day from the change on, calibrated the same way (null couples are
+given a change drawn as the improving couples' are, seeded apart).
 """
 from __future__ import annotations
 
@@ -26,13 +30,13 @@ from services.milestones.rules import BETTER_COMMUNICATION, STRONGER_BOND
 from services.milestones.rules import better_communication, couple_scan, stronger_bond
 from services.milestones.rules.couple_scan import CoupleScan
 from services.milestones.rules.statistics import best
-from services.milestones.rules.weekly_means import Prefix, WeeklySettings, scan, split_at
+from services.milestones.rules.weekly_means import Prefix, WeeklySettings, ramp_at, scan
 
 from . import cohorts
 from .looks import CALIBRATION_SEED, HELD_OUT_SEED, LONG_HISTORY_DAYS, TARGETS, Margins
 
 __all__ = ["RULES", "NULL_COUPLES", "IMPROVING", "CALIBRATION_SEED", "HELD_OUT_SEED", "LONG_HISTORY_DAYS",
-           "TARGETS", "couples", "rule_statistics", "held", "rule_margins", "oracle_margins", "pseudo_change_day",
+           "TARGETS", "couples", "rule_statistics", "held", "rule_margins", "oracle_margins", "pseudo_change_day", "pseudo_change",
            "textbook_found"]
 
 RULES: dict[str, CoupleScan] = {BETTER_COMMUNICATION: better_communication.RULE,
@@ -40,7 +44,10 @@ RULES: dict[str, CoupleScan] = {BETTER_COMMUNICATION: better_communication.RULE,
 NULL_COUPLES = ("steady_couples", "worsening_couples", "gappy_couples")
 IMPROVING = "improving_couples"
 ORACLE_STREAM = 7927
-CHUNK = 64  # the null couples' drawn change days: a stream of their own
+CHUNK = 64  # the looks a scan takes at once
+# the rules whose change the simulator spreads over weeks: the truth's key for the length of the rise (days)
+RAMPS = {STRONGER_BOND: "bond_ramp_days"}
+RAMP_WEEKS = {STRONGER_BOND: cohorts.BOND_RAMP_WEEKS}
 
 
 def couples(seed: int, cohort_name: str, n: int, history_days: Optional[int] = None) -> list:
@@ -86,34 +93,54 @@ def held(z: np.ndarray, first: Optional[int], rise: Callable[[np.ndarray], np.nd
 
 
 def rule_margins(group: Sequence, rule: CoupleScan, settings: Optional[WeeklySettings] = None,
-                 persistence: int = couple_scan.PERSISTENCE_DAYS,
+                 persistence: Optional[int] = None,
                  rise: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> list[Margins]:
-    """The rule's margin at every day of each couple's history (:func:`held`)."""
+    """The rule's margin at every day of each couple's history (:func:`held`; ``persistence``: the rule's
+    confirming look unless given)."""
     rise = rise or rule.rise
+    persistence = rule.persistence_days if persistence is None else persistence
     return [Margins(held(z, first, rise, persistence), c.change_day if c.cohort == IMPROVING else None)
             for c, (z, first) in zip(group, rule_statistics(group, rule, settings))]
 
 
 def pseudo_change_day(seed: int, cohort_name: str, index: int) -> int:
     """A null couple's change day for the oracle: drawn as the improving couples' are, seeded apart."""
+    return pseudo_change(seed, cohort_name, index, None)[0]
+
+
+def pseudo_change(seed: int, cohort_name: str, index: int, kind: Optional[str]) -> tuple[int, int]:
+    """A null couple's change for the oracle of rule ``kind``: its day and the weeks its rise takes (0: a
+    step), drawn as the improving couples' are, seeded apart (the day is the same draw for every rule)."""
     rng = np.random.default_rng([seed, ORACLE_STREAM, cohorts.COUPLE_COHORTS.index(cohort_name), index])
-    return int(rng.integers(cohorts.CHANGE_DAYS[0], cohorts.CHANGE_DAYS[1] + 1))
+    day = int(rng.integers(cohorts.CHANGE_DAYS[0], cohorts.CHANGE_DAYS[1] + 1))
+    if kind not in RAMP_WEEKS:
+        return day, 0
+    low, high = RAMP_WEEKS[kind]
+    return day, int(rng.integers(low, high + 1))
+
+
+def true_change(couple, seed: int, kind: str) -> tuple[int, int]:
+    """The change the oracle is told: an improving couple's (its day, the weeks its rise takes for the rule),
+    a null couple's drawn (:func:`pseudo_change`)."""
+    if couple.cohort != IMPROVING:
+        return pseudo_change(seed, couple.cohort, couple.index, kind)
+    return couple.change_day, (couple.change[RAMPS[kind]] // 7 if kind in RAMPS else 0)
 
 
 def oracle_margins(group: Sequence, seed: int, rule: CoupleScan, settings: Optional[WeeklySettings] = None
                    ) -> list[Margins]:
-    """The oracle's statistic at every day from the (true, or for null couples drawn) change day."""
+    """The oracle's statistic at every day from the (true, or for null couples drawn) change day: the known
+    shape (a step, or a rise over the known weeks) fitted with the rule's statistic and conditions."""
     settings = settings or rule.settings
     out = []
     for couple in group:
-        improving = couple.cohort == IMPROVING
-        change = couple.change_day if improving else pseudo_change_day(seed, couple.cohort, couple.index)
+        change, weeks = true_change(couple, seed, rule.type)
         p, _ = _prefix(rule, couple)
         margin = np.full(couple.n_days, -np.inf)
         looks = np.arange(change, couple.n_days)
         if len(looks):
-            margin[looks] = split_at(p, looks, change, settings).z
-        out.append(Margins(margin, couple.change_day if improving else None))
+            margin[looks] = ramp_at(p, looks, change, weeks, settings).z
+        out.append(Margins(margin, couple.change_day if couple.cohort == IMPROVING else None))
     return out
 
 

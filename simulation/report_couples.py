@@ -1,7 +1,7 @@
 """The figures of the couple rules on held-out seeds, beside their oracles and the textbook single look.
 
 ``python -m simulation.report_couples [--couples 2000] [--improvers 500]
-[--long-couples 2000]``: each couple rule with the committed thresholds
+[--long-couples 2000] [--rule KIND]``: each couple rule (or the one named) with the committed thresholds
 (``make calibrate-couples``) and its oracle (calibrated here on the same
 calibration seed), each looked at every day of every history, on the entries
 each couple shares: the share of null couples with any alarm (also over two
@@ -20,7 +20,7 @@ from . import looks
 
 
 def study(n: int, improvers: int, calibration_couples: int, long_couples: int,
-          seed: int = cl.HELD_OUT_SEED) -> dict:
+          seed: int = cl.HELD_OUT_SEED, kinds: tuple[str, ...] = tuple(cl.RULES)) -> dict:
     null = {c: cl.couples(seed, c, n) for c in cl.NULL_COUPLES}
     long = ({c: cl.couples(seed, c, long_couples, cl.LONG_HISTORY_DAYS) for c in cl.NULL_COUPLES}
             if long_couples else {})
@@ -29,7 +29,8 @@ def study(n: int, improvers: int, calibration_couples: int, long_couples: int,
     oracle_cal_couples = {c: cl.couples(cal, c, calibration_couples) for c in cl.NULL_COUPLES}
     report = {"seed": seed, "null_couples_per_cohort": n, "long_couples_per_cohort": long_couples,
               "improvers": improvers, "calibration_seed": cal, "rules": {}}
-    for kind, rule in cl.RULES.items():
+    for kind in kinds:
+        rule = cl.RULES[kind]
         rule_null = {c: cl.rule_margins(g, rule) for c, g in null.items()}
         rule_long = {c: cl.rule_margins(g, rule) for c, g in long.items()}
         rule_imp = cl.rule_margins(improving, rule)
@@ -94,9 +95,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--improvers", type=int, default=500)
     parser.add_argument("--calibration-couples", type=int, default=2000)
     parser.add_argument("--long-couples", type=int, default=2000, help="null couples a cohort over two years")
+    parser.add_argument("--rule", choices=list(cl.RULES), action="append", help="report this rule alone (repeatable)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    report = study(args.couples, args.improvers, args.calibration_couples, args.long_couples)
+    report = study(args.couples, args.improvers, args.calibration_couples, args.long_couples,
+                   kinds=tuple(args.rule or cl.RULES))
     print(json.dumps(report, indent=2) if args.json else table(report))
     return report
 

@@ -1,5 +1,6 @@
 """What the two couple rules share: a weekly-mean change-point scan of the couple's shared ratings, looked at as
-of a day and as of 3 days earlier, against a threshold calibrated on the simulator's null couples.
+of a day (and, for a rule with a confirming look, as of 3 days earlier), against a threshold calibrated on the
+simulator's null couples.
 
 A couple rule (:class:`CoupleScan`) says which of a day's ratings it reads
 and how it words the celebration; everything else is here: the days a look
@@ -30,7 +31,7 @@ __all__ = ["THRESHOLDS", "TARGET", "PERSISTENCE_DAYS", "RISE_FROM_DAY", "rise", 
 
 THRESHOLDS = Path(__file__).with_name("couple_thresholds.json")
 TARGET = "0.01"  # the share of null couples with any false alarm over their history that the base is set for
-PERSISTENCE_DAYS = 3  # the look 3 days earlier must hold too
+PERSISTENCE_DAYS = 3  # the look 3 days earlier must hold too (a rule may do without: ``persistence_days``)
 RISE_FROM_DAY = 91  # the threshold: base + c ln((day + 1) / 91) from day 91 (day 0 the first shared day)
 
 
@@ -49,6 +50,7 @@ class CoupleScan:
     test: str
     measure: str
     headline: Callable[[str, str, str], str]  # (before, after, the before months) -> the celebration's words
+    persistence_days: int = PERSISTENCE_DAYS  # the confirming look this many days earlier (0: none)
 
     # --- the threshold ---
 
@@ -92,18 +94,20 @@ class CoupleScan:
     # --- the rule ---
 
     def detect(self, a: HistoryLike, b: HistoryLike, as_of: date, target: str = TARGET) -> list[Detection]:
-        """Level 1 if the strongest admissible split reaches the threshold as of ``as_of`` and as of 3 days
-        earlier (each look seeing only its own days). Symmetric in ``a`` and ``b``, the same in any order."""
+        """Level 1 if the strongest admissible split reaches the threshold as of ``as_of`` and as of
+        ``persistence_days`` earlier (each look seeing only its own days; no confirming look if 0). Symmetric in
+        ``a`` and ``b``, the same in any order."""
         _check_as_of(as_of)
         ha, hb = History.of(a), History.of(b)
         first = self.first_day(ha, hb, as_of)
         if first is None:
             return []
-        span = BLOCK_DAYS * self.settings.max_weeks + PERSISTENCE_DAYS
+        confirm = self.persistence_days
+        span = BLOCK_DAYS * self.settings.max_weeks + confirm
         start = max(first, as_of - timedelta(days=span - 1))
         p = self.arrays(ha, hb, start, as_of)
         end = (as_of - start).days
-        looks = np.array([end - PERSISTENCE_DAYS, end])
+        looks = np.array([end - confirm, end] if confirm else [end])
         if looks[0] < 0:
             return []
         splits = scan(p, looks, self.settings)
@@ -111,13 +115,15 @@ class CoupleScan:
         limits = self.threshold(looks + (start - first).days, target)
         if not (z >= limits).all():
             return []
-        now, earlier = splits.at((1, int(col[1]))), splits.at((0, int(col[0])))
-        evidence = self._evidence(ha, hb, start, as_of, now, float(limits[1]))
-        evidence.update({
-            "as_of": as_of.isoformat(), "level": 1, "level_rule": self.level_rule,
-            "confirmed_as_of": (as_of - timedelta(days=PERSISTENCE_DAYS)).isoformat(),
-            "confirmation": {"statistic": _num(earlier["z"]), "threshold": _num(float(limits[0]))},
-        })
+        now = splits.at((len(looks) - 1, int(col[-1])))
+        evidence = self._evidence(ha, hb, start, as_of, now, float(limits[-1]))
+        evidence.update({"as_of": as_of.isoformat(), "level": 1, "level_rule": self.level_rule})
+        if confirm:
+            earlier = splits.at((0, int(col[0])))
+            evidence.update({
+                "confirmed_as_of": (as_of - timedelta(days=confirm)).isoformat(),
+                "confirmation": {"statistic": _num(earlier["z"]), "threshold": _num(float(limits[0]))},
+            })
         b_mean, a_mean = now["before_mean"], now["after_mean"]
         x, y = _distinct(_mean_text(b_mean), _mean_text(a_mean), b_mean, a_mean)
         months = _months(*(date.fromisoformat(evidence["before"][end]) for end in ("start", "end")))
@@ -126,8 +132,9 @@ class CoupleScan:
     @property
     def level_rule(self) -> str:
         s = self.settings
+        compared = "" if s.ramp_weeks == (0,) else " (after: from where the rise is half done)"
         return (f"rise >= {s.min_rise} points, common-language effect >= {s.min_effect}, neither partner's mean "
-                "lower, statistic >= threshold")
+                f"lower{compared}, statistic >= threshold")
 
     def _evidence(self, a: History, b: History, start: date, as_of: date, split: dict, threshold: float) -> dict:
         def rated(lo: date, hi: date) -> list[date]:
@@ -135,18 +142,22 @@ class CoupleScan:
 
         window = start + timedelta(days=int(split["window_start"]))
         cut = start + timedelta(days=int(split["start"]))
-        before, after = rated(window, cut - timedelta(days=1)), rated(cut, as_of)
+        top = start + timedelta(days=int(split["top"]))  # a step's: the cut; a rise's: where it is half done
+        before, after = rated(window, cut - timedelta(days=1)), rated(top, as_of)
 
         def period(days: list[date], mean: float, ratings: float, weeks: float) -> dict:
             return {"start": min(days).isoformat(), "end": max(days).isoformat(), "mean": _num(mean, 2),
                     "ratings": int(ratings), "weeks": int(weeks)}
 
-        return {
+        evidence = {
             "test": self.test, "measure": self.measure,
             "before": period(before, split["before_mean"], split["ratings_before"], split["weeks_before"]),
-            "after": period(after, split["after_mean"], split["ratings_after"], split["weeks_after"]),
+            "after": period(after, split["after_mean"], split["ratings_after"],
+                            len({(as_of - d).days // BLOCK_DAYS for d in after})),
             "rise": _num(split["after_mean"] - split["before_mean"], 2),
             "common_language_effect": _num(split["effect"]),
             "statistic": _num(split["z"]), "threshold": _num(threshold),
         }
-
+        if self.settings.ramp_weeks != (0,):
+            evidence["rise_weeks"] = int(split["ramp_weeks"])  # the length of the rise fitted (0: a step)
+        return evidence
