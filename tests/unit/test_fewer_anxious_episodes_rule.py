@@ -133,6 +133,6 @@ def test_a_null_cohort_stays_within_its_lifetime_false_rate(cohort):
 
 def test_improvers_are_found_within_8_weeks_at_the_measured_rate():
     found = looks.found(looks.rule_margins(looks.partners(CI_SEED, "improvers", CI_PARTNERS)), rule.base())
-    # held out (seed 2026, 2000 improvers): 20.8% within 8 weeks; 3 binomial sd of 300 partners is 7 points
-    assert abs(found["within_8_weeks"] - 0.208) <= 0.07
+    # held out (seed 2026, 2000 improvers): 22.3% within 8 weeks; 3 binomial sd of 300 partners is 7 points
+    assert abs(found["within_8_weeks"] - 0.223) <= 0.07
     assert found["before_change"] <= 0.01
