@@ -491,7 +491,7 @@ def test_the_ci_sample_agrees_with_the_measured_rates(couple_report):
 
 
 # the couple scans' goals (false at most 1%, better_communication found within 8 weeks and by the end) are
-# checked at a CI size in test_couple_calibration.py
+# checked at a CI size in test_couple_scan_rules.py
 
 
 # --- the milestones no cohort changes, looked at every day (a CI-sized check of their lifetime false rate) ---

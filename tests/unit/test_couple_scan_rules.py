@@ -260,8 +260,11 @@ def ci_null() -> dict:
 
 
 @pytest.fixture(scope="module")
-def ci_improving() -> list:
-    return couple_looks.couples(CI_SEED, couple_looks.IMPROVING, CI_COUPLES)
+def ci_found() -> dict:
+    """Each rule's improving couples found (the seed's 300), once for the tests below."""
+    improving = couple_looks.couples(CI_SEED, couple_looks.IMPROVING, CI_COUPLES)
+    return {kind: looks.found(couple_looks.rule_margins(improving, rule), rule.base())
+            for kind, rule in couple_looks.RULES.items()}
 
 
 @pytest.mark.parametrize("kind", couple_looks.RULES)
@@ -277,12 +280,30 @@ def test_null_couples_stay_within_the_lifetime_false_rate(ci_null, kind):
 MEASURED = {BETTER_COMMUNICATION: (0.622, 0.696), STRONGER_BOND: (0.118, 0.228)}
 
 
+def _sd(rate: float) -> float:
+    return float(np.sqrt(rate * (1 - rate) / CI_COUPLES))
+
+
 @pytest.mark.parametrize("kind", couple_looks.RULES)
-def test_improving_couples_are_found_at_the_measured_rate(ci_improving, kind):
-    rule = couple_looks.RULES[kind]
-    found = looks.found(couple_looks.rule_margins(ci_improving, rule), rule.base())
+def test_improving_couples_are_found_at_the_measured_rate(ci_found, kind):
+    found = ci_found[kind]
     within, by_end = MEASURED[kind]
     # within 3 binomial sd of the measured rate at 300 couples (at most 8.7 points)
     for rate, measured in ((found["within_8_weeks"], within), (found["by_end"], by_end)):
-        assert abs(rate - measured) <= 3 * np.sqrt(measured * (1 - measured) / CI_COUPLES)
+        assert abs(rate - measured) <= 3 * _sd(measured)
     assert found["before_change"] <= 0.01
+
+
+def test_better_communication_finds_the_goals_share_within_8_weeks(ci_found):
+    # goal: at least 60% of improving couples within 8 weeks of the change, within 3 binomial sd at 300 couples
+    assert ci_found[BETTER_COMMUNICATION]["within_8_weeks"] >= 0.60 - 3 * _sd(0.60)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "Goal: 80% of improving couples found by the end of their history. Held out (seed 2026, 500 couples): "
+    "69.6%, and the oracle told the change day 76.2%. At the end of their histories, at the true change day, "
+    "84.2% of improving couples (seed 9101, 1,000) have a split the rule may take at all: the effect-size "
+    "floor (a common-language effect of 0.7) shuts out 6.5%, the rise of half a point 6.2% more "
+    "(docs/detection.md)."))
+def test_better_communication_finds_80_percent_by_the_end(ci_found):
+    assert ci_found[BETTER_COMMUNICATION]["by_end"] >= 0.80 - 3 * _sd(0.80)
