@@ -14,6 +14,7 @@ both partners read it.
 """
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -33,6 +34,12 @@ THRESHOLDS = Path(__file__).with_name("couple_thresholds.json")
 TARGET = "0.01"  # the share of null couples with any false alarm over their history that the base is set for
 PERSISTENCE_DAYS = 3  # the look 3 days earlier must hold too (a rule may do without: ``persistence_days``)
 RISE_FROM_DAY = 91  # the threshold: base + c ln((day + 1) / 91) from day 91 (day 0 the first shared day)
+
+
+@functools.cache
+def _thresholds() -> dict:
+    """The committed thresholds file, read once a process (every evaluation asks for a base and a rise)."""
+    return json.loads(THRESHOLDS.read_text())
 
 
 def rise(look: np.ndarray, per_log: float) -> np.ndarray:
@@ -55,7 +62,7 @@ class CoupleScan:
     # --- the threshold ---
 
     def calibrated(self) -> dict:
-        return json.loads(THRESHOLDS.read_text())[self.type]
+        return _thresholds()[self.type]
 
     def base(self, target: str = TARGET) -> float:
         """The calibrated base of the threshold for a lifetime false rate ``target``."""
