@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-stamp
 
-.PHONY: install run test test-unit migrate watch dlq bench simulate calibrate study calibrate-couples study-couples clean
+.PHONY: install lint format run test test-unit migrate watch dlq bench simulate calibrate study calibrate-couples study-couples clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("Tandem needs Python 3.11 or newer") if sys.version_info < (3, 11) else None'
@@ -21,6 +21,14 @@ run: install  ## migrate and start every service with its workers; Ctrl-C stops 
 
 test: install  ## the whole suite (RabbitMQ and PostgreSQL on 127.0.0.1, or TEST_* URLs)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: install  ## ruff: the lint rules and the format, as configured in pyproject.toml
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install  ## rewrite the tree in the project's format and fix what ruff can
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 test-unit: install
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)

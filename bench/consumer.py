@@ -22,7 +22,8 @@ import statistics
 import threading
 import time
 import uuid
-from datetime import datetime, time as dtime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
+from datetime import time as dtime
 
 from bench import setup
 
@@ -38,7 +39,7 @@ def couples(n: int, rng: random.Random) -> tuple[list[dict], list[tuple[str, str
     from shared import events
 
     out, pairs = [], []
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for _ in range(n):
         a, b, c = (str(uuid.uuid4()) for _ in range(3))
         for pid in (a, b):
@@ -54,7 +55,7 @@ def couples(n: int, rng: random.Random) -> tuple[list[dict], list[tuple[str, str
 def entries(pairs: list[tuple[str, str]], n: int, rng: random.Random) -> list[dict]:
     from shared import events
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     out = []
     for _ in range(n):
         pid, c = rng.choice(pairs)

@@ -34,7 +34,7 @@ import statistics
 import tempfile
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import requests
@@ -222,9 +222,8 @@ def main(argv: list[str] | None = None) -> dict:
             if time.monotonic() > deadline:
                 raise RuntimeError("the journal's outbox did not drain before the run")
             time.sleep(0.5)
-        from shared import broker, topology
-
         from services.milestones.tables import partners
+        from shared import broker, topology
 
         dirty = select(func.count()).select_from(partners).where(partners.c.dirty_since.is_not(None))
         while True:  # and the new partners' first evaluations done: set-up, not the run's work
@@ -249,7 +248,7 @@ def main(argv: list[str] | None = None) -> dict:
             k, j = schedule[i]
             couple_id, partners = couples[k]
             body = {"id": str(uuid.uuid4()), "kind": "ritual", "ritual": "good_morning_text", "visibility": "shared",
-                    "occurred_at": (datetime.now(timezone.utc) - timedelta(minutes=1)).isoformat()}
+                    "occurred_at": (datetime.now(UTC) - timedelta(minutes=1)).isoformat()}
             r = session.post(f"{urls['journal']}/v1/entries", json=body, headers=partners[j % 2]["headers"],
                              timeout=30)
             returned = time.time()

@@ -18,7 +18,8 @@ import random
 import statistics
 import time
 import uuid
-from datetime import date, datetime, time as dtime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import time as dtime
 
 from bench.setup import vacuum
 from shared import config, events, migrate
@@ -36,7 +37,7 @@ def _event(type_, data, when):
 def new_couple(sessions, handlers, tz: str = "Europe/Paris") -> tuple[str, str, str]:
     """Two partners registered and partnered, through the projection: (a, b, couple)."""
     a, b, couple = (str(uuid.uuid4()) for _ in range(3))
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with unit_of_work(sessions) as s:
         for pid in (a, b):
             handlers["journal.partner.registered"](s, _event("journal.partner.registered", {
@@ -49,7 +50,7 @@ def new_couple(sessions, handlers, tz: str = "Europe/Paris") -> tuple[str, str, 
 def build(sessions, handlers, days: int, rng: random.Random):
     """One couple; `days` days of entries ending today, through the projection."""
     a, b, couple = new_couple(sessions, handlers)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     today = now.date()
     with unit_of_work(sessions) as s:
         for i in range(days):
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
     # Settled, as a partner is between events: what their history reaches as
     # of today is achieved already (else every timed run would achieve it
     # again, and be rolled back).
-    today = evaluation.local_today("Europe/Paris", datetime.now(timezone.utc))
+    today = evaluation.local_today("Europe/Paris", datetime.now(UTC))
     with unit_of_work(sessions) as s:
         for a, b, _ in built.values():
             for pid in (a, b):
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
             total = s.execute(select(func.coalesce(func.sum(tables.days.c.ritual_count), 0))
                               .where(tables.days.c.partner_id.in_([a, b]))).scalar()
             if total + 1 in thresholds:
-                now = datetime.now(timezone.utc)
+                now = datetime.now(UTC)
                 handlers["journal.entry.recorded"](s, _entry(b, couple, "ritual", today - timedelta(days=1),
                                                              {"ritual": "affection"}, now))
     if engine.dialect.name == "postgresql":  # built in a minute, not in years: what autovacuum did meanwhile
@@ -120,16 +121,16 @@ def main(argv: list[str] | None = None) -> dict:
     # Interleaved: each round times every history once, so a busy moment of a
     # shared machine falls on all of them alike, and the ratios hold.
     for _ in range(args.repeat):
-        for label, (a, b, couple) in built.items():
+        for label, (a, _b, couple) in built.items():
             with unit_of_work(sessions) as s:
                 t0 = time.perf_counter()
                 evaluation.evaluate_partner(s, a, dates=[evaluation.local_today("Europe/Paris",
-                                                                              datetime.now(timezone.utc))])
+                                                                              datetime.now(UTC))])
                 evals[label].append(time.perf_counter() - t0)
                 s.rollback()
             with unit_of_work(sessions) as s:
-                ev = _entry(a, couple, "ritual", datetime.now(timezone.utc).date(), {"ritual": "affection"},
-                            datetime.now(timezone.utc))
+                ev = _entry(a, couple, "ritual", datetime.now(UTC).date(), {"ritual": "affection"},
+                            datetime.now(UTC))
                 t0 = time.perf_counter()
                 handlers["journal.entry.recorded"](s, ev)
                 per_event[label].append(time.perf_counter() - t0)
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> dict:
     results = {}
     for label, days in SPANS.items():
         with unit_of_work(sessions) as s:
-            today = evaluation.local_today("Europe/Paris", datetime.now(timezone.utc))
+            today = evaluation.local_today("Europe/Paris", datetime.now(UTC))
             rows_read = len(evaluation.history(s, built[label][0], today, today)[0].days)
         results[label] = {"days": days, "rows_read": rows_read,
                           "evaluate_ms": round(statistics.median(evals[label]) * 1000, 2),

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask import g, request
 from flask.views import MethodView
@@ -45,7 +45,7 @@ class Entries(MethodView):
     def post(self, data):
         with engine.begin() as conn:
             conn.execute(INSERT, {"id": str(uuid.uuid4()), "body": request.get_data(as_text=True)})
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         occurred_at = data["occurred_at"]
         view = {"id": str(data["id"]), "kind": data["kind"], "author_id": g.partner_id, "occurred_at": occurred_at.isoformat(),
                 "local_date": occurred_at.date(), "visibility": data["visibility"], "note": data.get("note"),

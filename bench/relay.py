@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> dict:
     for _ in range(args.rounds):
         empty_queues()
         t0 = time.perf_counter()
-        for i in range(args.messages):
+        for _ in range(args.messages):
             producer.publish(sample, routing_key=key, content_type=events.CONTENT_TYPE, content_encoding="utf-8",
                              delivery_mode=2, message_id=str(uuid.uuid4()))
         anchor.append(args.messages / (time.perf_counter() - t0))

@@ -12,7 +12,7 @@ import json
 import os
 import platform
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import setup
@@ -110,12 +110,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
-    from bench import consumer, ingest, relay
-    from bench import evaluation_growth
+    from bench import consumer, evaluation_growth, ingest, relay
 
     setup.servers()
     quick = args.quick
-    meta = {"when": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "cpus": os.cpu_count(),
+    meta = {"when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "cpus": os.cpu_count(),
             "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                      cwd=ROOT).stdout.strip() or "unknown",
             "load_before": round(os.getloadavg()[0], 1), "python": platform.python_version()}

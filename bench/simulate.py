@@ -34,13 +34,14 @@ import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, time as dtime, timedelta
+from datetime import datetime, timedelta
+from datetime import time as dtime
 from zoneinfo import ZoneInfo
 
 import requests
 
-from simulation import agreement, cohorts
 from services.milestones.rules import CALMER_EPISODES, FEWER_ANXIOUS_EPISODES, MORE_INDEPENDENCE
+from simulation import agreement, cohorts
 
 ZONE = ZoneInfo("Europe/Paris")
 TYPES = (FEWER_ANXIOUS_EPISODES, CALMER_EPISODES, MORE_INDEPENDENCE)

@@ -21,7 +21,8 @@ import uuid
 import click
 
 from services import SERVICES
-from shared import auth, config, migrate as migrations
+from shared import auth, config
+from shared import migrate as migrations
 
 
 def _load(spec: str):

@@ -5,7 +5,7 @@ as the journal does."""
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 from flask import g
 from sqlalchemy import Column, bindparam, select

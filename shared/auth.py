@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import jwt
@@ -83,7 +83,7 @@ class TokenIssuer:
     def issue(self, partner_id: str, session_id: str | None = None) -> str:
         """A token for ``partner_id``; with ``session_id``, the login session it
         belongs to (its ``sid`` claim), which the services tie what it registers to."""
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         claims = {"sub": partner_id, "iss": ISSUER, "aud": AUDIENCE, "iat": now,
                   "exp": now + timedelta(seconds=self.ttl), "jti": str(uuid.uuid4())}
         if session_id is not None:

@@ -5,10 +5,9 @@ persistent, and a publish retries across reconnects.
 """
 from __future__ import annotations
 
-import socket
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import amqp
 from kombu import Connection, Producer
@@ -36,15 +35,14 @@ def _filesystem_transport(root: Path) -> type:
 
 
 def _atomic_channel():
+    import fcntl
     import os
     import uuid
+    from contextlib import contextmanager
     from time import monotonic
 
     from kombu.transport import filesystem
     from kombu.utils.json import dumps
-
-    import fcntl
-    from contextlib import contextmanager
 
     class AtomicChannel(filesystem.Channel):
         """Kombu's filesystem channel creates a file, then writes it: a reader
@@ -202,7 +200,7 @@ class Publisher:
                 raise PublishNotConfirmed(f"no confirm within {CONFIRM_TIMEOUT:.0f} s")
             try:
                 self.conn.connection.drain_events(timeout=min(left, 1.0))
-            except socket.timeout:
+            except TimeoutError:
                 continue
         return len(messages)
 

@@ -133,7 +133,7 @@ class Settings:
     extra: dict = field(default_factory=dict)
 
     @classmethod
-    def from_env(cls, service: str) -> "Settings":
+    def from_env(cls, service: str) -> Settings:
         return cls(
             service=service,
             database_url=database_url(service),

@@ -16,9 +16,8 @@ from __future__ import annotations
 import itertools
 import json
 import random
-import socket
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import structlog
 from kombu import Connection, Message, Producer
@@ -102,7 +101,7 @@ class EventConsumer(ConsumerMixin):
                     self.on_iteration()
                     try:
                         conn.drain_events(timeout=LINGER if self._batch else safety_interval)
-                    except socket.timeout:
+                    except TimeoutError:
                         conn.heartbeat_check()
                         if self._batch:
                             self.flush()

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from typing import Iterator
+from collections.abc import Iterator
 
 from kombu import Exchange, Producer
 

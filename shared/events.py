@@ -8,11 +8,10 @@ grows only by adding) never breaks a consumer.
 from __future__ import annotations
 
 import functools
-
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
@@ -219,12 +218,12 @@ class BadEvent(ValueError):
 
 # One instance of each schema, made once: a schema is not changed by load or
 # dump, and making one (its fields deep-copied) costs more than using it.
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _data_schema(type_: str):
     return CATALOG[type_]()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _envelope():
     return Envelope()
 
@@ -242,7 +241,7 @@ def make_event(type_: str, *, source: str, subject: str, data: dict[str, Any],
         "id": event_id or str(uuid.uuid4()),
         "source": source,
         "type": type_,
-        "time": (time or datetime.now(timezone.utc)).isoformat(),
+        "time": (time or datetime.now(UTC)).isoformat(),
         "subject": str(subject),
         "datacontenttype": "application/json",
         "data": dumped,

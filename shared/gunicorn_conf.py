@@ -8,7 +8,9 @@ the threads requests need (docs/decisions/0001-live-streams-on-threads-of-their-
 """
 import os
 
-from shared.config import streams_per_process as _streams_per_process  # `config` is a gunicorn setting
+from shared.config import (
+    streams_per_process as _streams_per_process,  # `config` is a gunicorn setting
+)
 
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "gthread"

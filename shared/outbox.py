@@ -17,13 +17,27 @@ import os
 import socket
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import structlog
 from sqlalchemy import (
-    BigInteger, Column, Index, Integer, MetaData, String, Table, Text, bindparam, delete, event, func, or_, select, text,
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    bindparam,
+    delete,
+    event,
+    func,
+    or_,
+    select,
+    text,
     update,
 )
 from sqlalchemy.engine import Connection, Engine, make_url
@@ -231,7 +245,7 @@ class _LocalSocket(_Wakeup):
         self.sock.settimeout(timeout)
         try:
             self.sock.recv(64)
-        except (socket.timeout, OSError):
+        except (TimeoutError, OSError):
             return False
         self.sock.setblocking(False)
         try:
@@ -350,7 +364,7 @@ class Relay:
         if isinstance(oldest, str):
             oldest = datetime.fromisoformat(oldest)
         if oldest is not None and oldest.tzinfo is None:
-            oldest = oldest.replace(tzinfo=timezone.utc)
+            oldest = oldest.replace(tzinfo=UTC)
         return n, (utcnow() - oldest).total_seconds() if oldest else 0.0
 
     def _wakeup(self) -> _Wakeup:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from datetime import datetime, timezone
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 from sqlalchemy import and_, or_
 from sqlalchemy.orm import Session
@@ -26,7 +26,7 @@ def decode(cursor: str) -> tuple[datetime, str]:
         if parsed.tzinfo is None:
             raise ValueError
         # In UTC here: a time that leaves the calendar in UTC (0001-01-01T00:00+01:00) is a bad cursor, not a 500.
-        return parsed.astimezone(timezone.utc), str(uuid.UUID(row_id))
+        return parsed.astimezone(UTC), str(uuid.UUID(row_id))
     except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise Invalid("The cursor is not one this API gave.", errors={"cursor": ["Not a cursor this API gave."]}) \
             from None

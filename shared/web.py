@@ -6,7 +6,7 @@ import functools
 import hmac
 import ipaddress
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import flask_smorest
 import marshmallow as ma

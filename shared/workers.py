@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import signal
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 import structlog
 from sqlalchemy import Table

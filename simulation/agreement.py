@@ -19,8 +19,8 @@ was given to it.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, timedelta
-from typing import Mapping, Optional
 
 from services.milestones import rules
 from services.milestones.rules import History, HistoryLike
@@ -33,7 +33,7 @@ _PARTNER_TYPES = tuple(m.type for m in rules.MILESTONES if m.scope == rules.PART
 REASONS = ("only the service", "only the rules", "another day")
 
 
-def rule_milestones(history: HistoryLike, last_look: date, first_look: Optional[date] = None, *,
+def rule_milestones(history: HistoryLike, last_look: date, first_look: date | None = None, *,
                     before_each_day: bool = False) -> Milestones:
     """The partner's own milestones under daily looks: each (type, level) as of the first look, from
     ``first_look`` (default: the first logged day, where the service's looks start) to ``last_look``
@@ -62,7 +62,7 @@ def rule_milestones(history: HistoryLike, last_look: date, first_look: Optional[
     return found
 
 
-def service_milestones(items: list[dict], partner_id: Optional[str] = None) -> Milestones:
+def service_milestones(items: list[dict], partner_id: str | None = None) -> Milestones:
     """The milestones ``GET /v1/milestones`` listed (a partner's own: of ``partner_id`` if given), keyed
     as :func:`rule_milestones`'s."""
     return {(m["type"], m["level"]): date.fromisoformat(m["as_of"]) for m in items

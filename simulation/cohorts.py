@@ -129,24 +129,33 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
-from typing import Any, Callable, Optional
+from typing import Any
 
 import numpy as np
 from scipy import stats
 
 from services.milestones import rules as det
 from services.milestones.rules import (
-    BETTER_COMMUNICATION, CALMER_EPISODES, FEWER_ANXIOUS_EPISODES, MORE_INDEPENDENCE, STRONGER_BOND, DayAggregate,
+    BETTER_COMMUNICATION,
+    CALMER_EPISODES,
+    FEWER_ANXIOUS_EPISODES,
+    MORE_INDEPENDENCE,
+    STRONGER_BOND,
+    DayAggregate,
     History,
 )
-from services.milestones.rules.registry import FEWER_EPISODES_LEVELS
-from services.milestones.rules.weekly_means import BLOCK_DAYS, WeeklySettings
 from services.milestones.rules import fewer_anxious_episodes as _fewer
+from services.milestones.rules.registry import FEWER_EPISODES_LEVELS
 from services.milestones.rules.tests_of_change import ALPHA, _common_language, compare_rates
+from services.milestones.rules.weekly_means import BLOCK_DAYS, WeeklySettings
 from services.milestones.rules.windows import (
-    BASELINE_LOGGED_DAYS, CALMER_CONFIRM_DAYS, INDEPENDENCE_CONFIRM_DAYS, WINDOW_DAYS,
+    BASELINE_LOGGED_DAYS,
+    CALMER_CONFIRM_DAYS,
+    INDEPENDENCE_CONFIRM_DAYS,
+    WINDOW_DAYS,
 )
 from services.milestones.rules.wording import _num, _p
 
@@ -201,13 +210,13 @@ class SyntheticPartner:
 
     cohort: str
     index: int
-    pattern: Optional[str]
+    pattern: str | None
     n_days: int
     weekly_rate: float
     logging: float
     noise: dict
-    change_day: Optional[int]
-    change: Optional[float]
+    change_day: int | None
+    change: float | None
     days: tuple[DayAggregate, ...]
 
     @property
@@ -255,7 +264,7 @@ def _integer(rng: np.random.Generator, bounds: tuple[int, int]) -> int:
     return int(rng.integers(bounds[0], bounds[1] + 1))
 
 
-def simulate_partner(seed: int, cohort_name: str, index: int, history_days: Optional[int] = None
+def simulate_partner(seed: int, cohort_name: str, index: int, history_days: int | None = None
                      ) -> SyntheticPartner:
     """The ``index``-th partner of a cohort, from ``seed`` (deterministic).
 
@@ -273,7 +282,7 @@ def simulate_partner(seed: int, cohort_name: str, index: int, history_days: Opti
     n = _integer(rng, HISTORY_DAYS)
     if history_days is not None:
         n = history_days
-    late_change_day: Optional[int] = None
+    late_change_day: int | None = None
     if cohort_name == "late_improvers":
         late_change_day = _integer(rng, LATE_CHANGE_DAYS)
         n = late_change_day + 7 * LATE_FOLLOW_UP_WEEKS + 1
@@ -291,8 +300,8 @@ def simulate_partner(seed: int, cohort_name: str, index: int, history_days: Opti
     day = _day_multipliers(rng, n, shape)
 
     factor = np.ones(n)
-    change_day: Optional[int] = None
-    change: Optional[float] = None
+    change_day: int | None = None
+    change: float | None = None
     if cohort_name == "improvers":
         change_day, change = _integer(rng, CHANGE_DAYS), -_uniform(rng, IMPROVER_FALL)
     elif cohort_name == "late_improvers":
@@ -304,7 +313,7 @@ def simulate_partner(seed: int, cohort_name: str, index: int, history_days: Opti
     episodes = rng.poisson(lam * factor * week * day)
 
     p_log = np.full(n, logging)
-    pattern: Optional[str] = None
+    pattern: str | None = None
     if cohort_name == "gappy":
         pattern = GAPPY_PATTERNS[index % len(GAPPY_PATTERNS)]
         if pattern == "gaps":
@@ -353,7 +362,7 @@ def simulate_partner(seed: int, cohort_name: str, index: int, history_days: Opti
                             change_day, None if change is None else round(change, 3), tuple(days))
 
 
-def cohort(seed: int, cohort_name: str, n: int, history_days: Optional[int] = None) -> list[SyntheticPartner]:
+def cohort(seed: int, cohort_name: str, n: int, history_days: int | None = None) -> list[SyntheticPartner]:
     """Partners 0..n-1 of a cohort (``history_days``: see :func:`simulate_partner`)."""
     return [simulate_partner(seed, cohort_name, i, history_days) for i in range(n)]
 
@@ -378,7 +387,7 @@ FIRST_LOOKS: dict[str, int] = {
 
 
 def first_detections(partner: SyntheticPartner, kinds: tuple[str, ...] = tuple(PARTNER_DETECTORS),
-                     stop_at: Optional[int] = None) -> dict[str, Optional[int]]:
+                     stop_at: int | None = None) -> dict[str, int | None]:
     """The first day (index) each detector fires, looking every day as the service does.
 
     Looks from the earliest day the rules of ``kinds`` can hold (``FIRST_LOOKS``) to the end of the
@@ -393,11 +402,11 @@ def first_detections(partner: SyntheticPartner, kinds: tuple[str, ...] = tuple(P
 
 
 def _first_days(fired: Callable[[date, list[str]], set[str]], kinds: tuple[str, ...], first_look: int,
-                n_days: int, stop_at: Optional[int]) -> dict[str, Optional[int]]:
+                n_days: int, stop_at: int | None) -> dict[str, int | None]:
     """The first day (index) each kind fires, looking every day from ``first_look`` to the end
     (or ``stop_at``). ``fired(as_of, waiting)``: which of the kinds still waiting hold as of that day."""
     last = n_days - 1 if stop_at is None else min(stop_at, n_days - 1)
-    first: dict[str, Optional[int]] = {k: None for k in kinds}
+    first: dict[str, int | None] = {k: None for k in kinds}
     for i in range(first_look, last + 1):
         for kind in fired(START + timedelta(days=i), [k for k in kinds if first[k] is None]):
             first[kind] = i
@@ -412,7 +421,7 @@ def _sums(episodes: list[int], logged: list[bool], lo: int, hi: int) -> tuple[in
     return sum(episodes[i] for i in idx if logged[i]), sum(1 for i in idx if logged[i])
 
 
-def textbook_single_look(partner: SyntheticPartner, look_day: Optional[int] = None) -> Optional[dict]:
+def textbook_single_look(partner: SyntheticPartner, look_day: int | None = None) -> dict | None:
     """The textbook test, once: the first 28 days against the 28 days ending on ``look_day``.
 
     Episodes per logged day, exact conditional binomial test one-sided (less),
@@ -433,7 +442,7 @@ def textbook_single_look(partner: SyntheticPartner, look_day: Optional[int] = No
             "detected": cmp.p_value < ALPHA}
 
 
-def ideal_detection(partner: SyntheticPartner, weeks: int = DETECTION_WEEKS) -> Optional[int]:
+def ideal_detection(partner: SyntheticPartner, weeks: int = DETECTION_WEEKS) -> int | None:
     """An upper bound no rule-abiding detector can beat: the first day it would fire, or None.
 
     It knows the change day: every logged day before the change against
@@ -463,15 +472,15 @@ def ideal_detection(partner: SyntheticPartner, weeks: int = DETECTION_WEEKS) -> 
 FEWER_LEVEL_1 = FEWER_EPISODES_LEVELS[0][1]
 
 
-def _rate(k: int, n: int) -> Optional[float]:
+def _rate(k: int, n: int) -> float | None:
     return round(k / n, 4) if n else None
 
 
-def _median_weeks(days: list[int]) -> Optional[float]:
+def _median_weeks(days: list[int]) -> float | None:
     return round(statistics.median(days) / 7, 1) if days else None
 
 
-def _false_counts(firsts: list[dict[str, Optional[int]]], unit: str = "partners") -> dict:
+def _false_counts(firsts: list[dict[str, int | None]], unit: str = "partners") -> dict:
     """Partners (or couples) with a (false) detection, per type and of any type (the types in ``firsts``)."""
     n = len(firsts)
     out: dict[str, Any] = {}
@@ -711,12 +720,12 @@ class SyntheticCouple:
 
     cohort: str
     index: int
-    pattern: Optional[str]
+    pattern: str | None
     n_days: int
     partners: tuple[dict, dict]
     shared: dict
-    change_day: Optional[int]
-    change: Optional[dict]
+    change_day: int | None
+    change: dict | None
     a: tuple[DayAggregate, ...]
     b: tuple[DayAggregate, ...]
     sharing: tuple[float, float] = (1.0, 1.0)  # each partner's share of entries shared with the couple
@@ -771,8 +780,8 @@ def _couple_gaps(rng: np.random.Generator, n: int, week: np.ndarray) -> list[tup
 class _CoupleChange:
     """What changes, day by day (improving and worsening couples; nothing otherwise)."""
 
-    change_day: Optional[int]
-    truth: Optional[dict]
+    change_day: int | None
+    truth: dict | None
     communication: tuple[np.ndarray, np.ndarray]  # each partner's latent shift
     bond: np.ndarray  # connection and understanding, latent shift
     repair: np.ndarray  # the share repaired within 24 hours, shift
@@ -807,7 +816,7 @@ def _couple_change(rng: np.random.Generator, n: int, cohort_name: str) -> _Coupl
 
 def _gappy_logging(rng: np.random.Generator, index: int, n: int, week: np.ndarray, people: list[dict],
                    latent: list[np.ndarray], check_latent: list[np.ndarray], shared: dict
-                   ) -> tuple[str, Optional[int], list[np.ndarray], list[np.ndarray]]:
+                   ) -> tuple[str, int | None, list[np.ndarray], list[np.ndarray]]:
     """A gappy couple's logging: (pattern, the day shyness starts, each partner's factor on the
     days' logging probability, and on the check-ins'). Notes what it drew in ``people`` and ``shared``."""
     pattern = COUPLE_GAPPY_PATTERNS[index % len(COUPLE_GAPPY_PATTERNS)]
@@ -882,7 +891,7 @@ def _rounded(values: dict) -> dict:
     return {k: round(v, 3) if isinstance(v, float) else v for k, v in values.items()}
 
 
-def simulate_couple(seed: int, cohort_name: str, index: int, history_days: Optional[int] = None
+def simulate_couple(seed: int, cohort_name: str, index: int, history_days: int | None = None
                     ) -> SyntheticCouple:
     """The ``index``-th couple of a couple cohort, from ``seed`` (deterministic).
 
@@ -951,7 +960,7 @@ def simulate_couple(seed: int, cohort_name: str, index: int, history_days: Optio
                            (round(sharing[0], 3), round(sharing[1], 3)), a_shared, b_shared)
 
 
-def couple_cohort(seed: int, cohort_name: str, n: int, history_days: Optional[int] = None
+def couple_cohort(seed: int, cohort_name: str, n: int, history_days: int | None = None
                   ) -> list[SyntheticCouple]:
     """Couples 0..n-1 of a couple cohort (``history_days``: see :func:`simulate_couple`)."""
     return [simulate_couple(seed, cohort_name, i, history_days) for i in range(n)]
@@ -960,7 +969,7 @@ def couple_cohort(seed: int, cohort_name: str, n: int, history_days: Optional[in
 # --- the cohort study of the couple milestones ---
 
 def couple_first_detections(couple: SyntheticCouple, kinds: tuple[str, ...] = COUPLE_TYPES,
-                            stop_at: Optional[int] = None) -> dict[str, Optional[int]]:
+                            stop_at: int | None = None) -> dict[str, int | None]:
     """The first day (index) each couple milestone fires, looking every day as the service does.
 
     :func:`~services.milestones.rules.detect_couple_milestones` on what
@@ -982,7 +991,7 @@ def _day_ratings(days: tuple[DayAggregate, ...], lo: int, hi: int) -> list[float
             if d.communication and lo <= (d.day - START).days <= hi]
 
 
-def textbook_communication(couple: SyntheticCouple, look_day: Optional[int] = None) -> Optional[dict]:
+def textbook_communication(couple: SyntheticCouple, look_day: int | None = None) -> dict | None:
     """The textbook test of ``better_communication``, once: the first 28 days against the 28 ending on ``look_day``.
 
     Both partners' daily communication values pooled, Mann-Whitney U
@@ -1002,7 +1011,7 @@ def textbook_communication(couple: SyntheticCouple, look_day: Optional[int] = No
             "detected": p < ALPHA and effect >= TEXTBOOK_MIN_EFFECT}
 
 
-def textbook_bond(couple: SyntheticCouple, look_day: Optional[int] = None) -> Optional[dict]:
+def textbook_bond(couple: SyntheticCouple, look_day: int | None = None) -> dict | None:
     """The textbook test of ``stronger_bond``, once: Kendall's tau over the whole history up to ``look_day``.
 
     Weekly means of both partners' connection and understanding ratings
@@ -1029,13 +1038,13 @@ def textbook_bond(couple: SyntheticCouple, look_day: Optional[int] = None) -> Op
             "detected": p < ALPHA and tau >= TEXTBOOK_MIN_TAU}
 
 
-COUPLE_TEXTBOOK: dict[str, Callable[[SyntheticCouple, Optional[int]], Optional[dict]]] = {
+COUPLE_TEXTBOOK: dict[str, Callable[[SyntheticCouple, int | None], dict | None]] = {
     BETTER_COMMUNICATION: textbook_communication,
     STRONGER_BOND: textbook_bond,
 }
 
 
-def _found_after_change(hits: list[Optional[int]], change_days: list[int], weeks: int = DETECTION_WEEKS) -> dict:
+def _found_after_change(hits: list[int | None], change_days: list[int], weeks: int = DETECTION_WEEKS) -> dict:
     """Improvers found within ``weeks`` of their change and by the end; a hit before the change is apart."""
     within, before, by_end, delays = 0, 0, 0, []
     for hit, change_day in zip(hits, change_days):
@@ -1052,7 +1061,7 @@ def _found_after_change(hits: list[Optional[int]], change_days: list[int], weeks
             "found_by_end_of_history": by_end, "detected_before_the_change": before}
 
 
-def _textbook_found(looks: list[Optional[dict]], n: int) -> dict:
+def _textbook_found(looks: list[dict | None], n: int) -> dict:
     k = sum(1 for t in looks if t and t["detected"])
     return {"detected": k, "rate": _rate(k, n)}
 

@@ -21,13 +21,18 @@ given a change drawn as the improving couples' are, seeded apart).
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from services.milestones.rules import BETTER_COMMUNICATION, STRONGER_BOND
-from services.milestones.rules import better_communication, couple_scan, stronger_bond
+from services.milestones.rules import (
+    BETTER_COMMUNICATION,
+    STRONGER_BOND,
+    better_communication,
+    couple_scan,
+    stronger_bond,
+)
 from services.milestones.rules.couple_scan import CoupleScan
 from services.milestones.rules.statistics import best
 from services.milestones.rules.weekly_means import Prefix, WeeklySettings, ramp_at, scan
@@ -50,11 +55,11 @@ RAMPS = {STRONGER_BOND: "bond_ramp_days"}
 RAMP_WEEKS = {STRONGER_BOND: cohorts.BOND_RAMP_WEEKS}
 
 
-def couples(seed: int, cohort_name: str, n: int, history_days: Optional[int] = None) -> list:
+def couples(seed: int, cohort_name: str, n: int, history_days: int | None = None) -> list:
     return cohorts.couple_cohort(seed, cohort_name, n, history_days)
 
 
-def _prefix(rule: CoupleScan, couple) -> tuple[Prefix, Optional[int]]:
+def _prefix(rule: CoupleScan, couple) -> tuple[Prefix, int | None]:
     """The running sums of the couple's shared ratings (day 0 is ``START``) and their first shared day."""
     a, b = couple.shared_histories
     last = couple.day(couple.n_days - 1)
@@ -62,8 +67,8 @@ def _prefix(rule: CoupleScan, couple) -> tuple[Prefix, Optional[int]]:
     return rule.arrays(a, b, cohorts.START, last), None if first is None else (first - cohorts.START).days
 
 
-def rule_statistics(group: Sequence, rule: CoupleScan, settings: Optional[WeeklySettings] = None
-                    ) -> list[tuple[np.ndarray, Optional[int]]]:
+def rule_statistics(group: Sequence, rule: CoupleScan, settings: WeeklySettings | None = None
+                    ) -> list[tuple[np.ndarray, int | None]]:
     """The rule's strongest statistic at every day of each couple's history (-inf: no admissible split) and
     the day of the couple's first shared entry (day 0 of the threshold's rise)."""
     settings = settings or rule.settings
@@ -79,7 +84,7 @@ def rule_statistics(group: Sequence, rule: CoupleScan, settings: Optional[Weekly
     return out
 
 
-def held(z: np.ndarray, first: Optional[int], rise: Callable[[np.ndarray], np.ndarray],
+def held(z: np.ndarray, first: int | None, rise: Callable[[np.ndarray], np.ndarray],
          persistence: int = couple_scan.PERSISTENCE_DAYS) -> np.ndarray:
     """The margin above the base at each day: the statistic less the threshold's rise, the smaller of the
     look's and that of the look ``persistence`` days earlier."""
@@ -92,9 +97,9 @@ def held(z: np.ndarray, first: Optional[int], rise: Callable[[np.ndarray], np.nd
     return margin
 
 
-def rule_margins(group: Sequence, rule: CoupleScan, settings: Optional[WeeklySettings] = None,
-                 persistence: Optional[int] = None,
-                 rise: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> list[Margins]:
+def rule_margins(group: Sequence, rule: CoupleScan, settings: WeeklySettings | None = None,
+                 persistence: int | None = None,
+                 rise: Callable[[np.ndarray], np.ndarray] | None = None) -> list[Margins]:
     """The rule's margin at every day of each couple's history (:func:`held`; ``persistence``: the rule's
     confirming look unless given)."""
     rise = rise or rule.rise
@@ -108,7 +113,7 @@ def pseudo_change_day(seed: int, cohort_name: str, index: int) -> int:
     return pseudo_change(seed, cohort_name, index, None)[0]
 
 
-def pseudo_change(seed: int, cohort_name: str, index: int, kind: Optional[str]) -> tuple[int, int]:
+def pseudo_change(seed: int, cohort_name: str, index: int, kind: str | None) -> tuple[int, int]:
     """A null couple's change for the oracle of rule ``kind``: its day and the weeks its rise takes (0: a
     step), drawn as the improving couples' are, seeded apart (the day is the same draw for every rule)."""
     rng = np.random.default_rng([seed, ORACLE_STREAM, cohorts.COUPLE_COHORTS.index(cohort_name), index])
@@ -127,7 +132,7 @@ def true_change(couple, seed: int, kind: str) -> tuple[int, int]:
     return couple.change_day, (couple.change[RAMPS[kind]] // 7 if kind in RAMPS else 0)
 
 
-def oracle_margins(group: Sequence, seed: int, rule: CoupleScan, settings: Optional[WeeklySettings] = None
+def oracle_margins(group: Sequence, seed: int, rule: CoupleScan, settings: WeeklySettings | None = None
                    ) -> list[Margins]:
     """The oracle's statistic at every day from the (true, or for null couples drawn) change day: the known
     shape (a step, or a rise over the known weeks) fitted with the rule's statistic and conditions."""
@@ -144,7 +149,7 @@ def oracle_margins(group: Sequence, seed: int, rule: CoupleScan, settings: Optio
     return out
 
 
-def textbook_found(group: Sequence, kind: str, weeks: Optional[int] = None) -> float:
+def textbook_found(group: Sequence, kind: str, weeks: int | None = None) -> float:
     """The share of couples the textbook single look finds on their shared entries: at the end of the history,
     or ``weeks`` after the change."""
     test = cohorts.COUPLE_TEXTBOOK[kind]

@@ -18,8 +18,8 @@ drawn as the improvers' are, seeded apart).
 from __future__ import annotations
 
 import statistics as stats_
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -44,18 +44,18 @@ class Margins:
     """One partner's margin above the threshold's base at each day (-inf: no admissible split)."""
 
     margin: np.ndarray
-    change_day: Optional[int]
+    change_day: int | None
 
     @property
     def peak(self) -> float:
         return float(self.margin.max()) if len(self.margin) else -np.inf
 
-    def first(self, base: float) -> Optional[int]:
+    def first(self, base: float) -> int | None:
         hit = np.flatnonzero(self.margin >= base)
         return int(hit[0]) if len(hit) else None
 
 
-def partners(seed: int, cohort_name: str, n: int, history_days: Optional[int] = None) -> list:
+def partners(seed: int, cohort_name: str, n: int, history_days: int | None = None) -> list:
     return cohorts.cohort(seed, cohort_name, n, history_days)
 
 
@@ -104,7 +104,7 @@ def _held(margin: np.ndarray, persistence: int) -> np.ndarray:
 
 
 def oracle_margins(group: Sequence, seed: int, settings: ScanSettings = rule.SCAN,
-                   rise: Optional[Callable[[np.ndarray], np.ndarray]] = None, persistence: int = 0) -> list[Margins]:
+                   rise: Callable[[np.ndarray], np.ndarray] | None = None, persistence: int = 0) -> list[Margins]:
     """The oracle's statistic at every day from the (true, or for null partners drawn) change day
     (less the threshold's ``rise`` and held ``persistence`` days, if given: the oracle held to the
     rule's threshold, to measure what not knowing the change day costs)."""

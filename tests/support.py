@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from kombu import Connection
 from sqlalchemy import Column, Integer, MetaData, String, Table, select, update
@@ -153,7 +153,8 @@ class Pipeline:
 
 def at(day, hour: int = 9) -> str:
     """An RFC 3339 time on `day` at `hour`, at UTC+01:00."""
-    from datetime import datetime, time as dtime, timedelta, timezone
+    from datetime import datetime, timedelta, timezone
+    from datetime import time as dtime
 
     return datetime.combine(day, dtime(hour, 0), timezone(timedelta(hours=1))).isoformat()
 

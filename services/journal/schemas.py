@@ -1,10 +1,9 @@
 """The journal API's shapes: validation, serialisation and the OpenAPI document."""
 from __future__ import annotations
 
-from datetime import timezone
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
-
 import unicodedata
+from datetime import UTC
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import marshmallow as ma
 from marshmallow import fields, validate, validates_schema
@@ -205,7 +204,7 @@ EntryOut = Entry.from_dict({name: fields.Raw(allow_none=True) for name in ALL_ME
 
 def _in_utc_range(value) -> None:
     try:
-        value.astimezone(timezone.utc)
+        value.astimezone(UTC)
     except OverflowError:
         raise ma.ValidationError("Out of range.") from None
 

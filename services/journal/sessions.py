@@ -23,7 +23,6 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from shared import pagination
-from shared.db import utcnow
 from shared.errors import NotFound, Unauthorized
 from shared.outbox import emit
 

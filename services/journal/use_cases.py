@@ -15,13 +15,13 @@ from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from argon2 import PasswordHasher
-from sqlalchemy import and_, bindparam, delete, exists, func, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import and_, bindparam, delete, exists, or_, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared import pagination
-from shared.db import upsert, utcnow
+from shared.db import utcnow
 from shared.entry_kinds import ALL_MEASURES, kind_errors
 from shared.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from shared.outbox import emit, forget_published, insert_if_new_with_event

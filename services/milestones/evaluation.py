@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections import Counter
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
@@ -34,8 +34,7 @@ from shared.db import insert_if_new, utcnow
 from shared.outbox import emit
 
 from . import rules
-from .rules import check_in_rhythm, rituals_kept
-from .rules import DayAggregate, Detection, History
+from .rules import DayAggregate, Detection, History, check_in_rhythm, rituals_kept
 from .rules.aggregates import EpisodeDaysHistory
 from .rules.registry import READS, SINCE_FIRST, Reads
 from .rules.windows import BASELINE_LOGGED_DAYS, RHYTHM_WEEKS
@@ -63,7 +62,7 @@ def next_daily_run(tz_name: str | None, now: datetime) -> datetime:
     run = datetime.combine(local.date(), DAILY_AT, tz)
     if run <= local:
         run = datetime.combine(local.date() + timedelta(days=1), DAILY_AT, tz)
-    return run.astimezone(timezone.utc)
+    return run.astimezone(UTC)
 
 
 # What the rules read back of each table from an evaluation date (the head, the recent days and, for

@@ -4,7 +4,16 @@ entry, and of the shared ones alone), and the milestones achieved."""
 from __future__ import annotations
 
 from sqlalchemy import (
-    Boolean, Column, Date, Index, Integer, String, Table, Text, UniqueConstraint, text,
+    Boolean,
+    Column,
+    Date,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
 )
 
 from shared.consumer import processed_events_table

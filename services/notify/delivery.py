@@ -24,12 +24,12 @@ loopback and link-local ones are refused unless
 """
 from __future__ import annotations
 
+import email.policy
 import hashlib
 import hmac
 import json
 import os
 import random
-import email.policy
 import smtplib
 import unicodedata
 import uuid

@@ -16,7 +16,15 @@ from shared.events import Event
 from shared.outbox import emit, forget_published
 
 from . import SOURCE, celebrate, chart, delivery, devices, resets
-from .tables import channels, deliveries, ended_couples, ended_sessions, notifications, outbox, recipients
+from .tables import (
+    channels,
+    deliveries,
+    ended_couples,
+    ended_sessions,
+    notifications,
+    outbox,
+    recipients,
+)
 from .tables import devices as device_rows
 
 

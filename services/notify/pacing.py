@@ -40,12 +40,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .celebrate import COUPLE_TITLE, FOLDED_TITLE, OWN_TITLE
 
-UTC = timezone.utc
+UTC = UTC
 IN_APP = "in_app"
 
 Quiet = tuple[str, str] | None

@@ -32,8 +32,8 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from datetime import timedelta
-from typing import Callable, Iterator
 
 import structlog
 from sqlalchemy import and_, select

@@ -1,7 +1,17 @@
 """The notify service's own database."""
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 
 from shared.consumer import processed_events_table
 from shared.db import JSONType, UTCDateTime, service_metadata

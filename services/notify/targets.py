@@ -398,7 +398,7 @@ class _GuardedConnectionMixin:
                     source_address=self.source_address,  # type: ignore[attr-defined]
                     socket_options=self.socket_options,  # type: ignore[attr-defined]
                 )
-            except socket.timeout as e:
+            except TimeoutError as e:
                 last_error = ConnectTimeoutError(
                     self, f"Connection to {host} timed out. (connect timeout={self.timeout})"  # type: ignore[attr-defined]
                 )

@@ -25,7 +25,8 @@ from sqlalchemy import func, select
 from services import SERVICES
 from services.journal.tables import outbox as journal_outbox
 from services.milestones.tables import outbox as milestones_outbox
-from services.notify.tables import deliveries, outbox as notify_outbox
+from services.notify.tables import deliveries
+from services.notify.tables import outbox as notify_outbox
 from shared.db import utcnow
 from tests.conftest import BACKENDS, _make_backend, free_port
 from tests.support import wait_until
@@ -53,7 +54,7 @@ class Running:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
-            raise AssertionError("tandem run did not stop on SIGTERM within 30 s")
+            raise AssertionError("tandem run did not stop on SIGTERM within 30 s") from None
         out = self.output()
         self.log.unlink(missing_ok=True)
         return out

@@ -175,7 +175,7 @@ def test_entries_become_one_notification_per_recipient_and_one_email_each(backen
         assert len(ours) == 2, f"{after}: one email for each partner, none other"
         message_ids = [message_from_bytes(raw)["Message-ID"] for _, raw in ours]
         assert len(set(message_ids)) == len(message_ids), "no email twice"
-        for rcpt, raw in ours:
+        for _rcpt, raw in ours:
             assert MARKER.encode() not in raw
             parsed = message_from_bytes(raw, policy=policy.default)
             assert not any(MARKER in t for t in _texts(parsed)), "no note ever leaves the journal"

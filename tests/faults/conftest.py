@@ -136,7 +136,7 @@ class Worker:
     proc: subprocess.Popen | None = None
     exits: list[int] = field(default_factory=list)
 
-    def start(self) -> "Worker":
+    def start(self) -> Worker:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         command = [sys.executable, "-c", self.code] if self.code else TANDEM + ["worker", self.service, self.name]
         with open(self.log, "a") as out:
@@ -156,7 +156,7 @@ class Worker:
                 self.exits.append(self.proc.wait(timeout=30))
             except subprocess.TimeoutExpired:
                 self.kill()
-                raise AssertionError(f"{self.service} {self.name} did not stop on SIGTERM:\n{self.output()}")
+                raise AssertionError(f"{self.service} {self.name} did not stop on SIGTERM:\n{self.output()}") from None
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -63,7 +63,7 @@ def burst(a: str, b: str, c: str, n: int, start: datetime, seed: int = 5) -> lis
         if mine and roll < 0.15:  # a revision, sometimes to another day
             e = rng.choice(mine)
             day = rng.choice(days)
-            e.update(local_date=day, occurred_at=datetime.combine(day, time(rng.randint(6, 22)), timezone.utc),
+            e.update(local_date=day, occurred_at=datetime.combine(day, time(rng.randint(6, 22)), UTC),
                      **_measures(e["kind"], rng))
             out.append(_event("journal.entry.revised", c, dict(e), at))
         elif mine and roll < 0.25:
@@ -75,7 +75,7 @@ def burst(a: str, b: str, c: str, n: int, start: datetime, seed: int = 5) -> lis
                                                             "independence_activity"])
             day = rng.choice(days)
             e = {"entry_id": str(uuid.uuid4()), "couple_id": c, "partner_id": pid, "kind": kind,
-                 "occurred_at": datetime.combine(day, time(rng.randint(6, 22)), timezone.utc), "local_date": day,
+                 "occurred_at": datetime.combine(day, time(rng.randint(6, 22)), UTC), "local_date": day,
                  "visibility": "shared", **_measures(kind, rng)}
             if kind != "ritual":
                 live[e["entry_id"]] = e
@@ -107,7 +107,15 @@ def reference(evs: list[dict], tmp: Path) -> dict:
 def state(engine) -> dict:
     """What the milestones service made of the events: entries, day aggregates,
     milestones (with the count that crossed each threshold), each event once."""
-    from services.milestones.tables import days, entries, milestones, outbox, partners, processed_events, shared_days
+    from services.milestones.tables import (
+        days,
+        entries,
+        milestones,
+        outbox,
+        partners,
+        processed_events,
+        shared_days,
+    )
 
     with engine.connect() as conn:
         achieved = conn.execute(select(milestones)).all()

@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import requests
 from sqlalchemy import func, select
@@ -19,13 +19,16 @@ from sqlalchemy import func, select
 from services import SERVICES
 from services.journal.tables import outbox as journal_outbox
 from services.milestones.rules import RITUAL_LEVELS
-from services.milestones.tables import days, entries as milestones_entries, milestones, outbox as milestones_outbox
+from services.milestones.tables import days, milestones
+from services.milestones.tables import entries as milestones_entries
+from services.milestones.tables import outbox as milestones_outbox
 from services.milestones.tables import processed_events as milestones_processed
-from services.notify.tables import notifications, outbox as notify_outbox
+from services.notify.tables import notifications
+from services.notify.tables import outbox as notify_outbox
 from shared import broker, topology
 from shared.db import make_engine
-from tests.e2e.conftest import process_env, start_tandem
 from tests.conftest import NOTE_MARKER
+from tests.e2e.conftest import process_env, start_tandem
 from tests.support import drain, wait_until
 
 PROBLEM = "application/problem+json"
@@ -95,7 +98,7 @@ class Load:
         return False
 
     def _entry(self, i: int) -> dict:
-        when = datetime.now(timezone.utc) - timedelta(days=i % 40, hours=random.randint(1, 20))
+        when = datetime.now(UTC) - timedelta(days=i % 40, hours=random.randint(1, 20))
         body = {"id": str(uuid.uuid4()), "occurred_at": when.isoformat(), "note": f"{NOTE_MARKER} {i}"}
         if i % 3 == 0:
             body.update(kind="ritual", ritual="good_morning_text", visibility="shared")  # the couple's count
@@ -199,8 +202,8 @@ def scalar(engine, stmt):
         return conn.execute(stmt).scalar()
 
 
-def check_nothing_lost_or_twice(run, urls: dict[str, str], db: dict, load: "Load", a: dict, b: dict,
-                                live: "Live", rabbit_url: str) -> None:
+def check_nothing_lost_or_twice(run, urls: dict[str, str], db: dict, load: Load, a: dict, b: dict,
+                                live: Live, rabbit_url: str) -> None:
     """After a fault and the load: every process still running and ready,
     every outbox drained; each entry taken is in the journal once, announced
     once and applied once by the milestones service; each milestone reached

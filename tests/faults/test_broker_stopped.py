@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import subprocess
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
@@ -30,9 +30,18 @@ from sqlalchemy import func, select
 
 from services.journal.tables import outbox as journal_outbox
 from services.milestones.rules import RITUAL_LEVELS
-from services.milestones.tables import milestones, partners as milestones_partners
-from tests.faults.load import (Live, Load, check_nothing_lost_or_twice, couple, ready, scalar, stop_cleanly,
-                               tandem_on)
+from services.milestones.tables import milestones
+from services.milestones.tables import partners as milestones_partners
+from tests.faults.load import (
+    Live,
+    Load,
+    check_nothing_lost_or_twice,
+    couple,
+    ready,
+    scalar,
+    stop_cleanly,
+    tandem_on,
+)
 from tests.support import wait_until
 
 pytestmark = pytest.mark.faults
@@ -52,7 +61,7 @@ def stack(rabbit_backend):
 def _post_rituals(journal: str, partner: dict, n: int) -> None:
     for _ in range(n):
         body = {"id": str(uuid.uuid4()), "kind": "ritual", "ritual": "weekly_check_in", "visibility": "shared",
-                "occurred_at": (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat()}
+                "occurred_at": (datetime.now(UTC) - timedelta(hours=1)).isoformat()}
         r = requests.post(f"{journal}/v1/entries", json=body, headers=partner["headers"], timeout=10)
         assert r.status_code == 201, r.text
 

@@ -6,15 +6,15 @@ reaches applying the same events one after another: no update lost to a
 concurrent one, no milestone twice, none missed, each event applied once."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
 
 from services.milestones.tables import processed_events
-from tests.faults import couple_burst
-from tests.e2e.conftest import process_env
 from shared import broker
+from tests.e2e.conftest import process_env
+from tests.faults import couple_burst
 from tests.support import drain, publish_events, wait_until
 
 pytestmark = pytest.mark.faults
@@ -33,7 +33,7 @@ def _processed(engine) -> int:
 
 
 def test_two_consumers_on_one_couples_burst_end_as_one_consumer_would(rabbit_backend, workers, tmp_path):
-    start = datetime.now(timezone.utc) - timedelta(hours=1)
+    start = datetime.now(UTC) - timedelta(hours=1)
     a, b, c, setup = couple_burst.couple(start)
     evs = couple_burst.burst(a, b, c, n=240, start=start + timedelta(seconds=1))
     levels = couple_burst.rituals_kept_levels(evs)

@@ -18,15 +18,15 @@ import contextlib
 import re
 import sqlite3
 import textwrap
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select, text
 
 from services.milestones.tables import partners, processed_events
 from tests.conftest import _make_backend
-from tests.faults import couple_burst
 from tests.e2e.conftest import process_env
+from tests.faults import couple_burst
 from tests.faults.test_concurrent_consumers import queue_counts
 from tests.support import drain, publish_events, wait_until
 
@@ -63,7 +63,7 @@ def _processed(engine) -> int:
 
 def _events(tmp_path, n: int) -> tuple[str, list[dict], dict]:
     """(partner a, the couple's events then a burst of theirs, the state one consumer reaches)."""
-    start = datetime.now(timezone.utc) - timedelta(hours=1)
+    start = datetime.now(UTC) - timedelta(hours=1)
     a, b, c, setup = couple_burst.couple(start)
     everything = setup + couple_burst.burst(a, b, c, n=n, start=start + timedelta(seconds=1))
     return a, everything, couple_burst.reference(everything, tmp_path)

@@ -14,7 +14,7 @@ import asyncio
 import json
 import threading
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -68,7 +68,7 @@ def _celebrated(sessions, email: str) -> str:
         "partner_id": pid, "email": email, "display_name": email.split("@")[0], "timezone": "Europe/Paris"}))
     _apply(sessions, events.make_event("milestones.milestone.achieved", source="/milestones", subject=pid, data={
         "id": str(uuid.uuid4()), "type": "rituals_kept", "level": 1, "couple_id": None, "partner_id": pid,
-        "achieved_at": datetime.now(timezone.utc), "headline": "You have kept 10 rituals together.",
+        "achieved_at": datetime.now(UTC), "headline": "You have kept 10 rituals together.",
         "evidence": {"rituals": 10}, "audience": [pid]}))
     return pid
 
@@ -94,7 +94,7 @@ def test_a_delivery_worker_killed_mid_send_never_sends_twice_and_delivers_the_re
         others = [_celebrated(sessions, f"other{i}@example.com") for i in range(3)]
         with unit_of_work(sessions) as s:  # the held email is the first one the worker sends
             s.execute(update(deliveries).where(deliveries.c.id == _emails(sessions)[held].id)
-                      .values(due_at=datetime.now(timezone.utc) - timedelta(minutes=1)))
+                      .values(due_at=datetime.now(UTC) - timedelta(minutes=1)))
 
         env = process_env(backend, SMTP_URL=f"smtp://127.0.0.1:{smtp.port}",
                           NOTIFY_DELIVERY_LEASE_SECONDS=str(LEASE_SECONDS))

@@ -24,7 +24,15 @@ from sqlalchemy import text
 from services import SERVICES
 from shared.outbox import NOTIFY_CHANNEL
 from tests.conftest import Backend
-from tests.faults.load import Live, Load, check_nothing_lost_or_twice, couple, ready, stop_cleanly, tandem_on
+from tests.faults.load import (
+    Live,
+    Load,
+    check_nothing_lost_or_twice,
+    couple,
+    ready,
+    stop_cleanly,
+    tandem_on,
+)
 from tests.support import wait_until
 
 pytestmark = pytest.mark.faults

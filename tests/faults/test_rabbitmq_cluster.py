@@ -19,7 +19,14 @@ import pytest
 
 from tests.conftest import Backend, _truncate
 from tests.e2e.conftest import ROOT
-from tests.faults.load import Live, Load, check_nothing_lost_or_twice, couple, stop_cleanly, tandem_on
+from tests.faults.load import (
+    Live,
+    Load,
+    check_nothing_lost_or_twice,
+    couple,
+    stop_cleanly,
+    tandem_on,
+)
 from tests.support import wait_until
 
 pytestmark = pytest.mark.faults

@@ -14,7 +14,14 @@ from __future__ import annotations
 import pytest
 
 from services import SERVICES
-from tests.faults.load import Live, Load, check_nothing_lost_or_twice, couple, stop_cleanly, tandem_on
+from tests.faults.load import (
+    Live,
+    Load,
+    check_nothing_lost_or_twice,
+    couple,
+    stop_cleanly,
+    tandem_on,
+)
 from tests.support import wait_until
 
 pytestmark = pytest.mark.faults

@@ -3,7 +3,7 @@ exactly those of the whole history, evidence included."""
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from bench.evaluation_growth import _entry, build, new_couple
 from services.milestones import app as milestones_app
@@ -16,13 +16,13 @@ def test_bounded_history_detects_exactly_what_the_whole_history_does(backend):
     sessions = make_session_factory(backend.engine("milestones"))
     handlers = milestones_app.handlers()
     a, b, couple = build(sessions, handlers, 730, random.Random(5))
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     # In the last half year: rated communication rising for both; for Ana, activities of her own nearly every
     # day and gentler anxious moments, so her own rules hold too, each with its looks up to 21 days back.
     with unit_of_work(sessions) as s:
         for i in range(180):
             day = today - timedelta(days=180 - i)
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             for pid in (a, b):
                 handlers["journal.entry.recorded"](s, _entry(pid, couple, "daily_reflection", day,
                                                              {"communication": 5}, now))
@@ -79,14 +79,14 @@ def test_a_replayed_span_reads_the_26_weeks_of_shared_days_a_couple_scans_looks_
     sessions = make_session_factory(backend.engine("milestones"))
     handlers = milestones_app.handlers()
     a, b, couple = new_couple(sessions, handlers)
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     with unit_of_work(sessions) as s:
         for i in range(0, 500, 5):
             day = today - timedelta(days=500 - i)
             for pid in (a, b):
                 handlers["journal.entry.recorded"](s, _entry(pid, couple, "daily_reflection", day,
                                                              {"communication": 3 if i < 330 else 5},
-                                                             datetime.now(timezone.utc)))
+                                                             datetime.now(UTC)))
     found = 0
     with unit_of_work(sessions) as s:
         full_a, _ = evaluation.history(s, a, shared=True)

@@ -8,7 +8,7 @@ import json
 import secrets
 import subprocess
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import amqp
 import pytest
@@ -25,7 +25,7 @@ from tests.support import ConsumerThread, Pipeline, drain, publish_events, wait_
 def _milestone(owner: str, source: str = "/milestones") -> dict:
     return events.make_event("milestones.milestone.achieved", source=source, subject=owner, data={
         "id": str(uuid.uuid4()), "type": "rituals_kept", "level": 1, "couple_id": None, "partner_id": owner,
-        "achieved_at": datetime.now(timezone.utc), "evidence": {},
+        "achieved_at": datetime.now(UTC), "evidence": {},
         "headline": "Your account needs attention: sign in again at evil.example", "audience": [owner]})
 
 

@@ -7,7 +7,7 @@ import hmac
 import json
 import threading
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -111,7 +111,7 @@ def _webhook(sessions, pid: str, url: str) -> tuple[str, str]:
 def _milestone(sessions, pid: str, times: int = 1) -> dict:
     ev = events.make_event("milestones.milestone.achieved", source="/milestones", subject=pid, data={
         "id": str(uuid.uuid4()), "type": "rituals_kept", "level": 1, "couple_id": None, "partner_id": pid,
-        "achieved_at": datetime.now(timezone.utc), "headline": "You have kept 10 rituals together.",
+        "achieved_at": datetime.now(UTC), "headline": "You have kept 10 rituals together.",
         "evidence": {"rituals": 10}, "audience": [pid]})
     for _ in range(times):
         _apply(sessions, ev)
@@ -167,7 +167,7 @@ def test_a_name_made_of_encoded_words_writes_no_header_nor_body_into_the_partner
     ana = _partner(notify_db)
     ev = events.make_event("milestones.milestone.achieved", source="/milestones", subject=sam, data={
         "id": str(uuid.uuid4()), "type": "rituals_kept", "level": 1, "couple_id": None, "partner_id": sam,
-        "achieved_at": datetime.now(timezone.utc), "headline": "You have kept 10 rituals together.",
+        "achieved_at": datetime.now(UTC), "headline": "You have kept 10 rituals together.",
         "evidence": {"rituals": 10}, "audience": [ana]})  # Sam shares it with Ana
     _apply(notify_db, ev)
     _run_until(notify_app.make_deliverer(), notify_db, lambda d: d["email"].status == "delivered", "the email")

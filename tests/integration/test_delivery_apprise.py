@@ -11,7 +11,7 @@ import json
 import socket
 import threading
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select
@@ -32,7 +32,7 @@ HEADLINE = "Days with anxious moments: from about 5 a week in January to about 2
 def _milestone(sessions, pid: str) -> str:
     ev = events.make_event("milestones.milestone.achieved", source="/milestones", subject=pid, data={
         "id": str(uuid.uuid4()), "type": "fewer_anxious_episodes", "level": 1, "couple_id": None,
-        "partner_id": pid, "achieved_at": datetime.now(timezone.utc), "headline": HEADLINE,
+        "partner_id": pid, "achieved_at": datetime.now(UTC), "headline": HEADLINE,
         "evidence": {"rate_ratio": 0.33}, "audience": [pid]})
     _apply(sessions, ev)
     return ev["data"]["id"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import re
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from PIL import Image
 from sqlalchemy import select
@@ -37,7 +37,7 @@ def _achieved(sessions, pid: str, milestone: tuple[str, str, dict]) -> str:
     shown = picture(Detection(kind, 1, "partner", evidence, headline))
     ev = events.make_event("milestones.milestone.achieved", source="/milestones", subject=pid, data={
         "id": str(uuid.uuid4()), "type": kind, "level": 1, "couple_id": None, "partner_id": pid,
-        "achieved_at": datetime.now(timezone.utc), "headline": headline, "evidence": evidence, "audience": [pid],
+        "achieved_at": datetime.now(UTC), "headline": headline, "evidence": evidence, "audience": [pid],
         **({"picture": shown} if shown else {})})
     _apply(sessions, ev)
     return ev["data"]["id"]

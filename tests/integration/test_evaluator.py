@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta, timezone
 
 from sqlalchemy import select, update
 
@@ -283,7 +283,7 @@ def test_a_couple_whose_shared_talks_rose_for_six_weeks_is_celebrated_by_the_sca
     today = datetime.now(PARIS).date()
     with unit_of_work(sessions) as s:
         for i in range(84):
-            day, now = today - timedelta(days=84 - i), datetime.now(timezone.utc)
+            day, now = today - timedelta(days=84 - i), datetime.now(UTC)
             rating = (2 if i % 2 else 3) if i < 42 else (4 if i % 2 else 5)
             for pid in (ana, ben):
                 handlers["journal.entry.recorded"](s, _entry(pid, couple, "daily_reflection", day,

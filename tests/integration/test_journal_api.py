@@ -15,7 +15,7 @@ import hmac
 import json
 import threading
 import uuid
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import jwt
 import pytest
@@ -85,7 +85,7 @@ def listed_ids(client, who: dict, **query) -> list[str]:
 
 def at(delta: timedelta, offset: timedelta = timedelta(hours=2)) -> str:
     """Now + delta, as RFC 3339 with the given offset."""
-    return (datetime.now(timezone.utc) + delta).astimezone(timezone(offset)).isoformat(timespec="seconds")
+    return (datetime.now(UTC) + delta).astimezone(timezone(offset)).isoformat(timespec="seconds")
 
 
 def instant(s: str) -> datetime:
@@ -288,7 +288,7 @@ class TestLogin:
 # --- tokens ----------------------------------------------------------------
 
 def _claims(sub: str, **override) -> dict:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     claims = {"sub": sub, "iss": ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + timedelta(hours=1),
               "jti": new_id()}
     claims.update(override)
@@ -329,7 +329,7 @@ class TestTokens:
 
     def test_a_missing_or_bad_token_is_401_with_www_authenticate_bearer(self, journal, backend):
         ana, ben = sign_up(journal, "Ana"), sign_up(journal, "Ben")
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         ana_token = ana["headers"]["Authorization"].split(" ", 1)[1]
         cases = [
             ("missing", None),
@@ -989,7 +989,7 @@ class TestListing:
 
     def test_the_default_page_is_50(self, journal):
         ana = sign_up(journal)
-        start = datetime(2026, 9, 1, tzinfo=timezone.utc)
+        start = datetime(2026, 9, 1, tzinfo=UTC)
         for i in range(51):
             record(journal, ana, entry(occurred_at=(start + timedelta(hours=i)).isoformat()))
         page = listing(journal, ana)

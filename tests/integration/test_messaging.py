@@ -404,12 +404,12 @@ class TestRelayRunning:
     def test_several_relays_publish_each_row_once(self, backend, journal):
         import threading
 
-        from shared.outbox import emit
         from shared.db import make_session_factory, unit_of_work
+        from shared.outbox import emit
 
         sessions = make_session_factory(backend.engine("journal"))
         with unit_of_work(sessions) as s:
-            for i in range(300):
+            for _ in range(300):
                 emit(s, outbox, "journal.entry.deleted", source="/journal", subject="c",
                      data={"entry_id": new_uuid(), "couple_id": None, "partner_id": new_uuid()})
         relays = [journal_app.make_relay() for _ in range(3)]

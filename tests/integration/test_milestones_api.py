@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import math
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -12,8 +12,18 @@ from sqlalchemy import select
 
 from tests.conftest import make_couple, new_id, sign_up
 from tests.support import (
-    Pipeline, at, ids_seen, improving_history, milestones_client, paris_today, post_all,
-    preference_event, publish_events, rituals, types_seen, wait_until,
+    Pipeline,
+    at,
+    ids_seen,
+    improving_history,
+    milestones_client,
+    paris_today,
+    post_all,
+    preference_event,
+    publish_events,
+    rituals,
+    types_seen,
+    wait_until,
 )
 
 PROBLEM = "application/problem+json"
@@ -166,9 +176,10 @@ def test_who_sees_which_milestone(backend, journal, milestones, mdb):
 def _seed(engine, a, b, c, couple_id, other_couple) -> tuple[set[str], set[str]]:
     """Partners and milestones written straight into the service's view: what
     a may see (ties on achieved_at included), and what a may not."""
-    from services.milestones.tables import milestones as table, partners
+    from services.milestones.tables import milestones as table
+    from services.milestones.tables import partners
 
-    base = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
+    base = datetime(2026, 3, 1, 12, tzinfo=UTC)
     visible, hidden = set(), set()
 
     def row(type_, level, owner_key, partner_id, couple, hours):
@@ -315,7 +326,7 @@ def test_progress_is_the_callers_own_weekly_series(backend, journal, milestones,
         # Sunday 23:30 UTC is already Monday in Paris: week 4
         {"id": new_id(), "kind": "anxious_episode", "intensity": 2,
          "occurred_at": datetime.combine(w4 - timedelta(days=1), datetime.min.time().replace(hour=23, minute=30),
-                                         timezone.utc).isoformat()},
+                                         UTC).isoformat()},
     ]
     partners_entries = [ep(w1 + timedelta(days=1), 12, 9, visibility="shared"),
                         ep(w2 + timedelta(days=2), 12, 9, visibility="shared"),

@@ -8,7 +8,8 @@ from datetime import date, datetime, time, timedelta, timezone
 import pytest
 
 from tests.conftest import make_couple, new_id
-from tests.support import Pipeline, drain, rituals as support_rituals, wait_until
+from tests.support import Pipeline, drain, wait_until
+from tests.support import rituals as support_rituals
 
 
 @pytest.fixture
@@ -154,8 +155,9 @@ def test_deleting_a_ritual_never_takes_a_milestone_back_nor_announces_it_twice(b
         wait_until(lambda: "rituals_kept:1" in types_seen(milestones, a["headers"]), what="the 10th ritual")
         assert journal.delete(f"/v1/entries/{rituals[0]['id']}", headers=a["headers"]).status_code == 204
         post_all(journal, a["headers"], [dict(rituals[0], id=new_id())])  # the 10th again
-        from services.milestones.tables import milestones as table
         from sqlalchemy import func, select
+
+        from services.milestones.tables import milestones as table
 
         engine = backend.engine("milestones")
 

@@ -5,18 +5,27 @@ journal's API, on the embedded backend and on PostgreSQL with RabbitMQ."""
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 from sqlalchemy import func, select
 
-from services.milestones.tables import days, entries, milestones as milestones_table, outbox, partners, \
-    processed_events
+from services.milestones.tables import days, entries, outbox, partners, processed_events
+from services.milestones.tables import milestones as milestones_table
 from shared import events
 from tests.conftest import make_couple, new_id, sign_up
 from tests.support import (
-    Handled, Pipeline, at, improving_history, milestones_client, paris_today, post_all,
-    preference_event, publish_events, rituals, wait_until,
+    Handled,
+    Pipeline,
+    at,
+    improving_history,
+    milestones_client,
+    paris_today,
+    post_all,
+    preference_event,
+    publish_events,
+    rituals,
+    wait_until,
 )
 
 DAY = date(2026, 9, 14)  # a Monday, long past
@@ -32,13 +41,13 @@ def feed(backend):
 
 
 def _ago(minutes: float) -> datetime:
-    return datetime.now(timezone.utc) - timedelta(minutes=minutes)
+    return datetime.now(UTC) - timedelta(minutes=minutes)
 
 
 def entry_event(type_: str, *, entry_id: str, partner_id: str, couple_id: str | None, kind: str, day: date,
                 at_time: datetime, hour: int = 9, visibility: str = "private", **measures) -> dict:
     data = {"entry_id": entry_id, "couple_id": couple_id, "partner_id": partner_id, "kind": kind,
-            "occurred_at": datetime.combine(day, time(hour), timezone.utc), "local_date": day,
+            "occurred_at": datetime.combine(day, time(hour), UTC), "local_date": day,
             "visibility": visibility, **measures}
     return events.make_event(type_, source="/journal", subject=couple_id or partner_id, data=data, time=at_time)
 
@@ -164,7 +173,7 @@ def test_late_revisions_that_lower_a_count_lower_the_days_aggregate(backend, fee
     def ev(type_, eid, kind, t, **m):
         return entry_event(type_, entry_id=eid, partner_id=pid, couple_id=cid, kind=kind, day=DAY, at_time=t, **m)
 
-    repaired = datetime.combine(DAY, time(11), timezone.utc)
+    repaired = datetime.combine(DAY, time(11), UTC)
     first = [ev("journal.entry.recorded", e1, "anxious_episode", t0, intensity=9),
              ev("journal.entry.recorded", e2, "anxious_episode", t0, intensity=7),
              ev("journal.entry.recorded", conflict, "conflict", t0, intensity=6, repaired_at=repaired),

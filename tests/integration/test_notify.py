@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import func, select
@@ -61,7 +61,7 @@ def _display_name(backend, partner_id):
 def _milestone_event(owner: str, audience: list[str]) -> dict:
     return events.make_event("milestones.milestone.achieved", source="/milestones", subject=owner, data={
         "id": str(uuid.uuid4()), "type": "fewer_anxious_episodes", "level": 1, "couple_id": None,
-        "partner_id": owner, "achieved_at": datetime.now(timezone.utc), "evidence": {"p_value": 0.001},
+        "partner_id": owner, "achieved_at": datetime.now(UTC), "evidence": {"p_value": 0.001},
         "headline": "Days with anxious moments: from about 5 a week in October to about 2 a week now.",
         "audience": audience})
 

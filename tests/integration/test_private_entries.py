@@ -6,17 +6,27 @@ with RabbitMQ."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
 
-from services.milestones.tables import entries, milestones as milestones_table, outbox, shared_days
+from services.milestones.tables import entries, outbox, shared_days
+from services.milestones.tables import milestones as milestones_table
 from shared import events
 from tests.conftest import make_couple, new_id
 from tests.support import (
-    Handled, Pipeline, at, improving_history, milestones_client, paris_today, post_all, publish_events, rituals,
-    types_seen, wait_until,
+    Handled,
+    Pipeline,
+    at,
+    improving_history,
+    milestones_client,
+    paris_today,
+    post_all,
+    publish_events,
+    rituals,
+    types_seen,
+    wait_until,
 )
 
 SECRET_TAG = "therapist_affair_session"
@@ -145,12 +155,12 @@ def test_an_erasure_ends_the_couple_for_the_milestones_and_the_inbox(backend, jo
 
     late_entry = events.make_event("journal.entry.recorded", source="/journal", subject=couple_id, data={
         "entry_id": new_id(), "couple_id": couple_id, "partner_id": ana["id"], "kind": "ritual",
-        "occurred_at": datetime.now(timezone.utc) - timedelta(days=1), "local_date": today - timedelta(days=1),
-        "visibility": "shared", "ritual": "affection"}, time=datetime.now(timezone.utc) - timedelta(hours=1))
+        "occurred_at": datetime.now(UTC) - timedelta(days=1), "local_date": today - timedelta(days=1),
+        "visibility": "shared", "ritual": "affection"}, time=datetime.now(UTC) - timedelta(hours=1))
     late_milestone = events.make_event("milestones.milestone.achieved", source="/milestones", subject=couple_id,
                                        data={"id": new_id(), "type": "rituals_kept", "level": 2,
                                              "couple_id": couple_id, "partner_id": None,
-                                             "achieved_at": datetime.now(timezone.utc), "evidence": {"rituals": 25},
+                                             "achieved_at": datetime.now(UTC), "evidence": {"rituals": 25},
                                              "headline": "You have kept 25 rituals together.",
                                              "audience": [ana["id"], ben["id"]]})
     pipe = Pipeline()

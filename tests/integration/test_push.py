@@ -5,8 +5,7 @@ session ends, and a token FCM no longer knows removed."""
 from __future__ import annotations
 
 import json
-import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select, update
@@ -14,7 +13,14 @@ from sqlalchemy import select, update
 from services.notify import app as notify_app
 from services.notify import fcm as fcm_client
 from services.notify import handlers
-from services.notify.tables import deliveries, devices, ended_sessions, notifications, outbox, recipients
+from services.notify.tables import (
+    deliveries,
+    devices,
+    ended_sessions,
+    notifications,
+    outbox,
+    recipients,
+)
 from shared import auth, events
 from shared.db import make_session_factory, unit_of_work, utcnow
 from tests.conftest import NOTE_MARKER, new_id
@@ -76,7 +82,7 @@ def _milestone(owner: str | None, audience: list[str], couple_id: str | None = N
                headline: str = "You have kept 10 rituals together.") -> dict:
     return _event("milestones.milestone.achieved", {
         "id": new_id(), "type": "rituals_kept", "level": 1, "couple_id": couple_id, "partner_id": owner,
-        "achieved_at": datetime.now(timezone.utc), "headline": headline, "evidence": {"rituals": 10},
+        "achieved_at": datetime.now(UTC), "headline": headline, "evidence": {"rituals": 10},
         "audience": audience}, owner or couple_id)
 
 

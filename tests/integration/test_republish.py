@@ -11,7 +11,8 @@ from sqlalchemy import delete, func, select
 
 from services.cli import main as tandem
 from services.journal.tables import outbox as journal_outbox
-from services.milestones.tables import days, entries as view_entries, milestones, processed_events
+from services.milestones.tables import days, milestones, processed_events
+from services.milestones.tables import entries as view_entries
 from services.notify.tables import notifications
 from tests.conftest import make_couple
 from tests.support import Pipeline, at, paris_today, post_all, rituals, wait_until

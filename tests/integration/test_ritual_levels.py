@@ -4,7 +4,7 @@ couple has. The consumer counts a couple's rituals up to the top threshold
 from a count of every ritual."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, select
 
@@ -27,12 +27,12 @@ def test_each_level_is_reached_at_its_own_count_past_a_hundred_ritual_days(backe
     sessions = make_session_factory(backend.engine("milestones"))
     handlers = milestones_app.handlers()
     a, b, couple = new_couple(sessions, handlers, "UTC")
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     for i in range(130):  # a ritual a day, the partners in turn: 130 ritual days
         with unit_of_work(sessions) as s:
             handlers["journal.entry.recorded"](s, _entry(a if i % 2 else b, couple, "ritual",
                                                          today - timedelta(days=130 - i), {"ritual": "hug"},
-                                                         datetime.now(timezone.utc)))
+                                                         datetime.now(UTC)))
     assert _levels(sessions, couple) == {level: n for level, n in rules.RITUAL_LEVELS}
 
 
@@ -42,11 +42,11 @@ def test_levels_not_held_are_found_however_many_ritual_days_there_are(backend):
     sessions = make_session_factory(backend.engine("milestones"))
     handlers = milestones_app.handlers()
     a, b, couple = new_couple(sessions, handlers, "UTC")
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     with unit_of_work(sessions) as s:
         for i in range(150):
             handlers["journal.entry.recorded"](s, _entry(a, couple, "ritual", today - timedelta(days=150 - i),
-                                                         {"ritual": "hug"}, datetime.now(timezone.utc)))
+                                                         {"ritual": "hug"}, datetime.now(UTC)))
         s.execute(delete(milestones).where(milestones.c.owner_key == couple))
     with unit_of_work(sessions) as s:
         found = evaluation.evaluate_counts(s, b, today)
@@ -60,11 +60,11 @@ def test_a_settled_evaluation_runs_no_rule_whose_every_level_is_held(backend, mo
     sessions = make_session_factory(backend.engine("milestones"))
     handlers = milestones_app.handlers()
     a, b, couple = new_couple(sessions, handlers, "UTC")
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     with unit_of_work(sessions) as s:
         for i in range(100):  # the top level's count, a weekly check-in among them
             handlers["journal.entry.recorded"](s, _entry(a, couple, "ritual", today - timedelta(days=100 - i),
-                                                         {"ritual": "weekly_check_in"}, datetime.now(timezone.utc)))
+                                                         {"ritual": "weekly_check_in"}, datetime.now(UTC)))
         s.execute(delete(milestones).where(milestones.c.owner_key == couple,
                                            milestones.c.type == rules.CHECK_IN_RHYTHM))
     assert _levels(sessions, couple) == {level: n for level, n in rules.RITUAL_LEVELS}

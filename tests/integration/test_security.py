@@ -44,7 +44,16 @@ from shared import auth, events
 from shared.db import make_session_factory, unit_of_work, utcnow
 from tests.conftest import entry, make_couple, new_id, sign_up
 from tests.fcm import push_token
-from tests.support import Pipeline, at, paris_today, post_all, publish_events, rituals, service_clients, wait_until
+from tests.support import (
+    Pipeline,
+    at,
+    paris_today,
+    post_all,
+    publish_events,
+    rituals,
+    service_clients,
+    wait_until,
+)
 
 PROBLEM = "application/problem+json"
 REPO = Path(__file__).resolve().parents[2]
@@ -144,7 +153,7 @@ class Person:
     email: str
     headers: dict
     couple_id: str
-    partner: "Person | None" = field(default=None, repr=False)
+    partner: Person | None = field(default=None, repr=False)
     entries: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> (visibility, note)
     anxious: int = 0  # anxious moments recorded, private and shared
     rituals: int = 0

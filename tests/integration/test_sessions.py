@@ -11,9 +11,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from services.journal import http
+from services.journal import http, throttle
 from services.journal import sessions as journal_sessions
-from services.journal import throttle
 from services.journal.tables import couples, password_resets, refresh_tokens, sessions, throttles
 from services.notify import app as notify_app
 from services.notify.tables import reset_emails
@@ -22,7 +21,13 @@ from shared.auth import TokenVerifier, public_key_pem
 from shared.db import make_session_factory, unit_of_work, utcnow
 from tests.conftest import sign_up
 from tests.integration.test_delivery import _apply, smtp  # noqa: F401 (a fixture: a real SMTP server)
-from tests.integration.test_journal_api import assert_problem, count, db, outbox_bodies, outbox_events  # noqa: F401
+from tests.integration.test_journal_api import (  # noqa: F401
+    assert_problem,
+    count,
+    db,
+    outbox_bodies,
+    outbox_events,
+)
 
 PASSWORD = "correct horse battery"
 

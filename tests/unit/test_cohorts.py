@@ -17,14 +17,28 @@ from datetime import timedelta
 import pytest
 from scipy import stats
 
+from services.milestones.rules import (
+    BETTER_COMMUNICATION,
+    CALMER_EPISODES,
+    FEWER_ANXIOUS_EPISODES,
+    MORE_INDEPENDENCE,
+    STRONGER_BOND,
+    DayAggregate,
+    History,
+    detect_couple_milestones,
+)
 from simulation import agreement, cohorts
 from simulation.cohorts import (
-    COHORTS, COUPLE_COHORTS, DETECTION_WEEKS, GAPPY_PATTERNS, START, cohort, couple_cohort, detection_report,
-    simulate_couple, simulate_partner,
-)
-from services.milestones.rules import (
-    BETTER_COMMUNICATION, CALMER_EPISODES, FEWER_ANXIOUS_EPISODES, MORE_INDEPENDENCE, STRONGER_BOND, DayAggregate,
-    History, detect_couple_milestones,
+    COHORTS,
+    COUPLE_COHORTS,
+    DETECTION_WEEKS,
+    GAPPY_PATTERNS,
+    START,
+    cohort,
+    couple_cohort,
+    detection_report,
+    simulate_couple,
+    simulate_partner,
 )
 
 SEED = 20261005

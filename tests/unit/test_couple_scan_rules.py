@@ -10,8 +10,14 @@ from datetime import date, timedelta
 import numpy as np
 import pytest
 
-from services.milestones.rules import BETTER_COMMUNICATION, COUPLE, STRONGER_BOND, DayAggregate
-from services.milestones.rules import couple_scan, weekly_means
+from services.milestones.rules import (
+    BETTER_COMMUNICATION,
+    COUPLE,
+    STRONGER_BOND,
+    DayAggregate,
+    couple_scan,
+    weekly_means,
+)
 from services.milestones.rules.better_communication import better_communication
 from services.milestones.rules.stronger_bond import stronger_bond
 from simulation import cohorts, couple_looks, looks

@@ -22,20 +22,29 @@ from hypothesis import strategies as st
 
 from services.milestones import rules as det
 from services.milestones.rules import (
-    BETTER_COMMUNICATION, CALMER_EPISODES, CHECK_IN_RHYTHM, FEWER_ANXIOUS_EPISODES, MORE_INDEPENDENCE,
-    RITUALS_KEPT, STRONGER_BOND, DayAggregate, Detection, History, detect_couple_milestones,
+    BETTER_COMMUNICATION,
+    CALMER_EPISODES,
+    CHECK_IN_RHYTHM,
+    FEWER_ANXIOUS_EPISODES,
+    MORE_INDEPENDENCE,
+    RITUALS_KEPT,
+    STRONGER_BOND,
+    DayAggregate,
+    Detection,
+    History,
+    detect_couple_milestones,
     detect_partner_milestones,
 )
 from services.milestones.rules.calmer_episodes import _calmer_look, calmer_episodes
 from services.milestones.rules.check_in_rhythm import check_in_rhythm
-from services.milestones.rules.fewer_anxious_episodes import fewer_anxious_episodes
-from services.milestones.rules.rituals_kept import rituals_kept
-from services.milestones.rules.worsening_check import worsening_check
 from services.milestones.rules.fewer_anxious_episodes import FEWER_EPISODES_LEVELS as SCAN_LEVELS
+from services.milestones.rules.fewer_anxious_episodes import fewer_anxious_episodes
 from services.milestones.rules.more_independence import _independence_look, more_independence
+from services.milestones.rules.rituals_kept import rituals_kept
 from services.milestones.rules.tests_of_change import ALPHA, _common_language
 from services.milestones.rules.windows import look_alpha
 from services.milestones.rules.wording import _months
+from services.milestones.rules.worsening_check import worsening_check
 from simulation.cohorts import FIRST_LOOKS
 
 D0 = date(2026, 10, 1)  # a Thursday; the baseline is October 1-28

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import random
-from dataclasses import replace
 from datetime import date, timedelta
 
 import numpy as np
 import pytest
 
-from services.milestones.rules import FEWER_ANXIOUS_EPISODES, DayAggregate
+from services.milestones.rules import DayAggregate
 from services.milestones.rules import fewer_anxious_episodes as rule
 from simulation import looks
 

@@ -1,15 +1,26 @@
 """When a push or email goes out: quiet hours and one message a day, in the recipient's own zone."""
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, timezone
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.notify.celebrate import COUPLE_TITLE, OWN_TITLE
-from services.notify.pacing import (FOLDED_INTRO, PendingItem, Plan, due_at, fold, is_paced, local_day,
-                                    plan_sends, quiet_until, start_of_next_local_day, zone)
+from services.notify.pacing import (
+    FOLDED_INTRO,
+    PendingItem,
+    Plan,
+    due_at,
+    fold,
+    is_paced,
+    local_day,
+    plan_sends,
+    quiet_until,
+    start_of_next_local_day,
+    zone,
+)
 
-UTC = timezone.utc
+UTC = UTC
 NIGHT = ("22:00", "08:00")
 
 

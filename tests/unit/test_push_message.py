@@ -1,7 +1,7 @@
 """What a native push says, as FCM's HTTP v1 API takes it (pure)."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from services.notify import fcm, pacing
 from services.notify.celebrate import subject_for
@@ -28,7 +28,7 @@ def test_a_shared_milestones_push_title_names_no_one():
 
 def test_a_long_folded_day_is_cut_at_a_line_and_fits_fcms_4_kib():
     items = [pacing.PendingItem(f"n{i}", "Something to celebrate", f"Celebration number {i}: " + "é" * 60,
-                                datetime(2026, 12, 1, tzinfo=timezone.utc))
+                                datetime(2026, 12, 1, tzinfo=UTC))
              for i in range(60)]
     folded = pacing.fold(items)
     body = fcm.fitted(folded.body)

@@ -32,17 +32,41 @@ as a decline.
 """
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import date
-from typing import Collection, Optional
 
 from . import (
-    better_communication, calmer_episodes, check_in_rhythm, fewer_anxious_episodes, more_independence,
-    rituals_kept, stronger_bond,
+    better_communication,
+    calmer_episodes,
+    check_in_rhythm,
+    fewer_anxious_episodes,
+    more_independence,
+    rituals_kept,
+    stronger_bond,
 )
-from .aggregates import CHECK_IN_RITUAL_TAG, COUPLE, PARTNER, DayAggregate, Detection, History, HistoryLike
+from .aggregates import (
+    CHECK_IN_RITUAL_TAG,
+    COUPLE,
+    PARTNER,
+    DayAggregate,
+    Detection,
+    History,
+    HistoryLike,
+)
 from .registry import (
-    BETTER_COMMUNICATION, CALMER_EPISODES, CHECK_IN_RHYTHM, FEWER_ANXIOUS_EPISODES, LEVELS, MILESTONE_TYPES,
-    MILESTONES, MORE_INDEPENDENCE, REGISTRY, RITUAL_LEVELS, RITUALS_KEPT, STRONGER_BOND, picture,
+    BETTER_COMMUNICATION,
+    CALMER_EPISODES,
+    CHECK_IN_RHYTHM,
+    FEWER_ANXIOUS_EPISODES,
+    LEVELS,
+    MILESTONE_TYPES,
+    MILESTONES,
+    MORE_INDEPENDENCE,
+    REGISTRY,
+    RITUAL_LEVELS,
+    RITUALS_KEPT,
+    STRONGER_BOND,
+    picture,
 )
 
 # The package's attribute of each rule's name is the rule's module (the function of that name is in it).
@@ -71,7 +95,7 @@ def detect_partner_milestones(history: HistoryLike, as_of: date, done: Collectio
 
 
 def detect_couple_milestones(a: HistoryLike, b: HistoryLike, as_of: date,
-                             prior_rituals: Optional[dict[str, int]] = None,
+                             prior_rituals: dict[str, int] | None = None,
                              done: Collection[str] = ()) -> list[Detection]:
     """Every couple milestone level that holds as of ``as_of``, in the registry's order.
 

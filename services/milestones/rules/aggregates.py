@@ -5,11 +5,12 @@ Nothing here touches a database, a broker, a file or the clock.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import date, datetime
 from itertools import repeat
 from operator import attrgetter
-from datetime import date, datetime
-from typing import Any, Iterable, Optional, Union
+from typing import Any
 
 import numpy as np
 
@@ -93,7 +94,7 @@ class DayAggregate:
             raise ValueError(f"{self.day}: a day with entries is a logged day")
 
     @classmethod
-    def trusted(cls, fields: dict[str, Any]) -> "DayAggregate":
+    def trusted(cls, fields: dict[str, Any]) -> DayAggregate:
         """An aggregate from the projection's own rows, which were checked when
         written: built without the checks from a new dict of every field
         (tuples expected), which it keeps as its own, as evaluation reads a few
@@ -103,7 +104,7 @@ class DayAggregate:
         return day
 
     @classmethod
-    def episodes_only(cls, day: date, episodes: int) -> "DayAggregate":
+    def episodes_only(cls, day: date, episodes: int) -> DayAggregate:
         """A logged day of which only its anxious episodes are known (what the change-point scan reads of a
         day): nothing else of the day is given, so the rest is left empty (trusted: the episodes' intensities
         are not known either)."""
@@ -157,7 +158,7 @@ class History:
         object.__setattr__(self, "_first_logged", first)
 
     @classmethod
-    def of(cls, days: Union["History", Iterable[DayAggregate]]) -> "History":
+    def of(cls, days: History | Iterable[DayAggregate]) -> History:
         return days if isinstance(days, History) else cls(tuple(days))
 
     def between(self, start: date, end: date) -> tuple[DayAggregate, ...]:
@@ -169,7 +170,7 @@ class History:
     def until(self, as_of: date) -> tuple[DayAggregate, ...]:
         return self.days[:bisect_right(self._ordinals, as_of.toordinal())]
 
-    def first_logged_day(self, as_of: date) -> Optional[date]:
+    def first_logged_day(self, as_of: date) -> date | None:
         """The first logged day, if it is on or before ``as_of``."""
         first = self._first_logged
         return first if first is not None and first <= as_of else None
@@ -250,7 +251,7 @@ class EpisodeDaysHistory(History):
         return episodes, logged
 
 
-HistoryLike = Union[History, Iterable[DayAggregate]]
+HistoryLike = History | Iterable[DayAggregate]
 
 
 # --- outputs ---

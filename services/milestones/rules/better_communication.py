@@ -17,8 +17,8 @@ from __future__ import annotations
 from datetime import date
 
 from .aggregates import DayAggregate, Detection, HistoryLike
-from .registry import BETTER_COMMUNICATION
 from .couple_scan import TARGET, CoupleScan
+from .registry import BETTER_COMMUNICATION
 from .weekly_means import WeeklySettings
 
 __all__ = ["SETTINGS", "RULE", "better_communication"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import date
 from functools import cache
 from statistics import fmean
-from typing import Optional
 
 from .aggregates import PARTNER, Detection, History, HistoryLike, _check_as_of
 from .registry import CALMER_EPISODES
@@ -21,7 +20,7 @@ CALMER_MIN_EPISODES = 8  # per window
 CALMER_MIN_EFFECT = 0.7  # common-language effect
 
 
-def _calmer_look(history: History, as_of: date) -> Optional[_Look]:
+def _calmer_look(history: History, as_of: date) -> _Look | None:
     windows = _rate_windows(history, as_of)
     if windows is None:
         return None

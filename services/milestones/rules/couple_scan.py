@@ -16,17 +16,17 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
 
 from .aggregates import COUPLE, DayAggregate, Detection, History, HistoryLike, _check_as_of
-from .wording import _distinct, _mean_text, _months, _num
 from .statistics import best
 from .weekly_means import BLOCK_DAYS, Prefix, WeeklySettings, prefix, scan
+from .wording import _distinct, _mean_text, _months, _num
 
 __all__ = ["THRESHOLDS", "TARGET", "PERSISTENCE_DAYS", "RISE_FROM_DAY", "rise", "CoupleScan"]
 
@@ -93,7 +93,7 @@ class CoupleScan:
         return prefix(values, *counts)
 
     @staticmethod
-    def first_day(a: History, b: History, as_of: date) -> Optional[date]:
+    def first_day(a: History, b: History, as_of: date) -> date | None:
         """The couple's first shared day on or before ``as_of`` (day 0 of the threshold's rise)."""
         days = [d for d in (a.first_logged_day(as_of), b.first_logged_day(as_of)) if d is not None]
         return min(days) if days else None

@@ -33,8 +33,8 @@ import numpy as np
 
 from .aggregates import PARTNER, Detection, History, HistoryLike, _check_as_of
 from .registry import FEWER_ANXIOUS_EPISODES, FEWER_EPISODES_LEVELS
-from .wording import _about, _months, _num
 from .statistics import ScanSettings, Splits, best, prefix, scan
+from .wording import _about, _months, _num
 
 __all__ = ["SCAN", "PERSISTENCE_DAYS", "FIRST_LOOK", "TARGET", "THRESHOLDS", "rise", "base", "threshold",
            "fewer_anxious_episodes"]

@@ -7,13 +7,19 @@ from __future__ import annotations
 
 from datetime import date
 from functools import cache
-from typing import Optional
 
 from .aggregates import PARTNER, Detection, History, HistoryLike, _check_as_of
 from .registry import MORE_INDEPENDENCE
 from .tests_of_change import _scaled_binomial_p, compare_rates
 from .windows import (
-    INDEPENDENCE_CONFIRM_DAYS, _confirmed, _dispersion, _Look, _rate_windows, _summary, _weekly, _Window,
+    INDEPENDENCE_CONFIRM_DAYS,
+    _confirmed,
+    _dispersion,
+    _Look,
+    _rate_windows,
+    _summary,
+    _weekly,
+    _Window,
 )
 from .wording import _months, _num, _p
 
@@ -27,7 +33,7 @@ def _activity_side(w: _Window) -> dict:
                 activities_per_logged_day=_num(rate), activities_per_week=_num(rate * 7, 2))
 
 
-def _independence_look(history: History, as_of: date) -> Optional[_Look]:
+def _independence_look(history: History, as_of: date) -> _Look | None:
     windows = _rate_windows(history, as_of)
     if windows is None:
         return None

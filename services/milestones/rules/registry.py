@@ -13,12 +13,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import date
-from typing import Optional
 
 from .aggregates import COUPLE, PARTNER, Detection
 from .couple_scan import PERSISTENCE_DAYS
 from .weekly_means import BLOCK_DAYS, WeeklySettings
-from .windows import BASELINE_MAX_DAYS, CALMER_CONFIRM_DAYS, INDEPENDENCE_CONFIRM_DAYS, RHYTHM_WEEKS, WINDOW_DAYS
+from .windows import (
+    BASELINE_MAX_DAYS,
+    CALMER_CONFIRM_DAYS,
+    INDEPENDENCE_CONFIRM_DAYS,
+    RHYTHM_WEEKS,
+    WINDOW_DAYS,
+)
 from .wording import _num
 
 __all__ = ["FEWER_ANXIOUS_EPISODES", "CALMER_EPISODES", "MORE_INDEPENDENCE", "BETTER_COMMUNICATION",
@@ -68,7 +73,7 @@ class Chart:
     value: str
     unit: str
     better: str
-    scale: Optional[int] = None
+    scale: int | None = None
 
 
 @dataclass(frozen=True)
@@ -78,7 +83,7 @@ class Milestone:
     levels: tuple[int, ...]
     minimum: str  # the least data before the rule can hold, in words
     reads: Reads
-    chart: Optional[Chart]  # None: the celebration has no chart
+    chart: Chart | None  # None: the celebration has no chart
 
 
 _PARTNER_WINDOWS = Reads(head=BASELINE_MAX_DAYS, recent=WINDOW_DAYS + max(CALMER_CONFIRM_DAYS))
@@ -124,19 +129,19 @@ READS = {scope: Reads(head=max(m.reads.head for m in MILESTONES if m.scope == sc
 SINCE_FIRST = tuple(m.type for m in MILESTONES if m.reads.since_first)
 
 
-def _figure(value) -> Optional[float]:
+def _figure(value) -> float | None:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
     return _num(value, 2) if ok else None
 
 
-def _day(value) -> Optional[date]:
+def _day(value) -> date | None:
     try:
         return date.fromisoformat(value)
     except (TypeError, ValueError):
         return None
 
 
-def picture(det: Detection) -> Optional[dict]:
+def picture(det: Detection) -> dict | None:
     """What the celebration of ``det`` shows, typed: the words for the unit, whether lower or higher is
     better, the scale of a rating, and the two periods compared with the figure of each (in the partner's
     own units). None for a milestone without a chart, or evidence without both periods whole."""

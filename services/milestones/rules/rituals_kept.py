@@ -2,16 +2,14 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Optional
 
 from .aggregates import COUPLE, Detection, History, HistoryLike, _check_as_of
 from .registry import RITUAL_LEVELS, RITUALS_KEPT
 from .wording import _iso
 
 
-
 def rituals_kept(a: HistoryLike, b: HistoryLike, as_of: date,
-                 prior: Optional[dict[str, int]] = None) -> list[Detection]:
+                 prior: dict[str, int] | None = None) -> list[Detection]:
     """The couple's 10th, 25th, 50th and 100th ritual (levels 1-4).
 
     Counts every ``ritual`` entry of both partners dated up to ``as_of``;

@@ -24,7 +24,6 @@ beyond the before side's share of logged days are counted as usual days
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 
@@ -40,7 +39,7 @@ class ScanSettings:
     min_before_logged: int = 21  # logged days before the split
     min_after_logged: int = 14  # logged days after it: weeks, not a good few days
     min_after_blocks: int = 2
-    max_after_blocks: Optional[int] = None  # only changes in the recent past (None: any)
+    max_after_blocks: int | None = None  # only changes in the recent past (None: any)
     max_ratio: float = 0.7  # the after side's rate at most this share of the before side's
     null_ratio: float = 1.0  # the ratio the evidence is measured against (1: no change)
     # the extra-Poisson variance of a block, as a share of its expected count squared (a negative binomial's
@@ -60,19 +59,19 @@ class Blocks:
     tt: np.ndarray
     g: np.ndarray
 
-    def __add__(self, other: "Blocks") -> "Blocks":
+    def __add__(self, other: Blocks) -> Blocks:
         return Blocks(self.kk + other.kk, self.kt + other.kt, self.tt + other.tt, self.g + other.g)
 
-    def __sub__(self, other: "Blocks") -> "Blocks":
+    def __sub__(self, other: Blocks) -> Blocks:
         return Blocks(self.kk - other.kk, self.kt - other.kt, self.tt - other.tt, self.g - other.g)
 
-    def __getitem__(self, index) -> "Blocks":
+    def __getitem__(self, index) -> Blocks:
         return Blocks(self.kk[index], self.kt[index], self.tt[index], self.g[index])
 
-    def where(self, mask: np.ndarray) -> "Blocks":
+    def where(self, mask: np.ndarray) -> Blocks:
         return Blocks(*(np.where(mask, v, 0.0) for v in (self.kk, self.kt, self.tt, self.g)))
 
-    def cumsum(self) -> "Blocks":
+    def cumsum(self) -> Blocks:
         """Running sums from the first block (index i: the first i blocks)."""
         return Blocks(*(np.concatenate(([0.0], np.cumsum(v))) for v in (self.kk, self.kt, self.tt, self.g)))
 

@@ -23,8 +23,8 @@ from __future__ import annotations
 from datetime import date
 
 from .aggregates import DayAggregate, Detection, HistoryLike
-from .registry import STRONGER_BOND
 from .couple_scan import TARGET, CoupleScan
+from .registry import STRONGER_BOND
 from .weekly_means import WeeklySettings
 
 __all__ = ["SETTINGS", "RULE", "stronger_bond"]

@@ -35,7 +35,6 @@ partners pooled) of at least ``min_effect``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 
@@ -59,7 +58,7 @@ class WeeklySettings:
     min_rise: float = 0.5  # the couple's mean, after less before, in rating points
     min_effect: float = 0.7  # common-language effect, after over before
     null_rise: float = 0.0  # the rise the evidence is measured against
-    max_after_weeks: Optional[int] = None  # only changes in the recent past (None: any in the window)
+    max_after_weeks: int | None = None  # only changes in the recent past (None: any in the window)
     ramp_weeks: tuple[int, ...] = (0,)  # the lengths of the rise a split may take, in weeks (0: a step)
 
 

@@ -10,10 +10,11 @@ rule must hold also at its confirming looks (:func:`_confirmed`).
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import cached_property
-from typing import Any, Callable, Optional
+from typing import Any
 
 from scipy import special
 
@@ -120,7 +121,7 @@ class _RateWindows:
         }
 
 
-def _rate_windows(history: History, as_of: date) -> Optional[_RateWindows]:
+def _rate_windows(history: History, as_of: date) -> _RateWindows | None:
     """The windows as of ``as_of``, or None if they overlap or are too thin.
 
     Never reads a day after ``as_of``: a baseline that would reach past the
@@ -212,7 +213,7 @@ class _Look:
         return self._explained[2]
 
 
-def _confirmed(kind: str, scope: str, as_of: date, look: Callable[[date], Optional[_Look]],
+def _confirmed(kind: str, scope: str, as_of: date, look: Callable[[date], _Look | None],
                level_rules: dict[int, str], confirm_days: tuple[int, ...] = (PERSISTENCE_DAYS,)
                ) -> list[Detection]:
     """Detections for the levels that hold as of ``as_of`` and as of each of ``confirm_days`` earlier.

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 from datetime import date
-from typing import Optional
 
 _MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
            "September", "October", "November", "December")
@@ -13,7 +12,7 @@ def _iso(d: date) -> str:
     return d.isoformat()
 
 
-def _num(x: float, digits: int = 3) -> Optional[float]:
+def _num(x: float, digits: int = 3) -> float | None:
     """A float for JSON: rounded; None for NaN or infinity."""
     if x is None or not math.isfinite(x):
         return None

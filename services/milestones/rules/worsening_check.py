@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Optional
 
 from .aggregates import History, HistoryLike, _check_as_of
 from .tests_of_change import ALPHA, compare_rates
-from .windows import MIN_LOGGED_DAYS, PERSISTENCE_DAYS, WINDOW_DAYS, _window, _Window
+from .windows import MIN_LOGGED_DAYS, PERSISTENCE_DAYS, WINDOW_DAYS, _Window, _window
 from .wording import _iso, _num, _p
 
 WORSENING_MIN_RATIO = 1.4
@@ -27,7 +26,7 @@ class WorseningCheck:
     """
 
     worsening: bool
-    evidence: Optional[dict]
+    evidence: dict | None
 
 
 def _episode_side(w: _Window) -> dict:
@@ -37,7 +36,7 @@ def _episode_side(w: _Window) -> dict:
                 episode_days_per_logged_day=_num(rate), episode_days_per_week=_num(rate * 7, 2))
 
 
-def _worsening_look(history: History, as_of: date) -> Optional[tuple[bool, dict]]:
+def _worsening_look(history: History, as_of: date) -> tuple[bool, dict] | None:
     recent_start = as_of - timedelta(days=WINDOW_DAYS - 1)
     previous_end = recent_start - timedelta(days=1)
     previous = _window(history, previous_end - timedelta(days=WINDOW_DAYS - 1), previous_end)

@@ -6,16 +6,16 @@ row is inserted, instead of a statement of its own in every transaction.
 Revision ID: 0002
 Revises: 0001
 """
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 from alembic import op
 
 from shared.outbox import WAKE_TRIGGER_DOWN, WAKE_TRIGGER_UP, migrate_wake_trigger
 
 revision: str = "0002"
-down_revision: Union[str, Sequence[str], None] = "0001"
-branch_labels: Union[str, Sequence[str], None] = None
-depends_on: Union[str, Sequence[str], None] = None
+down_revision: str | Sequence[str] | None = "0001"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

@@ -9,8 +9,8 @@ count of the accounts table goes: an account is never locked any more.
 Revision ID: 0004
 Revises: 0003
 """
+from collections.abc import Sequence
 from datetime import timedelta
-from typing import Sequence, Union
 
 import sqlalchemy as sa
 from alembic import op
@@ -18,9 +18,9 @@ from alembic import op
 import shared.db
 
 revision: str = "0004"
-down_revision: Union[str, Sequence[str], None] = "0003"
-branch_labels: Union[str, Sequence[str], None] = None
-depends_on: Union[str, Sequence[str], None] = None
+down_revision: str | Sequence[str] | None = "0003"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
 
 INVITE_TTL = timedelta(days=7)
 

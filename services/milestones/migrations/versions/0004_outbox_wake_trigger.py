@@ -6,16 +6,16 @@ row is inserted, instead of a statement of its own in every transaction.
 Revision ID: 0004
 Revises: 0003
 """
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 from alembic import op
 
 from shared.outbox import WAKE_TRIGGER_DOWN, WAKE_TRIGGER_UP, migrate_wake_trigger
 
 revision: str = "0004"
-down_revision: Union[str, Sequence[str], None] = "0003"
-branch_labels: Union[str, Sequence[str], None] = None
-depends_on: Union[str, Sequence[str], None] = None
+down_revision: str | Sequence[str] | None = "0003"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

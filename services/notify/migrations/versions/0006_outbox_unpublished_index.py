@@ -8,16 +8,16 @@ or not; `ix_outbox_unpublished` holds the unpublished ones in order.
 Revision ID: 0006
 Revises: 0005
 """
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 from alembic import op
 
 from shared.outbox import create_unpublished_index
 
 revision: str = "0006"
-down_revision: Union[str, Sequence[str], None] = "0005"
-branch_labels: Union[str, Sequence[str], None] = None
-depends_on: Union[str, Sequence[str], None] = None
+down_revision: str | Sequence[str] | None = "0005"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

@@ -6,7 +6,7 @@ sends the link by SMTP and then deletes the row (with its token).
 Revision ID: 0009_reset_emails
 Revises: 0008_push
 """
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
@@ -14,9 +14,9 @@ from alembic import op
 import shared.db
 
 revision: str = "0009_reset_emails"
-down_revision: Union[str, Sequence[str], None] = "0008_push"
-branch_labels: Union[str, Sequence[str], None] = None
-depends_on: Union[str, Sequence[str], None] = None
+down_revision: str | Sequence[str] | None = "0008_push"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
