@@ -4,6 +4,7 @@ Served by the same gunicorn settings as the services (``shared.gunicorn_conf``)
 on the same PostgreSQL, through the same engine settings (``shared.db``); the
 table ``anchor_entries`` is made by the benchmark before it starts.
 """
+
 from __future__ import annotations
 
 import os

@@ -13,6 +13,7 @@ its commit) takes them, timed until the N-th is recorded. Rounds alternate, medi
 
 Usage: python -m bench.consumer [--events N] [--rounds R]   (prints JSON)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,12 +28,14 @@ from datetime import time as dtime
 
 from bench import setup
 
-KINDS = [("daily_reflection", lambda r: {"mood": r.randint(1, 10), "communication": r.randint(1, 5)}),
-         ("anxious_episode", lambda r: {"intensity": r.randint(0, 10)}),
-         ("ritual", lambda r: {"ritual": "good_morning_text"}),
-         ("independence_activity", lambda r: {"activity": "friends"}),
-         ("conflict", lambda r: {"intensity": r.randint(0, 10)}),
-         ("check_in", lambda r: {"connection": r.randint(1, 5), "understanding": r.randint(1, 5)})]
+KINDS = [
+    ("daily_reflection", lambda r: {"mood": r.randint(1, 10), "communication": r.randint(1, 5)}),
+    ("anxious_episode", lambda r: {"intensity": r.randint(0, 10)}),
+    ("ritual", lambda r: {"ritual": "good_morning_text"}),
+    ("independence_activity", lambda r: {"activity": "friends"}),
+    ("conflict", lambda r: {"intensity": r.randint(0, 10)}),
+    ("check_in", lambda r: {"connection": r.randint(1, 5), "understanding": r.randint(1, 5)}),
+]
 
 
 def couples(n: int, rng: random.Random) -> tuple[list[dict], list[tuple[str, str]]]:
@@ -43,11 +46,29 @@ def couples(n: int, rng: random.Random) -> tuple[list[dict], list[tuple[str, str
     for _ in range(n):
         a, b, c = (str(uuid.uuid4()) for _ in range(3))
         for pid in (a, b):
-            out.append(events.make_event("journal.partner.registered", source="/journal", subject=pid, data={
-                "partner_id": pid, "email": "bench@example.com", "display_name": "B", "timezone": "Europe/Paris"},
-                time=now))
-        out.append(events.make_event("journal.couple.partnered", source="/journal", subject=c,
-                                     data={"couple_id": c, "partner_ids": [a, b]}, time=now))
+            out.append(
+                events.make_event(
+                    "journal.partner.registered",
+                    source="/journal",
+                    subject=pid,
+                    data={
+                        "partner_id": pid,
+                        "email": "bench@example.com",
+                        "display_name": "B",
+                        "timezone": "Europe/Paris",
+                    },
+                    time=now,
+                )
+            )
+        out.append(
+            events.make_event(
+                "journal.couple.partnered",
+                source="/journal",
+                subject=c,
+                data={"couple_id": c, "partner_ids": [a, b]},
+                time=now,
+            )
+        )
         pairs += [(a, c), (b, c)]
     return out, pairs
 
@@ -62,9 +83,24 @@ def entries(pairs: list[tuple[str, str]], n: int, rng: random.Random) -> list[di
         day = now.date() - timedelta(days=rng.randint(1, 60))
         kind, measures = rng.choice(KINDS)
         occurred = datetime.combine(day, dtime(9, rng.randint(0, 59)), timezone(timedelta(hours=1)))
-        out.append(events.make_event("journal.entry.recorded", source="/journal", subject=c, data={
-            "entry_id": str(uuid.uuid4()), "couple_id": c, "partner_id": pid, "kind": kind,
-            "occurred_at": occurred, "local_date": day, "visibility": "private", **measures(rng)}, time=now))
+        out.append(
+            events.make_event(
+                "journal.entry.recorded",
+                source="/journal",
+                subject=c,
+                data={
+                    "entry_id": str(uuid.uuid4()),
+                    "couple_id": c,
+                    "partner_id": pid,
+                    "kind": kind,
+                    "occurred_at": occurred,
+                    "local_date": day,
+                    "visibility": "private",
+                    **measures(rng),
+                },
+                time=now,
+            )
+        )
     return out
 
 
@@ -93,7 +129,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     def fill(evs: list[dict]) -> None:
         for start in range(0, len(evs), 500):
-            publisher.publish_many((events.encode(e), e["type"], e["id"]) for e in evs[start:start + 500])
+            publisher.publish_many(
+                (events.encode(e), e["type"], e["id"]) for e in evs[start : start + 500]
+            )
 
     engine = make_engine(setup.servers()["MILESTONES_DATABASE_URL"])
 
@@ -126,8 +164,13 @@ def main(argv: list[str] | None = None) -> dict:
                 done.set()
 
         with conn.channel() as channel:
-            c = Consumer(channel, queues=[queue], on_message=ack, prefetch_count=consumer.prefetch,
-                         auto_declare=False)
+            c = Consumer(
+                channel,
+                queues=[queue],
+                on_message=ack,
+                prefetch_count=consumer.prefetch,
+                auto_declare=False,
+            )
             c.qos(prefetch_count=consumer.prefetch, apply_global=False)
             t0 = time.perf_counter()
             with c:
@@ -149,9 +192,14 @@ def main(argv: list[str] | None = None) -> dict:
     publisher.close()
     conn.release()
     engine.dispose()
-    result = {"events": args.events, "rounds": args.rounds, "prefetch": consumer.prefetch,
-              "anchor_per_s": round(statistics.median(anchor)), "consumer_per_s": round(statistics.median(service)),
-              "ratio": round(statistics.median(service) / statistics.median(anchor), 3)}
+    result = {
+        "events": args.events,
+        "rounds": args.rounds,
+        "prefetch": consumer.prefetch,
+        "anchor_per_s": round(statistics.median(anchor)),
+        "consumer_per_s": round(statistics.median(service)),
+        "ratio": round(statistics.median(service) / statistics.median(anchor), 3),
+    }
     print(json.dumps(result))
     return result
 

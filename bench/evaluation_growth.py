@@ -10,6 +10,7 @@ last event), then times, interleaved in the same run:
 
 Usage: python -m bench.evaluation_growth [--repeat N]   (uses MILESTONES_DATABASE_URL, or SQLite under ./var)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,13 @@ SPANS = {"2 months": 61, "6 months": 182, "1 year": 365, "2 years": 730}
 
 
 def _event(type_, data, when):
-    raw = events.make_event(type_, source="/journal", subject=str(data.get("couple_id") or data["partner_id"]),
-                            data=data, time=when)
+    raw = events.make_event(
+        type_,
+        source="/journal",
+        subject=str(data.get("couple_id") or data["partner_id"]),
+        data=data,
+        time=when,
+    )
     return events.parse(raw)
 
 
@@ -40,10 +46,22 @@ def new_couple(sessions, handlers, tz: str = "Europe/Paris") -> tuple[str, str, 
     now = datetime.now(UTC)
     with unit_of_work(sessions) as s:
         for pid in (a, b):
-            handlers["journal.partner.registered"](s, _event("journal.partner.registered", {
-                "partner_id": pid, "email": "x@example.com", "display_name": "X", "timezone": tz}, now))
-        handlers["journal.couple.partnered"](s, _event("journal.couple.partnered",
-                                                       {"couple_id": couple, "partner_ids": [a, b]}, now))
+            handlers["journal.partner.registered"](
+                s,
+                _event(
+                    "journal.partner.registered",
+                    {
+                        "partner_id": pid,
+                        "email": "x@example.com",
+                        "display_name": "X",
+                        "timezone": tz,
+                    },
+                    now,
+                ),
+            )
+        handlers["journal.couple.partnered"](
+            s, _event("journal.couple.partnered", {"couple_id": couple, "partner_ids": [a, b]}, now)
+        )
     return a, b, couple
 
 
@@ -58,23 +76,49 @@ def build(sessions, handlers, days: int, rng: random.Random):
             for pid in (a, b):
                 if rng.random() < 0.3:
                     continue
-                kinds = [("daily_reflection", {"mood": rng.randint(3, 8), "communication": rng.randint(2, 5)})]
-                kinds += [("anxious_episode", {"intensity": rng.randint(2, 8)}) for _ in range(rng.randint(0, 2))]
+                kinds = [
+                    (
+                        "daily_reflection",
+                        {"mood": rng.randint(3, 8), "communication": rng.randint(2, 5)},
+                    )
+                ]
+                kinds += [
+                    ("anxious_episode", {"intensity": rng.randint(2, 8)})
+                    for _ in range(rng.randint(0, 2))
+                ]
                 if rng.random() < 0.15:
-                    kinds.append(("check_in", {"connection": rng.randint(2, 5), "understanding": rng.randint(2, 5)}))
+                    kinds.append(
+                        (
+                            "check_in",
+                            {"connection": rng.randint(2, 5), "understanding": rng.randint(2, 5)},
+                        )
+                    )
                 if rng.random() < 0.1:
                     kinds.append(("ritual", {"ritual": "good_morning_text"}))
                 for kind, measures in kinds:
-                    handlers["journal.entry.recorded"](s, _entry(pid, couple, kind, day, measures, now))
+                    handlers["journal.entry.recorded"](
+                        s, _entry(pid, couple, kind, day, measures, now)
+                    )
     return a, b, couple
 
 
 def _entry(pid, couple, kind, day: date, measures, now, visibility: str = "shared"):
     """A recorded entry's event; shared (the couple's rules read shared entries alone), unless said."""
     occurred = datetime.combine(day, dtime(9, 0), timezone(timedelta(hours=1)))
-    return _event("journal.entry.recorded", {"entry_id": str(uuid.uuid4()), "couple_id": couple, "partner_id": pid,
-                                             "kind": kind, "occurred_at": occurred, "local_date": day,
-                                             "visibility": visibility, **measures}, now)
+    return _event(
+        "journal.entry.recorded",
+        {
+            "entry_id": str(uuid.uuid4()),
+            "couple_id": couple,
+            "partner_id": pid,
+            "kind": kind,
+            "occurred_at": occurred,
+            "local_date": day,
+            "visibility": visibility,
+            **measures,
+        },
+        now,
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -108,13 +152,22 @@ def main(argv: list[str] | None = None) -> dict:
     thresholds = {n for _, n in RITUAL_LEVELS}
     for a, b, couple in built.values():
         with unit_of_work(sessions) as s:
-            total = s.execute(select(func.coalesce(func.sum(tables.days.c.ritual_count), 0))
-                              .where(tables.days.c.partner_id.in_([a, b]))).scalar()
+            total = s.execute(
+                select(func.coalesce(func.sum(tables.days.c.ritual_count), 0)).where(
+                    tables.days.c.partner_id.in_([a, b])
+                )
+            ).scalar()
             if total + 1 in thresholds:
                 now = datetime.now(UTC)
-                handlers["journal.entry.recorded"](s, _entry(b, couple, "ritual", today - timedelta(days=1),
-                                                             {"ritual": "affection"}, now))
-    if engine.dialect.name == "postgresql":  # built in a minute, not in years: what autovacuum did meanwhile
+                handlers["journal.entry.recorded"](
+                    s,
+                    _entry(
+                        b, couple, "ritual", today - timedelta(days=1), {"ritual": "affection"}, now
+                    ),
+                )
+    if (
+        engine.dialect.name == "postgresql"
+    ):  # built in a minute, not in years: what autovacuum did meanwhile
         vacuum(url)
     evals = {label: [] for label in SPANS}
     per_event = {label: [] for label in SPANS}
@@ -124,13 +177,20 @@ def main(argv: list[str] | None = None) -> dict:
         for label, (a, _b, couple) in built.items():
             with unit_of_work(sessions) as s:
                 t0 = time.perf_counter()
-                evaluation.evaluate_partner(s, a, dates=[evaluation.local_today("Europe/Paris",
-                                                                              datetime.now(UTC))])
+                evaluation.evaluate_partner(
+                    s, a, dates=[evaluation.local_today("Europe/Paris", datetime.now(UTC))]
+                )
                 evals[label].append(time.perf_counter() - t0)
                 s.rollback()
             with unit_of_work(sessions) as s:
-                ev = _entry(a, couple, "ritual", datetime.now(UTC).date(), {"ritual": "affection"},
-                            datetime.now(UTC))
+                ev = _entry(
+                    a,
+                    couple,
+                    "ritual",
+                    datetime.now(UTC).date(),
+                    {"ritual": "affection"},
+                    datetime.now(UTC),
+                )
                 t0 = time.perf_counter()
                 handlers["journal.entry.recorded"](s, ev)
                 per_event[label].append(time.perf_counter() - t0)
@@ -140,9 +200,12 @@ def main(argv: list[str] | None = None) -> dict:
         with unit_of_work(sessions) as s:
             today = evaluation.local_today("Europe/Paris", datetime.now(UTC))
             rows_read = len(evaluation.history(s, built[label][0], today, today)[0].days)
-        results[label] = {"days": days, "rows_read": rows_read,
-                          "evaluate_ms": round(statistics.median(evals[label]) * 1000, 2),
-                          "per_event_ms": round(statistics.median(per_event[label]) * 1000, 2)}
+        results[label] = {
+            "days": days,
+            "rows_read": rows_read,
+            "evaluate_ms": round(statistics.median(evals[label]) * 1000, 2),
+            "per_event_ms": round(statistics.median(per_event[label]) * 1000, 2),
+        }
     base = results["2 months"]
     for r in results.values():
         r["evaluate_ratio"] = round(r["evaluate_ms"] / base["evaluate_ms"], 2)

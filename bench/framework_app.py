@@ -14,6 +14,7 @@ Served like the others: gunicorn, ``shared.gunicorn_conf``, the same
 database (``ANCHOR_DATABASE_URL``, table ``anchor_entries``); tokens made by
 the journal of the same ``TANDEM_VAR_DIR`` are valid here.
 """
+
 from __future__ import annotations
 
 import os
@@ -31,8 +32,12 @@ from shared.web import AUTH_DOC, Blueprint, create_base_app, require_auth
 
 engine = make_engine(os.environ["ANCHOR_DATABASE_URL"])
 INSERT = text("INSERT INTO anchor_entries (id, body) VALUES (:id, :body)")
-app, api = create_base_app(Settings.from_env("journal"), engine=engine, title="Ingest anchor",
-                           description="The journal's framework around one INSERT")
+app, api = create_base_app(
+    Settings.from_env("journal"),
+    engine=engine,
+    title="Ingest anchor",
+    description="The journal's framework around one INSERT",
+)
 entries = Blueprint("entries", __name__, url_prefix="/v1")
 
 
@@ -47,9 +52,17 @@ class Entries(MethodView):
             conn.execute(INSERT, {"id": str(uuid.uuid4()), "body": request.get_data(as_text=True)})
         now = datetime.now(UTC)
         occurred_at = data["occurred_at"]
-        view = {"id": str(data["id"]), "kind": data["kind"], "author_id": g.partner_id, "occurred_at": occurred_at.isoformat(),
-                "local_date": occurred_at.date(), "visibility": data["visibility"], "note": data.get("note"),
-                "created_at": now, "updated_at": now}
+        view = {
+            "id": str(data["id"]),
+            "kind": data["kind"],
+            "author_id": g.partner_id,
+            "occurred_at": occurred_at.isoformat(),
+            "local_date": occurred_at.date(),
+            "visibility": data["visibility"],
+            "note": data.get("note"),
+            "created_at": now,
+            "updated_at": now,
+        }
         view.update((k, v) for k, v in data.items() if k not in view)  # the kind's measures
         return view, 201
 

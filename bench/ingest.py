@@ -21,6 +21,7 @@ Python on one core at a time (the GIL).
 
 Usage: python -m bench.ingest [--seconds S] [--rounds R] [--connections C]  (needs wrk; prints JSON)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,9 +44,22 @@ ENTRY = {"kind": "anxious_episode", "intensity": 5, "occurred_at": "2026-11-20T0
 
 
 def wrk(url: str, seconds: int, connections: int, token: str) -> float:
-    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency",
-                          "-s", str(procs.ROOT / "bench" / "post_entries.lua"), url],
-                         capture_output=True, text=True, env=dict(os.environ, BENCH_TOKEN=token), timeout=seconds + 60)
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t2",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(procs.ROOT / "bench" / "post_entries.lua"),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, BENCH_TOKEN=token),
+        timeout=seconds + 60,
+    )
     if out.returncode != 0:
         raise RuntimeError(out.stderr or out.stdout)
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out.stdout)
@@ -61,46 +75,85 @@ def open_loop(url: str, rate: float, seconds: float, token: str) -> dict:
     failures = [0]
 
     def send(i, due, session):
-        r = session.post(url + "/v1/entries", data=json.dumps({"id": str(uuid.uuid4()), **ENTRY}),
-                         headers=headers, timeout=30)
+        r = session.post(
+            url + "/v1/entries",
+            data=json.dumps({"id": str(uuid.uuid4()), **ENTRY}),
+            headers=headers,
+            timeout=30,
+        )
         latencies.append(time.perf_counter() - due)
         failures[0] += r.status_code != 201
 
     total = int(rate * seconds)
     late = procs.open_loop(rate, total, send, workers=48)
     latencies.sort()
-    return {"rate": round(rate), "requests": total, "failures": failures[0],
-            "sent_late_p99_ms": round(sorted(late)[int(len(late) * 0.99)] * 1000, 1),
-            "p50_ms": round(latencies[len(latencies) // 2] * 1000, 1),
-            "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 1)}
+    return {
+        "rate": round(rate),
+        "requests": total,
+        "failures": failures[0],
+        "sent_late_p99_ms": round(sorted(late)[int(len(late) * 0.99)] * 1000, 1),
+        "p50_ms": round(latencies[len(latencies) // 2] * 1000, 1),
+        "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 1),
+    }
 
 
 def _measure(args, url: str, tmp: Path, workers: str, threads: str, latency: bool) -> dict:
     """Both apps under gunicorn with these settings: peaks (rounds alternating), then latency at half the
     journal's peak if asked, and memory."""
-    common = dict(os.environ, WEB_CONCURRENCY=workers, WEB_THREADS=threads, TANDEM_VAR_DIR=str(tmp / "var"),
-                  PROMETHEUS_MULTIPROC_DIR=str(tmp / f"prometheus-{workers}x{threads}"))
+    common = dict(
+        os.environ,
+        WEB_CONCURRENCY=workers,
+        WEB_THREADS=threads,
+        TANDEM_VAR_DIR=str(tmp / "var"),
+        PROMETHEUS_MULTIPROC_DIR=str(tmp / f"prometheus-{workers}x{threads}"),
+    )
     Path(common["PROMETHEUS_MULTIPROC_DIR"]).mkdir()
-    ports = {"anchor": procs.free_port(), "framework": procs.free_port(), "journal": procs.free_port()}
+    ports = {
+        "anchor": procs.free_port(),
+        "framework": procs.free_port(),
+        "journal": procs.free_port(),
+    }
     started = {
-        name: procs.start([procs.GUNICORN, "-c", "python:shared.gunicorn_conf", "-b",
-                           f"127.0.0.1:{ports[name]}", f"bench.{name}_app:app"],
-                          dict(common, ANCHOR_DATABASE_URL=url), tmp / f"{name}.log")
+        name: procs.start(
+            [
+                procs.GUNICORN,
+                "-c",
+                "python:shared.gunicorn_conf",
+                "-b",
+                f"127.0.0.1:{ports[name]}",
+                f"bench.{name}_app:app",
+            ],
+            dict(common, ANCHOR_DATABASE_URL=url),
+            tmp / f"{name}.log",
+        )
         for name in ("anchor", "framework")
     } | {
-        "journal": procs.start(procs.TANDEM + ["serve", "journal"], dict(common, JOURNAL_PORT=str(ports["journal"])),
-                               tmp / "journal.log"),
+        "journal": procs.start(
+            procs.TANDEM + ["serve", "journal"],
+            dict(common, JOURNAL_PORT=str(ports["journal"])),
+            tmp / "journal.log",
+        ),
     }
     try:
         for name, proc in started.items():
             procs.wait_listening(ports[name], proc)
         urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
         email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
-        requests.post(urls["journal"] + "/v1/accounts", json={"email": email, "password": "correct horse battery",
-                                                             "display_name": "Bench", "timezone": "Europe/Paris"},
-                      timeout=30).raise_for_status()
-        token = requests.post(urls["journal"] + "/v1/tokens", json={"email": email, "password": "correct horse battery"},
-                              timeout=30).json()["access_token"]
+        requests.post(
+            urls["journal"] + "/v1/accounts",
+            json={
+                "email": email,
+                "password": "correct horse battery",
+                "display_name": "Bench",
+                "timezone": "Europe/Paris",
+            },
+            timeout=30,
+        ).raise_for_status()
+        token = requests.post(
+            urls["journal"] + "/v1/tokens",
+            json={"email": email, "password": "correct horse battery"},
+            timeout=30,
+        ).json()["access_token"]
         peaks: dict[str, list[float]] = {"anchor": [], "framework": [], "journal": []}
         for name in peaks:  # warm up: imports, pools, prepared statements
             wrk(urls[name], 2, args.connections, token)
@@ -108,16 +161,23 @@ def _measure(args, url: str, tmp: Path, workers: str, threads: str, latency: boo
             for name in peaks:
                 peaks[name].append(wrk(urls[name], args.seconds, args.connections, token))
         peak = {name: statistics.median(v) for name, v in peaks.items()}
-        out = {"workers": workers, "threads": threads, "anchor_rps": round(peak["anchor"]),
-               "journal_rps": round(peak["journal"]), "ratio": round(peak["journal"] / peak["anchor"], 2),
-               "framework_rps": round(peak["framework"]),
-               "framework_ratio": round(peak["framework"] / peak["anchor"], 2),
-               "journal_to_framework": round(peak["journal"] / peak["framework"], 2),
-               "rounds_rps": {k: [round(x) for x in v] for k, v in peaks.items()}}
+        out = {
+            "workers": workers,
+            "threads": threads,
+            "anchor_rps": round(peak["anchor"]),
+            "journal_rps": round(peak["journal"]),
+            "ratio": round(peak["journal"] / peak["anchor"], 2),
+            "framework_rps": round(peak["framework"]),
+            "framework_ratio": round(peak["framework"] / peak["anchor"], 2),
+            "journal_to_framework": round(peak["journal"] / peak["framework"], 2),
+            "rounds_rps": {k: [round(x) for x in v] for k, v in peaks.items()},
+        }
         if latency:
             half = peak["journal"] / 2
-            out["latency_at_half_journal_peak"] = {name: open_loop(urls[name], half, args.seconds, token)
-                                                   for name in ("anchor", "journal")}
+            out["latency_at_half_journal_peak"] = {
+                name: open_loop(urls[name], half, args.seconds, token)
+                for name in ("anchor", "journal")
+            }
         out["rss_mib"] = {name: procs.rss_mib(proc.pid) for name, proc in started.items()}
         return out
     finally:
@@ -141,7 +201,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     engine = make_engine(url)
     with engine.begin() as conn:
-        conn.execute(text("CREATE TABLE IF NOT EXISTS anchor_entries (id varchar(36) PRIMARY KEY, body text NOT NULL)"))
+        conn.execute(
+            text(
+                "CREATE TABLE IF NOT EXISTS anchor_entries (id varchar(36) PRIMARY KEY, body text NOT NULL)"
+            )
+        )
     tmp = Path(tempfile.mkdtemp(prefix="tandem-bench-"))
     # The shipped default (WEB_CONCURRENCY, WEB_THREADS unset: 2 x 8, or as set), then two processes a core:
     # the journal's requests are CPU in Python, one core a process at most (the GIL).
@@ -157,7 +221,12 @@ def main(argv: list[str] | None = None) -> dict:
             conn.execute(text("TRUNCATE entries, outbox"))
         engine.dispose()
         shutil.rmtree(tmp, ignore_errors=True)
-    result = {"seconds": args.seconds, "rounds": args.rounds, "connections": args.connections, **result}
+    result = {
+        "seconds": args.seconds,
+        "rounds": args.rounds,
+        "connections": args.connections,
+        **result,
+    }
     print(json.dumps(result))
     return result
 

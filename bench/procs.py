@@ -1,4 +1,5 @@
 """Processes a benchmark starts, waits for, measures (resident memory) and stops."""
+
 from __future__ import annotations
 
 import http.client
@@ -26,8 +27,9 @@ def free_port() -> int:
 
 def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     with open(log, "ab") as out:
-        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        return subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
 
 def wait_listening(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
@@ -101,10 +103,13 @@ class HttpSession:
         for attempt in (1, 2):  # a kept-alive connection the server closed: once more on a new one
             conn = self._conns.get((u.hostname, u.port))
             if conn is None:
-                conn = self._conns[(u.hostname, u.port)] = http.client.HTTPConnection(u.hostname, u.port,
-                                                                                       timeout=timeout)
+                conn = self._conns[(u.hostname, u.port)] = http.client.HTTPConnection(
+                    u.hostname, u.port, timeout=timeout
+                )
             try:
-                conn.request("POST", u.path + (f"?{u.query}" if u.query else ""), body=body, headers=hdrs)
+                conn.request(
+                    "POST", u.path + (f"?{u.query}" if u.query else ""), body=body, headers=hdrs
+                )
                 resp = conn.getresponse()
                 return types.SimpleNamespace(status_code=resp.status, content=resp.read())
             except (http.client.HTTPException, ConnectionError):

@@ -6,6 +6,7 @@ first push and its access token made once.
 
 Usage: python -m bench.push_memory [--pushes N]   (prints JSON; run it three times)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,14 +32,26 @@ def main() -> None:
     standin = FcmStandIn(Path(tempfile.mkdtemp()))
     env = standin.env()
     before = _rss_mib()
-    client = fcm.client(env["FCM_PROJECT_ID"], env["FCM_CREDENTIALS_FILE"], env["FCM_BASE_URL"], None)
+    client = fcm.client(
+        env["FCM_PROJECT_ID"], env["FCM_CREDENTIALS_FILE"], env["FCM_BASE_URL"], None
+    )
     for _ in range(n):
-        client.send(push_token(), "apns", "Something to celebrate", "You kept 10 rituals together.", 10)
+        client.send(
+            push_token(), "apns", "Something to celebrate", "You kept 10 rituals together.", 10
+        )
     after = _rss_mib()
     standin.close()
     assert len(standin.messages) == n and standin.token_requests == 1 and not standin.problems
-    print(json.dumps({"pushes": n, "rss_before_mib": round(before, 1), "rss_after_mib": round(after, 1),
-                      "added_mib": round(after - before, 1)}))
+    print(
+        json.dumps(
+            {
+                "pushes": n,
+                "rss_before_mib": round(before, 1),
+                "rss_after_mib": round(after, 1),
+                "added_mib": round(after - before, 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ compared, so a busy moment of a shared machine falls on both alike.
 
 Usage: python -m bench.relay [--messages N] [--rounds R]   (prints JSON)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,7 +49,9 @@ def main(argv: list[str] | None = None) -> dict:
     queues = topology.declare(conn)
     producer = Producer(conn, exchange=topology.EXCHANGE, auto_declare=False)
     relay = journal_app.make_relay()
-    sessions = make_session_factory(make_engine(relay.engine.url.render_as_string(hide_password=False)))
+    sessions = make_session_factory(
+        make_engine(relay.engine.url.render_as_string(hide_password=False))
+    )
     key = "journal.entry.deleted"
     sample = events.encode(events.make_event(key, source="/journal", subject="c", data=_body(0)))
 
@@ -63,8 +66,14 @@ def main(argv: list[str] | None = None) -> dict:
         empty_queues()
         t0 = time.perf_counter()
         for _ in range(args.messages):
-            producer.publish(sample, routing_key=key, content_type=events.CONTENT_TYPE, content_encoding="utf-8",
-                             delivery_mode=2, message_id=str(uuid.uuid4()))
+            producer.publish(
+                sample,
+                routing_key=key,
+                content_type=events.CONTENT_TYPE,
+                content_encoding="utf-8",
+                delivery_mode=2,
+                message_id=str(uuid.uuid4()),
+            )
         anchor.append(args.messages / (time.perf_counter() - t0))
 
         empty_queues()
@@ -83,8 +92,11 @@ def main(argv: list[str] | None = None) -> dict:
     relay.publisher.close()
     conn.release()
     result = {
-        "messages": args.messages, "rounds": args.rounds, "batch_size": relay.batch_size,
-        "anchor_per_s": round(statistics.median(anchor)), "relay_per_s": round(statistics.median(relayed)),
+        "messages": args.messages,
+        "rounds": args.rounds,
+        "batch_size": relay.batch_size,
+        "anchor_per_s": round(statistics.median(anchor)),
+        "relay_per_s": round(statistics.median(relayed)),
         "ratio": round(statistics.median(relayed) / statistics.median(anchor), 2),
         "cycles_per_round": statistics.median(batches),
     }

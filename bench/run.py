@@ -5,6 +5,7 @@ its ``bench:begin`` and ``bench:end`` marks) and every figure into
 
 Usage: python -m bench.run [--quick]   (--quick: shorter runs, for trying it out)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,10 +28,12 @@ def _met(ok: bool) -> str:
 
 def _ceiling(ing: dict) -> str:
     """The framework anchor's row: how close any journal can come on this stack, and the entry's own share."""
-    return (f"| Ingest's ceiling on this stack: the journal's framework (token, `EntryCreate` validated, `EntryOut` "
-            f"dumped) around the bare anchor's one INSERT, no entry work (`bench/framework_app.py`), against bare "
-            f"Flask; the journal against it | {ing['framework_rps']} | bare Flask: {ing['anchor_rps']} "
-            f"| {ing['framework_ratio']} (journal / ceiling: {ing['journal_to_framework']}) | – |")
+    return (
+        f"| Ingest's ceiling on this stack: the journal's framework (token, `EntryCreate` validated, `EntryOut` "
+        f"dumped) around the bare anchor's one INSERT, no entry work (`bench/framework_app.py`), against bare "
+        f"Flask; the journal against it | {ing['framework_rps']} | bare Flask: {ing['anchor_rps']} "
+        f"| {ing['framework_ratio']} (journal / ceiling: {ing['journal_to_framework']}) | – |"
+    )
 
 
 def table(r: dict, meta: dict) -> str:
@@ -46,9 +49,11 @@ def table(r: dict, meta: dict) -> str:
         _ceiling(ing),
     ]
     if (tuned := ing.get("two_processes_a_core")) is not None:
-        rows.append(f"| Ingest, the same with two workers a core ({tuned['workers']} workers x {tuned['threads']} "
-                    f"threads, every app) | {tuned['journal_rps']} | bare Flask: {tuned['anchor_rps']} "
-                    f"| {tuned['ratio']} | at least 0.8: {_met(tuned['ratio'] >= 0.8)} |")
+        rows.append(
+            f"| Ingest, the same with two workers a core ({tuned['workers']} workers x {tuned['threads']} "
+            f"threads, every app) | {tuned['journal_rps']} | bare Flask: {tuned['anchor_rps']} "
+            f"| {tuned['ratio']} | at least 0.8: {_met(tuned['ratio'] >= 0.8)} |"
+        )
         rows.append(_ceiling(tuned))
     rows += [
         f"| Ingest latency at half the journal's peak ({lat['journal']['rate']} a second, open loop), p50 / p99 "
@@ -64,34 +69,46 @@ def table(r: dict, meta: dict) -> str:
         if key not in r:
             continue
         e = r[key]
-        how = (f"the {e['couples']} couples reaching their levels one after another through the run"
-               if e.get("schedule", "spread") == "spread" else
-               f"the {e['couples']} couples each reaching a level within the same {e['couples'] / e['rate']:.1f} s, "
-               f"twice (bursts of {e['rate']:g} celebrations a second)")
-        rows.append(f"| End to end: `POST /v1/entries` returned to the notification in the inbox, at "
-                    f"{e['rate']} entries a second for {e['seconds']} s, {how} (sent at {e['achieved_rate']} a second; "
-                    f"{e['measured']} celebrations"
-                    f"{', ' + str(e['missing']) + ' not there 2 minutes later' if e['missing'] else ''}), p50 / p95 / p99; "
-                    f"CPU: the machine {e['cpu_cores_while_sending'].get('the whole machine (busy of all cores)')} of "
-                    f"{meta['cpus']} cores busy "
-                    f"| {e['p50_ms']} / {e['p95_ms']} / {e['p99_ms']} ms | – | – | p95 under 100 ms: "
-                    f"{_met(e['p95_ms'] is not None and e['p95_ms'] < 100)} |")
-    rows.append(f"| Growth: a settled evaluation, 2 years of history against 2 months (one event: 2 years against 2 "
-                f"months) | {g2y['evaluate_ms']} ms ({g2y['per_event_ms']} ms) | 2 months: "
-                f"{gro['2 months']['evaluate_ms']} ms ({gro['2 months']['per_event_ms']} ms) "
-                f"| {g2y['evaluate_ratio']} ({g2y['per_event_ratio']}) | at most 1.2: {_met(g2y['evaluate_ratio'] <= 1.2)} "
-                f"({_met(g2y['per_event_ratio'] <= 1.2)} for one event) |")
+        how = (
+            f"the {e['couples']} couples reaching their levels one after another through the run"
+            if e.get("schedule", "spread") == "spread"
+            else f"the {e['couples']} couples each reaching a level within the same {e['couples'] / e['rate']:.1f} s, "
+            f"twice (bursts of {e['rate']:g} celebrations a second)"
+        )
+        rows.append(
+            f"| End to end: `POST /v1/entries` returned to the notification in the inbox, at "
+            f"{e['rate']} entries a second for {e['seconds']} s, {how} (sent at {e['achieved_rate']} a second; "
+            f"{e['measured']} celebrations"
+            f"{', ' + str(e['missing']) + ' not there 2 minutes later' if e['missing'] else ''}), p50 / p95 / p99; "
+            f"CPU: the machine {e['cpu_cores_while_sending'].get('the whole machine (busy of all cores)')} of "
+            f"{meta['cpus']} cores busy "
+            f"| {e['p50_ms']} / {e['p95_ms']} / {e['p99_ms']} ms | – | – | p95 under 100 ms: "
+            f"{_met(e['p95_ms'] is not None and e['p95_ms'] < 100)} |"
+        )
+    rows.append(
+        f"| Growth: a settled evaluation, 2 years of history against 2 months (one event: 2 years against 2 "
+        f"months) | {g2y['evaluate_ms']} ms ({g2y['per_event_ms']} ms) | 2 months: "
+        f"{gro['2 months']['evaluate_ms']} ms ({gro['2 months']['per_event_ms']} ms) "
+        f"| {g2y['evaluate_ratio']} ({g2y['per_event_ratio']}) | at most 1.2: {_met(g2y['evaluate_ratio'] <= 1.2)} "
+        f"({_met(g2y['per_event_ratio'] <= 1.2)} for one event) |"
+    )
     g6m = gro["6 months"]
-    rows.append(f"| Growth past the rules' start: a settled evaluation, 2 years against 6 months (by 6 months every "
-                f"rule has a baseline and a recent window to test; at 2 months most end before any test) "
-                f"| {g2y['evaluate_ms']} ms | 6 months: {g6m['evaluate_ms']} ms "
-                f"| {round(g2y['evaluate_ms'] / g6m['evaluate_ms'], 2)} | – |")
+    rows.append(
+        f"| Growth past the rules' start: a settled evaluation, 2 years against 6 months (by 6 months every "
+        f"rule has a baseline and a recent window to test; at 2 months most end before any test) "
+        f"| {g2y['evaluate_ms']} ms | 6 months: {g6m['evaluate_ms']} ms "
+        f"| {round(g2y['evaluate_ms'] / g6m['evaluate_ms'], 2)} | – |"
+    )
     mem = ", ".join(f"{k} {v} MiB" for k, v in r.get("memory", {}).items())
-    rows.append(f"| Memory: resident, after the runs (a process and its children) | {mem} | – | – | – |")
-    head = (f"Last `make bench`: {meta['when']}, commit {meta['commit']}, {meta['cpus']} cores, load average "
-            f"{meta['load_before']} before and {meta['load_after']} after; RabbitMQ and PostgreSQL on this machine. "
-            "Every ratio is to an anchor measured in the same run, rounds alternating; the method of each is in "
-            "its module's docstring under `bench/`.")
+    rows.append(
+        f"| Memory: resident, after the runs (a process and its children) | {mem} | – | – | – |"
+    )
+    head = (
+        f"Last `make bench`: {meta['when']}, commit {meta['commit']}, {meta['cpus']} cores, load average "
+        f"{meta['load_before']} before and {meta['load_after']} after; RabbitMQ and PostgreSQL on this machine. "
+        "Every ratio is to an anchor measured in the same run, rounds alternating; the method of each is in "
+        "its module's docstring under `bench/`."
+    )
     return f"{BEGIN}\n{head}\n\n" + "\n".join(rows) + f"\n{END}"
 
 
@@ -99,7 +116,7 @@ def write(section: str) -> None:
     path = ROOT / "BENCHMARKS.md"
     text = path.read_text()
     if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END):]
+        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) :]
     else:
         first, _, rest = text.partition("\n")
         text = f"{first}\n\n## The figures of the last `make bench`\n\n{section}\n{rest}"
@@ -114,14 +131,26 @@ def main() -> None:
 
     setup.servers()
     quick = args.quick
-    meta = {"when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "cpus": os.cpu_count(),
-            "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                     cwd=ROOT).stdout.strip() or "unknown",
-            "load_before": round(os.getloadavg()[0], 1), "python": platform.python_version()}
+    meta = {
+        "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpus": os.cpu_count(),
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+        ).stdout.strip()
+        or "unknown",
+        "load_before": round(os.getloadavg()[0], 1),
+        "python": platform.python_version(),
+    }
     results = {
-        "relay": relay.main(["--messages", "1000" if quick else "3000", "--rounds", "3" if quick else "5"]),
-        "consumer": consumer.main(["--events", "500" if quick else "2000", "--rounds", "2" if quick else "3"]),
-        "ingest": ingest.main(["--seconds", "4" if quick else "10", "--rounds", "2" if quick else "3"]),
+        "relay": relay.main(
+            ["--messages", "1000" if quick else "3000", "--rounds", "3" if quick else "5"]
+        ),
+        "consumer": consumer.main(
+            ["--events", "500" if quick else "2000", "--rounds", "2" if quick else "3"]
+        ),
+        "ingest": ingest.main(
+            ["--seconds", "4" if quick else "10", "--rounds", "2" if quick else "3"]
+        ),
         "growth": evaluation_growth.main(["--repeat", "10" if quick else "40"]),
     }
     try:
@@ -130,9 +159,16 @@ def main() -> None:
         e2e = None
     if e2e is not None:
         results["e2e"] = e2e.main(["--seconds", "10" if quick else "30", "--schedule", "spread"])
-        results["e2e_lockstep"] = e2e.main(["--seconds", "10" if quick else "30", "--schedule", "lockstep"])
-    results["memory"] = {f"journal web ({results['ingest']['workers']} workers)": results["ingest"]["rss_mib"]["journal"],
-                         "anchor web": results["ingest"]["rss_mib"]["anchor"], **results.get("e2e", {}).get("rss_mib", {})}
+        results["e2e_lockstep"] = e2e.main(
+            ["--seconds", "10" if quick else "30", "--schedule", "lockstep"]
+        )
+    results["memory"] = {
+        f"journal web ({results['ingest']['workers']} workers)": results["ingest"]["rss_mib"][
+            "journal"
+        ],
+        "anchor web": results["ingest"]["rss_mib"]["anchor"],
+        **results.get("e2e", {}).get("rss_mib", {}),
+    }
     meta["load_after"] = round(os.getloadavg()[0], 1)
     out = ROOT / "var" / "bench"
     out.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ with rabbitmqctl when it is missing) and ``BENCH_<SERVICE>_DATABASE_URL``
 put in this process's environment as ``BROKER_URL`` and
 ``<SERVICE>_DATABASE_URL``, so the services' own code reads them.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,11 +24,26 @@ PG = "postgresql+psycopg://postgres@127.0.0.1:5432"
 def _vhost(url: str) -> None:
     if url != DEFAULT_BROKER or not shutil.which("rabbitmqctl"):
         return
-    listed = subprocess.run(["rabbitmqctl", "-q", "list_vhosts"], capture_output=True, text=True, timeout=60)
+    listed = subprocess.run(
+        ["rabbitmqctl", "-q", "list_vhosts"], capture_output=True, text=True, timeout=60
+    )
     if "tandem_bench" not in listed.stdout.split():
         subprocess.run(["rabbitmqctl", "-q", "add_vhost", "tandem_bench"], check=True, timeout=60)
-        subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", "tandem_bench", "guest", ".*", ".*", ".*"],
-                       check=True, timeout=60)
+        subprocess.run(
+            [
+                "rabbitmqctl",
+                "-q",
+                "set_permissions",
+                "-p",
+                "tandem_bench",
+                "guest",
+                ".*",
+                ".*",
+                ".*",
+            ],
+            check=True,
+            timeout=60,
+        )
 
 
 def _database(url: str) -> None:
@@ -35,7 +51,9 @@ def _database(url: str) -> None:
     admin = create_engine(base + "/postgres", isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            if not conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first():
+            if not conn.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
+            ).first():
                 conn.execute(text(f'CREATE DATABASE "{name}"'))
     finally:
         admin.dispose()

@@ -5,6 +5,7 @@ each in its own transaction, on SQLite and on PostgreSQL.
 Usage: python -m bench.throttle [--n 2000]
 (PostgreSQL from BENCH_JOURNAL_DATABASE_URL, else 127.0.0.1's tandem_bench_journal; made if missing.)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,12 +25,16 @@ from shared.db import make_engine, make_session_factory, unit_of_work, utcnow
 
 
 def _pg_url() -> str:
-    url = os.environ.get("BENCH_JOURNAL_DATABASE_URL") or \
-        "postgresql+psycopg://postgres@127.0.0.1:5432/tandem_bench_journal"
+    url = (
+        os.environ.get("BENCH_JOURNAL_DATABASE_URL")
+        or "postgresql+psycopg://postgres@127.0.0.1:5432/tandem_bench_journal"
+    )
     u = make_url(url)
     admin = create_engine(u.set(database="postgres"), isolation_level="AUTOCOMMIT")
     with admin.connect() as c:
-        if not c.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": u.database}).scalar():
+        if not c.execute(
+            text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": u.database}
+        ).scalar():
             c.execute(text(f'CREATE DATABASE "{u.database}"'))
     admin.dispose()
     return url
@@ -64,8 +69,14 @@ def measure(url: str, n: int) -> dict[str, list[float]]:
                 throttle.check(s, [pair, throttle.LOGIN_ADDRESS.key(client)], now)
             except Exception:
                 pass  # a throttled try costs the check alone; counted anyway, to time the worst case
-            throttle.failed(s, [(throttle.LOGIN, pair), (throttle.LOGIN_ADDRESS, throttle.LOGIN_ADDRESS.key(client))],
-                            now)
+            throttle.failed(
+                s,
+                [
+                    (throttle.LOGIN, pair),
+                    (throttle.LOGIN_ADDRESS, throttle.LOGIN_ADDRESS.key(client)),
+                ],
+                now,
+            )
 
     def good(i: int) -> None:
         client = f"198.51.100.{i % 200}"
@@ -74,7 +85,10 @@ def measure(url: str, n: int) -> dict[str, list[float]]:
             throttle.check(s, [pair, throttle.LOGIN_ADDRESS.key(client)], utcnow())
             throttle.succeeded(s, pair)
 
-    out = {"failed login's statements": _timed(n, failed), "good login's statements": _timed(n, good)}
+    out = {
+        "failed login's statements": _timed(n, failed),
+        "good login's statements": _timed(n, good),
+    }
     engine.dispose()
     return out
 
@@ -88,10 +102,15 @@ def main() -> None:
     anchor = _timed(max(50, args.n // 20), lambda i: hasher.verify(stored, "correct horse battery"))
     print(f"anchor: argon2 check ({'RFC_9106_LOW_MEMORY'}): {_summary(anchor)}")
     with tempfile.TemporaryDirectory() as d:
-        for name, url in (("SQLite", f"sqlite:///{Path(d) / 'journal.sqlite3'}"), ("PostgreSQL", _pg_url())):
+        for name, url in (
+            ("SQLite", f"sqlite:///{Path(d) / 'journal.sqlite3'}"),
+            ("PostgreSQL", _pg_url()),
+        ):
             for what, ms in measure(url, args.n).items():
-                print(f"{name}: {what}: {_summary(ms)} "
-                      f"({statistics.median(ms) / statistics.median(anchor):.3f} of the anchor's p50)")
+                print(
+                    f"{name}: {what}: {_summary(ms)} "
+                    f"({statistics.median(ms) / statistics.median(anchor):.3f} of the anchor's p50)"
+                )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 ``use_cases`` (one function per thing a user or an event does), ``http``
 (blueprints), ``app`` (the composition root), and for consumers ``handlers``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -1,14 +1,15 @@
 """``tandem``: the operator's command for every service.
 
-    tandem run                     migrate, then start every service and worker (what `make run` does)
-    tandem migrate [SERVICE...]    apply each service's database migrations
-    tandem serve SERVICE           one service's HTTP API under gunicorn
-    tandem worker SERVICE NAME     one worker process (e.g. `tandem worker journal relay`)
-    tandem watch                   print every event that goes by on the exchange
-    tandem dlq list|replay QUEUE   inspect, or re-queue, a dead-letter queue
-    tandem broker-users            RabbitMQ definitions: one user per service (import at the broker)
-    tandem republish --couple ID   publish a couple's history again (rebuilds the milestones view)
+tandem run                     migrate, then start every service and worker (what `make run` does)
+tandem migrate [SERVICE...]    apply each service's database migrations
+tandem serve SERVICE           one service's HTTP API under gunicorn
+tandem worker SERVICE NAME     one worker process (e.g. `tandem worker journal relay`)
+tandem watch                   print every event that goes by on the exchange
+tandem dlq list|replay QUEUE   inspect, or re-queue, a dead-letter queue
+tandem broker-users            RabbitMQ definitions: one user per service (import at the broker)
+tandem republish --couple ID   publish a couple's history again (rebuilds the milestones view)
 """
+
 from __future__ import annotations
 
 import importlib
@@ -56,8 +57,20 @@ def serve(service: str) -> None:
     port = os.environ.get(f"{service.upper()}_PORT", str(config.DEFAULT_PORTS[service]))
     host = os.environ.get("TANDEM_BIND_HOST", "127.0.0.1")
     gunicorn = shutil.which("gunicorn") or os.path.join(os.path.dirname(sys.executable), "gunicorn")
-    os.execve(gunicorn, [gunicorn, "-c", "python:shared.gunicorn_conf", "-b", f"{host}:{port}", "--name",
-                         f"tandem-{service}", spec.wsgi], dict(os.environ, TANDEM_SERVICE=service))
+    os.execve(
+        gunicorn,
+        [
+            gunicorn,
+            "-c",
+            "python:shared.gunicorn_conf",
+            "-b",
+            f"{host}:{port}",
+            "--name",
+            f"tandem-{service}",
+            spec.wsgi,
+        ],
+        dict(os.environ, TANDEM_SERVICE=service),
+    )
 
 
 @main.command()
@@ -84,22 +97,31 @@ def run() -> None:
     # process itself, so "stopped" means it really has stopped.
     exe = ["exec", sys.executable, "-m", "services.cli"]
     manager = Manager(Printer(sys.stdout))
-    click.echo(f"Tandem on {'the embedded broker under ' + str(var / 'broker') if config.broker_is_embedded() else 'the broker in BROKER_URL'}"
-               f" and {'SQLite under ' + str(var) if all(config.database_url(n).startswith('sqlite') for n in SERVICES) else 'the databases in *_DATABASE_URL'}")
+    click.echo(
+        f"Tandem on {'the embedded broker under ' + str(var / 'broker') if config.broker_is_embedded() else 'the broker in BROKER_URL'}"
+        f" and {'SQLite under ' + str(var) if all(config.database_url(n).startswith('sqlite') for n in SERVICES) else 'the databases in *_DATABASE_URL'}"
+    )
     for name, spec in SERVICES.items():
         prom = var / "prometheus" / name
         shutil.rmtree(prom, ignore_errors=True)
         prom.mkdir(parents=True)
         env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(prom), PYTHONUNBUFFERED="1")
         port = os.environ.get(f"{name.upper()}_PORT", str(config.DEFAULT_PORTS[name]))
-        click.echo(f"  {name:<11} http://127.0.0.1:{port}   (API docs: http://127.0.0.1:{port}/docs)")
+        click.echo(
+            f"  {name:<11} http://127.0.0.1:{port}   (API docs: http://127.0.0.1:{port}/docs)"
+        )
         # Every process on this machine's cores: the web workers yield to the event pipeline (WEB_NICE).
-        manager.add_process(f"{name}.web", " ".join(exe + ["serve", name]),
-                            env=dict(env, WEB_NICE=os.environ.get("WEB_NICE") or "5"))
+        manager.add_process(
+            f"{name}.web",
+            " ".join(exe + ["serve", name]),
+            env=dict(env, WEB_NICE=os.environ.get("WEB_NICE") or "5"),
+        )
         for worker_name in spec.workers:
             # <SERVICE>_<WORKER>_REPLICAS: several processes of one worker (consumers share the queue,
             # relays and evaluators claim rows with SKIP LOCKED), named service.worker.1, .2, ...
-            replicas = max(1, int(os.environ.get(f"{name.upper()}_{worker_name.upper()}_REPLICAS", "1") or 1))
+            replicas = max(
+                1, int(os.environ.get(f"{name.upper()}_{worker_name.upper()}_REPLICAS", "1") or 1)
+            )
             for k in range(1, replicas + 1):
                 label = f"{name}.{worker_name}" + (f".{k}" if replicas > 1 else "")
                 manager.add_process(label, " ".join(exe + ["worker", name, worker_name]), env=env)
@@ -109,7 +131,9 @@ def run() -> None:
 
 
 @main.command("broker-users")
-@click.option("--output", "-o", type=click.Path(dir_okay=False), help="write to this file, else print")
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False), help="write to this file, else print"
+)
 def broker_users(output: str | None) -> None:
     """RabbitMQ definitions: the topology and one user per service, from
     <SERVICE>_BROKER_URL, who may publish only that service's events (and the
@@ -140,8 +164,14 @@ def watch(pattern: str) -> None:
 
     conn = broker.connect()
     topology.declare(conn)
-    queue = Queue(f"tandem.watch.{uuid.uuid4().hex[:8]}", exchange=topology.EXCHANGE, routing_key=pattern,
-                  exclusive=not config.broker_is_embedded(), auto_delete=True, durable=False)
+    queue = Queue(
+        f"tandem.watch.{uuid.uuid4().hex[:8]}",
+        exchange=topology.EXCHANGE,
+        routing_key=pattern,
+        exclusive=not config.broker_is_embedded(),
+        auto_delete=True,
+        durable=False,
+    )
 
     def show(message):
         try:

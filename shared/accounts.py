@@ -2,6 +2,7 @@
 lifetime, and every service verifies tokens on its own: each one also asks its
 own tombstone (the ``erased`` flag its events set) and refuses the token, 401,
 as the journal does."""
+
 from __future__ import annotations
 
 import functools
@@ -33,4 +34,3 @@ def require_account(unit_of_work: Callable, erased: Column) -> Callable:
         return checked
 
     return decorate
-

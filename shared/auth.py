@@ -5,6 +5,7 @@ them on its own with the public key, never calling the journal. Keys come from
 the environment (``TOKEN_PRIVATE_KEY``, ``TOKEN_PUBLIC_KEY``, PEM); the embedded
 default makes a key pair under ``./var/keys/`` on first run.
 """
+
 from __future__ import annotations
 
 import os
@@ -40,8 +41,9 @@ def ensure_local_keypair(var_dir: Path) -> None:
         return
     priv.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     tmp = priv.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_bytes(pem)
     os.chmod(tmp, 0o600)
@@ -54,8 +56,11 @@ def ensure_local_keypair(var_dir: Path) -> None:
     if not pub.exists():
         loaded = serialization.load_pem_private_key(priv.read_bytes(), None)
         pub_tmp = pub.with_suffix(f".{os.getpid()}.tmp")
-        pub_tmp.write_bytes(loaded.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+        pub_tmp.write_bytes(
+            loaded.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
         os.replace(pub_tmp, pub)
 
 
@@ -84,8 +89,14 @@ class TokenIssuer:
         """A token for ``partner_id``; with ``session_id``, the login session it
         belongs to (its ``sid`` claim), which the services tie what it registers to."""
         now = datetime.now(UTC)
-        claims = {"sub": partner_id, "iss": ISSUER, "aud": AUDIENCE, "iat": now,
-                  "exp": now + timedelta(seconds=self.ttl), "jti": str(uuid.uuid4())}
+        claims = {
+            "sub": partner_id,
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "iat": now,
+            "exp": now + timedelta(seconds=self.ttl),
+            "jti": str(uuid.uuid4()),
+        }
         if session_id is not None:
             claims["sid"] = str(session_id)
         return jwt.encode(claims, self.key, algorithm=ALGORITHM)
@@ -131,7 +142,11 @@ class TokenVerifier:
         existed has no ``sid``. Checked offline like ``verified``: a session ended since the
         token was issued is not seen here; its access token dies with its expiry."""
         claims = self.claims(token)
-        return {"sub": claims.partner_id, "sid": claims.session_id, "exp": claims.expires + self.LEEWAY}
+        return {
+            "sub": claims.partner_id,
+            "sid": claims.session_id,
+            "exp": claims.expires + self.LEEWAY,
+        }
 
     def claims(self, token: str) -> Claims:
         """The token's claims once its signature, issuer, audience and times are
@@ -141,11 +156,21 @@ class TokenVerifier:
         if known is not None and time.time() < known.expires + self.LEEWAY:
             return known
         try:
-            raw = jwt.decode(token, self.key, algorithms=[ALGORITHM], audience=AUDIENCE, issuer=ISSUER,
-                             options={"require": ["exp", "iat", "sub", "iss", "aud"]}, leeway=self.LEEWAY)
+            raw = jwt.decode(
+                token,
+                self.key,
+                algorithms=[ALGORITHM],
+                audience=AUDIENCE,
+                issuer=ISSUER,
+                options={"require": ["exp", "iat", "sub", "iss", "aud"]},
+                leeway=self.LEEWAY,
+            )
             sid = raw.get("sid")
-            claims = Claims(str(uuid.UUID(raw["sub"])), None if sid is None else str(uuid.UUID(sid)),
-                            float(raw["exp"]))
+            claims = Claims(
+                str(uuid.UUID(raw["sub"])),
+                None if sid is None else str(uuid.UUID(sid)),
+                float(raw["exp"]),
+            )
         except (jwt.PyJWTError, ValueError, TypeError, AttributeError) as e:
             with self._lock:
                 self._verified.pop(token, None)

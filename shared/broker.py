@@ -3,6 +3,7 @@
 Publisher confirms are on (without them a lost message is silent), messages are
 persistent, and a publish retries across reconnects.
 """
+
 from __future__ import annotations
 
 import time
@@ -29,8 +30,11 @@ def _filesystem_transport(root: Path) -> type:
 
     key = str(root)
     if key not in _FOLDER_TRANSPORTS:
-        _FOLDER_TRANSPORTS[key] = type("FolderTransport", (filesystem.Transport,),
-                                       {"global_state": virtual.BrokerState(), "Channel": _AtomicChannel})
+        _FOLDER_TRANSPORTS[key] = type(
+            "FolderTransport",
+            (filesystem.Transport,),
+            {"global_state": virtual.BrokerState(), "Channel": _AtomicChannel},
+        )
     return _FOLDER_TRANSPORTS[key]
 
 
@@ -118,8 +122,14 @@ def connect(url: str | None = None, *, heartbeat: int = 0) -> Connection:
         transport = _filesystem_transport(root)
     else:
         options = {"confirm_publish": True, "max_retries": 3}
-    return Connection(url, transport=transport, transport_options=options, heartbeat=heartbeat,
-                      connect_timeout=5, failover_strategy="round-robin")
+    return Connection(
+        url,
+        transport=transport,
+        transport_options=options,
+        heartbeat=heartbeat,
+        connect_timeout=5,
+        failover_strategy="round-robin",
+    )
 
 
 class Publisher:
@@ -189,9 +199,18 @@ class Publisher:
             confirms = self._confirms = _Confirms(self.conn.connection.channel())
         first = confirms.sent + 1
         for body, key, mid in messages:
-            msg = amqp.Message(body, content_type=CONTENT_TYPE, content_encoding="utf-8", delivery_mode=2,
-                               priority=0, message_id=mid, application_headers={})
-            amqp.Channel.basic_publish(confirms.channel, msg, exchange=topology.EXCHANGE.name, routing_key=key)
+            msg = amqp.Message(
+                body,
+                content_type=CONTENT_TYPE,
+                content_encoding="utf-8",
+                delivery_mode=2,
+                priority=0,
+                message_id=mid,
+                application_headers={},
+            )
+            amqp.Channel.basic_publish(
+                confirms.channel, msg, exchange=topology.EXCHANGE.name, routing_key=key
+            )
             confirms.sent += 1
         deadline = time.monotonic() + CONFIRM_TIMEOUT
         while not confirms.settled(first, confirms.sent):
@@ -291,7 +310,9 @@ def definitions_from_env() -> dict:
             raise ValueError(f"set {var}: an amqp:// URL with the {service} service's own user")
         conn = Connection(url)
         if conn.userid in {name for name, _ in users.values()}:
-            raise ValueError(f"{var}: each service needs a user of its own, not {conn.userid!r} again")
+            raise ValueError(
+                f"{var}: each service needs a user of its own, not {conn.userid!r} again"
+            )
         users[service] = (conn.userid, conn.password)
         vhosts.add(conn.virtual_host)
     if len(vhosts) != 1:

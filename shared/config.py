@@ -3,6 +3,7 @@
 Every setting has an embedded default that needs no server: SQLite files and a
 Kombu ``filesystem://`` broker under ``./var/`` (``TANDEM_VAR_DIR``).
 """
+
 from __future__ import annotations
 
 import os
@@ -102,7 +103,7 @@ def database_url(service: str) -> str:
         # Accept the plain libpq form operators paste; we drive PostgreSQL with psycopg 3.
         for plain in ("postgresql://", "postgres://"):
             if url.startswith(plain):
-                return "postgresql+psycopg://" + url[len(plain):]
+                return "postgresql+psycopg://" + url[len(plain) :]
         return url
     path = var_dir() / f"{service}.sqlite3"
     return f"sqlite:///{path}"
@@ -121,7 +122,9 @@ class Settings:
     smtp_url: str | None = None
     allow_private_targets: bool = False
     argon2_profile: str = "RFC_9106_LOW_MEMORY"
-    metrics_token: str | None = field(default=None, repr=False)  # a secret: never in a repr or a log
+    metrics_token: str | None = field(
+        default=None, repr=False
+    )  # a secret: never in a repr or a log
     streams_per_process: int = 32
     streams_per_partner: int = 4
     # Native push through Firebase Cloud Messaging (notify): on when the project is given
@@ -149,7 +152,9 @@ class Settings:
             streams_per_partner=streams_per_partner(),
             fcm_project_id=os.environ.get("FCM_PROJECT_ID") or None,
             fcm_credentials_file=os.environ.get("FCM_CREDENTIALS_FILE") or None,
-            fcm_base_url=(os.environ.get("FCM_BASE_URL") or "https://fcm.googleapis.com").rstrip("/"),
+            fcm_base_url=(os.environ.get("FCM_BASE_URL") or "https://fcm.googleapis.com").rstrip(
+                "/"
+            ),
             fcm_token_url=os.environ.get("FCM_TOKEN_URL") or None,
         )
 

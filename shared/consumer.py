@@ -11,6 +11,7 @@ goes to the queue's dead-letter queue; a message that is not a valid event,
 or not its producer's (``forged``), goes there at once. A database that is away is waited for (the message is
 not the problem). The consumer reconnects by itself when the broker goes away.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -50,10 +51,21 @@ class Duplicate(Exception):
 
 
 class EventConsumer(ConsumerMixin):
-    def __init__(self, connection: Connection, queue_name: str, handlers: dict[str, Handler],
-                 session_factory: sessionmaker, processed: Table, *, prefetch: int = 20,
-                 max_attempts: int = 5, backoff: float = 0.2, transient_timeout: float = 60.0,
-                 broker_url: str | None = None, batch_size: int = 10):
+    def __init__(
+        self,
+        connection: Connection,
+        queue_name: str,
+        handlers: dict[str, Handler],
+        session_factory: sessionmaker,
+        processed: Table,
+        *,
+        prefetch: int = 20,
+        max_attempts: int = 5,
+        backoff: float = 0.2,
+        transient_timeout: float = 60.0,
+        broker_url: str | None = None,
+        batch_size: int = 10,
+    ):
         self.connection = connection
         self.broker_url = broker_url
         self.queue_name = queue_name
@@ -77,13 +89,24 @@ class EventConsumer(ConsumerMixin):
     # --- kombu wiring ---
     def get_consumers(self, Consumer, channel):
         queues = topology.declare(self.connection)
-        consumer = Consumer(queues=[queues[self.queue_name]], on_message=self.on_message,
-                            prefetch_count=self.prefetch, auto_declare=False)
-        consumer.qos(prefetch_count=self.prefetch, apply_global=False)  # quorum queues refuse global QoS
+        consumer = Consumer(
+            queues=[queues[self.queue_name]],
+            on_message=self.on_message,
+            prefetch_count=self.prefetch,
+            auto_declare=False,
+        )
+        consumer.qos(
+            prefetch_count=self.prefetch, apply_global=False
+        )  # quorum queues refuse global QoS
         return [consumer]
 
     def on_connection_error(self, exc, interval):
-        log.warning("broker_connection_lost", queue=self.queue_name, retry_in=interval, error=type(exc).__name__)
+        log.warning(
+            "broker_connection_lost",
+            queue=self.queue_name,
+            retry_in=interval,
+            error=type(exc).__name__,
+        )
 
     def on_connection_revived(self):
         log.info("broker_connected", queue=self.queue_name)
@@ -129,7 +152,9 @@ class EventConsumer(ConsumerMixin):
             return
         forged = self.forged(event, message)
         if forged:
-            self.dead_letter(message, reason=forged, detail=f"{event.type} from {event.source}"[:300])
+            self.dead_letter(
+                message, reason=forged, detail=f"{event.type} from {event.source}"[:300]
+            )
             self.settle(message)
             return
         handler = self.handlers.get(event.type)
@@ -148,12 +173,21 @@ class EventConsumer(ConsumerMixin):
         must not claim another type. (A dead letter replayed by the operator
         comes through the default exchange, keyed by the queue's name.)"""
         if event.source != events.PRODUCERS[event.type]:
-            log.warning("event_from_another_source", queue=self.queue_name, type=event.type, source=event.source[:64])
+            log.warning(
+                "event_from_another_source",
+                queue=self.queue_name,
+                type=event.type,
+                source=event.source[:64],
+            )
             return "wrong_source"
         info = message.delivery_info or {}
         if info.get("exchange") == topology.EXCHANGE.name and info.get("routing_key") != event.type:
-            log.warning("event_under_another_routing_key", queue=self.queue_name, type=event.type,
-                        routing_key=info.get("routing_key"))
+            log.warning(
+                "event_under_another_routing_key",
+                queue=self.queue_name,
+                type=event.type,
+                routing_key=info.get("routing_key"),
+            )
             return "wrong_routing_key"
         return None
 
@@ -169,16 +203,23 @@ class EventConsumer(ConsumerMixin):
             except Exception as e:
                 # The event whose handler failed has had its first attempt; the others none.
                 failed = None if self._at is None or is_transient(e) else (self._at, e)
-                log.info("batch_failed_applying_one_by_one", queue=self.queue_name, events=len(batch),
-                         error=type(e).__name__)
+                log.info(
+                    "batch_failed_applying_one_by_one",
+                    queue=self.queue_name,
+                    events=len(batch),
+                    error=type(e).__name__,
+                )
             else:
                 for (event, _, message), new in zip(batch, fresh):
                     (metrics.EVENTS_CONSUMED if new else metrics.EVENTS_DUPLICATE).labels(
-                        self.queue_name, event.type).inc()
+                        self.queue_name, event.type
+                    ).inc()
                     self.settle(message)
                 return
         for i, (event, handler, message) in enumerate(batch):
-            if self.apply(event, handler, message, failure=failed[1] if failed and failed[0] == i else None):
+            if self.apply(
+                event, handler, message, failure=failed[1] if failed and failed[0] == i else None
+            ):
                 self.settle(message)
 
     def settle(self, message: Message, requeue: bool = False) -> None:
@@ -189,8 +230,13 @@ class EventConsumer(ConsumerMixin):
             message.ack()
         self.settled += 1
 
-    def apply(self, event: events.Event, handler: Handler, message: Message | None = None,
-              failure: Exception | None = None) -> bool:
+    def apply(
+        self,
+        event: events.Event,
+        handler: Handler,
+        message: Message | None = None,
+        failure: Exception | None = None,
+    ) -> bool:
         """Apply once, retrying; True when the message may be acked. `failure`: how
         a first attempt already failed (in a transaction with other events)."""
         attempt = 0
@@ -210,7 +256,9 @@ class EventConsumer(ConsumerMixin):
                 if is_transient(e):
                     transient_since = transient_since or time.monotonic()
                     if time.monotonic() - transient_since > self.transient_timeout:
-                        log.warning("database_unavailable_requeue", queue=self.queue_name, event_id=event.id)
+                        log.warning(
+                            "database_unavailable_requeue", queue=self.queue_name, event_id=event.id
+                        )
                         if message is not None:
                             self.settle(message, requeue=True)
                         return False
@@ -218,11 +266,21 @@ class EventConsumer(ConsumerMixin):
                     continue
                 attempt += 1
                 metrics.EVENTS_FAILED.labels(self.queue_name, event.type).inc()
-                log.warning("handler_failed", queue=self.queue_name, event_id=event.id, type=event.type,
-                            attempt=attempt, error=type(e).__name__)
+                log.warning(
+                    "handler_failed",
+                    queue=self.queue_name,
+                    event_id=event.id,
+                    type=event.type,
+                    attempt=attempt,
+                    error=type(e).__name__,
+                )
                 if attempt >= self.max_attempts:
                     if message is not None:
-                        self.dead_letter(message, reason="handler_failed", detail=f"{type(e).__name__}: {e}"[:300])
+                        self.dead_letter(
+                            message,
+                            reason="handler_failed",
+                            detail=f"{type(e).__name__}: {e}"[:300],
+                        )
                     return True
                 # Exponential backoff with full jitter.
                 time.sleep(random.uniform(0, self.backoff * (2 ** (attempt - 1))))
@@ -244,8 +302,13 @@ class EventConsumer(ConsumerMixin):
                     # Recorded first, in one statement (no savepoint): nothing
                     # inserted means a consumer applied this event before, or a
                     # concurrent one just did (ON CONFLICT waits for its commit).
-                    new = db.execute(record, {"event_id": event.id, "type": event.type,
-                                              "processed_at": utcnow()}).first() is not None
+                    new = (
+                        db.execute(
+                            record,
+                            {"event_id": event.id, "type": event.type, "processed_at": utcnow()},
+                        ).first()
+                        is not None
+                    )
                     if new:
                         handler(session, event)
                     fresh.append(new)
@@ -279,17 +342,29 @@ class EventConsumer(ConsumerMixin):
     def dead_letter(self, message: Message, *, reason: str, detail: str) -> None:
         """Publish the message as it came to ``<queue>.dead``, confirmed, with why."""
         headers = dict(message.headers or {})
-        headers.update({"x-tandem-reason": reason, "x-tandem-detail": detail,
-                        "x-tandem-queue": self.queue_name, "x-tandem-dead-at": utcnow().isoformat()})
+        headers.update(
+            {
+                "x-tandem-reason": reason,
+                "x-tandem-detail": detail,
+                "x-tandem-queue": self.queue_name,
+                "x-tandem-dead-at": utcnow().isoformat(),
+            }
+        )
         if self._dead_conn is None:
             # A connection of its own: waiting for a confirm on the consuming
             # connection could dispatch the next delivery re-entrantly.
             self._dead_conn = broker.connect(self.broker_url)
         producer = Producer(self._dead_conn, exchange=topology.DEAD_EXCHANGE, auto_declare=False)
         body = message.body if isinstance(message.body, (bytes, str)) else json.dumps(message.body)
-        producer.publish(body, routing_key=self.queue_name, headers=headers,
-                         content_type=message.content_type or "application/octet-stream",
-                         content_encoding=message.content_encoding or "binary",
-                         delivery_mode=2, retry=True, retry_policy=broker.RETRY_POLICY)
+        producer.publish(
+            body,
+            routing_key=self.queue_name,
+            headers=headers,
+            content_type=message.content_type or "application/octet-stream",
+            content_encoding=message.content_encoding or "binary",
+            delivery_mode=2,
+            retry=True,
+            retry_policy=broker.RETRY_POLICY,
+        )
         metrics.EVENTS_DEAD_LETTERED.labels(self.queue_name, reason).inc()
         log.warning("event_dead_lettered", queue=self.queue_name, reason=reason)

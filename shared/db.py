@@ -1,5 +1,6 @@
 """Database plumbing: engines, a unit of work, and types that behave the same
 on SQLite (the embedded default) and PostgreSQL."""
+
 from __future__ import annotations
 
 import contextlib
@@ -44,10 +45,14 @@ class UTCDateTime(TypeDecorator):
 
 def service_metadata() -> MetaData:
     """A service's MetaData, with the constraint names every migration relies on."""
-    return MetaData(naming_convention={
-        "ix": "ix_%(column_0_label)s", "uq": "uq_%(table_name)s_%(column_0_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s", "pk": "pk_%(table_name)s",
-    })
+    return MetaData(
+        naming_convention={
+            "ix": "ix_%(column_0_label)s",
+            "uq": "uq_%(table_name)s_%(column_0_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
 
 
 def utcnow() -> datetime:
@@ -84,7 +89,10 @@ def make_engine(url: str, **kwargs) -> Engine:
     return create_engine(url, hide_parameters=True, **kwargs)
 
 
-INSERTS = {"postgresql": pg_insert, "sqlite": sqlite_insert}  # by dialect name: INSERT with ON CONFLICT
+INSERTS = {
+    "postgresql": pg_insert,
+    "sqlite": sqlite_insert,
+}  # by dialect name: INSERT with ON CONFLICT
 
 
 @functools.cache
@@ -93,7 +101,11 @@ def insert_if_new(dialect: str, key: Column, unique: tuple[Column, ...] = ()):
     dialect and table; executed with the row's values, it returns nothing if
     the key was there already (or a concurrent transaction just committed it).
     ``unique``: the columns of another unique constraint to check instead of the key."""
-    return INSERTS[dialect](key.table).on_conflict_do_nothing(index_elements=list(unique or (key,))).returning(key)
+    return (
+        INSERTS[dialect](key.table)
+        .on_conflict_do_nothing(index_elements=list(unique or (key,)))
+        .returning(key)
+    )
 
 
 def upsert(session: Session, table):
@@ -144,7 +156,10 @@ def is_transient(error: BaseException) -> bool:
         return sqlstate[:2] in TRANSIENT_SQLSTATE_CLASSES or sqlstate in TRANSIENT_SQLSTATES
     code = getattr(error, "sqlite_errorcode", None)
     if code is not None:
-        return code & 0xFF in (SQLITE_BUSY, SQLITE_LOCKED)  # extended codes keep the primary in the low byte
+        return code & 0xFF in (
+            SQLITE_BUSY,
+            SQLITE_LOCKED,
+        )  # extended codes keep the primary in the low byte
     try:
         import psycopg
     except ImportError:  # pragma: no cover - psycopg is a dependency

@@ -3,11 +3,14 @@
 One table, read by the journal's HTTP schemas and by the event catalog, so an
 entry's fields are defined once.
 """
+
 from __future__ import annotations
 
 from marshmallow import fields, validate
 
-TAG = validate.Regexp(r"^[a-z0-9][a-z0-9_]{0,39}$", error="Use a short lowercase tag (a-z, 0-9, _).")
+TAG = validate.Regexp(
+    r"^[a-z0-9][a-z0-9_]{0,39}$", error="Use a short lowercase tag (a-z, 0-9, _)."
+)
 TAGS = validate.Length(max=20, error="At most 20 tags.")
 
 
@@ -55,10 +58,22 @@ def measure_fields() -> dict[str, fields.Field]:
 
 # kind -> (its fields, required fields, "at least one of" fields)
 KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
-    "anxious_episode": (("intensity", "duration_minutes", "triggers", "soothing"), ("intensity",), ()),
-    "daily_reflection": (("mood", "anxiety", "communication"), (), ("mood", "anxiety", "communication")),
+    "anxious_episode": (
+        ("intensity", "duration_minutes", "triggers", "soothing"),
+        ("intensity",),
+        (),
+    ),
+    "daily_reflection": (
+        ("mood", "anxiety", "communication"),
+        (),
+        ("mood", "anxiety", "communication"),
+    ),
     "check_in": (("connection", "understanding"), (), ("connection", "understanding")),
-    "healing_conversation": (("felt_heard", "accountability"), (), ("felt_heard", "accountability")),
+    "healing_conversation": (
+        ("felt_heard", "accountability"),
+        (),
+        ("felt_heard", "accountability"),
+    ),
     "ritual": (("ritual",), ("ritual",), ()),
     "independence_activity": (("activity",), ("activity",), ()),
     "conflict": (("intensity", "repaired_at"), ("intensity",), ()),
@@ -79,5 +94,7 @@ def kind_errors(kind: str, measures: dict) -> dict[str, list[str]]:
             errors[name] = [f"Missing data for required field (a {kind} entry needs it)."]
     if one_of and all(measures.get(n) is None for n in one_of):
         for name in one_of:
-            errors.setdefault(name, []).append(f"A {kind} entry needs at least one of: {', '.join(one_of)}.")
+            errors.setdefault(name, []).append(
+                f"A {kind} entry needs at least one of: {', '.join(one_of)}."
+            )
     return errors

@@ -1,13 +1,19 @@
 """What a use case can refuse, in the user's terms; the web layer turns each
 into an RFC 9457 problem with the right status."""
+
 from __future__ import annotations
 
 
 class Refused(Exception):
     status = 400
 
-    def __init__(self, detail: str, *, errors: dict[str, list[str]] | None = None,
-                 headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        detail: str,
+        *,
+        errors: dict[str, list[str]] | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(detail)
         self.detail = detail
         self.errors = errors

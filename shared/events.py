@@ -5,6 +5,7 @@ is also its routing key. Reading ``CATALOG`` tells the whole flow. Data schemas
 load with ``EXCLUDE`` so that a producer adding an optional field (the contract
 grows only by adding) never breaks a consumer.
 """
+
 from __future__ import annotations
 
 import functools
@@ -191,7 +192,9 @@ class Envelope(Schema):
     type = fields.String(required=True, validate=validate.OneOf(CATALOG))
     time = fields.AwareDateTime(required=True)
     subject = fields.String(required=True, validate=validate.Length(min=1))
-    datacontenttype = fields.String(load_default="application/json", validate=validate.Equal("application/json"))
+    datacontenttype = fields.String(
+        load_default="application/json", validate=validate.Equal("application/json")
+    )
     data = fields.Dict(required=True)
 
 
@@ -228,8 +231,15 @@ def _envelope():
     return Envelope()
 
 
-def make_event(type_: str, *, source: str, subject: str, data: dict[str, Any],
-               event_id: str | None = None, time: datetime | None = None) -> dict[str, Any]:
+def make_event(
+    type_: str,
+    *,
+    source: str,
+    subject: str,
+    data: dict[str, Any],
+    event_id: str | None = None,
+    time: datetime | None = None,
+) -> dict[str, Any]:
     """Build a CloudEvent dict, its data checked and serialised by the catalog schema."""
     schema = _data_schema(type_)
     dumped = schema.dump(data)
@@ -264,5 +274,12 @@ def parse(body: bytes | str | dict) -> Event:
         raise BadEvent(str(e)[:500]) from None
     except ValidationError as e:
         raise BadEvent(json.dumps(e.messages, default=str)[:500]) from None
-    return Event(id=str(env["id"]), type=env["type"], source=env["source"], subject=env["subject"],
-                 time=env["time"], data=data, raw=raw)
+    return Event(
+        id=str(env["id"]),
+        type=env["type"],
+        source=env["source"],
+        subject=env["subject"],
+        time=env["time"],
+        data=data,
+        raw=raw,
+    )

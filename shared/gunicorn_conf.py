@@ -6,6 +6,7 @@ serve notify`` names the service in ``TANDEM_SERVICE``) has one more thread for
 each stream it may hold, ``NOTIFY_STREAMS_PER_PROCESS``: streams can never take
 the threads requests need (docs/decisions/0001-live-streams-on-threads-of-their-own.md).
 """
+
 import os
 
 from shared.config import (
@@ -31,7 +32,9 @@ forwarded_allow_ips = "127.0.0.1"
 try:
     WEB_NICE = int(os.environ.get("WEB_NICE") or 0)
 except ValueError:
-    raise SystemExit(f"WEB_NICE must be a whole number from 0 to 19, not {os.environ['WEB_NICE']!r}") from None
+    raise SystemExit(
+        f"WEB_NICE must be a whole number from 0 to 19, not {os.environ['WEB_NICE']!r}"
+    ) from None
 if not 0 <= WEB_NICE <= 19:
     raise SystemExit(f"WEB_NICE must be a whole number from 0 to 19, not {WEB_NICE}")
 

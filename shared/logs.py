@@ -4,6 +4,7 @@ Redaction is by key (anything named like a secret or personal text) and by
 pattern (anything that looks like an email address or a JWT), so a careless
 ``log.info(..., body=...)`` still cannot leak.
 """
+
 from __future__ import annotations
 
 import logging
@@ -13,8 +14,19 @@ import sys
 import structlog
 
 SENSITIVE_KEYS = {
-    "note", "notes", "email", "address", "password", "token", "access_token", "authorization",
-    "invite_code", "body", "display_name", "url", "secret",
+    "note",
+    "notes",
+    "email",
+    "address",
+    "password",
+    "token",
+    "access_token",
+    "authorization",
+    "invite_code",
+    "body",
+    "display_name",
+    "url",
+    "secret",
 }
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
@@ -29,7 +41,10 @@ def _scrub(value):
     if isinstance(value, str):
         return scrub_text(value)
     if isinstance(value, dict):
-        return {k: (REDACTED if str(k).lower() in SENSITIVE_KEYS else _scrub(v)) for k, v in value.items()}
+        return {
+            k: (REDACTED if str(k).lower() in SENSITIVE_KEYS else _scrub(v))
+            for k, v in value.items()
+        }
     if isinstance(value, (list, tuple)):
         return [_scrub(v) for v in value]
     return value
@@ -49,8 +64,10 @@ def safe_exception(_logger, _method, event_dict):
         if exc_info and exc_info[0] is not None:
             frames = traceback.extract_tb(exc_info[2])
             event_dict["exception"] = exc_info[0].__name__
-            event_dict["stack"] = [f"{f.filename.rsplit('/site-packages/', 1)[-1]}:{f.lineno} {f.name}"
-                                   for f in frames[-12:]]
+            event_dict["stack"] = [
+                f"{f.filename.rsplit('/site-packages/', 1)[-1]}:{f.lineno} {f.name}"
+                for f in frames[-12:]
+            ]
     return event_dict
 
 
@@ -80,7 +97,12 @@ class WithholdMessages(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.name.split(".")[0] in OPAQUE_LOGGERS:
-            record.msg, record.args, record.exc_info, record.exc_text = "message withheld", (), None, None
+            record.msg, record.args, record.exc_info, record.exc_text = (
+                "message withheld",
+                (),
+                None,
+                None,
+            )
         return True
 
 
@@ -104,15 +126,17 @@ def configure(service: str, level: str = "INFO") -> None:
     )
     structlog.contextvars.bind_contextvars(service=service)
     handler = logging.StreamHandler(_Stderr())
-    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=pre,
-        processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            safe_exception,
-            redact,
-            structlog.processors.JSONRenderer(),
-        ],
-    ))
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=pre,
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                safe_exception,
+                redact,
+                structlog.processors.JSONRenderer(),
+            ],
+        )
+    )
     handler.addFilter(WithholdMessages())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -10,6 +10,7 @@ runs out and re-sent; consumers are idempotent on the event id.
 The relay is woken when a row commits (PostgreSQL ``LISTEN/NOTIFY``; a local
 datagram socket under ``./var/run/`` on SQLite) and also polls as a fallback.
 """
+
 from __future__ import annotations
 
 import functools
@@ -59,7 +60,12 @@ def outbox_table(metadata: MetaData) -> Table:
     return Table(
         "outbox",
         metadata,
-        Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+        Column(
+            "seq",
+            BigInteger().with_variant(Integer, "sqlite"),
+            primary_key=True,
+            autoincrement=True,
+        ),
         Column("event_id", String(36), nullable=False, unique=True),
         Column("routing_key", String(120), nullable=False),
         Column("body", Text, nullable=False),
@@ -74,7 +80,10 @@ def outbox_table(metadata: MetaData) -> Table:
 
 # The rows still to publish, in order: the relay claims from these alone, whatever its backlog (with
 # ix_outbox_pending alone, a backlog of 20,000 turned its claim into a walk of every row).
-_UNPUBLISHED = {"postgresql_where": text("published_at IS NULL"), "sqlite_where": text("published_at IS NULL")}
+_UNPUBLISHED = {
+    "postgresql_where": text("published_at IS NULL"),
+    "sqlite_where": text("published_at IS NULL"),
+}
 
 
 def create_unpublished_index(op) -> None:
@@ -86,8 +95,11 @@ def forget_published(session: Session, table: Table, partner_id: str) -> int:
     """Delete the published rows that name a partner (an erasure): they are kept
     a while for the operator, and an erased partner's email or numbers must not
     be. Rows not yet published still go out (the erasure's own event among them)."""
-    return session.execute(delete(table).where(
-        table.c.published_at.is_not(None), table.c.body.contains(partner_id, autoescape=True))).rowcount
+    return session.execute(
+        delete(table).where(
+            table.c.published_at.is_not(None), table.c.body.contains(partner_id, autoescape=True)
+        )
+    ).rowcount
 
 
 # On PostgreSQL a statement-level trigger on each outbox table sends the NOTIFY
@@ -98,7 +110,10 @@ WAKE_TRIGGER_UP = (
     BEGIN PERFORM pg_notify('{NOTIFY_CHANNEL}', ''); RETURN NULL; END $$""",
     "CREATE TRIGGER outbox_wake AFTER INSERT ON outbox FOR EACH STATEMENT EXECUTE FUNCTION tandem_outbox_wake()",
 )
-WAKE_TRIGGER_DOWN = ("DROP TRIGGER IF EXISTS outbox_wake ON outbox", "DROP FUNCTION IF EXISTS tandem_outbox_wake()")
+WAKE_TRIGGER_DOWN = (
+    "DROP TRIGGER IF EXISTS outbox_wake ON outbox",
+    "DROP FUNCTION IF EXISTS tandem_outbox_wake()",
+)
 
 
 def migrate_wake_trigger(op, statements: tuple[str, ...]) -> None:
@@ -117,11 +132,18 @@ _EVENT_COLUMNS = ("event_id", "routing_key", "body", "created_at")
 
 
 def _event_row(type_: str, ev: dict) -> dict:
-    return {"event_id": ev["id"], "routing_key": type_, "body": events.encode(ev).decode("utf-8"), "created_at": utcnow()}
+    return {
+        "event_id": ev["id"],
+        "routing_key": type_,
+        "body": events.encode(ev).decode("utf-8"),
+        "created_at": utcnow(),
+    }
 
 
 @functools.cache
-def _insert_with_event(key: Column, columns: tuple[str, ...], table: Table, guard: ColumnElement | None = None):
+def _insert_with_event(
+    key: Column, columns: tuple[str, ...], table: Table, guard: ColumnElement | None = None
+):
     """PostgreSQL: ``WITH new AS (INSERT INTO <key's table> ... ON CONFLICT (key) DO
     NOTHING RETURNING key) INSERT INTO outbox ... SELECT ... FROM new RETURNING seq``:
     the row and its event in one statement, the event only if the row is new.
@@ -130,17 +152,31 @@ def _insert_with_event(key: Column, columns: tuple[str, ...], table: Table, guar
     target = key.table
     binds = {c: bindparam(f"row_{c}", type_=target.c[c].type) for c in columns}
     insert = INSERTS["postgresql"](target)
-    insert = insert.values(binds) if guard is None else \
-        insert.from_select(list(columns), select(*binds.values()).where(guard))
+    insert = (
+        insert.values(binds)
+        if guard is None
+        else insert.from_select(list(columns), select(*binds.values()).where(guard))
+    )
     new = insert.on_conflict_do_nothing(index_elements=[key]).returning(key).cte("new")
-    values = select(*(bindparam(f"event_{c}", type_=table.c[c].type) for c in _EVENT_COLUMNS)).select_from(new)
+    values = select(
+        *(bindparam(f"event_{c}", type_=table.c[c].type) for c in _EVENT_COLUMNS)
+    ).select_from(new)
     return table.insert().from_select(list(_EVENT_COLUMNS), values).returning(table.c.seq)
 
 
-def insert_if_new_with_event(session: Session | Connection, key: Column, row: dict[str, Any], table: Table,
-                             type_: str, *, source: str, subject: str, data: dict[str, Any],
-                             guard: ColumnElement | None = None, guard_params: dict[str, Any] | None = None
-                             ) -> dict | None:
+def insert_if_new_with_event(
+    session: Session | Connection,
+    key: Column,
+    row: dict[str, Any],
+    table: Table,
+    type_: str,
+    *,
+    source: str,
+    subject: str,
+    data: dict[str, Any],
+    guard: ColumnElement | None = None,
+    guard_params: dict[str, Any] | None = None,
+) -> dict | None:
     """Insert `row` unless its `key` is taken (a replay, or a concurrent insert
     that committed), and if it went in, record its event in the outbox `table`,
     in the caller's transaction. Returns the CloudEvent, or None if nothing was
@@ -170,7 +206,9 @@ def insert_if_new_with_event(session: Session | Connection, key: Column, row: di
     return ev
 
 
-def emit(session: Session, table: Table, type_: str, *, source: str, subject: str, data: dict[str, Any]) -> dict:
+def emit(
+    session: Session, table: Table, type_: str, *, source: str, subject: str, data: dict[str, Any]
+) -> dict:
     """Record an event in the caller's transaction. Returns the CloudEvent."""
     ev = events.make_event(type_, source=source, subject=subject, data=data)
     db = session.connection()
@@ -181,6 +219,7 @@ def emit(session: Session, table: Table, type_: str, *, source: str, subject: st
 
 
 # --- waking the relay on SQLite: a datagram to the relay's socket after commit ---
+
 
 def wake_socket_path(var_dir: Path, service: str) -> Path:
     return var_dir / "run" / f"{service}-outbox.sock"
@@ -271,8 +310,18 @@ class _Sleep(_Wakeup):
 class Relay:
     """Moves committed outbox rows to the broker."""
 
-    def __init__(self, engine: Engine, table: Table, publisher, *, service: str, var_dir: Path,
-                 batch_size: int = 200, poll_interval: float = 1.0, lease: timedelta = LEASE):
+    def __init__(
+        self,
+        engine: Engine,
+        table: Table,
+        publisher,
+        *,
+        service: str,
+        var_dir: Path,
+        batch_size: int = 200,
+        poll_interval: float = 1.0,
+        lease: timedelta = LEASE,
+    ):
         self.engine = engine
         self.table = table
         self.publisher = publisher
@@ -290,7 +339,10 @@ class Relay:
         t = self.table
         pending = (
             select(t.c.seq)
-            .where(t.c.published_at.is_(None), or_(t.c.claimed_until.is_(None), t.c.claimed_until < bindparam("now")))
+            .where(
+                t.c.published_at.is_(None),
+                or_(t.c.claimed_until.is_(None), t.c.claimed_until < bindparam("now")),
+            )
             .order_by(t.c.seq)
             .limit(bindparam("batch"))
             .with_for_update(skip_locked=True)
@@ -305,7 +357,11 @@ class Relay:
     @functools.cached_property
     def _mark(self):
         t = self.table
-        return update(t).where(t.c.seq.in_(bindparam("seqs", expanding=True))).values(published_at=bindparam("at"))
+        return (
+            update(t)
+            .where(t.c.seq.in_(bindparam("seqs", expanding=True)))
+            .values(published_at=bindparam("at"))
+        )
 
     def _one_statement(self):
         """A connection for a claim or a mark, each one statement and so its own
@@ -318,14 +374,21 @@ class Relay:
     def relay_once(self) -> int:
         now = utcnow()
         with self._one_statement() as conn:
-            rows = sorted(conn.execute(self._claim, {"now": now, "until": now + self.lease,
-                                                     "batch": self.batch_size}).all())
+            rows = sorted(
+                conn.execute(
+                    self._claim, {"now": now, "until": now + self.lease, "batch": self.batch_size}
+                ).all()
+            )
         if not rows:
             return 0
         try:
-            self.publisher.publish_many((r.body.encode("utf-8"), r.routing_key, r.event_id) for r in rows)
+            self.publisher.publish_many(
+                (r.body.encode("utf-8"), r.routing_key, r.event_id) for r in rows
+            )
         except Exception:
-            self._unclaim([r.seq for r in rows])  # sent again on the next cycle, not after the lease
+            self._unclaim(
+                [r.seq for r in rows]
+            )  # sent again on the next cycle, not after the lease
             raise
         self.on_published(rows)
         with self._one_statement() as conn:
@@ -340,8 +403,11 @@ class Relay:
     def _unclaim(self, seqs: list[int]) -> None:
         try:
             with self.engine.begin() as conn:
-                conn.execute(update(self.table).where(self.table.c.seq.in_(seqs), self.table.c.published_at.is_(None))
-                             .values(claimed_until=None))
+                conn.execute(
+                    update(self.table)
+                    .where(self.table.c.seq.in_(seqs), self.table.c.published_at.is_(None))
+                    .values(claimed_until=None)
+                )
         except Exception as e:  # the database is away too: the lease frees them
             log.warning("relay_unclaim_failed", service=self.service, error=type(e).__name__)
 
@@ -350,7 +416,9 @@ class Relay:
 
     def cleanup(self) -> int:
         with self.engine.begin() as conn:
-            res = conn.execute(delete(self.table).where(self.table.c.published_at < utcnow() - RETENTION))
+            res = conn.execute(
+                delete(self.table).where(self.table.c.published_at < utcnow() - RETENTION)
+            )
         return res.rowcount or 0
 
     def backlog(self) -> tuple[int, float]:
@@ -401,8 +469,13 @@ class Relay:
                         self._idle(wakeup)
                 except Exception as e:
                     # Broker or database away: rows stay committed and are re-sent later.
-                    log.warning("relay_cycle_failed", service=self.service, error=type(e).__name__,
-                                detail=str(e)[:200], retry_in=backoff)
+                    log.warning(
+                        "relay_cycle_failed",
+                        service=self.service,
+                        error=type(e).__name__,
+                        detail=str(e)[:200],
+                        retry_in=backoff,
+                    )
                     self.stop_event.wait(backoff)
                     backoff = min(backoff * 2, 10)
                     try:

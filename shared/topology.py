@@ -8,6 +8,7 @@ that keeps killing its consumer is dead-lettered by the broker itself.
 Kombu's ``filesystem://`` transport routes a topic exchange across processes
 only when every process has declared it, so everything is declared everywhere.
 """
+
 from __future__ import annotations
 
 import base64
@@ -85,9 +86,15 @@ def _queue_specs(amqp: bool) -> dict[str, tuple[dict, list[tuple[Exchange, str]]
 
 def queues_for(conn: Connection) -> dict[str, Queue]:
     """Every queue of the topology, dead-letter queues included, by name."""
-    return {name: Queue(name, bindings=[binding(ex, routing_key=k) for ex, k in bindings], durable=True,
-                        queue_arguments=args)
-            for name, (args, bindings) in _queue_specs(_is_amqp(conn)).items()}
+    return {
+        name: Queue(
+            name,
+            bindings=[binding(ex, routing_key=k) for ex, k in bindings],
+            durable=True,
+            queue_arguments=args,
+        )
+        for name, (args, bindings) in _queue_specs(_is_amqp(conn)).items()
+    }
 
 
 def declare(conn: Connection) -> dict[str, Queue]:
@@ -153,6 +160,7 @@ def _unbind_in_file(channel, queue: str, routing_key: str) -> None:
 
 # --- who may do what: one RabbitMQ user per service ---
 
+
 def permissions(service: str) -> dict[str, str]:
     """A service's own broker user's permissions on its vhost, as narrow as its
     processes allow (measured on RabbitMQ): it configures nothing (the topology
@@ -164,8 +172,9 @@ def permissions(service: str) -> dict[str, str]:
     own = [re.escape(name) for name in SUBSCRIPTIONS if owner(name) == service]
     return {
         "configure": "^$",
-        "write": f"^{re.escape(EXCHANGE.name)}$" if not own
-                 else f"^({re.escape(EXCHANGE.name)}|{re.escape(DEAD_EXCHANGE.name)})$",
+        "write": f"^{re.escape(EXCHANGE.name)}$"
+        if not own
+        else f"^({re.escape(EXCHANGE.name)}|{re.escape(DEAD_EXCHANGE.name)})$",
         "read": f"^({'|'.join(own)})$" if own else "^$",
         "topic_write": f"^{re.escape(service)}\\.",
         "topic_read": "^$",
@@ -176,39 +185,89 @@ def password_hash(password: str) -> str:
     """RabbitMQ's default scheme (rabbit_password_hashing_sha256): a 4-byte salt,
     then SHA-256 of salt and password, in base64."""
     salt = os.urandom(4)
-    return base64.b64encode(salt + hashlib.sha256(salt + password.encode("utf-8")).digest()).decode("ascii")
+    return base64.b64encode(salt + hashlib.sha256(salt + password.encode("utf-8")).digest()).decode(
+        "ascii"
+    )
 
 
-def definitions(vhost: str, users: dict[str, tuple[str, str]],
-                admin: tuple[str, str] | None = None) -> dict:
+def definitions(
+    vhost: str, users: dict[str, tuple[str, str]], admin: tuple[str, str] | None = None
+) -> dict:
     """RabbitMQ definitions (import at boot, ``rabbitmqctl import_definitions``
     or the management UI): the vhost, the whole topology, each service's user
     (``users``: service -> (name, password)) with its permissions, and an
     operator's user (``admin``) for ``tandem dlq`` and ``tandem watch``.
     Passwords are only hashed into it."""
-    def user(name: str, password: str, tags: list[str]) -> dict:
-        return {"name": name, "password_hash": password_hash(password),
-                "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": tags, "limits": {}}
 
-    out: dict = {"vhosts": [{"name": vhost}], "users": [], "permissions": [], "topic_permissions": [],
-                 "exchanges": [], "queues": [], "bindings": []}
+    def user(name: str, password: str, tags: list[str]) -> dict:
+        return {
+            "name": name,
+            "password_hash": password_hash(password),
+            "hashing_algorithm": "rabbit_password_hashing_sha256",
+            "tags": tags,
+            "limits": {},
+        }
+
+    out: dict = {
+        "vhosts": [{"name": vhost}],
+        "users": [],
+        "permissions": [],
+        "topic_permissions": [],
+        "exchanges": [],
+        "queues": [],
+        "bindings": [],
+    }
     if admin:
         out["users"].append(user(*admin, ["administrator"]))
-        out["permissions"].append({"user": admin[0], "vhost": vhost, "configure": ".*", "write": ".*", "read": ".*"})
+        out["permissions"].append(
+            {"user": admin[0], "vhost": vhost, "configure": ".*", "write": ".*", "read": ".*"}
+        )
     for service, (name, password) in users.items():
         perms = permissions(service)
         out["users"].append(user(name, password, []))
-        out["permissions"].append({"user": name, "vhost": vhost, "configure": perms["configure"],
-                                   "write": perms["write"], "read": perms["read"]})
-        out["topic_permissions"].append({"user": name, "vhost": vhost, "exchange": EXCHANGE.name,
-                                         "write": perms["topic_write"], "read": perms["topic_read"]})
+        out["permissions"].append(
+            {
+                "user": name,
+                "vhost": vhost,
+                "configure": perms["configure"],
+                "write": perms["write"],
+                "read": perms["read"],
+            }
+        )
+        out["topic_permissions"].append(
+            {
+                "user": name,
+                "vhost": vhost,
+                "exchange": EXCHANGE.name,
+                "write": perms["topic_write"],
+                "read": perms["topic_read"],
+            }
+        )
     for ex in (EXCHANGE, DEAD_EXCHANGE):
-        out["exchanges"].append({"name": ex.name, "vhost": vhost, "type": ex.type, "durable": True,
-                                 "auto_delete": False, "internal": False, "arguments": {}})
+        out["exchanges"].append(
+            {
+                "name": ex.name,
+                "vhost": vhost,
+                "type": ex.type,
+                "durable": True,
+                "auto_delete": False,
+                "internal": False,
+                "arguments": {},
+            }
+        )
     for name, (args, bindings) in _queue_specs(amqp=True).items():
-        out["queues"].append({"name": name, "vhost": vhost, "durable": True, "auto_delete": False,
-                              "arguments": args})
+        out["queues"].append(
+            {"name": name, "vhost": vhost, "durable": True, "auto_delete": False, "arguments": args}
+        )
         for ex, key in bindings:
-            out["bindings"].append({"source": ex.name, "vhost": vhost, "destination": name,
-                                    "destination_type": "queue", "routing_key": key, "arguments": {}})
+            out["bindings"].append(
+                {
+                    "source": ex.name,
+                    "vhost": vhost,
+                    "destination": name,
+                    "destination_type": "queue",
+                    "routing_key": key,
+                    "arguments": {},
+                }
+            )
     return out

@@ -1,5 +1,6 @@
 """What every service's Flask app shares: RFC 9457 problems, the OpenAPI
 document, bearer-token checks, /healthz, /readyz, /metrics and request logs."""
+
 from __future__ import annotations
 
 import functools
@@ -34,12 +35,22 @@ class ProblemSchema(ma.Schema):
     title = ma.fields.String()
     status = ma.fields.Integer()
     detail = ma.fields.String()
-    errors = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Raw(),
-                            metadata={"description": "field name -> messages"})
+    errors = ma.fields.Dict(
+        keys=ma.fields.String(),
+        values=ma.fields.Raw(),
+        metadata={"description": "field name -> messages"},
+    )
 
 
-def problem(status: int, detail: str | None = None, *, title: str | None = None,
-            errors: dict | None = None, headers: dict | None = None, type_: str = "about:blank") -> Response:
+def problem(
+    status: int,
+    detail: str | None = None,
+    *,
+    title: str | None = None,
+    errors: dict | None = None,
+    headers: dict | None = None,
+    type_: str = "about:blank",
+) -> Response:
     from http import HTTPStatus
 
     body = {"type": type_, "title": title or HTTPStatus(status).phrase, "status": status}
@@ -58,8 +69,14 @@ def problem(status: int, detail: str | None = None, *, title: str | None = None,
 class ProblemError(HTTPException):
     """Raise to answer with a problem; carries field errors and headers."""
 
-    def __init__(self, status: int, detail: str | None = None, *, errors: dict | None = None,
-                 headers: dict | None = None):
+    def __init__(
+        self,
+        status: int,
+        detail: str | None = None,
+        *,
+        errors: dict | None = None,
+        headers: dict | None = None,
+    ):
         super().__init__(description=detail)
         self.code = status
         self.data = {"message": detail, "errors": errors, "headers": headers or {}}
@@ -71,7 +88,14 @@ def _flatten(messages) -> dict:
         return {"_schema": messages if isinstance(messages, list) else [str(messages)]}
     out: dict = {}
     for location, errs in messages.items():
-        if location in ("json", "query", "querystring", "view_args", "form", "headers") and isinstance(errs, dict):
+        if location in (
+            "json",
+            "query",
+            "querystring",
+            "view_args",
+            "form",
+            "headers",
+        ) and isinstance(errs, dict):
             out.update(errs)
         else:
             out[location] = errs
@@ -105,6 +129,7 @@ class ProblemApi(Api):
 
 def _field_with_nul(data) -> str | None:
     """The name of the first top-level field whose value holds a NUL character anywhere."""
+
     def has_nul(value) -> bool:
         if isinstance(value, str):
             return "\x00" in value
@@ -115,7 +140,7 @@ def _field_with_nul(data) -> str | None:
         return False
 
     if isinstance(data, dict) or hasattr(data, "items"):
-        for key, value in (data.items(multi=True) if hasattr(data, "getlist") else data.items()):
+        for key, value in data.items(multi=True) if hasattr(data, "getlist") else data.items():
             if has_nul(key) or has_nul(value):
                 return key.replace("\x00", "\\u0000") if isinstance(key, str) else str(key)
         return None
@@ -125,8 +150,11 @@ def _field_with_nul(data) -> str | None:
 def _refuse_nul(data) -> None:
     named = _field_with_nul(data)
     if named is not None:
-        raise ProblemError(400, f"The field {named!r} contains a NUL character.",
-                           errors={named: ["Must not contain a NUL (\\u0000) character."]})
+        raise ProblemError(
+            400,
+            f"The field {named!r} contains a NUL character.",
+            errors={named: ["Must not contain a NUL (\\u0000) character."]},
+        )
 
 
 class ArgumentsParser(FlaskParser):
@@ -171,7 +199,9 @@ def _from_this_host() -> bool:
         addr = ipaddress.ip_address(request.remote_addr or "")
     except ValueError:
         return False
-    return addr.is_loopback or bool(getattr(addr, "ipv4_mapped", None) and addr.ipv4_mapped.is_loopback)
+    return addr.is_loopback or bool(
+        getattr(addr, "ipv4_mapped", None) and addr.ipv4_mapped.is_loopback
+    )
 
 
 def _metrics_refusal(token: str | None) -> Response | None:
@@ -180,8 +210,11 @@ def _metrics_refusal(token: str | None) -> Response | None:
     if token is None:
         if _from_this_host():
             return None
-        return problem(403, "The metrics are served to this host only; set METRICS_TOKEN to scrape them "
-                            "from elsewhere.")
+        return problem(
+            403,
+            "The metrics are served to this host only; set METRICS_TOKEN to scrape them "
+            "from elsewhere.",
+        )
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
         return None
@@ -189,7 +222,9 @@ def _metrics_refusal(token: str | None) -> Response | None:
 
 
 def create_base_app(settings, *, title: str, description: str, engine) -> tuple[Flask, Api]:
-    app = Flask(settings.service, static_folder=None)  # no /static route: nothing is served from disk
+    app = Flask(
+        settings.service, static_folder=None
+    )  # no /static route: nothing is served from disk
     app.config.update(
         API_TITLE=title,
         API_VERSION="v1",
@@ -202,10 +237,15 @@ def create_base_app(settings, *, title: str, description: str, engine) -> tuple[
         MAX_CONTENT_LENGTH=MAX_BODY,
     )
     app.json.sort_keys = False
-    app.extensions["tandem"] = {"settings": settings, "engine": engine,
-                                "verifier": auth.TokenVerifier(auth.public_key_pem(settings.var_dir))}
+    app.extensions["tandem"] = {
+        "settings": settings,
+        "engine": engine,
+        "verifier": auth.TokenVerifier(auth.public_key_pem(settings.var_dir)),
+    }
     api = ProblemApi(app)
-    api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
+    api.spec.components.security_scheme(
+        "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    )
 
     @app.get("/healthz")
     def healthz():
@@ -233,18 +273,32 @@ def create_base_app(settings, *, title: str, description: str, engine) -> tuple[
     def _json_bodies_only():
         # Every body this API takes is JSON: anything else is refused plainly, not read as no fields at all
         # (a form posted to PATCH would otherwise be a 200 that changed nothing).
-        if request.method in ("POST", "PATCH", "PUT") and request.content_length and not request.is_json:
-            return problem(415, "The body must be JSON (Content-Type: application/json).",
-                           headers={"Accept-Patch": "application/json"} if request.method == "PATCH" else None)
+        if (
+            request.method in ("POST", "PATCH", "PUT")
+            and request.content_length
+            and not request.is_json
+        ):
+            return problem(
+                415,
+                "The body must be JSON (Content-Type: application/json).",
+                headers={"Accept-Patch": "application/json"} if request.method == "PATCH" else None,
+            )
 
     @app.after_request
     def _observe(resp):
         route = request.url_rule.rule if request.url_rule else "unmatched"
         elapsed = time.perf_counter() - g.get("t0", time.perf_counter())
-        metrics.REQUEST_SECONDS.labels(settings.service, request.method, route, resp.status_code).observe(elapsed)
+        metrics.REQUEST_SECONDS.labels(
+            settings.service, request.method, route, resp.status_code
+        ).observe(elapsed)
         if resp.status_code >= 500:
-            log.warning("request", method=request.method, route=route, status=resp.status_code,
-                        ms=round(elapsed * 1000, 1))
+            log.warning(
+                "request",
+                method=request.method,
+                route=route,
+                status=resp.status_code,
+                ms=round(elapsed * 1000, 1),
+            )
         return resp
 
     @app.after_request
@@ -269,18 +323,25 @@ def create_base_app(settings, *, title: str, description: str, engine) -> tuple[
     @app.errorhandler(sa_exc.DBAPIError)
     def _database_error(e):
         if is_transient(e):
-            return problem(503, "The service is briefly unavailable; try again shortly.",
-                           headers={"Retry-After": "5"})
+            return problem(
+                503,
+                "The service is briefly unavailable; try again shortly.",
+                headers={"Retry-After": "5"},
+            )
         log.error("database_error", error=type(e).__name__, route=str(request.url_rule))
         return problem(500, "Something went wrong on our side.")
 
-    app.register_error_handler(sa_exc.TimeoutError, _database_error)  # no pooled connection came in time
+    app.register_error_handler(
+        sa_exc.TimeoutError, _database_error
+    )  # no pooled connection came in time
 
     @app.errorhandler(Exception)
     def _unexpected(e):
         if isinstance(e, HTTPException):
             return api.handle_http_exception(e)
-        log.error("unhandled_error", error=type(e).__name__, route=str(request.url_rule), exc_info=e)
+        log.error(
+            "unhandled_error", error=type(e).__name__, route=str(request.url_rule), exc_info=e
+        )
         return problem(500, "Something went wrong on our side.")
 
     return app, api

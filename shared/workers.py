@@ -1,5 +1,6 @@
 """Running a service's worker processes: the outbox relay, the event consumer
 and periodic jobs, each stopping cleanly on SIGTERM or Ctrl-C."""
+
 from __future__ import annotations
 
 import gc
@@ -53,9 +54,10 @@ def open_database(settings: Settings, *, worker: bool = False):
 
 def make_relay(settings: Settings, outbox: Table) -> Relay:
     publisher = broker.Publisher(broker.connect(settings.broker_url))
-    engine = make_engine(settings.database_url, pool_pre_ping=False)  # as open_database(worker=True)
-    return Relay(engine, outbox, publisher, service=settings.service,
-                 var_dir=settings.var_dir)
+    engine = make_engine(
+        settings.database_url, pool_pre_ping=False
+    )  # as open_database(worker=True)
+    return Relay(engine, outbox, publisher, service=settings.service, var_dir=settings.var_dir)
 
 
 def run_relay(settings: Settings, outbox: Table) -> None:
@@ -66,15 +68,28 @@ def run_relay(settings: Settings, outbox: Table) -> None:
     relay.run()
 
 
-def make_consumer(settings: Settings, queue: str, handlers: dict[str, Handler], processed: Table,
-                  sessions: sessionmaker | None = None) -> EventConsumer:
+def make_consumer(
+    settings: Settings,
+    queue: str,
+    handlers: dict[str, Handler],
+    processed: Table,
+    sessions: sessionmaker | None = None,
+) -> EventConsumer:
     if sessions is None:
         _, sessions = open_database(settings, worker=True)
-    return EventConsumer(broker.connect(settings.broker_url, heartbeat=30), queue, handlers, sessions, processed,
-                         broker_url=settings.broker_url)
+    return EventConsumer(
+        broker.connect(settings.broker_url, heartbeat=30),
+        queue,
+        handlers,
+        sessions,
+        processed,
+        broker_url=settings.broker_url,
+    )
 
 
-def run_consumer(settings: Settings, queue: str, handlers: dict[str, Handler], processed: Table) -> None:
+def run_consumer(
+    settings: Settings, queue: str, handlers: dict[str, Handler], processed: Table
+) -> None:
     logs.configure(settings.service)
     consumer = make_consumer(settings, queue, handlers, processed)
 
@@ -104,7 +119,12 @@ class Periodic:
                 wait = self.tick()
                 backoff = 0.5
             except Exception as e:
-                log.warning("periodic_failed", job=self.name, error=type(e).__name__, transient=is_transient(e))
+                log.warning(
+                    "periodic_failed",
+                    job=self.name,
+                    error=type(e).__name__,
+                    transient=is_transient(e),
+                )
                 wait, backoff = backoff, min(backoff * 2, 30)
             self.stop_event.wait(wait)
         log.info("periodic_stopped", job=self.name)

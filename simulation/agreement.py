@@ -17,6 +17,7 @@ A difference is a bug: in the service's reads (an evaluation reads only the
 days the registry says the rules need), in its replay, or in how the history
 was given to it.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -33,8 +34,13 @@ _PARTNER_TYPES = tuple(m.type for m in rules.MILESTONES if m.scope == rules.PART
 REASONS = ("only the service", "only the rules", "another day")
 
 
-def rule_milestones(history: HistoryLike, last_look: date, first_look: date | None = None, *,
-                    before_each_day: bool = False) -> Milestones:
+def rule_milestones(
+    history: HistoryLike,
+    last_look: date,
+    first_look: date | None = None,
+    *,
+    before_each_day: bool = False,
+) -> Milestones:
     """The partner's own milestones under daily looks: each (type, level) as of the first look, from
     ``first_look`` (default: the first logged day, where the service's looks start) to ``last_look``
     (the day the service evaluates the history: today when it syncs), on which the rules hold it.
@@ -65,11 +71,16 @@ def rule_milestones(history: HistoryLike, last_look: date, first_look: date | No
 def service_milestones(items: list[dict], partner_id: str | None = None) -> Milestones:
     """The milestones ``GET /v1/milestones`` listed (a partner's own: of ``partner_id`` if given), keyed
     as :func:`rule_milestones`'s."""
-    return {(m["type"], m["level"]): date.fromisoformat(m["as_of"]) for m in items
-            if m["type"] in _PARTNER_TYPES and (partner_id is None or m["partner_id"] == partner_id)}
+    return {
+        (m["type"], m["level"]): date.fromisoformat(m["as_of"])
+        for m in items
+        if m["type"] in _PARTNER_TYPES and (partner_id is None or m["partner_id"] == partner_id)
+    }
 
 
-def compare(service: Mapping[tuple[str, int], date], expected: Mapping[tuple[str, int], date]) -> list[dict]:
+def compare(
+    service: Mapping[tuple[str, int], date], expected: Mapping[tuple[str, int], date]
+) -> list[dict]:
     """Where the service's milestones differ from the rules': one row a (type, level), with its reason
     (one of ``REASONS``) and each side's day (None: not found). Empty: they agree."""
     out = []
@@ -78,6 +89,13 @@ def compare(service: Mapping[tuple[str, int], date], expected: Mapping[tuple[str
         if got == want:
             continue
         reason = REASONS[0] if want is None else REASONS[1] if got is None else REASONS[2]
-        out.append({"type": key[0], "level": key[1], "reason": reason,
-                    "service": got.isoformat() if got else None, "rules": want.isoformat() if want else None})
+        out.append(
+            {
+                "type": key[0],
+                "level": key[1],
+                "reason": reason,
+                "service": got.isoformat() if got else None,
+                "rules": want.isoformat() if want else None,
+            }
+        )
     return out

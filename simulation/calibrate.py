@@ -6,6 +6,7 @@ lifetime false rate, the smallest threshold base that keeps each null cohort
 years; seed 9101, never the reported seeds) at or under it, over every daily
 look of each history.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,8 +22,12 @@ def calibrated(seed: int, n: int) -> dict:
     return {
         "rule": "fewer_anxious_episodes",
         "threshold": f"base + {rule.RISE_PER_LOG} ln((day + 1) / {rule.RISE_FROM_DAY}) from day {rule.RISE_FROM_DAY}",
-        "calibration": {"seed": seed, "partners_per_cohort": n, "cohorts": list(null),
-                        "looks": f"every day of each history (120-180 days, or {looks.LONG_HISTORY_DAYS})"},
+        "calibration": {
+            "seed": seed,
+            "partners_per_cohort": n,
+            "cohorts": list(null),
+            "looks": f"every day of each history (120-180 days, or {looks.LONG_HISTORY_DAYS})",
+        },
         "base": {f"{t:g}": round(looks.calibrate(null, t), 4) for t in looks.TARGETS},
     }
 

@@ -125,6 +125,7 @@ upper bound that no rule-abiding detector can beat (:func:`ideal_detection`);
 :func:`report_table` renders a report as Markdown. 1000 partners a cohort take
 about four minutes on one core; 50 about fifteen seconds.
 """
+
 from __future__ import annotations
 
 import math
@@ -160,11 +161,29 @@ from services.milestones.rules.windows import (
 from services.milestones.rules.wording import _num, _p
 
 __all__ = [
-    "COHORTS", "GAPPY_PATTERNS", "START", "DETECTION_WEEKS", "SyntheticPartner",
-    "simulate_partner", "cohort", "first_detections", "textbook_single_look", "ideal_detection",
-    "detection_report", "report_table", "EXTRA_COHORTS", "late_improver_report",
-    "COUPLE_COHORTS", "COUPLE_TYPES", "SyntheticCouple", "simulate_couple", "couple_cohort",
-    "couple_first_detections", "textbook_communication", "textbook_bond", "couple_detection_report",
+    "COHORTS",
+    "GAPPY_PATTERNS",
+    "START",
+    "DETECTION_WEEKS",
+    "SyntheticPartner",
+    "simulate_partner",
+    "cohort",
+    "first_detections",
+    "textbook_single_look",
+    "ideal_detection",
+    "detection_report",
+    "report_table",
+    "EXTRA_COHORTS",
+    "late_improver_report",
+    "COUPLE_COHORTS",
+    "COUPLE_TYPES",
+    "SyntheticCouple",
+    "simulate_couple",
+    "couple_cohort",
+    "couple_first_detections",
+    "textbook_communication",
+    "textbook_bond",
+    "couple_detection_report",
     "couple_report_table",
 ]
 
@@ -187,7 +206,9 @@ DAY_SHAPE = (1.5, 6.0)  # gamma shape of the day multiplier (negative-binomial c
 CHANGE_DAYS = (28, 69)  # weeks 5-10, day 0 being the first logged day
 IMPROVER_FALL = (0.5, 0.75)
 LATE_CHANGE_DAYS = (105, 181)  # weeks 16-26 (late_improvers)
-LATE_FOLLOW_UP_WEEKS = 16  # late_improvers' histories run until 16 weeks after the change (inclusive)
+LATE_FOLLOW_UP_WEEKS = (
+    16  # late_improvers' histories run until 16 weeks after the change (inclusive)
+)
 WORSENING_RISE = (0.4, 1.0)
 GAPS = (1, 3)
 GAP_DAYS = (7, 21)
@@ -264,8 +285,9 @@ def _integer(rng: np.random.Generator, bounds: tuple[int, int]) -> int:
     return int(rng.integers(bounds[0], bounds[1] + 1))
 
 
-def simulate_partner(seed: int, cohort_name: str, index: int, history_days: int | None = None
-                     ) -> SyntheticPartner:
+def simulate_partner(
+    seed: int, cohort_name: str, index: int, history_days: int | None = None
+) -> SyntheticPartner:
     """The ``index``-th partner of a cohort, from ``seed`` (deterministic).
 
     ``history_days`` gives a history of that many days instead of 120-180
@@ -275,9 +297,13 @@ def simulate_partner(seed: int, cohort_name: str, index: int, history_days: int 
     """
     if cohort_name not in _SEEDED:
         raise ValueError(f"unknown cohort {cohort_name!r}; one of {_SEEDED}")
-    if history_days is not None and (cohort_name in ("improvers", "late_improvers") or history_days < 120):
+    if history_days is not None and (
+        cohort_name in ("improvers", "late_improvers") or history_days < 120
+    ):
         raise ValueError("a history of its own length is for the null cohorts, 120 days or more")
-    key = [seed, _SEEDED.index(cohort_name), index] + ([] if history_days is None else [history_days])
+    key = [seed, _SEEDED.index(cohort_name), index] + (
+        [] if history_days is None else [history_days]
+    )
     rng = np.random.default_rng(key)
     n = _integer(rng, HISTORY_DAYS)
     if history_days is not None:
@@ -293,9 +319,17 @@ def simulate_partner(seed: int, cohort_name: str, index: int, history_days: int 
         noise = {"kind": "poisson"}
         sd, rho, shape = 0.0, 0.0, math.inf
     else:
-        sd, rho, shape = _uniform(rng, WEEK_SD), _uniform(rng, WEEK_CORRELATION), _uniform(rng, DAY_SHAPE)
-        noise = {"kind": "overdispersed", "week_sd": round(sd, 3), "week_correlation": round(rho, 3),
-                 "day_shape": round(shape, 3)}
+        sd, rho, shape = (
+            _uniform(rng, WEEK_SD),
+            _uniform(rng, WEEK_CORRELATION),
+            _uniform(rng, DAY_SHAPE),
+        )
+        noise = {
+            "kind": "overdispersed",
+            "week_sd": round(sd, 3),
+            "week_correlation": round(rho, 3),
+            "day_shape": round(shape, 3),
+        }
     week = _week_multipliers(rng, n, sd, rho)
     day = _day_multipliers(rng, n, shape)
 
@@ -323,16 +357,16 @@ def simulate_partner(seed: int, cohort_name: str, index: int, history_days: int 
             gap = np.zeros(n, dtype=bool)
             for s in worst_first:
                 length = _integer(rng, GAP_DAYS)
-                if gap[max(0, s - 7):s + length + 7].any():
+                if gap[max(0, s - 7) : s + length + 7].any():
                     continue
-                gap[s:s + length] = True
+                gap[s : s + length] = True
                 wanted -= 1
                 if wanted == 0:
                     break
             p_log[gap] = 0.0
         elif pattern == "low_logging_month":
             s = _integer(rng, (28, n - LOW_LOGGING_DAYS))
-            p_log[s:s + LOW_LOGGING_DAYS] = LOW_LOGGING
+            p_log[s : s + LOW_LOGGING_DAYS] = LOW_LOGGING
         else:  # shy_on_bad_days
             shy = _uniform(rng, SHY_FACTOR)
             change_day = _integer(rng, CHANGE_DAYS)
@@ -347,7 +381,9 @@ def simulate_partner(seed: int, cohort_name: str, index: int, history_days: int 
     intensity_week = np.repeat(rng.normal(0.0, 0.5, n // 7 + 1), 7)[:n]
     intensity_day = rng.normal(0.0, 0.8, n)
     activity_rate = _uniform(rng, ACTIVITIES_PER_WEEK) / 7
-    activities = rng.poisson(activity_rate * _week_multipliers(rng, n, sd, rho) * _day_multipliers(rng, n, shape))
+    activities = rng.poisson(
+        activity_rate * _week_multipliers(rng, n, sd, rho) * _day_multipliers(rng, n, shape)
+    )
 
     days = []
     for i in range(n):
@@ -355,14 +391,34 @@ def simulate_partner(seed: int, cohort_name: str, index: int, history_days: int 
             continue
         k = int(episodes[i])
         centre = intensity_mean + intensity_week[i] + intensity_day[i]
-        intensities = tuple(int(v) for v in np.clip(np.rint(centre + rng.normal(0.0, 1.2, k)), 0, 10))
-        days.append(DayAggregate(START + timedelta(days=i), episodes=k, intensities=intensities,
-                                 activities=int(activities[i])))
-    return SyntheticPartner(cohort_name, index, pattern, n, round(weekly_rate, 3), round(logging, 3), noise,
-                            change_day, None if change is None else round(change, 3), tuple(days))
+        intensities = tuple(
+            int(v) for v in np.clip(np.rint(centre + rng.normal(0.0, 1.2, k)), 0, 10)
+        )
+        days.append(
+            DayAggregate(
+                START + timedelta(days=i),
+                episodes=k,
+                intensities=intensities,
+                activities=int(activities[i]),
+            )
+        )
+    return SyntheticPartner(
+        cohort_name,
+        index,
+        pattern,
+        n,
+        round(weekly_rate, 3),
+        round(logging, 3),
+        noise,
+        change_day,
+        None if change is None else round(change, 3),
+        tuple(days),
+    )
 
 
-def cohort(seed: int, cohort_name: str, n: int, history_days: int | None = None) -> list[SyntheticPartner]:
+def cohort(
+    seed: int, cohort_name: str, n: int, history_days: int | None = None
+) -> list[SyntheticPartner]:
     """Partners 0..n-1 of a cohort (``history_days``: see :func:`simulate_partner`)."""
     return [simulate_partner(seed, cohort_name, i, history_days) for i in range(n)]
 
@@ -380,14 +436,20 @@ PARTNER_DETECTORS: dict[str, Callable] = {
 # days after it and their confirming looks up to 21 days earlier (day 76). Looking earlier finds nothing, and
 # each day is reached (tests/unit/test_cohorts.py).
 FIRST_LOOKS: dict[str, int] = {
-    FEWER_ANXIOUS_EPISODES: _fewer.SCAN.min_before_logged + _fewer.SCAN.min_after_logged - 1 + _fewer.PERSISTENCE_DAYS,
+    FEWER_ANXIOUS_EPISODES: _fewer.SCAN.min_before_logged
+    + _fewer.SCAN.min_after_logged
+    - 1
+    + _fewer.PERSISTENCE_DAYS,
     CALMER_EPISODES: BASELINE_LOGGED_DAYS - 1 + WINDOW_DAYS + max(CALMER_CONFIRM_DAYS),
     MORE_INDEPENDENCE: BASELINE_LOGGED_DAYS - 1 + WINDOW_DAYS + max(INDEPENDENCE_CONFIRM_DAYS),
 }
 
 
-def first_detections(partner: SyntheticPartner, kinds: tuple[str, ...] = tuple(PARTNER_DETECTORS),
-                     stop_at: int | None = None) -> dict[str, int | None]:
+def first_detections(
+    partner: SyntheticPartner,
+    kinds: tuple[str, ...] = tuple(PARTNER_DETECTORS),
+    stop_at: int | None = None,
+) -> dict[str, int | None]:
     """The first day (index) each detector fires, looking every day as the service does.
 
     Looks from the earliest day the rules of ``kinds`` can hold (``FIRST_LOOKS``) to the end of the
@@ -401,8 +463,13 @@ def first_detections(partner: SyntheticPartner, kinds: tuple[str, ...] = tuple(P
     return _first_days(fired, kinds, min(FIRST_LOOKS[k] for k in kinds), partner.n_days, stop_at)
 
 
-def _first_days(fired: Callable[[date, list[str]], set[str]], kinds: tuple[str, ...], first_look: int,
-                n_days: int, stop_at: int | None) -> dict[str, int | None]:
+def _first_days(
+    fired: Callable[[date, list[str]], set[str]],
+    kinds: tuple[str, ...],
+    first_look: int,
+    n_days: int,
+    stop_at: int | None,
+) -> dict[str, int | None]:
     """The first day (index) each kind fires, looking every day from ``first_look`` to the end
     (or ``stop_at``). ``fired(as_of, waiting)``: which of the kinds still waiting hold as of that day."""
     last = n_days - 1 if stop_at is None else min(stop_at, n_days - 1)
@@ -438,8 +505,12 @@ def textbook_single_look(partner: SyntheticPartner, look_day: int | None = None)
     if tb == 0 or tr == 0:
         return None
     cmp = compare_rates(kb, tb, kr, tr, "less")
-    return {"look_day": end, "rate_ratio": _num(cmp.ratio), "p_value": _p(cmp.p_value),
-            "detected": cmp.p_value < ALPHA}
+    return {
+        "look_day": end,
+        "rate_ratio": _num(cmp.ratio),
+        "p_value": _p(cmp.p_value),
+        "detected": cmp.p_value < ALPHA,
+    }
 
 
 def ideal_detection(partner: SyntheticPartner, weeks: int = DETECTION_WEEKS) -> int | None:
@@ -484,7 +555,7 @@ def _false_counts(firsts: list[dict[str, int | None]], unit: str = "partners") -
     """Partners (or couples) with a (false) detection, per type and of any type (the types in ``firsts``)."""
     n = len(firsts)
     out: dict[str, Any] = {}
-    for kind in (firsts[0] if firsts else {}):
+    for kind in firsts[0] if firsts else {}:
         k = sum(1 for f in firsts if f[kind] is not None)
         out[kind] = {unit: k, "rate": _rate(k, n)}
     k = sum(1 for f in firsts if any(v is not None for v in f.values()))
@@ -496,10 +567,14 @@ def _report_head(seed: int, unit: str, n: int, first_looks: dict[str, int], text
     """The head of a cohort study's report; its cohorts are filled in by the caller. ``first_looks``: the
     earliest day each rule can hold, where its daily looks start."""
     starts = ", ".join(f"{kind} from day {day}" for kind, day in first_looks.items())
-    return {"seed": seed, f"{unit}_per_cohort": n,
-            "looks": f"every day from the earliest day each rule can hold ({starts}) to the end of each "
-                     f"history ({HISTORY_DAYS[0]}-{HISTORY_DAYS[1]} days)",
-            "textbook": textbook, "cohorts": {}}
+    return {
+        "seed": seed,
+        f"{unit}_per_cohort": n,
+        "looks": f"every day from the earliest day each rule can hold ({starts}) to the end of each "
+        f"history ({HISTORY_DAYS[0]}-{HISTORY_DAYS[1]} days)",
+        "textbook": textbook,
+        "cohorts": {},
+    }
 
 
 def detection_report(seed: int, n_per_cohort: int) -> dict:
@@ -526,9 +601,14 @@ def detection_report(seed: int, n_per_cohort: int) -> dict:
     """
     if n_per_cohort < 1:
         raise ValueError("n_per_cohort must be >= 1")
-    report = _report_head(seed, "partners", n_per_cohort, FIRST_LOOKS,
-                          "first 28 days against the last 28, episodes per logged day, exact conditional binomial "
-                          "test one-sided, p < 0.0125, one look")
+    report = _report_head(
+        seed,
+        "partners",
+        n_per_cohort,
+        FIRST_LOOKS,
+        "first 28 days against the last 28, episodes per logged day, exact conditional binomial "
+        "test one-sided, p < 0.0125, one look",
+    )
     for name in COHORTS:
         partners = cohort(seed, name, n_per_cohort)
         firsts = [first_detections(p) for p in partners]
@@ -544,22 +624,35 @@ def detection_report(seed: int, n_per_cohort: int) -> dict:
                     ix = [i for i, p in enumerate(partners) if p.pattern == pattern]
                     entry["by_pattern"][pattern] = {
                         "partners": len(ix),
-                        "false_detections": _false_counts([firsts[i] for i in ix])["any"]["partners"],
-                        "textbook_false_detections": sum(1 for i in ix if textbook[i] and textbook[i]["detected"]),
+                        "false_detections": _false_counts([firsts[i] for i in ix])["any"][
+                            "partners"
+                        ],
+                        "textbook_false_detections": sum(
+                            1 for i in ix if textbook[i] and textbook[i]["detected"]
+                        ),
                     }
         else:
-            found = _found_after_change([f[FEWER_ANXIOUS_EPISODES] for f in firsts], [p.change_day for p in partners])
+            found = _found_after_change(
+                [f[FEWER_ANXIOUS_EPISODES] for f in firsts], [p.change_day for p in partners]
+            )
             at_8 = [textbook_single_look(p, p.change_day + 7 * DETECTION_WEEKS) for p in partners]
             ideal = [ideal_detection(p) for p in partners]
             ideal_days = [i - p.change_day for p, i in zip(partners, ideal) if i is not None]
             entry["fewer_anxious_episodes"] = {
                 "found_within_8_weeks": found["found_within_8_weeks"],
                 "rate": _rate(found["found_within_8_weeks"], n_per_cohort),
-                **{k: found[k] for k in ("median_weeks_to_detection", "found_by_end_of_history",
-                                         "detected_before_the_change")},
+                **{
+                    k: found[k]
+                    for k in (
+                        "median_weeks_to_detection",
+                        "found_by_end_of_history",
+                        "detected_before_the_change",
+                    )
+                },
             }
             entry["false_detections"] = _false_counts(
-                [{k: v for k, v in f.items() if k != FEWER_ANXIOUS_EPISODES} for f in firsts])
+                [{k: v for k, v in f.items() if k != FEWER_ANXIOUS_EPISODES} for f in firsts]
+            )
             k_end = sum(1 for t in textbook if t and t["detected"])
             k_8 = sum(1 for t in at_8 if t and t["detected"])
             entry["textbook_single_look"] = {
@@ -567,7 +660,8 @@ def detection_report(seed: int, n_per_cohort: int) -> dict:
                 "at_8_weeks_after_the_change": {"found": k_8, "rate": _rate(k_8, n_per_cohort)},
             }
             entry["ideal_upper_bound"] = {
-                "found_within_8_weeks": len(ideal_days), "rate": _rate(len(ideal_days), n_per_cohort),
+                "found_within_8_weeks": len(ideal_days),
+                "rate": _rate(len(ideal_days), n_per_cohort),
                 "median_weeks_to_detection": _median_weeks(ideal_days),
             }
         report["cohorts"][name] = entry
@@ -590,11 +684,17 @@ def report_table(report: dict) -> str:
 
     for name in ("steady", "worsening", "gappy"):
         f, t = c[name]["false_detections"], c[name]["textbook_single_look"]
-        lines.append(f"| {name} | {cell(f[FEWER_ANXIOUS_EPISODES])} | {cell(f[CALMER_EPISODES])} "
-                     f"| {cell(f[MORE_INDEPENDENCE])} | {cell(f['any'])} "
-                     f"| {t['false_detections']} ({t['rate']:.1%}) |")
+        lines.append(
+            f"| {name} | {cell(f[FEWER_ANXIOUS_EPISODES])} | {cell(f[CALMER_EPISODES])} "
+            f"| {cell(f[MORE_INDEPENDENCE])} | {cell(f['any'])} "
+            f"| {t['false_detections']} ({t['rate']:.1%}) |"
+        )
     imp = c["improvers"]
-    fe, t, ideal = imp["fewer_anxious_episodes"], imp["textbook_single_look"], imp["ideal_upper_bound"]
+    fe, t, ideal = (
+        imp["fewer_anxious_episodes"],
+        imp["textbook_single_look"],
+        imp["ideal_upper_bound"],
+    )
     lines += [
         "",
         "| improvers | found within 8 weeks | median weeks to detection | found by the end | before the change |",
@@ -630,7 +730,9 @@ def late_improver_report(seed: int, n: int, cohort_name: str = "late_improvers")
     partners = cohort(seed, cohort_name, n)
     within_8, within_16, before, delays = 0, 0, 0, []
     for p in partners:
-        hit = first_detections(p, (FEWER_ANXIOUS_EPISODES,), stop_at=p.change_day + 7 * 16)[FEWER_ANXIOUS_EPISODES]
+        hit = first_detections(p, (FEWER_ANXIOUS_EPISODES,), stop_at=p.change_day + 7 * 16)[
+            FEWER_ANXIOUS_EPISODES
+        ]
         if hit is None:
             continue
         if hit < p.change_day:
@@ -643,16 +745,23 @@ def late_improver_report(seed: int, n: int, cohort_name: str = "late_improvers")
     k_8 = sum(1 for t in at_8 if t and t["detected"])
     ideal_days = [i - p.change_day for p in partners if (i := ideal_detection(p)) is not None]
     return {
-        "seed": seed, "cohort": cohort_name, "partners": n,
+        "seed": seed,
+        "cohort": cohort_name,
+        "partners": n,
         "fewer_anxious_episodes": {
-            "found_within_8_weeks": within_8, "rate_8_weeks": _rate(within_8, n),
-            "found_within_16_weeks": within_16, "rate_16_weeks": _rate(within_16, n),
+            "found_within_8_weeks": within_8,
+            "rate_8_weeks": _rate(within_8, n),
+            "found_within_16_weeks": within_16,
+            "rate_16_weeks": _rate(within_16, n),
             "median_weeks_to_detection": _median_weeks(delays),
             "detected_before_the_change": before,
         },
         "textbook_single_look_at_8_weeks_after_the_change": {"found": k_8, "rate": _rate(k_8, n)},
-        "ideal_upper_bound": {"found_within_8_weeks": len(ideal_days), "rate": _rate(len(ideal_days), n),
-                              "median_weeks_to_detection": _median_weeks(ideal_days)},
+        "ideal_upper_bound": {
+            "found_within_8_weeks": len(ideal_days),
+            "rate": _rate(len(ideal_days), n),
+            "median_weeks_to_detection": _median_weeks(ideal_days),
+        },
     }
 
 
@@ -698,9 +807,14 @@ REPAIR_FALL = (0.0, 0.2)
 CONFLICT_RISE = (0.0, 0.5)
 # no couple scan holds before its least weeks before and after a change: day 41 (stronger_bond has no
 # confirming look; better_communication's, 3 days earlier, holds from day 44)
-COUPLE_FIRST_LOOK_DAY = BLOCK_DAYS * (WeeklySettings.min_before_weeks + WeeklySettings.min_after_weeks) - 1
+COUPLE_FIRST_LOOK_DAY = (
+    BLOCK_DAYS * (WeeklySettings.min_before_weeks + WeeklySettings.min_after_weeks) - 1
+)
 # The textbook single looks' own conditions (never the service's rules).
-TEXTBOOK_MIN_RATINGS, TEXTBOOK_MIN_EFFECT = 10, 0.7  # communication: values a window, common-language effect
+TEXTBOOK_MIN_RATINGS, TEXTBOOK_MIN_EFFECT = (
+    10,
+    0.7,
+)  # communication: values a window, common-language effect
 TEXTBOOK_MIN_TAU, TEXTBOOK_MIN_WEEKS = 0.5, 8  # check-ins: Kendall's tau, weeks with a check-in
 
 
@@ -728,8 +842,13 @@ class SyntheticCouple:
     change: dict | None
     a: tuple[DayAggregate, ...]
     b: tuple[DayAggregate, ...]
-    sharing: tuple[float, float] = (1.0, 1.0)  # each partner's share of entries shared with the couple
-    a_shared: tuple[DayAggregate, ...] = ()  # the days of each partner's shared entries (what couple rules read)
+    sharing: tuple[float, float] = (
+        1.0,
+        1.0,
+    )  # each partner's share of entries shared with the couple
+    a_shared: tuple[
+        DayAggregate, ...
+    ] = ()  # the days of each partner's shared entries (what couple rules read)
     b_shared: tuple[DayAggregate, ...] = ()
 
     @property
@@ -757,7 +876,9 @@ def _ratings(latent: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(latent), 1, 5).astype(int)
 
 
-def _couple_gaps(rng: np.random.Generator, n: int, week: np.ndarray) -> list[tuple[int, int, tuple[int, ...]]]:
+def _couple_gaps(
+    rng: np.random.Generator, n: int, week: np.ndarray
+) -> list[tuple[int, int, tuple[int, ...]]]:
     """1-3 gaps of 7-21 days in the couple's worst weeks: (start, length, partners who stop)."""
     wanted = _integer(rng, GAPS)
     starts = np.arange(14, n - 7, 7)
@@ -767,9 +888,9 @@ def _couple_gaps(rng: np.random.Generator, n: int, week: np.ndarray) -> list[tup
     for s in worst_first:
         length = _integer(rng, GAP_DAYS)
         who = (0, 1) if rng.random() < 0.5 else (int(rng.integers(2)),)
-        if taken[max(0, s - 7):s + length + 7].any():
+        if taken[max(0, s - 7) : s + length + 7].any():
             continue
-        taken[s:s + length] = True
+        taken[s : s + length] = True
         gaps.append((int(s), length, who))
         if len(gaps) == wanted:
             break
@@ -790,14 +911,18 @@ class _CoupleChange:
 
 def _couple_change(rng: np.random.Generator, n: int, cohort_name: str) -> _CoupleChange:
     if cohort_name not in ("improving_couples", "worsening_couples"):
-        return _CoupleChange(None, None, (np.zeros(n), np.zeros(n)), np.zeros(n), np.zeros(n), np.ones(n))
+        return _CoupleChange(
+            None, None, (np.zeros(n), np.zeros(n)), np.zeros(n), np.zeros(n), np.ones(n)
+        )
     improving = cohort_name == "improving_couples"
     change_day = _integer(rng, CHANGE_DAYS)
     sign = 1.0 if improving else -1.0
     mean = _uniform(rng, COMMUNICATION_RISE if improving else COMMUNICATION_FALL)
     if improving:
         shares = [_uniform(rng, PARTNER_SHARE) for _ in range(2)]
-        rises = [mean * s * 2 / sum(shares) for s in shares]  # the couple's mean rise stays the drawn one
+        rises = [
+            mean * s * 2 / sum(shares) for s in shares
+        ]  # the couple's mean rise stays the drawn one
         comm_days = _integer(rng, COMMUNICATION_RAMP_DAYS)
     else:
         rises = [mean, mean]
@@ -807,16 +932,35 @@ def _couple_change(rng: np.random.Generator, n: int, cohort_name: str) -> _Coupl
     repair = _uniform(rng, REPAIR_RISE if improving else REPAIR_FALL)
     conflicts = _uniform(rng, CONFLICT_FALL if improving else CONFLICT_RISE)
     comm_ramp, bond_ramp = _ramp(n, change_day, comm_days), _ramp(n, change_day, bond_days)
-    truth = {"communication": [round(sign * r, 3) for r in rises], "communication_mean": round(sign * mean, 3),
-             "communication_ramp_days": comm_days, "bond": round(sign * bond, 3), "bond_ramp_days": bond_days,
-             "repair": round(sign * repair, 3), "conflicts": round(-sign * conflicts, 3)}
-    return _CoupleChange(change_day, truth, (sign * rises[0] * comm_ramp, sign * rises[1] * comm_ramp),
-                         sign * bond * bond_ramp, sign * repair * bond_ramp, 1 - sign * conflicts * bond_ramp)
+    truth = {
+        "communication": [round(sign * r, 3) for r in rises],
+        "communication_mean": round(sign * mean, 3),
+        "communication_ramp_days": comm_days,
+        "bond": round(sign * bond, 3),
+        "bond_ramp_days": bond_days,
+        "repair": round(sign * repair, 3),
+        "conflicts": round(-sign * conflicts, 3),
+    }
+    return _CoupleChange(
+        change_day,
+        truth,
+        (sign * rises[0] * comm_ramp, sign * rises[1] * comm_ramp),
+        sign * bond * bond_ramp,
+        sign * repair * bond_ramp,
+        1 - sign * conflicts * bond_ramp,
+    )
 
 
-def _gappy_logging(rng: np.random.Generator, index: int, n: int, week: np.ndarray, people: list[dict],
-                   latent: list[np.ndarray], check_latent: list[np.ndarray], shared: dict
-                   ) -> tuple[str, int | None, list[np.ndarray], list[np.ndarray]]:
+def _gappy_logging(
+    rng: np.random.Generator,
+    index: int,
+    n: int,
+    week: np.ndarray,
+    people: list[dict],
+    latent: list[np.ndarray],
+    check_latent: list[np.ndarray],
+    shared: dict,
+) -> tuple[str, int | None, list[np.ndarray], list[np.ndarray]]:
     """A gappy couple's logging: (pattern, the day shyness starts, each partner's factor on the
     days' logging probability, and on the check-ins'). Notes what it drew in ``people`` and ``shared``."""
     pattern = COUPLE_GAPPY_PATTERNS[index % len(COUPLE_GAPPY_PATTERNS)]
@@ -825,12 +969,12 @@ def _gappy_logging(rng: np.random.Generator, index: int, n: int, week: np.ndarra
         gaps = _couple_gaps(rng, n, week)
         for s, length, who in gaps:
             for k in who:
-                factor[k][s:s + length] = 0.0
+                factor[k][s : s + length] = 0.0
         shared["gaps"] = [[s, length, list(who)] for s, length, who in gaps]
         return pattern, None, factor, factor
     if pattern == "low_logging_month":
         k, s = int(rng.integers(2)), _integer(rng, (28, n - LOW_LOGGING_DAYS))
-        factor[k][s:s + LOW_LOGGING_DAYS] = LOW_LOGGING / people[k]["logging"]
+        factor[k][s : s + LOW_LOGGING_DAYS] = LOW_LOGGING / people[k]["logging"]
         shared["low_logging_month"] = [k, s]
         return pattern, None, factor, factor
     # shy_on_bad_days: both partners, each their own shyness; a bad day or check-in is below their own level
@@ -844,10 +988,18 @@ def _gappy_logging(rng: np.random.Generator, index: int, n: int, week: np.ndarra
     return pattern, start, factor, check_factor
 
 
-def _couple_partner_days(rng: np.random.Generator, person: dict, n: int, latent: np.ndarray,
-                         check_in: np.ndarray, check_latent: np.ndarray, factor: np.ndarray,
-                         check_factor: np.ndarray, conflicts: np.ndarray, repaired: np.ndarray
-                         ) -> tuple[DayAggregate, ...]:
+def _couple_partner_days(
+    rng: np.random.Generator,
+    person: dict,
+    n: int,
+    latent: np.ndarray,
+    check_in: np.ndarray,
+    check_latent: np.ndarray,
+    factor: np.ndarray,
+    check_factor: np.ndarray,
+    conflicts: np.ndarray,
+    repaired: np.ndarray,
+) -> tuple[DayAggregate, ...]:
     """One partner's logged days: reflections with a communication rating, their side of the
     check-ins, and the conflicts they recorded (each conflict recorded by each partner on their own,
     so the service may count one conflict twice, as it would)."""
@@ -856,32 +1008,44 @@ def _couple_partner_days(rng: np.random.Generator, person: dict, n: int, latent:
     ratings = _ratings(latent)
     checks = check_in & (rng.random(n) < person["check_in_completion"] * check_factor)
     connection = _ratings(check_latent + rng.normal(0.0, ITEM_SD, n))
-    understanding = _ratings(check_latent + person["understanding_offset"] + rng.normal(0.0, ITEM_SD, n))
+    understanding = _ratings(
+        check_latent + person["understanding_offset"] + rng.normal(0.0, ITEM_SD, n)
+    )
     records, records_repaired = np.zeros(n, dtype=int), np.zeros(n, dtype=int)
     for i in np.flatnonzero(conflicts):
         seen = rng.random(int(conflicts[i])) < person["logging"] * factor[i]
-        records[i], records_repaired[i] = int(seen.sum()), int(seen[:int(repaired[i])].sum())
+        records[i], records_repaired[i] = int(seen.sum()), int(seen[: int(repaired[i])].sum())
     return tuple(
-        DayAggregate(START + timedelta(days=i),
-                     communication=(int(ratings[i]),) if reflects[i] else (),
-                     connection=(int(connection[i]),) if checks[i] else (),
-                     understanding=(int(understanding[i]),) if checks[i] else (),
-                     weekly_check_ins=int(checks[i]),
-                     conflicts=int(records[i]), conflicts_repaired_24h=int(records_repaired[i]))
-        for i in range(n) if reflects[i] or checks[i] or records[i])
+        DayAggregate(
+            START + timedelta(days=i),
+            communication=(int(ratings[i]),) if reflects[i] else (),
+            connection=(int(connection[i]),) if checks[i] else (),
+            understanding=(int(understanding[i]),) if checks[i] else (),
+            weekly_check_ins=int(checks[i]),
+            conflicts=int(records[i]),
+            conflicts_repaired_24h=int(records_repaired[i]),
+        )
+        for i in range(n)
+        if reflects[i] or checks[i] or records[i]
+    )
 
 
-def _shared_days(rng: np.random.Generator, share: float, days: tuple[DayAggregate, ...]
-                 ) -> tuple[DayAggregate, ...]:
+def _shared_days(
+    rng: np.random.Generator, share: float, days: tuple[DayAggregate, ...]
+) -> tuple[DayAggregate, ...]:
     """The days of a partner's shared entries: each entry (reflection, check-in, conflicts) shared or not."""
     out = []
     for d in days:
         reflection, check_in, conflicts = rng.random(3) < share
-        kept = replace(d, communication=d.communication if reflection else (),
-                       connection=d.connection if check_in else (), understanding=d.understanding if check_in else (),
-                       weekly_check_ins=d.weekly_check_ins if check_in else 0,
-                       conflicts=d.conflicts if conflicts else 0,
-                       conflicts_repaired_24h=d.conflicts_repaired_24h if conflicts else 0)
+        kept = replace(
+            d,
+            communication=d.communication if reflection else (),
+            connection=d.connection if check_in else (),
+            understanding=d.understanding if check_in else (),
+            weekly_check_ins=d.weekly_check_ins if check_in else 0,
+            conflicts=d.conflicts if conflicts else 0,
+            conflicts_repaired_24h=d.conflicts_repaired_24h if conflicts else 0,
+        )
         if kept.has_entries:
             out.append(kept)
     return tuple(out)
@@ -891,8 +1055,9 @@ def _rounded(values: dict) -> dict:
     return {k: round(v, 3) if isinstance(v, float) else v for k, v in values.items()}
 
 
-def simulate_couple(seed: int, cohort_name: str, index: int, history_days: int | None = None
-                    ) -> SyntheticCouple:
+def simulate_couple(
+    seed: int, cohort_name: str, index: int, history_days: int | None = None
+) -> SyntheticCouple:
     """The ``index``-th couple of a couple cohort, from ``seed`` (deterministic).
 
     ``history_days``: a null couple's history of that many days instead of
@@ -901,75 +1066,136 @@ def simulate_couple(seed: int, cohort_name: str, index: int, history_days: int |
     if cohort_name not in COUPLE_COHORTS:
         raise ValueError(f"unknown couple cohort {cohort_name!r}; one of {COUPLE_COHORTS}")
     if history_days is not None and (cohort_name == "improving_couples" or history_days < 120):
-        raise ValueError("a history of its own length is for the null couple cohorts, 120 days or more")
+        raise ValueError(
+            "a history of its own length is for the null couple cohorts, 120 days or more"
+        )
     length = [] if history_days is None else [history_days]
-    rng = np.random.default_rng([seed, COUPLE_STREAM + COUPLE_COHORTS.index(cohort_name), index] + length)
+    rng = np.random.default_rng(
+        [seed, COUPLE_STREAM + COUPLE_COHORTS.index(cohort_name), index] + length
+    )
     n = _integer(rng, HISTORY_DAYS)
     if history_days is not None:
         n = history_days
     level = _uniform(rng, COUPLE_LEVEL)
-    shared = {"communication_level": level, "week_sd": _uniform(rng, COUPLE_WEEK_SD),
-              "week_correlation": _uniform(rng, COUPLE_WEEK_CORRELATION),
-              "shared_day_variance": _uniform(rng, SHARED_DAY), "check_in_weeks": _uniform(rng, CHECK_IN_WEEKS),
-              "check_in_weekday": int(rng.integers(7)), "conflicts_per_week": _uniform(rng, CONFLICTS_PER_WEEK),
-              "repair_share": _uniform(rng, REPAIR_SHARE), "conflict_dip": _uniform(rng, CONFLICT_DIP)}
+    shared = {
+        "communication_level": level,
+        "week_sd": _uniform(rng, COUPLE_WEEK_SD),
+        "week_correlation": _uniform(rng, COUPLE_WEEK_CORRELATION),
+        "shared_day_variance": _uniform(rng, SHARED_DAY),
+        "check_in_weeks": _uniform(rng, CHECK_IN_WEEKS),
+        "check_in_weekday": int(rng.integers(7)),
+        "conflicts_per_week": _uniform(rng, CONFLICTS_PER_WEEK),
+        "repair_share": _uniform(rng, REPAIR_SHARE),
+        "conflict_dip": _uniform(rng, CONFLICT_DIP),
+    }
     people = []
     for _ in range(2):
         own = level + _uniform(rng, (-PARTNER_OFFSET, PARTNER_OFFSET))
-        people.append({"logging": _uniform(rng, LOGGING), "communication_level": own, "day_sd": _uniform(rng, DAY_SD),
-                       "connection_level": own + _uniform(rng, (-BOND_OFFSET, BOND_OFFSET)),
-                       "understanding_offset": _uniform(rng, (-UNDERSTANDING_OFFSET, UNDERSTANDING_OFFSET)),
-                       "check_in_completion": _uniform(rng, CHECK_IN_COMPLETION),
-                       "check_in_sd": _uniform(rng, CHECK_IN_SD)})
+        people.append(
+            {
+                "logging": _uniform(rng, LOGGING),
+                "communication_level": own,
+                "day_sd": _uniform(rng, DAY_SD),
+                "connection_level": own + _uniform(rng, (-BOND_OFFSET, BOND_OFFSET)),
+                "understanding_offset": _uniform(
+                    rng, (-UNDERSTANDING_OFFSET, UNDERSTANDING_OFFSET)
+                ),
+                "check_in_completion": _uniform(rng, CHECK_IN_COMPLETION),
+                "check_in_sd": _uniform(rng, CHECK_IN_SD),
+            }
+        )
     week = _week_drift(rng, n, shared["week_sd"], shared["week_correlation"])
     change = _couple_change(rng, n, cohort_name)
 
     # conflicts (more of them in bad weeks) and their repair within 24 hours
     conflicts = rng.poisson(shared["conflicts_per_week"] / 7 * np.exp(-week) * change.conflicts)
-    repaired = rng.binomial(conflicts, np.clip(shared["repair_share"] + change.repair, 0.0, REPAIR_MAX))
+    repaired = rng.binomial(
+        conflicts, np.clip(shared["repair_share"] + change.repair, 0.0, REPAIR_MAX)
+    )
 
     # each partner's latent daily communication: own level, the couple's week, a day shared in part, conflicts
     shared_noise, w = rng.normal(0.0, 1.0, n), shared["shared_day_variance"]
-    latent = [p["communication_level"] + week + change.communication[k]
-              + p["day_sd"] * (math.sqrt(w) * shared_noise + math.sqrt(1 - w) * rng.normal(0.0, 1.0, n))
-              - shared["conflict_dip"] * (conflicts > 0) for k, p in enumerate(people)]
+    latent = [
+        p["communication_level"]
+        + week
+        + change.communication[k]
+        + p["day_sd"] * (math.sqrt(w) * shared_noise + math.sqrt(1 - w) * rng.normal(0.0, 1.0, n))
+        - shared["conflict_dip"] * (conflicts > 0)
+        for k, p in enumerate(people)
+    ]
 
     # check-ins: most weeks, on the couple's weekday +- 1 day; each partner's rating of the week
     check_in = np.zeros(n, dtype=bool)
     for wk in range(n // 7 + 1):
-        d = min(max(7 * wk + shared["check_in_weekday"] + int(rng.integers(-1, 2)), 7 * wk), 7 * wk + 6)
+        d = min(
+            max(7 * wk + shared["check_in_weekday"] + int(rng.integers(-1, 2)), 7 * wk), 7 * wk + 6
+        )
         if d < n and rng.random() < shared["check_in_weeks"]:
             check_in[d] = True
-    check_latent = [p["connection_level"] + week + change.bond + rng.normal(0.0, p["check_in_sd"], n)
-                    for p in people]
+    check_latent = [
+        p["connection_level"] + week + change.bond + rng.normal(0.0, p["check_in_sd"], n)
+        for p in people
+    ]
 
     # logging: each partner's own probability, times a factor (gaps, a low month, shyness)
     pattern, change_day = None, change.change_day
     factor = check_factor = [np.ones(n), np.ones(n)]
     if cohort_name == "gappy_couples":
-        pattern, change_day, factor, check_factor = _gappy_logging(rng, index, n, week, people, latent,
-                                                                   check_latent, shared)
-    a, b = (_couple_partner_days(rng, p, n, latent[k], check_in, check_latent[k], factor[k], check_factor[k],
-                                 conflicts, repaired) for k, p in enumerate(people))
-    sharing_rng = np.random.default_rng([seed, COUPLE_SHARING_STREAM + COUPLE_COHORTS.index(cohort_name), index]
-                                        + length)
+        pattern, change_day, factor, check_factor = _gappy_logging(
+            rng, index, n, week, people, latent, check_latent, shared
+        )
+    a, b = (
+        _couple_partner_days(
+            rng,
+            p,
+            n,
+            latent[k],
+            check_in,
+            check_latent[k],
+            factor[k],
+            check_factor[k],
+            conflicts,
+            repaired,
+        )
+        for k, p in enumerate(people)
+    )
+    sharing_rng = np.random.default_rng(
+        [seed, COUPLE_SHARING_STREAM + COUPLE_COHORTS.index(cohort_name), index] + length
+    )
     sharing = (_uniform(sharing_rng, COUPLE_SHARING), _uniform(sharing_rng, COUPLE_SHARING))
-    a_shared, b_shared = (_shared_days(sharing_rng, share, days) for share, days in zip(sharing, (a, b)))
-    return SyntheticCouple(cohort_name, index, pattern, n, (_rounded(people[0]), _rounded(people[1])),
-                           _rounded(shared), change_day, change.truth, a, b,
-                           (round(sharing[0], 3), round(sharing[1], 3)), a_shared, b_shared)
+    a_shared, b_shared = (
+        _shared_days(sharing_rng, share, days) for share, days in zip(sharing, (a, b))
+    )
+    return SyntheticCouple(
+        cohort_name,
+        index,
+        pattern,
+        n,
+        (_rounded(people[0]), _rounded(people[1])),
+        _rounded(shared),
+        change_day,
+        change.truth,
+        a,
+        b,
+        (round(sharing[0], 3), round(sharing[1], 3)),
+        a_shared,
+        b_shared,
+    )
 
 
-def couple_cohort(seed: int, cohort_name: str, n: int, history_days: int | None = None
-                  ) -> list[SyntheticCouple]:
+def couple_cohort(
+    seed: int, cohort_name: str, n: int, history_days: int | None = None
+) -> list[SyntheticCouple]:
     """Couples 0..n-1 of a couple cohort (``history_days``: see :func:`simulate_couple`)."""
     return [simulate_couple(seed, cohort_name, i, history_days) for i in range(n)]
 
 
 # --- the cohort study of the couple milestones ---
 
-def couple_first_detections(couple: SyntheticCouple, kinds: tuple[str, ...] = COUPLE_TYPES,
-                            stop_at: int | None = None) -> dict[str, int | None]:
+
+def couple_first_detections(
+    couple: SyntheticCouple, kinds: tuple[str, ...] = COUPLE_TYPES, stop_at: int | None = None
+) -> dict[str, int | None]:
     """The first day (index) each couple milestone fires, looking every day as the service does.
 
     :func:`~services.milestones.rules.detect_couple_milestones` on what
@@ -987,8 +1213,11 @@ def couple_first_detections(couple: SyntheticCouple, kinds: tuple[str, ...] = CO
 
 def _day_ratings(days: tuple[DayAggregate, ...], lo: int, hi: int) -> list[float]:
     """A partner's daily communication values (a day's ratings averaged) on days lo..hi."""
-    return [statistics.fmean(d.communication) for d in days
-            if d.communication and lo <= (d.day - START).days <= hi]
+    return [
+        statistics.fmean(d.communication)
+        for d in days
+        if d.communication and lo <= (d.day - START).days <= hi
+    ]
 
 
 def textbook_communication(couple: SyntheticCouple, look_day: int | None = None) -> dict | None:
@@ -1007,8 +1236,12 @@ def textbook_communication(couple: SyntheticCouple, look_day: int | None = None)
     if min(len(first), len(last)) < TEXTBOOK_MIN_RATINGS:
         return None
     effect, p = _common_language(last, first)
-    return {"look_day": end, "common_language_effect": _num(effect), "p_value": _p(p),
-            "detected": p < ALPHA and effect >= TEXTBOOK_MIN_EFFECT}
+    return {
+        "look_day": end,
+        "common_language_effect": _num(effect),
+        "p_value": _p(p),
+        "detected": p < ALPHA and effect >= TEXTBOOK_MIN_EFFECT,
+    }
 
 
 def textbook_bond(couple: SyntheticCouple, look_day: int | None = None) -> dict | None:
@@ -1030,12 +1263,19 @@ def textbook_bond(couple: SyntheticCouple, look_day: int | None = None) -> dict 
     if len(weeks) < TEXTBOOK_MIN_WEEKS:
         return None
     order = sorted(weeks)
-    res = stats.kendalltau(order, [statistics.fmean(weeks[w]) for w in order], alternative="greater")
+    res = stats.kendalltau(
+        order, [statistics.fmean(weeks[w]) for w in order], alternative="greater"
+    )
     tau, p = float(res.statistic), float(res.pvalue)
     if not math.isfinite(tau):
         tau, p = 0.0, 1.0
-    return {"look_day": end, "weeks": len(order), "kendall_tau": _num(tau), "p_value": _p(p),
-            "detected": p < ALPHA and tau >= TEXTBOOK_MIN_TAU}
+    return {
+        "look_day": end,
+        "weeks": len(order),
+        "kendall_tau": _num(tau),
+        "p_value": _p(p),
+        "detected": p < ALPHA and tau >= TEXTBOOK_MIN_TAU,
+    }
 
 
 COUPLE_TEXTBOOK: dict[str, Callable[[SyntheticCouple, int | None], dict | None]] = {
@@ -1044,7 +1284,9 @@ COUPLE_TEXTBOOK: dict[str, Callable[[SyntheticCouple, int | None], dict | None]]
 }
 
 
-def _found_after_change(hits: list[int | None], change_days: list[int], weeks: int = DETECTION_WEEKS) -> dict:
+def _found_after_change(
+    hits: list[int | None], change_days: list[int], weeks: int = DETECTION_WEEKS
+) -> dict:
     """Improvers found within ``weeks`` of their change and by the end; a hit before the change is apart."""
     within, before, by_end, delays = 0, 0, 0, []
     for hit, change_day in zip(hits, change_days):
@@ -1057,8 +1299,12 @@ def _found_after_change(hits: list[int | None], change_days: list[int], weeks: i
         if hit - change_day <= 7 * weeks:
             within += 1
             delays.append(hit - change_day)
-    return {"found_within_8_weeks": within, "median_weeks_to_detection": _median_weeks(delays),
-            "found_by_end_of_history": by_end, "detected_before_the_change": before}
+    return {
+        "found_within_8_weeks": within,
+        "median_weeks_to_detection": _median_weeks(delays),
+        "found_by_end_of_history": by_end,
+        "detected_before_the_change": before,
+    }
 
 
 def _textbook_found(looks: list[dict | None], n: int) -> dict:
@@ -1088,11 +1334,18 @@ def couple_detection_report(seed: int, n: int) -> dict:
     """
     if n < 1:
         raise ValueError("n must be >= 1")
-    report = _report_head(seed, "couples", n, {kind: COUPLE_FIRST_LOOK_DAY for kind in COUPLE_TYPES}, {
-        BETTER_COMMUNICATION: "first 28 days against the last 28, both partners' daily ratings pooled, "
-                              "Mann-Whitney U one-sided, p < 0.0125 and common-language effect >= 0.7, one look",
-        STRONGER_BOND: "Kendall's tau of weekly mean connection/understanding over the whole history, one-sided, "
-                       "p < 0.0125 and tau >= 0.5, one look"})
+    report = _report_head(
+        seed,
+        "couples",
+        n,
+        {kind: COUPLE_FIRST_LOOK_DAY for kind in COUPLE_TYPES},
+        {
+            BETTER_COMMUNICATION: "first 28 days against the last 28, both partners' daily ratings pooled, "
+            "Mann-Whitney U one-sided, p < 0.0125 and common-language effect >= 0.7, one look",
+            STRONGER_BOND: "Kendall's tau of weekly mean connection/understanding over the whole history, one-sided, "
+            "p < 0.0125 and tau >= 0.5, one look",
+        },
+    )
     for name in COUPLE_COHORTS:
         couples = couple_cohort(seed, name, n)
         firsts = [couple_first_detections(c) for c in couples]
@@ -1100,7 +1353,9 @@ def couple_detection_report(seed: int, n: int) -> dict:
         entry: dict[str, Any] = {"couples": n}
         if name != "improving_couples":
             entry["false_detections"] = _false_counts(firsts, "couples")
-            entry["textbook_single_look"] = {kind: _textbook_found(looks, n) for kind, looks in at_end.items()}
+            entry["textbook_single_look"] = {
+                kind: _textbook_found(looks, n) for kind, looks in at_end.items()
+            }
             if name == "gappy_couples":
                 entry["by_pattern"] = {}
                 for pattern in COUPLE_GAPPY_PATTERNS:
@@ -1108,22 +1363,33 @@ def couple_detection_report(seed: int, n: int) -> dict:
                     entry["by_pattern"][pattern] = {
                         "couples": len(ix),
                         "false_detections": {
-                            **{kind: sum(1 for i in ix if firsts[i][kind] is not None) for kind in COUPLE_TYPES},
-                            "any": sum(1 for i in ix if any(v is not None for v in firsts[i].values()))},
+                            **{
+                                kind: sum(1 for i in ix if firsts[i][kind] is not None)
+                                for kind in COUPLE_TYPES
+                            },
+                            "any": sum(
+                                1 for i in ix if any(v is not None for v in firsts[i].values())
+                            ),
+                        },
                         "textbook_false_detections": {
                             kind: _textbook_found([looks[i] for i in ix], len(ix))["detected"]
-                            for kind, looks in at_end.items()},
+                            for kind, looks in at_end.items()
+                        },
                     }
         else:
             change_days = [c.change_day for c in couples]
-            at_8 = {kind: [test(c, c.change_day + 7 * DETECTION_WEEKS) for c in couples]
-                    for kind, test in COUPLE_TEXTBOOK.items()}
+            at_8 = {
+                kind: [test(c, c.change_day + 7 * DETECTION_WEEKS) for c in couples]
+                for kind, test in COUPLE_TEXTBOOK.items()
+            }
             for kind in COUPLE_TYPES:
                 found = _found_after_change([f[kind] for f in firsts], change_days)
                 found["rate_within_8_weeks"] = _rate(found["found_within_8_weeks"], n)
                 found["rate_by_end_of_history"] = _rate(found["found_by_end_of_history"], n)
-                found["textbook_single_look"] = {"at_end_of_history": _textbook_found(at_end[kind], n),
-                                                 "at_8_weeks_after_the_change": _textbook_found(at_8[kind], n)}
+                found["textbook_single_look"] = {
+                    "at_end_of_history": _textbook_found(at_end[kind], n),
+                    "at_8_weeks_after_the_change": _textbook_found(at_8[kind], n),
+                }
                 entry[kind] = found
         report["cohorts"][name] = entry
     return report
@@ -1150,8 +1416,10 @@ def couple_report_table(report: dict) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     for pattern, p in c["gappy_couples"]["by_pattern"].items():
         f, t = p["false_detections"], p["textbook_false_detections"]
-        lines.append(f"| gappy: {pattern} ({p['couples']}) | {f[BETTER_COMMUNICATION]} | {f[STRONGER_BOND]} "
-                     f"| {f['any']} | {t[BETTER_COMMUNICATION]} | {t[STRONGER_BOND]} |")
+        lines.append(
+            f"| gappy: {pattern} ({p['couples']}) | {f[BETTER_COMMUNICATION]} | {f[STRONGER_BOND]} "
+            f"| {f['any']} | {t[BETTER_COMMUNICATION]} | {t[STRONGER_BOND]} |"
+        )
     imp = c["improving_couples"]
     lines += [
         "",
@@ -1167,5 +1435,6 @@ def couple_report_table(report: dict) -> str:
             f"| {kind} | {share(f['found_within_8_weeks'], f['rate_within_8_weeks'])} "
             f"| {f['median_weeks_to_detection']} | {share(f['found_by_end_of_history'], f['rate_by_end_of_history'])} "
             f"| {f['detected_before_the_change']} | {share(at_8['detected'], at_8['rate'])} "
-            f"| {share(at_end['detected'], at_end['rate'])} |")
+            f"| {share(at_end['detected'], at_end['rate'])} |"
+        )
     return "\n".join(lines)

@@ -19,6 +19,7 @@ known weeks, then flat) with the same statistic and the same conditions,
 every day from the change on, calibrated the same way (null couples are
 given a change drawn as the improving couples' are, seeded apart).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -40,12 +41,28 @@ from services.milestones.rules.weekly_means import Prefix, WeeklySettings, ramp_
 from . import cohorts
 from .looks import CALIBRATION_SEED, HELD_OUT_SEED, LONG_HISTORY_DAYS, TARGETS, Margins
 
-__all__ = ["RULES", "NULL_COUPLES", "IMPROVING", "CALIBRATION_SEED", "HELD_OUT_SEED", "LONG_HISTORY_DAYS",
-           "TARGETS", "couples", "rule_statistics", "held", "rule_margins", "oracle_margins", "pseudo_change_day", "pseudo_change",
-           "textbook_found"]
+__all__ = [
+    "RULES",
+    "NULL_COUPLES",
+    "IMPROVING",
+    "CALIBRATION_SEED",
+    "HELD_OUT_SEED",
+    "LONG_HISTORY_DAYS",
+    "TARGETS",
+    "couples",
+    "rule_statistics",
+    "held",
+    "rule_margins",
+    "oracle_margins",
+    "pseudo_change_day",
+    "pseudo_change",
+    "textbook_found",
+]
 
-RULES: dict[str, CoupleScan] = {BETTER_COMMUNICATION: better_communication.RULE,
-                                STRONGER_BOND: stronger_bond.RULE}
+RULES: dict[str, CoupleScan] = {
+    BETTER_COMMUNICATION: better_communication.RULE,
+    STRONGER_BOND: stronger_bond.RULE,
+}
 NULL_COUPLES = ("steady_couples", "worsening_couples", "gappy_couples")
 IMPROVING = "improving_couples"
 ORACLE_STREAM = 7927
@@ -64,11 +81,14 @@ def _prefix(rule: CoupleScan, couple) -> tuple[Prefix, int | None]:
     a, b = couple.shared_histories
     last = couple.day(couple.n_days - 1)
     first = rule.first_day(a, b, last)
-    return rule.arrays(a, b, cohorts.START, last), None if first is None else (first - cohorts.START).days
+    return rule.arrays(a, b, cohorts.START, last), None if first is None else (
+        first - cohorts.START
+    ).days
 
 
-def rule_statistics(group: Sequence, rule: CoupleScan, settings: WeeklySettings | None = None
-                    ) -> list[tuple[np.ndarray, int | None]]:
+def rule_statistics(
+    group: Sequence, rule: CoupleScan, settings: WeeklySettings | None = None
+) -> list[tuple[np.ndarray, int | None]]:
     """The rule's strongest statistic at every day of each couple's history (-inf: no admissible split) and
     the day of the couple's first shared entry (day 0 of the threshold's rise)."""
     settings = settings or rule.settings
@@ -77,15 +97,21 @@ def rule_statistics(group: Sequence, rule: CoupleScan, settings: WeeklySettings 
         p, first = _prefix(rule, couple)
         z = np.full(couple.n_days, -np.inf)
         if first is not None:
-            for lo in range(first, couple.n_days, CHUNK):  # in chunks of looks: arrays that stay in cache
+            for lo in range(
+                first, couple.n_days, CHUNK
+            ):  # in chunks of looks: arrays that stay in cache
                 looks = np.arange(lo, min(lo + CHUNK, couple.n_days))
                 z[looks] = best(scan(p, looks, settings))[0]
         out.append((z, first))
     return out
 
 
-def held(z: np.ndarray, first: int | None, rise: Callable[[np.ndarray], np.ndarray],
-         persistence: int = couple_scan.PERSISTENCE_DAYS) -> np.ndarray:
+def held(
+    z: np.ndarray,
+    first: int | None,
+    rise: Callable[[np.ndarray], np.ndarray],
+    persistence: int = couple_scan.PERSISTENCE_DAYS,
+) -> np.ndarray:
     """The margin above the base at each day: the statistic less the threshold's rise, the smaller of the
     look's and that of the look ``persistence`` days earlier."""
     days = np.arange(len(z))
@@ -97,15 +123,21 @@ def held(z: np.ndarray, first: int | None, rise: Callable[[np.ndarray], np.ndarr
     return margin
 
 
-def rule_margins(group: Sequence, rule: CoupleScan, settings: WeeklySettings | None = None,
-                 persistence: int | None = None,
-                 rise: Callable[[np.ndarray], np.ndarray] | None = None) -> list[Margins]:
+def rule_margins(
+    group: Sequence,
+    rule: CoupleScan,
+    settings: WeeklySettings | None = None,
+    persistence: int | None = None,
+    rise: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> list[Margins]:
     """The rule's margin at every day of each couple's history (:func:`held`; ``persistence``: the rule's
     confirming look unless given)."""
     rise = rise or rule.rise
     persistence = rule.persistence_days if persistence is None else persistence
-    return [Margins(held(z, first, rise, persistence), c.change_day if c.cohort == IMPROVING else None)
-            for c, (z, first) in zip(group, rule_statistics(group, rule, settings))]
+    return [
+        Margins(held(z, first, rise, persistence), c.change_day if c.cohort == IMPROVING else None)
+        for c, (z, first) in zip(group, rule_statistics(group, rule, settings))
+    ]
 
 
 def pseudo_change_day(seed: int, cohort_name: str, index: int) -> int:
@@ -116,7 +148,9 @@ def pseudo_change_day(seed: int, cohort_name: str, index: int) -> int:
 def pseudo_change(seed: int, cohort_name: str, index: int, kind: str | None) -> tuple[int, int]:
     """A null couple's change for the oracle of rule ``kind``: its day and the weeks its rise takes (0: a
     step), drawn as the improving couples' are, seeded apart (the day is the same draw for every rule)."""
-    rng = np.random.default_rng([seed, ORACLE_STREAM, cohorts.COUPLE_COHORTS.index(cohort_name), index])
+    rng = np.random.default_rng(
+        [seed, ORACLE_STREAM, cohorts.COUPLE_COHORTS.index(cohort_name), index]
+    )
     day = int(rng.integers(cohorts.CHANGE_DAYS[0], cohorts.CHANGE_DAYS[1] + 1))
     if kind not in RAMP_WEEKS:
         return day, 0
@@ -132,8 +166,9 @@ def true_change(couple, seed: int, kind: str) -> tuple[int, int]:
     return couple.change_day, (couple.change[RAMPS[kind]] // 7 if kind in RAMPS else 0)
 
 
-def oracle_margins(group: Sequence, seed: int, rule: CoupleScan, settings: WeeklySettings | None = None
-                   ) -> list[Margins]:
+def oracle_margins(
+    group: Sequence, seed: int, rule: CoupleScan, settings: WeeklySettings | None = None
+) -> list[Margins]:
     """The oracle's statistic at every day from the (true, or for null couples drawn) change day: the known
     shape (a step, or a rise over the known weeks) fitted with the rule's statistic and conditions."""
     settings = settings or rule.settings
@@ -160,4 +195,3 @@ def textbook_found(group: Sequence, kind: str, weeks: int | None = None) -> floa
         result = test(shared, look)
         hits += bool(result and result["detected"])
     return hits / len(group)
-

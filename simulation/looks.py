@@ -15,6 +15,7 @@ day from it to the look, the same statistic, every day from the change on,
 calibrated the same way, on the same null partners (given a change day
 drawn as the improvers' are, seeded apart).
 """
+
 from __future__ import annotations
 
 import statistics as stats_
@@ -28,8 +29,23 @@ from services.milestones.rules.statistics import ScanSettings, best, prefix, sca
 
 from . import cohorts
 
-__all__ = ["CALIBRATION_SEED", "HELD_OUT_SEED", "NULL_COHORTS", "TARGETS", "LONG_HISTORY_DAYS", "Margins",
-           "partners", "null_partners", "rule_margins", "oracle_margins", "textbook", "calibrate", "false_rate", "found", "FIRST_LOOK"]
+__all__ = [
+    "CALIBRATION_SEED",
+    "HELD_OUT_SEED",
+    "NULL_COHORTS",
+    "TARGETS",
+    "LONG_HISTORY_DAYS",
+    "Margins",
+    "partners",
+    "null_partners",
+    "rule_margins",
+    "oracle_margins",
+    "textbook",
+    "calibrate",
+    "false_rate",
+    "found",
+    "FIRST_LOOK",
+]
 
 CALIBRATION_SEED = 9101
 HELD_OUT_SEED = 2026
@@ -62,8 +78,10 @@ def partners(seed: int, cohort_name: str, n: int, history_days: int | None = Non
 def null_partners(seed: int, n: int) -> dict[str, list]:
     """The null cohorts a threshold is calibrated on: each over its usual history (120-180 days) and,
     seeded apart, over two years, so that the false rate stays bounded as a history grows."""
-    return {**{c: partners(seed, c, n) for c in NULL_COHORTS},
-            **{f"{c} over two years": partners(seed, c, n, LONG_HISTORY_DAYS) for c in NULL_COHORTS}}
+    return {
+        **{c: partners(seed, c, n) for c in NULL_COHORTS},
+        **{f"{c} over two years": partners(seed, c, n, LONG_HISTORY_DAYS) for c in NULL_COHORTS},
+    }
 
 
 def _arrays(partner) -> tuple[np.ndarray, np.ndarray]:
@@ -71,9 +89,12 @@ def _arrays(partner) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(episodes, dtype=float), np.asarray(logged, dtype=bool)
 
 
-def rule_margins(group: Sequence, settings: ScanSettings = rule.SCAN,
-                 rise: Callable[[np.ndarray], np.ndarray] = rule.rise,
-                 persistence: int = rule.PERSISTENCE_DAYS) -> list[Margins]:
+def rule_margins(
+    group: Sequence,
+    settings: ScanSettings = rule.SCAN,
+    rise: Callable[[np.ndarray], np.ndarray] = rule.rise,
+    persistence: int = rule.PERSISTENCE_DAYS,
+) -> list[Margins]:
     """The rule's margin at every day of each partner's history: the smaller of the look's and that of
     the look ``persistence`` days earlier (looks from day 20)."""
     out = []
@@ -103,21 +124,34 @@ def _held(margin: np.ndarray, persistence: int) -> np.ndarray:
     return held
 
 
-def oracle_margins(group: Sequence, seed: int, settings: ScanSettings = rule.SCAN,
-                   rise: Callable[[np.ndarray], np.ndarray] | None = None, persistence: int = 0) -> list[Margins]:
+def oracle_margins(
+    group: Sequence,
+    seed: int,
+    settings: ScanSettings = rule.SCAN,
+    rise: Callable[[np.ndarray], np.ndarray] | None = None,
+    persistence: int = 0,
+) -> list[Margins]:
     """The oracle's statistic at every day from the (true, or for null partners drawn) change day
     (less the threshold's ``rise`` and held ``persistence`` days, if given: the oracle held to the
     rule's threshold, to measure what not knowing the change day costs)."""
     out = []
     for partner in group:
-        change = (partner.change_day if partner.cohort == "improvers"
-                  else pseudo_change_day(seed, partner.cohort, partner.index))
+        change = (
+            partner.change_day
+            if partner.cohort == "improvers"
+            else pseudo_change_day(seed, partner.cohort, partner.index)
+        )
         p = prefix(*_arrays(partner))
         margin = np.full(partner.n_days, -np.inf)
         looks = np.arange(change, partner.n_days)
         if len(looks):
             margin[looks] = split_at(p, looks, change, settings).z - (rise(looks) if rise else 0.0)
-        out.append(Margins(_held(margin, persistence), partner.change_day if partner.cohort == "improvers" else None))
+        out.append(
+            Margins(
+                _held(margin, persistence),
+                partner.change_day if partner.cohort == "improvers" else None,
+            )
+        )
     return out
 
 
@@ -125,6 +159,7 @@ def textbook(group: Sequence) -> dict:
     """The textbook single look (the first 28 days against 28, exact conditional binomial test, p < 0.0125):
     null partners' share detected at the end of their history; improvers' at 8 weeks after the change
     and at the end."""
+
     def share(tests: list) -> float:
         return float(np.mean([bool(t and t["detected"]) for t in tests])) if tests else 0.0
 
@@ -132,7 +167,10 @@ def textbook(group: Sequence) -> dict:
     changing = [p for p in group if p.cohort == "improvers"]
     if not changing:
         return {"false": share(at_end)}
-    at_8 = [cohorts.textbook_single_look(p, p.change_day + 7 * cohorts.DETECTION_WEEKS) for p in changing]
+    at_8 = [
+        cohorts.textbook_single_look(p, p.change_day + 7 * cohorts.DETECTION_WEEKS)
+        for p in changing
+    ]
     return {"within_8_weeks": share(at_8), "by_end": share(at_end)}
 
 
@@ -142,7 +180,9 @@ def calibrate(null: dict[str, list[Margins]], target: float) -> float:
     for group in null.values():
         peaks = np.sort([m.peak for m in group])[::-1]
         allowed = int(np.floor(target * len(peaks) + 1e-9))
-        bases.append(float(np.nextafter(peaks[allowed], np.inf)) if allowed < len(peaks) else -np.inf)
+        bases.append(
+            float(np.nextafter(peaks[allowed], np.inf)) if allowed < len(peaks) else -np.inf
+        )
     return max(bases)
 
 
@@ -165,5 +205,10 @@ def found(group: list[Margins], base: float, weeks: int = cohorts.DETECTION_WEEK
             within += 1
             delays.append(hit - m.change_day)
     n = len(group)
-    return {"partners": n, "within_8_weeks": within / n, "by_end": by_end / n, "before_change": before / n,
-            "median_weeks": round(stats_.median(delays) / 7, 1) if delays else None}
+    return {
+        "partners": n,
+        "within_8_weeks": within / n,
+        "by_end": by_end / n,
+        "before_change": before / n,
+        "median_weeks": round(stats_.median(delays) / 7, 1) if delays else None,
+    }

@@ -7,6 +7,7 @@ looked at every day of each null partner's history (120-180 days, and again
 over two years), as the service looks, until it first fires; the report is
 the share of partners with any detection. Held-out seed 2026.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,9 +39,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--partners", type=int, default=2000, help="null partners a cohort")
     parser.add_argument("--seed", type=int, default=looks.HELD_OUT_SEED)
     args = parser.parse_args(argv)
-    report = {"seed": args.seed, "partners_per_cohort": args.partners,
-              "usual_histories": false_rates(args.seed, args.partners),
-              "two_years": false_rates(args.seed, args.partners, looks.LONG_HISTORY_DAYS)}
+    report = {
+        "seed": args.seed,
+        "partners_per_cohort": args.partners,
+        "usual_histories": false_rates(args.seed, args.partners),
+        "two_years": false_rates(args.seed, args.partners, looks.LONG_HISTORY_DAYS),
+    }
     print(json.dumps(report, indent=2))
     return report
 

@@ -6,6 +6,7 @@
   them); otherwise 127.0.0.1 is used and the databases are made here. If the
   servers are not reachable the tests fail with a message: they never skip.
 """
+
 from __future__ import annotations
 
 import os
@@ -39,8 +40,12 @@ class Backend:
 
     def env(self) -> dict[str, str]:
         """The environment a service process of this backend runs with."""
-        env = {"TANDEM_VAR_DIR": str(self.var_dir), "BROKER_URL": self.broker_url,
-               "ARGON2_PROFILE": "CHEAPEST", "NOTIFY_ALLOW_PRIVATE_TARGETS": "1"}
+        env = {
+            "TANDEM_VAR_DIR": str(self.var_dir),
+            "BROKER_URL": self.broker_url,
+            "ARGON2_PROFILE": "CHEAPEST",
+            "NOTIFY_ALLOW_PRIVATE_TARGETS": "1",
+        }
         for svc, url in self.db_urls.items():
             env[f"{svc.upper()}_DATABASE_URL"] = url
         env.update(self.extra_env)
@@ -53,7 +58,10 @@ class Backend:
 
 
 def _pg_url(service: str) -> str:
-    return os.environ.get(f"TEST_{service.upper()}_DATABASE_URL") or f"{DEFAULT_PG}/tandem_test_{service}"
+    return (
+        os.environ.get(f"TEST_{service.upper()}_DATABASE_URL")
+        or f"{DEFAULT_PG}/tandem_test_{service}"
+    )
 
 
 def _ensure_pg_database(url: str) -> None:
@@ -61,20 +69,28 @@ def _ensure_pg_database(url: str) -> None:
     admin = create_engine(u.set(database="postgres"), isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": u.database}).scalar()
+            exists = conn.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": u.database}
+            ).scalar()
             if not exists:
                 conn.execute(text(f'CREATE DATABASE "{u.database}"'))
     except Exception as e:
-        pytest.fail(f"PostgreSQL is not reachable at {u.host}:{u.port} ({type(e).__name__}). "
-                    "Start it, or set TEST_<SERVICE>_DATABASE_URL.", pytrace=False)
+        pytest.fail(
+            f"PostgreSQL is not reachable at {u.host}:{u.port} ({type(e).__name__}). "
+            "Start it, or set TEST_<SERVICE>_DATABASE_URL.",
+            pytrace=False,
+        )
     finally:
         admin.dispose()
 
 
 def _require_rabbitmq(url: str) -> None:
     if not broker.ping(url, timeout=3):
-        pytest.fail(f"RabbitMQ is not reachable at {make_url_safe(url)}. Start it (rabbitmq-server -detached), "
-                    "or set TEST_BROKER_URL.", pytrace=False)
+        pytest.fail(
+            f"RabbitMQ is not reachable at {make_url_safe(url)}. Start it (rabbitmq-server -detached), "
+            "or set TEST_BROKER_URL.",
+            pytrace=False,
+        )
 
 
 def make_url_safe(url: str) -> str:
@@ -99,7 +115,13 @@ def _truncate(url: str) -> None:
         names = [t for t in inspect(engine).get_table_names() if t != "alembic_version"]
         if names:
             with engine.begin() as conn:
-                conn.execute(text("TRUNCATE " + ", ".join(f'"{n}"' for n in names) + " RESTART IDENTITY CASCADE"))
+                conn.execute(
+                    text(
+                        "TRUNCATE "
+                        + ", ".join(f'"{n}"' for n in names)
+                        + " RESTART IDENTITY CASCADE"
+                    )
+                )
     finally:
         engine.dispose()
 
@@ -124,7 +146,9 @@ def _make_backend(kind: str, request, tmp_path: Path, monkeypatch) -> Backend:
     var = tmp_path / "var"
     var.mkdir(exist_ok=True)
     if kind == "embedded":
-        b = Backend("embedded", "filesystem://", {s: f"sqlite:///{var}/{s}.sqlite3" for s in SERVICES}, var)
+        b = Backend(
+            "embedded", "filesystem://", {s: f"sqlite:///{var}/{s}.sqlite3" for s in SERVICES}, var
+        )
         for svc, url in b.db_urls.items():
             migrate.upgrade(svc, url)
     else:
@@ -181,6 +205,7 @@ def mdb(backend):
 
 # --- the journal API, in process ---
 
+
 def _journal_client():
     from services.journal.app import create_app
 
@@ -204,13 +229,23 @@ def rabbit_journal(rabbit_backend):
 def sign_up(client, name: str = "Ana", timezone: str = "Europe/Paris") -> dict:
     """Sign up and log in; returns {"id", "email", "headers"} for a fresh partner."""
     email = f"{name.lower()}-{uuid.uuid4().hex[:8]}@example.com"
-    r = client.post("/v1/accounts", json={"email": email, "password": "correct horse battery",
-                                          "display_name": name, "timezone": timezone})
+    r = client.post(
+        "/v1/accounts",
+        json={
+            "email": email,
+            "password": "correct horse battery",
+            "display_name": name,
+            "timezone": timezone,
+        },
+    )
     assert r.status_code == 201, r.get_json()
     t = client.post("/v1/tokens", json={"email": email, "password": "correct horse battery"})
     assert t.status_code == 201, t.get_json()
-    return {"id": r.get_json()["id"], "email": email,
-            "headers": {"Authorization": f"Bearer {t.get_json()['access_token']}"}}
+    return {
+        "id": r.get_json()["id"],
+        "email": email,
+        "headers": {"Authorization": f"Bearer {t.get_json()['access_token']}"},
+    }
 
 
 def make_couple(client) -> tuple[dict, dict, str]:
@@ -218,7 +253,9 @@ def make_couple(client) -> tuple[dict, dict, str]:
     a, b = sign_up(client, "Ana"), sign_up(client, "Ben", "America/New_York")
     c = client.post("/v1/couples", headers=a["headers"])
     assert c.status_code == 201, c.get_json()
-    j = client.post("/v1/couples/join", headers=b["headers"], json={"invite_code": c.get_json()["invite_code"]})
+    j = client.post(
+        "/v1/couples/join", headers=b["headers"], json={"invite_code": c.get_json()["invite_code"]}
+    )
     assert j.status_code == 200, j.get_json()
     return a, b, c.get_json()["id"]
 
@@ -229,8 +266,12 @@ NOTE_MARKER = "tandem-private-note"
 
 
 def entry(kind: str = "anxious_episode", **fields) -> dict:
-    body = {"id": new_id(), "kind": kind, "occurred_at": "2026-11-20T07:30:00+01:00",
-            "note": f"{NOTE_MARKER}: the walk helped, then the message from him"}
+    body = {
+        "id": new_id(),
+        "kind": kind,
+        "occurred_at": "2026-11-20T07:30:00+01:00",
+        "note": f"{NOTE_MARKER}: the walk helped, then the message from him",
+    }
     if kind == "anxious_episode":
         body["intensity"] = 5
     body.update(fields)
@@ -248,9 +289,13 @@ def entry(kind: str = "anxious_episode", **fields) -> dict:
 # helper's default, the e2e and fault loads'); push tokens hold tests.fcm's
 # TOKEN_MARKER; test_privacy_logs checks more.
 
-_EMAIL = __import__("re").compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+_EMAIL = __import__("re").compile(
+    r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
+)
 _JWT = __import__("re").compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+")
-_LEAKS: dict[str, None] = {}  # ordered, each once (a report repeats the sections of the phases before it)
+_LEAKS: dict[
+    str, None
+] = {}  # ordered, each once (a report repeats the sections of the phases before it)
 
 
 def _leaks_in(text: str) -> list[str]:
@@ -261,7 +306,7 @@ def _leaks_in(text: str) -> list[str]:
         found += [m.group(0) for m in pattern.finditer(text)]
     for marker in (NOTE_MARKER, TOKEN_MARKER):
         if marker in text:
-            found.append(text[text.index(marker):][:40])
+            found.append(text[text.index(marker) :][:40])
     return found
 
 
@@ -275,5 +320,8 @@ def pytest_runtest_logreport(report):
 
 def pytest_sessionfinish(session, exitstatus):
     if _LEAKS:
-        print("\nAn email address, a token or a note reached the output of the suite:\n  " + "\n  ".join(list(_LEAKS)[:50]))
+        print(
+            "\nAn email address, a token or a note reached the output of the suite:\n  "
+            + "\n  ".join(list(_LEAKS)[:50])
+        )
         session.exitstatus = 1

@@ -9,6 +9,7 @@ project's path, and a message of the shape FCM takes. What it got is in
 ``messages``; what it found wrong in ``problems`` (a test asserts it empty).
 A token in ``unregistered`` is answered 404 ``UNREGISTERED``, as FCM answers a
 token whose app was removed."""
+
 from __future__ import annotations
 
 import json
@@ -25,12 +26,24 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 PROJECT = "tandem-standin"
 CLIENT_EMAIL = "push-sender@tandem-standin.iam.gserviceaccount.com"
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
-GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"  # an assertion's aud, wherever it is sent
+GOOGLE_TOKEN_AUDIENCE = (
+    "https://oauth2.googleapis.com/token"  # an assertion's aud, wherever it is sent
+)
 # In every push token the tests make: the suite's output is read for it (tests/conftest.py).
 TOKEN_MARKER = "pushtokensecret"
-UNREGISTERED = {"error": {"code": 404, "message": "Requested entity was not found.", "status": "NOT_FOUND",
-                          "details": [{"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError",
-                                       "errorCode": "UNREGISTERED"}]}}
+UNREGISTERED = {
+    "error": {
+        "code": 404,
+        "message": "Requested entity was not found.",
+        "status": "NOT_FOUND",
+        "details": [
+            {
+                "@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError",
+                "errorCode": "UNREGISTERED",
+            }
+        ],
+    }
+}
 
 
 def push_token(label: str = "") -> str:
@@ -62,8 +75,12 @@ class FcmStandIn:
                 if self.path == "/token":
                     return self._answer(*outer._token(body))
                 if not self.headers.get("Content-Type", "").startswith("application/json"):
-                    outer.problems.append(f"send: Content-Type {self.headers.get('Content-Type')!r}")
-                return self._answer(*outer._send(self.path, self.headers.get("Authorization", ""), body))
+                    outer.problems.append(
+                        f"send: Content-Type {self.headers.get('Content-Type')!r}"
+                    )
+                return self._answer(
+                    *outer._send(self.path, self.headers.get("Authorization", ""), body)
+                )
 
             def log_message(self, *args):
                 pass
@@ -72,18 +89,33 @@ class FcmStandIn:
         self.base_url = f"http://127.0.0.1:{self.server.server_port}"
         self.token_url = f"{self.base_url}/token"
         self.credentials_file = folder / "fcm-service-account.json"
-        pem = self.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                     serialization.NoEncryption()).decode()
-        self.credentials_file.write_text(json.dumps({
-            "type": "service_account", "project_id": PROJECT, "private_key_id": "standin-key-1",
-            "private_key": pem, "client_email": CLIENT_EMAIL, "client_id": "1",
-            "token_uri": self.token_url}))
+        pem = self.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode()
+        self.credentials_file.write_text(
+            json.dumps(
+                {
+                    "type": "service_account",
+                    "project_id": PROJECT,
+                    "private_key_id": "standin-key-1",
+                    "private_key": pem,
+                    "client_email": CLIENT_EMAIL,
+                    "client_id": "1",
+                    "token_uri": self.token_url,
+                }
+            )
+        )
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def env(self) -> dict[str, str]:
         """The notify service's configuration to push here."""
-        return {"FCM_PROJECT_ID": PROJECT, "FCM_CREDENTIALS_FILE": str(self.credentials_file),
-                "FCM_BASE_URL": self.base_url}
+        return {
+            "FCM_PROJECT_ID": PROJECT,
+            "FCM_CREDENTIALS_FILE": str(self.credentials_file),
+            "FCM_BASE_URL": self.base_url,
+        }
 
     def close(self) -> None:
         self.server.shutdown()
@@ -101,9 +133,14 @@ class FcmStandIn:
             self.problems.append(f"token: grant_type {form.get('grant_type')!r}")
             return 400, {"error": "unsupported_grant_type"}
         try:
-            claims = jwt.decode(form.get("assertion", ""), self.key.public_key(), algorithms=["RS256"],
-                                audience=GOOGLE_TOKEN_AUDIENCE, issuer=CLIENT_EMAIL,
-                                options={"require": ["exp", "iat", "aud", "iss"]})
+            claims = jwt.decode(
+                form.get("assertion", ""),
+                self.key.public_key(),
+                algorithms=["RS256"],
+                audience=GOOGLE_TOKEN_AUDIENCE,
+                issuer=CLIENT_EMAIL,
+                options={"require": ["exp", "iat", "aud", "iss"]},
+            )
         except jwt.PyJWTError as e:
             self.problems.append(f"token: assertion refused ({type(e).__name__})")
             return 400, {"error": "invalid_grant"}
@@ -123,20 +160,31 @@ class FcmStandIn:
         scheme, _, access = authorization.partition(" ")
         if scheme != "Bearer" or access not in self.access_tokens:
             self.problems.append("send: no access token of the token endpoint's")
-            return 401, {"error": {"code": 401, "status": "UNAUTHENTICATED", "message": "bad credentials"}}
+            return 401, {
+                "error": {"code": 401, "status": "UNAUTHENTICATED", "message": "bad credentials"}
+            }
         try:
             sent = json.loads(body)
             msg = sent["message"]
             token, note = msg["token"], msg["notification"]
-            assert isinstance(token, str) and token and isinstance(note["title"], str) and note["title"]
+            assert (
+                isinstance(token, str)
+                and token
+                and isinstance(note["title"], str)
+                and note["title"]
+            )
             assert isinstance(note["body"], str) and note["body"]
             assert set(sent) == {"message"}
             assert set(msg) <= {"token", "notification", "data", "android", "apns"}, set(msg)
-            assert all(isinstance(v, str) for v in msg.get("data", {}).values()), "data values are strings"
+            assert all(isinstance(v, str) for v in msg.get("data", {}).values()), (
+                "data values are strings"
+            )
             assert len(body) <= 4096, "over FCM's 4 KiB"
         except (ValueError, KeyError, TypeError, AssertionError) as e:
             self.problems.append(f"send: not a message FCM takes ({type(e).__name__}: {e})")
-            return 400, {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message": "bad message"}}
+            return 400, {
+                "error": {"code": 400, "status": "INVALID_ARGUMENT", "message": "bad message"}
+            }
         if token in self.unregistered:
             return 404, UNREGISTERED
         self.messages.append(sent)

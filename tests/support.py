@@ -1,4 +1,5 @@
 """Test support: waiting for a state, running a consumer, reading a queue."""
+
 from __future__ import annotations
 
 import threading
@@ -27,8 +28,12 @@ def wait_until(predicate: Callable[[], object], timeout: float = 15.0, what: str
 
 # A throwaway read model for testing the consumer: how often each event was applied.
 probe_metadata = MetaData()
-applied = Table("test_applied", probe_metadata,
-                Column("event_id", String(36), primary_key=True), Column("times", Integer, nullable=False))
+applied = Table(
+    "test_applied",
+    probe_metadata,
+    Column("event_id", String(36), primary_key=True),
+    Column("times", Integer, nullable=False),
+)
 probe_processed = processed_events_table(MetaData())
 
 
@@ -49,8 +54,14 @@ class ConsumerThread:
         self.sessions = make_session_factory(self.engine)
         self.conn = broker.connect()
         # The consumer's processed_events table is the journal's (same shape in every service).
-        self.consumer = EventConsumer(self.conn, queue, handlers or _all_types(probe_handler), self.sessions,
-                                      probe_processed, **kwargs)
+        self.consumer = EventConsumer(
+            self.conn,
+            queue,
+            handlers or _all_types(probe_handler),
+            self.sessions,
+            probe_processed,
+            **kwargs,
+        )
         self.connections = 0
         revived = self.consumer.on_connection_revived
 
@@ -116,7 +127,11 @@ class Pipeline:
         from services.notify import app as notify_app
         from shared.workers import Periodic
 
-        self.relays = [journal_app.make_relay(), milestones_app.make_relay(), notify_app.make_relay()]
+        self.relays = [
+            journal_app.make_relay(),
+            milestones_app.make_relay(),
+            notify_app.make_relay(),
+        ]
         self.consumer = milestones_app.make_consumer()
         self.notify_consumer = notify_app.make_consumer()
         self.deliverer = Periodic("delivery", notify_app.make_deliverer().tick)
@@ -124,10 +139,12 @@ class Pipeline:
         self.evaluator.settle = timedelta(seconds=settle)
         self.periodic = Periodic("evaluator", self.evaluator.tick)
         self.threads = [threading.Thread(target=r.run, daemon=True) for r in self.relays]
-        self.threads += [threading.Thread(target=self.consumer.run, daemon=True),
-                         threading.Thread(target=self.notify_consumer.run, daemon=True),
-                         threading.Thread(target=self.deliverer.run, daemon=True),
-                         threading.Thread(target=self.periodic.run, daemon=True)]
+        self.threads += [
+            threading.Thread(target=self.consumer.run, daemon=True),
+            threading.Thread(target=self.notify_consumer.run, daemon=True),
+            threading.Thread(target=self.deliverer.run, daemon=True),
+            threading.Thread(target=self.periodic.run, daemon=True),
+        ]
 
     def __enter__(self):
         for t in self.threads:
@@ -150,6 +167,7 @@ class Pipeline:
 
 
 # --- milestones: shared by the milestones test modules ---
+
 
 def at(day, hour: int = 9) -> str:
     """An RFC 3339 time on `day` at `hour`, at UTC+01:00."""
@@ -175,22 +193,45 @@ def improving_history(today, days: int = 90) -> list[dict]:
     out = []
     for i in range(days):
         d = start + timedelta(days=i)
-        out.append({"id": str(uuid.uuid4()), "kind": "daily_reflection", "occurred_at": at(d, 21), "mood": 6})
+        out.append(
+            {
+                "id": str(uuid.uuid4()),
+                "kind": "daily_reflection",
+                "occurred_at": at(d, 21),
+                "mood": 6,
+            }
+        )
         if i < 30:
             for h in (8, 15):
-                out.append({"id": str(uuid.uuid4()), "kind": "anxious_episode", "occurred_at": at(d, h),
-                            "intensity": 6})
+                out.append(
+                    {
+                        "id": str(uuid.uuid4()),
+                        "kind": "anxious_episode",
+                        "occurred_at": at(d, h),
+                        "intensity": 6,
+                    }
+                )
     return out
 
 
-def rituals(today, n: int, tag: str = "good_morning_text", visibility: str = "shared") -> list[dict]:
+def rituals(
+    today, n: int, tag: str = "good_morning_text", visibility: str = "shared"
+) -> list[dict]:
     """`n` rituals, one a day going back from yesterday (never in the future); shared with the partner
     unless said (only shared entries count toward the couple's milestones)."""
     import uuid
     from datetime import timedelta
 
-    return [{"id": str(uuid.uuid4()), "kind": "ritual", "occurred_at": at(today - timedelta(days=i + 1), 8),
-             "ritual": tag, "visibility": visibility} for i in range(n)]
+    return [
+        {
+            "id": str(uuid.uuid4()),
+            "kind": "ritual",
+            "occurred_at": at(today - timedelta(days=i + 1), 8),
+            "ritual": tag,
+            "visibility": visibility,
+        }
+        for i in range(n)
+    ]
 
 
 def post_all(client, headers, bodies) -> None:
@@ -226,7 +267,7 @@ def types_seen(client, headers) -> dict[str, dict]:
     """The milestones the caller sees, keyed "type:level"."""
     r = client.get("/v1/milestones?limit=200", headers=headers)
     assert r.status_code == 200, r.get_json()
-    return {f'{m["type"]}:{m["level"]}': m for m in r.get_json()["items"]}
+    return {f"{m['type']}:{m['level']}": m for m in r.get_json()["items"]}
 
 
 def ids_seen(client, headers) -> set[str]:
@@ -250,8 +291,13 @@ def publish_events(*evs: dict) -> None:
 def preference_event(partner_id: str, share: bool, time=None) -> dict:
     from shared import events as _events
 
-    return _events.make_event("notify.preferences.changed", source="/notify", subject=partner_id, time=time,
-                              data={"partner_id": partner_id, "share_milestones_with_partner": share})
+    return _events.make_event(
+        "notify.preferences.changed",
+        source="/notify",
+        subject=partner_id,
+        time=time,
+        data={"partner_id": partner_id, "share_milestones_with_partner": share},
+    )
 
 
 class Handled:
@@ -263,7 +309,9 @@ class Handled:
         from collections import Counter
 
         self.counts: Counter = Counter()
-        original = consumer.settle  # after the commit (a message in hand may wait for others of its batch)
+        original = (
+            consumer.settle
+        )  # after the commit (a message in hand may wait for others of its batch)
 
         def counting(message, requeue: bool = False):
             original(message, requeue)
@@ -276,7 +324,8 @@ class Handled:
         consumer.settle = counting
 
     def wait(self, *event_ids: str, times: int = 1, timeout: float = 15.0) -> None:
-        wait_until(lambda: all(self.counts[i] >= times for i in event_ids), timeout,
-                   f"{len(event_ids)} event(s) handled {times} time(s)")
-
-
+        wait_until(
+            lambda: all(self.counts[i] >= times for i in event_ids),
+            timeout,
+            f"{len(event_ids)} event(s) handled {times} time(s)",
+        )

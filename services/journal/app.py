@@ -1,5 +1,6 @@
 """The journal's composition root: wires settings, database, hashing, tokens
 and the outbox relay. ``create_app`` is what gunicorn serves."""
+
 from __future__ import annotations
 
 from argon2 import PasswordHasher, profiles
@@ -25,19 +26,25 @@ def create_app(settings: Settings | None = None):
     logs.configure(SERVICE)
     engine, sessions = workers.open_database(settings)
     app, api = create_base_app(
-        settings, engine=engine, title="Tandem journal",
+        settings,
+        engine=engine,
+        title="Tandem journal",
         description="Accounts, couples and the journal's entries. Every change is published as an event.",
     )
     app.extensions["journal"] = {
         "sessions": sessions,
         "engine": engine,
         "hasher": _hasher(settings.argon2_profile),
-        "issuer": auth.TokenIssuer(auth.private_key_pem(settings.var_dir), settings.token_ttl_seconds),
+        "issuer": auth.TokenIssuer(
+            auth.private_key_pem(settings.var_dir), settings.token_ttl_seconds
+        ),
     }
     for bp in (http.accounts, http.couples, http.entries):
         api.register_blueprint(bp)
     hops = trusted_proxy_hops()
-    if hops:  # the client address (throttling) from that many proxies' X-Forwarded-For entries, no more
+    if (
+        hops
+    ):  # the client address (throttling) from that many proxies' X-Forwarded-For entries, no more
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=0, x_host=0, x_port=0, x_prefix=0)
     return app
 

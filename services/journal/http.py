@@ -1,4 +1,5 @@
 """The journal's HTTP entrypoint: one blueprint per resource."""
+
 from __future__ import annotations
 
 import time
@@ -39,13 +40,24 @@ def _client() -> str:
 
 def _tokens(partner_id: str, session_id: str, refresh_token: str) -> dict:
     issuer = _ctx()["issuer"]
-    return {"access_token": issuer.issue(partner_id, session_id), "token_type": "Bearer", "expires_in": issuer.ttl,
-            "refresh_token": refresh_token, "session_id": session_id}
+    return {
+        "access_token": issuer.issue(partner_id, session_id),
+        "token_type": "Bearer",
+        "expires_in": issuer.ttl,
+        "refresh_token": refresh_token,
+        "session_id": session_id,
+    }
 
 
-accounts = Blueprint("accounts", __name__, url_prefix="/v1",
-                     description="Sign up, log in, sessions, passwords, erase")
-couples = Blueprint("couples", __name__, url_prefix="/v1", description="Form a couple with an invite code")
+accounts = Blueprint(
+    "accounts",
+    __name__,
+    url_prefix="/v1",
+    description="Sign up, log in, sessions, passwords, erase",
+)
+couples = Blueprint(
+    "couples", __name__, url_prefix="/v1", description="Form a couple with an invite code"
+)
 entries = Blueprint("entries", __name__, url_prefix="/v1", description="The journal's entries")
 
 
@@ -95,9 +107,13 @@ class Tokens(MethodView):
         delays; an account is never locked: its right password from another address always works."""
         now = utcnow()
         with _uow() as s:  # commits the failure count even when the answer is no
-            partner_id = sessions.check_login(s, _ctx()["hasher"], data["email"], data["password"], _client(), now)
+            partner_id = sessions.check_login(
+                s, _ctx()["hasher"], data["email"], data["password"], _client(), now
+            )
             if partner_id is not None:
-                session_id, refresh_token = sessions.start_session(s, partner_id, data.get("device_name"), now)
+                session_id, refresh_token = sessions.start_session(
+                    s, partner_id, data.get("device_name"), now
+                )
         if partner_id is None:
             raise Unauthorized("Wrong email or password.")
         return _tokens(partner_id, session_id, refresh_token)
@@ -107,8 +123,10 @@ class Tokens(MethodView):
 class RefreshTokens(MethodView):
     @accounts.arguments(schemas.Refresh())
     @accounts.response(201, schemas.Token)
-    @accounts.alt_response(401, description="Unknown, expired or already used refresh token (a used one ends "
-                                            "its session)")
+    @accounts.alt_response(
+        401,
+        description="Unknown, expired or already used refresh token (a used one ends its session)",
+    )
     def post(self, data):
         """A new access token and a new refresh token for a refresh token, which is retired
 
@@ -116,7 +134,9 @@ class RefreshTokens(MethodView):
         with _uow() as s:  # commits the session's end before the 401
             done = sessions.refresh(s, data["refresh_token"], utcnow())
         if done is None:
-            raise Unauthorized("This refresh token was already used; its session has ended. Log in again.")
+            raise Unauthorized(
+                "This refresh token was already used; its session has ended. Log in again."
+            )
         return _tokens(*done)
 
 
@@ -155,7 +175,9 @@ class CurrentSession(MethodView):
     @accounts.doc(**AUTH_DOC)
     @accounts.response(204)
     @accounts.alt_response(401, description="No valid token")
-    @accounts.alt_response(404, description="The token belongs to no session (issued before sessions existed)")
+    @accounts.alt_response(
+        404, description="The token belongs to no session (issued before sessions existed)"
+    )
     @require_auth
     def delete(self):
         """Log out: end the session of the token the request carries"""
@@ -173,20 +195,34 @@ class Password(MethodView):
     @accounts.response(204)
     @accounts.alt_response(401, description="No valid token")
     @accounts.alt_response(403, description="The current password is wrong")
-    @accounts.alt_response(429, description="Too many wrong passwords from this address; see Retry-After")
+    @accounts.alt_response(
+        429, description="Too many wrong passwords from this address; see Retry-After"
+    )
     def post(self, data):
         """Change the password; every other session ends"""
         with _uow() as s:  # commits the failure count even when the answer is no
-            changed = sessions.change_password(s, _ctx()["hasher"], g.partner_id, g.session_id,
-                                               data["current_password"], data["new_password"], _client(), utcnow())
+            changed = sessions.change_password(
+                s,
+                _ctx()["hasher"],
+                g.partner_id,
+                g.session_id,
+                data["current_password"],
+                data["new_password"],
+                _client(),
+                utcnow(),
+            )
         if not changed:
-            raise Forbidden("The current password is wrong.", errors={"current_password": ["Wrong password."]})
+            raise Forbidden(
+                "The current password is wrong.", errors={"current_password": ["Wrong password."]}
+            )
         return None
 
 
 RESET_ANSWER_SECONDS = 0.25
-RESET_ACCEPTED = {"detail": "If an account has this email address, a link to reset its password is on its way. "
-                            "It works once, for 30 minutes."}
+RESET_ACCEPTED = {
+    "detail": "If an account has this email address, a link to reset its password is on its way. "
+    "It works once, for 30 minutes."
+}
 
 
 @accounts.route("/password-resets")
@@ -211,15 +247,20 @@ class PasswordResetConfirm(MethodView):
     @accounts.arguments(schemas.ResetConfirm())
     @accounts.response(204)
     @accounts.alt_response(422, description="The link's token is unknown, used or expired")
-    @accounts.alt_response(429, description="Too many wrong tokens from this address; see Retry-After")
+    @accounts.alt_response(
+        429, description="Too many wrong tokens from this address; see Retry-After"
+    )
     def post(self, data):
         """Set a new password with the reset link's token; every session ends"""
         with _uow() as s:  # commits the failure count even when the answer is no
-            done = sessions.confirm_reset(s, _ctx()["hasher"], data["token"], data["new_password"], _client(),
-                                          utcnow())
+            done = sessions.confirm_reset(
+                s, _ctx()["hasher"], data["token"], data["new_password"], _client(), utcnow()
+            )
         if not done:
-            raise Invalid("This reset link is unknown, used or expired; ask for a new one.",
-                          errors={"token": ["Unknown, used or expired."]})
+            raise Invalid(
+                "This reset link is unknown, used or expired; ask for a new one.",
+                errors={"token": ["Unknown, used or expired."]},
+            )
         return None
 
 
@@ -298,7 +339,9 @@ class Entries(MethodView):
     @require_auth  # before the input is parsed: without a token, nothing is read
     @entries.arguments(schemas.EntryCreate())
     @entries.response(201, schemas.EntryOut)
-    @entries.alt_response(200, schema=schemas.EntryOut, description="The same id and body again: the same entry")
+    @entries.alt_response(
+        200, schema=schemas.EntryOut, description="The same id and body again: the same entry"
+    )
     @entries.alt_response(401, description="No valid token")
     @entries.alt_response(409, description="The id is already used for other content")
     @entries.alt_response(413, description="The body is over 64 KiB")

@@ -1,4 +1,5 @@
 """The journal API's shapes: validation, serialisation and the OpenAPI document."""
+
 from __future__ import annotations
 
 import unicodedata
@@ -28,7 +29,9 @@ def _check_display_name(value: str) -> None:
     RFC 2047 encoded-word marker ("=?"), which some email libraries decode into header text
     (CPython before 3.11.10 and 3.12.5 folded such a name into a new Reply-To or body)."""
     if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in value):
-        raise ma.ValidationError("A display name cannot hold line breaks or other control characters.")
+        raise ma.ValidationError(
+            "A display name cannot hold line breaks or other control characters."
+        )
     if "=?" in value:
         raise ma.ValidationError('A display name cannot hold "=?".')
     if not value.strip():
@@ -41,9 +44,13 @@ NEW_PASSWORD = validate.Length(min=10, max=1024)
 class AccountCreate(ma.Schema):
     email = fields.Email(required=True, validate=validate.Length(max=320))
     password = fields.String(required=True, load_only=True, validate=NEW_PASSWORD)
-    display_name = fields.String(required=True, validate=[validate.Length(min=1, max=80), _check_display_name],
-                                 metadata={"description": "shown to the partner and in emails; no control "
-                                                          "characters, no \"=?\""})
+    display_name = fields.String(
+        required=True,
+        validate=[validate.Length(min=1, max=80), _check_display_name],
+        metadata={
+            "description": 'shown to the partner and in emails; no control characters, no "=?"'
+        },
+    )
     timezone = fields.String(required=True, validate=_check_zone)
 
 
@@ -58,27 +65,39 @@ class Account(ma.Schema):
 
 def _check_device_name(value: str) -> None:
     if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in value):
-        raise ma.ValidationError("A device name cannot hold line breaks or other control characters.")
+        raise ma.ValidationError(
+            "A device name cannot hold line breaks or other control characters."
+        )
 
 
 class Credentials(ma.Schema):
     email = fields.String(required=True, validate=validate.Length(min=1, max=320))
-    password = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=1024))
-    device_name = fields.String(validate=[validate.Length(min=1, max=80), _check_device_name],
-                                metadata={"description": "shown in the list of sessions, e.g. \"Ana's phone\""})
+    password = fields.String(
+        required=True, load_only=True, validate=validate.Length(min=1, max=1024)
+    )
+    device_name = fields.String(
+        validate=[validate.Length(min=1, max=80), _check_device_name],
+        metadata={"description": 'shown in the list of sessions, e.g. "Ana\'s phone"'},
+    )
 
 
 class Token(ma.Schema):
     access_token = fields.String()
     token_type = fields.String(metadata={"example": "Bearer"})
     expires_in = fields.Integer(metadata={"description": "seconds"})
-    refresh_token = fields.String(metadata={"description": "opaque; POST /v1/tokens/refresh exchanges it (once) "
-                                                          "for a new access token and a new refresh token"})
+    refresh_token = fields.String(
+        metadata={
+            "description": "opaque; POST /v1/tokens/refresh exchanges it (once) "
+            "for a new access token and a new refresh token"
+        }
+    )
     session_id = fields.String(metadata={"description": "this device's session (GET /v1/sessions)"})
 
 
 class Refresh(ma.Schema):
-    refresh_token = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=200))
+    refresh_token = fields.String(
+        required=True, load_only=True, validate=validate.Length(min=1, max=200)
+    )
 
 
 class SessionOut(ma.Schema):
@@ -86,7 +105,9 @@ class SessionOut(ma.Schema):
     device_name = fields.String(allow_none=True)
     created_at = fields.AwareDateTime()
     last_used_at = fields.AwareDateTime()
-    current = fields.Boolean(metadata={"description": "the session of the token this list was asked with"})
+    current = fields.Boolean(
+        metadata={"description": "the session of the token this list was asked with"}
+    )
 
 
 class SessionQuery(ma.Schema):
@@ -100,7 +121,9 @@ class SessionPage(ma.Schema):
 
 
 class PasswordChange(ma.Schema):
-    current_password = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=1024))
+    current_password = fields.String(
+        required=True, load_only=True, validate=validate.Length(min=1, max=1024)
+    )
     new_password = fields.String(required=True, load_only=True, validate=NEW_PASSWORD)
 
 
@@ -124,10 +147,18 @@ class Partner(ma.Schema):
 
 class Couple(ma.Schema):
     id = fields.String()
-    invite_code = fields.String(allow_none=True, metadata={"description": "share it with your partner; null once "
-                                                                          "the couple has two partners"})
-    invite_expires_at = fields.AwareDateTime(allow_none=True, metadata={
-        "description": "the code works until then (7 days); POST /v1/couples/me/invite makes a new one"})
+    invite_code = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "share it with your partner; null once the couple has two partners"
+        },
+    )
+    invite_expires_at = fields.AwareDateTime(
+        allow_none=True,
+        metadata={
+            "description": "the code works until then (7 days); POST /v1/couples/me/invite makes a new one"
+        },
+    )
     partners = fields.List(fields.Nested(Partner))
 
 
@@ -140,10 +171,15 @@ VISIBILITY = validate.OneOf(["private", "shared"])
 
 def _entry_fields() -> dict:
     f = {
-        "occurred_at": fields.AwareDateTime(required=True, metadata={"example": "2026-11-20T07:30:00+01:00"}),
+        "occurred_at": fields.AwareDateTime(
+            required=True, metadata={"example": "2026-11-20T07:30:00+01:00"}
+        ),
         "visibility": fields.String(load_default="private", validate=VISIBILITY),
-        "note": fields.String(allow_none=True, validate=validate.Length(max=10_000),
-                              metadata={"description": "free text; never leaves the journal service"}),
+        "note": fields.String(
+            allow_none=True,
+            validate=validate.Length(max=10_000),
+            metadata={"description": "free text; never leaves the journal service"},
+        ),
     }
     for name, field in measure_fields().items():
         field.allow_none = True  # null means "not recorded" (and, in a PATCH, "clear it")
@@ -158,17 +194,26 @@ class _KindChecked(ma.Schema):
             return  # the kind itself is already reported
         measures = {k: data[k] for k in ALL_MEASURES if k in data}
         # A measure given with a bad value is reported as such, not also as "missing".
-        measures.update({k: original[k] for k in ALL_MEASURES
-                         if k not in measures and isinstance(original, dict) and original.get(k) is not None})
+        measures.update(
+            {
+                k: original[k]
+                for k in ALL_MEASURES
+                if k not in measures and isinstance(original, dict) and original.get(k) is not None
+            }
+        )
         errors = kind_errors(data["kind"], measures)
         if errors:
             raise ma.ValidationError(errors)
 
 
 EntryCreate = _KindChecked.from_dict(
-    {"id": fields.UUID(required=True, metadata={"description": "chosen by the client; makes retries safe"}),
-     "kind": fields.String(required=True, validate=validate.OneOf(list(KINDS))),
-     **_entry_fields()},
+    {
+        "id": fields.UUID(
+            required=True, metadata={"description": "chosen by the client; makes retries safe"}
+        ),
+        "kind": fields.String(required=True, validate=validate.OneOf(list(KINDS))),
+        **_entry_fields(),
+    },
     name="EntryCreate",
 )
 
@@ -191,7 +236,9 @@ class Entry(ma.Schema):
     id = fields.String()
     kind = fields.String()
     author_id = fields.String()
-    occurred_at = fields.String(metadata={"description": "RFC 3339, with the offset the client gave"})
+    occurred_at = fields.String(
+        metadata={"description": "RFC 3339, with the offset the client gave"}
+    )
     local_date = fields.Date()
     visibility = fields.String()
     note = fields.String(allow_none=True)
@@ -199,7 +246,9 @@ class Entry(ma.Schema):
     updated_at = fields.AwareDateTime()
 
 
-EntryOut = Entry.from_dict({name: fields.Raw(allow_none=True) for name in ALL_MEASURES}, name="EntryOut")
+EntryOut = Entry.from_dict(
+    {name: fields.Raw(allow_none=True) for name in ALL_MEASURES}, name="EntryOut"
+)
 
 
 def _in_utc_range(value) -> None:

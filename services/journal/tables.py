@@ -1,4 +1,5 @@
 """The journal's own database."""
+
 from __future__ import annotations
 
 from sqlalchemy import Column, Date, ForeignKey, Index, Integer, String, Table, Text
@@ -10,7 +11,8 @@ from shared.outbox import outbox_table
 metadata = service_metadata()
 
 couples = Table(
-    "couples", metadata,
+    "couples",
+    metadata,
     Column("id", String(36), primary_key=True),
     Column("invite_code", String(16), nullable=False, unique=True),
     Column("partner_count", Integer, nullable=False),
@@ -20,7 +22,8 @@ couples = Table(
 )
 
 accounts = Table(
-    "accounts", metadata,
+    "accounts",
+    metadata,
     Column("id", String(36), primary_key=True),
     Column("email", String(320), nullable=False, unique=True),
     Column("password_hash", String(255), nullable=False),
@@ -32,9 +35,16 @@ accounts = Table(
 
 # A device's session: what one login on one device holds. Its refresh tokens are kept only as hashes.
 sessions = Table(
-    "sessions", metadata,
+    "sessions",
+    metadata,
     Column("id", String(36), primary_key=True),
-    Column("partner_id", String(36), ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column(
+        "partner_id",
+        String(36),
+        ForeignKey("accounts.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
     Column("device_name", String(80), nullable=True),  # what the app sent at login
     Column("created_at", UTCDateTime(), nullable=False),
     Column("last_used_at", UTCDateTime(), nullable=False),
@@ -44,18 +54,32 @@ sessions = Table(
 # Every refresh token a session was given: SHA-256 of the token, never the token. The current one has no
 # retired_at; a retired one presented again ends the session (reuse detection).
 refresh_tokens = Table(
-    "refresh_tokens", metadata,
+    "refresh_tokens",
+    metadata,
     Column("token_hash", String(64), primary_key=True),
-    Column("session_id", String(36), ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column(
+        "session_id",
+        String(36),
+        ForeignKey("sessions.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
     Column("issued_at", UTCDateTime(), nullable=False),
     Column("retired_at", UTCDateTime(), nullable=True),
 )
 
 # Password reset links: SHA-256 of the link's token; single use, 30 minutes.
 password_resets = Table(
-    "password_resets", metadata,
+    "password_resets",
+    metadata,
     Column("token_hash", String(64), primary_key=True),
-    Column("partner_id", String(36), ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column(
+        "partner_id",
+        String(36),
+        ForeignKey("accounts.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("expires_at", UTCDateTime(), nullable=False),
     Column("used_at", UTCDateTime(), nullable=True),
@@ -64,7 +88,8 @@ password_resets = Table(
 # Failed attempts (logins, resets, joins) by key: an (account, client address) pair or a client address
 # (services/journal/throttle.py). Shared by every web worker and process, since it is in the database.
 throttles = Table(
-    "throttles", metadata,
+    "throttles",
+    metadata,
     Column("key", String(120), primary_key=True),
     Column("failures", Integer, nullable=False),
     Column("last_failure_at", UTCDateTime(), nullable=False),
@@ -73,7 +98,8 @@ throttles = Table(
 )
 
 entries = Table(
-    "entries", metadata,
+    "entries",
+    metadata,
     Column("id", String(36), primary_key=True),
     Column("author_id", String(36), ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
     Column("kind", String(32), nullable=False),

@@ -12,6 +12,7 @@ The client address is the peer's, or with ``TRUSTED_PROXY_HOPS`` set the one tha
 proxies put in ``X-Forwarded-For`` (werkzeug's ProxyFix, in the app); an IPv6 address counts as
 its /64 network, since one subscriber holds a whole /64.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -34,7 +35,9 @@ class Rule:
     free: int  # failures before any wait
     base: timedelta  # the wait after the first failure beyond them; doubling after each next one
     cap: timedelta  # the longest wait
-    forget: timedelta = timedelta(hours=1)  # a key's failures are forgotten this long after its last one
+    forget: timedelta = timedelta(
+        hours=1
+    )  # a key's failures are forgotten this long after its last one
 
     def key(self, *parts: str) -> str:
         return ":".join((self.name, *parts))
@@ -52,11 +55,15 @@ LOGIN_ADDRESS = Rule("login-addr", free=20, base=timedelta(seconds=30), cap=time
 # Every reset request counts (none fails): a few links an hour per address asked about, from one address.
 RESET = Rule("reset", free=3, base=timedelta(minutes=1), cap=timedelta(hours=1))
 RESET_ADDRESS = Rule("reset-addr", free=10, base=timedelta(minutes=1), cap=timedelta(hours=1))
-RESET_CONFIRM_ADDRESS = Rule("reset-confirm-addr", free=10, base=timedelta(seconds=30), cap=timedelta(minutes=15))
+RESET_CONFIRM_ADDRESS = Rule(
+    "reset-confirm-addr", free=10, base=timedelta(seconds=30), cap=timedelta(minutes=15)
+)
 JOIN = Rule("join", free=5, base=timedelta(seconds=30), cap=timedelta(minutes=15))
 JOIN_ADDRESS = Rule("join-addr", free=20, base=timedelta(seconds=30), cap=timedelta(minutes=15))
 RULES = (LOGIN, LOGIN_ADDRESS, RESET, RESET_ADDRESS, RESET_CONFIRM_ADDRESS, JOIN, JOIN_ADDRESS)
-FORGOTTEN = max(r.forget + r.cap for r in RULES)  # a row this old holds nothing any rule still needs
+FORGOTTEN = max(
+    r.forget + r.cap for r in RULES
+)  # a row this old holds nothing any rule still needs
 
 
 def client_network(remote_addr: str | None) -> str:
@@ -79,11 +86,20 @@ def email_key(email: str) -> str:
 
 def check(s: Session, keys: list[str], now: datetime) -> None:
     """Refuse (429 with Retry-After) while any of the keys must wait."""
-    waits = s.execute(select(throttles.c.blocked_until).where(
-        throttles.c.key.in_(keys), throttles.c.blocked_until > now)).scalars().all()
+    waits = (
+        s.execute(
+            select(throttles.c.blocked_until).where(
+                throttles.c.key.in_(keys), throttles.c.blocked_until > now
+            )
+        )
+        .scalars()
+        .all()
+    )
     if waits:
-        raise Throttled("Too many attempts; try again later.",
-                        retry_after=int((max(waits) - now).total_seconds()) + 1)
+        raise Throttled(
+            "Too many attempts; try again later.",
+            retry_after=int((max(waits) - now).total_seconds()) + 1,
+        )
 
 
 def failed(s: Session, rules_keys: list[tuple[Rule, str]], now: datetime) -> None:
@@ -91,17 +107,28 @@ def failed(s: Session, rules_keys: list[tuple[Rule, str]], now: datetime) -> Non
     for rule, key in rules_keys:
         stmt = upsert(s, throttles).values(key=key, failures=1, last_failure_at=now)
         stale = throttles.c.last_failure_at < now - rule.forget
-        failures = s.execute(stmt.on_conflict_do_update(index_elements=[throttles.c.key], set_={
-            "failures": case((stale, 1), else_=throttles.c.failures + 1),
-            "last_failure_at": now,
-        }).returning(throttles.c.failures)).scalar_one()
+        failures = s.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[throttles.c.key],
+                set_={
+                    "failures": case((stale, 1), else_=throttles.c.failures + 1),
+                    "last_failure_at": now,
+                },
+            ).returning(throttles.c.failures)
+        ).scalar_one()
         wait = rule.wait(failures)
         if wait is not None:
-            s.execute(update(throttles).where(throttles.c.key == key).values(blocked_until=now + wait))
+            s.execute(
+                update(throttles).where(throttles.c.key == key).values(blocked_until=now + wait)
+            )
     # Rows nothing needs any more; one another transaction holds (reviving it) is left for next time, never waited
     # for (it may wait for a row this one holds).
-    unneeded = select(throttles.c.key).where(throttles.c.last_failure_at < now - FORGOTTEN).limit(100) \
+    unneeded = (
+        select(throttles.c.key)
+        .where(throttles.c.last_failure_at < now - FORGOTTEN)
+        .limit(100)
         .with_for_update(skip_locked=True)
+    )
     s.execute(delete(throttles).where(throttles.c.key.in_(unneeded.scalar_subquery())))
 
 
@@ -115,4 +142,8 @@ def forget_keys(s: Session, *parts: str) -> None:
     """Every pair key that names one of ``parts`` (an erasure: nothing of the account is kept)."""
     for part in parts:
         for rule in RULES:
-            s.execute(delete(throttles).where(throttles.c.key.startswith(rule.key(part) + ":", autoescape=True)))
+            s.execute(
+                delete(throttles).where(
+                    throttles.c.key.startswith(rule.key(part) + ":", autoescape=True)
+                )
+            )

@@ -4,6 +4,7 @@ Each function runs inside the caller's unit of work (a SQLAlchemy session in a
 transaction) and records the events it causes in the outbox, in the same
 transaction, so a change and its event commit together or not at all.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -37,24 +38,42 @@ INVITE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud,
 
 # --- accounts and tokens ---
 
+
 def sign_up(s: Session, hasher: PasswordHasher, data: dict) -> dict:
     email = data["email"].strip().lower()
     if s.execute(select(accounts.c.id).where(accounts.c.email == email)).first():
-        raise Conflict("An account with this email already exists.", errors={"email": ["Already registered."]})
+        raise Conflict(
+            "An account with this email already exists.", errors={"email": ["Already registered."]}
+        )
     row = {
-        "id": str(uuid.uuid4()), "email": email, "password_hash": hasher.hash(data["password"]),
-        "display_name": data["display_name"].strip(), "timezone": data["timezone"], "created_at": utcnow(),
+        "id": str(uuid.uuid4()),
+        "email": email,
+        "password_hash": hasher.hash(data["password"]),
+        "display_name": data["display_name"].strip(),
+        "timezone": data["timezone"],
+        "created_at": utcnow(),
         "couple_id": None,
     }
     try:
         with s.begin_nested():
             s.execute(accounts.insert().values(**row))
     except IntegrityError:  # the same email raced in from a concurrent sign-up
-        raise Conflict("An account with this email already exists.",
-                       errors={"email": ["Already registered."]}) from None
-    emit(s, outbox, "journal.partner.registered", source=SOURCE, subject=row["id"],
-         data={"partner_id": row["id"], "email": email, "display_name": row["display_name"],
-               "timezone": row["timezone"]})
+        raise Conflict(
+            "An account with this email already exists.", errors={"email": ["Already registered."]}
+        ) from None
+    emit(
+        s,
+        outbox,
+        "journal.partner.registered",
+        source=SOURCE,
+        subject=row["id"],
+        data={
+            "partner_id": row["id"],
+            "email": email,
+            "display_name": row["display_name"],
+            "timezone": row["timezone"],
+        },
+    )
     return account_view(row)
 
 
@@ -72,14 +91,21 @@ def current_account(s: Session, partner_id: str):
 
 # --- couples ---
 
+
 def _couple_view(s: Session, couple_id: str, *, with_code: bool) -> dict:
     c = s.execute(select(couples).where(couples.c.id == couple_id)).one()
-    partners = s.execute(select(accounts.c.id, accounts.c.display_name)
-                         .where(accounts.c.couple_id == couple_id).order_by(accounts.c.created_at)).all()
+    partners = s.execute(
+        select(accounts.c.id, accounts.c.display_name)
+        .where(accounts.c.couple_id == couple_id)
+        .order_by(accounts.c.created_at)
+    ).all()
     open_ = with_code and c.partner_count < 2
-    return {"id": c.id, "invite_code": c.invite_code if open_ else None,
-            "invite_expires_at": c.invite_expires_at if open_ else None,
-            "partners": [{"id": p.id, "display_name": p.display_name} for p in partners]}
+    return {
+        "id": c.id,
+        "invite_code": c.invite_code if open_ else None,
+        "invite_expires_at": c.invite_expires_at if open_ else None,
+        "partners": [{"id": p.id, "display_name": p.display_name} for p in partners],
+    }
 
 
 def _invite_code() -> str:
@@ -91,11 +117,24 @@ def start_couple(s: Session, partner_id: str) -> dict:
     if me.couple_id:
         raise Conflict("You are already in a couple.")
     couple_id, now = str(uuid.uuid4()), utcnow()
-    s.execute(couples.insert().values(id=couple_id, invite_code=_invite_code(), partner_count=1, created_at=now,
-                                      invite_expires_at=now + INVITE_TTL))
+    s.execute(
+        couples.insert().values(
+            id=couple_id,
+            invite_code=_invite_code(),
+            partner_count=1,
+            created_at=now,
+            invite_expires_at=now + INVITE_TTL,
+        )
+    )
     # Conditional: of concurrent requests by one partner, one couple wins and the rest roll back.
-    if s.execute(update(accounts).where(accounts.c.id == partner_id, accounts.c.couple_id.is_(None))
-                 .values(couple_id=couple_id)).rowcount != 1:
+    if (
+        s.execute(
+            update(accounts)
+            .where(accounts.c.id == partner_id, accounts.c.couple_id.is_(None))
+            .values(couple_id=couple_id)
+        ).rowcount
+        != 1
+    ):
         raise Conflict("You are already in a couple.")
     return _couple_view(s, couple_id, with_code=True)
 
@@ -106,8 +145,14 @@ def reissue_invite(s: Session, partner_id: str) -> dict:
     if not me.couple_id:
         raise NotFound("You are not in a couple yet.")
     now = utcnow()
-    if s.execute(update(couples).where(couples.c.id == me.couple_id, couples.c.partner_count < 2)
-                 .values(invite_code=_invite_code(), invite_expires_at=now + INVITE_TTL)).rowcount != 1:
+    if (
+        s.execute(
+            update(couples)
+            .where(couples.c.id == me.couple_id, couples.c.partner_count < 2)
+            .values(invite_code=_invite_code(), invite_expires_at=now + INVITE_TTL)
+        ).rowcount
+        != 1
+    ):
         raise Conflict("This couple already has two partners.")
     return _couple_view(s, me.couple_id, with_code=True)
 
@@ -128,25 +173,42 @@ def join_couple(s: Session, partner_id: str, invite_code: str, client: str) -> d
     pair, by_address = throttle.JOIN.key(partner_id, client), throttle.JOIN_ADDRESS.key(client)
     throttle.check(s, [pair, by_address], now)
     code = invite_code.strip().upper().replace("-", "").replace(" ", "")
-    c = s.execute(select(couples.c.id, couples.c.invite_expires_at).where(couples.c.invite_code == code)).first()
+    c = s.execute(
+        select(couples.c.id, couples.c.invite_expires_at).where(couples.c.invite_code == code)
+    ).first()
     if c is None or c.invite_expires_at <= now:
         throttle.failed(s, [(throttle.JOIN, pair), (throttle.JOIN_ADDRESS, by_address)], now)
         return NO_SUCH_INVITE if c is None else EXPIRED_INVITE
     throttle.succeeded(s, pair)
     no_such_code = Invalid(NO_SUCH_INVITE, errors={"invite_code": [NO_SUCH_INVITE]})
     # One atomic step on every database: a third partner can never slip in.
-    taken = s.execute(update(couples).where(couples.c.id == c.id, couples.c.partner_count < 2)
-                      .values(partner_count=couples.c.partner_count + 1))
+    taken = s.execute(
+        update(couples)
+        .where(couples.c.id == c.id, couples.c.partner_count < 2)
+        .values(partner_count=couples.c.partner_count + 1)
+    )
     if taken.rowcount != 1:
         if s.execute(select(couples.c.id).where(couples.c.id == c.id)).first() is None:
             raise no_such_code  # ended by an erasure while this join waited for it
         raise Conflict("This couple already has two partners.")
-    if s.execute(update(accounts).where(accounts.c.id == partner_id, accounts.c.couple_id.is_(None))
-                 .values(couple_id=c.id)).rowcount != 1:
+    if (
+        s.execute(
+            update(accounts)
+            .where(accounts.c.id == partner_id, accounts.c.couple_id.is_(None))
+            .values(couple_id=c.id)
+        ).rowcount
+        != 1
+    ):
         raise Conflict("You are already in a couple.")
     view = _couple_view(s, c.id, with_code=False)
-    emit(s, outbox, "journal.couple.partnered", source=SOURCE, subject=c.id,
-         data={"couple_id": c.id, "partner_ids": [p["id"] for p in view["partners"]]})
+    emit(
+        s,
+        outbox,
+        "journal.couple.partnered",
+        source=SOURCE,
+        subject=c.id,
+        data={"couple_id": c.id, "partner_ids": [p["id"] for p in view["partners"]]},
+    )
     return view
 
 
@@ -160,11 +222,13 @@ def my_couple(s: Session, partner_id: str) -> dict:
 def _partner_of(s: Session, me) -> str | None:
     if not me.couple_id:
         return None
-    return s.execute(select(accounts.c.id).where(accounts.c.couple_id == me.couple_id,
-                                                 accounts.c.id != me.id)).scalar()
+    return s.execute(
+        select(accounts.c.id).where(accounts.c.couple_id == me.couple_id, accounts.c.id != me.id)
+    ).scalar()
 
 
 # --- entries ---
+
 
 def _json_measures(data: dict) -> dict:
     out = {}
@@ -176,9 +240,20 @@ def _json_measures(data: dict) -> dict:
     return out
 
 
-def _fingerprint(kind: str, occurred_at: datetime, visibility: str, note: str | None, measures: dict) -> str:
-    canonical = json.dumps({"kind": kind, "occurred_at": occurred_at.isoformat(), "visibility": visibility,
-                            "note": note, "measures": measures}, sort_keys=True, separators=(",", ":"))
+def _fingerprint(
+    kind: str, occurred_at: datetime, visibility: str, note: str | None, measures: dict
+) -> str:
+    canonical = json.dumps(
+        {
+            "kind": kind,
+            "occurred_at": occurred_at.isoformat(),
+            "visibility": visibility,
+            "note": note,
+            "measures": measures,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -206,18 +281,33 @@ def _offset_minutes(t: datetime) -> int:
 def entry_view(row) -> dict:
     r = row._mapping if not isinstance(row, dict) else row
     tz = timezone(timedelta(minutes=r["utc_offset_minutes"]))
-    view = {"id": r["id"], "kind": r["kind"], "author_id": r["author_id"],
-            "occurred_at": r["occurred_at"].astimezone(tz).isoformat(), "local_date": r["local_date"],
-            "visibility": r["visibility"], "note": r["note"],
-            "created_at": r["created_at"], "updated_at": r["updated_at"]}
+    view = {
+        "id": r["id"],
+        "kind": r["kind"],
+        "author_id": r["author_id"],
+        "occurred_at": r["occurred_at"].astimezone(tz).isoformat(),
+        "local_date": r["local_date"],
+        "visibility": r["visibility"],
+        "note": r["note"],
+        "created_at": r["created_at"],
+        "updated_at": r["updated_at"],
+    }
     view.update(r["measures"])
     return view
 
 
 def _event_data(row: dict, couple_id: str | None) -> dict:
-    data = {"entry_id": row["id"], "couple_id": couple_id, "partner_id": row["author_id"], "kind": row["kind"],
-            "occurred_at": row["occurred_at"].astimezone(timezone(timedelta(minutes=row["utc_offset_minutes"]))),
-            "local_date": row["local_date"], "visibility": row["visibility"]}
+    data = {
+        "entry_id": row["id"],
+        "couple_id": couple_id,
+        "partner_id": row["author_id"],
+        "kind": row["kind"],
+        "occurred_at": row["occurred_at"].astimezone(
+            timezone(timedelta(minutes=row["utc_offset_minutes"]))
+        ),
+        "local_date": row["local_date"],
+        "visibility": row["visibility"],
+    }
     for k, v in row["measures"].items():
         data[k] = datetime.fromisoformat(v) if k == "repaired_at" else v
     return data  # never the note
@@ -230,30 +320,61 @@ def republish_couple(s: Session, couple_id: str) -> int:
     was lost or damaged rebuilds it from them; one whose view is whole changes
     nothing (the same content, newer). For the operator:
     ``tandem republish --couple ID``. Returns how many events were queued."""
-    members = s.execute(select(accounts).where(accounts.c.couple_id == couple_id)
-                        .order_by(accounts.c.created_at)).all()
+    members = s.execute(
+        select(accounts).where(accounts.c.couple_id == couple_id).order_by(accounts.c.created_at)
+    ).all()
     if not members:
         raise NotFound("No such couple.")
     for a in members:
-        emit(s, outbox, "journal.partner.registered", source=SOURCE, subject=a.id,
-             data={"partner_id": a.id, "email": a.email, "display_name": a.display_name, "timezone": a.timezone})
-    emit(s, outbox, "journal.couple.partnered", source=SOURCE, subject=couple_id,
-         data={"couple_id": couple_id, "partner_ids": [a.id for a in members]})
+        emit(
+            s,
+            outbox,
+            "journal.partner.registered",
+            source=SOURCE,
+            subject=a.id,
+            data={
+                "partner_id": a.id,
+                "email": a.email,
+                "display_name": a.display_name,
+                "timezone": a.timezone,
+            },
+        )
+    emit(
+        s,
+        outbox,
+        "journal.couple.partnered",
+        source=SOURCE,
+        subject=couple_id,
+        data={"couple_id": couple_id, "partner_ids": [a.id for a in members]},
+    )
     n = len(members) + 1
-    for row in s.execute(select(entries).where(entries.c.author_id.in_([a.id for a in members]))
-                         .order_by(entries.c.occurred_at, entries.c.id)).mappings():
-        emit(s, outbox, "journal.entry.recorded", source=SOURCE, subject=couple_id,
-             data=_event_data(dict(row), couple_id))
+    for row in s.execute(
+        select(entries)
+        .where(entries.c.author_id.in_([a.id for a in members]))
+        .order_by(entries.c.occurred_at, entries.c.id)
+    ).mappings():
+        emit(
+            s,
+            outbox,
+            "journal.entry.recorded",
+            source=SOURCE,
+            subject=couple_id,
+            data=_event_data(dict(row), couple_id),
+        )
         n += 1
     return n
 
 
 # Built once: the hot path of the API (an entry a request) executes them with its values.
-_AUTHOR = select(accounts.c.id, accounts.c.timezone, accounts.c.couple_id).where(accounts.c.id == bindparam("pid"))
+_AUTHOR = select(accounts.c.id, accounts.c.timezone, accounts.c.couple_id).where(
+    accounts.c.id == bindparam("pid")
+)
 # In the entry's one statement on PostgreSQL: the author's account as remembered (``Authors``), still.
-_AUTHOR_AS_KNOWN = exists().where(accounts.c.id == bindparam("author_id"),
-                                  accounts.c.timezone == bindparam("author_timezone"),
-                                  accounts.c.couple_id.is_not_distinct_from(bindparam("author_couple_id")))
+_AUTHOR_AS_KNOWN = exists().where(
+    accounts.c.id == bindparam("author_id"),
+    accounts.c.timezone == bindparam("author_timezone"),
+    accounts.c.couple_id.is_not_distinct_from(bindparam("author_couple_id")),
+)
 
 
 class Authors:
@@ -288,15 +409,23 @@ class Authors:
 AUTHORS = Authors()
 
 
-def record_entry(s: Session | Connection, partner_id: str, data: dict,
-                 now: datetime | None = None, *, read_author: bool = False) -> tuple[dict, bool]:
+def record_entry(
+    s: Session | Connection,
+    partner_id: str,
+    data: dict,
+    now: datetime | None = None,
+    *,
+    read_author: bool = False,
+) -> tuple[dict, bool]:
     """Record an entry; (entry, created). Idempotent on the client's id. In a unit of work, or on
     PostgreSQL on an autocommit connection: its one write is one statement (the entry with its event),
     and with its author remembered (``Authors``) the only one."""
     now = now or utcnow()
     # Core statements straight on the connection: less per statement than the ORM
     db = s if isinstance(s, Connection) else s.connection()
-    remembering = db.dialect.name == "postgresql"  # where the entry's statement can check what is remembered
+    remembering = (
+        db.dialect.name == "postgresql"
+    )  # where the entry's statement can check what is remembered
     known = AUTHORS.get(partner_id) if remembering and not read_author else None
     if known is None:
         me = db.execute(_AUTHOR, {"pid": partner_id}).first()
@@ -318,35 +447,75 @@ def record_entry(s: Session | Connection, partner_id: str, data: dict,
         return db.execute(select(entries).where(entries.c.id == entry_id)).first()
 
     def is_replay(existing) -> bool:
-        return existing is not None and existing.author_id == partner_id and existing.body_hash == fingerprint
+        return (
+            existing is not None
+            and existing.author_id == partner_id
+            and existing.body_hash == fingerprint
+        )
 
     def replayed(existing):
         """The stored entry if this is its replay (same author, same content), else a 409."""
         if is_replay(existing):
             return entry_view(existing), False
-        raise Conflict("An entry with this id already exists with other content.",
-                       errors={"id": ["Already used for another entry."]})
+        raise Conflict(
+            "An entry with this id already exists with other content.",
+            errors={"id": ["Already used for another entry."]},
+        )
 
     try:
         _check_times(occurred_at, measures, now)
     except Invalid:
         if (existing := stored()) is not None:
-            return replayed(existing)  # stored when its times were fine: a replay is answered as before
+            return replayed(
+                existing
+            )  # stored when its times were fine: a replay is answered as before
         raise
-    row = {"id": entry_id, "author_id": partner_id, "kind": data["kind"], "occurred_at": occurred_at,
-           "utc_offset_minutes": _offset_minutes(occurred_at),
-           "local_date": occurred_at.astimezone(ZoneInfo(tz_name)).date(),
-           "visibility": data["visibility"], "note": note, "measures": measures, "body_hash": fingerprint,
-           "created_at": now, "updated_at": now}
-    guard = {} if known is None else {
-        "guard": _AUTHOR_AS_KNOWN,
-        "guard_params": {"author_id": partner_id, "author_timezone": tz_name, "author_couple_id": couple_id}}
+    row = {
+        "id": entry_id,
+        "author_id": partner_id,
+        "kind": data["kind"],
+        "occurred_at": occurred_at,
+        "utc_offset_minutes": _offset_minutes(occurred_at),
+        "local_date": occurred_at.astimezone(ZoneInfo(tz_name)).date(),
+        "visibility": data["visibility"],
+        "note": note,
+        "measures": measures,
+        "body_hash": fingerprint,
+        "created_at": now,
+        "updated_at": now,
+    }
+    guard = (
+        {}
+        if known is None
+        else {
+            "guard": _AUTHOR_AS_KNOWN,
+            "guard_params": {
+                "author_id": partner_id,
+                "author_timezone": tz_name,
+                "author_couple_id": couple_id,
+            },
+        }
+    )
     # Stored with its event (one statement on PostgreSQL), or the id was there already (a replay, or a race with
     # one), or (remembered) the account is no longer as remembered.
-    if insert_if_new_with_event(s, entries.c.id, row, outbox, "journal.entry.recorded", source=SOURCE,
-                                subject=couple_id or partner_id, data=_event_data(row, couple_id), **guard) is None:
+    if (
+        insert_if_new_with_event(
+            s,
+            entries.c.id,
+            row,
+            outbox,
+            "journal.entry.recorded",
+            source=SOURCE,
+            subject=couple_id or partner_id,
+            data=_event_data(row, couple_id),
+            **guard,
+        )
+        is None
+    ):
         existing = stored()
-        if known is not None and not is_replay(existing):  # the account as it is now decides (gone: a 401)
+        if known is not None and not is_replay(
+            existing
+        ):  # the account as it is now decides (gone: a 401)
             AUTHORS.forget(partner_id)
             return record_entry(s, partner_id, data, now, read_author=True)
         return replayed(existing)
@@ -375,7 +544,9 @@ def _own_entry(s: Session, me, entry_id: str):
     return row
 
 
-def revise_entry(s: Session, partner_id: str, entry_id: str, changes: dict, now: datetime | None = None) -> dict:
+def revise_entry(
+    s: Session, partner_id: str, entry_id: str, changes: dict, now: datetime | None = None
+) -> dict:
     now = now or utcnow()
     me = current_account(s, partner_id)
     row = dict(_own_entry(s, me, entry_id)._mapping)
@@ -391,19 +562,39 @@ def revise_entry(s: Session, partner_id: str, entry_id: str, changes: dict, now:
     if errors:
         raise Invalid("The request has invalid fields: " + ", ".join(sorted(errors)), errors=errors)
     occurred_at = changes.get("occurred_at") or row["occurred_at"].astimezone(
-        timezone(timedelta(minutes=row["utc_offset_minutes"])))
+        timezone(timedelta(minutes=row["utc_offset_minutes"]))
+    )
     _check_times(occurred_at, measures, now)
     row.update(
-        occurred_at=occurred_at, utc_offset_minutes=_offset_minutes(occurred_at),
+        occurred_at=occurred_at,
+        utc_offset_minutes=_offset_minutes(occurred_at),
         local_date=occurred_at.astimezone(ZoneInfo(me.timezone)).date(),
         visibility=changes.get("visibility") or row["visibility"],
-        note=changes["note"] if "note" in changes else row["note"], measures=measures, updated_at=now,
+        note=changes["note"] if "note" in changes else row["note"],
+        measures=measures,
+        updated_at=now,
     )
-    s.execute(update(entries).where(entries.c.id == entry_id).values(
-        occurred_at=row["occurred_at"], utc_offset_minutes=row["utc_offset_minutes"], local_date=row["local_date"],
-        visibility=row["visibility"], note=row["note"], measures=measures, updated_at=now))
-    emit(s, outbox, "journal.entry.revised", source=SOURCE, subject=me.couple_id or partner_id,
-         data=_event_data(row, me.couple_id))
+    s.execute(
+        update(entries)
+        .where(entries.c.id == entry_id)
+        .values(
+            occurred_at=row["occurred_at"],
+            utc_offset_minutes=row["utc_offset_minutes"],
+            local_date=row["local_date"],
+            visibility=row["visibility"],
+            note=row["note"],
+            measures=measures,
+            updated_at=now,
+        )
+    )
+    emit(
+        s,
+        outbox,
+        "journal.entry.revised",
+        source=SOURCE,
+        subject=me.couple_id or partner_id,
+        data=_event_data(row, me.couple_id),
+    )
     return entry_view(row)
 
 
@@ -411,8 +602,14 @@ def delete_entry(s: Session, partner_id: str, entry_id: str) -> None:
     me = current_account(s, partner_id)
     _own_entry(s, me, entry_id)
     s.execute(delete(entries).where(entries.c.id == entry_id))
-    emit(s, outbox, "journal.entry.deleted", source=SOURCE, subject=me.couple_id or partner_id,
-         data={"entry_id": entry_id, "couple_id": me.couple_id, "partner_id": partner_id})
+    emit(
+        s,
+        outbox,
+        "journal.entry.deleted",
+        source=SOURCE,
+        subject=me.couple_id or partner_id,
+        data={"entry_id": entry_id, "couple_id": me.couple_id, "partner_id": partner_id},
+    )
 
 
 def list_entries(s: Session, partner_id: str, query: dict) -> dict:
@@ -421,7 +618,9 @@ def list_entries(s: Session, partner_id: str, query: dict) -> dict:
     partner = _partner_of(s, me)
     visible = entries.c.author_id == me.id
     if partner:
-        visible = or_(visible, and_(entries.c.author_id == partner, entries.c.visibility == "shared"))
+        visible = or_(
+            visible, and_(entries.c.author_id == partner, entries.c.visibility == "shared")
+        )
     stmt = select(entries).where(visible)
     if query.get("kind"):
         stmt = stmt.where(entries.c.kind == query["kind"])
@@ -429,17 +628,29 @@ def list_entries(s: Session, partner_id: str, query: dict) -> dict:
         stmt = stmt.where(entries.c.occurred_at >= query["since"])
     if query.get("until"):
         stmt = stmt.where(entries.c.occurred_at <= query["until"])
-    return pagination.newest_first(s, stmt, entries.c.occurred_at, entries.c.id, query,
-                                   lambda page: [entry_view(r) for r in page])
+    return pagination.newest_first(
+        s,
+        stmt,
+        entries.c.occurred_at,
+        entries.c.id,
+        query,
+        lambda page: [entry_view(r) for r in page],
+    )
 
 
 def export(s: Session, partner_id: str) -> dict:
     me = current_account(s, partner_id)
-    rows = s.execute(select(entries).where(entries.c.author_id == me.id)
-                     .order_by(entries.c.occurred_at, entries.c.id)).all()
-    return {"account": account_view(me),
-            "couple": _couple_view(s, me.couple_id, with_code=True) if me.couple_id else None,
-            "entries": [entry_view(r) for r in rows], "exported_at": utcnow()}
+    rows = s.execute(
+        select(entries)
+        .where(entries.c.author_id == me.id)
+        .order_by(entries.c.occurred_at, entries.c.id)
+    ).all()
+    return {
+        "account": account_view(me),
+        "couple": _couple_view(s, me.couple_id, with_code=True) if me.couple_id else None,
+        "entries": [entry_view(r) for r in rows],
+        "exported_at": utcnow(),
+    }
 
 
 def erase(s: Session, partner_id: str) -> None:
@@ -455,16 +666,34 @@ def erase(s: Session, partner_id: str) -> None:
     if me.couple_id:
         # Locked first: a join with the code waits, then finds no couple (and never a half-ended one).
         s.execute(select(couples.c.id).where(couples.c.id == me.couple_id).with_for_update())
-        remaining = s.execute(select(accounts.c.id).where(accounts.c.couple_id == me.couple_id,
-                                                          accounts.c.id != me.id)).scalars().all()
+        remaining = (
+            s.execute(
+                select(accounts.c.id).where(
+                    accounts.c.couple_id == me.couple_id, accounts.c.id != me.id
+                )
+            )
+            .scalars()
+            .all()
+        )
         if remaining:
-            s.execute(update(entries).where(entries.c.author_id.in_(remaining), entries.c.visibility == "shared")
-                      .values(visibility="private", updated_at=utcnow()))
-        s.execute(update(accounts).where(accounts.c.couple_id == me.couple_id).values(couple_id=None))
+            s.execute(
+                update(entries)
+                .where(entries.c.author_id.in_(remaining), entries.c.visibility == "shared")
+                .values(visibility="private", updated_at=utcnow())
+            )
+        s.execute(
+            update(accounts).where(accounts.c.couple_id == me.couple_id).values(couple_id=None)
+        )
         s.execute(delete(couples).where(couples.c.id == me.couple_id))
     s.execute(delete(entries).where(entries.c.author_id == me.id))
     sessions.forget_account(s, me.id, me.email)
     s.execute(delete(accounts).where(accounts.c.id == me.id))
     forget_published(s, outbox, partner_id)
-    emit(s, outbox, "journal.partner.erased", source=SOURCE, subject=me.couple_id or partner_id,
-         data={"partner_id": partner_id, "couple_id": me.couple_id})
+    emit(
+        s,
+        outbox,
+        "journal.partner.erased",
+        source=SOURCE,
+        subject=me.couple_id or partner_id,
+        data={"partner_id": partner_id, "couple_id": me.couple_id},
+    )

@@ -1,5 +1,6 @@
 """The milestones service's composition root: HTTP app, event consumer,
 evaluator and outbox relay."""
+
 from __future__ import annotations
 
 import os
@@ -30,8 +31,12 @@ def create_app(settings: Settings | None = None):
     settings = settings or Settings.from_env(SERVICE)
     logs.configure(SERVICE)
     engine, sessions = workers.open_database(settings)
-    app, api = create_base_app(settings, engine=engine, title="Tandem milestones",
-                               description="Milestones detected from the journal's events, and progress series.")
+    app, api = create_base_app(
+        settings,
+        engine=engine,
+        title="Tandem milestones",
+        description="Milestones detected from the journal's events, and progress series.",
+    )
     app.extensions["milestones"] = {"sessions": sessions}
     api.register_blueprint(http.blp)
     return app
@@ -45,7 +50,9 @@ def _count_milestones_too(handler):
         kind = ev.data.get("kind")
         if partner is not None and kind in COUNT_KINDS:
             check_in = kind == "check_in" or ev.data.get("ritual") == rules.CHECK_IN_RITUAL_TAG
-            evaluation.evaluate_counts(s, partner.id, ev.data["local_date"], owner=partner, check_in=check_in)
+            evaluation.evaluate_counts(
+                s, partner.id, ev.data["local_date"], owner=partner, check_in=check_in
+            )
 
     return handle
 

@@ -18,6 +18,7 @@ evidence, and announced through the outbox in the same transaction: one
 event per look and milestone, at the highest level reached on that look,
 carrying the picture of the change (``rules.picture``).
 """
+
 from __future__ import annotations
 
 import json
@@ -42,7 +43,9 @@ from .tables import days, milestones, outbox, partners, shared_days
 
 SOURCE = "/milestones"
 MAX_REPLAY_DAYS = 400
-DAILY_AT = time(4, 0)  # local time of the scheduled evaluation: after the day is over for almost everyone
+DAILY_AT = time(
+    4, 0
+)  # local time of the scheduled evaluation: after the day is over for almost everyone
 
 
 def zone(name: str | None) -> ZoneInfo:
@@ -75,12 +78,27 @@ def _aggregates(rows) -> list[DayAggregate]:
     evaluation): their ``detail`` texts are decoded in one go (one JSON array), not one call a row."""
     rows = list(rows)
     details = json.loads("[" + ",".join(r[3] for r in rows) + "]")
-    return [DayAggregate.trusted({
-        "day": day, "logged": entries > 0, "episodes": episodes, "intensities": tuple(d["intensities"]),
-        "communication": tuple(d["communication"]), "connection": tuple(d["connection"]),
-        "understanding": tuple(d["understanding"]), "rituals": tuple(d["rituals"]), "activities": activities,
-        "conflicts": conflicts, "conflicts_repaired_24h": repaired, "weekly_check_ins": check_ins})
-        for (day, entries, episodes, _, activities, conflicts, repaired, check_ins), d in zip(rows, details)]
+    return [
+        DayAggregate.trusted(
+            {
+                "day": day,
+                "logged": entries > 0,
+                "episodes": episodes,
+                "intensities": tuple(d["intensities"]),
+                "communication": tuple(d["communication"]),
+                "connection": tuple(d["connection"]),
+                "understanding": tuple(d["understanding"]),
+                "rituals": tuple(d["rituals"]),
+                "activities": activities,
+                "conflicts": conflicts,
+                "conflicts_repaired_24h": repaired,
+                "weekly_check_ins": check_ins,
+            }
+        )
+        for (day, entries, episodes, _, activities, conflicts, repaired, check_ins), d in zip(
+            rows, details
+        )
+    ]
 
 
 class _Reads:
@@ -92,8 +110,16 @@ class _Reads:
         self.windows = windows
         # Only the columns an aggregate is made of; ``detail`` as its text, decoded by ``_aggregates`` for all
         # the rows in one go (the driver's decoding, one call a row, cost more than the rest of a row's read).
-        self.day = (t.c.local_date, t.c.entries, t.c.episodes, cast(t.c.detail, Text).label("detail"),
-                    t.c.activities, t.c.conflicts, t.c.conflicts_repaired_24h, t.c.weekly_check_ins)
+        self.day = (
+            t.c.local_date,
+            t.c.entries,
+            t.c.episodes,
+            cast(t.c.detail, Text).label("detail"),
+            t.c.activities,
+            t.c.conflicts,
+            t.c.conflicts_repaired_24h,
+            t.c.weekly_check_ins,
+        )
         mine = t.c.partner_id == bindparam("pid")
         # The partial index's own predicate, as SQL text: a bound 0 would not match it in a prepared (generic)
         # plan.
@@ -102,26 +128,41 @@ class _Reads:
         # The baseline is the first 28 logged days within the first 56 (every stored day is a logged one: a day
         # whose last entry is deleted is deleted): the first 28 days stored, less those past the 56. Without a
         # head, the first day alone (the couple scans count their threshold's rise from it).
-        self.head = select(*self.day).where(mine).order_by(t.c.local_date).limit(
-            BASELINE_LOGGED_DAYS if windows.head else 1)
+        self.head = (
+            select(*self.day)
+            .where(mine)
+            .order_by(t.c.local_date)
+            .limit(BASELINE_LOGGED_DAYS if windows.head else 1)
+        )
         # The scan's days before the recent days: two small columns of each.
         # "date:episodes,..." in one string: the scan reads hundreds of these on a long history, and a row
         # apiece (with the driver's date conversion) cost more than the scan itself.
-        self.episodes_before = select(func.aggregate_strings(
-            cast(t.c.local_date, String) + ":" + cast(t.c.episodes, String), ",")).where(
-            mine, t.c.local_date < bindparam("recent_start"))
+        self.episodes_before = select(
+            func.aggregate_strings(
+                cast(t.c.local_date, String) + ":" + cast(t.c.episodes, String), ","
+            )
+        ).where(mine, t.c.local_date < bindparam("recent_start"))
         self.recent = select(*self.day).where(
-            mine, t.c.local_date.between(bindparam("recent_start"), bindparam("last")))
+            mine, t.c.local_date.between(bindparam("recent_start"), bindparam("last"))
+        )
         self.older_rituals = select(t.c.local_date, t.c.detail).where(
-            mine, self.ritual_day, t.c.local_date < bindparam("recent_start"))
+            mine, self.ritual_day, t.c.local_date < bindparam("recent_start")
+        )
 
 
 _ALL, _SHARED = _Reads(days, READS[rules.PARTNER]), _Reads(shared_days, READS[rules.COUPLE])
 
 
-def history(s: Session, partner_id: str | None, first_as_of: date | None = None,
-            last_as_of: date | None = None, *, prior_rituals: bool = True,
-            shared: bool = False, since_first: bool = False) -> tuple[History, Counter]:
+def history(
+    s: Session,
+    partner_id: str | None,
+    first_as_of: date | None = None,
+    last_as_of: date | None = None,
+    *,
+    prior_rituals: bool = True,
+    shared: bool = False,
+    since_first: bool = False,
+) -> tuple[History, Counter]:
     """The days the rules read for evaluations as of first_as_of..last_as_of,
     and the rituals (by tag) of every older day left out (unless
     ``prior_rituals`` is False: no ritual level can be new). Without dates: all.
@@ -162,17 +203,24 @@ def _unpack_episodes(packed: str | None) -> tuple[np.ndarray, np.ndarray]:
     if not packed:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     fields = packed.replace(":", ",").split(",")
-    return (np.array(fields[0::2], dtype="datetime64[D]").astype(np.int64) + _EPOCH,
-            np.array(fields[1::2]).astype(np.int64))
+    return (
+        np.array(fields[0::2], dtype="datetime64[D]").astype(np.int64) + _EPOCH,
+        np.array(fields[1::2]).astype(np.int64),
+    )
 
 
 # Built once: run for every ritual and check-in the consumer applies.
 _PARTNER = select(partners).where(partners.c.id == bindparam("pid"))
-_OTHER = select(partners.c.id).where(partners.c.couple_id == bindparam("couple"), partners.c.id != bindparam("pid"),
-                                     partners.c.erased.is_(False))
+_OTHER = select(partners.c.id).where(
+    partners.c.couple_id == bindparam("couple"),
+    partners.c.id != bindparam("pid"),
+    partners.c.erased.is_(False),
+)
 _COUPLE_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
 # The levels a partner out of a couple holds already.
-_ACHIEVED_BY = select(milestones.c.type, milestones.c.level).where(milestones.c.owner_key == bindparam("pid"))
+_ACHIEVED_BY = select(milestones.c.type, milestones.c.level).where(
+    milestones.c.owner_key == bindparam("pid")
+)
 # What the count milestones need, in one statement (``couple``, ``pid``, ``as_of``): the other partner,
 # the levels held (the couple's and the partner's), and the couple's rituals as of ``as_of`` counted up to the
 # top level's threshold. That many ritual days hold that many rituals at least, so no more are read: the
@@ -183,19 +231,31 @@ _TOP_THRESHOLD = max(threshold for _, threshold in rules.RITUAL_LEVELS)
 _OTHER_ONCE = select(_OTHER.cte("other").c.id).scalar_subquery()  # read once, used twice below
 # Every level the partner and the couple hold, "type:level,...": a type is always of one scope (the
 # partner's or the couple's), so its owner goes without saying.
-_HELD = select(func.aggregate_strings(milestones.c.type + ":" + cast(milestones.c.level, String), ",")).where(
-    milestones.c.owner_key.in_([bindparam("couple"), bindparam("pid")]))
-_FIRST_RITUAL_DAYS = select(shared_days.c.ritual_count).where(
-    shared_days.c.partner_id.in_([bindparam("pid"), _OTHER_ONCE]), _SHARED.ritual_day,
-    shared_days.c.local_date <= bindparam("as_of")).limit(_TOP_THRESHOLD).subquery()
+_HELD = select(
+    func.aggregate_strings(milestones.c.type + ":" + cast(milestones.c.level, String), ",")
+).where(milestones.c.owner_key.in_([bindparam("couple"), bindparam("pid")]))
+_FIRST_RITUAL_DAYS = (
+    select(shared_days.c.ritual_count)
+    .where(
+        shared_days.c.partner_id.in_([bindparam("pid"), _OTHER_ONCE]),
+        _SHARED.ritual_day,
+        shared_days.c.local_date <= bindparam("as_of"),
+    )
+    .limit(_TOP_THRESHOLD)
+    .subquery()
+)
 _RITUALS_UP_TO_TOP = select(func.coalesce(func.sum(_FIRST_RITUAL_DAYS.c.ritual_count), 0))
 _COUNTS_STATE = select(_OTHER_ONCE, _HELD.scalar_subquery(), _RITUALS_UP_TO_TOP.scalar_subquery())
 # Both partners' shared days in one statement (``pids``: the couple's one or two partners).
 _PAIR = shared_days.c.partner_id.in_(bindparam("pids", expanding=True))
 _DAYS_SINCE = select(shared_days.c.partner_id, *_SHARED.day).where(
-    _PAIR, shared_days.c.local_date <= bindparam("as_of"), shared_days.c.local_date >= bindparam("since"))
+    _PAIR,
+    shared_days.c.local_date <= bindparam("as_of"),
+    shared_days.c.local_date >= bindparam("since"),
+)
 _RITUAL_DAYS = select(shared_days.c.partner_id, *_SHARED.day).where(
-    _PAIR, shared_days.c.local_date <= bindparam("as_of"), _SHARED.ritual_day)
+    _PAIR, shared_days.c.local_date <= bindparam("as_of"), _SHARED.ritual_day
+)
 
 
 def audience(s: Session, owner, other_id: str | None, scope: str) -> list[str]:
@@ -209,17 +269,34 @@ def audience(s: Session, owner, other_id: str | None, scope: str) -> list[str]:
 _ONCE = (milestones.c.type, milestones.c.level, milestones.c.owner_key)  # uq_milestones_once
 
 
-def _achieve(s: Session, owner, other_id: str | None, det: Detection, as_of: date, now: datetime, *,
-             announce: bool = True) -> dict | None:
+def _achieve(
+    s: Session,
+    owner,
+    other_id: str | None,
+    det: Detection,
+    as_of: date,
+    now: datetime,
+    *,
+    announce: bool = True,
+) -> dict | None:
     """Store one level once, ever, and announce it (unless a higher level reached on the same look is
     announced instead: ``announce``); None if it was achieved before."""
     couple_id = owner.couple_id
     if det.scope == rules.COUPLE and not couple_id:
         return None
     owner_key = couple_id if det.scope == rules.COUPLE else owner.id
-    row = {"id": str(uuid.uuid4()), "type": det.type, "level": det.level, "couple_id": couple_id,
-           "partner_id": owner.id if det.scope == rules.PARTNER else None, "owner_key": owner_key,
-           "achieved_at": now, "as_of": as_of, "headline": det.headline, "evidence": det.evidence}
+    row = {
+        "id": str(uuid.uuid4()),
+        "type": det.type,
+        "level": det.level,
+        "couple_id": couple_id,
+        "partner_id": owner.id if det.scope == rules.PARTNER else None,
+        "owner_key": owner_key,
+        "achieved_at": now,
+        "as_of": as_of,
+        "headline": det.headline,
+        "evidence": det.evidence,
+    }
     # One statement: stored unless this (type, level, owner) is already (or another evaluator's transaction
     # storing it commits first: PostgreSQL waits for it, then does nothing), no savepoint to roll back to.
     db = s.connection()
@@ -227,17 +304,42 @@ def _achieve(s: Session, owner, other_id: str | None, det: Detection, as_of: dat
         return None
     if not announce:
         return row
-    data = {k: row[k] for k in ("id", "type", "level", "couple_id", "partner_id", "achieved_at", "headline",
-                                "evidence")}
+    data = {
+        k: row[k]
+        for k in (
+            "id",
+            "type",
+            "level",
+            "couple_id",
+            "partner_id",
+            "achieved_at",
+            "headline",
+            "evidence",
+        )
+    }
     data["audience"] = audience(s, owner, other_id, det.scope)
     if (shown := rules.picture(det)) is not None:
         data["picture"] = shown
-    emit(s, outbox, "milestones.milestone.achieved", source=SOURCE, subject=couple_id or owner.id, data=data)
+    emit(
+        s,
+        outbox,
+        "milestones.milestone.achieved",
+        source=SOURCE,
+        subject=couple_id or owner.id,
+        data=data,
+    )
     return row
 
 
-def _all_detectors(mine: History, ours: History, theirs: History, as_of: date, in_couple: bool,
-                   prior_rituals: Counter, done: set[str]) -> list[Detection]:
+def _all_detectors(
+    mine: History,
+    ours: History,
+    theirs: History,
+    as_of: date,
+    in_couple: bool,
+    prior_rituals: Counter,
+    done: set[str],
+) -> list[Detection]:
     """The partner's own rules on all their days; the couple's on both partners' shared days."""
     found = rules.detect_partner_milestones(mine, as_of, done)
     if in_couple:
@@ -247,11 +349,19 @@ def _all_detectors(mine: History, ours: History, theirs: History, as_of: date, i
 
 def _done(held: set[tuple[str, int]]) -> set[str]:
     """The types whose every level is held: their rules have nothing left to find."""
-    return {type_ for type_, levels in rules.LEVELS.items() if all((type_, lv) in held for lv in levels)}
+    return {
+        type_ for type_, levels in rules.LEVELS.items() if all((type_, lv) in held for lv in levels)
+    }
 
 
-def evaluate_partner(s: Session, partner_id: str, now: datetime | None = None, *,
-                     dates: list[date] | None = None, through: date | None = None) -> list[dict]:
+def evaluate_partner(
+    s: Session,
+    partner_id: str,
+    now: datetime | None = None,
+    *,
+    dates: list[date] | None = None,
+    through: date | None = None,
+) -> list[dict]:
     """Run the detectors for one partner (and their couple) and record what is new.
 
     Without ``dates``: as of every date from the earliest the new data touched
@@ -280,16 +390,34 @@ def evaluate_partner(s: Session, partner_id: str, now: datetime | None = None, *
         other_id, held, total = _counts_state(s.connection(), owner, max(dates))
         counted = _ritual_level_due(held, total)
     # own rules count no rituals; the scan's older days are read while a level of its rule is left to reach
-    mine, _ = history(s, owner.id, min(dates), max(dates), prior_rituals=False,
-                      since_first=not held or any(t not in _done(held) for t in SINCE_FIRST))
-    ours, prior = history(s, owner.id if owner.couple_id else None, min(dates), max(dates),
-                          prior_rituals=counted, shared=True)
-    theirs, prior_theirs = history(s, other_id, min(dates), max(dates), prior_rituals=counted, shared=True)
+    mine, _ = history(
+        s,
+        owner.id,
+        min(dates),
+        max(dates),
+        prior_rituals=False,
+        since_first=not held or any(t not in _done(held) for t in SINCE_FIRST),
+    )
+    ours, prior = history(
+        s,
+        owner.id if owner.couple_id else None,
+        min(dates),
+        max(dates),
+        prior_rituals=counted,
+        shared=True,
+    )
+    theirs, prior_theirs = history(
+        s, other_id, min(dates), max(dates), prior_rituals=counted, shared=True
+    )
     prior.update(prior_theirs)
     first = mine.first_logged_day(today)
     done = _done(held) if held else set()
-    found = [(as_of, det) for as_of in dates if first is not None and as_of >= first
-             for det in _all_detectors(mine, ours, theirs, as_of, bool(owner.couple_id), prior, done)]
+    found = [
+        (as_of, det)
+        for as_of in dates
+        if first is not None and as_of >= first
+        for det in _all_detectors(mine, ours, theirs, as_of, bool(owner.couple_id), prior, done)
+    ]
     if not found:
         return []
     # A long-time partner's evaluation finds again the levels held for months: read with the counts' state
@@ -299,8 +427,14 @@ def evaluate_partner(s: Session, partner_id: str, now: datetime | None = None, *
     return _celebrate(s, owner, other_id, found, held, now)
 
 
-def _celebrate(s: Session, owner, other_id: str | None, found: list[tuple[date, Detection]],
-               held: set[tuple[str, int]], now: datetime) -> list[dict]:
+def _celebrate(
+    s: Session,
+    owner,
+    other_id: str | None,
+    found: list[tuple[date, Detection]],
+    held: set[tuple[str, int]],
+    now: datetime,
+) -> list[dict]:
     """Store every new level found, and announce one celebration per look and milestone: its highest new level.
 
     Levels of one milestone reached on the same look are one change seen at
@@ -329,7 +463,9 @@ def _celebrate(s: Session, owner, other_id: str | None, found: list[tuple[date, 
     return achieved
 
 
-def evaluate_counts(s: Session, partner_id: str, day: date, owner=None, *, check_in: bool = True) -> list[dict]:
+def evaluate_counts(
+    s: Session, partner_id: str, day: date, owner=None, *, check_in: bool = True
+) -> list[dict]:
     """Count-based milestones (rituals kept, the check-in rhythm) need no
     settling: a count that reached 10 really did. Run in the consumer's
     transaction, as of the day touched.
@@ -360,18 +496,23 @@ def evaluate_counts(s: Session, partner_id: str, day: date, owner=None, *, check
     found: list[Detection] = []
     if check_in and (rules.CHECK_IN_RHYTHM, 1) not in achieved:
         since = as_of - timedelta(days=7 * RHYTHM_WEEKS - 1)
-        found += check_in_rhythm.check_in_rhythm(*_pair_days(db, _DAYS_SINCE, pair, as_of, since), as_of)
+        found += check_in_rhythm.check_in_rhythm(
+            *_pair_days(db, _DAYS_SINCE, pair, as_of, since), as_of
+        )
     if _ritual_level_due(achieved, total):
         found += rituals_kept.rituals_kept(*_pair_days(db, _RITUAL_DAYS, pair, as_of), as_of)
     now = utcnow()
     return [row for det in found if (row := _achieve(s, owner, other_id, det, as_of, now))]
 
 
-def _pair_days(db, statement, pair: tuple[str, str | None], as_of: date,
-               since: date | None = None) -> tuple[History, History]:
+def _pair_days(
+    db, statement, pair: tuple[str, str | None], as_of: date, since: date | None = None
+) -> tuple[History, History]:
     """Each partner's days, read in one statement; no partner (None), no days."""
     rows: dict[str | None, list] = {pid: [] for pid in pair}
-    for pid, *day in db.execute(statement, {"pids": [pid for pid in pair if pid], "as_of": as_of, "since": since}):
+    for pid, *day in db.execute(
+        statement, {"pids": [pid for pid in pair if pid], "as_of": as_of, "since": since}
+    ):
         rows[pid].append(day)
     return History(tuple(_aggregates(rows[pair[0]]))), History(tuple(_aggregates(rows[pair[1]])))
 
@@ -379,10 +520,14 @@ def _pair_days(db, statement, pair: tuple[str, str | None], as_of: date,
 def _counts_state(db, owner, as_of: date) -> tuple[str | None, set[tuple[str, int]], int]:
     """(the other partner's id or None, the levels the couple and the partner hold (type, level), the
     couple's rituals as of ``as_of`` counted up to the top threshold), in one statement."""
-    other_id, held, total = db.execute(_COUNTS_STATE, {"couple": owner.couple_id, "pid": owner.id,
-                                                       "as_of": as_of}).one()
-    achieved = {(type_, int(level)) for type_, _, level in (h.rpartition(":") for h in held.split(","))} \
-        if held else set()
+    other_id, held, total = db.execute(
+        _COUNTS_STATE, {"couple": owner.couple_id, "pid": owner.id, "as_of": as_of}
+    ).one()
+    achieved = (
+        {(type_, int(level)) for type_, _, level in (h.rpartition(":") for h in held.split(","))}
+        if held
+        else set()
+    )
     return other_id, achieved, total
 
 
@@ -391,8 +536,10 @@ def _ritual_level_due(achieved: set[tuple[str, int]], total: int) -> bool:
     If not, the rituals of days the other rules do not read can be left
     unread: a total from fewer days only reaches fewer levels, all of them
     achieved already."""
-    return any(total >= threshold and (rules.RITUALS_KEPT, level) not in achieved
-               for level, threshold in rules.RITUAL_LEVELS)
+    return any(
+        total >= threshold and (rules.RITUALS_KEPT, level) not in achieved
+        for level, threshold in rules.RITUAL_LEVELS
+    )
 
 
 def due_partners(s: Session, now: datetime, settle: timedelta, limit: int = 50) -> list[str]:
@@ -401,14 +548,27 @@ def due_partners(s: Session, now: datetime, settle: timedelta, limit: int = 50) 
     take the same one. Two statements, each on its own index: one with an OR
     of the two walked a whole index at the daily run."""
     live = partners.c.erased.is_(False)
-    settled = list(s.execute(select(partners.c.id).where(live, partners.c.dirty_since <= now - settle)
-                             .order_by(partners.c.dirty_since).limit(limit).with_for_update(skip_locked=True))
-                   .scalars())
+    settled = list(
+        s.execute(
+            select(partners.c.id)
+            .where(live, partners.c.dirty_since <= now - settle)
+            .order_by(partners.c.dirty_since)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).scalars()
+    )
     if len(settled) == limit:
         return settled
-    scheduled = s.execute(select(partners.c.id).where(live, partners.c.next_scheduled_at <= now)
-                          .order_by(partners.c.next_scheduled_at).limit(limit).with_for_update(skip_locked=True))
-    return settled + [pid for pid in scheduled.scalars() if pid not in settled][:limit - len(settled)]
+    scheduled = s.execute(
+        select(partners.c.id)
+        .where(live, partners.c.next_scheduled_at <= now)
+        .order_by(partners.c.next_scheduled_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return (
+        settled + [pid for pid in scheduled.scalars() if pid not in settled][: limit - len(settled)]
+    )
 
 
 def evaluate_due(s: Session, partner_id: str, now: datetime) -> list[dict]:
@@ -427,22 +587,39 @@ def evaluate_due(s: Session, partner_id: str, now: datetime) -> list[dict]:
     through = today if new_data else today - timedelta(days=1)
     achieved = evaluate_partner(s, partner_id, now, through=through)
     evaluated = max(through, owner.evaluated_through) if owner.evaluated_through else through
-    s.execute(update(partners).where(partners.c.id == partner_id).values(
-        dirty_since=None, replay_from=None, evaluated_through=evaluated,
-        next_scheduled_at=next_daily_run(owner.timezone, now)))
+    s.execute(
+        update(partners)
+        .where(partners.c.id == partner_id)
+        .values(
+            dirty_since=None,
+            replay_from=None,
+            evaluated_through=evaluated,
+            next_scheduled_at=next_daily_run(owner.timezone, now),
+        )
+    )
     return achieved
 
 
 # Partners never scheduled, locked as they are read (PostgreSQL; SQLite's writer holds the file): an
 # erasure that comes meanwhile waits, then clears the run. One a consumer's transaction holds is skipped,
 # not waited for: it is scheduled on a later tick.
-_NEVER_SCHEDULED = select(partners.c.id, partners.c.timezone).where(
-    partners.c.next_scheduled_at.is_(None), partners.c.erased.is_(False)).limit(500).with_for_update(skip_locked=True)
-_FIRST_RUN = update(partners).where(partners.c.id == bindparam("b_id")).values(next_scheduled_at=bindparam("b_at"))
+_NEVER_SCHEDULED = (
+    select(partners.c.id, partners.c.timezone)
+    .where(partners.c.next_scheduled_at.is_(None), partners.c.erased.is_(False))
+    .limit(500)
+    .with_for_update(skip_locked=True)
+)
+_FIRST_RUN = (
+    update(partners)
+    .where(partners.c.id == bindparam("b_id"))
+    .values(next_scheduled_at=bindparam("b_at"))
+)
 
 
 def schedule_new_partners(s: Session, now: datetime) -> None:
     """Partners never scheduled get their first daily run (in one batch of statements)."""
-    runs = [{"b_id": pid, "b_at": next_daily_run(tz, now)} for pid, tz in s.execute(_NEVER_SCHEDULED)]
+    runs = [
+        {"b_id": pid, "b_at": next_daily_run(tz, now)} for pid, tz in s.execute(_NEVER_SCHEDULED)
+    ]
     if runs:
         s.connection().execute(_FIRST_RUN, runs)

@@ -1,4 +1,5 @@
 """The milestones service's HTTP entrypoint."""
+
 from __future__ import annotations
 
 from flask import current_app, g
@@ -11,7 +12,9 @@ from shared.web import AUTH_DOC, Blueprint
 from . import schemas, use_cases
 from .tables import partners
 
-blp = Blueprint("milestones", __name__, url_prefix="/v1", description="Milestones and progress series")
+blp = Blueprint(
+    "milestones", __name__, url_prefix="/v1", description="Milestones and progress series"
+)
 
 
 def _uow():

@@ -24,6 +24,7 @@ file), so the events of one partner are applied one at a time. A version
 compared, or a day aggregate rebuilt, from a read that a concurrent
 transaction was about to change would otherwise lose that change.
 """
+
 from __future__ import annotations
 
 import functools
@@ -48,33 +49,68 @@ _RANK = {"journal.entry.recorded": 0, "journal.entry.revised": 1, "journal.entry
 # more CPU than sending it.
 _ENTRY = select(entries).where(entries.c.id == bindparam("eid"))
 _PARTNER_ROW = select(partners).where(partners.c.id == bindparam("pid"))
-_UPDATE_ENTRY = update(entries).where(entries.c.id == bindparam("eid"))  # SET: the columns of the values given
-_DAY_ENTRIES = select(entries.c.kind, entries.c.occurred_at, entries.c.measures, entries.c.visibility).where(and_(
-    entries.c.partner_id == bindparam("pid"), entries.c.local_date == bindparam("day"), entries.c.deleted.is_(False)))
-_DELETE_DAY = {t: delete(t).where(t.c.partner_id == bindparam("pid"), t.c.local_date == bindparam("day"))
-               for t in (days, shared_days)}
+_UPDATE_ENTRY = update(entries).where(
+    entries.c.id == bindparam("eid")
+)  # SET: the columns of the values given
+_DAY_ENTRIES = select(
+    entries.c.kind, entries.c.occurred_at, entries.c.measures, entries.c.visibility
+).where(
+    and_(
+        entries.c.partner_id == bindparam("pid"),
+        entries.c.local_date == bindparam("day"),
+        entries.c.deleted.is_(False),
+    )
+)
+_DELETE_DAY = {
+    t: delete(t).where(t.c.partner_id == bindparam("pid"), t.c.local_date == bindparam("day"))
+    for t in (days, shared_days)
+}
 _ENDED = select(ended_couples.c.ended_at).where(ended_couples.c.couple_id == bindparam("couple"))
-_DIRTY = update(partners).where(partners.c.id == bindparam("b_pid")).values(dirty_since=bindparam("b_now"))
+_DIRTY = (
+    update(partners)
+    .where(partners.c.id == bindparam("b_pid"))
+    .values(dirty_since=bindparam("b_now"))
+)
 _REPLAY_FROM = bindparam("b_day", type_=partners.c.replay_from.type)
-_DIRTY_FROM = _DIRTY.values(replay_from=case(
-    (or_(partners.c.replay_from.is_(None), partners.c.replay_from > _REPLAY_FROM), _REPLAY_FROM),
-    else_=partners.c.replay_from))
-_DAY_COLUMNS = ("entries", "episodes", "detail", "ritual_count", "ratings", "activities", "conflicts",
-                "conflicts_repaired_24h", "weekly_check_ins")
+_DIRTY_FROM = _DIRTY.values(
+    replay_from=case(
+        (
+            or_(partners.c.replay_from.is_(None), partners.c.replay_from > _REPLAY_FROM),
+            _REPLAY_FROM,
+        ),
+        else_=partners.c.replay_from,
+    )
+)
+_DAY_COLUMNS = (
+    "entries",
+    "episodes",
+    "detail",
+    "ritual_count",
+    "ratings",
+    "activities",
+    "conflicts",
+    "conflicts_repaired_24h",
+    "weekly_check_ins",
+)
 
 
 @functools.cache
 def _upsert_partner(dialect: str):
-    stmt = INSERTS[dialect](partners).values(id=bindparam("pid"), share_milestones_with_partner=False, erased=False)
-    return stmt.on_conflict_do_update(index_elements=[partners.c.id], set_={"id": stmt.excluded.id}) \
-        .returning(*partners.c)
+    stmt = INSERTS[dialect](partners).values(
+        id=bindparam("pid"), share_milestones_with_partner=False, erased=False
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=[partners.c.id], set_={"id": stmt.excluded.id}
+    ).returning(*partners.c)
 
 
 @functools.cache
 def _upsert_day(dialect: str, table=days):
     stmt = INSERTS[dialect](table)
-    return stmt.on_conflict_do_update(index_elements=[table.c.partner_id, table.c.local_date],
-                                      set_={c: stmt.excluded[c] for c in _DAY_COLUMNS})
+    return stmt.on_conflict_do_update(
+        index_elements=[table.c.partner_id, table.c.local_date],
+        set_={c: stmt.excluded[c] for c in _DAY_COLUMNS},
+    )
 
 
 def _partner(s: Session, partner_id: str):
@@ -111,8 +147,14 @@ def preferences_changed(s: Session, ev: Event) -> None:
     row = _partner(s, pid)
     if row.erased or (row.sharing_version is not None and row.sharing_version > ev.time):
         return
-    s.execute(update(partners).where(partners.c.id == pid).values(
-        share_milestones_with_partner=bool(ev.data["share_milestones_with_partner"]), sharing_version=ev.time))
+    s.execute(
+        update(partners)
+        .where(partners.c.id == pid)
+        .values(
+            share_milestones_with_partner=bool(ev.data["share_milestones_with_partner"]),
+            sharing_version=ev.time,
+        )
+    )
 
 
 def _is_newer(existing, ev: Event) -> bool:
@@ -120,7 +162,9 @@ def _is_newer(existing, ev: Event) -> bool:
         return True
     if ev.time != existing.version:
         return ev.time > existing.version
-    current = 2 if existing.deleted else 1  # a stored live entry may be recorded or revised: assume revised
+    current = (
+        2 if existing.deleted else 1
+    )  # a stored live entry may be recorded or revised: assume revised
     return _RANK[ev.type] > current
 
 
@@ -145,28 +189,59 @@ def entry_changed(s: Session, ev: Event):
     db = s.connection()
     couple_id = str(d["couple_id"]) if d.get("couple_id") else None
     # The couple the partner is in is live; another one may have ended (a late event of a former couple).
-    ended = db.execute(_ENDED, {"couple": couple_id}).scalar() \
-        if couple_id and couple_id != partner.couple_id else None
+    ended = (
+        db.execute(_ENDED, {"couple": couple_id}).scalar()
+        if couple_id and couple_id != partner.couple_id
+        else None
+    )
     if ended is not None:
         partner = _leave_couple(s, partner, couple_id, ended)
     # Shared in a couple that has ended, or before the partner's couple ended: private now, as in the journal.
-    shared = d["visibility"] == "shared" and ended is None and not (
-        partner.left_couple_at is not None and ev.time <= partner.left_couple_at)
-    measures = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in d.items()
-                if k not in {"entry_id", "couple_id", "partner_id", "kind", "occurred_at", "local_date", "visibility"}
-                and v is not None}
-    values = dict(partner_id=pid, couple_id=couple_id, kind=d["kind"], occurred_at=d["occurred_at"],
-                  local_date=d["local_date"], measures=measures, deleted=False, version=ev.time,
-                  visibility="shared" if shared else "private")
+    shared = (
+        d["visibility"] == "shared"
+        and ended is None
+        and not (partner.left_couple_at is not None and ev.time <= partner.left_couple_at)
+    )
+    measures = {
+        k: (v.isoformat() if isinstance(v, datetime) else v)
+        for k, v in d.items()
+        if k
+        not in {
+            "entry_id",
+            "couple_id",
+            "partner_id",
+            "kind",
+            "occurred_at",
+            "local_date",
+            "visibility",
+        }
+        and v is not None
+    }
+    values = dict(
+        partner_id=pid,
+        couple_id=couple_id,
+        kind=d["kind"],
+        occurred_at=d["occurred_at"],
+        local_date=d["local_date"],
+        measures=measures,
+        deleted=False,
+        version=ev.time,
+        visibility="shared" if shared else "private",
+    )
     # A new entry (the usual case) is one statement; one seen before is read and compared.
     existing = None
-    if db.execute(insert_if_new(db.dialect.name, entries.c.id), {"id": entry_id, **values}).first() is None:
+    if (
+        db.execute(insert_if_new(db.dialect.name, entries.c.id), {"id": entry_id, **values}).first()
+        is None
+    ):
         existing = db.execute(_ENTRY, {"eid": entry_id}).first()
         if not _is_newer(existing, ev):
             return None
         db.execute(_UPDATE_ENTRY, {"eid": entry_id, **values})
     if couple_id and ended is None and partner.couple_id is None:
-        s.execute(update(partners).where(partners.c.id == pid).values(couple_id=values["couple_id"]))
+        s.execute(
+            update(partners).where(partners.c.id == pid).values(couple_id=values["couple_id"])
+        )
         partner = SimpleNamespace(**{**partner._mapping, "couple_id": values["couple_id"]})
     touched = {d["local_date"]}
     if existing is not None and not existing.deleted and existing.local_date:
@@ -184,7 +259,9 @@ def entry_deleted(s: Session, ev: Event) -> None:
     partner, entry_id, existing = change
     pid = partner.id
     if existing is None:  # the deletion came first: a tombstone keeps the late "recorded" out
-        s.execute(entries.insert().values(id=entry_id, partner_id=pid, deleted=True, version=ev.time))
+        s.execute(
+            entries.insert().values(id=entry_id, partner_id=pid, deleted=True, version=ev.time)
+        )
         return
     s.execute(update(entries).where(entries.c.id == entry_id).values(deleted=True, version=ev.time))
     if not existing.deleted and existing.local_date:
@@ -203,8 +280,18 @@ def partner_erased(s: Session, ev: Event) -> None:
         s.execute(delete(table).where(table.c.partner_id == pid))
     s.execute(delete(milestones).where(milestones.c.owner_key == pid))
     forget_published(s, outbox, pid)
-    s.execute(update(partners).where(partners.c.id == pid).values(
-        erased=True, timezone=None, couple_id=None, dirty_since=None, replay_from=None, next_scheduled_at=None))
+    s.execute(
+        update(partners)
+        .where(partners.c.id == pid)
+        .values(
+            erased=True,
+            timezone=None,
+            couple_id=None,
+            dirty_since=None,
+            replay_from=None,
+            next_scheduled_at=None,
+        )
+    )
     if couple_id:
         _end_couple(s, couple_id, ev.time)
 
@@ -213,40 +300,66 @@ def _end_couple(s: Session, couple_id: str, at: datetime) -> None:
     """The couple's milestones removed, the couple remembered as ended (at its first erasure's time,
     whatever is redelivered), and each partner still in it leaves it."""
     db = s.connection()
-    db.execute(insert_if_new(db.dialect.name, ended_couples.c.couple_id), {"couple_id": couple_id, "ended_at": at})
+    db.execute(
+        insert_if_new(db.dialect.name, ended_couples.c.couple_id),
+        {"couple_id": couple_id, "ended_at": at},
+    )
     ended = db.execute(_ENDED, {"couple": couple_id}).scalar()
     s.execute(delete(milestones).where(milestones.c.owner_key == couple_id))
     forget_published(s, outbox, couple_id)
     # The other partner: as the couple's events told us, or (if those are still to come) by their entries.
-    remaining = set(s.execute(select(partners.c.id).where(partners.c.couple_id == couple_id,
-                                                          partners.c.erased.is_(False))).scalars())
-    remaining.update(s.execute(select(entries.c.partner_id).where(entries.c.couple_id == couple_id).distinct())
-                     .scalars())
+    remaining = set(
+        s.execute(
+            select(partners.c.id).where(
+                partners.c.couple_id == couple_id, partners.c.erased.is_(False)
+            )
+        ).scalars()
+    )
+    remaining.update(
+        s.execute(
+            select(entries.c.partner_id).where(entries.c.couple_id == couple_id).distinct()
+        ).scalars()
+    )
     for pid in sorted(remaining):  # locked in one order: no deadlock
         row = _partner(s, pid)
         if not row.erased:
             _leave_couple(s, row, couple_id, ended)
 
 
-_LEFT = update(partners).where(partners.c.id == bindparam("b_pid"), or_(
-    partners.c.left_couple_at.is_(None), partners.c.left_couple_at < bindparam("b_at"))).values(
-    left_couple_at=bindparam("b_at"))
+_LEFT = (
+    update(partners)
+    .where(
+        partners.c.id == bindparam("b_pid"),
+        or_(partners.c.left_couple_at.is_(None), partners.c.left_couple_at < bindparam("b_at")),
+    )
+    .values(left_couple_at=bindparam("b_at"))
+)
 
 
 def _leave_couple(s: Session, partner, couple_id: str, ended: datetime):
     """The partner leaves an ended couple: no longer in it, and every entry they had shared until it
     ended (or shared in it) is private, their shared aggregate of those days rebuilt. Idempotent.
     Returns the partner's row as it now stands."""
-    if partner.couple_id != couple_id and partner.left_couple_at is not None and partner.left_couple_at >= ended:
+    if (
+        partner.couple_id != couple_id
+        and partner.left_couple_at is not None
+        and partner.left_couple_at >= ended
+    ):
         return partner  # left already
     db = s.connection()
     if partner.couple_id == couple_id:
         db.execute(update(partners).where(partners.c.id == partner.id).values(couple_id=None))
     db.execute(_LEFT, {"b_pid": partner.id, "b_at": ended})
-    was_shared = and_(entries.c.partner_id == partner.id, entries.c.visibility == "shared",
-                      or_(entries.c.version <= ended, entries.c.couple_id == couple_id))
-    touched = set(db.execute(select(entries.c.local_date).where(was_shared, entries.c.deleted.is_(False))
-                             .distinct()).scalars())
+    was_shared = and_(
+        entries.c.partner_id == partner.id,
+        entries.c.visibility == "shared",
+        or_(entries.c.version <= ended, entries.c.couple_id == couple_id),
+    )
+    touched = set(
+        db.execute(
+            select(entries.c.local_date).where(was_shared, entries.c.deleted.is_(False)).distinct()
+        ).scalars()
+    )
     db.execute(update(entries).where(was_shared).values(visibility="private"))
     for day in sorted(touched):
         recompute_day(s, partner.id, day)
@@ -281,14 +394,27 @@ def recompute_day(s: Session, partner_id: str, day: date) -> None:
         if not mine:
             db.execute(_DELETE_DAY[table], {"pid": partner_id, "day": day})
         else:
-            db.execute(_upsert_day(db.dialect.name, table), {"partner_id": partner_id, "local_date": day,
-                                                             **_day_row(mine)})
+            db.execute(
+                _upsert_day(db.dialect.name, table),
+                {"partner_id": partner_id, "local_date": day, **_day_row(mine)},
+            )
 
 
 def _day_row(rows) -> dict:
     """One day's aggregate of the entries given."""
-    agg = dict(entries=len(rows), episodes=0, intensities=[], communication=[], connection=[], understanding=[],
-               rituals=[], activities=0, conflicts=0, conflicts_repaired_24h=0, weekly_check_ins=0)
+    agg = dict(
+        entries=len(rows),
+        episodes=0,
+        intensities=[],
+        communication=[],
+        connection=[],
+        understanding=[],
+        rituals=[],
+        activities=0,
+        conflicts=0,
+        conflicts_repaired_24h=0,
+        weekly_check_ins=0,
+    )
     for kind, occurred_at, m, _ in rows:
         if kind == "anxious_episode":
             agg["episodes"] += 1
@@ -313,6 +439,11 @@ def _day_row(rows) -> dict:
     lists = ("intensities", "communication", "connection", "understanding", "rituals")
     # sorted: the same day always gives the same row, whatever the order
     detail = {k: sorted(agg.pop(k)) for k in lists}
-    row = dict(detail=detail, ritual_count=len(detail["rituals"]), ratings=len(detail["communication"]), **agg)
+    row = dict(
+        detail=detail,
+        ritual_count=len(detail["rituals"]),
+        ratings=len(detail["communication"]),
+        **agg,
+    )
     assert row.keys() == set(_DAY_COLUMNS)
     return row

@@ -1,10 +1,17 @@
 """The milestones API's shapes."""
+
 from __future__ import annotations
 
 import marshmallow as ma
 from marshmallow import fields, validate
 
-METRICS = ("anxious_episodes", "communication", "episode_intensity", "independence_activities", "rituals")
+METRICS = (
+    "anxious_episodes",
+    "communication",
+    "episode_intensity",
+    "independence_activities",
+    "rituals",
+)
 
 
 class Milestone(ma.Schema):
@@ -12,13 +19,20 @@ class Milestone(ma.Schema):
     type = fields.String(metadata={"example": "fewer_anxious_episodes"})
     level = fields.Integer()
     couple_id = fields.String(allow_none=True)
-    partner_id = fields.String(allow_none=True, metadata={"description": "null for the couple's own"})
+    partner_id = fields.String(
+        allow_none=True, metadata={"description": "null for the couple's own"}
+    )
     achieved_at = fields.AwareDateTime()
     as_of = fields.Date(metadata={"description": "the owner's local date the evidence is as of"})
     headline = fields.String()
-    evidence = fields.Dict(metadata={"description": (
-        "the windows compared, counts or means, effect size, p-value. A couple's (partner_id null) is derived "
-        "from entries their authors shared alone, and holds no breakdown by ritual, week or partner")})
+    evidence = fields.Dict(
+        metadata={
+            "description": (
+                "the windows compared, counts or means, effect size, p-value. A couple's (partner_id null) is derived "
+                "from entries their authors shared alone, and holds no breakdown by ritual, week or partner"
+            )
+        }
+    )
 
 
 class MilestonePage(ma.Schema):

@@ -1,6 +1,7 @@
 """The milestones service's own database: its view of partners, couples and
 entries (built from events alone), per-partner daily aggregates (of every
 entry, and of the shared ones alone), and the milestones achieved."""
+
 from __future__ import annotations
 
 from sqlalchemy import (
@@ -25,7 +26,8 @@ metadata = service_metadata()
 # A partner as the events told us. A row can exist before `registered` arrives
 # (events come in any order); `erased` is a tombstone that late events respect.
 partners = Table(
-    "partners", metadata,
+    "partners",
+    metadata,
     Column("id", String(36), primary_key=True),
     Column("couple_id", String(36), nullable=True, index=True),
     Column("timezone", String(64), nullable=True),
@@ -42,14 +44,19 @@ partners = Table(
     Column("left_couple_at", UTCDateTime(), nullable=True),
     Index("ix_partners_dirty", "dirty_since"),
     # The live partners alone: erased ones (tombstones, kept for ever) are never scheduled.
-    Index("ix_partners_scheduled", "next_scheduled_at", postgresql_where=text("erased IS false"),
-          sqlite_where=text("erased IS 0")),
+    Index(
+        "ix_partners_scheduled",
+        "next_scheduled_at",
+        postgresql_where=text("erased IS false"),
+        sqlite_where=text("erased IS 0"),
+    ),
 )
 
 # Every entry's measures (no note ever arrives). `version` is the event time of
 # the state stored, so an older event arriving late changes nothing.
 entries = Table(
-    "entries", metadata,
+    "entries",
+    metadata,
     Column("id", String(36), primary_key=True),
     Column("partner_id", String(36), nullable=False),
     Column("couple_id", String(36), nullable=True),
@@ -69,7 +76,8 @@ def _day_table(name: str) -> Table:
     """One row per partner and local date, recomputed from `entries` whenever one of
     that day's entries changes: evaluation reads a few hundred of these at most."""
     return Table(
-        name, metadata,
+        name,
+        metadata,
         Column("partner_id", String(36), primary_key=True),
         Column("local_date", Date, primary_key=True),
         Column("entries", Integer, nullable=False),
@@ -86,8 +94,14 @@ def _day_table(name: str) -> Table:
         Column("conflicts_repaired_24h", Integer, nullable=False),
         Column("weekly_check_ins", Integer, nullable=False),
         # The ritual days alone, their count in the index (PostgreSQL): a couple's ritual total reads these.
-        Index(f"ix_{name}_rituals", "partner_id", "local_date", postgresql_include=["ritual_count"],
-              postgresql_where=text("ritual_count > 0"), sqlite_where=text("ritual_count > 0")),
+        Index(
+            f"ix_{name}_rituals",
+            "partner_id",
+            "local_date",
+            postgresql_include=["ritual_count"],
+            postgresql_where=text("ritual_count > 0"),
+            sqlite_where=text("ritual_count > 0"),
+        ),
     )
 
 
@@ -98,7 +112,8 @@ days = _day_table("days")
 shared_days = _day_table("shared_days")
 
 milestones = Table(
-    "milestones", metadata,
+    "milestones",
+    metadata,
     Column("id", String(36), primary_key=True),
     Column("type", String(40), nullable=False),
     Column("level", Integer, nullable=False),
@@ -118,7 +133,8 @@ milestones = Table(
 
 # Couples ended by an erasure: a late event never attaches anyone to one again.
 ended_couples = Table(
-    "ended_couples", metadata,
+    "ended_couples",
+    metadata,
     Column("couple_id", String(36), primary_key=True),
     Column("ended_at", UTCDateTime(), nullable=False),  # the erasure's event time
 )

@@ -1,4 +1,5 @@
 """The notify service's composition root: HTTP app, event consumer, outbox relay."""
+
 from __future__ import annotations
 
 from shared import logs, workers
@@ -17,11 +18,18 @@ def create_app(settings: Settings | None = None):
     settings = settings or Settings.from_env(SERVICE)
     logs.configure(SERVICE)
     engine, sessions = workers.open_database(settings)
-    app, api = create_base_app(settings, engine=engine, title="Tandem notify",
-                               description="Celebrations: the inbox, preferences, delivery channels and "
-                                           "phones registered for push.")
-    app.extensions["notify"] = {"sessions": sessions, "settings": settings,
-                                "streams": stream.Slots(settings.streams_per_process, settings.streams_per_partner)}
+    app, api = create_base_app(
+        settings,
+        engine=engine,
+        title="Tandem notify",
+        description="Celebrations: the inbox, preferences, delivery channels and "
+        "phones registered for push.",
+    )
+    app.extensions["notify"] = {
+        "sessions": sessions,
+        "settings": settings,
+        "streams": stream.Slots(settings.streams_per_process, settings.streams_per_partner),
+    }
     for bp in (http.inbox, http.prefs, http.targets, http.phones):
         api.register_blueprint(bp)
     return app
@@ -30,7 +38,9 @@ def create_app(settings: Settings | None = None):
 def make_consumer(settings: Settings | None = None):
     settings = settings or Settings.from_env(SERVICE)
     _, sessions = workers.open_database(settings, worker=True)
-    return workers.make_consumer(settings, QUEUE, handlers.HANDLERS, processed_events, sessions=sessions)
+    return workers.make_consumer(
+        settings, QUEUE, handlers.HANDLERS, processed_events, sessions=sessions
+    )
 
 
 def run_consumer() -> None:

@@ -9,6 +9,7 @@ that could write an email header (control characters, RFC 2047 encoded words
 ``=?...?=``) is never used (:func:`display_name`), and no name ever goes into
 an email's Subject (:func:`subject_for`).
 """
+
 from __future__ import annotations
 
 import unicodedata
@@ -29,7 +30,9 @@ def display_name(raw: object) -> str | None:
     name = raw.strip(" ")
     if not name or len(name) > NAME_LENGTH or "=?" in name:
         return None
-    if any(unicodedata.category(c)[0] == "C" or unicodedata.category(c) in ("Zl", "Zp") for c in name):
+    if any(
+        unicodedata.category(c)[0] == "C" or unicodedata.category(c) in ("Zl", "Zp") for c in name
+    ):
         return None
     return name
 
@@ -47,7 +50,9 @@ def subject_for(title: str) -> str:
     """An email's Subject: the title if it is one of Tandem's own texts, else
     (a partner's milestone, which names them) the same news without the name."""
     count = title.split(" ", 1)[0]
-    if title in (OWN_TITLE, COUPLE_TITLE) or (count.isdecimal() and title == FOLDED_TITLE.format(count=count)):
+    if title in (OWN_TITLE, COUPLE_TITLE) or (
+        count.isdecimal() and title == FOLDED_TITLE.format(count=count)
+    ):
         return title
     return SHARED_SUBJECT
 

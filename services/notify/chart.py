@@ -19,6 +19,7 @@ comparable windows (``rituals_kept``, ``check_in_rhythm``) have none either.
 No database, no clock, no network: the same numbers always give the same
 bytes (with the same Pillow).
 """
+
 from __future__ import annotations
 
 import io
@@ -46,14 +47,19 @@ class _Kind:
 
 KINDS: dict[str, _Kind] = {
     "fewer_anxious_episodes": _Kind("Anxious moments", per_week=True, lower_is_better=True),
-    "calmer_episodes": _Kind("How intense anxious moments felt", per_week=False, lower_is_better=True, scale=10),
+    "calmer_episodes": _Kind(
+        "How intense anxious moments felt", per_week=False, lower_is_better=True, scale=10
+    ),
     "more_independence": _Kind("Activities of your own", per_week=True, lower_is_better=False),
-    "better_communication": _Kind("How well you talk together", per_week=False, lower_is_better=False, scale=5),
+    "better_communication": _Kind(
+        "How well you talk together", per_week=False, lower_is_better=False, scale=5
+    ),
     "stronger_bond": _Kind("Your weekly check-ins", per_week=False, lower_is_better=False, scale=5),
 }
 
 
 # --- from evidence to chart numbers ---
+
 
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -83,18 +89,30 @@ def chart_data(milestone: dict) -> dict | None:
     kind = KINDS.get(milestone.get("type")) if isinstance(milestone, dict) else None
     shown = milestone.get("picture") if kind else None
     periods = shown.get("periods") if isinstance(shown, dict) else None
-    if not isinstance(periods, list) or len(periods) != 2 or not all(isinstance(w, dict) for w in periods):
+    if (
+        not isinstance(periods, list)
+        or len(periods) != 2
+        or not all(isinstance(w, dict) for w in periods)
+    ):
         return None
     raw = {"type": milestone["type"], "unit": shown.get("unit")}
     for name, w in zip(("before", "after"), periods):
-        value = _number(w.get("value"))  # rounded before the check, so what is kept still shows the improvement
-        raw[name] = {"start": w.get("start"), "end": w.get("end"), "value": None if value is None else round(value, 2)}
+        value = _number(
+            w.get("value")
+        )  # rounded before the check, so what is kept still shows the improvement
+        raw[name] = {
+            "start": w.get("start"),
+            "end": w.get("end"),
+            "value": None if value is None else round(value, 2),
+        }
     try:
         c = _checked(raw)
     except ValueError:
         return None
 
-    def side(w: _Side) -> dict:  # written anew from the checked numbers: nothing else of the event is kept
+    def side(
+        w: _Side,
+    ) -> dict:  # written anew from the checked numbers: nothing else of the event is kept
         return {"start": w.start.isoformat(), "end": w.end.isoformat(), "value": w.value}
 
     out = {"type": milestone["type"], "before": side(c.before), "after": side(c.after)}
@@ -104,6 +122,7 @@ def chart_data(milestone: dict) -> dict | None:
 
 
 # --- checking chart numbers (stored, or from elsewhere) ---
+
 
 @dataclass(frozen=True)
 class _Side:
@@ -120,7 +139,9 @@ class _Chart:
     unit: str | None = None  # the picture's words for the figure ("anxious moments a week")
 
 
-_UNIT = re.compile(r"[a-z][a-z0-9 ,-]{0,79}")  # plain words: the unit is a title, never a channel for text
+_UNIT = re.compile(
+    r"[a-z][a-z0-9 ,-]{0,79}"
+)  # plain words: the unit is a title, never a channel for text
 
 
 def _side(raw: Any, kind: _Kind) -> _Side:
@@ -154,6 +175,7 @@ def _checked(chart: Any) -> _Chart:
 
 # --- words ---
 
+
 def _about(x: float) -> str:
     """A per-week figure as people say it: whole numbers from 3, else one decimal."""
     if x >= 3:
@@ -170,7 +192,7 @@ def _figures(c: _Chart) -> tuple[str, str]:
             return ""
         return _about(v) if digits is None else f"{v:.{digits}f}"
 
-    for digits in ((None, 1, 2) if per_week else (1, 2)):
+    for digits in (None, 1, 2) if per_week else (1, 2):
         a, b = figure(c.before.value, digits), figure(c.after.value, digits)
         if a != b:
             break
@@ -240,8 +262,10 @@ def render(chart: dict) -> bytes:
     floor, room = 176, 100  # the bars' baseline and the tallest bar's height
     top = c.kind.scale if c.kind.scale is not None else max(c.before.value, c.after.value)
     draw.line((48, floor, WIDTH - 48, floor), fill=RULE, width=2)
-    for x, side, label, word, colour in ((WIDTH * 0.3, c.before, labels[0], "then", BEFORE_BAR),
-                                         (WIDTH * 0.7, c.after, labels[1], "lately", AFTER_BAR)):
+    for x, side, label, word, colour in (
+        (WIDTH * 0.3, c.before, labels[0], "then", BEFORE_BAR),
+        (WIDTH * 0.7, c.after, labels[1], "lately", AFTER_BAR),
+    ):
         height = max(3, round(room * side.value / top)) if top else 3
         draw.rounded_rectangle((x - 46, floor - height, x + 46, floor - 1), radius=6, fill=colour)
         _centered(draw, x, floor - height - 22, label, value_font, INK)

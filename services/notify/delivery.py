@@ -22,6 +22,7 @@ the address each connection reaches at connect time (targets.py): private,
 loopback and link-local ones are refused unless
 ``NOTIFY_ALLOW_PRIVATE_TARGETS=1``.
 """
+
 from __future__ import annotations
 
 import email.policy
@@ -71,7 +72,9 @@ def retry_base() -> float:
     return float(os.environ.get("NOTIFY_RETRY_BASE_SECONDS", "5"))
 
 
-def backoff(attempts: int, base: float, cap: float = 3600.0, rng: random.Random = random._inst) -> float:
+def backoff(
+    attempts: int, base: float, cap: float = 3600.0, rng: random.Random = random._inst
+) -> float:
     """Seconds before the next try: exponential, with full jitter (pure)."""
     return rng.uniform(0, min(cap, base * 2 ** (attempts - 1)))
 
@@ -97,7 +100,9 @@ class _Claimed:
     secret: str | None
     chart: dict | None = None  # the numbers of the email's chart, if the milestone has one
     platform: str | None = None  # a push's: fcm or apns
-    claim: datetime | None = None  # the claimed_until this worker set: the row is still its own while it is there
+    claim: datetime | None = (
+        None  # the claimed_until this worker set: the row is still its own while it is there
+    )
 
 
 class SendFailed(Exception):
@@ -150,12 +155,22 @@ def planned(recipient, mine, notification_id: str, due: datetime, phones=()) -> 
             wanted += [devices.channel_of(d.id) for d in phones]
     wanted += [f"webhook:{c.id}" for c in mine if c.type == "webhook"]
     quiet_due = pacing.due_at(due, recipient.timezone, _quiet(recipient))
-    return [{"id": str(uuid.uuid4()), "notification_id": notification_id, "channel": channel, "status": "pending",
-             "attempts": 0, "due_at": quiet_due if channel.split(":")[0] in PACED else due, "delivered_at": None}
-            for channel in wanted]
+    return [
+        {
+            "id": str(uuid.uuid4()),
+            "notification_id": notification_id,
+            "channel": channel,
+            "status": "pending",
+            "attempts": 0,
+            "due_at": quiet_due if channel.split(":")[0] in PACED else due,
+            "delivered_at": None,
+        }
+        for channel in wanted
+    ]
 
 
 # --- sending ---
+
 
 def _pictures(charts: Sequence[dict], delivery_id: str) -> list[tuple[str, str, bytes]]:
     """(Content-ID, alt text, PNG) for each chart that can be drawn; numbers that
@@ -186,7 +201,9 @@ def _sound_headers(msg: EmailMessage) -> None:
             raise ValueError(f"the {name} header holds a control character")
 
 
-def _email_message(to: str, title: str, body: str, delivery_id: str, charts: Sequence[dict] = ()) -> EmailMessage:
+def _email_message(
+    to: str, title: str, body: str, delivery_id: str, charts: Sequence[dict] = ()
+) -> EmailMessage:
     """multipart/alternative: the text, and the HTML, which is multipart/related
     with a chart of each change (inline PNG, referenced by its Content-ID) in
     the order given."""
@@ -199,14 +216,26 @@ def _email_message(to: str, title: str, body: str, delivery_id: str, charts: Seq
     _sound_headers(msg)
     msg.set_content(f"{body}\n\nWith warmth,\nTandem")
     lines = "<br>".join(escape(line) for line in body.splitlines())
-    images = "".join(f'<p><img src="cid:{cid}" alt="{escape(alt)}" width="{chart.WIDTH}" height="{chart.HEIGHT}" '
-                     f'style="max-width:100%;height:auto"></p>' for cid, alt, _ in pictures)
-    msg.add_alternative(f"<html><body><h2>{escape(title)}</h2><p>{lines}</p>{images}"
-                        f"<p>With warmth,<br>Tandem</p></body></html>", subtype="html")
+    images = "".join(
+        f'<p><img src="cid:{cid}" alt="{escape(alt)}" width="{chart.WIDTH}" height="{chart.HEIGHT}" '
+        f'style="max-width:100%;height:auto"></p>'
+        for cid, alt, _ in pictures
+    )
+    msg.add_alternative(
+        f"<html><body><h2>{escape(title)}</h2><p>{lines}</p>{images}"
+        f"<p>With warmth,<br>Tandem</p></body></html>",
+        subtype="html",
+    )
     html = msg.get_payload()[1]
     for i, (cid, _, png) in enumerate(pictures, 1):
-        html.add_related(png, maintype="image", subtype="png", cid=f"<{cid}>", disposition="inline",
-                         filename=f"chart-{i}.png")
+        html.add_related(
+            png,
+            maintype="image",
+            subtype="png",
+            cid=f"<{cid}>",
+            disposition="inline",
+            filename=f"chart-{i}.png",
+        )
     return msg
 
 
@@ -231,7 +260,9 @@ class _SMTPS(_Tracked, smtplib.SMTP_SSL):
     pass
 
 
-def _email(smtp_url: str, to: str, title: str, body: str, delivery_id: str, charts: Sequence[dict] = ()) -> None:
+def _email(
+    smtp_url: str, to: str, title: str, body: str, delivery_id: str, charts: Sequence[dict] = ()
+) -> None:
     try:
         msg = _email_message(to, title, body, delivery_id, charts)
     except ValueError as e:  # a header that could write others (see _sound_headers)
@@ -245,7 +276,11 @@ def smtp_send(smtp_url: str, msg: EmailMessage) -> None:
     u = urlparse(smtp_url)
     cls = _SMTPS if u.scheme == "smtps" else _SMTP
     try:
-        smtp = cls(u.hostname or "127.0.0.1", u.port or (465 if u.scheme == "smtps" else 25), timeout=send_timeout())
+        smtp = cls(
+            u.hostname or "127.0.0.1",
+            u.port or (465 if u.scheme == "smtps" else 25),
+            timeout=send_timeout(),
+        )
     except (smtplib.SMTPException, OSError) as e:
         raise SendFailed(f"SMTP: {type(e).__name__}") from None
     try:
@@ -256,8 +291,10 @@ def smtp_send(smtp_url: str, msg: EmailMessage) -> None:
         raise SendFailed(f"SMTP: {type(e).__name__} {e.smtp_code}") from None
     except (smtplib.SMTPException, OSError) as e:
         if smtp.message_sent:
-            raise SendUncertain(f"SMTP: no answer once the whole message was sent ({type(e).__name__}); "
-                                "it may have been delivered, so it is not repeated") from None
+            raise SendUncertain(
+                f"SMTP: no answer once the whole message was sent ({type(e).__name__}); "
+                "it may have been delivered, so it is not repeated"
+            ) from None
         raise SendFailed(f"SMTP: {type(e).__name__}") from None
     finally:
         try:  # accepted is accepted: a QUIT that fails changes nothing
@@ -269,8 +306,11 @@ def smtp_send(smtp_url: str, msg: EmailMessage) -> None:
 def _webhook(url: str, secret: str, payload: dict, delivery_id: str, allow_private: bool) -> None:
     body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
     signature = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    headers = {"Content-Type": "application/json", "X-Tandem-Signature": f"sha256={signature}",
-               "X-Tandem-Delivery": delivery_id}
+    headers = {
+        "Content-Type": "application/json",
+        "X-Tandem-Signature": f"sha256={signature}",
+        "X-Tandem-Delivery": delivery_id,
+    }
     try:  # the exact bytes signed are the bytes sent
         checked = targets.check_webhook_url(url, allow_private=allow_private)
         with targets.safe_session(allow_private) as session:
@@ -294,13 +334,21 @@ def _apprise(url: str, title: str, body: str, allow_private: bool) -> None:
 
 def _push(row, settings) -> None:
     if not settings.push_on:
-        raise SendFailed("no FCM_PROJECT_ID or FCM_CREDENTIALS_FILE for the delivery worker: push is off")
+        raise SendFailed(
+            "no FCM_PROJECT_ID or FCM_CREDENTIALS_FILE for the delivery worker: push is off"
+        )
     if row.target is None:  # removed since it was planned (signed out): nothing to send to
         raise SendRejected("push: the device was removed")
-    client = fcm.client(settings.fcm_project_id, settings.fcm_credentials_file, settings.fcm_base_url,
-                        settings.fcm_token_url)
+    client = fcm.client(
+        settings.fcm_project_id,
+        settings.fcm_credentials_file,
+        settings.fcm_base_url,
+        settings.fcm_token_url,
+    )
     try:
-        client.send(row.target, row.platform, celebrate.subject_for(row.title), row.body, send_timeout())
+        client.send(
+            row.target, row.platform, celebrate.subject_for(row.title), row.body, send_timeout()
+        )
     except fcm.Unregistered as e:
         raise Unregistered(str(e)) from None
     except fcm.PushRejected as e:
@@ -321,9 +369,14 @@ def send(row, settings, charts: Sequence[dict] | None = None) -> None:
             charts = [row.chart] if row.chart else []
         _email(settings.smtp_url, row.target or row.email, row.title, row.body, row.id, charts)
     elif kind == "webhook":
-        payload = {"notification_id": row.notification_id, "milestone_id": row.milestone_id,
-                   "partner_id": row.partner_id, "title": row.title, "body": row.body,
-                   "created_at": row.created_at.isoformat()}
+        payload = {
+            "notification_id": row.notification_id,
+            "milestone_id": row.milestone_id,
+            "partner_id": row.partner_id,
+            "title": row.title,
+            "body": row.body,
+            "created_at": row.created_at.isoformat(),
+        }
         _webhook(row.target, row.secret, payload, row.id, settings.allow_private_targets)
     elif kind == "apprise":
         _apprise(row.target, row.title, row.body, settings.allow_private_targets)
@@ -346,42 +399,98 @@ class Deliverer:
         with unit_of_work(self.sessions) as s:
             # A send whose worker died mid-way: its outcome is unknown, and a
             # channel delivers at most once, so it is not sent again.
-            for lost in s.execute(select(deliveries.c.id, deliveries.c.notification_id, deliveries.c.channel)
-                                  .where(deliveries.c.status == "sending", deliveries.c.claimed_until < now)
-                                  .with_for_update(skip_locked=True)).all():
-                self._fail(s, lost.id, "the send was interrupted; not repeated, to never deliver twice", now)
+            for lost in s.execute(
+                select(deliveries.c.id, deliveries.c.notification_id, deliveries.c.channel)
+                .where(deliveries.c.status == "sending", deliveries.c.claimed_until < now)
+                .with_for_update(skip_locked=True)
+            ).all():
+                self._fail(
+                    s,
+                    lost.id,
+                    "the send was interrupted; not repeated, to never deliver twice",
+                    now,
+                )
             free = or_(deliveries.c.claimed_until.is_(None), deliveries.c.claimed_until < now)
-            ids = s.execute(select(deliveries.c.id).where(deliveries.c.status == "pending", deliveries.c.due_at <= now,
-                                                          free)
-                            .order_by(deliveries.c.due_at).limit(self.batch)
-                            .with_for_update(skip_locked=True)).scalars().all()
+            ids = (
+                s.execute(
+                    select(deliveries.c.id)
+                    .where(deliveries.c.status == "pending", deliveries.c.due_at <= now, free)
+                    .order_by(deliveries.c.due_at)
+                    .limit(self.batch)
+                    .with_for_update(skip_locked=True)
+                )
+                .scalars()
+                .all()
+            )
             if not ids:
                 return []
             # Claimed, still pending: none is being sent yet (see _start_sending).
             claim = now + lease()
-            s.execute(update(deliveries).where(deliveries.c.id.in_(ids)).values(claimed_until=claim))
+            s.execute(
+                update(deliveries).where(deliveries.c.id.in_(ids)).values(claimed_until=claim)
+            )
             rows = s.execute(
-                select(deliveries.c.id, deliveries.c.notification_id, deliveries.c.channel, deliveries.c.attempts,
-                       notifications.c.milestone_id, notifications.c.partner_id, notifications.c.title,
-                       notifications.c.body, notifications.c.created_at, notifications.c.chart, recipients.c.email,
-                       recipients.c.timezone, recipients.c.quiet_start, recipients.c.quiet_end)
+                select(
+                    deliveries.c.id,
+                    deliveries.c.notification_id,
+                    deliveries.c.channel,
+                    deliveries.c.attempts,
+                    notifications.c.milestone_id,
+                    notifications.c.partner_id,
+                    notifications.c.title,
+                    notifications.c.body,
+                    notifications.c.created_at,
+                    notifications.c.chart,
+                    recipients.c.email,
+                    recipients.c.timezone,
+                    recipients.c.quiet_start,
+                    recipients.c.quiet_end,
+                )
                 .join(notifications, notifications.c.id == deliveries.c.notification_id)
                 .join(recipients, recipients.c.id == notifications.c.partner_id)
-                .where(deliveries.c.id.in_(ids))).all()
-            wanted = {r.channel.partition(":")[2] for r in rows if not r.channel.startswith(_PUSH + ":")} - {""}
-            phones = {r.channel.partition(":")[2] for r in rows if r.channel.startswith(_PUSH + ":")}
-            by_id = {c.id: c for c in s.execute(select(channels).where(channels.c.id.in_(wanted)))} if wanted else {}
-            by_id |= {d.id: d for d in s.execute(select(device_rows).where(device_rows.c.id.in_(phones)))} \
-                if phones else {}
+                .where(deliveries.c.id.in_(ids))
+            ).all()
+            wanted = {
+                r.channel.partition(":")[2] for r in rows if not r.channel.startswith(_PUSH + ":")
+            } - {""}
+            phones = {
+                r.channel.partition(":")[2] for r in rows if r.channel.startswith(_PUSH + ":")
+            }
+            by_id = (
+                {c.id: c for c in s.execute(select(channels).where(channels.c.id.in_(wanted)))}
+                if wanted
+                else {}
+            )
+            by_id |= (
+                {
+                    d.id: d
+                    for d in s.execute(select(device_rows).where(device_rows.c.id.in_(phones)))
+                }
+                if phones
+                else {}
+            )
         out = []
         for r in rows:
             c = by_id.get(r.channel.partition(":")[2])
             if r.channel.startswith(_PUSH + ":"):
-                out.append(_Claimed(**r._mapping, target=c.token if c else None, secret=None,
-                                    platform=c.platform if c else None, claim=claim))
+                out.append(
+                    _Claimed(
+                        **r._mapping,
+                        target=c.token if c else None,
+                        secret=None,
+                        platform=c.platform if c else None,
+                        claim=claim,
+                    )
+                )
             else:
-                out.append(_Claimed(**r._mapping, target=c.target if c else None, secret=c.secret if c else None,
-                                    claim=claim))
+                out.append(
+                    _Claimed(
+                        **r._mapping,
+                        target=c.target if c else None,
+                        secret=c.secret if c else None,
+                        claim=claim,
+                    )
+                )
         return out
 
     def _start_sending(self, group: list[_Claimed]) -> list[_Claimed] | None:
@@ -390,11 +499,19 @@ class Deliverer:
         worker has taken the rows since."""
         try:
             with unit_of_work(self.sessions) as s:
-                marked = s.execute(update(deliveries).where(
-                    deliveries.c.id.in_([r.id for r in group]), deliveries.c.status == "pending",
-                    deliveries.c.claimed_until == group[0].claim,
-                ).values(status="sending", attempts=deliveries.c.attempts + 1,
-                         claimed_until=utcnow() + lease())).rowcount
+                marked = s.execute(
+                    update(deliveries)
+                    .where(
+                        deliveries.c.id.in_([r.id for r in group]),
+                        deliveries.c.status == "pending",
+                        deliveries.c.claimed_until == group[0].claim,
+                    )
+                    .values(
+                        status="sending",
+                        attempts=deliveries.c.attempts + 1,
+                        claimed_until=utcnow() + lease(),
+                    )
+                ).rowcount
                 if marked != len(group):
                     raise _NoLongerClaimed()
         except _NoLongerClaimed:
@@ -402,27 +519,53 @@ class Deliverer:
         return [replace(r, attempts=r.attempts + 1) for r in group]
 
     def _fail(self, s: Session, delivery_id: str, reason: str, now: datetime) -> None:
-        row = s.execute(select(deliveries.c.notification_id, deliveries.c.channel, notifications.c.milestone_id,
-                               notifications.c.partner_id)
-                        .join(notifications, notifications.c.id == deliveries.c.notification_id)
-                        .where(deliveries.c.id == delivery_id)).one()
-        s.execute(update(deliveries).where(deliveries.c.id == delivery_id).values(
-            status="failed", last_error=reason[:300], claimed_until=None))
-        emit(s, outbox, "notify.notification.failed", source=SOURCE, subject=row.partner_id,
-             data={"notification_id": row.notification_id, "milestone_id": row.milestone_id,
-                   "partner_id": row.partner_id, "channel": row.channel.split(":")[0], "reason": reason[:300]})
+        row = s.execute(
+            select(
+                deliveries.c.notification_id,
+                deliveries.c.channel,
+                notifications.c.milestone_id,
+                notifications.c.partner_id,
+            )
+            .join(notifications, notifications.c.id == deliveries.c.notification_id)
+            .where(deliveries.c.id == delivery_id)
+        ).one()
+        s.execute(
+            update(deliveries)
+            .where(deliveries.c.id == delivery_id)
+            .values(status="failed", last_error=reason[:300], claimed_until=None)
+        )
+        emit(
+            s,
+            outbox,
+            "notify.notification.failed",
+            source=SOURCE,
+            subject=row.partner_id,
+            data={
+                "notification_id": row.notification_id,
+                "milestone_id": row.milestone_id,
+                "partner_id": row.partner_id,
+                "channel": row.channel.split(":")[0],
+                "reason": reason[:300],
+            },
+        )
 
     def _last_sent(self, partner_id: str, channel: str) -> datetime | None:
         with unit_of_work(self.sessions) as s:
-            return s.execute(select(func.max(deliveries.c.delivered_at))
-                             .join(notifications, notifications.c.id == deliveries.c.notification_id)
-                             .where(notifications.c.partner_id == partner_id,
-                                    deliveries.c.channel == channel)).scalar()
+            return s.execute(
+                select(func.max(deliveries.c.delivered_at))
+                .join(notifications, notifications.c.id == deliveries.c.notification_id)
+                .where(notifications.c.partner_id == partner_id, deliveries.c.channel == channel)
+            ).scalar()
 
     def _postpone(self, rows: list[_Claimed], until: datetime) -> None:
-        with unit_of_work(self.sessions) as s:  # not a try: no attempt was taken, the claim is let go
-            s.execute(update(deliveries).where(deliveries.c.id.in_([r.id for r in rows])).values(
-                due_at=until, claimed_until=None))
+        with unit_of_work(
+            self.sessions
+        ) as s:  # not a try: no attempt was taken, the claim is let go
+            s.execute(
+                update(deliveries)
+                .where(deliveries.c.id.in_([r.id for r in rows]))
+                .values(due_at=until, claimed_until=None)
+            )
 
     def _groups(self, rows: list[_Claimed], now: datetime) -> list[tuple[list[_Claimed], str, str]]:
         """What to send now: (rows, title, body); paced rows are folded per
@@ -436,8 +579,12 @@ class Deliverer:
         for (partner_id, channel), group in paced.items():
             first = group[0]
             quiet = (first.quiet_start, first.quiet_end) if first.quiet_start else None
-            items = [pacing.PendingItem(r.notification_id, r.title, r.body, r.created_at) for r in group]
-            decided = pacing.plan_sends(items, self._last_sent(partner_id, channel), now, first.timezone, quiet)
+            items = [
+                pacing.PendingItem(r.notification_id, r.title, r.body, r.created_at) for r in group
+            ]
+            decided = pacing.plan_sends(
+                items, self._last_sent(partner_id, channel), now, first.timezone, quiet
+            )
             if decided.send is None:
                 self._postpone(group, decided.look_again_at or now)
             else:
@@ -454,7 +601,11 @@ class Deliverer:
                 continue
             first = group[0]
             # a chart for each folded milestone that has one, in the order the folded text lists them
-            charts = [r.chart for r in sorted(group, key=lambda r: (r.created_at, r.notification_id)) if r.chart]
+            charts = [
+                r.chart
+                for r in sorted(group, key=lambda r: (r.created_at, r.notification_id))
+                if r.chart
+            ]
             try:
                 send(replace(first, title=title, body=body), self.settings, charts)
                 outcome, reason = "delivered", None
@@ -474,23 +625,50 @@ class Deliverer:
                     self._record(s, row, outcome, reason, now)
                 if outcome == "unregistered":
                     devices.forget(s, device_rows.c.id == first.channel.partition(":")[2])
-            log.info("delivery", channel=first.channel.split(":")[0], outcome=outcome, attempt=first.attempts,
-                     folded=len(group))
+            log.info(
+                "delivery",
+                channel=first.channel.split(":")[0],
+                outcome=outcome,
+                attempt=first.attempts,
+                folded=len(group),
+            )
         return 0.05 if rows or sent_resets else 0.5
 
-    def _record(self, s: Session, row: _Claimed, outcome: str, reason: str | None, now: datetime) -> None:
+    def _record(
+        self, s: Session, row: _Claimed, outcome: str, reason: str | None, now: datetime
+    ) -> None:
         final = outcome in ("uncertain", "rejected", "unregistered") or row.attempts >= MAX_ATTEMPTS
         settled = "delivered" if outcome == "delivered" else ("failed" if final else "retry")
         metrics.DELIVERIES.labels(row.channel.split(":")[0], settled).inc()
         if outcome == "delivered":
-            s.execute(update(deliveries).where(deliveries.c.id == row.id).values(
-                status="delivered", delivered_at=now, claimed_until=None, last_error=None))
-            emit(s, outbox, "notify.notification.delivered", source=SOURCE, subject=row.partner_id,
-                 data={"notification_id": row.notification_id, "milestone_id": row.milestone_id,
-                       "partner_id": row.partner_id, "channel": row.channel.split(":")[0]})
+            s.execute(
+                update(deliveries)
+                .where(deliveries.c.id == row.id)
+                .values(status="delivered", delivered_at=now, claimed_until=None, last_error=None)
+            )
+            emit(
+                s,
+                outbox,
+                "notify.notification.delivered",
+                source=SOURCE,
+                subject=row.partner_id,
+                data={
+                    "notification_id": row.notification_id,
+                    "milestone_id": row.milestone_id,
+                    "partner_id": row.partner_id,
+                    "channel": row.channel.split(":")[0],
+                },
+            )
         elif final:
             self._fail(s, row.id, reason, now)
         else:
-            s.execute(update(deliveries).where(deliveries.c.id == row.id).values(
-                status="pending", last_error=reason[:300], claimed_until=None,
-                due_at=now + timedelta(seconds=backoff(row.attempts, retry_base()))))
+            s.execute(
+                update(deliveries)
+                .where(deliveries.c.id == row.id)
+                .values(
+                    status="pending",
+                    last_error=reason[:300],
+                    claimed_until=None,
+                    due_at=now + timedelta(seconds=backoff(row.attempts, retry_base())),
+                )
+            )

@@ -4,6 +4,7 @@ A device goes when its login session ends, when its account is erased, when
 its owner removes it, and when FCM says its token is no longer registered;
 its pushes still waiting go with it (delivered and failed ones stay, as the
 inbox's record)."""
+
 from __future__ import annotations
 
 from sqlalchemy import delete, select
@@ -12,7 +13,9 @@ from sqlalchemy.orm import Session
 from .tables import deliveries, devices
 
 CHANNEL = "push"
-HINT_LENGTH = 6  # the token's last characters, to tell one phone from another: never the whole token
+HINT_LENGTH = (
+    6  # the token's last characters, to tell one phone from another: never the whole token
+)
 
 
 def channel_of(device_id: str) -> str:
@@ -28,7 +31,10 @@ def forget(s: Session, where) -> int:
     ids = s.execute(select(devices.c.id).where(where)).scalars().all()
     if not ids:
         return 0
-    s.execute(delete(deliveries).where(deliveries.c.channel.in_([channel_of(i) for i in ids]),
-                                       deliveries.c.status == "pending"))
+    s.execute(
+        delete(deliveries).where(
+            deliveries.c.channel.in_([channel_of(i) for i in ids]), deliveries.c.status == "pending"
+        )
+    )
     s.execute(delete(devices).where(devices.c.id.in_(ids)))
     return len(ids)

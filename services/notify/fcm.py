@@ -13,6 +13,7 @@ What a push says: the email's Subject as its title (never a name: a lock
 screen shows it) and the notification's body, cut at a line to fit. Nothing
 else of the recipient, the milestone or the partner goes in it.
 """
+
 from __future__ import annotations
 
 import functools
@@ -48,19 +49,24 @@ def fitted(body: str, limit: int = BODY_LIMIT) -> str:
     """``body`` if it fits, else its first whole lines that do, then an ellipsis (pure)."""
     if len(body) <= limit:
         return body
-    kept = body[:limit - 2]
+    kept = body[: limit - 2]
     cut = kept.rfind("\n")
     return kept[:cut] + "\n…" if cut > 0 else kept + "…"
 
 
 def message(token: str, platform: str, title: str, body: str) -> dict:
     """The request body of one push (pure)."""
-    msg: dict = {"token": token, "notification": {"title": title, "body": fitted(body)},
-                 "data": {"kind": "celebration"}}
+    msg: dict = {
+        "token": token,
+        "notification": {"title": title, "body": fitted(body)},
+        "data": {"kind": "celebration"},
+    }
     if platform == "apns":
         # an alert, sent when the phone's power allows (5): a celebration is never urgent
-        msg["apns"] = {"headers": {"apns-priority": "5", "apns-push-type": "alert"},
-                       "payload": {"aps": {"sound": "default"}}}
+        msg["apns"] = {
+            "headers": {"apns-priority": "5", "apns-push-type": "alert"},
+            "payload": {"aps": {"sound": "default"}},
+        }
     else:
         msg["android"] = {"priority": "normal"}
     return {"message": msg}
@@ -87,7 +93,9 @@ class Client:
     """Sends pushes for one FCM project; the access token is kept and refreshed
     as google-auth sees fit (an hour's, by default)."""
 
-    def __init__(self, project_id: str, credentials_file: str, base_url: str, token_url: str | None):
+    def __init__(
+        self, project_id: str, credentials_file: str, base_url: str, token_url: str | None
+    ):
         self.url = f"{base_url.rstrip('/')}/v1/projects/{project_id}/messages:send"
         self.credentials_file, self.token_url = credentials_file, token_url
         self._session = None
@@ -100,10 +108,17 @@ class Client:
         with self._lock:
             if self._session is None:
                 try:
-                    creds = service_account.Credentials.from_service_account_file(self.credentials_file,
-                                                                                  scopes=[SCOPE])
-                except (OSError, ValueError, KeyError) as e:  # never the file's content in the reason
-                    raise PushFailed(f"push: FCM_CREDENTIALS_FILE cannot be read ({type(e).__name__})") from None
+                    creds = service_account.Credentials.from_service_account_file(
+                        self.credentials_file, scopes=[SCOPE]
+                    )
+                except (
+                    OSError,
+                    ValueError,
+                    KeyError,
+                ) as e:  # never the file's content in the reason
+                    raise PushFailed(
+                        f"push: FCM_CREDENTIALS_FILE cannot be read ({type(e).__name__})"
+                    ) from None
                 if self.token_url:
                     creds = creds.with_token_uri(self.token_url)
                 self._session = AuthorizedSession(creds, refresh_timeout=timeout)
@@ -115,23 +130,35 @@ class Client:
 
         session = self._authorized(timeout)
         try:
-            r = session.post(self.url, data=encoded(message(token, platform, title, body)), timeout=timeout,
-                             headers={"Content-Type": "application/json; charset=UTF-8"})
+            r = session.post(
+                self.url,
+                data=encoded(message(token, platform, title, body)),
+                timeout=timeout,
+                headers={"Content-Type": "application/json; charset=UTF-8"},
+            )
         except auth_errors.GoogleAuthError as e:  # no access token: nothing was sent
             raise PushFailed(f"push: no access token ({type(e).__name__})") from None
         except requests.ReadTimeout:
-            raise PushUncertain("push: no answer once the message was sent; it may have been delivered, "
-                                "so it is not repeated") from None
+            raise PushUncertain(
+                "push: no answer once the message was sent; it may have been delivered, "
+                "so it is not repeated"
+            ) from None
         except requests.RequestException as e:
             raise PushFailed(f"push: {type(e).__name__}") from None
         if 200 <= r.status_code < 300:
             return
         code = _error_code(r)
-        if code == "UNREGISTERED":  # not any 404: a wrong project id is one too, and must remove no device
-            raise Unregistered(f"push: FCM answered {r.status_code} UNREGISTERED; the device is removed")
+        if (
+            code == "UNREGISTERED"
+        ):  # not any 404: a wrong project id is one too, and must remove no device
+            raise Unregistered(
+                f"push: FCM answered {r.status_code} UNREGISTERED; the device is removed"
+            )
         if code in ("INVALID_ARGUMENT", "SENDER_ID_MISMATCH") or r.status_code in (400, 403):
             raise PushRejected(f"push: FCM answered {r.status_code} {code}")
-        raise PushFailed(f"push: FCM answered {r.status_code} {code}".rstrip())  # 429, 5xx, a certificate: again
+        raise PushFailed(
+            f"push: FCM answered {r.status_code} {code}".rstrip()
+        )  # 429, 5xx, a certificate: again
 
 
 @functools.lru_cache(maxsize=4)

@@ -1,5 +1,6 @@
 """The notify service's event handlers: who the partners are, and a
 notification for each milestone and recipient, once."""
+
 from __future__ import annotations
 
 import os
@@ -45,14 +46,25 @@ def partner_registered(s: Session, ev: Event) -> None:
     d = ev.data
     row = recipient(s, str(d["partner_id"]))
     if not row.erased:
-        s.execute(update(recipients).where(recipients.c.id == row.id).values(
-            email=d["email"], display_name=celebrate.display_name(d.get("display_name")), timezone=d["timezone"]))
+        s.execute(
+            update(recipients)
+            .where(recipients.c.id == row.id)
+            .values(
+                email=d["email"],
+                display_name=celebrate.display_name(d.get("display_name")),
+                timezone=d["timezone"],
+            )
+        )
 
 
 def _ended(s: Session, couple_id: str) -> bool:
     """Whether an erasure has ended the couple."""
-    return s.execute(select(ended_couples.c.couple_id).where(ended_couples.c.couple_id == couple_id)).first() \
+    return (
+        s.execute(
+            select(ended_couples.c.couple_id).where(ended_couples.c.couple_id == couple_id)
+        ).first()
         is not None
+    )
 
 
 def couple_partnered(s: Session, ev: Event) -> None:
@@ -62,7 +74,11 @@ def couple_partnered(s: Session, ev: Event) -> None:
         return
     for pid in map(str, ev.data["partner_ids"]):
         if not recipient(s, pid).erased:
-            s.execute(update(recipients).where(recipients.c.id == pid).values(couple_id=str(ev.data["couple_id"])))
+            s.execute(
+                update(recipients)
+                .where(recipients.c.id == pid)
+                .values(couple_id=str(ev.data["couple_id"]))
+            )
 
 
 def partner_erased(s: Session, ev: Event) -> None:
@@ -75,25 +91,38 @@ def partner_erased(s: Session, ev: Event) -> None:
     couple_id = str(ev.data["couple_id"]) if ev.data.get("couple_id") else row.couple_id
     hers = or_(notifications.c.partner_id == pid, notifications.c.owner_id == pid)
     if couple_id:
-        s.execute(insert_if_new(s.get_bind().dialect.name, ended_couples.c.couple_id),
-                  {"couple_id": couple_id, "ended_at": ev.time})
-        s.execute(update(recipients).where(recipients.c.couple_id == couple_id).values(couple_id=None))
+        s.execute(
+            insert_if_new(s.get_bind().dialect.name, ended_couples.c.couple_id),
+            {"couple_id": couple_id, "ended_at": ev.time},
+        )
+        s.execute(
+            update(recipients).where(recipients.c.couple_id == couple_id).values(couple_id=None)
+        )
         hers = or_(hers, notifications.c.couple_id == couple_id)
-    s.execute(delete(deliveries).where(deliveries.c.notification_id.in_(select(notifications.c.id).where(hers))))
+    s.execute(
+        delete(deliveries).where(
+            deliveries.c.notification_id.in_(select(notifications.c.id).where(hers))
+        )
+    )
     s.execute(delete(notifications).where(hers))
     forget_published(s, outbox, pid)
     s.execute(delete(channels).where(channels.c.partner_id == pid))
     devices.forget(s, device_rows.c.partner_id == pid)
     s.execute(delete(ended_sessions).where(ended_sessions.c.partner_id == pid))
     resets.forget(s, pid)
-    s.execute(update(recipients).where(recipients.c.id == pid).values(
-        erased=True, email=None, display_name=None, timezone=None, couple_id=None))
+    s.execute(
+        update(recipients)
+        .where(recipients.c.id == pid)
+        .values(erased=True, email=None, display_name=None, timezone=None, couple_id=None)
+    )
 
 
 def ended_sessions_kept() -> timedelta:
     """How long an ended session is remembered: well past the last token of it
     (``TOKEN_TTL_SECONDS``), which could register a device until it expires."""
-    return max(timedelta(days=7), 2 * timedelta(seconds=int(os.environ.get("TOKEN_TTL_SECONDS") or 3600)))
+    return max(
+        timedelta(days=7), 2 * timedelta(seconds=int(os.environ.get("TOKEN_TTL_SECONDS") or 3600))
+    )
 
 
 def session_ended(s: Session, ev: Event) -> None:
@@ -105,13 +134,19 @@ def session_ended(s: Session, ev: Event) -> None:
     row = recipient(s, pid)
     s.execute(select(recipients.c.id).where(recipients.c.id == pid).with_for_update())
     if not row.erased:  # an erased account keeps nothing, and its tokens are refused anyway
-        s.execute(insert_if_new(s.get_bind().dialect.name, ended_sessions.c.session_id),
-                  {"session_id": sid, "partner_id": pid, "ended_at": ev.time})
+        s.execute(
+            insert_if_new(s.get_bind().dialect.name, ended_sessions.c.session_id),
+            {"session_id": sid, "partner_id": pid, "ended_at": ev.time},
+        )
     devices.forget(s, and_(device_rows.c.session_id == sid, device_rows.c.partner_id == pid))
-    s.execute(delete(ended_sessions).where(ended_sessions.c.ended_at < utcnow() - ended_sessions_kept()))
+    s.execute(
+        delete(ended_sessions).where(ended_sessions.c.ended_at < utcnow() - ended_sessions_kept())
+    )
 
 
-_NOTIFY_STREAMS = text("SELECT pg_notify('tandem_notifications', p) FROM unnest(CAST(:pids AS text[])) AS p")
+_NOTIFY_STREAMS = text(
+    "SELECT pg_notify('tandem_notifications', p) FROM unnest(CAST(:pids AS text[])) AS p"
+)
 
 
 def _recipients(s: Session, ids: list[str]) -> dict[str, object]:
@@ -149,31 +184,62 @@ def milestone_achieved(s: Session, ev: Event) -> None:
         for c in s.execute(select(channels).where(channels.c.partner_id.in_(audience))):
             theirs[c.partner_id].append(c)
         if push_configured():  # else no push is planned: a statement saved
-            for d in s.execute(select(device_rows.c.id, device_rows.c.partner_id)
-                               .where(device_rows.c.partner_id.in_(audience))):
+            for d in s.execute(
+                select(device_rows.c.id, device_rows.c.partner_id).where(
+                    device_rows.c.partner_id.in_(audience)
+                )
+            ):
                 phones[d.partner_id].append(d)
     dialect = s.get_bind().dialect.name
-    add_note = insert_if_new(dialect, notifications.c.id, (notifications.c.milestone_id, notifications.c.partner_id))
+    add_note = insert_if_new(
+        dialect, notifications.c.id, (notifications.c.milestone_id, notifications.c.partner_id)
+    )
     woken, planned = [], []
     for pid in audience:
         row = people[pid]
         if row.erased:
             continue
         now = utcnow()
-        note = {"id": str(uuid.uuid4()), "partner_id": pid, "milestone_id": str(m["id"]), "owner_id": owner_id,
-                "couple_id": couple_id,
-                "title": celebrate.title_for(m, pid, owner_name), "body": celebrate.body_for(m), "created_at": now}
+        note = {
+            "id": str(uuid.uuid4()),
+            "partner_id": pid,
+            "milestone_id": str(m["id"]),
+            "owner_id": owner_id,
+            "couple_id": couple_id,
+            "title": celebrate.title_for(m, pid, owner_name),
+            "body": celebrate.body_for(m),
+            "created_at": now,
+        }
         if numbers is not None:  # else SQL NULL, not a JSON null
             note["chart"] = numbers
         if s.execute(add_note, note).first() is None:
             continue  # this recipient has it already
         woken.append(pid)
         if row.in_app:
-            planned.append({"id": str(uuid.uuid4()), "notification_id": note["id"], "channel": "in_app",
-                            "status": "delivered", "attempts": 1, "due_at": None, "delivered_at": now})
-            emit(s, outbox, "notify.notification.delivered", source=SOURCE, subject=pid,
-                 data={"notification_id": note["id"], "milestone_id": note["milestone_id"], "partner_id": pid,
-                       "channel": "in_app"})
+            planned.append(
+                {
+                    "id": str(uuid.uuid4()),
+                    "notification_id": note["id"],
+                    "channel": "in_app",
+                    "status": "delivered",
+                    "attempts": 1,
+                    "due_at": None,
+                    "delivered_at": now,
+                }
+            )
+            emit(
+                s,
+                outbox,
+                "notify.notification.delivered",
+                source=SOURCE,
+                subject=pid,
+                data={
+                    "notification_id": note["id"],
+                    "milestone_id": note["milestone_id"],
+                    "partner_id": pid,
+                    "channel": "in_app",
+                },
+            )
         planned += delivery.planned(row, theirs[pid], note["id"], due=now, phones=phones[pid])
     if planned:
         s.execute(deliveries.insert(), planned)

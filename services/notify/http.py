@@ -1,4 +1,5 @@
 """The notify service's HTTP entrypoint."""
+
 from __future__ import annotations
 
 from flask import current_app, g
@@ -14,8 +15,12 @@ from .tables import recipients
 
 inbox = Blueprint("notifications", __name__, url_prefix="/v1", description="The in-app inbox")
 prefs = Blueprint("preferences", __name__, url_prefix="/v1", description="How and when to be told")
-targets = Blueprint("channels", __name__, url_prefix="/v1", description="Where to be told: email, webhooks, Apprise")
-phones = Blueprint("devices", __name__, url_prefix="/v1", description="Phones registered for native push (FCM)")
+targets = Blueprint(
+    "channels", __name__, url_prefix="/v1", description="Where to be told: email, webhooks, Apprise"
+)
+phones = Blueprint(
+    "devices", __name__, url_prefix="/v1", description="Phones registered for native push (FCM)"
+)
 
 
 def _uow():
@@ -77,7 +82,8 @@ class PreferencesView(MethodView):
 
 ADD_CHANNEL_DOC = (
     "Webhook and Apprise targets must be public addresses (422 naming `url` otherwise). Apprise URLs are "
-    "accepted for these schemes only: " + ", ".join(f"`{s}://`" for s in target_rules.APPRISE_SCHEMES)
+    "accepted for these schemes only: "
+    + ", ".join(f"`{s}://`" for s in target_rules.APPRISE_SCHEMES)
     + "; none may name a file or address to read (`template=`). "
     f"An account has at most {use_cases.MAX_CHANNELS} channels, all types together: "
     "one more is 409 until one is removed."
@@ -100,7 +106,9 @@ class Channels(MethodView):
     @targets.arguments(schemas.ChannelCreate())
     @targets.response(201, schemas.Channel)
     @targets.alt_response(401, description="No valid token")
-    @targets.alt_response(409, description=f"The account has {use_cases.MAX_CHANNELS} channels already")
+    @targets.alt_response(
+        409, description=f"The account has {use_cases.MAX_CHANNELS} channels already"
+    )
     def post(self, data):
         """Add a delivery target"""
         allow = current_app.extensions["notify"]["settings"].allow_private_targets
@@ -150,10 +158,17 @@ class Devices(MethodView):
     @require_account
     @phones.arguments(schemas.DeviceCreate())
     @phones.response(201, schemas.Device)
-    @phones.alt_response(200, schema=schemas.Device, description="Registered by the caller before: now under "
-                                                                 "this login session")
-    @phones.alt_response(401, description="No valid token, or one of no login session or of an ended one")
-    @phones.alt_response(409, description=f"The account has {use_cases.MAX_DEVICES} devices already")
+    @phones.alt_response(
+        200,
+        schema=schemas.Device,
+        description="Registered by the caller before: now under this login session",
+    )
+    @phones.alt_response(
+        401, description="No valid token, or one of no login session or of an ended one"
+    )
+    @phones.alt_response(
+        409, description=f"The account has {use_cases.MAX_DEVICES} devices already"
+    )
     def post(self, data):
         """Register this phone for push"""
         with _uow() as s:
@@ -183,18 +198,24 @@ from . import stream  # noqa: E402
 
 
 class StreamQuery(ma.Schema):
-    since = ma.fields.UUID(metadata={"description": "Resume after this notification id (as Last-Event-ID does)"})
+    since = ma.fields.UUID(
+        metadata={"description": "Resume after this notification id (as Last-Event-ID does)"}
+    )
 
 
 STREAM_DOC = {
     "description": "One `notification` event per new notification of the caller, in creation order: "
-                   "`id:` the notification id, `data:` the notification as the inbox shows it. "
-                   "A `: keep-alive` comment every 15 s. Resume with the `Last-Event-ID` header or `since`. "
-                   "The stream ends (after a `: token expired` comment) when the token expires: "
-                   "reconnect with a fresh one.",
-    "content": {"text/event-stream": {"schema": {"type": "string"},
-                                      "example": 'id: 6f1c...\nevent: notification\ndata: {"id": "6f1c...", '
-                                                 '"title": "...", ...}\n\n'}},
+    "`id:` the notification id, `data:` the notification as the inbox shows it. "
+    "A `: keep-alive` comment every 15 s. Resume with the `Last-Event-ID` header or `since`. "
+    "The stream ends (after a `: token expired` comment) when the token expires: "
+    "reconnect with a fresh one.",
+    "content": {
+        "text/event-stream": {
+            "schema": {"type": "string"},
+            "example": 'id: 6f1c...\nevent: notification\ndata: {"id": "6f1c...", '
+            '"title": "...", ...}\n\n',
+        }
+    },
 }
 
 
@@ -204,12 +225,25 @@ class Stream(MethodView):
     @require_account
     @inbox.arguments(StreamQuery(), location="query")
     @inbox.alt_response(401, description="No valid token")
-    @inbox.alt_response(429, description="Too many live streams open, here or of this account (Retry-After)")
+    @inbox.alt_response(
+        429, description="Too many live streams open, here or of this account (Retry-After)"
+    )
     def get(self, query):
         """New notifications as they arrive (server-sent events), until the token expires"""
-        after = str(query["since"]) if query.get("since") else stream.parse_id(request.headers.get("Last-Event-ID"))
+        after = (
+            str(query["since"])
+            if query.get("since")
+            else stream.parse_id(request.headers.get("Last-Event-ID"))
+        )
         sock = request.environ.get("gunicorn.socket") or request.environ.get("werkzeug.socket")
         ext = current_app.extensions["notify"]
-        body = stream.events(current_app.extensions["tandem"]["engine"], ext["sessions"], g.partner_id, after, sock,
-                             until=g.token_valid_until, slots=ext["streams"])
+        body = stream.events(
+            current_app.extensions["tandem"]["engine"],
+            ext["sessions"],
+            g.partner_id,
+            after,
+            sock,
+            until=g.token_valid_until,
+            slots=ext["streams"],
+        )
         return Response(body, mimetype="text/event-stream", headers={"X-Accel-Buffering": "no"})

@@ -36,6 +36,7 @@ daylight-saving night with a window of nearly 24 hours) are one quiet period:
 the end returned is never itself inside quiet hours. A window whose start
 equals its end (refused upstream) is empty: no quiet hours.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -52,6 +53,7 @@ Quiet = tuple[str, str] | None
 
 
 # -- time zones and wall-clock times ------------------------------------------------------------
+
 
 def zone(tz_name: str | None) -> ZoneInfo:
     """The recipient's zone; UTC when the name is missing or unknown."""
@@ -121,6 +123,7 @@ def start_of_next_local_day(now_utc: datetime, tz_name: str | None) -> datetime:
 
 # -- quiet hours ---------------------------------------------------------------------------------
 
+
 def _window(day: date, start: time, end: time, tz: ZoneInfo) -> tuple[datetime, datetime] | None:
     """The quiet period that starts on local ``day``, as UTC [start, end); None when empty."""
     begins = resolve(day, start, tz, later=False)
@@ -169,6 +172,7 @@ def due_at(now_utc: datetime, tz_name: str | None, quiet: Quiet) -> datetime:
 
 # -- daily pacing --------------------------------------------------------------------------------
 
+
 def is_paced(channel: str) -> bool:
     """Email and push (webhook, Apprise) are paced; the inbox shows everything at once."""
     return channel != IN_APP
@@ -177,6 +181,7 @@ def is_paced(channel: str) -> bool:
 @dataclass(frozen=True)
 class PendingItem:
     """A notification not yet sent on the channel being planned."""
+
     notification_id: str
     title: str
     body: str
@@ -186,6 +191,7 @@ class PendingItem:
 @dataclass(frozen=True)
 class Send:
     """One message to send now, folding one or more notifications."""
+
     notification_ids: tuple[str, ...]
     title: str
     body: str
@@ -200,6 +206,7 @@ class Plan:
     local day, or a later instant if that one is quiet); None when there is
     nothing left to wait for.
     """
+
     send: Send | None
     look_again_at: datetime | None
 
@@ -233,8 +240,13 @@ def fold(items: Iterable[PendingItem]) -> Send:
     return Send(ids, FOLDED_TITLE.format(count=len(ordered)), body)
 
 
-def plan_sends(pending: Sequence[PendingItem], last_sent_at: datetime | None, now_utc: datetime,
-               tz_name: str | None, quiet: Quiet) -> Plan:
+def plan_sends(
+    pending: Sequence[PendingItem],
+    last_sent_at: datetime | None,
+    now_utc: datetime,
+    tz_name: str | None,
+    quiet: Quiet,
+) -> Plan:
     """Decide, for one recipient and one paced channel, what goes out now.
 
     ``pending``: the recipient's notifications not yet sent on this channel.

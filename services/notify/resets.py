@@ -11,6 +11,7 @@ midway is not repeated (the link may have arrived; the partner can ask for anoth
 The link is ``PASSWORD_RESET_URL`` (``tandem://password-reset`` by default, the app's own link)
 with the token as its ``token`` query parameter.
 """
+
 from __future__ import annotations
 
 import os
@@ -53,7 +54,8 @@ def message(to: str, token: str, expires_at: datetime, message_id: str) -> Email
         f"To choose a new password, open this link within {minutes} minutes (it works once):\n\n"
         f"{link(token)}\n\n"
         "Every device logged in to the account will be logged out.\n"
-        "If you did not ask, ignore this email: your password stays as it is.\n\nTandem")
+        "If you did not ask, ignore this email: your password stays as it is.\n\nTandem"
+    )
     return msg
 
 
@@ -61,12 +63,24 @@ def password_reset_requested(s: Session, ev: Event) -> None:
     """Keep the link to send, unless the account is erased, has no address here or the link expired."""
     d = ev.data
     pid = str(d["partner_id"])
-    to = s.execute(select(recipients.c.email).where(recipients.c.id == pid, recipients.c.erased.is_(False))).scalar()
+    to = s.execute(
+        select(recipients.c.email).where(recipients.c.id == pid, recipients.c.erased.is_(False))
+    ).scalar()
     if not to or d["expires_at"] <= utcnow():
         return
-    s.execute(insert_if_new(s.get_bind().dialect.name, reset_emails.c.id), {
-        "id": ev.id, "partner_id": pid, "token": d["token"], "expires_at": d["expires_at"], "status": "pending",
-        "attempts": 0, "due_at": utcnow(), "claimed_until": None})
+    s.execute(
+        insert_if_new(s.get_bind().dialect.name, reset_emails.c.id),
+        {
+            "id": ev.id,
+            "partner_id": pid,
+            "token": d["token"],
+            "expires_at": d["expires_at"],
+            "status": "pending",
+            "attempts": 0,
+            "due_at": utcnow(),
+            "claimed_until": None,
+        },
+    )
 
 
 def forget(s: Session, partner_id: str) -> None:
@@ -86,21 +100,45 @@ class ResetMailer:
         with unit_of_work(self.sessions) as s:
             # Expired links, and sends whose worker died midway (may have arrived: never sent again).
             s.execute(delete(reset_emails).where(reset_emails.c.expires_at <= now))
-            s.execute(delete(reset_emails).where(reset_emails.c.status == "sending",
-                                                 reset_emails.c.claimed_until < now))
-            ids = s.execute(select(reset_emails.c.id).where(reset_emails.c.status == "pending",
-                                                            reset_emails.c.due_at <= now)
-                            .order_by(reset_emails.c.due_at).limit(self.batch)
-                            .with_for_update(skip_locked=True)).scalars().all()
+            s.execute(
+                delete(reset_emails).where(
+                    reset_emails.c.status == "sending", reset_emails.c.claimed_until < now
+                )
+            )
+            ids = (
+                s.execute(
+                    select(reset_emails.c.id)
+                    .where(reset_emails.c.status == "pending", reset_emails.c.due_at <= now)
+                    .order_by(reset_emails.c.due_at)
+                    .limit(self.batch)
+                    .with_for_update(skip_locked=True)
+                )
+                .scalars()
+                .all()
+            )
             if not ids:
                 return []
             # Marked sending, committed before any send begins (at most once).
-            s.execute(update(reset_emails).where(reset_emails.c.id.in_(ids)).values(
-                status="sending", claimed_until=now + delivery.lease(), attempts=reset_emails.c.attempts + 1))
-            return s.execute(select(reset_emails.c.id, reset_emails.c.token, reset_emails.c.expires_at,
-                                    reset_emails.c.attempts, recipients.c.email)
-                             .join(recipients, recipients.c.id == reset_emails.c.partner_id)
-                             .where(reset_emails.c.id.in_(ids))).all()
+            s.execute(
+                update(reset_emails)
+                .where(reset_emails.c.id.in_(ids))
+                .values(
+                    status="sending",
+                    claimed_until=now + delivery.lease(),
+                    attempts=reset_emails.c.attempts + 1,
+                )
+            )
+            return s.execute(
+                select(
+                    reset_emails.c.id,
+                    reset_emails.c.token,
+                    reset_emails.c.expires_at,
+                    reset_emails.c.attempts,
+                    recipients.c.email,
+                )
+                .join(recipients, recipients.c.id == reset_emails.c.partner_id)
+                .where(reset_emails.c.id.in_(ids))
+            ).all()
 
     def tick(self) -> int:
         """Send what is due; how many were tried."""
@@ -109,9 +147,14 @@ class ResetMailer:
             outcome = self._send(row)
             with unit_of_work(self.sessions) as s:
                 if outcome == "retry" and row.attempts < MAX_ATTEMPTS:
-                    wait = timedelta(seconds=random.uniform(0, delivery.retry_base() * 2 ** (row.attempts - 1)))
-                    s.execute(update(reset_emails).where(reset_emails.c.id == row.id).values(
-                        status="pending", claimed_until=None, due_at=utcnow() + wait))
+                    wait = timedelta(
+                        seconds=random.uniform(0, delivery.retry_base() * 2 ** (row.attempts - 1))
+                    )
+                    s.execute(
+                        update(reset_emails)
+                        .where(reset_emails.c.id == row.id)
+                        .values(status="pending", claimed_until=None, due_at=utcnow() + wait)
+                    )
                 else:  # sent, or as good as (no answer once sent whole), or given up: the token goes
                     s.execute(delete(reset_emails).where(reset_emails.c.id == row.id))
             log.info("reset_email", outcome=outcome, attempt=row.attempts)
@@ -121,7 +164,9 @@ class ResetMailer:
         if not self.settings.smtp_url:
             return "dropped: no SMTP_URL"
         try:
-            delivery.smtp_send(self.settings.smtp_url, message(row.email, row.token, row.expires_at, row.id))
+            delivery.smtp_send(
+                self.settings.smtp_url, message(row.email, row.token, row.expires_at, row.id)
+            )
         except delivery.SendUncertain:
             return "uncertain"
         except delivery.SendFailed:

@@ -1,4 +1,5 @@
 """The notify API's shapes."""
+
 from __future__ import annotations
 
 import marshmallow as ma
@@ -50,7 +51,9 @@ class QuietHours(ma.Schema):
     @validates_schema
     def _not_empty(self, data, **_):
         if data.get("start") == data.get("end"):
-            raise ma.ValidationError({"end": ["Quiet hours must not start and end at the same time."]})
+            raise ma.ValidationError(
+                {"end": ["Quiet hours must not start and end at the same time."]}
+            )
 
 
 class Preferences(ma.Schema):
@@ -68,8 +71,12 @@ CHANNEL_TYPES = ("email", "webhook", "apprise")
 
 class ChannelCreate(ma.Schema):
     type = fields.String(required=True, validate=validate.OneOf(CHANNEL_TYPES))
-    address = fields.Email(validate=validate.Length(max=320), metadata={"description": "for type email"})
-    url = fields.String(validate=validate.Length(min=1, max=2000), metadata={"description": "webhook or apprise"})
+    address = fields.Email(
+        validate=validate.Length(max=320), metadata={"description": "for type email"}
+    )
+    url = fields.String(
+        validate=validate.Length(min=1, max=2000), metadata={"description": "webhook or apprise"}
+    )
 
     @validates_schema
     def _target_fits_type(self, data, **_):
@@ -89,7 +96,9 @@ class Channel(ma.Schema):
     type = fields.String()
     address = fields.String()
     url = fields.String()
-    secret = fields.String(metadata={"description": "a webhook's HMAC-SHA256 key, shown only when it is created"})
+    secret = fields.String(
+        metadata={"description": "a webhook's HMAC-SHA256 key, shown only when it is created"}
+    )
     created_at = fields.AwareDateTime()
 
 
@@ -97,26 +106,41 @@ class ChannelList(ma.Schema):
     items = fields.List(fields.Nested(Channel))
 
 
-PUSH_TOKEN = validate.Regexp(r"^[A-Za-z0-9_:.\-]+$", error="An FCM registration token has letters, digits "
-                                                           "and - _ : . only.")
+PUSH_TOKEN = validate.Regexp(
+    r"^[A-Za-z0-9_:.\-]+$", error="An FCM registration token has letters, digits and - _ : . only."
+)
 
 
 class DeviceCreate(ma.Schema):
-    platform = fields.String(required=True, validate=validate.OneOf(("fcm", "apns")),
-                             metadata={"description": "fcm (Android) or apns (iOS); both register through the "
-                                                      "Firebase SDK"})
-    token = fields.String(required=True, validate=[validate.Length(min=32, max=4096), PUSH_TOKEN],
-                          metadata={"description": "the app's FCM registration token (on iOS too: the one the "
-                                                   "Firebase SDK gives, not the raw APNs token); a secret, never "
-                                                   "shown again"})
+    platform = fields.String(
+        required=True,
+        validate=validate.OneOf(("fcm", "apns")),
+        metadata={
+            "description": "fcm (Android) or apns (iOS); both register through the Firebase SDK"
+        },
+    )
+    token = fields.String(
+        required=True,
+        validate=[validate.Length(min=32, max=4096), PUSH_TOKEN],
+        metadata={
+            "description": "the app's FCM registration token (on iOS too: the one the "
+            "Firebase SDK gives, not the raw APNs token); a secret, never "
+            "shown again"
+        },
+    )
 
 
 class Device(ma.Schema):
     id = fields.String()
     platform = fields.String()
-    token_hint = fields.String(metadata={"description": "the token's last 6 characters, after an ellipsis"})
-    this_session = fields.Boolean(metadata={"description": "registered under the login session of the token "
-                                                           "making this request"})
+    token_hint = fields.String(
+        metadata={"description": "the token's last 6 characters, after an ellipsis"}
+    )
+    this_session = fields.Boolean(
+        metadata={
+            "description": "registered under the login session of the token making this request"
+        }
+    )
     created_at = fields.AwareDateTime()
 
 

@@ -22,6 +22,7 @@ gunicorn adds for them (shared/gunicorn_conf.py), and one partner
 threads requests need. A stream ends when its token is no longer accepted; the
 client comes back with a fresh one.
 """
+
 from __future__ import annotations
 
 import functools
@@ -155,8 +156,11 @@ class Hub:
                 try:
                     cur = raw.cursor()
                     marks = ",".join("?" * len(watched))
-                    cur.execute("SELECT partner_id, count(*), max(created_at), max(id) FROM notifications "
-                                f"WHERE partner_id IN ({marks}) GROUP BY partner_id", watched)
+                    cur.execute(
+                        "SELECT partner_id, count(*), max(created_at), max(id) FROM notifications "
+                        f"WHERE partner_id IN ({marks}) GROUP BY partner_id",
+                        watched,
+                    )
                     rows = cur.fetchall()
                     cur.close()
                 finally:
@@ -201,15 +205,24 @@ class Slots:
         """A slot for a stream of ``partner_id`` on ``sock``, as the function that gives it back;
         Throttled (429 with Retry-After) when this process, or this partner, holds all it may."""
         with self._lock:
-            if self._count >= self.per_process or len(self._held.get(partner_id, ())) >= self.per_partner:
+            if (
+                self._count >= self.per_process
+                or len(self._held.get(partner_id, ())) >= self.per_partner
+            ):
                 self._take_back_from_the_gone()
             if self._count >= self.per_process:
-                raise Throttled("Too many live streams are open here; try again shortly "
-                                "(the inbox, GET /v1/notifications, answers meanwhile).", RETRY_AFTER)
+                raise Throttled(
+                    "Too many live streams are open here; try again shortly "
+                    "(the inbox, GET /v1/notifications, answers meanwhile).",
+                    RETRY_AFTER,
+                )
             mine = self._held.setdefault(partner_id, [])
             if len(mine) >= self.per_partner:
-                raise Throttled(f"This account already has {self.per_partner} live streams open here; "
-                                "close one, or try again shortly.", RETRY_AFTER)
+                raise Throttled(
+                    f"This account already has {self.per_partner} live streams open here; "
+                    "close one, or try again shortly.",
+                    RETRY_AFTER,
+                )
             slot = [sock]  # a list: its identity, not the socket's, marks this stream
             mine.append(slot)
             self._count += 1
@@ -258,8 +271,9 @@ class _Cursor:
         with unit_of_work(self.sessions) as s:
             at = None
             if after:
-                at = s.execute(select(t.c.created_at).where(t.c.id == after, t.c.partner_id == self.partner_id)
-                               ).scalar()
+                at = s.execute(
+                    select(t.c.created_at).where(t.c.id == after, t.c.partner_id == self.partner_id)
+                ).scalar()
             if at is None:
                 self._read(s, emit=False)
                 return []
@@ -276,8 +290,11 @@ class _Cursor:
 
     def _rows(self, s):
         t = notifications
-        return s.execute(select(t).where(and_(t.c.partner_id == self.partner_id, t.c.created_at >= self.lower))
-                         .order_by(t.c.created_at, t.c.id)).all()
+        return s.execute(
+            select(t)
+            .where(and_(t.c.partner_id == self.partner_id, t.c.created_at >= self.lower))
+            .order_by(t.c.created_at, t.c.id)
+        ).all()
 
     def _read(self, s, *, emit: bool, rows=None) -> list[dict]:
         from .use_cases import _view  # the inbox's own view of a notification
@@ -331,8 +348,16 @@ class _Body:
             self.on_close = None
 
 
-def events(engine: Engine, sessions: sessionmaker, partner_id: str, after: str | None, sock=None, *,
-           until: float | None = None, slots: Slots | None = None) -> _Body:
+def events(
+    engine: Engine,
+    sessions: sessionmaker,
+    partner_id: str,
+    after: str | None,
+    sock=None,
+    *,
+    until: float | None = None,
+    slots: Slots | None = None,
+) -> _Body:
     """The SSE body: new notifications of ``partner_id`` until the client leaves,
     or until ``until`` (a Unix time: when its token is no longer accepted). With
     ``slots``, it holds one of them while open (Throttled when none is free).
@@ -371,8 +396,15 @@ def _fetch(cursor: _Cursor) -> list[dict]:
         return []
 
 
-def _follow(hub: Hub, cursor: _Cursor, partner_id: str, version: tuple[int, int], backlog: list[dict],
-            sock, until: float | None) -> Iterator[str]:
+def _follow(
+    hub: Hub,
+    cursor: _Cursor,
+    partner_id: str,
+    version: tuple[int, int],
+    backlog: list[dict],
+    sock,
+    until: float | None,
+) -> Iterator[str]:
     # What was missed (on resume), then ": live": from here on, only new notifications.
     yield f"retry: {RETRY_MS}\n\n" + "".join(frame(note) for note in backlog) + ": live\n\n"
     last_read = last_beat = time.monotonic()

@@ -1,4 +1,5 @@
 """The notify service's own database."""
+
 from __future__ import annotations
 
 from sqlalchemy import (
@@ -22,7 +23,8 @@ metadata = service_metadata()
 # A partner as the events and their own preferences told us; `erased` is a
 # tombstone that late events respect.
 recipients = Table(
-    "recipients", metadata,
+    "recipients",
+    metadata,
     Column("id", String(36), primary_key=True),
     Column("email", String(320), nullable=True),
     Column("display_name", String(80), nullable=True),
@@ -38,9 +40,12 @@ recipients = Table(
 )
 
 notifications = Table(
-    "notifications", metadata,
+    "notifications",
+    metadata,
     Column("id", String(36), primary_key=True),
-    Column("partner_id", String(36), ForeignKey("recipients.id", ondelete="CASCADE"), nullable=False),
+    Column(
+        "partner_id", String(36), ForeignKey("recipients.id", ondelete="CASCADE"), nullable=False
+    ),
     Column("milestone_id", String(36), nullable=False),
     # whose milestone it is (a partner's own; null for the couple's): erased with her
     Column("owner_id", String(36), nullable=True, index=True),
@@ -58,10 +63,18 @@ notifications = Table(
 )
 
 deliveries = Table(
-    "deliveries", metadata,
+    "deliveries",
+    metadata,
     Column("id", String(36), primary_key=True),
-    Column("notification_id", String(36), ForeignKey("notifications.id", ondelete="CASCADE"), nullable=False),
-    Column("channel", String(60), nullable=False),  # in_app, email, webhook:<id>, apprise:<id>, push:<device id>
+    Column(
+        "notification_id",
+        String(36),
+        ForeignKey("notifications.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column(
+        "channel", String(60), nullable=False
+    ),  # in_app, email, webhook:<id>, apprise:<id>, push:<device id>
     Column("status", String(12), nullable=False),  # pending, sending, delivered, failed
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("last_error", String(300), nullable=True),
@@ -74,9 +87,16 @@ deliveries = Table(
 )
 
 channels = Table(
-    "channels", metadata,
+    "channels",
+    metadata,
     Column("id", String(36), primary_key=True),
-    Column("partner_id", String(36), ForeignKey("recipients.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column(
+        "partner_id",
+        String(36),
+        ForeignKey("recipients.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
     Column("type", String(10), nullable=False),  # email, webhook, apprise
     Column("target", Text, nullable=False),  # an address or a URL
     Column("secret", String(64), nullable=True),  # a webhook's HMAC key
@@ -87,9 +107,16 @@ channels = Table(
 # session's end (journal.session.ended) removes it. `token` is an FCM registration
 # token (both platforms'), a secret: never logged, never shown whole.
 devices = Table(
-    "devices", metadata,
+    "devices",
+    metadata,
     Column("id", String(36), primary_key=True),
-    Column("partner_id", String(36), ForeignKey("recipients.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column(
+        "partner_id",
+        String(36),
+        ForeignKey("recipients.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
     Column("session_id", String(36), nullable=False, index=True),
     Column("platform", String(8), nullable=False),  # fcm (Android), apns (iOS, through FCM)
     Column("token", Text, nullable=False),
@@ -100,7 +127,8 @@ devices = Table(
 
 # Login sessions the journal said ended: a token of one (valid until it expires) registers no device.
 ended_sessions = Table(
-    "ended_sessions", metadata,
+    "ended_sessions",
+    metadata,
     Column("session_id", String(36), primary_key=True),
     Column("partner_id", String(36), nullable=False, index=True),
     Column("ended_at", UTCDateTime(), nullable=False, index=True),
@@ -108,7 +136,8 @@ ended_sessions = Table(
 
 # Couples ended by an erasure: a late announcement of their milestone is shown to no one.
 ended_couples = Table(
-    "ended_couples", metadata,
+    "ended_couples",
+    metadata,
     Column("couple_id", String(36), primary_key=True),
     Column("ended_at", UTCDateTime(), nullable=False),  # the erasure's event time
 )
@@ -116,7 +145,8 @@ ended_couples = Table(
 # Password reset emails to send: transactional, sent once and at once (no pacing, no quiet hours, never in
 # the inbox). The link's token is here only until the email is sent, fails for good or expires (resets.py).
 reset_emails = Table(
-    "reset_emails", metadata,
+    "reset_emails",
+    metadata,
     Column("id", String(36), primary_key=True),  # the journal's event id
     Column("partner_id", String(36), nullable=False, index=True),
     Column("token", String(128), nullable=False),

@@ -24,6 +24,7 @@ nothing of Flask or the database.  Callers pass ``allow_private`` explicitly.
   goes through the webhook's session (:func:`guarded`), so the connect-time
   check applies to it too.
 """
+
 from __future__ import annotations
 
 import contextvars
@@ -73,8 +74,10 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 # mailto://...?smtp=HOST) or be reached by other means than ``requests`` (SMTP,
 # raw sockets, the local desktop), out of the guard's sight.
 APPRISE_SCHEMES = {
-    **dict.fromkeys(("json", "jsons", "xml", "xmls", "form", "forms", "ntfy", "ntfys", "gotify", "gotifys"),
-                    "host"),
+    **dict.fromkeys(
+        ("json", "jsons", "xml", "xmls", "form", "forms", "ntfy", "ntfys", "gotify", "gotifys"),
+        "host",
+    ),
     **dict.fromkeys(("tgram", "discord", "slack", "pover", "pbul"), "api"),
 }
 _HOSTNAME = re.compile(r"^[a-z0-9_](?:[a-z0-9_.-]*[a-z0-9_])?\.?$")
@@ -246,9 +249,7 @@ def _common_checks(url: Any, what: str) -> str:
     return url
 
 
-def check_webhook_url(
-    url: str, *, allow_private: bool, resolve: Resolver = _getaddrinfo
-) -> str:
+def check_webhook_url(url: str, *, allow_private: bool, resolve: Resolver = _getaddrinfo) -> str:
     """Return the normalised webhook URL, or raise :class:`TargetRefused`.
 
     http or https only; a host is required; no ``user:pass@``; the host (and
@@ -306,30 +307,37 @@ def _apprise_plugin(url: str, *, allow_private: bool, resolve: Resolver) -> Any:
     if scheme not in APPRISE_SCHEMES:
         raise TargetRefused(
             "This kind of Apprise target is not allowed; Tandem sends to "
-            + ", ".join(f"{s}://" for s in APPRISE_SCHEMES) + " only."
+            + ", ".join(f"{s}://" for s in APPRISE_SCHEMES)
+            + " only."
         )
     plugin = apprise.Apprise.instantiate(
         url, asset=apprise.AppriseAsset(http_redirects=False), suppress_exceptions=True
     )
     if plugin is None:
         raise TargetRefused("Apprise does not understand this URL.")
-    if scheme not in _protocols(plugin):  # read as another service's URL: its target is not the one checked
+    if scheme not in _protocols(
+        plugin
+    ):  # read as another service's URL: its target is not the one checked
         raise TargetRefused("Apprise does not understand this URL.")
     if any(isinstance(v, apprise.AppriseAttachment) and len(v) for v in vars(plugin).values()):
         # e.g. discord://...?template=http://169.254.169.254/ or ?template=/etc/passwd: read when sending
-        raise TargetRefused("An Apprise URL may not name a file or address to read (such as template=).")
+        raise TargetRefused(
+            "An Apprise URL may not name a file or address to read (such as template=)."
+        )
     plugin.redirects = False  # even if the URL says redirect=yes
     if APPRISE_SCHEMES[scheme] == "host" and str(getattr(plugin, "mode", "")).lower() != "cloud":
         # (ntfy://topic is ntfy's cloud, ntfy.sh: no host of the user's)
         host = str(getattr(plugin, "host", None) or "")
-        _check_host(host.strip("[]"), getattr(plugin, "port", None) or None,
-                    allow_private=allow_private, resolve=resolve)
+        _check_host(
+            host.strip("[]"),
+            getattr(plugin, "port", None) or None,
+            allow_private=allow_private,
+            resolve=resolve,
+        )
     return plugin
 
 
-def check_apprise_url(
-    url: str, *, allow_private: bool, resolve: Resolver = _getaddrinfo
-) -> str:
+def check_apprise_url(url: str, *, allow_private: bool, resolve: Resolver = _getaddrinfo) -> str:
     """Return the Apprise URL unchanged if its scheme is allowed, Apprise understands it and its host is allowed.
 
     The scheme must be one of :data:`APPRISE_SCHEMES` and the URL must load
@@ -369,7 +377,9 @@ class _Policy:
     def addresses(self, host: str, port: int) -> list[IPAddress]:
         host = host.strip("[]")
         literal = _literal_ip(host)
-        addresses = [literal] if literal is not None else _resolve(_idna_host(host), port, self.resolve)
+        addresses = (
+            [literal] if literal is not None else _resolve(_idna_host(host), port, self.resolve)
+        )
         if not self.allow_private:
             _refuse_if_any(host, addresses)
         return addresses
@@ -400,7 +410,8 @@ class _GuardedConnectionMixin:
                 )
             except TimeoutError as e:
                 last_error = ConnectTimeoutError(
-                    self, f"Connection to {host} timed out. (connect timeout={self.timeout})"  # type: ignore[attr-defined]
+                    self,
+                    f"Connection to {host} timed out. (connect timeout={self.timeout})",  # type: ignore[attr-defined]
                 )
                 last_error.__cause__ = e
                 continue
@@ -419,10 +430,18 @@ class _GuardedConnectionMixin:
 
 
 def _guarded_adapter(policy: _Policy) -> HTTPAdapter:
-    http_conn = type("GuardedHTTPConnection", (_GuardedConnectionMixin, HTTPConnection), {"_policy": policy})
-    https_conn = type("GuardedHTTPSConnection", (_GuardedConnectionMixin, HTTPSConnection), {"_policy": policy})
-    http_pool = type("GuardedHTTPConnectionPool", (HTTPConnectionPool,), {"ConnectionCls": http_conn})
-    https_pool = type("GuardedHTTPSConnectionPool", (HTTPSConnectionPool,), {"ConnectionCls": https_conn})
+    http_conn = type(
+        "GuardedHTTPConnection", (_GuardedConnectionMixin, HTTPConnection), {"_policy": policy}
+    )
+    https_conn = type(
+        "GuardedHTTPSConnection", (_GuardedConnectionMixin, HTTPSConnection), {"_policy": policy}
+    )
+    http_pool = type(
+        "GuardedHTTPConnectionPool", (HTTPConnectionPool,), {"ConnectionCls": http_conn}
+    )
+    https_pool = type(
+        "GuardedHTTPSConnectionPool", (HTTPSConnectionPool,), {"ConnectionCls": https_conn}
+    )
 
     class GuardedAdapter(HTTPAdapter):
         def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
@@ -444,9 +463,7 @@ class _NoRedirectSession(requests.Session):
         return None
 
 
-def safe_session(
-    allow_private: bool, *, resolve: Resolver = _getaddrinfo
-) -> requests.Session:
+def safe_session(allow_private: bool, *, resolve: Resolver = _getaddrinfo) -> requests.Session:
     """A requests session for webhooks: http(s) only, addresses checked at connect time, no redirects.
 
     A refused address raises :class:`TargetRefused` from ``session.post(...)``
@@ -464,12 +481,16 @@ def safe_session(
 
 
 # The policy in force for requests made in this context (see guarded), or None.
-_GUARD: contextvars.ContextVar[_Policy | None] = contextvars.ContextVar("tandem_target_guard", default=None)
+_GUARD: contextvars.ContextVar[_Policy | None] = contextvars.ContextVar(
+    "tandem_target_guard", default=None
+)
 _installed = threading.Lock()
 _plain_send: Any = None
 
 
-def _send_through_guard(self: requests.Session, request: requests.PreparedRequest, **kwargs: Any) -> Any:
+def _send_through_guard(
+    self: requests.Session, request: requests.PreparedRequest, **kwargs: Any
+) -> Any:
     policy = _GUARD.get()
     if policy is None or isinstance(self, _NoRedirectSession):
         return _plain_send(self, request, **kwargs)

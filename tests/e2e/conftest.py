@@ -6,6 +6,7 @@ quiet (every outbox published), so what an earlier test set going is not counted
 by the next. Its SMTP settings point at one real SMTP server (``mail``) that
 records every message; a test reads the messages sent to its own addresses.
 """
+
 from __future__ import annotations
 
 import os
@@ -78,15 +79,23 @@ def start_tandem(env: dict[str, str]) -> Running:
         urls[name] = f"http://127.0.0.1:{port}"
     fd, log = tempfile.mkstemp(prefix="tandem-run-", suffix=".log")
     with os.fdopen(fd, "w") as out:
-        proc = subprocess.Popen(TANDEM + ["run"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            TANDEM + ["run"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     run = Running(proc, urls, env, Path(log))
 
     def ready():
         if proc.poll() is not None:
             raise AssertionError("tandem run exited:\n" + run.stop())
         try:
-            return all(requests.get(u + "/readyz", timeout=1).status_code == 200 for u in urls.values())
+            return all(
+                requests.get(u + "/readyz", timeout=1).status_code == 200 for u in urls.values()
+            )
         except requests.RequestException:  # not listening yet, or workers still booting
             return False
 
@@ -133,7 +142,9 @@ def mail():
 def backend(request, tmp_path_factory):
     """The e2e tests' backend, clean when the first of them starts: one a backend, shared."""
     with pytest.MonkeyPatch.context() as mp:
-        yield _make_backend(request.param, request, tmp_path_factory.mktemp(f"e2e-{request.param}"), mp)
+        yield _make_backend(
+            request.param, request, tmp_path_factory.mktemp(f"e2e-{request.param}"), mp
+        )
 
 
 OUTBOXES = {"journal": journal_outbox, "milestones": milestones_outbox, "notify": notify_outbox}
@@ -142,7 +153,9 @@ OUTBOXES = {"journal": journal_outbox, "milestones": milestones_outbox, "notify"
 @pytest.fixture(scope="package")
 def stack(backend, mail):
     """`tandem run` on `backend`, shared by the e2e tests; stopped, and checked stopped, after the last."""
-    env = process_env(backend, WEB_CONCURRENCY="2", MILESTONES_SETTLE_SECONDS="1", SMTP_URL=mail.url)
+    env = process_env(
+        backend, WEB_CONCURRENCY="2", MILESTONES_SETTLE_SECONDS="1", SMTP_URL=mail.url
+    )
     if backend.embedded:  # the real embedded default: nothing set but where ./var is
         env.pop("BROKER_URL")
         for name in SERVICES:
@@ -152,7 +165,9 @@ def stack(backend, mail):
         yield run
     finally:
         output = run.stop()
-        sys.stderr.write(output)  # captured with the last test: read for secrets like every test's output
+        sys.stderr.write(
+            output
+        )  # captured with the last test: read for secrets like every test's output
     for name, spec in SERVICES.items():
         for process in ["web", *spec.workers]:
             assert f"{name}.{process} stopped" in output, output[-3000:]
@@ -178,9 +193,14 @@ def delivered_and_quiet(outboxes: dict) -> bool:
             if c.execute(select(func.count()).where(table.c.published_at.is_(None))).scalar():
                 return False
     with outboxes["notify"][0].connect() as c:
-        return not c.execute(select(func.count()).select_from(deliveries).where(
-            (deliveries.c.status == "sending")
-            | ((deliveries.c.status == "pending") & (deliveries.c.due_at <= utcnow())))).scalar()
+        return not c.execute(
+            select(func.count())
+            .select_from(deliveries)
+            .where(
+                (deliveries.c.status == "sending")
+                | ((deliveries.c.status == "pending") & (deliveries.c.due_at <= utcnow()))
+            )
+        ).scalar()
 
 
 @pytest.fixture

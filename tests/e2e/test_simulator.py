@@ -1,5 +1,6 @@
 """The simulator drives the running system through its public API, and what the
 service celebrates is what the pure rules give on the same histories."""
+
 from __future__ import annotations
 
 import pytest
@@ -17,13 +18,32 @@ PARTNERS = "improvers:2,gappy:2,steady:0,worsening:0"
 
 @pytest.mark.e2e
 def test_the_services_milestones_are_the_pure_rules_daily_looks_at_the_same_histories(running):
-    rep = simulate.main(["--partners", PARTNERS, "--order", "in-order", "--journal", running.urls["journal"],
-                         "--milestones", running.urls["milestones"], "--json"])
+    rep = simulate.main(
+        [
+            "--partners",
+            PARTNERS,
+            "--order",
+            "in-order",
+            "--journal",
+            running.urls["journal"],
+            "--milestones",
+            running.urls["milestones"],
+            "--json",
+        ]
+    )
     assert rep["entries_posted"] > 400
     agreement = rep["agreement"]
-    assert agreement["disagree"] == [], "every (type, level) and its day as the rules' daily looks give them"
+    assert agreement["disagree"] == [], (
+        "every (type, level) and its day as the rules' daily looks give them"
+    )
     assert agreement["agree"] == agreement["partners"] == 4
-    assert agreement["milestones"] == 4  # fewer_anxious_episodes levels 1-3, and one calmer_episodes
+    assert (
+        agreement["milestones"] == 4
+    )  # fewer_anxious_episodes levels 1-3, and one calmer_episodes
     fewer = rep["types"]["fewer_anxious_episodes"]
-    assert fewer["true_changes"] == 1 and fewer["true_detections"] == 1 and fewer["false_detections"] == 0
+    assert (
+        fewer["true_changes"] == 1
+        and fewer["true_detections"] == 1
+        and fewer["false_detections"] == 0
+    )
     assert rep["types"]["more_independence"]["detected"] == 0

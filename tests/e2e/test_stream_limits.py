@@ -1,6 +1,7 @@
 """The live inbox cannot starve the notify service (real `tandem run` processes,
 both backends): one account's streams are capped, streams wait on threads of
 their own, and a stream ends when its token does."""
+
 from __future__ import annotations
 
 import time
@@ -43,7 +44,9 @@ def test_seventeen_streams_of_one_partner_leave_another_partners_requests_answer
     held: list[StreamClient] = []
     refused: list[requests.Response] = []
     try:
-        for _ in range(17):  # one after another, each answered before the next (a phone gone haywire)
+        for _ in range(
+            17
+        ):  # one after another, each answered before the next (a phone gone haywire)
             r = _open(stream, ana["headers"])
             if r.status_code == 200:
                 client = StreamClient(stream, ana["headers"], response=r)
@@ -64,9 +67,15 @@ def test_seventeen_streams_of_one_partner_leave_another_partners_requests_answer
         assert inbox.status_code == 200 and inbox.json()["items"] == [], inbox.text
         prefs, took_prefs = _prompt("GET", notify + "/v1/preferences", headers=ben["headers"])
         assert prefs.status_code == 200, prefs.text
-        changed, _ = _prompt("PATCH", notify + "/v1/preferences", headers=ben["headers"],
-                             json={"share_milestones_with_partner": True})
-        assert changed.status_code == 200 and changed.json()["share_milestones_with_partner"] is True
+        changed, _ = _prompt(
+            "PATCH",
+            notify + "/v1/preferences",
+            headers=ben["headers"],
+            json={"share_milestones_with_partner": True},
+        )
+        assert (
+            changed.status_code == 200 and changed.json()["share_milestones_with_partner"] is True
+        )
         own = StreamClient(stream, ben["headers"], response=_open(stream, ben["headers"]))
         held.append(own)
         assert own.until_live() == []
@@ -91,7 +100,9 @@ def _short_token(running, partner_id: str, seconds: int) -> str:
 
 
 @pytest.mark.e2e
-def test_a_stream_ends_when_its_token_expires_and_the_client_must_come_back_with_a_fresh_one(running):
+def test_a_stream_ends_when_its_token_expires_and_the_client_must_come_back_with_a_fresh_one(
+    running,
+):
     journal, notify = running.urls["journal"], running.urls["notify"]
     ana = _partner(requests.Session(), journal, "ana")
     stream = notify + "/v1/notifications/stream"

@@ -2,6 +2,7 @@
 embedded broker's messages) is its owner's alone: `tandem migrate` and `tandem
 run` make it 0700 and what is in it 0600, whatever the umask they were given
 and whatever modes an existing ``./var`` had."""
+
 from __future__ import annotations
 
 import os
@@ -26,18 +27,30 @@ def _open_to_others(var: Path) -> list[str]:
 
 @pytest.mark.e2e
 def test_migrate_makes_a_private_var_and_mends_an_existing_one(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_DATABASE_URL") and k != "BROKER_URL"}
+    env = {
+        k: v for k, v in os.environ.items() if not k.endswith("_DATABASE_URL") and k != "BROKER_URL"
+    }
     env["TANDEM_VAR_DIR"] = str(tmp_path / "var")
 
     def migrate() -> None:
-        done = subprocess.run(TANDEM + ["migrate"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
-                              preexec_fn=lambda: os.umask(0o022))  # what a shell usually gives
+        done = subprocess.run(
+            TANDEM + ["migrate"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            preexec_fn=lambda: os.umask(0o022),
+        )  # what a shell usually gives
         assert done.returncode == 0, done.stderr
 
     migrate()
     var = tmp_path / "var"
-    assert sorted(p.name for p in var.glob("*.sqlite3")) == ["journal.sqlite3", "milestones.sqlite3",
-                                                              "notify.sqlite3"]
+    assert sorted(p.name for p in var.glob("*.sqlite3")) == [
+        "journal.sqlite3",
+        "milestones.sqlite3",
+        "notify.sqlite3",
+    ]
     assert _open_to_others(var) == []
 
     # A ./var made before (by an older Tandem, or by hand), open to all: mended.
@@ -50,7 +63,9 @@ def test_migrate_makes_a_private_var_and_mends_an_existing_one(tmp_path):
     assert _open_to_others(var)
     migrate()
     assert _open_to_others(var) == []
-    assert stat.S_IMODE((var / "journal.sqlite3").stat().st_mode) == 0o600  # the owner keeps reading and writing
+    assert (
+        stat.S_IMODE((var / "journal.sqlite3").stat().st_mode) == 0o600
+    )  # the owner keeps reading and writing
 
 
 @pytest.mark.e2e

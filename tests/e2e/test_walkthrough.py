@@ -1,5 +1,6 @@
 """`make run` as a new user runs it: the README's walk-through, word for word,
 against every service started as real processes (gunicorn and workers)."""
+
 from __future__ import annotations
 
 import json
@@ -27,47 +28,79 @@ class LineReader:
         import threading
 
         self.lines: list[str] = []
-        threading.Thread(target=lambda: [self.lines.append(line) for line in pipe], daemon=True).start()
+        threading.Thread(
+            target=lambda: [self.lines.append(line) for line in pipe], daemon=True
+        ).start()
 
 
 @pytest.mark.e2e
 def test_readme_walkthrough_works_word_for_word(running):
     base, env = running.urls["journal"], running.env
-    watcher = subprocess.Popen(TANDEM + ["watch"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    watcher = subprocess.Popen(
+        TANDEM + ["watch"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         watched, said = LineReader(watcher.stdout), LineReader(watcher.stderr)
-        wait_until(lambda: any("watching" in line for line in said.lines), what="the watcher to start")
-        script = walkthrough_script().replace("http://127.0.0.1:8001", base) \
-            .replace("http://127.0.0.1:8002", running.urls["milestones"]) \
+        wait_until(
+            lambda: any("watching" in line for line in said.lines), what="the watcher to start"
+        )
+        script = (
+            walkthrough_script()
+            .replace("http://127.0.0.1:8001", base)
+            .replace("http://127.0.0.1:8002", running.urls["milestones"])
             .replace("http://127.0.0.1:8003", running.urls["notify"])
-        done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True,
-                              timeout=120)
+        )
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=120
+        )
         assert done.returncode == 0, done.stderr
         out = done.stdout
-        assert '"display_name": "Ben"' in out and '"display_name": "Ana"' in out  # step 3: both partners
+        assert (
+            '"display_name": "Ben"' in out and '"display_name": "Ana"' in out
+        )  # step 3: both partners
         assert "\n200\n" in out  # step 6: the retried entry is the same entry
         assert '"status": 404' in out  # step 7: Ana's private moment is hidden from Ben
         assert '"intensity": [' in out and '"status": 422' in out  # step 8 names the field
-        assert '"items": []' in out and '"metric": "anxious_episodes"' in out  # milestones: none yet; a chart
-        assert out.count('"token_hint": "…XKqpc8"') == 2 and '"this_session": true' in out  # her phone, listed
+        assert (
+            '"items": []' in out and '"metric": "anxious_episodes"' in out
+        )  # milestones: none yet; a chart
+        assert (
+            out.count('"token_hint": "…XKqpc8"') == 2 and '"this_session": true' in out
+        )  # her phone, listed
         assert "APA91b" not in out  # the token is never shown again
-        assert '"device_name": "phone"' in out and '"current": true' in out  # step 9: refreshed, listed
+        assert (
+            '"device_name": "phone"' in out and '"current": true' in out
+        )  # step 9: refreshed, listed
         assert "\n204\n401\n" in out  # step 10: logged out, the refresh token refused
 
         # What the walk-through claims, checked through the API itself.
-        token = requests.post(base + "/v1/tokens", json={"email": "ben@example.com",
-                                                         "password": "another passphrase"}).json()["access_token"]
-        items = requests.get(base + "/v1/entries", headers={"Authorization": f"Bearer {token}"}).json()["items"]
-        assert sorted(i["kind"] for i in items) == ["daily_reflection", "healing_conversation", "ritual"]
+        token = requests.post(
+            base + "/v1/tokens", json={"email": "ben@example.com", "password": "another passphrase"}
+        ).json()["access_token"]
+        items = requests.get(
+            base + "/v1/entries", headers={"Authorization": f"Bearer {token}"}
+        ).json()["items"]
+        assert sorted(i["kind"] for i in items) == [
+            "daily_reflection",
+            "healing_conversation",
+            "ritual",
+        ]
 
         def events():
             return [json.loads(line) for line in list(watched.lines)]
 
         def seen_all():
             types = [e["type"] for e in events()]
-            return types.count("journal.entry.recorded") == 4 and types.count("journal.partner.registered") == 2 \
+            return (
+                types.count("journal.entry.recorded") == 4
+                and types.count("journal.partner.registered") == 2
                 and "journal.couple.partnered" in types
+            )
 
         wait_until(seen_all, timeout=30, what="the walk-through's events on the exchange")
         assert not any("note" in e["data"] for e in events())

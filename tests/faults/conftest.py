@@ -6,6 +6,7 @@ The broker and the shared test databases come from the environment like in
 the rest of the suite (``TEST_BROKER_URL``, ``TEST_<SERVICE>_DATABASE_URL``);
 only the test that restarts PostgreSQL runs a server of its own.
 """
+
 from __future__ import annotations
 
 import glob
@@ -26,10 +27,14 @@ from tests.e2e.conftest import ROOT, TANDEM
 
 
 def _pg_bin() -> Path:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4])
+    )
     if not found:
-        pytest.fail("No PostgreSQL server binaries under /usr/lib/postgresql/*/bin (apt-get install postgresql)",
-                    pytrace=False)
+        pytest.fail(
+            "No PostgreSQL server binaries under /usr/lib/postgresql/*/bin (apt-get install postgresql)",
+            pytrace=False,
+        )
     return Path(found[-1]).parent
 
 
@@ -48,12 +53,25 @@ class PrivatePostgres:
         self.as_postgres = os.geteuid() == 0
         if self.as_postgres:
             shutil.chown(self.root, "postgres", "postgres")
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C",
-                  "--no-sync")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        )
         with open(self.data / "postgresql.conf", "a") as conf:
-            conf.write(f"\nport = {self.port}\nlisten_addresses = '127.0.0.1'\n"
-                       f"unix_socket_directories = '{self.root}'\nmax_connections = 200\n"
-                       "fsync = off\nfull_page_writes = off\nshared_buffers = 32MB\n")
+            conf.write(
+                f"\nport = {self.port}\nlisten_addresses = '127.0.0.1'\n"
+                f"unix_socket_directories = '{self.root}'\nmax_connections = 200\n"
+                "fsync = off\nfull_page_writes = off\nshared_buffers = 32MB\n"
+            )
 
     def _run(self, tool: str, *args: str) -> subprocess.CompletedProcess:
         cmd = [str(self.bin / tool), *args]
@@ -61,7 +79,9 @@ class PrivatePostgres:
             cmd = ["runuser", "-u", "postgres", "--", *cmd]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         if out.returncode != 0:
-            raise AssertionError(f"{tool} {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}\n{self.log_tail()}")
+            raise AssertionError(
+                f"{tool} {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}\n{self.log_tail()}"
+            )
         return out
 
     def log_tail(self) -> str:
@@ -71,7 +91,9 @@ class PrivatePostgres:
             return ""
 
     def ctl(self, action: str, *args: str) -> None:
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", action, *args)
+        self._run(
+            "pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", action, *args
+        )
 
     def start(self) -> None:
         self.ctl("start")
@@ -138,10 +160,20 @@ class Worker:
 
     def start(self) -> Worker:
         assert self.proc is None or self.proc.poll() is not None, "already running"
-        command = [sys.executable, "-c", self.code] if self.code else TANDEM + ["worker", self.service, self.name]
+        command = (
+            [sys.executable, "-c", self.code]
+            if self.code
+            else TANDEM + ["worker", self.service, self.name]
+        )
         with open(self.log, "a") as out:
-            self.proc = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         return self
 
     def kill(self) -> None:
@@ -156,7 +188,9 @@ class Worker:
                 self.exits.append(self.proc.wait(timeout=30))
             except subprocess.TimeoutExpired:
                 self.kill()
-                raise AssertionError(f"{self.service} {self.name} did not stop on SIGTERM:\n{self.output()}") from None
+                raise AssertionError(
+                    f"{self.service} {self.name} did not stop on SIGTERM:\n{self.output()}"
+                ) from None
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

@@ -10,6 +10,7 @@ deleted, so whatever the order the events are applied in, each threshold is
 crossed by exactly one ritual: a milestone's evidence counts exactly its
 threshold, and a count that missed a concurrent ritual would show.
 """
+
 from __future__ import annotations
 
 import random
@@ -31,11 +32,28 @@ def _event(type_: str, subject: str, data: dict, at: datetime) -> dict:
 def couple(at: datetime) -> tuple[str, str, str, list[dict]]:
     """(partner a, partner b, couple id, the events that make them a couple)."""
     a, b, c = (str(uuid.uuid4()) for _ in range(3))
-    evs = [_event("journal.partner.registered", p, {"partner_id": p, "email": f"{p[:8]}@example.com",
-                                                    "display_name": name, "timezone": TZ}, at)
-           for p, name in ((a, "Ana"), (b, "Ben"))]
-    evs.append(_event("journal.couple.partnered", c, {"couple_id": c, "partner_ids": [a, b]},
-                      at + timedelta(milliseconds=1)))
+    evs = [
+        _event(
+            "journal.partner.registered",
+            p,
+            {
+                "partner_id": p,
+                "email": f"{p[:8]}@example.com",
+                "display_name": name,
+                "timezone": TZ,
+            },
+            at,
+        )
+        for p, name in ((a, "Ana"), (b, "Ben"))
+    ]
+    evs.append(
+        _event(
+            "journal.couple.partnered",
+            c,
+            {"couple_id": c, "partner_ids": [a, b]},
+            at + timedelta(milliseconds=1),
+        )
+    )
     return a, b, c, evs
 
 
@@ -63,20 +81,39 @@ def burst(a: str, b: str, c: str, n: int, start: datetime, seed: int = 5) -> lis
         if mine and roll < 0.15:  # a revision, sometimes to another day
             e = rng.choice(mine)
             day = rng.choice(days)
-            e.update(local_date=day, occurred_at=datetime.combine(day, time(rng.randint(6, 22)), UTC),
-                     **_measures(e["kind"], rng))
+            e.update(
+                local_date=day,
+                occurred_at=datetime.combine(day, time(rng.randint(6, 22)), UTC),
+                **_measures(e["kind"], rng),
+            )
             out.append(_event("journal.entry.revised", c, dict(e), at))
         elif mine and roll < 0.25:
             e = live.pop(rng.choice(mine)["entry_id"])
-            out.append(_event("journal.entry.deleted", c,
-                              {"entry_id": e["entry_id"], "couple_id": c, "partner_id": pid}, at))
+            out.append(
+                _event(
+                    "journal.entry.deleted",
+                    c,
+                    {"entry_id": e["entry_id"], "couple_id": c, "partner_id": pid},
+                    at,
+                )
+            )
         else:
-            kind = "ritual" if roll < 0.65 else rng.choice(["anxious_episode", "daily_reflection",
-                                                            "independence_activity"])
+            kind = (
+                "ritual"
+                if roll < 0.65
+                else rng.choice(["anxious_episode", "daily_reflection", "independence_activity"])
+            )
             day = rng.choice(days)
-            e = {"entry_id": str(uuid.uuid4()), "couple_id": c, "partner_id": pid, "kind": kind,
-                 "occurred_at": datetime.combine(day, time(rng.randint(6, 22)), UTC), "local_date": day,
-                 "visibility": "shared", **_measures(kind, rng)}
+            e = {
+                "entry_id": str(uuid.uuid4()),
+                "couple_id": c,
+                "partner_id": pid,
+                "kind": kind,
+                "occurred_at": datetime.combine(day, time(rng.randint(6, 22)), UTC),
+                "local_date": day,
+                "visibility": "shared",
+                **_measures(kind, rng),
+            }
             if kind != "ritual":
                 live[e["entry_id"]] = e
             out.append(_event("journal.entry.recorded", c, dict(e), at))
@@ -95,7 +132,9 @@ def reference(evs: list[dict], tmp: Path) -> dict:
     migrate.upgrade("milestones", url)
     engine = make_engine(url)
     try:
-        one = EventConsumer(None, "milestones.events", handlers(), make_session_factory(engine), processed_events)
+        one = EventConsumer(
+            None, "milestones.events", handlers(), make_session_factory(engine), processed_events
+        )
         for ev in evs:
             parsed = events.parse(events.encode(ev))
             assert one.apply(parsed, one.handlers[parsed.type])
@@ -119,21 +158,50 @@ def state(engine) -> dict:
 
     with engine.connect() as conn:
         achieved = conn.execute(select(milestones)).all()
-        announced = conn.execute(select(func.count()).select_from(outbox).where(
-            outbox.c.routing_key == "milestones.milestone.achieved")).scalar()
+        announced = conn.execute(
+            select(func.count())
+            .select_from(outbox)
+            .where(outbox.c.routing_key == "milestones.milestone.achieved")
+        ).scalar()
         return {
-            "partners": {r.id: (r.couple_id, r.timezone, r.erased) for r in conn.execute(select(partners))},
+            "partners": {
+                r.id: (r.couple_id, r.timezone, r.erased) for r in conn.execute(select(partners))
+            },
             # what a deleted entry last looked like depends on the order (a revision
             # older than the deletion may come after it, and change nothing): not compared
-            "entries": {r.id: (r.partner_id, True, r.version) if r.deleted else
-                        (r.partner_id, r.kind, r.local_date, r.measures, r.version)
-                        for r in conn.execute(select(entries))},
-            **{name: {(r.partner_id, r.local_date): (r.entries, r.episodes, r.detail, r.ritual_count, r.ratings,
-                                                     r.activities, r.conflicts, r.weekly_check_ins)
-                      for r in conn.execute(select(table))} for name, table in (("days", days),
-                                                                               ("shared_days", shared_days))},
-            "milestones": sorted((m.type, m.level, m.owner_key, m.as_of, m.evidence.get("rituals"),
-                                  m.evidence.get("threshold")) for m in achieved),
+            "entries": {
+                r.id: (r.partner_id, True, r.version)
+                if r.deleted
+                else (r.partner_id, r.kind, r.local_date, r.measures, r.version)
+                for r in conn.execute(select(entries))
+            },
+            **{
+                name: {
+                    (r.partner_id, r.local_date): (
+                        r.entries,
+                        r.episodes,
+                        r.detail,
+                        r.ritual_count,
+                        r.ratings,
+                        r.activities,
+                        r.conflicts,
+                        r.weekly_check_ins,
+                    )
+                    for r in conn.execute(select(table))
+                }
+                for name, table in (("days", days), ("shared_days", shared_days))
+            },
+            "milestones": sorted(
+                (
+                    m.type,
+                    m.level,
+                    m.owner_key,
+                    m.as_of,
+                    m.evidence.get("rituals"),
+                    m.evidence.get("threshold"),
+                )
+                for m in achieved
+            ),
             "announced": announced,
             "processed": conn.execute(select(func.count()).select_from(processed_events)).scalar(),
         }
@@ -143,5 +211,7 @@ def rituals_kept_levels(evs: list[dict]) -> list[tuple[str, int]]:
     """The rituals-kept milestones the rituals recorded in `evs` reach."""
     from services.milestones.rules import RITUAL_LEVELS
 
-    n = sum(1 for e in evs if e["type"] == "journal.entry.recorded" and e["data"]["kind"] == "ritual")
+    n = sum(
+        1 for e in evs if e["type"] == "journal.entry.recorded" and e["data"]["kind"] == "ritual"
+    )
     return [("rituals_kept", level) for level, threshold in RITUAL_LEVELS if n >= threshold]

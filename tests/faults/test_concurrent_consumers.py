@@ -4,6 +4,7 @@ days, revisions, deletions, rituals crossing the rituals-kept thresholds. The
 end state (entries, day aggregates, milestones) is the one a single consumer
 reaches applying the same events one after another: no update lost to a
 concurrent one, no milestone twice, none missed, each event applied once."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
@@ -32,7 +33,9 @@ def _processed(engine) -> int:
         return conn.execute(select(func.count()).select_from(processed_events)).scalar()
 
 
-def test_two_consumers_on_one_couples_burst_end_as_one_consumer_would(rabbit_backend, workers, tmp_path):
+def test_two_consumers_on_one_couples_burst_end_as_one_consumer_would(
+    rabbit_backend, workers, tmp_path
+):
     start = datetime.now(UTC) - timedelta(hours=1)
     a, b, c, setup = couple_burst.couple(start)
     evs = couple_burst.burst(a, b, c, n=240, start=start + timedelta(seconds=1))
@@ -48,8 +51,13 @@ def test_two_consumers_on_one_couples_burst_end_as_one_consumer_would(rabbit_bac
         wait_until(lambda: _processed(engine) == len(setup), timeout=60, what="the couple's events")
         wait_until(lambda: queue_counts()[1] == 2, timeout=30, what="both consumers on the queue")
         publish_events(*evs)
-        wait_until(lambda: _processed(engine) == len(setup) + len(evs) or not all(w.alive() for w in consumers),
-                   timeout=90, what="every event of the burst to be applied")
+        wait_until(
+            lambda: (
+                _processed(engine) == len(setup) + len(evs) or not all(w.alive() for w in consumers)
+            ),
+            timeout=90,
+            what="every event of the burst to be applied",
+        )
         assert all(w.alive() for w in consumers), "\n".join(w.output() for w in consumers)
         for w in consumers:
             w.stop()
@@ -58,8 +66,12 @@ def test_two_consumers_on_one_couples_burst_end_as_one_consumer_would(rabbit_bac
         engine.dispose()
 
     assert [w.exits for w in consumers] == [[0], [0]], "\n".join(w.output() for w in consumers)
-    assert queue_counts() == (0, 0) and drain("milestones.events.dead") == [], "every message acked, none dead"
+    assert queue_counts() == (0, 0) and drain("milestones.events.dead") == [], (
+        "every message acked, none dead"
+    )
     for key in ("partners", "entries", "days", "milestones", "announced", "processed"):
         assert got[key] == expected[key], key
-    assert "handler_failed" not in "".join(w.output() for w in consumers), "no event failed, even once"
+    assert "handler_failed" not in "".join(w.output() for w in consumers), (
+        "no event failed, even once"
+    )
     assert [m[:2] for m in got["milestones"]] == levels

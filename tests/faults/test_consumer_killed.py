@@ -12,6 +12,7 @@ no server) cannot do this: a message leaves the queue's folder when it is
 delivered, not when it is acked, so a consumer killed before its ack takes
 the message with it. That limit is pinned by the last test, not hidden.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -72,11 +73,17 @@ def _events(tmp_path, n: int) -> tuple[str, list[dict], dict]:
 def _pg_backends(engine, where: str) -> int:
     """Other sessions on this database matching `where` (pg_stat_activity)."""
     with engine.connect() as conn:
-        return conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                                 f"AND pid <> pg_backend_pid() AND ({where})")).scalar()
+        return conn.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                f"AND pid <> pg_backend_pid() AND ({where})"
+            )
+        ).scalar()
 
 
-def test_a_consumer_killed_holding_messages_loses_none_and_applies_none_twice(rabbit_backend, workers, tmp_path):
+def test_a_consumer_killed_holding_messages_loses_none_and_applies_none_twice(
+    rabbit_backend, workers, tmp_path
+):
     a, everything, expected = _events(tmp_path, n=150)
     engine = rabbit_backend.engine("milestones")
     env = process_env(rabbit_backend)
@@ -85,42 +92,62 @@ def test_a_consumer_killed_holding_messages_loses_none_and_applies_none_twice(ra
 
         # 1. Killed right after the commit that took it to 20 events applied, before acking that
         #    transaction's messages: the broker takes them back, and the prefetched ones.
-        hooked = workers(dict(env, KILL_AFTER_EVENTS="20"), "milestones", "consumer", KILL_AFTER_COMMIT).start()
+        hooked = workers(
+            dict(env, KILL_AFTER_EVENTS="20"), "milestones", "consumer", KILL_AFTER_COMMIT
+        ).start()
         assert hooked.proc.wait(timeout=90) == -9, hooked.output()
         said = re.search(r"killed after (\d+) applied, (\d+) of them unacked", hooked.output())
         assert said, hooked.output()
         applied, unacked = int(said[1]), int(said[2])
         assert applied >= 20 and _processed(engine) == applied
-        wait_until(lambda: queue_counts() == (len(everything) - (applied - unacked), 0), timeout=30,
-                   what="the applied but unacked messages, and those prefetched, back on the queue")
+        wait_until(
+            lambda: queue_counts() == (len(everything) - (applied - unacked), 0),
+            timeout=30,
+            what="the applied but unacked messages, and those prefetched, back on the queue",
+        )
 
         # 2. The real worker, killed while blocked inside an event's transaction (partner a's row
         #    is held by the test, so the first event of a's stops half-way).
         worker = workers(env, "milestones", "consumer").start()
-        wait_until(lambda: _processed(engine) >= 40 or not worker.alive(), timeout=60, what="20 more events")
+        wait_until(
+            lambda: _processed(engine) >= 40 or not worker.alive(),
+            timeout=60,
+            what="20 more events",
+        )
         assert worker.alive(), worker.output()
         with engine.connect() as conn:
             tx = conn.begin()
             conn.execute(select(partners.c.id).where(partners.c.id == a).with_for_update())
-            wait_until(lambda: _pg_backends(engine, "wait_event_type = 'Lock'") == 1, timeout=30,
-                       what="the consumer to wait for partner a's row, mid-transaction")
+            wait_until(
+                lambda: _pg_backends(engine, "wait_event_type = 'Lock'") == 1,
+                timeout=30,
+                what="the consumer to wait for partner a's row, mid-transaction",
+            )
             frozen = _processed(engine)
             worker.kill()
             tx.rollback()
-        wait_until(lambda: _pg_backends(engine, "state <> 'idle' OR wait_event_type = 'Lock'") == 0, timeout=30,
-                   what="the killed consumer's transaction to end")
+        wait_until(
+            lambda: _pg_backends(engine, "state <> 'idle' OR wait_event_type = 'Lock'") == 0,
+            timeout=30,
+            what="the killed consumer's transaction to end",
+        )
         assert _processed(engine) == frozen, "nothing of the interrupted transaction was committed"
 
         # 3. Started again: every event applied, each exactly once.
         worker.start()
-        wait_until(lambda: _processed(engine) == len(everything) or not worker.alive(), timeout=90,
-                   what="every event to be applied")
+        wait_until(
+            lambda: _processed(engine) == len(everything) or not worker.alive(),
+            timeout=90,
+            what="every event to be applied",
+        )
         worker.stop()
         assert worker.exits == [-9, 0], worker.output()
         got = couple_burst.state(engine)
     finally:
         engine.dispose()
-    assert queue_counts() == (0, 0) and drain("milestones.events.dead") == [], "every message acked, none dead"
+    assert queue_counts() == (0, 0) and drain("milestones.events.dead") == [], (
+        "every message acked, none dead"
+    )
     for key in ("partners", "entries", "days", "milestones", "announced", "processed"):
         assert got[key] == expected[key], key
     assert "handler_failed" not in worker.output()
@@ -132,7 +159,8 @@ def embedded_backend(request, tmp_path, monkeypatch):
 
 
 def test_embedded_broker_limit_a_consumer_killed_mid_message_takes_that_message_with_it(
-        embedded_backend, workers, tmp_path):
+    embedded_backend, workers, tmp_path
+):
     """The documented limit of the embedded broker: the one message a killed
     consumer held, mid-transaction, is lost to the service; every other event
     is applied exactly once. (RabbitMQ gives it back: the test above.)"""
@@ -147,15 +175,25 @@ def test_embedded_broker_limit_a_consumer_killed_mid_message_takes_that_message_
 
     publish_events(*everything)
     with contextlib.closing(sqlite3.connect(path, isolation_level=None, timeout=30)) as db:
-        db.execute("BEGIN IMMEDIATE")  # the write lock: the consumer's first transaction waits for it
+        db.execute(
+            "BEGIN IMMEDIATE"
+        )  # the write lock: the consumer's first transaction waits for it
         worker = workers(process_env(embedded_backend), "milestones", "consumer").start()
-        wait_until(lambda: (processed(), waiting()) == (0, len(everything) - 1), timeout=20,
-                   what="the consumer to hold one message it cannot apply yet")
+        wait_until(
+            lambda: (processed(), waiting()) == (0, len(everything) - 1),
+            timeout=20,
+            what="the consumer to hold one message it cannot apply yet",
+        )
         worker.kill()
         db.rollback()
     worker.start()
-    wait_until(lambda: waiting() == 0 and processed() == len(everything) - 1, timeout=60,
-               what="every other event to be applied")
+    wait_until(
+        lambda: waiting() == 0 and processed() == len(everything) - 1,
+        timeout=60,
+        what="every other event to be applied",
+    )
     worker.stop()  # a message still in its hands would be finished first
     assert worker.exits == [-9, 0], worker.output()
-    assert (waiting(), processed()) == (0, len(everything) - 1), "the message held by the killed consumer is lost"
+    assert (waiting(), processed()) == (0, len(everything) - 1), (
+        "the message held by the killed consumer is lost"
+    )

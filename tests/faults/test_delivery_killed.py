@@ -8,6 +8,7 @@ never sends it a second time, publishes `notify.notification.failed`, and
 delivers the other recipients' emails, claimed before the kill and never
 begun, exactly once each.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -41,13 +42,21 @@ class HoldingMailbox:
 
     def __init__(self, hold: str):
         self.hold = hold
-        self.received: list[tuple[str, str]] = []  # (recipient, Message-ID): what reached the server
+        self.received: list[
+            tuple[str, str]
+        ] = []  # (recipient, Message-ID): what reached the server
         self.holding = threading.Event()
         self.release = threading.Event()
 
     async def handle_DATA(self, server, session, envelope):
-        message_id = next((line.split(":", 1)[1].strip() for line in envelope.content.decode().splitlines()
-                           if line.lower().startswith("message-id:")), None)
+        message_id = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in envelope.content.decode().splitlines()
+                if line.lower().startswith("message-id:")
+            ),
+            None,
+        )
         self.received.extend((rcpt, message_id) for rcpt in envelope.rcpt_tos)
         if self.hold in envelope.rcpt_tos:
             self.holding.set()
@@ -64,26 +73,58 @@ def _apply(sessions, ev: dict) -> None:
 def _celebrated(sessions, email: str) -> str:
     """A partner with `email`, and a milestone of theirs; returns the partner id."""
     pid = str(uuid.uuid4())
-    _apply(sessions, events.make_event("journal.partner.registered", source="/journal", subject=pid, data={
-        "partner_id": pid, "email": email, "display_name": email.split("@")[0], "timezone": "Europe/Paris"}))
-    _apply(sessions, events.make_event("milestones.milestone.achieved", source="/milestones", subject=pid, data={
-        "id": str(uuid.uuid4()), "type": "rituals_kept", "level": 1, "couple_id": None, "partner_id": pid,
-        "achieved_at": datetime.now(UTC), "headline": "You have kept 10 rituals together.",
-        "evidence": {"rituals": 10}, "audience": [pid]}))
+    _apply(
+        sessions,
+        events.make_event(
+            "journal.partner.registered",
+            source="/journal",
+            subject=pid,
+            data={
+                "partner_id": pid,
+                "email": email,
+                "display_name": email.split("@")[0],
+                "timezone": "Europe/Paris",
+            },
+        ),
+    )
+    _apply(
+        sessions,
+        events.make_event(
+            "milestones.milestone.achieved",
+            source="/milestones",
+            subject=pid,
+            data={
+                "id": str(uuid.uuid4()),
+                "type": "rituals_kept",
+                "level": 1,
+                "couple_id": None,
+                "partner_id": pid,
+                "achieved_at": datetime.now(UTC),
+                "headline": "You have kept 10 rituals together.",
+                "evidence": {"rituals": 10},
+                "audience": [pid],
+            },
+        ),
+    )
     return pid
 
 
 def _emails(sessions) -> dict[str, object]:
     """Each partner's email delivery row."""
     with unit_of_work(sessions) as s:
-        return {r.partner_id: r for r in s.execute(
-            select(deliveries, notifications.c.partner_id, notifications.c.milestone_id)
-            .join(notifications, notifications.c.id == deliveries.c.notification_id)
-            .where(deliveries.c.channel == "email"))}
+        return {
+            r.partner_id: r
+            for r in s.execute(
+                select(deliveries, notifications.c.partner_id, notifications.c.milestone_id)
+                .join(notifications, notifications.c.id == deliveries.c.notification_id)
+                .where(deliveries.c.channel == "email")
+            )
+        }
 
 
 def test_a_delivery_worker_killed_mid_send_never_sends_twice_and_delivers_the_rest_once(
-        backend, workers, monkeypatch):
+    backend, workers, monkeypatch
+):
     box = HoldingMailbox(hold="held@example.com")
     smtp = Controller(box, hostname="127.0.0.1", port=free_port())
     smtp.start()
@@ -93,11 +134,17 @@ def test_a_delivery_worker_killed_mid_send_never_sends_twice_and_delivers_the_re
         held = _celebrated(sessions, "held@example.com")
         others = [_celebrated(sessions, f"other{i}@example.com") for i in range(3)]
         with unit_of_work(sessions) as s:  # the held email is the first one the worker sends
-            s.execute(update(deliveries).where(deliveries.c.id == _emails(sessions)[held].id)
-                      .values(due_at=datetime.now(UTC) - timedelta(minutes=1)))
+            s.execute(
+                update(deliveries)
+                .where(deliveries.c.id == _emails(sessions)[held].id)
+                .values(due_at=datetime.now(UTC) - timedelta(minutes=1))
+            )
 
-        env = process_env(backend, SMTP_URL=f"smtp://127.0.0.1:{smtp.port}",
-                          NOTIFY_DELIVERY_LEASE_SECONDS=str(LEASE_SECONDS))
+        env = process_env(
+            backend,
+            SMTP_URL=f"smtp://127.0.0.1:{smtp.port}",
+            NOTIFY_DELIVERY_LEASE_SECONDS=str(LEASE_SECONDS),
+        )
         worker = workers(env, "notify", "delivery").start()
         assert box.holding.wait(60), worker.output()
         worker.kill()  # while the SMTP server holds its answer to the DATA
@@ -105,9 +152,15 @@ def test_a_delivery_worker_killed_mid_send_never_sends_twice_and_delivers_the_re
         assert _emails(sessions)[held].status == "sending"
 
         worker.start()
-        wait_until(lambda: {p: d.status for p, d in _emails(sessions).items()} ==
-                   {held: "failed", **{p: "delivered" for p in others}} or not worker.alive(),
-                   timeout=60, what="the lost send to fail after its lease and the others to be delivered")
+        wait_until(
+            lambda: (
+                {p: d.status for p, d in _emails(sessions).items()}
+                == {held: "failed", **{p: "delivered" for p in others}}
+                or not worker.alive()
+            ),
+            timeout=60,
+            what="the lost send to fail after its lease and the others to be delivered",
+        )
         worker.stop()
         assert worker.exits == [-9, 0], worker.output()
 
@@ -115,14 +168,20 @@ def test_a_delivery_worker_killed_mid_send_never_sends_twice_and_delivers_the_re
         assert "not repeated" in rows[held].last_error and rows[held].attempts == 1
         assert all(rows[p].attempts == 1 for p in others)
         sent = sorted(rcpt for rcpt, _ in box.received)
-        assert sent == ["held@example.com"] + [f"other{i}@example.com" for i in range(3)], "each email once"
+        assert sent == ["held@example.com"] + [f"other{i}@example.com" for i in range(3)], (
+            "each email once"
+        )
         assert len({mid for _, mid in box.received}) == 4
 
         # The failure is announced: in the outbox, and on the exchange once the relay has run.
         with broker.connect() as conn:
             topology.declare(conn)
-            tap = Queue(f"test.tap.{uuid.uuid4().hex[:8]}", exchange=topology.EXCHANGE,
-                        routing_key="notify.notification.*", durable=False)
+            tap = Queue(
+                f"test.tap.{uuid.uuid4().hex[:8]}",
+                exchange=topology.EXCHANGE,
+                routing_key="notify.notification.*",
+                durable=False,
+            )
             tap(conn.default_channel).declare()
             relay = notify_app.make_relay()
             try:
@@ -131,18 +190,35 @@ def test_a_delivery_worker_killed_mid_send_never_sends_twice_and_delivers_the_re
                 relay.publisher.close()
                 relay.engine.dispose()
             got, q = [], tap(conn.default_channel)
-            wait_until(lambda: got.extend(iter(lambda: q.get(no_ack=True), None)) or
-                       sum(1 for m in got if json.loads(m.body)["data"]["channel"] == "email") == 4,
-                       what="the email outcomes on the exchange")
+            wait_until(
+                lambda: (
+                    got.extend(iter(lambda: q.get(no_ack=True), None))
+                    or sum(1 for m in got if json.loads(m.body)["data"]["channel"] == "email") == 4
+                ),
+                what="the email outcomes on the exchange",
+            )
             q.delete()
-        outcomes = sorted((json.loads(m.body)["type"], json.loads(m.body)["data"]["partner_id"]) for m in got
-                          if json.loads(m.body)["data"]["channel"] == "email")
-        assert outcomes == sorted([("notify.notification.failed", held)] +
-                                  [("notify.notification.delivered", p) for p in others])
+        outcomes = sorted(
+            (json.loads(m.body)["type"], json.loads(m.body)["data"]["partner_id"])
+            for m in got
+            if json.loads(m.body)["data"]["channel"] == "email"
+        )
+        assert outcomes == sorted(
+            [("notify.notification.failed", held)]
+            + [("notify.notification.delivered", p) for p in others]
+        )
         with unit_of_work(sessions) as s:
-            failed = [json.loads(b)["data"] for b in s.execute(select(outbox.c.body).where(
-                outbox.c.routing_key == "notify.notification.failed")).scalars()]
-        assert [(f["partner_id"], f["milestone_id"]) for f in failed] == [(held, rows[held].milestone_id)]
+            failed = [
+                json.loads(b)["data"]
+                for b in s.execute(
+                    select(outbox.c.body).where(
+                        outbox.c.routing_key == "notify.notification.failed"
+                    )
+                ).scalars()
+            ]
+        assert [(f["partner_id"], f["milestone_id"]) for f in failed] == [
+            (held, rows[held].milestone_id)
+        ]
     finally:
         box.release.set()
         smtp.stop()

@@ -14,6 +14,7 @@ restart -m fast`), then stopped until the services have been seen answering
   running, every outbox drained, each service's /readyz is 200 again; every
   milestone reached was announced once and made one notification per recipient.
 """
+
 from __future__ import annotations
 
 import threading
@@ -50,11 +51,21 @@ def stack(private_pg, rabbit_url, tmp_path):
 def _listening(engine) -> bool:
     """The service's relay is woken by LISTEN/NOTIFY again, not only polling."""
     with engine.connect() as conn:
-        return conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                                 "AND query = :q"), {"q": f"LISTEN {NOTIFY_CHANNEL}"}).scalar() == 1
+        return (
+            conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND query = :q"
+                ),
+                {"q": f"LISTEN {NOTIFY_CHANNEL}"},
+            ).scalar()
+            == 1
+        )
 
 
-def test_postgres_restarting_under_load_gives_503_never_500_and_loses_nothing(private_pg, rabbit_url, stack):
+def test_postgres_restarting_under_load_gives_503_never_500_and_loses_nothing(
+    private_pg, rabbit_url, stack
+):
     run, urls, db = stack
     a, b = couple(urls["journal"])
     live = Live(urls["notify"], a["headers"])
@@ -65,22 +76,36 @@ def test_postgres_restarting_under_load_gives_503_never_500_and_loses_nothing(pr
         # 1. A fast restart in the middle of the load: sessions are cut, the server comes back.
         private_pg.restart()
         after_restart = load.taken()
-        wait_until(lambda: load.taken() >= after_restart + 20, timeout=60,
-                   what="entries taken again after the restart, with no service restarted")
+        wait_until(
+            lambda: load.taken() >= after_restart + 20,
+            timeout=60,
+            what="entries taken again after the restart, with no service restarted",
+        )
 
         # 2. Away for a while: every service answers 503, with Retry-After, until it is back.
         private_pg.stop()
         try:
             seen = dict(load.unavailable)
-            enough = {"journal": 40, "milestones": 5, "notify": 5}  # the journal is asked far more often
-            wait_until(lambda: all(load.unavailable[s] > seen.get(s, 0) + n for s, n in enough.items()), timeout=30,
-                       what="every service to answer 503 while the database is away")
+            enough = {
+                "journal": 40,
+                "milestones": 5,
+                "notify": 5,
+            }  # the journal is asked far more often
+            wait_until(
+                lambda: all(load.unavailable[s] > seen.get(s, 0) + n for s, n in enough.items()),
+                timeout=30,
+                what="every service to answer 503 while the database is away",
+            )
             during = load.taken()
             assert set(ready(urls).values()) == {503}, "/readyz says the database is away"
             assert load.taken() == during, "nothing is taken while the database is away"
         finally:
             private_pg.start()
-        wait_until(lambda: load.taken() >= during + 20, timeout=60, what="entries taken again after the outage")
+        wait_until(
+            lambda: load.taken() >= during + 20,
+            timeout=60,
+            what="entries taken again after the outage",
+        )
     assert load.bad == [], "\n".join(load.bad[:20])
     print(f"taken: {load.taken()} entries; 503 answers: {dict(load.unavailable)}")
     check_nothing_lost_or_twice(run, urls, db, load, a, b, live, rabbit_url)
@@ -89,7 +114,9 @@ def test_postgres_restarting_under_load_gives_503_never_500_and_loses_nothing(pr
     stop_cleanly(run)
 
 
-def test_a_relay_that_could_not_listen_listens_again_once_the_database_is_back(rabbit_backend, monkeypatch):
+def test_a_relay_that_could_not_listen_listens_again_once_the_database_is_back(
+    rabbit_backend, monkeypatch
+):
     """What the test above saw in about one run of four, made certain: the
     relay's LISTEN connection could not be made while the database was away,
     its next cycle found the database back, and it only polled from then on."""

@@ -11,6 +11,7 @@ list) is stopped in the middle of the flow; the other two carry on.
   once, one notification per recipient, her live inbox open throughout
   (tests/faults/load.py).
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -52,8 +53,9 @@ def cluster(tmp_path):
         _cluster("down")
 
 
-def test_the_node_every_process_is_connected_to_stops_and_nothing_is_lost_or_done_twice(cluster, pg_databases,
-                                                                                         tmp_path):
+def test_the_node_every_process_is_connected_to_stops_and_nothing_is_lost_or_done_twice(
+    cluster, pg_databases, tmp_path
+):
     for url in pg_databases.values():
         _truncate(url)
     backend = Backend("cluster", cluster, dict(pg_databases), tmp_path / "var")
@@ -62,16 +64,29 @@ def test_the_node_every_process_is_connected_to_stops_and_nothing_is_lost_or_don
         a, b = couple(urls["journal"])
         live = Live(urls["notify"], a["headers"])
         with Load(urls, [a, b]) as load:
-            wait_until(lambda: load.taken() >= 30, timeout=60, what="entries taken before the node stops")
+            wait_until(
+                lambda: load.taken() >= 30, timeout=60, what="entries taken before the node stops"
+            )
             _cluster("stop", "1")  # the first URL of the list: where every process connected
             stopped_at = load.taken()
-            wait_until(lambda: load.taken() >= stopped_at + 60, timeout=120,
-                       what="entries taken while node 1 is down")
+            wait_until(
+                lambda: load.taken() >= stopped_at + 60,
+                timeout=120,
+                what="entries taken while node 1 is down",
+            )
         assert load.bad == [], "\n".join(load.bad[:20])
-        assert sum(load.unavailable.values()) == 0, f"no service answered 503: {dict(load.unavailable)}"
+        assert sum(load.unavailable.values()) == 0, (
+            f"no service answered 503: {dict(load.unavailable)}"
+        )
         check_nothing_lost_or_twice(run, urls, db, load, a, b, live, cluster)
         output = stop_cleanly(run)
-    for queue in ("milestones.events", "notify.events"):  # connected to node 1, then to another: twice
-        connected = [line for line in output.splitlines()
-                     if '"event": "broker_connected"' in line and f'"queue": "{queue}"' in line]
+    for queue in (
+        "milestones.events",
+        "notify.events",
+    ):  # connected to node 1, then to another: twice
+        connected = [
+            line
+            for line in output.splitlines()
+            if '"event": "broker_connected"' in line and f'"queue": "{queue}"' in line
+        ]
         assert len(connected) >= 2, f"the {queue} consumer connected {len(connected)} time(s)"

@@ -9,6 +9,7 @@ ritual level reached once (the count crossed by both partners' rituals, which
 two consumers take at once), announced once, one notification per recipient,
 each shown once in her live inbox (tests/faults/load.py).
 """
+
 from __future__ import annotations
 
 import pytest
@@ -28,8 +29,11 @@ pytestmark = pytest.mark.faults
 
 
 def test_two_of_every_worker_give_what_one_would(rabbit_backend):
-    replicas = {f"{name.upper()}_{worker.upper()}_REPLICAS": "2" for name, spec in SERVICES.items()
-                for worker in spec.workers}
+    replicas = {
+        f"{name.upper()}_{worker.upper()}_REPLICAS": "2"
+        for name, spec in SERVICES.items()
+        for worker in spec.workers
+    }
     with tandem_on(rabbit_backend, **replicas) as (run, urls, db):
         a, b = couple(urls["journal"])
         live = Live(urls["notify"], a["headers"])

@@ -8,6 +8,7 @@ the document cannot express (a time zone name that is not in the IANA
 database, a date range the wrong way round) are 4xx by design, so the
 "schema-valid data is accepted" check is left out; every other check runs.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -32,13 +33,19 @@ def test_every_operation_keeps_to_its_document(backend, service):
 
     journal = journal_app()
     a, _, _ = make_couple(journal.test_client())
-    app = journal if service == "journal" else importlib.import_module(f"services.{service}.app").create_app()
+    app = (
+        journal
+        if service == "journal"
+        else importlib.import_module(f"services.{service}.app").create_app()
+    )
     app.testing = True
     headers = a["headers"]
     if service == "notify":  # a token of a login session, as a phone registering for push holds
         from shared import auth
 
-        token = auth.TokenIssuer(auth.private_key_pem(backend.var_dir), 3600).issue(a["id"], session_id=new_id())
+        token = auth.TokenIssuer(auth.private_key_pem(backend.var_dir), 3600).issue(
+            a["id"], session_id=new_id()
+        )
         headers = {"Authorization": f"Bearer {token}"}
     schema = schemathesis.openapi.from_wsgi("/openapi.json", app)
     operations = sorted((r.ok() for r in schema.get_all_operations()), key=_last)
@@ -47,20 +54,30 @@ def test_every_operation_keeps_to_its_document(backend, service):
     assert len(operations) >= 3
     failures, statuses = [], set()
     for op in operations:
+
         @given(case=op.as_strategy())
-        @settings(max_examples=EXAMPLES, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
         def check(case):
-            response = case.call_and_validate(headers=headers,
-                                               excluded_checks=[schemathesis.checks.positive_data_acceptance])
+            response = case.call_and_validate(
+                headers=headers, excluded_checks=[schemathesis.checks.positive_data_acceptance]
+            )
             statuses.add((op.label, response.status_code))
 
         try:
             check()
-        except BaseException as e:  # schemathesis raises an exception group naming every failure found
+        except (
+            BaseException
+        ) as e:  # schemathesis raises an exception group naming every failure found
             if isinstance(e, KeyboardInterrupt):
                 raise
             failures.append(f"{op.label}:\n{e}")
     assert not failures, "\n\n".join(failures)
     # the token worked: some operation past authentication answered 2xx
-    assert any(200 <= status < 300 for label, status in statuses if "accounts" not in label), sorted(statuses)
+    assert any(200 <= status < 300 for label, status in statuses if "accounts" not in label), (
+        sorted(statuses)
+    )

@@ -6,6 +6,7 @@ request the journal refuses is refused alike (status, the fields named), one
 it takes is taken alike (201, the same fields in the answer). If it checked
 less, the ceiling would flatter; if more, the journal's share would.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -19,7 +20,9 @@ def _framework_client(backend, monkeypatch):
     url = f"sqlite:///{backend.var_dir / 'anchor.db'}"
     engine = create_engine(url)
     with engine.begin() as conn:
-        conn.execute(text("CREATE TABLE anchor_entries (id varchar(36) PRIMARY KEY, body text NOT NULL)"))
+        conn.execute(
+            text("CREATE TABLE anchor_entries (id varchar(36) PRIMARY KEY, body text NOT NULL)")
+        )
     engine.dispose()
     monkeypatch.setenv("ANCHOR_DATABASE_URL", url)
     import bench.framework_app
@@ -35,31 +38,49 @@ def _said(r) -> tuple[int, frozenset]:
     return r.status_code, frozenset(named)
 
 
-def test_the_framework_anchor_takes_and_refuses_what_the_journal_does(backend, journal, monkeypatch):
+def test_the_framework_anchor_takes_and_refuses_what_the_journal_does(
+    backend, journal, monkeypatch
+):
     framework, engine = _framework_client(backend, monkeypatch)
-    ana = sign_up(journal)  # the journal's token: the anchor shares its key (the same TANDEM_VAR_DIR)
+    ana = sign_up(
+        journal
+    )  # the journal's token: the anchor shares its key (the same TANDEM_VAR_DIR)
     bad_token = {"Authorization": ana["headers"]["Authorization"][:-4] + "AAAA"}
     cases = {
         "an episode": (ana["headers"], entry()),
-        "a reflection with its measures": (ana["headers"], entry("daily_reflection", mood=6, communication=4)),
+        "a reflection with its measures": (
+            ana["headers"],
+            entry("daily_reflection", mood=6, communication=4),
+        ),
         "an intensity of 44": (ana["headers"], entry(intensity=44)),
-        "no occurred_at": (ana["headers"], {k: v for k, v in entry().items() if k != "occurred_at"}),
+        "no occurred_at": (
+            ana["headers"],
+            {k: v for k, v in entry().items() if k != "occurred_at"},
+        ),
         "an unknown kind": (ana["headers"], entry("sulking")),
         "a measure of another kind": (ana["headers"], entry(mood=5)),
         "an offset-less time": (ana["headers"], entry(occurred_at="2026-11-20T07:30:00")),
         "no token": ({}, entry()),
         "a forged token": (bad_token, entry()),
     }
-    answers = {name: (_said(journal.post("/v1/entries", headers=h, json=body)),
-                      _said(framework.post("/v1/entries", headers=h, json=body)))
-               for name, (h, body) in cases.items()}
+    answers = {
+        name: (
+            _said(journal.post("/v1/entries", headers=h, json=body)),
+            _said(framework.post("/v1/entries", headers=h, json=body)),
+        )
+        for name, (h, body) in cases.items()
+    }
     differ = {name: pair for name, pair in answers.items() if pair[0] != pair[1]}
     assert not differ, differ
     assert answers["an episode"][0] == (201, answers["an episode"][0][1])
     assert {"id", "kind", "author_id", "occurred_at", "intensity"} <= answers["an episode"][1][1]
     assert answers["an intensity of 44"][1] == (422, frozenset({"intensity"}))
-    not_json = framework.post("/v1/entries", headers=ana["headers"], data="kind=anxious_episode",
-                              content_type="application/x-www-form-urlencoded")
+    not_json = framework.post(
+        "/v1/entries",
+        headers=ana["headers"],
+        data="kind=anxious_episode",
+        content_type="application/x-www-form-urlencoded",
+    )
     assert not_json.status_code == 415
     with engine.connect() as conn:  # what it took went in: two bodies, one a row
         assert conn.execute(text("SELECT count(*) FROM anchor_entries")).scalar() == 2

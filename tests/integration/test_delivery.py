@@ -1,5 +1,6 @@
 """Delivery on real parts: an SMTP server (aiosmtpd) and a local webhook
 receiver that verifies the signature. Each channel delivers at most once."""
+
 from __future__ import annotations
 
 import hashlib
@@ -95,24 +96,56 @@ def _apply(sessions, ev: dict) -> None:
 
 def _partner(sessions) -> str:
     pid = str(uuid.uuid4())
-    _apply(sessions, events.make_event("journal.partner.registered", source="/journal", subject=pid, data={
-        "partner_id": pid, "email": "ana@example.com", "display_name": "Ana", "timezone": "Europe/Paris"}))
+    _apply(
+        sessions,
+        events.make_event(
+            "journal.partner.registered",
+            source="/journal",
+            subject=pid,
+            data={
+                "partner_id": pid,
+                "email": "ana@example.com",
+                "display_name": "Ana",
+                "timezone": "Europe/Paris",
+            },
+        ),
+    )
     return pid
 
 
 def _webhook(sessions, pid: str, url: str) -> tuple[str, str]:
     cid, secret = str(uuid.uuid4()), "s3cret" * 8
     with unit_of_work(sessions) as s:
-        s.execute(channels.insert().values(id=cid, partner_id=pid, type="webhook", target=url, secret=secret,
-                                           created_at=utcnow()))
+        s.execute(
+            channels.insert().values(
+                id=cid,
+                partner_id=pid,
+                type="webhook",
+                target=url,
+                secret=secret,
+                created_at=utcnow(),
+            )
+        )
     return cid, secret
 
 
 def _milestone(sessions, pid: str, times: int = 1) -> dict:
-    ev = events.make_event("milestones.milestone.achieved", source="/milestones", subject=pid, data={
-        "id": str(uuid.uuid4()), "type": "rituals_kept", "level": 1, "couple_id": None, "partner_id": pid,
-        "achieved_at": datetime.now(UTC), "headline": "You have kept 10 rituals together.",
-        "evidence": {"rituals": 10}, "audience": [pid]})
+    ev = events.make_event(
+        "milestones.milestone.achieved",
+        source="/milestones",
+        subject=pid,
+        data={
+            "id": str(uuid.uuid4()),
+            "type": "rituals_kept",
+            "level": 1,
+            "couple_id": None,
+            "partner_id": pid,
+            "achieved_at": datetime.now(UTC),
+            "headline": "You have kept 10 rituals together.",
+            "evidence": {"rituals": 10},
+            "audience": [pid],
+        },
+    )
     for _ in range(times):
         _apply(sessions, ev)
     return ev
@@ -129,14 +162,21 @@ def _run_until(deliverer, sessions, done, what):
 
 def _published(sessions, type_: str) -> list[dict]:
     with unit_of_work(sessions) as s:
-        return [json.loads(b)["data"] for b in s.execute(select(outbox.c.body).where(outbox.c.routing_key == type_))
-                .scalars()]
+        return [
+            json.loads(b)["data"]
+            for b in s.execute(select(outbox.c.body).where(outbox.c.routing_key == type_)).scalars()
+        ]
 
 
 def _delivered(channel: str, outcome: str = "delivered") -> float:
     from prometheus_client import REGISTRY
 
-    return REGISTRY.get_sample_value("tandem_deliveries_total", {"channel": channel, "outcome": outcome}) or 0.0
+    return (
+        REGISTRY.get_sample_value(
+            "tandem_deliveries_total", {"channel": channel, "outcome": outcome}
+        )
+        or 0.0
+    )
 
 
 def test_an_email_with_text_and_html_reaches_a_real_smtp_server_once(notify_db, smtp):
@@ -151,40 +191,94 @@ def test_an_email_with_text_and_html_reaches_a_real_smtp_server_once(notify_db, 
     assert _delivered("email") == before + 1, "/metrics counts the delivery, once"
     msg = smtp.messages[0]
     assert msg["To"] == "ana@example.com" and msg["Subject"] == "Something to celebrate"
-    parts = {p.get_content_type(): p.get_payload(decode=True).decode() for p in msg.walk() if not p.is_multipart()}
+    parts = {
+        p.get_content_type(): p.get_payload(decode=True).decode()
+        for p in msg.walk()
+        if not p.is_multipart()
+    }
     assert "10 rituals" in parts["text/plain"] and "10 rituals" in parts["text/html"]
-    assert [d["channel"] for d in _published(notify_db, "notify.notification.delivered")] == ["in_app", "email"]
+    assert [d["channel"] for d in _published(notify_db, "notify.notification.delivered")] == [
+        "in_app",
+        "email",
+    ]
 
 
 # RFC 2047 encoded words that decode to a line break, a Reply-To, a blank line and a body.
 WRITES_HEADERS = "=?utf-8?q?=0D=0AReply-To:_ben@example.com=0D=0A=0D=0AWire_the_money_now?="
 
 
-def test_a_name_made_of_encoded_words_writes_no_header_nor_body_into_the_partners_email(notify_db, smtp):
+def test_a_name_made_of_encoded_words_writes_no_header_nor_body_into_the_partners_email(
+    notify_db, smtp
+):
     sam = str(uuid.uuid4())  # anyone on the broker could publish this
-    _apply(notify_db, events.make_event("journal.partner.registered", source="/journal", subject=sam, data={
-        "partner_id": sam, "email": "ben@example.com", "display_name": WRITES_HEADERS, "timezone": "Europe/Paris"}))
+    _apply(
+        notify_db,
+        events.make_event(
+            "journal.partner.registered",
+            source="/journal",
+            subject=sam,
+            data={
+                "partner_id": sam,
+                "email": "ben@example.com",
+                "display_name": WRITES_HEADERS,
+                "timezone": "Europe/Paris",
+            },
+        ),
+    )
     ana = _partner(notify_db)
-    ev = events.make_event("milestones.milestone.achieved", source="/milestones", subject=sam, data={
-        "id": str(uuid.uuid4()), "type": "rituals_kept", "level": 1, "couple_id": None, "partner_id": sam,
-        "achieved_at": datetime.now(UTC), "headline": "You have kept 10 rituals together.",
-        "evidence": {"rituals": 10}, "audience": [ana]})  # Sam shares it with Ana
+    ev = events.make_event(
+        "milestones.milestone.achieved",
+        source="/milestones",
+        subject=sam,
+        data={
+            "id": str(uuid.uuid4()),
+            "type": "rituals_kept",
+            "level": 1,
+            "couple_id": None,
+            "partner_id": sam,
+            "achieved_at": datetime.now(UTC),
+            "headline": "You have kept 10 rituals together.",
+            "evidence": {"rituals": 10},
+            "audience": [ana],
+        },
+    )  # Sam shares it with Ana
     _apply(notify_db, ev)
-    _run_until(notify_app.make_deliverer(), notify_db, lambda d: d["email"].status == "delivered", "the email")
+    _run_until(
+        notify_app.make_deliverer(),
+        notify_db,
+        lambda d: d["email"].status == "delivered",
+        "the email",
+    )
 
     assert len(smtp.messages) == 1
     msg = smtp.messages[0]
     assert msg["Reply-To"] is None
-    assert sorted(msg.keys()) == ["Content-Type", "From", "MIME-Version", "Message-ID", "Subject", "To"]
+    assert sorted(msg.keys()) == [
+        "Content-Type",
+        "From",
+        "MIME-Version",
+        "Message-ID",
+        "Subject",
+        "To",
+    ]
     assert msg["To"] == "ana@example.com"
     assert msg["Subject"] == "Your partner shared a milestone with you"
     raw = msg.as_string()
     assert "Wire" not in raw and "=?" not in raw
-    parts = {p.get_content_type(): p.get_payload(decode=True).decode() for p in msg.walk() if not p.is_multipart()}
+    parts = {
+        p.get_content_type(): p.get_payload(decode=True).decode()
+        for p in msg.walk()
+        if not p.is_multipart()
+    }
     assert "10 rituals" in parts["text/plain"] and "10 rituals" in parts["text/html"]
     with unit_of_work(notify_db) as s:  # the inbox shows the news without that name
-        assert s.execute(select(notifications.c.title)).scalars().all() == ["Your partner shared a milestone with you"]
-        assert s.execute(select(recipients.c.display_name).where(recipients.c.id == sam)).scalar() is None
+        assert s.execute(select(notifications.c.title)).scalars().all() == [
+            "Your partner shared a milestone with you"
+        ]
+        assert (
+            s.execute(select(recipients.c.display_name).where(recipients.c.id == sam)).scalar()
+            is None
+        )
 
 
 def test_a_signed_webhook_reaches_a_real_receiver_once(notify_db, receiver):
@@ -219,7 +313,9 @@ def test_a_webhook_failing_past_the_limit_ends_failed_and_says_so(notify_db, rec
     receiver.statuses = [500] * 10
     ev = _milestone(notify_db, pid)
     deliverer = notify_app.make_deliverer()
-    _run_until(deliverer, notify_db, lambda d: d["webhook"].status == "failed", "the delivery to fail")
+    _run_until(
+        deliverer, notify_db, lambda d: d["webhook"].status == "failed", "the delivery to fail"
+    )
     assert len(receiver.requests) == 5 and _deliveries(notify_db)["webhook"].attempts == 5
     failed = _published(notify_db, "notify.notification.failed")
     assert [(f["milestone_id"], f["channel"]) for f in failed] == [(ev["data"]["id"], "webhook")]
@@ -230,14 +326,23 @@ def test_an_interrupted_send_is_never_repeated(notify_db, receiver):
     pid = _partner(notify_db)
     _webhook(notify_db, pid, receiver.url)
     _milestone(notify_db, pid)
-    with unit_of_work(notify_db) as s:  # a worker claimed it, then died before recording the outcome
-        s.execute(update(deliveries).where(deliveries.c.channel.like("webhook:%")).values(
-            status="sending", attempts=1, claimed_until=utcnow() - timedelta(seconds=1)))
+    with unit_of_work(
+        notify_db
+    ) as s:  # a worker claimed it, then died before recording the outcome
+        s.execute(
+            update(deliveries)
+            .where(deliveries.c.channel.like("webhook:%"))
+            .values(status="sending", attempts=1, claimed_until=utcnow() - timedelta(seconds=1))
+        )
     deliverer = notify_app.make_deliverer()
-    _run_until(deliverer, notify_db, lambda d: d["webhook"].status == "failed", "the lost send to be settled")
+    _run_until(
+        deliverer,
+        notify_db,
+        lambda d: d["webhook"].status == "failed",
+        "the lost send to be settled",
+    )
     assert receiver.requests == []
     assert "not repeated" in _deliveries(notify_db)["webhook"].last_error
-
 
 
 class HeldMailbox(Mailbox):
@@ -279,7 +384,9 @@ def held_smtp(monkeypatch):
         controller.stop()
 
 
-def test_an_email_the_server_took_but_never_answered_is_not_sent_again(notify_db, held_smtp, monkeypatch):
+def test_an_email_the_server_took_but_never_answered_is_not_sent_again(
+    notify_db, held_smtp, monkeypatch
+):
     """SMTP has no idempotency: once the whole message is out, a lost answer
     may hide a delivery. At most once: it is failed, and said so, not resent."""
     monkeypatch.setenv("NOTIFY_SEND_TIMEOUT_SECONDS", "0.5")
@@ -288,7 +395,12 @@ def test_an_email_the_server_took_but_never_answered_is_not_sent_again(notify_db
     _milestone(notify_db, pid)
     deliverer = notify_app.make_deliverer()
     failed_before = _delivered("email", "failed")
-    _run_until(deliverer, notify_db, lambda d: d["email"].status == "failed", "the unanswered email to be settled")
+    _run_until(
+        deliverer,
+        notify_db,
+        lambda d: d["email"].status == "failed",
+        "the unanswered email to be settled",
+    )
     assert _delivered("email", "failed") == failed_before + 1
     box.release.set()
     for _ in range(3):
@@ -299,17 +411,28 @@ def test_an_email_the_server_took_but_never_answered_is_not_sent_again(notify_db
     assert [d["channel"] for d in _published(notify_db, "notify.notification.failed")] == ["email"]
 
 
-def test_an_email_the_server_turned_down_for_now_is_sent_again_and_delivered_once(notify_db, held_smtp):
+def test_an_email_the_server_turned_down_for_now_is_sent_again_and_delivered_once(
+    notify_db, held_smtp
+):
     box = held_smtp(reject_first=True)
     pid = _partner(notify_db)
     _milestone(notify_db, pid)
     deliverer = notify_app.make_deliverer()
-    _run_until(deliverer, notify_db, lambda d: d["email"].status == "delivered", "the email, on its second try")
+    _run_until(
+        deliverer,
+        notify_db,
+        lambda d: d["email"].status == "delivered",
+        "the email, on its second try",
+    )
     for _ in range(3):
         deliverer.tick()
     assert len(box.messages) == 2  # turned down (451), then accepted
     assert _deliveries(notify_db)["email"].attempts == 2
-    assert [d["channel"] for d in _published(notify_db, "notify.notification.delivered")] == ["in_app", "email"]
+    assert [d["channel"] for d in _published(notify_db, "notify.notification.delivered")] == [
+        "in_app",
+        "email",
+    ]
+
 
 def _set(sessions, table, where, **values):
     with unit_of_work(sessions) as s:
@@ -323,7 +446,10 @@ def test_quiet_hours_hold_the_email_back_while_the_inbox_has_it_at_once(notify_d
 
     pid = _partner(notify_db)
     here = datetime.now(ZoneInfo("Europe/Paris"))
-    quiet = ((here - timedelta(hours=1)).strftime("%H:%M"), (here + timedelta(hours=1)).strftime("%H:%M"))
+    quiet = (
+        (here - timedelta(hours=1)).strftime("%H:%M"),
+        (here + timedelta(hours=1)).strftime("%H:%M"),
+    )
     _set(notify_db, recipients, recipients.c.id == pid, quiet_start=quiet[0], quiet_end=quiet[1])
     _milestone(notify_db, pid)
     held = _deliveries(notify_db)
@@ -339,7 +465,9 @@ def test_more_celebrations_the_same_day_are_folded_into_one_email_the_next(notif
     pid = _partner(notify_db)
     deliverer = notify_app.make_deliverer()
     _milestone(notify_db, pid)
-    _run_until(deliverer, notify_db, lambda d: d["email"].status == "delivered", "the day's first email")
+    _run_until(
+        deliverer, notify_db, lambda d: d["email"].status == "delivered", "the day's first email"
+    )
     for _ in range(3):
         _milestone(notify_db, pid)
     deliverer.tick()
@@ -350,16 +478,28 @@ def test_more_celebrations_the_same_day_are_folded_into_one_email_the_next(notif
     assert all(d.due_at > utcnow() and d.attempts == 0 for d in held)
 
     # The next local day: yesterday's email was yesterday, and the held ones fall due.
-    _set(notify_db, deliveries, deliveries.c.status == "delivered", delivered_at=utcnow() - timedelta(days=1))
+    _set(
+        notify_db,
+        deliveries,
+        deliveries.c.status == "delivered",
+        delivered_at=utcnow() - timedelta(days=1),
+    )
     _set(notify_db, deliveries, deliveries.c.status == "pending", due_at=utcnow())
-    wait_until(lambda: deliverer.tick() is not None and len(smtp.messages) == 2, what="the folded email")
+    wait_until(
+        lambda: deliverer.tick() is not None and len(smtp.messages) == 2, what="the folded email"
+    )
     for _ in range(2):
         deliverer.tick()
     assert len(smtp.messages) == 2
     folded = smtp.messages[1]
     assert folded["Subject"] == "3 things to celebrate"
-    text = next(p.get_payload(decode=True).decode() for p in folded.walk() if p.get_content_type() == "text/plain")
+    text = next(
+        p.get_payload(decode=True).decode()
+        for p in folded.walk()
+        if p.get_content_type() == "text/plain"
+    )
     assert text.count("10 rituals") == 3
     with unit_of_work(notify_db) as s:
-        assert {d.status for d in s.execute(select(deliveries).where(deliveries.c.channel == "email"))} == \
-            {"delivered"}
+        assert {
+            d.status for d in s.execute(select(deliveries).where(deliveries.c.channel == "email"))
+        } == {"delivered"}

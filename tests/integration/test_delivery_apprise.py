@@ -3,6 +3,7 @@ plugin), by the real delivery worker; and the checks at send and connect time:
 a name that rebinds, a redirect, a scheme that hides its host. No test reaches
 beyond this machine: a connection to any other address is refused before it
 is made (and recorded)."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -30,10 +31,22 @@ HEADLINE = "Days with anxious moments: from about 5 a week in January to about 2
 
 
 def _milestone(sessions, pid: str) -> str:
-    ev = events.make_event("milestones.milestone.achieved", source="/milestones", subject=pid, data={
-        "id": str(uuid.uuid4()), "type": "fewer_anxious_episodes", "level": 1, "couple_id": None,
-        "partner_id": pid, "achieved_at": datetime.now(UTC), "headline": HEADLINE,
-        "evidence": {"rate_ratio": 0.33}, "audience": [pid]})
+    ev = events.make_event(
+        "milestones.milestone.achieved",
+        source="/milestones",
+        subject=pid,
+        data={
+            "id": str(uuid.uuid4()),
+            "type": "fewer_anxious_episodes",
+            "level": 1,
+            "couple_id": None,
+            "partner_id": pid,
+            "achieved_at": datetime.now(UTC),
+            "headline": HEADLINE,
+            "evidence": {"rate_ratio": 0.33},
+            "audience": [pid],
+        },
+    )
     _apply(sessions, ev)
     return ev["data"]["id"]
 
@@ -45,8 +58,10 @@ def _push(sessions):
 
 def _outbox(sessions, type_: str) -> list[dict]:
     with unit_of_work(sessions) as s:
-        return [json.loads(b)["data"] for b in
-                s.execute(select(outbox.c.body).where(outbox.c.routing_key == type_)).scalars()]
+        return [
+            json.loads(b)["data"]
+            for b in s.execute(select(outbox.c.body).where(outbox.c.routing_key == type_)).scalars()
+        ]
 
 
 def _apprise_url(receiver, host: str = "127.0.0.1") -> str:
@@ -57,15 +72,24 @@ def _stored_push(sessions, url: str) -> str:
     """A partner with an Apprise channel stored as it stands (made before today's checks)."""
     pid = _partner(sessions)
     with unit_of_work(sessions) as s:
-        s.execute(channels.insert().values(id=str(uuid.uuid4()), partner_id=pid, type="apprise", target=url,
-                                           created_at=utcnow()))
+        s.execute(
+            channels.insert().values(
+                id=str(uuid.uuid4()),
+                partner_id=pid,
+                type="apprise",
+                target=url,
+                created_at=utcnow(),
+            )
+        )
     return pid
 
 
 def _until_failed(sessions):
     deliverer = notify_app.make_deliverer()
-    wait_until(lambda: deliverer.tick() is not None and _push(sessions).status == "failed",
-               what="the push to fail")
+    wait_until(
+        lambda: deliverer.tick() is not None and _push(sessions).status == "failed",
+        what="the push to fail",
+    )
     return _push(sessions)
 
 
@@ -87,16 +111,27 @@ def connections(monkeypatch) -> list[str]:
 
 
 def test_an_apprise_target_on_loopback_receives_the_push(notify_db, receiver, journal, monkeypatch):
-    monkeypatch.setenv("NOTIFY_ALLOW_PRIVATE_TARGETS", "1")  # as the contract allows on a developer's machine
+    monkeypatch.setenv(
+        "NOTIFY_ALLOW_PRIVATE_TARGETS", "1"
+    )  # as the contract allows on a developer's machine
     from services.notify.app import create_app
 
     ana = sign_up(journal, "Ana")
-    r = create_app().test_client().post("/v1/channels", headers=ana["headers"],
-                                        json={"type": "apprise", "url": _apprise_url(receiver)})
+    r = (
+        create_app()
+        .test_client()
+        .post(
+            "/v1/channels",
+            headers=ana["headers"],
+            json={"type": "apprise", "url": _apprise_url(receiver)},
+        )
+    )
     assert r.status_code == 201, r.get_json()
     milestone_id = _milestone(notify_db, ana["id"])
 
-    worker = Periodic("delivery", notify_app.make_deliverer().tick)  # the delivery worker, as `tandem` runs it
+    worker = Periodic(
+        "delivery", notify_app.make_deliverer().tick
+    )  # the delivery worker, as `tandem` runs it
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     try:
@@ -112,8 +147,10 @@ def test_an_apprise_target_on_loopback_receives_the_push(notify_db, receiver, jo
     assert sent["title"] == "Something to celebrate" and sent["message"] == HEADLINE
     assert "note" not in sent
     delivered = _outbox(notify_db, "notify.notification.delivered")
-    assert [(d["milestone_id"], d["channel"]) for d in delivered] == [(milestone_id, "in_app"),
-                                                                      (milestone_id, "apprise")]
+    assert [(d["milestone_id"], d["channel"]) for d in delivered] == [
+        (milestone_id, "in_app"),
+        (milestone_id, "apprise"),
+    ]
 
 
 def _public(host, port, *args, **kwargs):
@@ -129,8 +166,10 @@ def test_a_loopback_apprise_target_is_refused_at_send_time(notify_db, receiver, 
     milestone_id = _milestone(notify_db, ana)
 
     deliverer = notify_app.make_deliverer()
-    wait_until(lambda: deliverer.tick() is not None and _push(notify_db).status == "failed",
-               what="the push to fail")
+    wait_until(
+        lambda: deliverer.tick() is not None and _push(notify_db).status == "failed",
+        what="the push to fail",
+    )
     push = _push(notify_db)
     assert push.last_error.startswith("refused: The host localhost resolves to a loopback address")
     assert receiver.requests == []
@@ -139,12 +178,17 @@ def test_a_loopback_apprise_target_is_refused_at_send_time(notify_db, receiver, 
     assert failed[0]["reason"].startswith("refused")
 
 
-@pytest.mark.parametrize("private, kind", [("127.0.0.1", "a loopback"), ("169.254.169.254", "a link-local")])
+@pytest.mark.parametrize(
+    "private, kind", [("127.0.0.1", "a loopback"), ("169.254.169.254", "a link-local")]
+)
 def test_a_push_target_whose_name_rebinds_to_a_private_address_after_the_check_is_never_reached(
-        notify_db, receiver, connections, monkeypatch, private, kind):
+    notify_db, receiver, connections, monkeypatch, private, kind
+):
     monkeypatch.setenv("NOTIFY_ALLOW_PRIVATE_TARGETS", "0")  # as in production
     resolve = socket.getaddrinfo
-    answers = itertools.cycle(["93.184.216.34", private])  # public to the check, private to the connection
+    answers = itertools.cycle(
+        ["93.184.216.34", private]
+    )  # public to the check, private to the connection
 
     def rebinding(host, port, *args, **kwargs):
         if host != "push.example.com":
@@ -157,20 +201,29 @@ def test_a_push_target_whose_name_rebinds_to_a_private_address_after_the_check_i
 
     push = _until_failed(notify_db)
     assert push.attempts == 5
-    assert push.last_error.startswith(f"refused: The host push.example.com resolves to {kind} address")
+    assert push.last_error.startswith(
+        f"refused: The host push.example.com resolves to {kind} address"
+    )
     assert private not in connections
     assert receiver.requests == []
     failed = _outbox(notify_db, "notify.notification.failed")
     assert [(f["milestone_id"], f["channel"]) for f in failed] == [(milestone_id, "apprise")]
 
 
-def test_a_push_target_redirecting_to_a_private_address_is_not_followed(notify_db, receiver, monkeypatch):
+def test_a_push_target_redirecting_to_a_private_address_is_not_followed(
+    notify_db, receiver, monkeypatch
+):
     monkeypatch.setenv("NOTIFY_ALLOW_PRIVATE_TARGETS", "0")
     # 127.0.0.2 stands for a public service here: the only kind of address a test may reach
     stand_in, refusal = ipaddress.ip_address("127.0.0.2"), targets.address_refusal
-    monkeypatch.setattr(targets, "address_refusal", lambda ip: None if ip == stand_in else refusal(ip))
+    monkeypatch.setattr(
+        targets, "address_refusal", lambda ip: None if ip == stand_in else refusal(ip)
+    )
     public = Receiver(host="127.0.0.2")
-    public.statuses, public.location = [307] * 5, receiver.url  # 307: followed, it would stay a POST
+    public.statuses, public.location = (
+        [307] * 5,
+        receiver.url,
+    )  # 307: followed, it would stay a POST
     try:
         ana = _stored_push(notify_db, _apprise_url(public, host="127.0.0.2"))
         _milestone(notify_db, ana)
@@ -192,8 +245,9 @@ HIDDEN_HOSTS = [
 
 
 @pytest.mark.parametrize("url", HIDDEN_HOSTS)
-def test_a_push_target_that_hides_its_host_is_refused_when_the_channel_is_made(notify_db, journal, monkeypatch,
-                                                                                url):
+def test_a_push_target_that_hides_its_host_is_refused_when_the_channel_is_made(
+    notify_db, journal, monkeypatch, url
+):
     monkeypatch.setenv("NOTIFY_ALLOW_PRIVATE_TARGETS", "0")
     from services.notify.app import create_app
 
@@ -202,13 +256,16 @@ def test_a_push_target_that_hides_its_host_is_refused_when_the_channel_is_made(n
     r = client.post("/v1/channels", headers=ana["headers"], json={"type": "apprise", "url": url})
     assert r.status_code == 422, r.get_json()
     assert list(r.get_json()["errors"]) == ["url"]
-    assert "abcdefghijklmnopqrstuvwxyz" not in r.get_data(as_text=True)  # the URL's secrets are not echoed
+    assert "abcdefghijklmnopqrstuvwxyz" not in r.get_data(
+        as_text=True
+    )  # the URL's secrets are not echoed
     assert client.get("/v1/channels", headers=ana["headers"]).get_json()["items"] == []
 
 
 @pytest.mark.parametrize("url", HIDDEN_HOSTS)
 def test_a_stored_push_target_that_hides_its_host_fails_at_send_time_without_connecting(
-        notify_db, connections, monkeypatch, url):
+    notify_db, connections, monkeypatch, url
+):
     monkeypatch.setenv("NOTIFY_ALLOW_PRIVATE_TARGETS", "0")
     ana = _stored_push(notify_db, url)
     _milestone(notify_db, ana)

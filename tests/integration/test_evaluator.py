@@ -1,4 +1,5 @@
 """The evaluator: coalesced after new data, and daily without any."""
+
 from __future__ import annotations
 
 import uuid
@@ -16,7 +17,9 @@ PARIS = timezone(timedelta(hours=1))
 
 
 def _apply(s, type_, data):
-    ev = events.parse(events.make_event(type_, source="/journal", subject=str(data["partner_id"]), data=data))
+    ev = events.parse(
+        events.make_event(type_, source="/journal", subject=str(data["partner_id"]), data=data)
+    )
     milestones_app.handlers()[type_](s, ev)
 
 
@@ -27,8 +30,16 @@ def _improving_partner(sessions, pid: str, days: int = 90) -> None:
 
 
 def _events_of_improving_partner(s, pid: str, days: int) -> None:
-    _apply(s, "journal.partner.registered", {"partner_id": pid, "email": "p@example.com",
-                                             "display_name": "P", "timezone": "Europe/Paris"})
+    _apply(
+        s,
+        "journal.partner.registered",
+        {
+            "partner_id": pid,
+            "email": "p@example.com",
+            "display_name": "P",
+            "timezone": "Europe/Paris",
+        },
+    )
     today = datetime.now(PARIS).date()
     for i in range(days):
         day = today - timedelta(days=days - i)
@@ -36,10 +47,20 @@ def _events_of_improving_partner(s, pid: str, days: int) -> None:
         if i < 30:
             kinds += [("anxious_episode", {"intensity": 6})] * 2
         for kind, m in kinds:
-            _apply(s, "journal.entry.recorded", {
-                "entry_id": str(uuid.uuid4()), "couple_id": None, "partner_id": pid, "kind": kind,
-                "occurred_at": datetime.combine(day, time(9), PARIS), "local_date": day, "visibility": "private",
-                **m})
+            _apply(
+                s,
+                "journal.entry.recorded",
+                {
+                    "entry_id": str(uuid.uuid4()),
+                    "couple_id": None,
+                    "partner_id": pid,
+                    "kind": kind,
+                    "occurred_at": datetime.combine(day, time(9), PARIS),
+                    "local_date": day,
+                    "visibility": "private",
+                    **m,
+                },
+            )
 
 
 def test_many_events_make_one_evaluation(backend, monkeypatch):
@@ -48,14 +69,20 @@ def test_many_events_make_one_evaluation(backend, monkeypatch):
     _improving_partner(sessions, pid)
     calls = []
     real = evaluation.evaluate_partner
-    monkeypatch.setattr(evaluation, "evaluate_partner", lambda s, p, *a, **k: calls.append(p) or real(s, p, *a, **k))
+    monkeypatch.setattr(
+        evaluation, "evaluate_partner", lambda s, p, *a, **k: calls.append(p) or real(s, p, *a, **k)
+    )
     ev = milestones_app.Evaluator(sessions, settle=timedelta(0))
     ev.tick()
     assert calls == [pid]  # ~150 events, one evaluation
     ev.tick()
     assert calls == [pid], "nothing new: nothing to evaluate"
     with unit_of_work(sessions) as s:
-        found = s.execute(select(milestones.c.type).where(milestones.c.partner_id == pid)).scalars().all()
+        found = (
+            s.execute(select(milestones.c.type).where(milestones.c.partner_id == pid))
+            .scalars()
+            .all()
+        )
     assert "fewer_anxious_episodes" in found
 
 
@@ -66,7 +93,9 @@ def test_a_partner_is_not_evaluated_before_their_events_settle(backend):
     with unit_of_work(sessions) as s:
         assert evaluation.due_partners(s, utcnow(), timedelta(minutes=5)) == []
     with unit_of_work(sessions) as s:
-        assert evaluation.due_partners(s, utcnow() + timedelta(minutes=6), timedelta(minutes=5)) == [pid]
+        assert evaluation.due_partners(
+            s, utcnow() + timedelta(minutes=6), timedelta(minutes=5)
+        ) == [pid]
 
 
 def test_the_daily_run_evaluates_a_partner_with_no_new_events(backend):
@@ -74,26 +103,47 @@ def test_the_daily_run_evaluates_a_partner_with_no_new_events(backend):
     pid = str(uuid.uuid4())
     _improving_partner(sessions, pid)
     with unit_of_work(sessions) as s:  # evaluated already, nothing dirty, and their 04:00 has come
-        s.execute(update(partners).where(partners.c.id == pid).values(
-            dirty_since=None, replay_from=None, evaluated_through=datetime.now(PARIS).date() - timedelta(days=40),
-            next_scheduled_at=utcnow() - timedelta(minutes=1)))
+        s.execute(
+            update(partners)
+            .where(partners.c.id == pid)
+            .values(
+                dirty_since=None,
+                replay_from=None,
+                evaluated_through=datetime.now(PARIS).date() - timedelta(days=40),
+                next_scheduled_at=utcnow() - timedelta(minutes=1),
+            )
+        )
     milestones_app.Evaluator(sessions, settle=timedelta(hours=1)).tick()
     with unit_of_work(sessions) as s:
         row = s.execute(select(partners).where(partners.c.id == pid)).one()
-        found = s.execute(select(milestones.c.type).where(milestones.c.partner_id == pid)).scalars().all()
-        looks = s.execute(select(milestones.c.as_of).where(milestones.c.partner_id == pid)).scalars().all()
+        found = (
+            s.execute(select(milestones.c.type).where(milestones.c.partner_id == pid))
+            .scalars()
+            .all()
+        )
+        looks = (
+            s.execute(select(milestones.c.as_of).where(milestones.c.partner_id == pid))
+            .scalars()
+            .all()
+        )
     assert "fewer_anxious_episodes" in found
-    assert max(looks) < evaluation.local_today("Europe/Paris", utcnow()), "no look at the day just begun"
+    assert max(looks) < evaluation.local_today("Europe/Paris", utcnow()), (
+        "no look at the day just begun"
+    )
     # time passing looks through yesterday, a complete day, never at the day just begun
     assert row.next_scheduled_at > utcnow() and row.evaluated_through == evaluation.local_today(
-        "Europe/Paris", utcnow()) - timedelta(days=1)
+        "Europe/Paris", utcnow()
+    ) - timedelta(days=1)
 
 
 def _new_partner(engine) -> str:
     pid = str(uuid.uuid4())
     with engine.begin() as c:
-        c.execute(partners.insert().values(id=pid, timezone="Europe/Paris", share_milestones_with_partner=False,
-                                           erased=False))
+        c.execute(
+            partners.insert().values(
+                id=pid, timezone="Europe/Paris", share_milestones_with_partner=False, erased=False
+            )
+        )
     return pid
 
 
@@ -107,8 +157,12 @@ def _wait_for_a_lock_wait(engine, alive) -> None:
     with engine.connect() as watcher:
         # Each look in a transaction of its own: PostgreSQL shows a transaction one snapshot of the
         # sessions' states, so a wait that began after the first look would never be seen.
-        while not watcher.execute(text("SELECT count(*) FROM pg_stat_activity WHERE datname = "
-                                       "current_database() AND wait_event_type = 'Lock'")).scalar():
+        while not watcher.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                "current_database() AND wait_event_type = 'Lock'"
+            )
+        ).scalar():
             watcher.rollback()
             assert time_.monotonic() < deadline and alive(), "nothing ever waited on a lock"
 
@@ -129,15 +183,22 @@ def test_a_partner_erased_while_the_evaluator_schedules_them_stays_a_bare_tombst
 
     def erase():
         with other.begin() as c2:  # as the projection erases (projection.py)
-            c2.execute(update(partners).where(partners.c.id == pid).values(
-                erased=True, timezone=None, next_scheduled_at=None))
+            c2.execute(
+                update(partners)
+                .where(partners.c.id == pid)
+                .values(erased=True, timezone=None, next_scheduled_at=None)
+            )
 
     @event.listens_for(engine, "before_cursor_execute")
-    def _erase_between_the_read_and_the_write(conn, cursor, statement, params, context, executemany):
+    def _erase_between_the_read_and_the_write(
+        conn, cursor, statement, params, context, executemany
+    ):
         if statement.startswith("UPDATE partners") and not erasure:
             erasure.append(threading.Thread(target=erase))
             erasure[0].start()
-            _wait_for_a_lock_wait(other, erasure[0].is_alive)  # it waits on the row the scheduling read
+            _wait_for_a_lock_wait(
+                other, erasure[0].is_alive
+            )  # it waits on the row the scheduling read
 
     with unit_of_work(make_session_factory(engine)) as s:
         evaluation.schedule_new_partners(s, utcnow())
@@ -151,7 +212,9 @@ def test_a_partner_erased_while_the_evaluator_schedules_them_stays_a_bare_tombst
     other.dispose()
 
 
-def test_the_evaluator_schedules_around_a_partner_a_consumer_holds_and_takes_them_next_time(rabbit_backend):
+def test_the_evaluator_schedules_around_a_partner_a_consumer_holds_and_takes_them_next_time(
+    rabbit_backend,
+):
     """A partner whose row a consumer's transaction holds (its entry being applied) is not
     waited for: the others get their first run now, that one on the next tick. PostgreSQL
     (row locks; SQLite's one writer at a time never meets this)."""
@@ -167,8 +230,13 @@ def test_the_evaluator_schedules_around_a_partner_a_consumer_holds_and_takes_the
         s.execute(text("SET LOCAL lock_timeout = '3s'"))  # a wait would fail here, not hang
         evaluation.schedule_new_partners(s, utcnow())
     with engine.connect() as c:
-        runs = dict(c.execute(select(partners.c.id, partners.c.next_scheduled_at)
-                              .where(partners.c.id.in_([held, free]))).all())
+        runs = dict(
+            c.execute(
+                select(partners.c.id, partners.c.next_scheduled_at).where(
+                    partners.c.id.in_([held, free])
+                )
+            ).all()
+        )
     assert runs[held] is None and runs[free] is not None
     consumer_tx.commit()
     consumer.close()
@@ -193,15 +261,26 @@ def test_a_level_two_evaluators_store_at_once_is_stored_and_announced_once(backe
     sessions = make_session_factory(engine)
     pid = str(uuid.uuid4())
     with unit_of_work(sessions) as s:
-        _apply(s, "journal.partner.registered", {"partner_id": pid, "email": "p@example.com",
-                                                 "display_name": "P", "timezone": "Europe/Paris"})
-    found = rules.Detection(rules.CALMER_EPISODES, 1, rules.PARTNER, {"p_value": 0.001},
-                                "Anxious moments feel gentler.")
+        _apply(
+            s,
+            "journal.partner.registered",
+            {
+                "partner_id": pid,
+                "email": "p@example.com",
+                "display_name": "P",
+                "timezone": "Europe/Paris",
+            },
+        )
+    found = rules.Detection(
+        rules.CALMER_EPISODES, 1, rules.PARTNER, {"p_value": 0.001}, "Anxious moments feel gentler."
+    )
     today = datetime.now(PARIS).date()
     first = sessions()
     first.begin()
     owner = first.execute(select(partners).where(partners.c.id == pid)).one()
-    assert evaluation._achieve(first, owner, None, found, today, utcnow()) is not None  # not committed yet
+    assert (
+        evaluation._achieve(first, owner, None, found, today, utcnow()) is not None
+    )  # not committed yet
     later: list = []
 
     def second_evaluator():
@@ -211,7 +290,9 @@ def test_a_level_two_evaluators_store_at_once_is_stored_and_announced_once(backe
     racer = threading.Thread(target=second_evaluator)
     racer.start()
     try:
-        if engine.dialect.name == "postgresql":  # its insert waits on the first transaction's row (SQLite: its lock)
+        if (
+            engine.dialect.name == "postgresql"
+        ):  # its insert waits on the first transaction's row (SQLite: its lock)
             _wait_for_a_lock_wait(engine, racer.is_alive)
         first.commit()
     finally:
@@ -219,7 +300,9 @@ def test_a_level_two_evaluators_store_at_once_is_stored_and_announced_once(backe
     racer.join(timeout=30)
     assert later == [None]
     with unit_of_work(sessions) as s:
-        assert len(s.execute(select(milestones.c.id).where(milestones.c.owner_key == pid)).all()) == 1
+        assert (
+            len(s.execute(select(milestones.c.id).where(milestones.c.owner_key == pid)).all()) == 1
+        )
         assert len([b for (b,) in s.execute(select(outbox.c.body)) if pid in b]) == 1
 
 
@@ -239,23 +322,45 @@ def test_one_look_reaching_three_levels_makes_one_celebration_at_the_highest(bac
     with unit_of_work(sessions) as s:
         evaluation.evaluate_partner(s, pid, dates=[today])  # one look
     with unit_of_work(sessions) as s:
-        stored = sorted(s.execute(select(milestones.c.level).where(
-            milestones.c.partner_id == pid, milestones.c.type == "fewer_anxious_episodes")).scalars())
-        bodies = [json.loads(b) for b in s.execute(select(outbox.c.body).where(
-            outbox.c.routing_key == "milestones.milestone.achieved")).scalars()]
+        stored = sorted(
+            s.execute(
+                select(milestones.c.level).where(
+                    milestones.c.partner_id == pid, milestones.c.type == "fewer_anxious_episodes"
+                )
+            ).scalars()
+        )
+        bodies = [
+            json.loads(b)
+            for b in s.execute(
+                select(outbox.c.body).where(outbox.c.routing_key == "milestones.milestone.achieved")
+            ).scalars()
+        ]
     assert stored == [1, 2, 3]
     mine = [b for b in bodies if b["data"]["partner_id"] == pid]
     assert [b["data"]["level"] for b in mine] == [3]
     shown = mine[0]["data"]["picture"]
     assert shown["unit"] == "anxious moments a week" and shown["better"] == "lower"
     before, after = shown["periods"]
-    assert before["value"] >= 10 and after["value"] < before["value"] / 10 and before["end"] < after["start"]
+    assert (
+        before["value"] >= 10
+        and after["value"] < before["value"] / 10
+        and before["end"] < after["start"]
+    )
 
     notify = make_session_factory(backend.engine("notify"))
     from services.notify.tables import notifications
+
     with unit_of_work(notify) as s:
-        _apply_notify(s, "journal.partner.registered", {"partner_id": pid, "email": "p@example.com",
-                                                        "display_name": "P", "timezone": "Europe/Paris"})
+        _apply_notify(
+            s,
+            "journal.partner.registered",
+            {
+                "partner_id": pid,
+                "email": "p@example.com",
+                "display_name": "P",
+                "timezone": "Europe/Paris",
+            },
+        )
         for body in mine:
             notify_handlers.milestone_achieved(s, events.parse(body))
     with unit_of_work(notify) as s:
@@ -266,11 +371,15 @@ def test_one_look_reaching_three_levels_makes_one_celebration_at_the_highest(bac
 def _apply_notify(s, type_, data):
     from services.notify import handlers as notify_handlers
 
-    ev = events.parse(events.make_event(type_, source="/journal", subject=str(data["partner_id"]), data=data))
+    ev = events.parse(
+        events.make_event(type_, source="/journal", subject=str(data["partner_id"]), data=data)
+    )
     notify_handlers.HANDLERS[type_](s, ev)
 
 
-def test_a_couple_whose_shared_talks_rose_for_six_weeks_is_celebrated_by_the_scan_their_private_ones_aside(backend):
+def test_a_couple_whose_shared_talks_rose_for_six_weeks_is_celebrated_by_the_scan_their_private_ones_aside(
+    backend,
+):
     """Twelve weeks of shared reflections, rated 2-3 for six and 4-5 for six: the daily evaluation celebrates
     better_communication with the change-point scan's evidence, in the couple's shared numbers. Ana's private
     reflections, rated 1 all along the later weeks, count for nothing: had they counted, her own mean would
@@ -286,17 +395,35 @@ def test_a_couple_whose_shared_talks_rose_for_six_weeks_is_celebrated_by_the_sca
             day, now = today - timedelta(days=84 - i), datetime.now(UTC)
             rating = (2 if i % 2 else 3) if i < 42 else (4 if i % 2 else 5)
             for pid in (ana, ben):
-                handlers["journal.entry.recorded"](s, _entry(pid, couple, "daily_reflection", day,
-                                                             {"communication": rating}, now))
+                handlers["journal.entry.recorded"](
+                    s, _entry(pid, couple, "daily_reflection", day, {"communication": rating}, now)
+                )
             if i >= 42:
-                handlers["journal.entry.recorded"](s, _entry(ana, couple, "daily_reflection", day,
-                                                             {"communication": 1}, now, visibility="private"))
+                handlers["journal.entry.recorded"](
+                    s,
+                    _entry(
+                        ana,
+                        couple,
+                        "daily_reflection",
+                        day,
+                        {"communication": 1},
+                        now,
+                        visibility="private",
+                    ),
+                )
     with unit_of_work(sessions) as s:
         evaluation.evaluate_partner(s, ana, dates=[today - timedelta(days=1)])
     with unit_of_work(sessions) as s:
-        found = s.execute(select(milestones).where(milestones.c.type == "better_communication",
-                                                   milestones.c.couple_id == couple)).all()
+        found = s.execute(
+            select(milestones).where(
+                milestones.c.type == "better_communication", milestones.c.couple_id == couple
+            )
+        ).all()
     assert len(found) == 1
     evidence = found[0].evidence
-    assert evidence["test"].startswith("change-point scan of the couple's weekly mean communication ratings")
-    assert evidence["before"]["mean"] == 2.5 and evidence["after"]["mean"] == 4.5  # the shared ratings alone
+    assert evidence["test"].startswith(
+        "change-point scan of the couple's weekly mean communication ratings"
+    )
+    assert (
+        evidence["before"]["mean"] == 2.5 and evidence["after"]["mean"] == 4.5
+    )  # the shared ratings alone

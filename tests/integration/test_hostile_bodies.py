@@ -1,6 +1,7 @@
 """Oversized, malformed and hostile bodies on every write operation of every
 service (from its own OpenAPI document, so a new one is covered by itself):
 each gets a clear 4xx problem (RFC 9457), never a 500, and nothing is stored."""
+
 from __future__ import annotations
 
 import importlib
@@ -20,7 +21,11 @@ HOSTILE = {
     "nested 20,000 deep": ("[" * 20000 + "]" * 20000, "application/json", {400}),
     "object nested 10,000 deep": ('{"a":' * 10000 + "1" + "}" * 10000, "application/json", {400}),
     "an array of 20,000 items": (json.dumps([0] * 20000), "application/json", {400, 422}),
-    "an object with 5,000 keys": (json.dumps({f"k{i}": 0 for i in range(5000)}), "application/json", {422}),
+    "an object with 5,000 keys": (
+        json.dumps({f"k{i}": 0 for i in range(5000)}),
+        "application/json",
+        {422},
+    ),
     "not JSON": ("{'this': is not json", "application/json", {400, 422}),
     "truncated JSON": ('{"id": "', "application/json", {400, 422}),
     "a bare string": ('"hello"', "application/json", {400, 422}),
@@ -28,21 +33,83 @@ HOSTILE = {
     "binary": (bytes(range(256)) * 4, "application/json", {400, 422}),
     "form data": ("a=1&b=2", "application/x-www-form-urlencoded", {415}),
     "no content type": ('{"a": 1}', "", {415}),
-    "wrong types everywhere": (json.dumps({k: [{"$ne": None}] for k in (
-        "id", "kind", "occurred_at", "email", "password", "timezone", "display_name", "invite_code", "type",
-        "url", "address", "channels", "quiet_hours", "share_milestones_with_partner", "visibility")}),
-        "application/json", {422}),
-    "far-future and impossible times": (json.dumps({"id": "00000000-0000-0000-0000-000000000000",
-                                                   "kind": "anxious_episode", "intensity": 5,
-                                                   "occurred_at": "9999-12-31T23:59:59+14:00",
-                                                   "quiet_hours": {"start": "24:61", "end": "-1:00"}}),
-                                        "application/json", {422}),
-    "a NUL character in every field": (json.dumps({k: "a\u0000b" for k in (
-        "id", "kind", "occurred_at", "email", "password", "timezone", "display_name", "invite_code", "type", "note",
-        "url", "address", "ritual", "activity")} | {"triggers": ["ok", "a\u0000b"]}), "application/json", {400}),
-    "an invalid time zone": (json.dumps({"email": "x@example.com", "password": "correct horse battery",
-                                        "display_name": "X", "timezone": "Mars/Olympus_Mons"}),
-                             "application/json", {409, 422}),
+    "wrong types everywhere": (
+        json.dumps(
+            {
+                k: [{"$ne": None}]
+                for k in (
+                    "id",
+                    "kind",
+                    "occurred_at",
+                    "email",
+                    "password",
+                    "timezone",
+                    "display_name",
+                    "invite_code",
+                    "type",
+                    "url",
+                    "address",
+                    "channels",
+                    "quiet_hours",
+                    "share_milestones_with_partner",
+                    "visibility",
+                )
+            }
+        ),
+        "application/json",
+        {422},
+    ),
+    "far-future and impossible times": (
+        json.dumps(
+            {
+                "id": "00000000-0000-0000-0000-000000000000",
+                "kind": "anxious_episode",
+                "intensity": 5,
+                "occurred_at": "9999-12-31T23:59:59+14:00",
+                "quiet_hours": {"start": "24:61", "end": "-1:00"},
+            }
+        ),
+        "application/json",
+        {422},
+    ),
+    "a NUL character in every field": (
+        json.dumps(
+            {
+                k: "a\u0000b"
+                for k in (
+                    "id",
+                    "kind",
+                    "occurred_at",
+                    "email",
+                    "password",
+                    "timezone",
+                    "display_name",
+                    "invite_code",
+                    "type",
+                    "note",
+                    "url",
+                    "address",
+                    "ritual",
+                    "activity",
+                )
+            }
+            | {"triggers": ["ok", "a\u0000b"]}
+        ),
+        "application/json",
+        {400},
+    ),
+    "an invalid time zone": (
+        json.dumps(
+            {
+                "email": "x@example.com",
+                "password": "correct horse battery",
+                "display_name": "X",
+                "timezone": "Mars/Olympus_Mons",
+            }
+        ),
+        "application/json",
+        {409, 422},
+    ),
 }
 
 
@@ -62,8 +129,12 @@ def _rows(backend) -> dict:
         engine = backend.engine(service)
         with engine.connect() as c:
             for name in inspect(c).get_table_names():
-                if name not in ("alembic_version", "processed_events") and not name.startswith("test_"):
-                    counts[(service, name)] = c.execute(select(func.count()).select_from(table(name))).scalar()
+                if name not in ("alembic_version", "processed_events") and not name.startswith(
+                    "test_"
+                ):
+                    counts[(service, name)] = c.execute(
+                        select(func.count()).select_from(table(name))
+                    ).scalar()
         engine.dispose()
     return counts
 
@@ -88,14 +159,27 @@ def test_hostile_bodies_get_a_clear_4xx_and_store_nothing(backend, service):
     wrong = []
     for method, path in writes:
         for name, (body, content_type, expected) in HOSTILE.items():
-            r = getattr(client, method)(path, headers=a["headers"], data=body, content_type=content_type)
+            r = getattr(client, method)(
+                path, headers=a["headers"], data=body, content_type=content_type
+            )
             problem = r.get_json(silent=True) or {}
-            if r.status_code >= 500 or r.mimetype != PROBLEM or problem.get("status") != r.status_code:
+            if (
+                r.status_code >= 500
+                or r.mimetype != PROBLEM
+                or problem.get("status") != r.status_code
+            ):
                 wrong.append(f"{method.upper()} {path} with {name}: {r.status_code} {r.mimetype}")
-            elif r.status_code not in expected | {404, 409}:  # an id in the path that is nobody's: 404
-                wrong.append(f"{method.upper()} {path} with {name}: {r.status_code}, expected one of {expected}")
+            elif r.status_code not in expected | {
+                404,
+                409,
+            }:  # an id in the path that is nobody's: 404
+                wrong.append(
+                    f"{method.upper()} {path} with {name}: {r.status_code}, expected one of {expected}"
+                )
             elif r.status_code in (400, 422) and "NUL" in name and not problem.get("errors"):
-                wrong.append(f"{method.upper()} {path} with {name}: a {r.status_code} that names no field")
+                wrong.append(
+                    f"{method.upper()} {path} with {name}: a {r.status_code} that names no field"
+                )
             elif r.status_code == 422 and not problem.get("errors"):
                 wrong.append(f"{method.upper()} {path} with {name}: a 422 that names no field")
     assert not wrong, "\n".join(wrong)
@@ -110,13 +194,30 @@ def test_a_nul_character_is_named_as_the_fields_error_never_a_500(backend):
     client = create_app().test_client()
     a, _, _ = make_couple(client)
     before = _rows(backend)
-    r = client.post("/v1/tokens", json={"email": "a\u0000@example.com", "password": "correct horse battery"})
+    r = client.post(
+        "/v1/tokens", json={"email": "a\u0000@example.com", "password": "correct horse battery"}
+    )
     assert (r.status_code, r.mimetype, list(r.get_json()["errors"])) == (400, PROBLEM, ["email"])
-    r = client.post("/v1/accounts", json={"email": "x@example.com", "password": "correct horse battery",
-                                          "display_name": "Ana\u0000", "timezone": "Europe/Paris"})
+    r = client.post(
+        "/v1/accounts",
+        json={
+            "email": "x@example.com",
+            "password": "correct horse battery",
+            "display_name": "Ana\u0000",
+            "timezone": "Europe/Paris",
+        },
+    )
     assert (r.status_code, list(r.get_json()["errors"])) == (400, ["display_name"])
     r = client.get("/v1/entries?kind=ritual%00", headers=a["headers"])
     assert (r.status_code, list(r.get_json()["errors"])) == (400, ["kind"])
-    assert client.post("/v1/tokens", json={"email": a["email"], "password": "correct horse battery"}).status_code == 201
-    logged_in = {("journal", "sessions"): 1, ("journal", "refresh_tokens"): 1}  # the good login's session, alone
+    assert (
+        client.post(
+            "/v1/tokens", json={"email": a["email"], "password": "correct horse battery"}
+        ).status_code
+        == 201
+    )
+    logged_in = {
+        ("journal", "sessions"): 1,
+        ("journal", "refresh_tokens"): 1,
+    }  # the good login's session, alone
     assert _rows(backend) == {k: n + logged_in.get(k, 0) for k, n in before.items()}

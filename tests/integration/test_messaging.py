@@ -1,5 +1,6 @@
 """The shared messaging core against real parts: the outbox, the relay and the
 idempotent consumer, on the embedded broker and on RabbitMQ with PostgreSQL."""
+
 from __future__ import annotations
 
 import json
@@ -32,7 +33,7 @@ def _count(backend, table) -> int:
 
 def _relay_all(relay) -> int:
     total = 0
-    while (n := relay.relay_once()):
+    while n := relay.relay_once():
         total += n
     return total
 
@@ -47,13 +48,17 @@ class TestOutbox:
         assert _count(backend, outbox) == before + 1
         assert _outbox_rows(backend)[-1].routing_key == "journal.entry.recorded"
 
-    def test_entry_is_not_stored_when_its_event_cannot_be_written(self, backend, journal, monkeypatch):
+    def test_entry_is_not_stored_when_its_event_cannot_be_written(
+        self, backend, journal, monkeypatch
+    ):
         a = sign_up(journal)
         before = _count(backend, outbox)
 
         real_row = outbox_module._event_row
 
-        def unwritable(type_, ev):  # the database refuses the event's row (its body may not be NULL)
+        def unwritable(
+            type_, ev
+        ):  # the database refuses the event's row (its body may not be NULL)
             return {**real_row(type_, ev), "body": None}
 
         # PostgreSQL writes the entry and its event in one statement, SQLite in two: either way, neither stays
@@ -64,8 +69,9 @@ class TestOutbox:
         assert _count(backend, entries) == 0
         assert _count(backend, outbox) == before
 
-    def test_on_postgresql_an_entry_is_one_write_with_no_transaction_round_trips(self, rabbit_backend,
-                                                                                 rabbit_journal):
+    def test_on_postgresql_an_entry_is_one_write_with_no_transaction_round_trips(
+        self, rabbit_backend, rabbit_journal
+    ):
         a = sign_up(rabbit_journal)
         engine = rabbit_journal.application.extensions["journal"]["engine"]
         sent: list[tuple[str, bool]] = []
@@ -76,29 +82,42 @@ class TestOutbox:
         event.listen(engine, "before_cursor_execute", record)
         try:
             body = entry()
-            assert rabbit_journal.post("/v1/entries", headers=a["headers"], json=body).status_code == 201
-            assert rabbit_journal.post("/v1/entries", headers=a["headers"], json=body).status_code == 200
+            assert (
+                rabbit_journal.post("/v1/entries", headers=a["headers"], json=body).status_code
+                == 201
+            )
+            assert (
+                rabbit_journal.post("/v1/entries", headers=a["headers"], json=body).status_code
+                == 200
+            )
         finally:
             event.remove(engine, "before_cursor_execute", record)
         # New: the author's read, then the entry with its event (one statement); a replay, its author now
         # remembered, is that statement (which inserts nothing) and a read of the stored entry. Each
         # statement commits by itself: no BEGIN or COMMIT is sent.
         assert sent == [("SELECT", True), ("WITH", True), ("WITH", True), ("SELECT", True)]
-        with engine.connect() as conn:  # the connection went back to the pool with transactions on again
+        with (
+            engine.connect() as conn
+        ):  # the connection went back to the pool with transactions on again
             assert conn.connection.driver_connection.autocommit is False
         assert _count(rabbit_backend, entries) == 1
-        assert [r.routing_key for r in _outbox_rows(rabbit_backend)].count("journal.entry.recorded") == 1
+        assert [r.routing_key for r in _outbox_rows(rabbit_backend)].count(
+            "journal.entry.recorded"
+        ) == 1
 
     def test_relay_publishes_committed_events_and_marks_them(self, backend, journal):
         a = sign_up(journal)
         for _ in range(3):
-            assert journal.post("/v1/entries", headers=a["headers"], json=entry()).status_code == 201
+            assert (
+                journal.post("/v1/entries", headers=a["headers"], json=entry()).status_code == 201
+            )
         relay = journal_app.make_relay()
         assert _relay_all(relay) == 4  # registered + 3 recorded
         assert all(r.published_at is not None for r in _outbox_rows(backend))
         got = drain("milestones.events")
-        assert sorted(m.properties.get("message_id") or json.loads(m.body)["id"] for m in got) == \
-            sorted(r.event_id for r in _outbox_rows(backend))
+        assert sorted(
+            m.properties.get("message_id") or json.loads(m.body)["id"] for m in got
+        ) == sorted(r.event_id for r in _outbox_rows(backend))
         for m in got:
             assert m.content_type == "application/cloudevents+json"
             events.parse(m.body)  # a valid event of the catalog
@@ -117,21 +136,29 @@ KILL_AFTER_PUBLISH = textwrap.dedent("""
 
 
 class TestRelayCrash:
-    def test_relay_killed_between_publishing_and_marking_resends_and_consumer_applies_once(self, backend, journal):
+    def test_relay_killed_between_publishing_and_marking_resends_and_consumer_applies_once(
+        self, backend, journal
+    ):
         a = sign_up(journal)
         for _ in range(3):
             journal.post("/v1/entries", headers=a["headers"], json=entry())
         ids = {r.event_id for r in _outbox_rows(backend)}
         assert len(ids) == 4
 
-        proc = subprocess.run([sys.executable, "-c", KILL_AFTER_PUBLISH], capture_output=True, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-c", KILL_AFTER_PUBLISH], capture_output=True, timeout=60
+        )
         assert proc.returncode == -9, proc.stderr.decode()[-2000:]
         rows = _outbox_rows(backend)
-        assert all(r.published_at is None and r.attempts == 1 for r in rows), "killed before marking"
+        assert all(r.published_at is None and r.attempts == 1 for r in rows), (
+            "killed before marking"
+        )
 
         # Once the dead relay's lease runs out, a new relay claims the rows again and re-sends them.
         relay = journal_app.make_relay()
-        wait_until(lambda: relay.relay_once() == 4, what="the rows to be claimed again after the lease")
+        wait_until(
+            lambda: relay.relay_once() == 4, what="the rows to be claimed again after the lease"
+        )
         assert all(r.published_at is not None and r.attempts == 2 for r in _outbox_rows(backend))
 
         with ConsumerThread(backend.db_urls["journal"]) as consumer:
@@ -139,9 +166,9 @@ class TestRelayCrash:
             assert consumer.times_applied() == {i: 1 for i in ids}
         relay.publisher.close()
 
-
     def test_a_batch_that_could_not_be_published_is_sent_again_at_once_not_after_the_lease(
-            self, backend, journal, monkeypatch):
+        self, backend, journal, monkeypatch
+    ):
         a = sign_up(journal)
         journal.post("/v1/entries", headers=a["headers"], json=entry())
         relay = journal_app.make_relay()
@@ -153,7 +180,9 @@ class TestRelayCrash:
         monkeypatch.setattr(relay.publisher, "publish_many", broker_away)
         with pytest.raises(ConnectionResetError):
             relay.relay_once()
-        assert all(r.claimed_until is None and r.published_at is None for r in _outbox_rows(backend))
+        assert all(
+            r.claimed_until is None and r.published_at is None for r in _outbox_rows(backend)
+        )
         monkeypatch.setattr(relay.publisher, "publish_many", real)
         assert relay.relay_once() == 2
         assert all(r.published_at is not None and r.attempts == 2 for r in _outbox_rows(backend))
@@ -171,7 +200,12 @@ class TestPipelinedConfirms:
         try:
             ids = [new_uuid() for _ in range(500)]
             for start in (0, 250):  # two batches on the same confirm channel: tags go on counting
-                assert publisher.publish_many((b"{}", "journal.entry.deleted", i) for i in ids[start:start + 250]) == 250
+                assert (
+                    publisher.publish_many(
+                        (b"{}", "journal.entry.deleted", i) for i in ids[start : start + 250]
+                    )
+                    == 250
+                )
             got = drain("milestones.events")
             assert sorted(m.properties["message_id"] for m in got) == sorted(ids)
             assert {m.content_type for m in got} == {events.CONTENT_TYPE}
@@ -179,23 +213,36 @@ class TestPipelinedConfirms:
         finally:
             publisher.close()
 
-    def test_a_message_the_broker_refuses_fails_the_batch_and_the_next_batch_goes_through(self, rabbit_backend):
+    def test_a_message_the_broker_refuses_fails_the_batch_and_the_next_batch_goes_through(
+        self, rabbit_backend
+    ):
         from kombu import Queue
 
         conn = broker.connect()
         publisher = broker.Publisher(conn)
-        full = Queue("tests.full", exchange=topology.EXCHANGE, routing_key="tests.full", durable=False,
-                     queue_arguments={"x-max-length": 0, "x-overflow": "reject-publish"})
+        full = Queue(
+            "tests.full",
+            exchange=topology.EXCHANGE,
+            routing_key="tests.full",
+            durable=False,
+            queue_arguments={"x-max-length": 0, "x-overflow": "reject-publish"},
+        )
         try:
             topology.declare(conn)
             full(conn.default_channel).declare()
             with pytest.raises(broker.PublishNotConfirmed):
-                publisher.publish_many([(b"{}", "journal.entry.deleted", new_uuid()),
-                                        (b"{}", "tests.full", new_uuid())])
+                publisher.publish_many(
+                    [
+                        (b"{}", "journal.entry.deleted", new_uuid()),
+                        (b"{}", "tests.full", new_uuid()),
+                    ]
+                )
             ok = [new_uuid() for _ in range(3)]
             assert publisher.publish_many((b"{}", "journal.entry.deleted", i) for i in ok) == 3
             got = [m.properties["message_id"] for m in drain("milestones.events")]
-            assert set(ok) <= set(got) and len(got) == 4  # the refused batch's good message was taken once
+            assert (
+                set(ok) <= set(got) and len(got) == 4
+            )  # the refused batch's good message was taken once
         finally:
             full(conn.default_channel).delete()
             publisher.close()
@@ -205,15 +252,23 @@ def _publish_raw(body, routing_key: str, content_type: str = "application/cloude
     with broker.connect() as conn:
         topology.declare(conn)
         Producer(conn, exchange=topology.EXCHANGE).publish(
-            body, routing_key=routing_key, content_type=content_type, content_encoding="utf-8", delivery_mode=2)
+            body,
+            routing_key=routing_key,
+            content_type=content_type,
+            content_encoding="utf-8",
+            delivery_mode=2,
+        )
 
 
 def _valid_event(type_="journal.entry.deleted") -> dict:
     import uuid
 
-    return events.make_event(type_, source="/journal", subject=str(uuid.uuid4()),
-                             data={"entry_id": str(uuid.uuid4()), "couple_id": None,
-                                   "partner_id": str(uuid.uuid4())})
+    return events.make_event(
+        type_,
+        source="/journal",
+        subject=str(uuid.uuid4()),
+        data={"entry_id": str(uuid.uuid4()), "couple_id": None, "partner_id": str(uuid.uuid4())},
+    )
 
 
 class TestConsumer:
@@ -227,8 +282,10 @@ class TestConsumer:
 
     def test_malformed_message_is_dead_lettered_and_the_next_is_processed(self, backend):
         _publish_raw(b"\x00 this is not json", "journal.entry.recorded")
-        _publish_raw(json.dumps({"specversion": "1.0", "type": "journal.entry.recorded", "data": {}}),
-                     "journal.entry.recorded")
+        _publish_raw(
+            json.dumps({"specversion": "1.0", "type": "journal.entry.recorded", "data": {}}),
+            "journal.entry.recorded",
+        )
         good = _valid_event()
         _publish_raw(events.encode(good), good["type"])
         with ConsumerThread(backend.db_urls["journal"]) as consumer:
@@ -236,7 +293,12 @@ class TestConsumer:
             assert consumer.times_applied() == {good["id"]: 1}
             # what /metrics says of the dead-letter queue (measured every 30 s as the consumer runs)
             assert consumer.consumer.measure_dead_letters() == 2
-            assert REGISTRY.get_sample_value("tandem_dead_letter_depth", {"queue": "milestones.events.dead"}) == 2
+            assert (
+                REGISTRY.get_sample_value(
+                    "tandem_dead_letter_depth", {"queue": "milestones.events.dead"}
+                )
+                == 2
+            )
         dead = drain("milestones.events.dead")
         assert len(dead) == 2
         assert {m.headers["x-tandem-reason"] for m in dead} == {"unparseable"}
@@ -257,8 +319,9 @@ class TestConsumer:
         from tests.support import probe_handler
 
         handlers = {"journal.entry.deleted": always_fails, "journal.partner.erased": probe_handler}
-        with ConsumerThread(backend.db_urls["journal"], handlers=handlers, max_attempts=3,
-                            backoff=0.01) as consumer:
+        with ConsumerThread(
+            backend.db_urls["journal"], handlers=handlers, max_attempts=3, backoff=0.01
+        ) as consumer:
             wait_until(lambda: consumer.settled == 2, what="both deliveries")
             assert consumer.times_applied() == {good["id"]: 1}
         assert calls == [bad["id"]] * 3
@@ -299,7 +362,9 @@ class TestConsumer:
 
         ev = _valid_event()
         _publish_raw(events.encode(ev), ev["type"])
-        with ConsumerThread(backend.db_urls["journal"], handlers={ev["type"]: flaky}, backoff=0.01) as consumer:
+        with ConsumerThread(
+            backend.db_urls["journal"], handlers={ev["type"]: flaky}, backoff=0.01
+        ) as consumer:
             wait_until(lambda: consumer.settled == 1, what="the delivery")
             assert consumer.times_applied() == {ev["id"]: 1}
         assert len(attempts) == 3
@@ -315,7 +380,9 @@ class TestConsumer:
         def broken(session, event):
             raise ValueError("bug")
 
-        with ConsumerThread(backend.db_urls["journal"], handlers={ev["type"]: broken}, max_attempts=1) as c:
+        with ConsumerThread(
+            backend.db_urls["journal"], handlers={ev["type"]: broken}, max_attempts=1
+        ) as c:
             wait_until(lambda: c.settled == 1, what="the delivery")
         listed = list(deadletters.peek("milestones.events"))
         assert [(i["event_id"], i["reason"]) for i in listed] == [(ev["id"], "handler_failed")]
@@ -333,12 +400,20 @@ class TestConsumer:
             _publish_raw(events.encode(first), first["type"])
             wait_until(lambda: consumer.settled == 1, what="the first event")
             connected_before = consumer.connections
-            out = subprocess.run(["rabbitmqctl", "-q", "close_all_connections", "-p", vhost, "test: drop"],
-                                 capture_output=True, text=True, timeout=60)
+            out = subprocess.run(
+                ["rabbitmqctl", "-q", "close_all_connections", "-p", vhost, "test: drop"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
             assert out.returncode == 0, out.stderr
             _publish_raw(events.encode(second), second["type"])
-            wait_until(lambda: consumer.settled == 2, timeout=30, what="the event after the reconnect")
-            assert consumer.connections > connected_before, "it lost its connection and connected again"
+            wait_until(
+                lambda: consumer.settled == 2, timeout=30, what="the event after the reconnect"
+            )
+            assert consumer.connections > connected_before, (
+                "it lost its connection and connected again"
+            )
             assert consumer.times_applied() == {first["id"]: 1, second["id"]: 1}
 
 
@@ -347,14 +422,22 @@ class TestPrivacyOnTheWire:
 
     def test_a_note_never_appears_in_any_published_event(self, backend, journal):
         a, b, _ = make_couple(journal)
-        kinds = [entry(note=self.NOTE), entry("daily_reflection", mood=6, note=self.NOTE),
-                 entry("conflict", intensity=4, note=self.NOTE, visibility="shared")]
+        kinds = [
+            entry(note=self.NOTE),
+            entry("daily_reflection", mood=6, note=self.NOTE),
+            entry("conflict", intensity=4, note=self.NOTE, visibility="shared"),
+        ]
         for body in kinds:
             assert journal.post("/v1/entries", headers=a["headers"], json=body).status_code == 201
-        r = journal.patch(f"/v1/entries/{kinds[2]['id']}", headers=a["headers"],
-                          json={"note": self.NOTE + " (revised)", "repaired_at": "2026-11-20T09:00:00+01:00"})
+        r = journal.patch(
+            f"/v1/entries/{kinds[2]['id']}",
+            headers=a["headers"],
+            json={"note": self.NOTE + " (revised)", "repaired_at": "2026-11-20T09:00:00+01:00"},
+        )
         assert r.status_code == 200, r.get_json()
-        assert journal.delete(f"/v1/entries/{kinds[1]['id']}", headers=a["headers"]).status_code == 204
+        assert (
+            journal.delete(f"/v1/entries/{kinds[1]['id']}", headers=a["headers"]).status_code == 204
+        )
         assert journal.delete("/v1/accounts/me", headers=b["headers"]).status_code == 204
 
         with broker.connect() as conn:
@@ -367,13 +450,20 @@ class TestPrivacyOnTheWire:
             published = _relay_all(relay)
             got = []
             q = tap(conn.default_channel)
-            wait_until(lambda: got.extend(iter(lambda: q.get(no_ack=True), None)) or len(got) == published,
-                       what="every published event on the tap")
+            wait_until(
+                lambda: got.extend(iter(lambda: q.get(no_ack=True), None)) or len(got) == published,
+                what="every published event on the tap",
+            )
             q.delete()
             relay.publisher.close()
         types = [json.loads(m.body)["type"] for m in got]
-        assert {"journal.entry.recorded", "journal.entry.revised", "journal.entry.deleted",
-                "journal.partner.erased", "journal.couple.partnered"} <= set(types)
+        assert {
+            "journal.entry.recorded",
+            "journal.entry.revised",
+            "journal.entry.deleted",
+            "journal.partner.erased",
+            "journal.couple.partnered",
+        } <= set(types)
         for m in got:
             body = m.body if isinstance(m.body, str) else m.body.decode()
             assert "zebra-quartz" not in body
@@ -389,11 +479,18 @@ class TestRelayRunning:
         thread = threading.Thread(target=relay.run, daemon=True)
         thread.start()
         try:
-            wait_until(lambda: relay.relay_once() == 0, what="the relay to start")  # nothing pending yet
+            wait_until(
+                lambda: relay.relay_once() == 0, what="the relay to start"
+            )  # nothing pending yet
             a = sign_up(journal)
             journal.post("/v1/entries", headers=a["headers"], json=entry())
-            wait_until(lambda: all(r.published_at for r in _outbox_rows(backend)) and _outbox_rows(backend),
-                       timeout=10, what="the woken relay to publish")
+            wait_until(
+                lambda: (
+                    all(r.published_at for r in _outbox_rows(backend)) and _outbox_rows(backend)
+                ),
+                timeout=10,
+                what="the woken relay to publish",
+            )
         finally:
             relay.stop()
             thread.join(timeout=10)
@@ -410,8 +507,14 @@ class TestRelayRunning:
         sessions = make_session_factory(backend.engine("journal"))
         with unit_of_work(sessions) as s:
             for _ in range(300):
-                emit(s, outbox, "journal.entry.deleted", source="/journal", subject="c",
-                     data={"entry_id": new_uuid(), "couple_id": None, "partner_id": new_uuid()})
+                emit(
+                    s,
+                    outbox,
+                    "journal.entry.deleted",
+                    source="/journal",
+                    subject="c",
+                    data={"entry_id": new_uuid(), "couple_id": None, "partner_id": new_uuid()},
+                )
         relays = [journal_app.make_relay() for _ in range(3)]
         for r in relays:
             r.batch_size = 25
@@ -427,8 +530,9 @@ class TestRelayRunning:
         for r in relays:
             r.publisher.close()
 
-
-    def test_a_binding_another_thread_declared_first_routes_the_next_publish(self, embedded_backend):
+    def test_a_binding_another_thread_declared_first_routes_the_next_publish(
+        self, embedded_backend
+    ):
         """The race behind a lost message: one thread of a process has put a
         binding in Kombu's in-process state but not yet in the broker folder's
         table when another thread declares the topology and publishes."""
@@ -460,7 +564,9 @@ class TestBrokerRestart:
         import threading
 
         def ctl(*args):
-            out = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=120)
+            out = subprocess.run(
+                ["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=120
+            )
             assert out.returncode == 0, out.stderr
 
         journal = rabbit_journal
@@ -475,11 +581,20 @@ class TestBrokerRestart:
                 try:
                     # The journal keeps answering while the broker is away: the outbox holds the events.
                     for _ in range(3):
-                        assert journal.post("/v1/entries", headers=a["headers"], json=entry()).status_code == 201
+                        assert (
+                            journal.post(
+                                "/v1/entries", headers=a["headers"], json=entry()
+                            ).status_code
+                            == 201
+                        )
                 finally:
                     ctl("start_app")
                     ctl("await_startup")
-                wait_until(lambda: consumer.settled == 4, timeout=60, what="the events recorded during the outage")
+                wait_until(
+                    lambda: consumer.settled == 4,
+                    timeout=60,
+                    what="the events recorded during the outage",
+                )
                 assert set(consumer.times_applied().values()) == {1}
                 assert len(consumer.times_applied()) == 4
         finally:

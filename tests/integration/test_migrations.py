@@ -1,4 +1,5 @@
 """Each service's migrations build exactly the schema its tables declare."""
+
 from __future__ import annotations
 
 import importlib
@@ -17,9 +18,15 @@ def test_migrations_match_the_tables(backend, service):
     engine = backend.engine(service)
     with engine.connect() as conn:
         # test_* tables are the consumer tests' probes (tests/support.py), not the service's
-        ctx = MigrationContext.configure(conn, opts={
-            "compare_type": True,
-            "include_name": lambda name, kind, _parent: not (kind == "table" and name.startswith("test_"))})
+        ctx = MigrationContext.configure(
+            conn,
+            opts={
+                "compare_type": True,
+                "include_name": lambda name, kind, _parent: (
+                    not (kind == "table" and name.startswith("test_"))
+                ),
+            },
+        )
         diff = compare_metadata(ctx, metadata)
     assert diff == []
 
@@ -60,15 +67,30 @@ def test_packing_a_days_lists_keeps_every_value_both_ways(scratch_milestones_url
 
     url = scratch_milestones_url
     migrate.upgrade("milestones", url, "0002")
-    old = {"intensities": [3, 8], "communication": [4], "connection": [], "understanding": [2],
-           "rituals": ["affection", "good_morning_text"]}
-    counts = dict(entries=5, episodes=2, activities=0, conflicts=0, conflicts_repaired_24h=0, weekly_check_ins=1)
+    old = {
+        "intensities": [3, 8],
+        "communication": [4],
+        "connection": [],
+        "understanding": [2],
+        "rituals": ["affection", "good_morning_text"],
+    }
+    counts = dict(
+        entries=5,
+        episodes=2,
+        activities=0,
+        conflicts=0,
+        conflicts_repaired_24h=0,
+        weekly_check_ins=1,
+    )
     engine = make_engine(url)
     meta = sa.MetaData()
     with engine.begin() as conn:
         days = sa.Table("days", meta, autoload_with=conn)
-        conn.execute(days.insert().values(partner_id="p", local_date=date(2026, 3, 1), ritual_count=2,
-                                          **counts, **old))
+        conn.execute(
+            days.insert().values(
+                partner_id="p", local_date=date(2026, 3, 1), ritual_count=2, **counts, **old
+            )
+        )
     migrate.upgrade("milestones", url)
     with engine.connect() as conn:
         row = conn.execute(sa.text("SELECT detail, ratings, episodes FROM days")).one()
@@ -76,7 +98,11 @@ def test_packing_a_days_lists_keeps_every_value_both_ways(scratch_milestones_url
     assert (detail, row.ratings, row.episodes) == (old, 1, 2)
     command.downgrade(migrate.alembic_config("milestones", url), "0002")
     with engine.connect() as conn:
-        back = conn.execute(sa.select(sa.Table("days", sa.MetaData(), autoload_with=conn))).one()._asdict()
+        back = (
+            conn.execute(sa.select(sa.Table("days", sa.MetaData(), autoload_with=conn)))
+            .one()
+            ._asdict()
+        )
     engine.dispose()
     decoded = {k: back[k] if isinstance(back[k], list) else json.loads(back[k]) for k in old}
     assert decoded == old

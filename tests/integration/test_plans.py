@@ -6,6 +6,7 @@ plans for them, with tables filled as a service's would be after a while
 Each of these was once a scan of a whole table, found by reading the plans at
 25,000 couples: the relay's claim behind a backlog, the couple's ritual count,
 the levels an owner holds, the milestones list, the evaluator's due partners."""
+
 from __future__ import annotations
 
 import re
@@ -41,6 +42,7 @@ def _filled(backend, service: str, *fill: str):
 
 def _plan(conn, statement, params: dict) -> str:
     """EXPLAIN of a statement as the service sends it (its own bound values)."""
+
     def explain(_conn, _cursor, sql, parameters, _context, _many):
         return "EXPLAIN " + sql, parameters
 
@@ -98,7 +100,9 @@ def test_the_relays_claim_reads_the_rows_still_to_publish_behind_a_backlog(rabbi
 
 def test_a_couples_ritual_count_and_levels_read_their_own_rows(rabbit_backend):
     with _filled(rabbit_backend, "milestones", PARTNERS, DAYS, SHARED_DAYS, MILESTONES) as conn:
-        plan = _plan(conn, evaluation._COUNTS_STATE, {"couple": "C7", "pid": "A7", "as_of": date.today()})
+        plan = _plan(
+            conn, evaluation._COUNTS_STATE, {"couple": "C7", "pid": "A7", "as_of": date.today()}
+        )
         _reads_alone(plan, "shared_days", "ix_shared_days_rituals")
         _reads_alone(plan, "milestones", "ix_milestones_owner_key")
         # the other partner by the couple's index alone: not beside a bitmap of every live partner (the partial
@@ -112,8 +116,12 @@ def test_a_couples_ritual_count_and_levels_read_their_own_rows(rabbit_backend):
 def test_the_milestones_list_reads_the_callers_owners_alone(rabbit_backend):
     with _filled(rabbit_backend, "milestones", PARTNERS, MILESTONES) as conn:
         session = make_session_factory(conn)()
-        stmt = select(milestones).where(use_cases._visible(session, "A7")).order_by(
-            milestones.c.achieved_at.desc(), milestones.c.id.desc()).limit(51)
+        stmt = (
+            select(milestones)
+            .where(use_cases._visible(session, "A7"))
+            .order_by(milestones.c.achieved_at.desc(), milestones.c.id.desc())
+            .limit(51)
+        )
         plan = _plan(conn, stmt, {})
     _reads_alone(plan, "milestones", "ix_milestones_owner_key")
 
@@ -124,8 +132,11 @@ def test_the_evaluators_statements_walk_no_partner_they_do_not_want(rabbit_backe
     tombstones: each statement that finds the due partners reads what it wants from its index (an OR of
     settled and scheduled walked the dirty index past every partner). Run, and measured, in the
     rolled-back transaction."""
-    dirty = "UPDATE partners SET dirty_since = now() - interval '1 hour' WHERE id LIKE 'A1%'" if due == "settled" \
+    dirty = (
+        "UPDATE partners SET dirty_since = now() - interval '1 hour' WHERE id LIKE 'A1%'"
+        if due == "settled"
         else "UPDATE partners SET next_scheduled_at = now() - interval '1 minute' WHERE id LIKE 'A1%'"
+    )
     with _filled(rabbit_backend, "milestones", PARTNERS, TOMBSTONES, dirty) as conn:
         sent = []
 
@@ -134,11 +145,18 @@ def test_the_evaluators_statements_walk_no_partner_they_do_not_want(rabbit_backe
 
         event.listen(conn, "before_cursor_execute", record)
         try:
-            found = evaluation.due_partners(make_session_factory(conn)(), utcnow(), timedelta(seconds=3), limit=1)
+            found = evaluation.due_partners(
+                make_session_factory(conn)(), utcnow(), timedelta(seconds=3), limit=1
+            )
         finally:
             event.remove(conn, "before_cursor_execute", record)
-        plans = ["\n".join(r[0] for r in conn.exec_driver_sql("EXPLAIN ANALYZE " + sql, parameters).all())
-                 for sql, parameters in sent if sql.lstrip().upper().startswith("SELECT")]
+        plans = [
+            "\n".join(
+                r[0] for r in conn.exec_driver_sql("EXPLAIN ANALYZE " + sql, parameters).all()
+            )
+            for sql, parameters in sent
+            if sql.lstrip().upper().startswith("SELECT")
+        ]
     assert found and found[0].startswith("A1")
     assert len(plans) == (1 if due == "settled" else 2)  # settled, then (none settled) scheduled
     for plan in plans:

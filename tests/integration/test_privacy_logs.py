@@ -1,4 +1,5 @@
 """What the journal logs while serving real requests, error paths included."""
+
 from __future__ import annotations
 
 from tests.conftest import entry, make_couple

@@ -2,6 +2,7 @@
 couple has. The consumer counts a couple's rituals up to the top threshold
 (100) and no further, from the ritual days alone: the levels must come out as
 from a count of every ritual."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
@@ -18,8 +19,11 @@ from shared.db import make_session_factory, unit_of_work
 def _levels(sessions, couple: str) -> dict[int, int]:
     """Each rituals-kept level the couple holds -> the count its evidence gives."""
     with unit_of_work(sessions) as s:
-        rows = s.execute(select(milestones.c.level, milestones.c.evidence).where(
-            milestones.c.owner_key == couple, milestones.c.type == rules.RITUALS_KEPT)).all()
+        rows = s.execute(
+            select(milestones.c.level, milestones.c.evidence).where(
+                milestones.c.owner_key == couple, milestones.c.type == rules.RITUALS_KEPT
+            )
+        ).all()
     return {level: evidence["rituals"] for level, evidence in rows}
 
 
@@ -30,9 +34,17 @@ def test_each_level_is_reached_at_its_own_count_past_a_hundred_ritual_days(backe
     today = datetime.now(UTC).date()
     for i in range(130):  # a ritual a day, the partners in turn: 130 ritual days
         with unit_of_work(sessions) as s:
-            handlers["journal.entry.recorded"](s, _entry(a if i % 2 else b, couple, "ritual",
-                                                         today - timedelta(days=130 - i), {"ritual": "hug"},
-                                                         datetime.now(UTC)))
+            handlers["journal.entry.recorded"](
+                s,
+                _entry(
+                    a if i % 2 else b,
+                    couple,
+                    "ritual",
+                    today - timedelta(days=130 - i),
+                    {"ritual": "hug"},
+                    datetime.now(UTC),
+                ),
+            )
     assert _levels(sessions, couple) == {level: n for level, n in rules.RITUAL_LEVELS}
 
 
@@ -45,8 +57,17 @@ def test_levels_not_held_are_found_however_many_ritual_days_there_are(backend):
     today = datetime.now(UTC).date()
     with unit_of_work(sessions) as s:
         for i in range(150):
-            handlers["journal.entry.recorded"](s, _entry(a, couple, "ritual", today - timedelta(days=150 - i),
-                                                         {"ritual": "hug"}, datetime.now(UTC)))
+            handlers["journal.entry.recorded"](
+                s,
+                _entry(
+                    a,
+                    couple,
+                    "ritual",
+                    today - timedelta(days=150 - i),
+                    {"ritual": "hug"},
+                    datetime.now(UTC),
+                ),
+            )
         s.execute(delete(milestones).where(milestones.c.owner_key == couple))
     with unit_of_work(sessions) as s:
         found = evaluation.evaluate_counts(s, b, today)
@@ -63,10 +84,22 @@ def test_a_settled_evaluation_runs_no_rule_whose_every_level_is_held(backend, mo
     today = datetime.now(UTC).date()
     with unit_of_work(sessions) as s:
         for i in range(100):  # the top level's count, a weekly check-in among them
-            handlers["journal.entry.recorded"](s, _entry(a, couple, "ritual", today - timedelta(days=100 - i),
-                                                         {"ritual": "weekly_check_in"}, datetime.now(UTC)))
-        s.execute(delete(milestones).where(milestones.c.owner_key == couple,
-                                           milestones.c.type == rules.CHECK_IN_RHYTHM))
+            handlers["journal.entry.recorded"](
+                s,
+                _entry(
+                    a,
+                    couple,
+                    "ritual",
+                    today - timedelta(days=100 - i),
+                    {"ritual": "weekly_check_in"},
+                    datetime.now(UTC),
+                ),
+            )
+        s.execute(
+            delete(milestones).where(
+                milestones.c.owner_key == couple, milestones.c.type == rules.CHECK_IN_RHYTHM
+            )
+        )
     assert _levels(sessions, couple) == {level: n for level, n in rules.RITUAL_LEVELS}
 
     def counted(*args, **kwargs):

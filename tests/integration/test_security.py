@@ -17,6 +17,7 @@ What is known to be wrong and not fixed here is reported by ``pytest.xfail``
 ("FINDING: ...", with figures) once everything else in the test has passed: it
 shows in every run's summary, and the test passes by itself once it is fixed.
 """
+
 from __future__ import annotations
 
 import ast
@@ -63,16 +64,27 @@ PUBLIC_ROUTES = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"}
 # Signing up and logging in are how a token is had: they cannot ask for one.
 # Signing in, and what one holds instead of an access token: a refresh token, a forgotten password's email, a
 # reset link's token.
-SIGN_IN = {("journal", "POST", "/v1/accounts"), ("journal", "POST", "/v1/tokens"),
-           ("journal", "POST", "/v1/tokens/refresh"), ("journal", "POST", "/v1/password-resets"),
-           ("journal", "POST", "/v1/password-resets/confirm")}
+SIGN_IN = {
+    ("journal", "POST", "/v1/accounts"),
+    ("journal", "POST", "/v1/tokens"),
+    ("journal", "POST", "/v1/tokens/refresh"),
+    ("journal", "POST", "/v1/password-resets"),
+    ("journal", "POST", "/v1/password-resets/confirm"),
+}
 # Which resource each path parameter names; a new one must be added here (the tests say so).
-PARAM_KINDS = {"entry_id": "entries", "milestone_id": "milestones", "notification_id": "notifications",
-               "channel_id": "channels", "device_id": "devices", "session_id": "sessions"}
+PARAM_KINDS = {
+    "entry_id": "entries",
+    "milestone_id": "milestones",
+    "notification_id": "notifications",
+    "channel_id": "channels",
+    "device_id": "devices",
+    "session_id": "sessions",
+}
 STREAM = ("GET", "/v1/notifications/stream")
 
 
 # --- the endpoints, from each service's OpenAPI document --------------------
+
 
 @dataclass(frozen=True)
 class Op:
@@ -100,23 +112,33 @@ def _operations(clients) -> list[Op]:
                 if method not in {"get", "post", "put", "patch", "delete"}:
                     continue
                 params = op.get("parameters", []) + item.get("parameters", [])
-                ops.append(Op(service, method.upper(), path,
-                              tuple(p["name"] for p in params if p["in"] == "path"),
-                              tuple(p["name"] for p in params if p["in"] == "query"),
-                              bool(op.get("security"))))
+                ops.append(
+                    Op(
+                        service,
+                        method.upper(),
+                        path,
+                        tuple(p["name"] for p in params if p["in"] == "path"),
+                        tuple(p["name"] for p in params if p["in"] == "query"),
+                        bool(op.get("security")),
+                    )
+                )
     return ops
 
 
 def _protected(clients) -> list[Op]:
     ops = [op for op in _operations(clients) if (op.service, op.method, op.path) not in SIGN_IN]
-    assert len(ops) >= 22, [str(op) for op in ops]  # what v1 has; the enumeration must not come up short
+    assert len(ops) >= 22, [
+        str(op) for op in ops
+    ]  # what v1 has; the enumeration must not come up short
     return ops
 
 
 def _url(op: Op, ids: dict[str, str], **query) -> str:
     """The op's URL with a resource id of the right kind in each path parameter."""
     missing = [p for p in op.path_params if p not in PARAM_KINDS]
-    assert not missing, f"{op} takes {missing}: add the kind of resource to PARAM_KINDS and the world"
+    assert not missing, (
+        f"{op} takes {missing}: add the kind of resource to PARAM_KINDS and the world"
+    )
     path = op.path.format(**{p: ids[PARAM_KINDS[p]] for p in op.path_params})
     if "limit" in op.query_params:
         query.setdefault("limit", 200)
@@ -129,13 +151,21 @@ def _body(op: Op, invite_code: str) -> dict | None:
     """A valid body for the ops that read one: what is refused is the token, not the input."""
     bodies = {
         ("POST", "/v1/entries"): entry(note="written with a bad token"),
-        ("PATCH", "/v1/entries/{entry_id}"): {"note": "changed with a bad token", "visibility": "shared"},
+        ("PATCH", "/v1/entries/{entry_id}"): {
+            "note": "changed with a bad token",
+            "visibility": "shared",
+        },
         ("POST", "/v1/couples/join"): {"invite_code": invite_code},
-        ("PATCH", "/v1/preferences"): {"share_milestones_with_partner": True, "channels": {"email": False}},
+        ("PATCH", "/v1/preferences"): {
+            "share_milestones_with_partner": True,
+            "channels": {"email": False},
+        },
         ("POST", "/v1/channels"): {"type": "email", "address": "intruder@example.com"},
         ("POST", "/v1/devices"): {"platform": "fcm", "token": push_token("intruder")},
-        ("POST", "/v1/accounts/me/password"): {"current_password": "correct horse battery",
-                                               "new_password": "changed with a bad token"},
+        ("POST", "/v1/accounts/me/password"): {
+            "current_password": "correct horse battery",
+            "new_password": "changed with a bad token",
+        },
     }
     return bodies.get(op.key)
 
@@ -146,6 +176,7 @@ def _call(clients, op: Op, url: str, headers: dict, body=None):
 
 
 # --- a world of two couples, through the real pipeline ----------------------
+
 
 @dataclass
 class Person:
@@ -161,7 +192,9 @@ class Person:
     devices: dict[str, str] = field(default_factory=dict)  # id -> push token
     notifications: set[str] = field(default_factory=set)
     own_milestones: set[str] = field(default_factory=set)  # not shared with the partner
-    sessions: list[str] = field(default_factory=list)  # the sign-up's login's, then a second device's
+    sessions: list[str] = field(
+        default_factory=list
+    )  # the sign-up's login's, then a second device's
 
 
 @dataclass
@@ -174,11 +207,15 @@ class World:
 
 def _person(journal, backend, who: dict, couple_id: str) -> Person:
     token = who["headers"]["Authorization"].split()[1]
-    tablet = journal.post("/v1/tokens", json={"email": who["email"], "password": "correct horse battery",
-                                              "device_name": "tablet"})
+    tablet = journal.post(
+        "/v1/tokens",
+        json={"email": who["email"], "password": "correct horse battery", "device_name": "tablet"},
+    )
     assert tablet.status_code == 201, tablet.status_code
-    sessions = [auth.TokenVerifier(auth.public_key_pem(backend.var_dir)).verified_claims(token)["sid"],
-                tablet.get_json()["session_id"]]
+    sessions = [
+        auth.TokenVerifier(auth.public_key_pem(backend.var_dir)).verified_claims(token)["sid"],
+        tablet.get_json()["session_id"],
+    ]
     return Person(who["id"], who["email"], who["headers"], couple_id, sessions=sessions)
 
 
@@ -213,7 +250,9 @@ def _ended_sessions(backend, session_id: str) -> list:
     from services.notify.tables import ended_sessions
 
     with _engine(backend, "notify") as engine, engine.connect() as c:
-        return c.execute(select(ended_sessions).where(ended_sessions.c.session_id == session_id)).all()
+        return c.execute(
+            select(ended_sessions).where(ended_sessions.c.session_id == session_id)
+        ).all()
 
 
 def _partner_row(backend, service: str, partner_id: str):
@@ -229,11 +268,17 @@ def _partner_row(backend, service: str, partner_id: str):
 def _in_a_session(backend, partner_id: str, session_id: str | None = None) -> dict:
     """Headers of a token of a login session of the partner's (the journal's own may carry none)."""
     issuer = auth.TokenIssuer(auth.private_key_pem(backend.var_dir), 600)
-    return {"Authorization": "Bearer " + issuer.issue(partner_id, session_id=session_id or new_id())}
+    return {
+        "Authorization": "Bearer " + issuer.issue(partner_id, session_id=session_id or new_id())
+    }
 
 
 def _record(journal, p: Person, visibility: str, day: int) -> None:
-    body = entry(note=f"note-{new_id()}", visibility=visibility, occurred_at=at(paris_today() - timedelta(days=day), 7))
+    body = entry(
+        note=f"note-{new_id()}",
+        visibility=visibility,
+        occurred_at=at(paris_today() - timedelta(days=day), 7),
+    )
     r = journal.post("/v1/entries", headers=p.headers, json=body)
     assert r.status_code == 201, r.get_json()
     p.entries[body["id"]] = (visibility, body["note"])
@@ -253,38 +298,58 @@ def _build_world(backend, journal) -> World:
     invite_code = journal.post("/v1/couples", headers=lone["headers"]).get_json()["invite_code"]
     with Pipeline():
         for i, p in enumerate(people):
-            for k in range(i + 1):  # 1, 2, 3, 4 anxious moments: a series counted from another's is seen
+            for k in range(
+                i + 1
+            ):  # 1, 2, 3, 4 anxious moments: a series counted from another's is seen
                 _record(journal, p, "private" if k == 0 else "shared", k + 1)
-            r = notify.post("/v1/channels", headers=p.headers,
-                            json={"type": "email", "address": f"alerts-{new_id()[:8]}@example.com"})
+            r = notify.post(
+                "/v1/channels",
+                headers=p.headers,
+                json={"type": "email", "address": f"alerts-{new_id()[:8]}@example.com"},
+            )
             assert r.status_code == 201, r.get_json()
             p.channels[r.get_json()["id"]] = r.get_json()["address"]
             token = push_token()
-            r = notify.post("/v1/devices", headers=_in_a_session(backend, p.id), json={"platform": "fcm",
-                                                                                      "token": token})
+            r = notify.post(
+                "/v1/devices",
+                headers=_in_a_session(backend, p.id),
+                json={"platform": "fcm", "token": token},
+            )
             assert r.status_code == 201, r.get_json()
             p.devices[r.get_json()["id"]] = token
-        for (a, b), first in zip((people[:2], people[2:]), (6, 7)):  # ten rituals a couple: its milestone
+        for (a, b), first in zip(
+            (people[:2], people[2:]), (6, 7)
+        ):  # ten rituals a couple: its milestone
             kept = rituals(paris_today(), 10)
             post_all(journal, a.headers, kept[:first])
             post_all(journal, b.headers, kept[first:])
             a.rituals, b.rituals = first, 10 - first
-        wait_until(lambda: all(_inbox(notify, p.headers) for p in people), timeout=40,
-                   what="the couples' ritual milestones in every inbox")
+        wait_until(
+            lambda: all(_inbox(notify, p.headers) for p in people),
+            timeout=40,
+            what="the couples' ritual milestones in every inbox",
+        )
         a1 = people[0]
-        a1.own_milestones.add(_own_milestone(backend, a1.id, a1.partner.id, "Calmer moments, in a1's own numbers."))
-        wait_until(lambda: any(n["milestone_id"] in a1.own_milestones for n in _inbox(notify, a1.headers)),
-                   what="a1's own milestone in a1's inbox")
+        a1.own_milestones.add(
+            _own_milestone(backend, a1.id, a1.partner.id, "Calmer moments, in a1's own numbers.")
+        )
+        wait_until(
+            lambda: any(n["milestone_id"] in a1.own_milestones for n in _inbox(notify, a1.headers)),
+            what="a1's own milestone in a1's inbox",
+        )
     couple_milestones = {}
     for p in people:
         p.notifications = {n["id"] for n in _inbox(notify, p.headers)}
         items = clients["milestones"].get("/v1/milestones", headers=p.headers).get_json()["items"]
-        couple_milestones.update({m["couple_id"]: m["id"] for m in items if m["partner_id"] is None})
+        couple_milestones.update(
+            {m["couple_id"]: m["id"] for m in items if m["partner_id"] is None}
+        )
     assert len(couple_milestones) == 2, couple_milestones
     return World(clients, people, couple_milestones, invite_code)
 
 
 # --- every row of every table of every service ------------------------------
+
 
 def _all_rows(backend) -> dict[tuple[str, str], list[dict]]:
     out = {}
@@ -297,12 +362,16 @@ def _all_rows(backend) -> dict[tuple[str, str], list[dict]]:
 
 
 def _assert_unchanged(before: dict, after: dict) -> None:
-    changed = {f"{s}.{t}": (len(before.get((s, t), [])), len(after.get((s, t), [])))
-               for (s, t) in set(before) | set(after) if before.get((s, t)) != after.get((s, t))}
+    changed = {
+        f"{s}.{t}": (len(before.get((s, t), [])), len(after.get((s, t), [])))
+        for (s, t) in set(before) | set(after)
+        if before.get((s, t)) != after.get((s, t))
+    }
     assert not changed, f"tables changed (rows before, after): {changed}"
 
 
 # --- 1. no valid token: 401, a problem, nothing changed ---------------------
+
 
 def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -310,8 +379,15 @@ def _b64(raw: bytes) -> str:
 
 def _claims(sub: str, **over) -> dict:
     now = int(time.time())
-    claims = {"sub": sub, "iss": auth.ISSUER, "aud": auth.AUDIENCE, "iat": now, "exp": now + 600, "jti": new_id(),
-              "sid": new_id()}
+    claims = {
+        "sub": sub,
+        "iss": auth.ISSUER,
+        "aud": auth.AUDIENCE,
+        "iat": now,
+        "exp": now + 600,
+        "jti": new_id(),
+        "sid": new_id(),
+    }
     claims.update(over)
     return claims
 
@@ -325,26 +401,36 @@ def _attacks(backend, sub: str, sid: str | None = None) -> tuple[dict[str, dict]
     def signed(**over) -> str:
         return jwt.encode(_claims(sub, **over), key, algorithm=auth.ALGORITHM)
 
-    unsigned = ".".join([_b64(json.dumps({"alg": "none", "typ": "JWT"}).encode()),
-                         _b64(json.dumps(_claims(sub)).encode()), ""])
+    unsigned = ".".join(
+        [
+            _b64(json.dumps({"alg": "none", "typ": "JWT"}).encode()),
+            _b64(json.dumps(_claims(sub)).encode()),
+            "",
+        ]
+    )
     valid = signed(sid=sid)
     bearer = {
         "expired": signed(iat=now - 7200, exp=now - 600),
         "alg none, unsigned": unsigned,
-        "signed with another Ed25519 key": jwt.encode(_claims(sub), Ed25519PrivateKey.generate(),
-                                                      algorithm=auth.ALGORITHM),
+        "signed with another Ed25519 key": jwt.encode(
+            _claims(sub), Ed25519PrivateKey.generate(), algorithm=auth.ALGORITHM
+        ),
         "wrong issuer": signed(iss="tandem-impostor"),
         "wrong audience": signed(aud="someone-else"),
         "not a JWT": "not-a-jwt",
     }
     attacks = {"no Authorization header": {}}
     attacks.update({name: {"Authorization": f"Bearer {token}"} for name, token in bearer.items()})
-    attacks.update({
-        "malformed: Bearer and no token": {"Authorization": "Bearer"},
-        "malformed: a valid token without its scheme": {"Authorization": valid},
-        "malformed: a valid token under another scheme": {"Authorization": f"Token {valid}"},
-        "malformed: Basic credentials": {"Authorization": "Basic " + base64.b64encode(b"ana:secret").decode()},
-    })
+    attacks.update(
+        {
+            "malformed: Bearer and no token": {"Authorization": "Bearer"},
+            "malformed: a valid token without its scheme": {"Authorization": valid},
+            "malformed: a valid token under another scheme": {"Authorization": f"Token {valid}"},
+            "malformed: Basic credentials": {
+                "Authorization": "Basic " + base64.b64encode(b"ana:secret").decode()
+            },
+        }
+    )
     return attacks, valid
 
 
@@ -354,7 +440,9 @@ def _check_unauthorized(r, failures: list, what: str) -> None:
         assert r.mimetype == PROBLEM, r.mimetype
         body = r.get_json()
         assert body["status"] == 401 and body["title"] and body["type"], body
-        assert "errors" not in body, body  # nothing about the input of a caller who is not signed in
+        assert "errors" not in body, (
+            body
+        )  # nothing about the input of a caller who is not signed in
         assert r.headers.get("WWW-Authenticate", "").startswith("Bearer"), dict(r.headers)
     except AssertionError as e:
         failures.append(f"{what}: {e}")
@@ -377,20 +465,32 @@ def test_only_the_public_routes_and_sign_in_answer_without_a_token(backend, jour
             elif rule.rule not in PUBLIC_ROUTES:
                 unexpected.append(f"{service} {rule.rule}")
         for path in PUBLIC_ROUTES:
-            assert client.get(path).status_code in (200, 503), (service, path)  # /readyz: 503 is an answer
+            assert client.get(path).status_code in (200, 503), (
+                service,
+                path,
+            )  # /readyz: 503 is an answer
     assert not unexpected, f"routes outside the OpenAPI document and the public ones: {unexpected}"
     if static:
-        pytest.xfail(f"FINDING: Flask's default /static/<path:filename> route is registered on {static}, public, "
-                     "serving <cwd>/static (Flask(service_name) has the cwd as root_path); nothing is there "
-                     "today. Fix: Flask(settings.service, static_folder=None) in shared/web.py.")
+        pytest.xfail(
+            f"FINDING: Flask's default /static/<path:filename> route is registered on {static}, public, "
+            "serving <cwd>/static (Flask(service_name) has the cwd as root_path); nothing is there "
+            "today. Fix: Flask(settings.service, static_folder=None) in shared/web.py."
+        )
 
 
-def test_every_endpoint_refuses_a_missing_or_bad_token_before_reading_input_and_changes_nothing(backend, journal):
+def test_every_endpoint_refuses_a_missing_or_bad_token_before_reading_input_and_changes_nothing(
+    backend, journal
+):
     world = _build_world(backend, journal)
     a1 = world.people[0]
-    ids = {"entries": next(iter(a1.entries)), "milestones": next(iter(a1.own_milestones)),
-           "notifications": next(iter(a1.notifications)), "channels": next(iter(a1.channels)),
-           "devices": next(iter(a1.devices)), "sessions": a1.sessions[1]}
+    ids = {
+        "entries": next(iter(a1.entries)),
+        "milestones": next(iter(a1.own_milestones)),
+        "notifications": next(iter(a1.notifications)),
+        "channels": next(iter(a1.channels)),
+        "devices": next(iter(a1.devices)),
+        "sessions": a1.sessions[1],
+    }
     ops = _protected(world.clients)
     attacks, valid = _attacks(backend, a1.id, sid=a1.sessions[0])
     before = _all_rows(backend)
@@ -398,29 +498,64 @@ def test_every_endpoint_refuses_a_missing_or_bad_token_before_reading_input_and_
     for op in ops:
         url, body = _url(op, ids), _body(op, world.invite_code)
         for name, headers in attacks.items():
-            _check_unauthorized(_call(world.clients, op, url, headers, body), failures, f"{op} [{name}]")
+            _check_unauthorized(
+                _call(world.clients, op, url, headers, body), failures, f"{op} [{name}]"
+            )
         # Input that would be refused, and no token: still 401, with nothing said about the input.
         bad = _url(op, ids, limit=0, cursor="garbage", metric="nope", bogus=1)
-        _check_unauthorized(_call(world.clients, op, bad, {}, {"bogus": [1]} if op.method in ("POST", "PATCH")
-                                  else None), failures, f"{op} [invalid input, no token]")
-    assert not failures, f"{len(failures)} of {len(ops) * (len(attacks) + 1)} refusals wrong:\n" + "\n".join(failures)
+        _check_unauthorized(
+            _call(
+                world.clients,
+                op,
+                bad,
+                {},
+                {"bogus": [1]} if op.method in ("POST", "PATCH") else None,
+            ),
+            failures,
+            f"{op} [invalid input, no token]",
+        )
+    assert not failures, (
+        f"{len(failures)} of {len(ops) * (len(attacks) + 1)} refusals wrong:\n"
+        + "\n".join(failures)
+    )
     _assert_unchanged(before, _all_rows(backend))
 
     # The control: the same requests with a valid token are served, so the token was what was refused.
     # Erasing the account last, a password change (which ends the other sessions) before it but after the
     # session's end, a deletion after the change of the same entry.
-    order = sorted(ops, key=lambda op: (op.path == "/v1/accounts/me" and op.method == "DELETE",
-                                        op.path == "/v1/accounts/me/password", op.method == "DELETE"))
+    order = sorted(
+        ops,
+        key=lambda op: (
+            op.path == "/v1/accounts/me" and op.method == "DELETE",
+            op.path == "/v1/accounts/me/password",
+            op.method == "DELETE",
+        ),
+    )
     for op in order:
-        r = _call(world.clients, op, _url(op, ids), {"Authorization": f"Bearer {valid}"},
-                  _body(op, world.invite_code))
-        ok = r.status_code < 500 and r.status_code not in (400, 401, 404, 422)  # 409: already in a couple
-        failures += [] if ok else [f"{op} with a valid token: {r.status_code} {r.get_data(as_text=True)[:300]}"]
+        r = _call(
+            world.clients,
+            op,
+            _url(op, ids),
+            {"Authorization": f"Bearer {valid}"},
+            _body(op, world.invite_code),
+        )
+        ok = r.status_code < 500 and r.status_code not in (
+            400,
+            401,
+            404,
+            422,
+        )  # 409: already in a couple
+        failures += (
+            []
+            if ok
+            else [f"{op} with a valid token: {r.status_code} {r.get_data(as_text=True)[:300]}"]
+        )
         r.close()
     assert not failures, "\n".join(failures)
 
 
 # --- 2. another couple's data, the other partner's private data -------------
+
 
 @dataclass(frozen=True)
 class Resource:
@@ -428,7 +563,9 @@ class Resource:
     id: str
     owner: Person | None  # None: the couple's
     visible_to: frozenset[str]  # partner ids
-    secrets: tuple[str, ...] = ()  # what else of it must not be shown to others (a note, an address)
+    secrets: tuple[
+        str, ...
+    ] = ()  # what else of it must not be shown to others (a note, an address)
 
 
 def _resources(world: World) -> list[Resource]:
@@ -436,12 +573,24 @@ def _resources(world: World) -> list[Resource]:
     for p in world.people:
         both = frozenset({p.id, p.partner.id})
         for entry_id, (visibility, note) in p.entries.items():
-            out.append(Resource("entries", entry_id, p, both if visibility == "shared" else frozenset({p.id}),
-                                (note,)))
+            out.append(
+                Resource(
+                    "entries",
+                    entry_id,
+                    p,
+                    both if visibility == "shared" else frozenset({p.id}),
+                    (note,),
+                )
+            )
         out += [Resource("milestones", m, p, frozenset({p.id})) for m in p.own_milestones]
         out += [Resource("notifications", n, p, frozenset({p.id})) for n in p.notifications]
-        out += [Resource("channels", c, p, frozenset({p.id}), (address,)) for c, address in p.channels.items()]
-        out += [Resource("devices", d, p, frozenset({p.id}), (token,)) for d, token in p.devices.items()]
+        out += [
+            Resource("channels", c, p, frozenset({p.id}), (address,))
+            for c, address in p.channels.items()
+        ]
+        out += [
+            Resource("devices", d, p, frozenset({p.id}), (token,)) for d, token in p.devices.items()
+        ]
         out += [Resource("sessions", sid, p, frozenset({p.id})) for sid in p.sessions]
     for couple_id, milestone_id in world.couple_milestones.items():
         both = frozenset(p.id for p in world.people if p.couple_id == couple_id)
@@ -471,7 +620,9 @@ def _first_chunk(client, url: str, headers: dict) -> str:
         r.close()
 
 
-def test_no_partner_reaches_another_couples_data_nor_the_other_partners_private_data(backend, journal):
+def test_no_partner_reaches_another_couples_data_nor_the_other_partners_private_data(
+    backend, journal
+):
     world = _build_world(backend, journal)
     ops, resources = _protected(world.clients), _resources(world)
     before = _all_rows(backend)
@@ -493,31 +644,51 @@ def test_no_partner_reaches_another_couples_data_nor_the_other_partners_private_
                 if caller.id in res.visible_to:  # the partner's shared entry: seen, not changed
                     expected_ok = r.status_code == 403 and not set(leaked) & set(res.secrets)
                 else:
-                    expected_ok = r.status_code == 404 and r.get_json() == ghost.get_json() and not leaked
+                    expected_ok = (
+                        r.status_code == 404 and r.get_json() == ghost.get_json() and not leaked
+                    )
                 if not expected_ok:
-                    failures.append(f"{op} {res.kind} of {res.owner and res.owner.id} by {caller.id}: "
-                                    f"{r.status_code} {shown[:200]}")
+                    failures.append(
+                        f"{op} {res.kind} of {res.owner and res.owner.id} by {caller.id}: "
+                        f"{r.status_code} {shown[:200]}"
+                    )
 
     # Lists (every GET without an id): nothing hidden from the caller, everything the caller may see.
     for caller in world.people:
         hidden, shown = _hidden_from(world, caller), []
         for op in (op for op in ops if op.method == "GET" and not op.path_params):
-            if op.key == STREAM:  # the backlog sent at once, resumed after each notification there is
+            if (
+                op.key == STREAM
+            ):  # the backlog sent at once, resumed after each notification there is
                 for since in [None] + [r.id for r in resources if r.kind == "notifications"]:
-                    shown.append(_first_chunk(world.clients["notify"],
-                                              _url(op, {}, **({"since": since} if since else {})), caller.headers))
+                    shown.append(
+                        _first_chunk(
+                            world.clients["notify"],
+                            _url(op, {}, **({"since": since} if since else {})),
+                            caller.headers,
+                        )
+                    )
                 continue
             r = _call(world.clients, op, _url(op, {}), caller.headers)
             assert r.status_code == 200, (str(op), r.status_code, r.get_json())
             shown.append(r.get_data(as_text=True))
         text_shown = "\n".join(shown)
         failures += [f"{caller.id} is shown {s!r}" for s in sorted(hidden) if s in text_shown]
-        failures += [f"{caller.id} is not shown {r.kind} {r.id}" for r in resources
-                     if caller.id in r.visible_to and r.id not in text_shown]
+        failures += [
+            f"{caller.id} is not shown {r.kind} {r.id}"
+            for r in resources
+            if caller.id in r.visible_to and r.id not in text_shown
+        ]
         for metric, count in (("anxious_episodes", caller.anxious), ("rituals", caller.rituals)):
-            r = world.clients["milestones"].get(f"/v1/progress?metric={metric}", headers=caller.headers)
+            r = world.clients["milestones"].get(
+                f"/v1/progress?metric={metric}", headers=caller.headers
+            )
             total = sum(p["value"] or 0 for p in r.get_json()["points"])
-            failures += [] if total == count else [f"{caller.id}'s {metric} series sums {total}, not {count}"]
+            failures += (
+                []
+                if total == count
+                else [f"{caller.id}'s {metric} series sums {total}, not {count}"]
+            )
 
     assert not failures, "\n".join(failures)
     _assert_unchanged(before, _all_rows(backend))
@@ -525,10 +696,13 @@ def test_no_partner_reaches_another_couples_data_nor_the_other_partners_private_
 
 # --- 3. erasure leaves nothing ----------------------------------------------
 
+
 def _pair(journal, a: dict, b: dict) -> str:
     c = journal.post("/v1/couples", headers=a["headers"])
     assert c.status_code == 201, c.get_json()
-    j = journal.post("/v1/couples/join", headers=b["headers"], json={"invite_code": c.get_json()["invite_code"]})
+    j = journal.post(
+        "/v1/couples/join", headers=b["headers"], json={"invite_code": c.get_json()["invite_code"]}
+    )
     assert j.status_code == 200, j.get_json()
     return c.get_json()["id"]
 
@@ -556,8 +730,11 @@ def _scan(rows: dict, needles: dict[str, str]) -> list[tuple]:
         for row in table_rows:
             for column, value in row.items():
                 found = _text(value).lower()
-                hits += [(service, table, column, what, row) for what, needle in needles.items()
-                         if needle.lower() in found]
+                hits += [
+                    (service, table, column, what, row)
+                    for what, needle in needles.items()
+                    if needle.lower() in found
+                ]
     return hits
 
 
@@ -571,61 +748,150 @@ def test_erasing_an_account_leaves_nothing_of_that_partner_in_any_database(backe
     needles = {"id": ana["id"], "email": ana["email"], "display name": name, "note": marker}
     with Pipeline():
         for visibility in ("private", "shared"):
-            r = journal.post("/v1/entries", headers=ana["headers"],
-                             json=entry(note=f"{marker} {visibility}", visibility=visibility))
+            r = journal.post(
+                "/v1/entries",
+                headers=ana["headers"],
+                json=entry(note=f"{marker} {visibility}", visibility=visibility),
+            )
             assert r.status_code == 201, r.get_json()
-        assert journal.post("/v1/entries", headers=ben["headers"],
-                            json=entry(note="Ben's own words", visibility="shared")).status_code == 201
+        assert (
+            journal.post(
+                "/v1/entries",
+                headers=ben["headers"],
+                json=entry(note="Ben's own words", visibility="shared"),
+            ).status_code
+            == 201
+        )
         kept = rituals(paris_today(), 10)
         post_all(journal, ana["headers"], kept[:6])
         post_all(journal, ben["headers"], kept[6:])
-        assert notify.post("/v1/channels", headers=ana["headers"],
-                           json={"type": "email", "address": ana["email"]}).status_code == 201
-        assert notify.patch("/v1/preferences", headers=ana["headers"],
-                            json={"share_milestones_with_partner": True}).status_code == 200
+        assert (
+            notify.post(
+                "/v1/channels",
+                headers=ana["headers"],
+                json={"type": "email", "address": ana["email"]},
+            ).status_code
+            == 201
+        )
+        assert (
+            notify.patch(
+                "/v1/preferences",
+                headers=ana["headers"],
+                json={"share_milestones_with_partner": True},
+            ).status_code
+            == 200
+        )
         ended, current = new_id(), new_id()  # her phone, and a login session of hers that ended
-        assert notify.post("/v1/devices", headers=_in_a_session(backend, ana["id"], current),
-                           json={"platform": "apns", "token": push_token()}).status_code == 201
-        publish_events(events.make_event("journal.session.ended", source="/journal", subject=ana["id"], data={
-            "partner_id": ana["id"], "session_id": ended, "reason": "logout"}))
-        wait_until(lambda: _ended_sessions(backend, ended), what="her ended session heard by notify")
-        wait_until(lambda: (row := _partner_row(backend, "milestones", ana["id"])) and row.couple_id
-                   and row.share_milestones_with_partner, what="Ana's couple and sharing in the milestones view")
-        _own_milestone(backend, ana["id"], ben["id"], "Calmer moments, in Ana's own numbers.")  # Ben is told too
-        wait_until(lambda: len(_inbox(notify, ana["headers"])) == 2 and len(_inbox(notify, ben["headers"])) == 2,
-                   what="the couple's and Ana's shared milestone in both inboxes")
+        assert (
+            notify.post(
+                "/v1/devices",
+                headers=_in_a_session(backend, ana["id"], current),
+                json={"platform": "apns", "token": push_token()},
+            ).status_code
+            == 201
+        )
+        publish_events(
+            events.make_event(
+                "journal.session.ended",
+                source="/journal",
+                subject=ana["id"],
+                data={"partner_id": ana["id"], "session_id": ended, "reason": "logout"},
+            )
+        )
+        wait_until(
+            lambda: _ended_sessions(backend, ended), what="her ended session heard by notify"
+        )
+        wait_until(
+            lambda: (
+                (row := _partner_row(backend, "milestones", ana["id"]))
+                and row.couple_id
+                and row.share_milestones_with_partner
+            ),
+            what="Ana's couple and sharing in the milestones view",
+        )
+        _own_milestone(
+            backend, ana["id"], ben["id"], "Calmer moments, in Ana's own numbers."
+        )  # Ben is told too
+        wait_until(
+            lambda: (
+                len(_inbox(notify, ana["headers"])) == 2
+                and len(_inbox(notify, ben["headers"])) == 2
+            ),
+            what="the couple's and Ana's shared milestone in both inboxes",
+        )
 
         # Her sessions (a refreshed one, whose retired token is kept as a hash), a reset link, failed logins.
-        devices = [journal.post("/v1/tokens", json={"email": ana["email"], "password": "correct horse battery",
-                                                    "device_name": f"{name}'s phone"}).get_json() for _ in range(2)]
-        refreshed = journal.post("/v1/tokens/refresh", json={"refresh_token": devices[0]["refresh_token"]})
+        devices = [
+            journal.post(
+                "/v1/tokens",
+                json={
+                    "email": ana["email"],
+                    "password": "correct horse battery",
+                    "device_name": f"{name}'s phone",
+                },
+            ).get_json()
+            for _ in range(2)
+        ]
+        refreshed = journal.post(
+            "/v1/tokens/refresh", json={"refresh_token": devices[0]["refresh_token"]}
+        )
         assert refreshed.status_code == 201
         assert journal.post("/v1/password-resets", json={"email": ana["email"]}).status_code == 202
         for _ in range(2):
-            assert journal.post("/v1/tokens", json={"email": ana["email"], "password": "wrong password"},
-                                environ_base={"REMOTE_ADDR": "203.0.113.44"}).status_code == 401
+            assert (
+                journal.post(
+                    "/v1/tokens",
+                    json={"email": ana["email"], "password": "wrong password"},
+                    environ_base={"REMOTE_ADDR": "203.0.113.44"},
+                ).status_code
+                == 401
+            )
         with _engine(backend, "journal") as engine, engine.connect() as c:
-            reset_hashes = c.execute(text("SELECT token_hash FROM password_resets WHERE partner_id = :p"),
-                                     {"p": ana["id"]}).scalars().all()
+            reset_hashes = (
+                c.execute(
+                    text("SELECT token_hash FROM password_resets WHERE partner_id = :p"),
+                    {"p": ana["id"]},
+                )
+                .scalars()
+                .all()
+            )
         assert len(reset_hashes) == 1
         tokens = [d["refresh_token"] for d in devices] + [refreshed.get_json()["refresh_token"]]
         needles.update({f"session {i}": d["session_id"] for i, d in enumerate(devices)})
         needles.update({f"refresh token {i}": t for i, t in enumerate(tokens)})
-        needles.update({f"refresh token hash {i}": journal_sessions.digest(t) for i, t in enumerate(tokens)})
-        needles.update({"reset token hash": reset_hashes[0], "email digest": throttle.email_key(ana["email"])})
+        needles.update(
+            {f"refresh token hash {i}": journal_sessions.digest(t) for i, t in enumerate(tokens)}
+        )
+        needles.update(
+            {"reset token hash": reset_hashes[0], "email digest": throttle.email_key(ana["email"])}
+        )
         assert journal.delete("/v1/accounts/me", headers=ana["headers"]).status_code == 204
-        wait_until(lambda: _partner_row(backend, "milestones", ana["id"]).erased
-                   and _partner_row(backend, "notify", ana["id"]).erased, timeout=30,
-                   what="the erasure to reach the milestones and notify services")
+        wait_until(
+            lambda: (
+                _partner_row(backend, "milestones", ana["id"]).erased
+                and _partner_row(backend, "notify", ana["id"]).erased
+            ),
+            timeout=30,
+            what="the erasure to reach the milestones and notify services",
+        )
         # Ana's token has not expired: it may still read (nothing of hers is left to read) but no write
         # may take it, or it would bring back what the erasure removed (the scan below would show it).
         refused = []
         for op in sorted(_protected(clients), key=lambda op: op.method == "DELETE"):
-            r = _call(clients, op, _url(op, {k: new_id() for k in PARAM_KINDS.values()}), ana["headers"],
-                      _body(op, "AAAAAAAAAA"))
+            r = _call(
+                clients,
+                op,
+                _url(op, {k: new_id() for k in PARAM_KINDS.values()}),
+                ana["headers"],
+                _body(op, "AAAAAAAAAA"),
+            )
             shown = "" if op.key == STREAM else r.get_data(as_text=True)
-            if r.status_code != 401 and (op.method != "GET" or [n for n in needles.values() if n in shown]):
-                refused.append(f"{op} with the erased partner's token: {r.status_code} {shown[:200]}")
+            if r.status_code != 401 and (
+                op.method != "GET" or [n for n in needles.values() if n in shown]
+            ):
+                refused.append(
+                    f"{op} with the erased partner's token: {r.status_code} {shown[:200]}"
+                )
             r.close()
         assert not refused, "\n".join(refused)
         wait_until(lambda: _unpublished(backend) == 0, what="every outbox published")
@@ -641,16 +907,27 @@ def test_erasing_an_account_leaves_nothing_of_that_partner_in_any_database(backe
     # - the journal's own `journal.partner.erased` event (ids only), published: it is the erasure's
     #   announcement, kept like every published row until the relay's retention cleanup. Every other
     #   published row naming her is deleted with her (shared.outbox.forget_published).
-    tombstones = {("milestones", "partners"): ("couple_id", "timezone", "dirty_since", "replay_from",
-                                               "next_scheduled_at"),
-                  ("notify", "recipients"): ("email", "display_name", "timezone", "couple_id")}
+    tombstones = {
+        ("milestones", "partners"): (
+            "couple_id",
+            "timezone",
+            "dirty_since",
+            "replay_from",
+            "next_scheduled_at",
+        ),
+        ("notify", "recipients"): ("email", "display_name", "timezone", "couple_id"),
+    }
     unexpected, findings = [], []
     for service, table, column, what, row in _scan(rows, needles):
         emptied = tombstones.get((service, table))
         if emptied and column == "id" and row["erased"] and not any(row[c] for c in emptied):
             continue
-        if (table == "outbox" and row.get("routing_key") == "journal.partner.erased" and what == "id"
-                and set(json.loads(row["body"])["data"]) == {"partner_id", "couple_id"}):
+        if (
+            table == "outbox"
+            and row.get("routing_key") == "journal.partner.erased"
+            and what == "id"
+            and set(json.loads(row["body"])["data"]) == {"partner_id", "couple_id"}
+        ):
             continue
         if table == "outbox" or (service, table, column) == ("notify", "notifications", "title"):
             findings.append((service, table, column, what, row))
@@ -668,23 +945,36 @@ def _describe(findings: list[tuple]) -> str:
     for service, table in sorted({(f[0], f[1]) for f in findings}):
         mine = [f for f in findings if (f[0], f[1]) == (service, table)]
         rows = {id(f[4]): f[4] for f in mine}
-        by_what = {w: len({id(f[4]) for f in mine if f[3] == w}) for w in sorted({f[3] for f in mine})}
+        by_what = {
+            w: len({id(f[4]) for f in mine if f[3] == w}) for w in sorted({f[3] for f in mine})
+        }
         kinds = sorted({r.get("routing_key", "") for r in rows.values()} - {""})
         published = sum(1 for r in rows.values() if r.get("published_at"))
-        parts.append(f"{service}.{table}: {len(rows)} row(s) hold her {by_what}"
-                     + (f" ({', '.join(kinds)}; {published} published, kept until the relay's "
-                        "2-day retention cleanup)" if table == "outbox" else ""))
+        parts.append(
+            f"{service}.{table}: {len(rows)} row(s) hold her {by_what}"
+            + (
+                f" ({', '.join(kinds)}; {published} published, kept until the relay's "
+                "2-day retention cleanup)"
+                if table == "outbox"
+                else ""
+            )
+        )
     return "; ".join(parts)
 
 
 # --- 4. secrets come from the environment -----------------------------------
 
+
 def _pem_pair() -> tuple[str, str]:
     key = Ed25519PrivateKey.generate()
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption()).decode()
-    public = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     return private, public
 
 
@@ -700,18 +990,31 @@ def test_the_token_keys_come_from_the_environment(backend, tmp_path, monkeypatch
     clients = service_clients(journal)
     ana = sign_up(journal)
     token = ana["headers"]["Authorization"].split(" ", 1)[1]
-    assert jwt.decode(token, serialization.load_pem_public_key(public.encode()), algorithms=["EdDSA"],
-                      audience=auth.AUDIENCE)["sub"] == ana["id"]
+    assert (
+        jwt.decode(
+            token,
+            serialization.load_pem_public_key(public.encode()),
+            algorithms=["EdDSA"],
+            audience=auth.AUDIENCE,
+        )["sub"]
+        == ana["id"]
+    )
     other = {"Authorization": "Bearer " + auth.TokenIssuer(old_key, 600).issue(ana["id"])}
-    for service, path in (("journal", "/v1/accounts/me"), ("milestones", "/v1/milestones"),
-                          ("notify", "/v1/preferences")):
+    for service, path in (
+        ("journal", "/v1/accounts/me"),
+        ("milestones", "/v1/milestones"),
+        ("notify", "/v1/preferences"),
+    ):
         assert clients[service].get(path, headers=ana["headers"]).status_code == 200, service
         assert clients[service].get(path, headers=other).status_code == 401, service
-    assert not (tmp_path / "fresh-var" / "keys").exists(), "a key was made although the environment has one"
+    assert not (tmp_path / "fresh-var" / "keys").exists(), (
+        "a key was made although the environment has one"
+    )
 
 
-def test_without_keys_in_the_environment_they_are_made_under_the_var_dir_for_the_owner_only(backend,
-                                                                                           monkeypatch):
+def test_without_keys_in_the_environment_they_are_made_under_the_var_dir_for_the_owner_only(
+    backend, monkeypatch
+):
     from services.journal.app import create_app
 
     monkeypatch.delenv("TOKEN_PRIVATE_KEY", raising=False)
@@ -720,12 +1023,16 @@ def test_without_keys_in_the_environment_they_are_made_under_the_var_dir_for_the
     keys = backend.var_dir / "keys"
     public = serialization.load_pem_public_key((keys / "token_ed25519.pub.pem").read_bytes())
     token = ana["headers"]["Authorization"].split(" ", 1)[1]
-    assert jwt.decode(token, public, algorithms=["EdDSA"], audience=auth.AUDIENCE)["sub"] == ana["id"]
+    assert (
+        jwt.decode(token, public, algorithms=["EdDSA"], audience=auth.AUDIENCE)["sub"] == ana["id"]
+    )
     assert stat.S_IMODE((keys / "token_ed25519.pem").stat().st_mode) == 0o600
     assert stat.S_IMODE(keys.stat().st_mode) & 0o077 == 0
 
 
-KEY_MATERIAL = re.compile(r"-----BEGIN [A-Z0-9 ]*(?:KEY|CERTIFICATE)[A-Z ]*-----|MC4CAQAwBQYDK2Vw|MCowBQYDK2Vw")
+KEY_MATERIAL = re.compile(
+    r"-----BEGIN [A-Z0-9 ]*(?:KEY|CERTIFICATE)[A-Z ]*-----|MC4CAQAwBQYDK2Vw|MCowBQYDK2Vw"
+)
 
 
 def test_no_key_material_is_written_in_the_code():
@@ -738,7 +1045,11 @@ def test_no_key_material_is_written_in_the_code():
         source = path.read_text()
         found += [f"{path.relative_to(REPO)}: {m.group(0)}" for m in KEY_MATERIAL.finditer(source)]
         for node in ast.walk(ast.parse(source)):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and _looks_like_a_secret(node.value):
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and _looks_like_a_secret(node.value)
+            ):
                 found.append(f"{path.relative_to(REPO)}:{node.lineno}: {node.value[:20]}...")
     assert not found, found
 
@@ -750,5 +1061,8 @@ def _looks_like_a_secret(s: str) -> bool:
         return False
     if re.fullmatch(r"[0-9a-fA-F]+", s):
         return re.search(r"[a-fA-F]", s) is not None
-    return (re.fullmatch(r"[A-Za-z0-9+/_-]+=*", s) is not None
-            and re.search(r"[a-z]", s) is not None and re.search(r"[A-Z]", s) is not None)
+    return (
+        re.fullmatch(r"[A-Za-z0-9+/_-]+=*", s) is not None
+        and re.search(r"[a-z]", s) is not None
+        and re.search(r"[A-Z]", s) is not None
+    )

@@ -2,6 +2,7 @@
 that waits and retries) and which mean "this is wrong" (a bug or bad input):
 each one made for real on PostgreSQL and on SQLite, and classified by the
 driver's own codes (`shared.db.is_transient`)."""
+
 from __future__ import annotations
 
 import threading
@@ -28,7 +29,9 @@ def pg(rabbit_backend):
     engine = make_engine(rabbit_backend.db_urls["journal"])
     with engine.begin() as conn:
         conn.execute(text("DROP TABLE IF EXISTS transient_probe"))
-        conn.execute(text("CREATE TABLE transient_probe (id int PRIMARY KEY, n int NOT NULL CHECK (n >= 0))"))
+        conn.execute(
+            text("CREATE TABLE transient_probe (id int PRIMARY KEY, n int NOT NULL CHECK (n >= 0))")
+        )
         conn.execute(text("INSERT INTO transient_probe VALUES (1, 0), (2, 0)"))
     yield engine
     with engine.begin() as conn:
@@ -61,35 +64,55 @@ def _two_at_once(engine, openings: list[str], closings: list[str]) -> list[BaseE
 
 class TestPostgreSQL:
     def test_a_deadlock_victim_is_told_to_retry(self, pg):
-        errors = _two_at_once(pg, ["UPDATE transient_probe SET n = 1 WHERE id = 1",
-                                   "UPDATE transient_probe SET n = 1 WHERE id = 2"],
-                              ["UPDATE transient_probe SET n = 2 WHERE id = 2",
-                               "UPDATE transient_probe SET n = 2 WHERE id = 1"])
+        errors = _two_at_once(
+            pg,
+            [
+                "UPDATE transient_probe SET n = 1 WHERE id = 1",
+                "UPDATE transient_probe SET n = 1 WHERE id = 2",
+            ],
+            [
+                "UPDATE transient_probe SET n = 2 WHERE id = 2",
+                "UPDATE transient_probe SET n = 2 WHERE id = 1",
+            ],
+        )
         assert len(errors) == 1 and errors[0].orig.sqlstate == "40P01"
         assert is_transient(errors[0])
 
     def test_a_serialization_failure_is_told_to_retry(self, pg):
         snapshot = pg.execution_options(isolation_level="REPEATABLE READ")
-        errors = _two_at_once(snapshot, ["SELECT n FROM transient_probe"] * 2,
-                              ["UPDATE transient_probe SET n = n + 1 WHERE id = 1"] * 2)
+        errors = _two_at_once(
+            snapshot,
+            ["SELECT n FROM transient_probe"] * 2,
+            ["UPDATE transient_probe SET n = n + 1 WHERE id = 1"] * 2,
+        )
         assert len(errors) == 1 and errors[0].orig.sqlstate == "40001"
         assert is_transient(errors[0])
 
     def test_a_lock_wait_or_a_statement_that_timed_out_is_told_to_retry(self, pg):
         with pg.begin() as holder:
             holder.execute(text("SELECT * FROM transient_probe WHERE id = 1 FOR UPDATE"))
-            lock = _error(pg, "SET LOCAL lock_timeout = '50ms'", "UPDATE transient_probe SET n = 3 WHERE id = 1")
+            lock = _error(
+                pg,
+                "SET LOCAL lock_timeout = '50ms'",
+                "UPDATE transient_probe SET n = 3 WHERE id = 1",
+            )
         assert lock.orig.sqlstate == "55P03" and is_transient(lock)
         slow = _error(pg, "SET LOCAL statement_timeout = '50ms'", "SELECT pg_sleep(2)")
         assert slow.orig.sqlstate == "57014" and is_transient(slow)
 
-    def test_a_server_that_is_not_there_or_a_pool_with_no_connection_is_told_to_retry(self, pg, rabbit_backend):
-        nowhere = make_engine(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/x", pool_pre_ping=False)
+    def test_a_server_that_is_not_there_or_a_pool_with_no_connection_is_told_to_retry(
+        self, pg, rabbit_backend
+    ):
+        nowhere = make_engine(
+            f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/x", pool_pre_ping=False
+        )
         try:
             assert is_transient(_error(nowhere, "SELECT 1"))
         finally:
             nowhere.dispose()
-        small = make_engine(rabbit_backend.db_urls["journal"], pool_size=1, max_overflow=0, pool_timeout=0.1)
+        small = make_engine(
+            rabbit_backend.db_urls["journal"], pool_size=1, max_overflow=0, pool_timeout=0.1
+        )
         try:
             with small.connect():
                 with pytest.raises(sa.exc.TimeoutError) as caught:
@@ -107,13 +130,16 @@ class TestPostgreSQL:
                 victim.execute(text("SELECT 1"))
         assert is_transient(caught.value)
 
-    @pytest.mark.parametrize("statement, sqlstate", [
-        ("INSERT INTO transient_probe VALUES (1, 0)", "23505"),  # unique violation
-        ("UPDATE transient_probe SET n = -1", "23514"),  # check violation
-        ("SELECT 'x'::int", "22P02"),  # invalid input
-        ("SELEC 1", "42601"),  # a bug: syntax
-        ("SELECT * FROM no_such_table", "42P01"),
-    ])
+    @pytest.mark.parametrize(
+        "statement, sqlstate",
+        [
+            ("INSERT INTO transient_probe VALUES (1, 0)", "23505"),  # unique violation
+            ("UPDATE transient_probe SET n = -1", "23514"),  # check violation
+            ("SELECT 'x'::int", "22P02"),  # invalid input
+            ("SELEC 1", "42601"),  # a bug: syntax
+            ("SELECT * FROM no_such_table", "42P01"),
+        ],
+    )
     def test_wrong_input_or_a_bug_is_not_retried(self, pg, statement, sqlstate):
         e = _error(pg, statement)
         assert e.orig.sqlstate == sqlstate

@@ -1,5 +1,6 @@
 """docker-compose.yml, checked the way we can without Docker: against the
 Compose Specification's JSON schema, and every command it runs exists."""
+
 from __future__ import annotations
 
 import json
@@ -74,7 +75,9 @@ def test_only_the_web_containers_take_the_metrics_scrapers_token():
     """/metrics answers a scraper from another container only with METRICS_TOKEN (else the container
     itself): the web containers serve it, and nothing else needs the token."""
     services = _compose()["services"]
-    holders = {name for name, svc in services.items() if "METRICS_TOKEN" in (svc.get("environment") or {})}
+    holders = {
+        name for name, svc in services.items() if "METRICS_TOKEN" in (svc.get("environment") or {})
+    }
     assert holders == set(SERVICES)
 
 
@@ -89,17 +92,27 @@ def _user(url: str) -> str:
 
 def test_only_the_journal_web_holds_the_key_that_mints_tokens_and_the_other_webs_verify():
     services = _compose()["services"]
-    holders = {name for name, svc in services.items() if "TOKEN_PRIVATE_KEY" in (svc.get("environment") or {})}
+    holders = {
+        name
+        for name, svc in services.items()
+        if "TOKEN_PRIVATE_KEY" in (svc.get("environment") or {})
+    }
     assert holders == {"journal"}
     for name in SERVICES:
-        assert "TOKEN_PUBLIC_KEY" in services[name]["environment"], f"{name} verifies tokens on its own"
+        assert "TOKEN_PUBLIC_KEY" in services[name]["environment"], (
+            f"{name} verifies tokens on its own"
+        )
 
 
 def test_only_the_notify_delivery_worker_holds_the_push_credentials():
     """The FCM service account's key sends pushes: the one process that sends them has it; the
     consumer, which plans them, knows only the project."""
     services = _compose()["services"]
-    holders = {name for name, svc in services.items() if "FCM_CREDENTIALS_FILE" in (svc.get("environment") or {})}
+    holders = {
+        name
+        for name, svc in services.items()
+        if "FCM_CREDENTIALS_FILE" in (svc.get("environment") or {})
+    }
     assert holders == {"notify-delivery"}
     assert "FCM_PROJECT_ID" in services["notify-consumer"]["environment"]
 
@@ -121,8 +134,12 @@ def test_each_services_containers_get_only_its_own_database_role_and_broker_user
             assert "SMTP_URL" not in env or name == "notify", container
     assert all(len(users) == 1 for users in db_users.values())
     assert all(len(users) == 1 for users in broker_users.values())
-    assert len({u for users in db_users.values() for u in users}) == len(SERVICES), "a database role each"
-    assert len({u for users in broker_users.values() for u in users}) == len(SERVICES), "a broker user each"
+    assert len({u for users in db_users.values() for u in users}) == len(SERVICES), (
+        "a database role each"
+    )
+    assert len({u for users in broker_users.values() for u in users}) == len(SERVICES), (
+        "a broker user each"
+    )
     # The roles the URLs name own their databases, and only they may connect to them.
     init = (ROOT / "docker/postgres-init.sql").read_text()
     for name, (user,) in db_users.items():
@@ -139,8 +156,14 @@ def test_the_broker_loads_definitions_made_from_the_same_service_users_before_an
     services = _compose()["services"]
     setup = services["broker-definitions"]
     assert setup["command"][:2] == ["tandem", "broker-users"]
-    assert services["rabbitmq"]["depends_on"]["broker-definitions"]["condition"] == "service_completed_successfully"
-    assert "./docker/rabbitmq.conf:/etc/rabbitmq/conf.d/20-tandem.conf:ro" in services["rabbitmq"]["volumes"]
+    assert (
+        services["rabbitmq"]["depends_on"]["broker-definitions"]["condition"]
+        == "service_completed_successfully"
+    )
+    assert (
+        "./docker/rabbitmq.conf:/etc/rabbitmq/conf.d/20-tandem.conf:ro"
+        in services["rabbitmq"]["volumes"]
+    )
     path = setup["command"][setup["command"].index("--output") + 1]
     conf = (ROOT / "docker/rabbitmq.conf").read_text()
     assert f"load_definitions = /etc/rabbitmq/tandem/{path.rsplit('/', 1)[1]}" in conf
@@ -152,7 +175,11 @@ def test_the_broker_loads_definitions_made_from_the_same_service_users_before_an
     result = CliRunner().invoke(main, ["broker-users"], env=env)
     assert result.exit_code == 0, result.output
     made = json.loads(result.output)
-    topic = {p["user"]: p["write"] for p in made["topic_permissions"] if p["exchange"] == "progress"}
+    topic = {
+        p["user"]: p["write"] for p in made["topic_permissions"] if p["exchange"] == "progress"
+    }
     assert topic == {_user(env[f"{n.upper()}_BROKER_URL"]): f"^{n}\\." for n in SERVICES}
     assert "secret" not in result.output, "passwords are only hashed in"
-    assert [u["tags"] for u in made["users"] if u["name"] == _user(env["BROKER_URL"])] == [["administrator"]]
+    assert [u["tags"] for u in made["users"] if u["name"] == _user(env["BROKER_URL"])] == [
+        ["administrator"]
+    ]

@@ -1,5 +1,6 @@
 """The couple rules' change-point scans: hand-made couples, order, privacy of the evidence, the simulator's
 shared entries, and a CI-sized calibration check."""
+
 from __future__ import annotations
 
 import hashlib
@@ -29,26 +30,39 @@ A_BEFORE, A_AFTER = [3, 3, 2, 3, 4, 3, 3], [4, 4, 3, 4, 5, 4, 4]
 B_BEFORE, B_AFTER = [3, 2, 3, 3, 3, 4, 3], [4, 3, 4, 4, 4, 5, 4]
 
 
-def talks(weeks_before: int, weeks_after: int, a_after=A_AFTER, b_after=B_AFTER
-          ) -> tuple[list[DayAggregate], list[DayAggregate]]:
+def talks(
+    weeks_before: int, weeks_after: int, a_after=A_AFTER, b_after=B_AFTER
+) -> tuple[list[DayAggregate], list[DayAggregate]]:
     """Both partners' reflections, one a day: ``weeks_before`` weeks as before, then ``weeks_after`` as after."""
     out = []
     for before, after in ((A_BEFORE, a_after), (B_BEFORE, b_after)):
         ratings = before * weeks_before + after * weeks_after
-        out.append([DayAggregate(START + timedelta(days=i), communication=(r,)) for i, r in enumerate(ratings)])
+        out.append(
+            [
+                DayAggregate(START + timedelta(days=i), communication=(r,))
+                for i, r in enumerate(ratings)
+            ]
+        )
     return out[0], out[1]
 
 
-def check_ins(weeks_before: int, weeks_after: int, before=(3, 3), after=(4, 4)
-              ) -> tuple[list[DayAggregate], list[DayAggregate]]:
+def check_ins(
+    weeks_before: int, weeks_after: int, before=(3, 3), after=(4, 4)
+) -> tuple[list[DayAggregate], list[DayAggregate]]:
     """A check-in every Sunday, each partner's connection and understanding as given."""
     out = []
     for shift in (0, 1):
         days = []
         for w in range(weeks_before + weeks_after):
             c, u = before if w < weeks_before else after
-            days.append(DayAggregate(START + timedelta(days=7 * w + 6), connection=(c,),
-                                     understanding=(max(1, u - shift if w % 2 else u),), weekly_check_ins=1))
+            days.append(
+                DayAggregate(
+                    START + timedelta(days=7 * w + 6),
+                    connection=(c,),
+                    understanding=(max(1, u - shift if w % 2 else u),),
+                    weekly_check_ins=1,
+                )
+            )
         out.append(days)
     return out[0], out[1]
 
@@ -60,13 +74,32 @@ def last_day(a, b) -> date:
 def no_breakdown(evidence) -> None:
     """The couple's evidence: two periods, their means, the effect and the statistic; never a list (by week,
     by tag) and never a partner's own number."""
+
     def keys(x: dict) -> set:
         return set(x) | {k for v in x.values() if isinstance(v, dict) for k in keys(v)}
 
     assert "[" not in json.dumps(evidence)
-    assert keys(evidence) <= {"test", "measure", "before", "after", "start", "end", "mean", "ratings", "weeks",
-                              "rise", "common_language_effect", "statistic", "threshold", "as_of", "level", "level_rule",
-                              "confirmed_as_of", "confirmation", "rise_weeks"}
+    assert keys(evidence) <= {
+        "test",
+        "measure",
+        "before",
+        "after",
+        "start",
+        "end",
+        "mean",
+        "ratings",
+        "weeks",
+        "rise",
+        "common_language_effect",
+        "statistic",
+        "threshold",
+        "as_of",
+        "level",
+        "level_rule",
+        "confirmed_as_of",
+        "confirmation",
+        "rise_weeks",
+    }
 
 
 def test_talks_rated_a_point_higher_for_six_weeks_are_celebrated_in_the_couples_own_numbers():
@@ -75,14 +108,21 @@ def test_talks_rated_a_point_higher_for_six_weeks_are_celebrated_in_the_couples_
     found = better_communication(a, b, as_of)
     assert [(d.type, d.level, d.scope) for d in found] == [(BETTER_COMMUNICATION, 1, COUPLE)]
     e = found[0].evidence
-    assert e["before"]["mean"] == pytest.approx(3.0, abs=0.01) and e["after"]["mean"] == pytest.approx(4.0, abs=0.01)
+    assert e["before"]["mean"] == pytest.approx(3.0, abs=0.01) and e["after"][
+        "mean"
+    ] == pytest.approx(4.0, abs=0.01)
     assert e["before"]["start"] == START.isoformat() and e["after"]["end"] == as_of.isoformat()
     assert e["after"]["start"] == (START + timedelta(days=56)).isoformat()
     assert e["rise"] == pytest.approx(1.0) and e["common_language_effect"] >= 0.7
-    assert e["statistic"] >= e["threshold"] and e["confirmation"]["statistic"] >= e["confirmation"]["threshold"]
+    assert (
+        e["statistic"] >= e["threshold"]
+        and e["confirmation"]["statistic"] >= e["confirmation"]["threshold"]
+    )
     no_breakdown(e)
-    assert found[0].headline == ("Talking together: you rate your talks about 4.0 out of 5 now, "
-                                 "from about 3.0 in September to November.")
+    assert found[0].headline == (
+        "Talking together: you rate your talks about 4.0 out of 5 now, "
+        "from about 3.0 in September to November."
+    )
 
 
 def test_check_ins_a_point_higher_for_six_weeks_are_a_stronger_bond():
@@ -105,8 +145,14 @@ def rising_check_ins(weeks_before: int, rise_weeks: int, weeks_after: int) -> tu
         for w in range(weeks_before + weeks_after):
             done = min(1.0, max(0, w - weeks_before + 1) / rise_weeks)
             c = int(round(3 + 1.5 * done + (0.4 if w % 3 == 0 else 0.0)))
-            days.append(DayAggregate(START + timedelta(days=7 * w + 6), connection=(c,),
-                                     understanding=(max(1, c - shift if w % 2 else c),), weekly_check_ins=1))
+            days.append(
+                DayAggregate(
+                    START + timedelta(days=7 * w + 6),
+                    connection=(c,),
+                    understanding=(max(1, c - shift if w % 2 else c),),
+                    weekly_check_ins=1,
+                )
+            )
         out.append(days)
     return out[0], out[1]
 
@@ -119,7 +165,9 @@ def test_check_ins_rising_over_twelve_weeks_are_found_as_a_rise_compared_from_wh
     e = found[0].evidence
     assert e["rise_weeks"] == 12
     # the after period starts where the fitted rise is half done: 6 weeks after the before period ends
-    assert date.fromisoformat(e["after"]["start"]) - date.fromisoformat(e["before"]["end"]) >= timedelta(days=36)
+    assert date.fromisoformat(e["after"]["start"]) - date.fromisoformat(
+        e["before"]["end"]
+    ) >= timedelta(days=36)
     assert e["after"]["mean"] - e["before"]["mean"] >= 0.5 and e["common_language_effect"] >= 0.7
     assert e["statistic"] >= e["threshold"]
     no_breakdown(e)
@@ -127,12 +175,16 @@ def test_check_ins_rising_over_twelve_weeks_are_found_as_a_rise_compared_from_wh
     assert all(stronger_bond(a, b, START + timedelta(days=7 * 8 + i)) == [] for i in range(28))
 
 
-@pytest.mark.parametrize("rule, couple", [(better_communication, talks), (stronger_bond, check_ins)])
+@pytest.mark.parametrize(
+    "rule, couple", [(better_communication, talks), (stronger_bond, check_ins)]
+)
 def test_a_rise_holds_at_its_threshold_and_not_just_below_it(monkeypatch, rule, couple):
     a, b = couple(8, 6)
     as_of = last_day(a, b)
     e = rule(a, b, as_of)[0].evidence
-    looks = [e] + ([e["confirmation"]] if "confirmation" in e else [])  # stronger_bond has no confirming look
+    looks = [e] + (
+        [e["confirmation"]] if "confirmation" in e else []
+    )  # stronger_bond has no confirming look
     margin = min(x["statistic"] - x["threshold"] for x in looks)
     base = couple_scan.CoupleScan.base
 
@@ -166,7 +218,9 @@ def test_a_change_too_fresh_to_have_lasted_is_not_celebrated_yet():
     assert better_communication([], [], START) == []
 
 
-@pytest.mark.parametrize("rule, couple", [(better_communication, talks), (stronger_bond, check_ins)])
+@pytest.mark.parametrize(
+    "rule, couple", [(better_communication, talks), (stronger_bond, check_ins)]
+)
 def test_the_same_days_in_any_order_and_either_partner_first_give_the_same_detections(rule, couple):
     a, b = couple(8, 6)
     as_of = last_day(a, b) - timedelta(days=2)
@@ -198,9 +252,12 @@ def test_the_harness_fires_on_the_same_day_as_the_rule_looked_at_every_day(kind)
 
 # --- the oracle: told the true change, it fits the known shape with the rule's statistic ---
 
+
 def test_the_scan_and_the_oracle_give_the_same_statistic_for_a_rise_starting_at_a_block_boundary():
     rule = couple_looks.RULES[STRONGER_BOND]
-    k_of = rule.settings.max_weeks - 1  # the scan's columns: k = 1.. weeks after the start, for each length
+    k_of = (
+        rule.settings.max_weeks - 1
+    )  # the scan's columns: k = 1.. weeks after the start, for each length
     compared = 0
     for c in couple_looks.couples(31, couple_looks.IMPROVING, 4):
         p, _ = couple_looks._prefix(rule, c)
@@ -209,8 +266,13 @@ def test_the_scan_and_the_oracle_give_the_same_statistic_for_a_rise_starting_at_
         for i, weeks in enumerate(rule.settings.ramp_weeks):
             for k in (3, 7, 12):
                 for row, look in enumerate(looks_):
-                    oracle = weekly_means.ramp_at(p, np.array([look]), look - 7 * k + 1, weeks, rule.settings).z[0]
-                    assert z[row, i * k_of + k - 1] == pytest.approx(oracle) or z[row, i * k_of + k - 1] == oracle
+                    oracle = weekly_means.ramp_at(
+                        p, np.array([look]), look - 7 * k + 1, weeks, rule.settings
+                    ).z[0]
+                    assert (
+                        z[row, i * k_of + k - 1] == pytest.approx(oracle)
+                        or z[row, i * k_of + k - 1] == oracle
+                    )
                     compared += np.isfinite(oracle)
     assert compared >= 20
 
@@ -218,29 +280,43 @@ def test_the_scan_and_the_oracle_give_the_same_statistic_for_a_rise_starting_at_
 def test_the_oracle_is_told_the_true_rise_and_null_couples_one_drawn_as_the_improvers_are():
     improving = couple_looks.couples(31, couple_looks.IMPROVING, 3)
     for c in improving:
-        assert couple_looks.true_change(c, 31, STRONGER_BOND) == (c.change_day, c.change["bond_ramp_days"] // 7)
+        assert couple_looks.true_change(c, 31, STRONGER_BOND) == (
+            c.change_day,
+            c.change["bond_ramp_days"] // 7,
+        )
         assert couple_looks.true_change(c, 31, BETTER_COMMUNICATION) == (c.change_day, 0)  # a step
-    drawn = [couple_looks.true_change(c, 31, STRONGER_BOND) for c in couple_looks.couples(31, "steady_couples", 40)]
+    drawn = [
+        couple_looks.true_change(c, 31, STRONGER_BOND)
+        for c in couple_looks.couples(31, "steady_couples", 40)
+    ]
     assert {w for _, w in drawn} <= set(range(4, 13)) and len({w for _, w in drawn}) >= 5
-    assert [d for d, _ in drawn] == [couple_looks.pseudo_change_day(31, "steady_couples", i) for i in range(40)]
+    assert [d for d, _ in drawn] == [
+        couple_looks.pseudo_change_day(31, "steady_couples", i) for i in range(40)
+    ]
     assert all(cohorts.CHANGE_DAYS[0] <= d <= cohorts.CHANGE_DAYS[1] for d, _ in drawn)
 
 
 # --- what the simulated couples share ---
+
 
 def test_simulated_couples_share_a_part_of_their_entries_and_nothing_else_of_them_changed():
     for c in couple_looks.couples(11, "steady_couples", 20):
         for share, days, shared in zip(c.sharing, (c.a, c.b), (c.a_shared, c.b_shared)):
             assert 0.6 <= share <= 1.0
             written = {d.day: d for d in days}
-            assert all(d.day in written and set(d.communication) <= set(written[d.day].communication)
-                       for d in shared)
+            assert all(
+                d.day in written and set(d.communication) <= set(written[d.day].communication)
+                for d in shared
+            )
             rated = sum(1 for d in days if d.communication)
             kept = sum(1 for d in shared if d.communication)
             assert abs(kept / rated - share) < 0.15
     # the couples of the usual length are those the simulator made before it drew what they share
-    pinned = {(7, "improving_couples", 3): "3f834975ee6bb74f", (9101, "steady_couples", 11): "5ebb9dc75abd0e8b",
-              (2026, "gappy_couples", 5): "c8e4cafabba13160"}
+    pinned = {
+        (7, "improving_couples", 3): "3f834975ee6bb74f",
+        (9101, "steady_couples", 11): "5ebb9dc75abd0e8b",
+        (2026, "gappy_couples", 5): "c8e4cafabba13160",
+    }
     for (seed, name, index), digest in pinned.items():
         x = cohorts.simulate_couple(seed, name, index)
         text = repr((x.a, x.b, x.partners, x.shared, x.change_day, x.change))
@@ -269,8 +345,10 @@ def ci_null() -> dict:
 def ci_found() -> dict:
     """Each rule's improving couples found (the seed's 300), once for the tests below."""
     improving = couple_looks.couples(CI_SEED, couple_looks.IMPROVING, CI_COUPLES)
-    return {kind: looks.found(couple_looks.rule_margins(improving, rule), rule.base())
-            for kind, rule in couple_looks.RULES.items()}
+    return {
+        kind: looks.found(couple_looks.rule_margins(improving, rule), rule.base())
+        for kind, rule in couple_looks.RULES.items()
+    }
 
 
 @pytest.mark.parametrize("kind", couple_looks.RULES)
@@ -305,11 +383,15 @@ def test_better_communication_finds_the_goals_share_within_8_weeks(ci_found):
     assert ci_found[BETTER_COMMUNICATION]["within_8_weeks"] >= 0.60 - 3 * _sd(0.60)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Goal: 80% of improving couples found by the end of their history. Held out (seed 2026, 500 couples): "
-    "69.6%, and the oracle told the change day 76.2%. At the end of their histories, at the true change day, "
-    "84.2% of improving couples (seed 9101, 1,000) have a split the rule may take at all: the effect-size "
-    "floor (a common-language effect of 0.7) shuts out 6.5%, the rise of half a point 6.2% more "
-    "(docs/detection.md)."))
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "Goal: 80% of improving couples found by the end of their history. Held out (seed 2026, 500 couples): "
+        "69.6%, and the oracle told the change day 76.2%. At the end of their histories, at the true change day, "
+        "84.2% of improving couples (seed 9101, 1,000) have a split the rule may take at all: the effect-size "
+        "floor (a common-language effect of 0.7) shuts out 6.5%, the rise of half a point 6.2% more "
+        "(docs/detection.md)."
+    ),
+)
 def test_better_communication_finds_80_percent_by_the_end(ci_found):
     assert ci_found[BETTER_COMMUNICATION]["by_end"] >= 0.80 - 3 * _sd(0.80)

@@ -1,5 +1,6 @@
 """A history whose older days are known by their episodes alone (what an evaluation reads for the
 change-point scan, as two arrays) gives exactly what the same days given whole give."""
+
 from __future__ import annotations
 
 import random
@@ -27,9 +28,14 @@ def _history(rng: random.Random, days: int) -> list[DayAggregate]:
             continue
         rate = 0.4 if fall and i >= cut else 1.6
         episodes = min(6, int(rng.expovariate(1 / rate)) if rate else 0)
-        out.append(DayAggregate(START + timedelta(days=i), episodes=episodes,
-                                intensities=tuple(rng.randint(0, 10) for _ in range(episodes)),
-                                communication=(rng.randint(1, 5),) if rng.random() < 0.5 else ()))
+        out.append(
+            DayAggregate(
+                START + timedelta(days=i),
+                episodes=episodes,
+                intensities=tuple(rng.randint(0, 10) for _ in range(episodes)),
+                communication=(rng.randint(1, 5),) if rng.random() < 0.5 else (),
+            )
+        )
     return out
 
 
@@ -57,7 +63,9 @@ def test_episode_days_give_the_scan_exactly_what_whole_days_give(seed):
     rng = random.Random(seed)
     days = _history(rng, rng.choice([30, 90, 200, 400, 730]))
     whole, ordinals, episodes, compact = _split(rng, days)
-    packed = EpisodeDaysHistory(whole, np.array(ordinals, dtype=np.int64), np.array(episodes, dtype=np.int64))
+    packed = EpisodeDaysHistory(
+        whole, np.array(ordinals, dtype=np.int64), np.array(episodes, dtype=np.int64)
+    )
     plain = History(tuple(days))  # every day whole
     reduced = History((*whole, *(DayAggregate.episodes_only(d.day, d.episodes) for d in compact)))
     last = START + timedelta(days=760)
@@ -75,7 +83,10 @@ def test_episode_days_give_the_scan_exactly_what_whole_days_give(seed):
         expected = fewer_anxious_episodes.fewer_anxious_episodes(plain, as_of)
         assert fewer_anxious_episodes.fewer_anxious_episodes(packed, as_of) == expected
         assert fewer_anxious_episodes.fewer_anxious_episodes(reduced, as_of) == expected
-        assert fewer_anxious_episodes.fewer_anxious_episodes(list(reversed(plain.days)), as_of) == expected
+        assert (
+            fewer_anxious_episodes.fewer_anxious_episodes(list(reversed(plain.days)), as_of)
+            == expected
+        )
 
 
 def test_the_random_histories_include_celebrated_falls():
@@ -84,8 +95,10 @@ def test_the_random_histories_include_celebrated_falls():
     for seed in range(40):
         rng = random.Random(seed)
         plain = History(tuple(_history(rng, rng.choice([30, 90, 200, 400, 730]))))
-        found += any(fewer_anxious_episodes.fewer_anxious_episodes(plain, START + timedelta(days=back))
-                     for back in range(0, 760, 9))
+        found += any(
+            fewer_anxious_episodes.fewer_anxious_episodes(plain, START + timedelta(days=back))
+            for back in range(0, 760, 9)
+        )
     assert found >= 5
 
 

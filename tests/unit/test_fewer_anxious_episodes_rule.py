@@ -1,4 +1,5 @@
 """The change-point rule for fewer anxious episodes: hand-made series, order, and a CI-sized calibration check."""
+
 from __future__ import annotations
 
 import random
@@ -49,7 +50,10 @@ def test_a_level_holds_at_its_threshold_and_not_just_below_it(monkeypatch):
     as_of = days[-1].day
     e = rule.fewer_anxious_episodes(days, as_of)[0].evidence
     # the binding look is the smaller margin of the look and its confirmation
-    margin = min(e["statistic"] - e["threshold"], e["confirmation"]["statistic"] - e["confirmation"]["threshold"])
+    margin = min(
+        e["statistic"] - e["threshold"],
+        e["confirmation"]["statistic"] - e["confirmation"]["threshold"],
+    )
     b = rule.base()
     monkeypatch.setattr(rule, "base", lambda target=rule.TARGET: b + margin - 1e-3)
     assert rule.fewer_anxious_episodes(days, as_of)
@@ -131,7 +135,9 @@ def test_a_null_cohort_stays_within_its_lifetime_false_rate(cohort):
 
 
 def test_improvers_are_found_within_8_weeks_at_the_measured_rate():
-    found = looks.found(looks.rule_margins(looks.partners(CI_SEED, "improvers", CI_PARTNERS)), rule.base())
+    found = looks.found(
+        looks.rule_margins(looks.partners(CI_SEED, "improvers", CI_PARTNERS)), rule.base()
+    )
     # held out (seed 2026, 2000 improvers): 22.3% within 8 weeks; 3 binomial sd of 300 partners is 7 points
     assert abs(found["within_8_weeks"] - 0.223) <= 0.07
     assert found["before_change"] <= 0.01

@@ -1,4 +1,5 @@
 """When the evaluator looks at a partner: 04:00 in the partner's own time zone."""
+
 from datetime import UTC, datetime
 
 from services.milestones.evaluation import local_today, next_daily_run
@@ -10,8 +11,9 @@ def test_the_daily_evaluation_is_at_four_local_across_a_daylight_saving_change()
     after = next_daily_run("Europe/Paris", datetime(2026, 10, 25, 12, 0, tzinfo=UTC))
     assert before == datetime(2026, 10, 25, 3, 0, tzinfo=UTC)  # 04:00 CET = 03:00 UTC
     assert after == datetime(2026, 10, 26, 3, 0, tzinfo=UTC)
-    assert next_daily_run("Europe/Paris", datetime(2026, 7, 1, 1, 59, tzinfo=UTC)) == \
-        datetime(2026, 7, 1, 2, 0, tzinfo=UTC)  # 04:00 CEST = 02:00 UTC, later that night
+    assert next_daily_run("Europe/Paris", datetime(2026, 7, 1, 1, 59, tzinfo=UTC)) == datetime(
+        2026, 7, 1, 2, 0, tzinfo=UTC
+    )  # 04:00 CEST = 02:00 UTC, later that night
 
 
 def test_each_partner_runs_in_their_own_zone():

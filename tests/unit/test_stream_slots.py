@@ -1,5 +1,6 @@
 """The live inbox's slots (services/notify/stream.py): one partner's streams and
 the process's are capped, and a stream whose client has left stops counting."""
+
 from __future__ import annotations
 
 import socket

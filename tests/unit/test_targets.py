@@ -3,6 +3,7 @@
 Names resolve through an injected resolver; the only traffic is to local
 HTTP servers on 127.0.0.1 and 127.0.0.2.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -48,7 +49,9 @@ def no_dns(host, port, *args, **kwargs):
     raise AssertionError(f"no name should be resolved here, got {host!r}")
 
 
-PUBLIC = resolver({"hooks.example.com": ["93.184.216.34"], "v6.example.com": ["2606:2800:220:1::1"]})
+PUBLIC = resolver(
+    {"hooks.example.com": ["93.184.216.34"], "v6.example.com": ["2606:2800:220:1::1"]}
+)
 
 
 # ------------------------------------------------------------ webhook URLs
@@ -93,7 +96,9 @@ def test_non_public_literal_addresses_are_refused(url):
 
 def test_hostname_resolving_to_a_private_address_is_refused():
     resolve = resolver({"intranet.example.com": ["10.1.2.3"]})
-    with pytest.raises(TargetRefused, match=r"intranet\.example\.com resolves to a private address"):
+    with pytest.raises(
+        TargetRefused, match=r"intranet\.example\.com resolves to a private address"
+    ):
         check_webhook_url("https://intranet.example.com/hook", allow_private=False, resolve=resolve)
     assert resolve.calls == ["intranet.example.com"]
 
@@ -129,7 +134,12 @@ def test_public_targets_are_accepted_and_normalised(url, expected):
 
 @pytest.mark.parametrize(
     "url",
-    ["http://127.0.0.1:5000/hook", "http://[::1]:5000/hook", "http://10.0.0.1/hook", "http://2130706433/"],
+    [
+        "http://127.0.0.1:5000/hook",
+        "http://[::1]:5000/hook",
+        "http://10.0.0.1/hook",
+        "http://2130706433/",
+    ],
 )
 def test_allow_private_accepts_loopback_and_private(url):
     assert check_webhook_url(url, allow_private=True, resolve=no_dns).startswith("http://")
@@ -192,7 +202,9 @@ def test_refusal_messages_do_not_echo_query_secrets():
     resolve = resolver({"intranet.example.com": ["10.0.0.1"]})
     with pytest.raises(TargetRefused) as info:
         check_webhook_url(
-            "https://intranet.example.com/hook?token=SUPERSECRET", allow_private=False, resolve=resolve
+            "https://intranet.example.com/hook?token=SUPERSECRET",
+            allow_private=False,
+            resolve=resolve,
         )
     assert "SUPERSECRET" not in str(info.value)
     assert isinstance(info.value, ValueError)
@@ -239,7 +251,9 @@ def test_apprise_public_api_services_are_accepted_without_resolving(url):
     assert check_apprise_url(url, allow_private=False, resolve=no_dns) == url
 
 
-@pytest.mark.parametrize("url", ["json://hooks.example.com/path", "ntfys://hooks.example.com/topic"])
+@pytest.mark.parametrize(
+    "url", ["json://hooks.example.com/path", "ntfys://hooks.example.com/topic"]
+)
 def test_apprise_service_on_a_public_host_is_accepted(url):
     assert check_apprise_url(url, allow_private=False, resolve=PUBLIC) == url
 
@@ -276,7 +290,13 @@ def test_apprise_private_host_allowed_when_private_targets_are():
 
 @pytest.mark.parametrize(
     "url",
-    ["notaservice://host/x", "https://hooks.example.com/x?token=SECRET", "not a url", "", "syslog://"],
+    [
+        "notaservice://host/x",
+        "https://hooks.example.com/x?token=SECRET",
+        "not a url",
+        "",
+        "syslog://",
+    ],
 )
 def test_apprise_urls_apprise_does_not_understand_or_local_ones_are_refused(url):
     with pytest.raises(TargetRefused) as info:
@@ -301,7 +321,9 @@ def test_apprise_targets_not_at_the_urls_host_are_refused(url):
 
 
 def test_apprise_redirects_are_off_even_when_the_url_asks_for_them():
-    plugin = targets._apprise_plugin("json://hooks.example.com/x?redirect=yes", allow_private=False, resolve=PUBLIC)
+    plugin = targets._apprise_plugin(
+        "json://hooks.example.com/x?redirect=yes", allow_private=False, resolve=PUBLIC
+    )
     assert plugin.redirects is False
 
 
@@ -309,9 +331,13 @@ def test_guarded_sends_every_requests_call_through_the_connect_time_check(serve)
     server = serve()
     with targets.guarded(False):
         with pytest.raises(TargetRefused, match="loopback"):
-            requests.post(_url(server), json={}, timeout=5)  # a session of its own, as Apprise's plugins make
+            requests.post(
+                _url(server), json={}, timeout=5
+            )  # a session of its own, as Apprise's plugins make
     assert server.hits == []
-    assert requests.post(_url(server), json={}, timeout=5).status_code == 200  # outside the block: unchanged
+    assert (
+        requests.post(_url(server), json={}, timeout=5).status_code == 200
+    )  # outside the block: unchanged
     assert len(server.hits) == 1
 
 
@@ -349,7 +375,9 @@ def serve():
         server = ThreadingHTTPServer((host, 0), _Recorder)
         server.hits = []  # type: ignore[attr-defined]
         server.redirect_to = redirect_to  # type: ignore[attr-defined]
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         thread.start()
         servers.append((server, thread))
         return server
@@ -398,7 +426,9 @@ def test_session_refuses_a_name_that_resolves_privately_at_connect_time(serve):
     port = server.server_address[1]
     resolve = resolver({"hooks.example.com": ["127.0.0.1"]})
     with pytest.raises(TargetRefused, match="resolves to a loopback address"):
-        safe_session(False, resolve=resolve).post(f"http://hooks.example.com:{port}/hook", json={}, timeout=5)
+        safe_session(False, resolve=resolve).post(
+            f"http://hooks.example.com:{port}/hook", json={}, timeout=5
+        )
     assert server.hits == []
 
 
@@ -423,7 +453,11 @@ def test_session_connects_to_the_checked_address_of_a_public_name(serve, loopbac
     port = public.server_address[1]
     resolve = resolver({"hooks.example.com": ["127.0.0.2"]})
     response = post_json(
-        f"http://hooks.example.com:{port}/hook", {"a": 1}, allow_private=False, resolve=resolve, timeout=5
+        f"http://hooks.example.com:{port}/hook",
+        {"a": 1},
+        allow_private=False,
+        resolve=resolve,
+        timeout=5,
     )
     assert response.status_code == 200
     assert [path for path, _ in public.hits] == ["/hook"]
@@ -461,7 +495,9 @@ def test_session_ignores_environment_proxies(serve, monkeypatch):
     response = safe_session(True).post(_url(server), json={}, timeout=5)
     assert response.status_code == 200
     with pytest.raises(TargetRefused, match="proxy"):
-        safe_session(True).post(_url(server), json={}, proxies={"http": "http://127.0.0.1:9"}, timeout=5)
+        safe_session(True).post(
+            _url(server), json={}, proxies={"http": "http://127.0.0.1:9"}, timeout=5
+        )
 
 
 def test_session_refuses_other_schemes():

@@ -1,6 +1,7 @@
 """The token verifier remembers a token it verified, until the token expires:
 an expired token is refused even when it was remembered, a changed one is
 checked anew, and what it remembers is bounded."""
+
 from __future__ import annotations
 
 import time
@@ -16,9 +17,12 @@ from shared import auth
 @pytest.fixture()
 def keys():
     key = Ed25519PrivateKey.generate()
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     return private, public
 
 
@@ -48,9 +52,12 @@ def test_a_token_changed_by_one_character_is_checked_and_refused(keys):
     with pytest.raises(auth.InvalidToken):
         verifier.verify(forged)
     other = Ed25519PrivateKey.generate().private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     with pytest.raises(auth.InvalidToken):  # signed by another key
-        verifier.verify(auth.TokenIssuer(other, ttl_seconds=60).issue("5d3c1f3e-8f4e-4c59-9f55-1f6a2b7c9d10"))
+        verifier.verify(
+            auth.TokenIssuer(other, ttl_seconds=60).issue("5d3c1f3e-8f4e-4c59-9f55-1f6a2b7c9d10")
+        )
 
 
 def test_it_remembers_a_bounded_number_of_tokens_the_oldest_forgotten_first(keys, monkeypatch):
@@ -69,7 +76,11 @@ def test_a_verified_token_says_until_when_it_is_accepted(keys):
     token = issuer.issue("5d3c1f3e-8f4e-4c59-9f55-1f6a2b7c9d10")
     checked = verifier.verified(token)
     assert checked[0] == "5d3c1f3e-8f4e-4c59-9f55-1f6a2b7c9d10"
-    assert now + 60 + auth.TokenVerifier.LEEWAY - 2 <= checked[1] <= now + 60 + auth.TokenVerifier.LEEWAY + 2
+    assert (
+        now + 60 + auth.TokenVerifier.LEEWAY - 2
+        <= checked[1]
+        <= now + 60 + auth.TokenVerifier.LEEWAY + 2
+    )
     assert verifier.verified(token) == checked  # remembered: the same answer
 
 
@@ -93,8 +104,18 @@ def test_a_token_names_the_login_session_it_was_issued_under(keys):
 def test_a_token_whose_session_is_not_a_uuid_is_refused(keys, sid):
     now = int(time.time())
     key = serialization.load_pem_private_key(keys[0], None)
-    token = jwt.encode({"sub": PARTNER, "iss": auth.ISSUER, "aud": auth.AUDIENCE, "iat": now, "exp": now + 60,
-                        "sid": sid}, key, algorithm=auth.ALGORITHM)
+    token = jwt.encode(
+        {
+            "sub": PARTNER,
+            "iss": auth.ISSUER,
+            "aud": auth.AUDIENCE,
+            "iat": now,
+            "exp": now + 60,
+            "sid": sid,
+        },
+        key,
+        algorithm=auth.ALGORITHM,
+    )
     with pytest.raises(auth.InvalidToken):
         auth.TokenVerifier(keys[1]).claims(token)
 
@@ -107,7 +128,9 @@ def test_a_sessions_token_names_its_session_and_an_older_token_names_none(keys):
     old = issuer.issue(pid)
     assert verifier.verified_claims(old)["sid"] is None and verifier.verify(old) == pid
     token = issuer.issue(pid, sid)
-    assert verifier.verified(token)[0] == pid and verifier.verified_claims(token)["sid"] == sid  # remembered too
+    assert (
+        verifier.verified(token)[0] == pid and verifier.verified_claims(token)["sid"] == sid
+    )  # remembered too
 
 
 def test_a_token_whose_sid_is_not_a_uuid_is_refused(keys):

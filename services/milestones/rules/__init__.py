@@ -30,6 +30,7 @@ compared with their counts and means, never a breakdown (by ritual, by week,
 by partner) that would tell what a single entry said. A headline never reads
 as a decline.
 """
+
 from __future__ import annotations
 
 from collections.abc import Collection
@@ -71,41 +72,77 @@ from .registry import (
 
 # The package's attribute of each rule's name is the rule's module (the function of that name is in it).
 __all__ = [
-    "PARTNER", "COUPLE", "CHECK_IN_RITUAL_TAG", "DayAggregate", "History", "HistoryLike", "Detection",
-    "FEWER_ANXIOUS_EPISODES", "CALMER_EPISODES", "MORE_INDEPENDENCE", "BETTER_COMMUNICATION", "STRONGER_BOND",
-    "RITUALS_KEPT", "CHECK_IN_RHYTHM", "MILESTONE_TYPES", "MILESTONES", "LEVELS", "RITUAL_LEVELS", "REGISTRY",
-    "picture", "detect_partner_milestones", "detect_couple_milestones",
+    "PARTNER",
+    "COUPLE",
+    "CHECK_IN_RITUAL_TAG",
+    "DayAggregate",
+    "History",
+    "HistoryLike",
+    "Detection",
+    "FEWER_ANXIOUS_EPISODES",
+    "CALMER_EPISODES",
+    "MORE_INDEPENDENCE",
+    "BETTER_COMMUNICATION",
+    "STRONGER_BOND",
+    "RITUALS_KEPT",
+    "CHECK_IN_RHYTHM",
+    "MILESTONE_TYPES",
+    "MILESTONES",
+    "LEVELS",
+    "RITUAL_LEVELS",
+    "REGISTRY",
+    "picture",
+    "detect_partner_milestones",
+    "detect_couple_milestones",
 ]
 
 
-_PARTNER_RULES = {FEWER_ANXIOUS_EPISODES: fewer_anxious_episodes.fewer_anxious_episodes,
-                  CALMER_EPISODES: calmer_episodes.calmer_episodes,
-                  MORE_INDEPENDENCE: more_independence.more_independence}
+_PARTNER_RULES = {
+    FEWER_ANXIOUS_EPISODES: fewer_anxious_episodes.fewer_anxious_episodes,
+    CALMER_EPISODES: calmer_episodes.calmer_episodes,
+    MORE_INDEPENDENCE: more_independence.more_independence,
+}
 
 
-def detect_partner_milestones(history: HistoryLike, as_of: date, done: Collection[str] = ()) -> list[Detection]:
+def detect_partner_milestones(
+    history: HistoryLike, as_of: date, done: Collection[str] = ()
+) -> list[Detection]:
     """Every partner-own milestone level that holds as of ``as_of``, in the registry's order.
 
     ``done``: types whose every level is held already, not looked at (a
     long-time partner's evaluation runs only the rules with a level left).
     """
     h = History.of(history)
-    return [found for m in MILESTONES if m.scope == PARTNER and m.type not in done
-            for found in _PARTNER_RULES[m.type](h, as_of)]
+    return [
+        found
+        for m in MILESTONES
+        if m.scope == PARTNER and m.type not in done
+        for found in _PARTNER_RULES[m.type](h, as_of)
+    ]
 
 
-def detect_couple_milestones(a: HistoryLike, b: HistoryLike, as_of: date,
-                             prior_rituals: dict[str, int] | None = None,
-                             done: Collection[str] = ()) -> list[Detection]:
+def detect_couple_milestones(
+    a: HistoryLike,
+    b: HistoryLike,
+    as_of: date,
+    prior_rituals: dict[str, int] | None = None,
+    done: Collection[str] = (),
+) -> list[Detection]:
     """Every couple milestone level that holds as of ``as_of``, in the registry's order.
 
     Pass an empty history for a partner who has not joined yet. ``done``: as
     in :func:`detect_partner_milestones`.
     """
     ha, hb = History.of(a), History.of(b)
-    rules = {BETTER_COMMUNICATION: better_communication.better_communication,
-             STRONGER_BOND: stronger_bond.stronger_bond,
-             RITUALS_KEPT: lambda a, b, as_of: rituals_kept.rituals_kept(a, b, as_of, prior_rituals),
-             CHECK_IN_RHYTHM: check_in_rhythm.check_in_rhythm}
-    return [found for m in MILESTONES if m.scope == COUPLE and m.type not in done
-            for found in rules[m.type](ha, hb, as_of)]
+    rules = {
+        BETTER_COMMUNICATION: better_communication.better_communication,
+        STRONGER_BOND: stronger_bond.stronger_bond,
+        RITUALS_KEPT: lambda a, b, as_of: rituals_kept.rituals_kept(a, b, as_of, prior_rituals),
+        CHECK_IN_RHYTHM: check_in_rhythm.check_in_rhythm,
+    }
+    return [
+        found
+        for m in MILESTONES
+        if m.scope == COUPLE and m.type not in done
+        for found in rules[m.type](ha, hb, as_of)
+    ]

@@ -2,6 +2,7 @@
 
 Nothing here touches a database, a broker, a file or the clock.
 """
+
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
@@ -14,8 +15,16 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["PARTNER", "COUPLE", "CHECK_IN_RITUAL_TAG", "DayAggregate", "History", "EpisodeDaysHistory",
-           "HistoryLike", "Detection"]
+__all__ = [
+    "PARTNER",
+    "COUPLE",
+    "CHECK_IN_RITUAL_TAG",
+    "DayAggregate",
+    "History",
+    "EpisodeDaysHistory",
+    "HistoryLike",
+    "Detection",
+]
 
 PARTNER = "partner"
 COUPLE = "couple"
@@ -24,7 +33,9 @@ CHECK_IN_RITUAL_TAG = "weekly_check_in"
 
 def _check_date(value: Any, name: str) -> None:
     if not isinstance(value, date) or isinstance(value, datetime):
-        raise TypeError(f"{name} must be a datetime.date (a local date), not {type(value).__name__}")
+        raise TypeError(
+            f"{name} must be a datetime.date (a local date), not {type(value).__name__}"
+        )
 
 
 def _check_count(value: Any, name: str) -> None:
@@ -78,10 +89,18 @@ class DayAggregate:
             raise TypeError("logged must be a bool")
         for name in ("intensities", "communication", "connection", "understanding", "rituals"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
-        for name in ("episodes", "activities", "conflicts", "conflicts_repaired_24h", "weekly_check_ins"):
+        for name in (
+            "episodes",
+            "activities",
+            "conflicts",
+            "conflicts_repaired_24h",
+            "weekly_check_ins",
+        ):
             _check_count(getattr(self, name), name)
         if len(self.intensities) != self.episodes:
-            raise ValueError(f"{self.day}: {self.episodes} episodes but {len(self.intensities)} intensities")
+            raise ValueError(
+                f"{self.day}: {self.episodes} episodes but {len(self.intensities)} intensities"
+            )
         _check_ratings(self.intensities, "intensity", 0, 10)
         _check_ratings(self.communication, "communication", 1, 5)
         _check_ratings(self.connection, "connection", 1, 5)
@@ -108,15 +127,35 @@ class DayAggregate:
         """A logged day of which only its anxious episodes are known (what the change-point scan reads of a
         day): nothing else of the day is given, so the rest is left empty (trusted: the episodes' intensities
         are not known either)."""
-        return cls.trusted({
-            "day": day, "logged": True, "episodes": episodes, "intensities": (), "communication": (),
-            "connection": (), "understanding": (), "rituals": (), "activities": 0, "conflicts": 0,
-            "conflicts_repaired_24h": 0, "weekly_check_ins": 0})
+        return cls.trusted(
+            {
+                "day": day,
+                "logged": True,
+                "episodes": episodes,
+                "intensities": (),
+                "communication": (),
+                "connection": (),
+                "understanding": (),
+                "rituals": (),
+                "activities": 0,
+                "conflicts": 0,
+                "conflicts_repaired_24h": 0,
+                "weekly_check_ins": 0,
+            }
+        )
 
     @property
     def has_entries(self) -> bool:
-        return bool(self.episodes or self.communication or self.connection or self.understanding
-                    or self.rituals or self.activities or self.conflicts or self.weekly_check_ins)
+        return bool(
+            self.episodes
+            or self.communication
+            or self.connection
+            or self.understanding
+            or self.rituals
+            or self.activities
+            or self.conflicts
+            or self.weekly_check_ins
+        )
 
     @property
     def episode_day(self) -> bool:
@@ -168,7 +207,7 @@ class History:
         return self.days[lo:hi]
 
     def until(self, as_of: date) -> tuple[DayAggregate, ...]:
-        return self.days[:bisect_right(self._ordinals, as_of.toordinal())]
+        return self.days[: bisect_right(self._ordinals, as_of.toordinal())]
 
     def first_logged_day(self, as_of: date) -> date | None:
         """The first logged day, if it is on or before ``as_of``."""
@@ -201,7 +240,10 @@ class EpisodeDaysHistory(History):
 
     def __init__(self, days: Iterable[DayAggregate], ordinals, episodes) -> None:
         whole = History(tuple(days))
-        ordinals, episodes = np.asarray(ordinals, dtype=np.int64), np.asarray(episodes, dtype=np.int64)
+        ordinals, episodes = (
+            np.asarray(ordinals, dtype=np.int64),
+            np.asarray(episodes, dtype=np.int64),
+        )
         if ordinals.shape != episodes.shape or ordinals.ndim != 1:
             raise ValueError("one count of episodes for each day")
         if (episodes < 0).any():
@@ -213,21 +255,36 @@ class EpisodeDaysHistory(History):
         if len(dup) or len(both):
             again = int(ordinals[dup[0]]) if len(dup) else int(both[0])
             raise ValueError(f"two aggregates for {date.fromordinal(again)}")
-        firsts = [d for d in (whole._first_logged, date.fromordinal(int(ordinals[0])) if len(ordinals) else None)
-                  if d is not None]
-        for name, value in (("_whole", whole), ("_episode_ordinals", ordinals), ("_episodes", episodes),
-                            ("_first_logged", min(firsts) if firsts else None), ("_all", None)):
+        firsts = [
+            d
+            for d in (
+                whole._first_logged,
+                date.fromordinal(int(ordinals[0])) if len(ordinals) else None,
+            )
+            if d is not None
+        ]
+        for name, value in (
+            ("_whole", whole),
+            ("_episode_ordinals", ordinals),
+            ("_episodes", episodes),
+            ("_first_logged", min(firsts) if firsts else None),
+            ("_all", None),
+        ):
             object.__setattr__(self, name, value)
 
     def _episodes_only(self, lo: int, hi: int) -> tuple[DayAggregate, ...]:
-        return tuple(DayAggregate.episodes_only(date.fromordinal(int(o)), int(e))
-                     for o, e in zip(self._episode_ordinals[lo:hi], self._episodes[lo:hi]))
+        return tuple(
+            DayAggregate.episodes_only(date.fromordinal(int(o)), int(e))
+            for o, e in zip(self._episode_ordinals[lo:hi], self._episodes[lo:hi])
+        )
 
     @property
     def days(self) -> tuple[DayAggregate, ...]:  # type: ignore[override]
         if self._all is None:
-            merged = sorted((*self._whole.days, *self._episodes_only(0, len(self._episodes))),
-                            key=lambda d: d.day)
+            merged = sorted(
+                (*self._whole.days, *self._episodes_only(0, len(self._episodes))),
+                key=lambda d: d.day,
+            )
             object.__setattr__(self, "_all", tuple(merged))
         return self._all
 
@@ -255,6 +312,7 @@ HistoryLike = History | Iterable[DayAggregate]
 
 
 # --- outputs ---
+
 
 @dataclass(frozen=True)
 class Detection:

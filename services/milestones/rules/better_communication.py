@@ -12,6 +12,7 @@ points, neither partner's own mean lower, and a common-language effect of
 at least 0.7. One level, held when the threshold is reached as of the look
 and as of 3 days earlier.
 """
+
 from __future__ import annotations
 
 from datetime import date
@@ -33,15 +34,21 @@ def _day_rating(d: DayAggregate) -> tuple[float, ...]:
 
 
 RULE = CoupleScan(
-    BETTER_COMMUNICATION, SETTINGS, _day_rating,
+    BETTER_COMMUNICATION,
+    SETTINGS,
+    _day_rating,
     test="change-point scan of the couple's weekly mean communication ratings, Student's t with the weeks' "
-         "variance shrunk toward a typical couple's",
+    "variance shrunk toward a typical couple's",
     measure="daily communication rating (1-5; a day's ratings averaged), both partners' shared reflections",
-    headline=lambda before, now, months: (f"Talking together: you rate your talks about {now} out of 5 now, "
-                                          f"from about {before} in {months}."),
+    headline=lambda before, now, months: (
+        f"Talking together: you rate your talks about {now} out of 5 now, "
+        f"from about {before} in {months}."
+    ),
 )
 
 
-def better_communication(a: HistoryLike, b: HistoryLike, as_of: date, target: str = TARGET) -> list[Detection]:
+def better_communication(
+    a: HistoryLike, b: HistoryLike, as_of: date, target: str = TARGET
+) -> list[Detection]:
     """Level 1 of ``better_communication`` if it holds as of ``as_of`` (``a``, ``b``: each partner's shared days)."""
     return RULE.detect(a, b, as_of, target)

@@ -4,6 +4,7 @@ Mann-Whitney U on the episodes' intensities, and Welch's t-test on the weekly
 mean intensities too (episodes of one bad week are not independent), in the
 windows of :mod:`.windows`.
 """
+
 from __future__ import annotations
 
 from datetime import date
@@ -38,12 +39,22 @@ def _calmer_look(history: History, as_of: date) -> _Look | None:
     @cache
     def weekly() -> tuple[list[float], list[float], float]:
         # episodes of one week are not independent (bad weeks): the weekly mean intensities must tell too
-        base_weeks = [fmean(i for d in b for i in d.intensities) for b in _weeks(baseline, False)
-                      if any(d.intensities for d in b)]
-        rec_weeks = [fmean(i for d in b for i in d.intensities) for b in _weeks(recent, True)
-                     if any(d.intensities for d in b)]
-        _, p_weeks = _welch_lower(base_weeks, rec_weeks, len(base_weeks) / (12 * len(base)),
-                                  len(rec_weeks) / (12 * len(rec)))
+        base_weeks = [
+            fmean(i for d in b for i in d.intensities)
+            for b in _weeks(baseline, False)
+            if any(d.intensities for d in b)
+        ]
+        rec_weeks = [
+            fmean(i for d in b for i in d.intensities)
+            for b in _weeks(recent, True)
+            if any(d.intensities for d in b)
+        ]
+        _, p_weeks = _welch_lower(
+            base_weeks,
+            rec_weeks,
+            len(base_weeks) / (12 * len(base)),
+            len(rec_weeks) / (12 * len(rec)),
+        )
         return base_weeks, rec_weeks, p_weeks
 
     def tested() -> bool:
@@ -57,21 +68,37 @@ def _calmer_look(history: History, as_of: date) -> _Look | None:
     def explain():
         (effect, p), (base_weeks, rec_weeks, p_weeks) = episodes(), weekly()
         a, c = _distinct(_mean_text(base_mean), _mean_text(rec_mean), base_mean, rec_mean)
-        headline = (f"Anxious moments feel gentler: average intensity from {a} out of 10 in "
-                    f"{_months(baseline.start, baseline.end)} to {c} now.")
+        headline = (
+            f"Anxious moments feel gentler: average intensity from {a} out of 10 in "
+            f"{_months(baseline.start, baseline.end)} to {c} now."
+        )
         evidence = {
             "test": "Mann-Whitney U, one-sided (recent intensities lower); and Welch's t-test on weekly mean "
-                    "intensities, one-sided",
+            "intensities, one-sided",
             "measure": "intensity (0-10) of each anxious episode",
-            "baseline": dict(baseline.describe(), episodes=len(base), mean_intensity=_num(base_mean, 2)),
+            "baseline": dict(
+                baseline.describe(), episodes=len(base), mean_intensity=_num(base_mean, 2)
+            ),
             "recent": dict(recent.describe(), episodes=len(rec), mean_intensity=_num(rec_mean, 2)),
-            "common_language_effect": _num(effect), "p_value": _p(p),
-            "weekly": {"baseline_weekly_means": [_num(x, 2) for x in base_weeks],
-                       "recent_weekly_means": [_num(x, 2) for x in rec_weeks], "p_value": _p(p_weeks)},
+            "common_language_effect": _num(effect),
+            "p_value": _p(p),
+            "weekly": {
+                "baseline_weekly_means": [_num(x, 2) for x in base_weeks],
+                "recent_weekly_means": [_num(x, 2) for x in rec_weeks],
+                "p_value": _p(p_weeks),
+            },
             **windows.describe(),
         }
-        return evidence, headline, _summary(windows, common_language_effect=_num(effect), p_value=_p(p),
-                                            weekly_p_value=_p(p_weeks))
+        return (
+            evidence,
+            headline,
+            _summary(
+                windows,
+                common_language_effect=_num(effect),
+                p_value=_p(p),
+                weekly_p_value=_p(p_weeks),
+            ),
+        )
 
     return _Look((1,) if holds else (), explain)
 
@@ -91,5 +118,6 @@ def calmer_episodes(history: HistoryLike, as_of: date) -> list[Detection]:
     _check_as_of(as_of)
     h = History.of(history)
     rules = {1: f"common-language effect >= {CALMER_MIN_EFFECT}, both tests p < the look's alpha"}
-    return _confirmed(CALMER_EPISODES, PARTNER, as_of, lambda d: _calmer_look(h, d), rules,
-                      CALMER_CONFIRM_DAYS)
+    return _confirmed(
+        CALMER_EPISODES, PARTNER, as_of, lambda d: _calmer_look(h, d), rules, CALMER_CONFIRM_DAYS
+    )

@@ -12,6 +12,7 @@ holds the two periods compared, the couple's mean in each, the effect size
 and the statistic: never a week, a ritual or a partner on their own, since
 both partners read it.
 """
+
 from __future__ import annotations
 
 import functools
@@ -32,8 +33,12 @@ __all__ = ["THRESHOLDS", "TARGET", "PERSISTENCE_DAYS", "RISE_FROM_DAY", "rise", 
 
 THRESHOLDS = Path(__file__).with_name("couple_thresholds.json")
 TARGET = "0.01"  # the share of null couples with any false alarm over their history that the base is set for
-PERSISTENCE_DAYS = 3  # the look 3 days earlier must hold too (a rule may do without: ``persistence_days``)
-RISE_FROM_DAY = 91  # the threshold: base + c ln((day + 1) / 91) from day 91 (day 0 the first shared day)
+PERSISTENCE_DAYS = (
+    3  # the look 3 days earlier must hold too (a rule may do without: ``persistence_days``)
+)
+RISE_FROM_DAY = (
+    91  # the threshold: base + c ln((day + 1) / 91) from day 91 (day 0 the first shared day)
+)
 
 
 @functools.cache
@@ -53,10 +58,14 @@ class CoupleScan:
 
     type: str
     settings: WeeklySettings
-    ratings: Callable[[DayAggregate], tuple[float, ...]]  # the day's values the rule reads, each one rating
+    ratings: Callable[
+        [DayAggregate], tuple[float, ...]
+    ]  # the day's values the rule reads, each one rating
     test: str
     measure: str
-    headline: Callable[[str, str, str], str]  # (before, after, the before months) -> the celebration's words
+    headline: Callable[
+        [str, str, str], str
+    ]  # (before, after, the before months) -> the celebration's words
     persistence_days: int = PERSISTENCE_DAYS  # the confirming look this many days earlier (0: none)
 
     # --- the threshold ---
@@ -81,7 +90,10 @@ class CoupleScan:
     def arrays(self, a: History, b: History, first: date, last: date) -> Prefix:
         """The running sums of both partners' ratings on days first..last (day 0 is ``first``)."""
         n = (last - first).days + 1
-        days = [[((d.day - first).days, v) for d in h.between(first, last) for v in self.ratings(d)] for h in (a, b)]
+        days = [
+            [((d.day - first).days, v) for d in h.between(first, last) for v in self.ratings(d)]
+            for h in (a, b)
+        ]
         values = np.unique([v for side in days for _, v in side] or [0.0])
         counts = []
         for side in days:
@@ -100,7 +112,9 @@ class CoupleScan:
 
     # --- the rule ---
 
-    def detect(self, a: HistoryLike, b: HistoryLike, as_of: date, target: str = TARGET) -> list[Detection]:
+    def detect(
+        self, a: HistoryLike, b: HistoryLike, as_of: date, target: str = TARGET
+    ) -> list[Detection]:
         """Level 1 if the strongest admissible split reaches the threshold as of ``as_of`` and as of
         ``persistence_days`` earlier (each look seeing only its own days; no confirming look if 0). Symmetric in
         ``a`` and ``b``, the same in any order."""
@@ -127,10 +141,15 @@ class CoupleScan:
         evidence.update({"as_of": as_of.isoformat(), "level": 1, "level_rule": self.level_rule})
         if confirm:
             earlier = splits.at((0, int(col[0])))
-            evidence.update({
-                "confirmed_as_of": (as_of - timedelta(days=confirm)).isoformat(),
-                "confirmation": {"statistic": _num(earlier["z"]), "threshold": _num(float(limits[0]))},
-            })
+            evidence.update(
+                {
+                    "confirmed_as_of": (as_of - timedelta(days=confirm)).isoformat(),
+                    "confirmation": {
+                        "statistic": _num(earlier["z"]),
+                        "threshold": _num(float(limits[0])),
+                    },
+                }
+            )
         b_mean, a_mean = now["before_mean"], now["after_mean"]
         x, y = _distinct(_mean_text(b_mean), _mean_text(a_mean), b_mean, a_mean)
         months = _months(*(date.fromisoformat(evidence["before"][end]) for end in ("start", "end")))
@@ -140,31 +159,52 @@ class CoupleScan:
     def level_rule(self) -> str:
         s = self.settings
         compared = "" if s.ramp_weeks == (0,) else " (after: from where the rise is half done)"
-        return (f"rise >= {s.min_rise} points, common-language effect >= {s.min_effect}, neither partner's mean "
-                f"lower{compared}, statistic >= threshold")
+        return (
+            f"rise >= {s.min_rise} points, common-language effect >= {s.min_effect}, neither partner's mean "
+            f"lower{compared}, statistic >= threshold"
+        )
 
-    def _evidence(self, a: History, b: History, start: date, as_of: date, split: dict, threshold: float) -> dict:
+    def _evidence(
+        self, a: History, b: History, start: date, as_of: date, split: dict, threshold: float
+    ) -> dict:
         def rated(lo: date, hi: date) -> list[date]:
             return [d.day for h in (a, b) for d in h.between(lo, hi) if self.ratings(d)]
 
         window = start + timedelta(days=int(split["window_start"]))
         cut = start + timedelta(days=int(split["start"]))
-        top = start + timedelta(days=int(split["top"]))  # a step's: the cut; a rise's: where it is half done
+        top = start + timedelta(
+            days=int(split["top"])
+        )  # a step's: the cut; a rise's: where it is half done
         before, after = rated(window, cut - timedelta(days=1)), rated(top, as_of)
 
         def period(days: list[date], mean: float, ratings: float, weeks: float) -> dict:
-            return {"start": min(days).isoformat(), "end": max(days).isoformat(), "mean": _num(mean, 2),
-                    "ratings": int(ratings), "weeks": int(weeks)}
+            return {
+                "start": min(days).isoformat(),
+                "end": max(days).isoformat(),
+                "mean": _num(mean, 2),
+                "ratings": int(ratings),
+                "weeks": int(weeks),
+            }
 
         evidence = {
-            "test": self.test, "measure": self.measure,
-            "before": period(before, split["before_mean"], split["ratings_before"], split["weeks_before"]),
-            "after": period(after, split["after_mean"], split["ratings_after"],
-                            len({(as_of - d).days // BLOCK_DAYS for d in after})),
+            "test": self.test,
+            "measure": self.measure,
+            "before": period(
+                before, split["before_mean"], split["ratings_before"], split["weeks_before"]
+            ),
+            "after": period(
+                after,
+                split["after_mean"],
+                split["ratings_after"],
+                len({(as_of - d).days // BLOCK_DAYS for d in after}),
+            ),
             "rise": _num(split["after_mean"] - split["before_mean"], 2),
             "common_language_effect": _num(split["effect"]),
-            "statistic": _num(split["z"]), "threshold": _num(threshold),
+            "statistic": _num(split["z"]),
+            "threshold": _num(threshold),
         }
         if self.settings.ramp_weeks != (0,):
-            evidence["rise_weeks"] = int(split["ramp_weeks"])  # the length of the rise fitted (0: a step)
+            evidence["rise_weeks"] = int(
+                split["ramp_weeks"]
+            )  # the length of the rise fitted (0: a step)
         return evidence

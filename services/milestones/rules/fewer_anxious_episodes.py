@@ -22,6 +22,7 @@ the longest one's threshold. ``base`` is calibrated on the simulator's null
 cohorts, over their usual histories and over two years (``make calibrate``:
 ``thresholds.json``).
 """
+
 from __future__ import annotations
 
 import json
@@ -36,11 +37,27 @@ from .registry import FEWER_ANXIOUS_EPISODES, FEWER_EPISODES_LEVELS
 from .statistics import ScanSettings, Splits, best, prefix, scan
 from .wording import _about, _months, _num
 
-__all__ = ["SCAN", "PERSISTENCE_DAYS", "FIRST_LOOK", "TARGET", "THRESHOLDS", "rise", "base", "threshold",
-           "fewer_anxious_episodes"]
+__all__ = [
+    "SCAN",
+    "PERSISTENCE_DAYS",
+    "FIRST_LOOK",
+    "TARGET",
+    "THRESHOLDS",
+    "rise",
+    "base",
+    "threshold",
+    "fewer_anxious_episodes",
+]
 
-SCAN = ScanSettings(min_before_logged=21, min_after_logged=14, min_after_blocks=2, max_ratio=0.7, null_ratio=0.8,
-                    population_dispersion=0.4, prior_blocks=8.0)
+SCAN = ScanSettings(
+    min_before_logged=21,
+    min_after_logged=14,
+    min_after_blocks=2,
+    max_ratio=0.7,
+    null_ratio=0.8,
+    population_dispersion=0.4,
+    prior_blocks=8.0,
+)
 PERSISTENCE_DAYS = 3  # the look 3 days earlier must hold the level too
 FIRST_LOOK = 20  # no split is admissible before day 20 (21 logged days before, two weeks after)
 RISE_PER_LOG = 0.75
@@ -51,7 +68,9 @@ THRESHOLDS = Path(__file__).with_name("thresholds.json")
 
 def rise(look: np.ndarray) -> np.ndarray:
     """How much the threshold has risen by the look day (day 0 the first logged day; 0 until day 90)."""
-    return RISE_PER_LOG * np.log(np.maximum(1.0, (np.asarray(look, dtype=float) + 1) / RISE_FROM_DAY))
+    return RISE_PER_LOG * np.log(
+        np.maximum(1.0, (np.asarray(look, dtype=float) + 1) / RISE_FROM_DAY)
+    )
 
 
 _BASES: dict[str, float] = {}  # the committed file, read once
@@ -69,23 +88,36 @@ def threshold(look: np.ndarray, target: str = TARGET) -> np.ndarray:
 
 
 def _period(first: date, lo: int, hi: int) -> dict:
-    return {"start": (first + timedelta(days=lo)).isoformat(), "end": (first + timedelta(days=hi)).isoformat()}
+    return {
+        "start": (first + timedelta(days=lo)).isoformat(),
+        "end": (first + timedelta(days=hi)).isoformat(),
+    }
 
 
 def _evidence(first: date, look: int, splits: Splits, col: int, z: float, h: float) -> dict:
     start = int(splits.start[0, col])
     r1, r2 = float(splits.r1[0, col]), float(splits.r2[0, col])
     return {
-        "before": {**_period(first, 0, start - 1), "logged_days": int(splits.logged_before[0, col]),
-                   "episodes_per_week": _num(r1 * 7, 2)},
-        "after": {**_period(first, start, look), "logged_days": int(splits.logged_after[0, col]),
-                  "episodes_per_week": _num(r2 * 7, 2)},
+        "before": {
+            **_period(first, 0, start - 1),
+            "logged_days": int(splits.logged_before[0, col]),
+            "episodes_per_week": _num(r1 * 7, 2),
+        },
+        "after": {
+            **_period(first, start, look),
+            "logged_days": int(splits.logged_after[0, col]),
+            "episodes_per_week": _num(r2 * 7, 2),
+        },
         "rate_ratio": _num(float(splits.ratio[0, col])),
-        "statistic": _num(z), "threshold": _num(h), "dispersion": _num(float(splits.phi[0, col])),
+        "statistic": _num(z),
+        "threshold": _num(h),
+        "dispersion": _num(float(splits.phi[0, col])),
     }
 
 
-def fewer_anxious_episodes(history: HistoryLike, as_of: date, target: str = TARGET) -> list[Detection]:
+def fewer_anxious_episodes(
+    history: HistoryLike, as_of: date, target: str = TARGET
+) -> list[Detection]:
     """The levels of ``fewer_anxious_episodes`` that hold as of ``as_of`` (days after it are ignored).
 
     Each level needs the strongest admissible split of its rate ratio (0.7,
@@ -110,18 +142,30 @@ def fewer_anxious_episodes(history: HistoryLike, as_of: date, target: str = TARG
         now = Splits(**{k: v[1:] for k, v in splits.__dict__.items()})
         evidence = _evidence(first, look, now, int(col[1]), float(z[1]), float(limits[1]))
         earlier = Splits(**{k: v[:1] for k, v in splits.__dict__.items()})
-        evidence.update({
-            "as_of": as_of.isoformat(), "level": level, "level_rule": f"rate ratio <= {most}, statistic >= threshold",
-            "confirmed_as_of": (as_of - timedelta(days=PERSISTENCE_DAYS)).isoformat(),
-            "confirmation": _evidence(first, look - PERSISTENCE_DAYS, earlier, int(col[0]), float(z[0]),
-                                      float(limits[0])),
-            "test": "change-point scan of episodes per logged day, likelihood ratio against a ratio of "
-                    f"{SCAN.null_ratio}, divided by the weeks' over-dispersion (negative binomial, shrunk toward "
-                    f"the population's {SCAN.population_dispersion})",
-        })
+        evidence.update(
+            {
+                "as_of": as_of.isoformat(),
+                "level": level,
+                "level_rule": f"rate ratio <= {most}, statistic >= threshold",
+                "confirmed_as_of": (as_of - timedelta(days=PERSISTENCE_DAYS)).isoformat(),
+                "confirmation": _evidence(
+                    first,
+                    look - PERSISTENCE_DAYS,
+                    earlier,
+                    int(col[0]),
+                    float(z[0]),
+                    float(limits[0]),
+                ),
+                "test": "change-point scan of episodes per logged day, likelihood ratio against a ratio of "
+                f"{SCAN.null_ratio}, divided by the weeks' over-dispersion (negative binomial, shrunk toward "
+                f"the population's {SCAN.population_dispersion})",
+            }
+        )
         a, b = (_about(evidence[side]["episodes_per_week"] or 0.0) for side in ("before", "after"))
-        headline = (f"Anxious moments: from about {a} a week in "
-                    f"{_months(first, first + timedelta(days=int(now.start[0, int(col[1])]) - 1))} "
-                    + ("to none lately." if b == "none" else f"to about {b} a week now."))
+        headline = (
+            f"Anxious moments: from about {a} a week in "
+            f"{_months(first, first + timedelta(days=int(now.start[0, int(col[1])]) - 1))} "
+            + ("to none lately." if b == "none" else f"to about {b} a week now.")
+        )
         out.append(Detection(FEWER_ANXIOUS_EPISODES, level, PARTNER, evidence, headline))
     return out

@@ -3,6 +3,7 @@
 The binomial test of two rates, and again on the counts divided by their
 over-dispersion (activities come in busy weeks), in the windows of :mod:`.windows`.
 """
+
 from __future__ import annotations
 
 from datetime import date
@@ -29,8 +30,13 @@ INDEPENDENCE_MIN_RATIO = 1.4
 def _activity_side(w: _Window) -> dict:
     k = sum(d.activities for d in w.days)
     rate = k / w.logged_days
-    return dict(w.describe(), activities=k, activity_days=sum(1 for d in w.days if d.activities),
-                activities_per_logged_day=_num(rate), activities_per_week=_num(rate * 7, 2))
+    return dict(
+        w.describe(),
+        activities=k,
+        activity_days=sum(1 for d in w.days if d.activities),
+        activities_per_logged_day=_num(rate),
+        activities_per_week=_num(rate * 7, 2),
+    )
 
 
 def _independence_look(history: History, as_of: date) -> _Look | None:
@@ -39,7 +45,9 @@ def _independence_look(history: History, as_of: date) -> _Look | None:
         return None
     baseline, recent = windows.baseline, windows.recent
     b, r = _activity_side(baseline), _activity_side(recent)
-    cmp = compare_rates(b["activities"], baseline.logged_days, r["activities"], recent.logged_days, "greater")
+    cmp = compare_rates(
+        b["activities"], baseline.logged_days, r["activities"], recent.logged_days, "greater"
+    )
 
     @cache
     def dispersed() -> tuple[float, int, float]:
@@ -47,31 +55,55 @@ def _independence_look(history: History, as_of: date) -> _Look | None:
         phi, df = _dispersion(windows, lambda d: d.activities)
         n = b["activities"] + r["activities"]
         p0 = recent.logged_days / (baseline.logged_days + recent.logged_days)
-        return phi, df, _scaled_binomial_p(r["activities"] / phi, n / phi, p0, "greater") if n else 1.0
+        return (
+            phi,
+            df,
+            _scaled_binomial_p(r["activities"] / phi, n / phi, p0, "greater") if n else 1.0,
+        )
 
     # the dispersion's weeks are counted only if the rest holds
-    holds = (windows.logging_kept and cmp.p_value < windows.alpha and cmp.ratio >= INDEPENDENCE_MIN_RATIO
-             and dispersed()[2] < windows.alpha)
+    holds = (
+        windows.logging_kept
+        and cmp.p_value < windows.alpha
+        and cmp.ratio >= INDEPENDENCE_MIN_RATIO
+        and dispersed()[2] < windows.alpha
+    )
 
     def explain():
         phi, df, p_phi = dispersed()
         a, c = _weekly(b["activities"], r["activities"], windows)
         start = "none" if a == "none" else f"about {a} a week"
-        headline = (f"Time for yourself: activities of your own went from {start} in "
-                    f"{_months(baseline.start, baseline.end)} to about {c} a week now.")
+        headline = (
+            f"Time for yourself: activities of your own went from {start} in "
+            f"{_months(baseline.start, baseline.end)} to about {c} a week now."
+        )
         evidence = {
             "test": "exact conditional binomial test of two Poisson rates, one-sided (greater)",
             "measure": "independence activities per logged day",
-            "baseline": b, "recent": r,
-            "rate_ratio": _num(cmp.ratio), "baseline_had_none": b["activities"] == 0,
+            "baseline": b,
+            "recent": r,
+            "rate_ratio": _num(cmp.ratio),
+            "baseline_had_none": b["activities"] == 0,
             "p_value": _p(cmp.p_value),
-            "over_dispersion": {"phi": _num(phi), "df": df, "p_value": _p(p_phi),
-                                "rule": "the binomial test again on counts divided by phi (Pearson chi-square "
-                                        "of weekly counts / df, at least 1)"},
+            "over_dispersion": {
+                "phi": _num(phi),
+                "df": df,
+                "p_value": _p(p_phi),
+                "rule": "the binomial test again on counts divided by phi (Pearson chi-square "
+                "of weekly counts / df, at least 1)",
+            },
             **windows.describe(),
         }
-        return evidence, headline, _summary(windows, rate_ratio=_num(cmp.ratio), p_value=_p(cmp.p_value),
-                                            over_dispersion_p_value=_p(p_phi))
+        return (
+            evidence,
+            headline,
+            _summary(
+                windows,
+                rate_ratio=_num(cmp.ratio),
+                p_value=_p(cmp.p_value),
+                over_dispersion_p_value=_p(p_phi),
+            ),
+        )
 
     return _Look((1,) if holds else (), explain)
 
@@ -90,6 +122,14 @@ def more_independence(history: HistoryLike, as_of: date) -> list[Detection]:
     """
     _check_as_of(as_of)
     h = History.of(history)
-    rules = {1: f"rate ratio >= {INDEPENDENCE_MIN_RATIO}, p < the look's alpha, also with over-dispersion"}
-    return _confirmed(MORE_INDEPENDENCE, PARTNER, as_of, lambda d: _independence_look(h, d), rules,
-                      INDEPENDENCE_CONFIRM_DAYS)
+    rules = {
+        1: f"rate ratio >= {INDEPENDENCE_MIN_RATIO}, p < the look's alpha, also with over-dispersion"
+    }
+    return _confirmed(
+        MORE_INDEPENDENCE,
+        PARTNER,
+        as_of,
+        lambda d: _independence_look(h, d),
+        rules,
+        INDEPENDENCE_CONFIRM_DAYS,
+    )

@@ -8,6 +8,7 @@ their shared days; ``SINCE_FIRST``) and the picture a celebration carries
 (:func:`picture`). The rules themselves
 live one a module beside this one.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,10 +27,26 @@ from .windows import (
 )
 from .wording import _num
 
-__all__ = ["FEWER_ANXIOUS_EPISODES", "CALMER_EPISODES", "MORE_INDEPENDENCE", "BETTER_COMMUNICATION",
-           "STRONGER_BOND", "RITUALS_KEPT", "CHECK_IN_RHYTHM", "FEWER_EPISODES_LEVELS", "RITUAL_LEVELS",
-           "Reads", "Chart", "Milestone", "MILESTONES", "MILESTONE_TYPES", "LEVELS", "READS", "SINCE_FIRST",
-           "picture"]
+__all__ = [
+    "FEWER_ANXIOUS_EPISODES",
+    "CALMER_EPISODES",
+    "MORE_INDEPENDENCE",
+    "BETTER_COMMUNICATION",
+    "STRONGER_BOND",
+    "RITUALS_KEPT",
+    "CHECK_IN_RHYTHM",
+    "FEWER_EPISODES_LEVELS",
+    "RITUAL_LEVELS",
+    "Reads",
+    "Chart",
+    "Milestone",
+    "MILESTONES",
+    "MILESTONE_TYPES",
+    "LEVELS",
+    "READS",
+    "SINCE_FIRST",
+    "picture",
+]
 
 FEWER_ANXIOUS_EPISODES = "fewer_anxious_episodes"
 CALMER_EPISODES = "calmer_episodes"
@@ -91,28 +108,71 @@ _PARTNER_WINDOWS = Reads(head=BASELINE_MAX_DAYS, recent=WINDOW_DAYS + max(CALMER
 _COUPLE_SCAN = Reads(recent=BLOCK_DAYS * WeeklySettings.max_weeks + PERSISTENCE_DAYS - 1)
 
 MILESTONES: tuple[Milestone, ...] = (
-    Milestone(FEWER_ANXIOUS_EPISODES, PARTNER, tuple(level for level, _ in FEWER_EPISODES_LEVELS),
-              "21 logged days before a change and 14 (two weeks) after it",
-              # the scan reads every logged day's episodes since the first (its confirming look among them)
-              Reads(since_first=True),
-              Chart(("before", "after"), "episodes_per_week", "anxious moments a week", "lower")),
-    Milestone(CALMER_EPISODES, PARTNER, (1,), "14 logged days and 8 episodes in each of two 28-day windows",
-              _PARTNER_WINDOWS,
-              Chart(("baseline", "recent"), "mean_intensity", "intensity of anxious moments, out of 10", "lower",
-                    scale=10)),
-    Milestone(MORE_INDEPENDENCE, PARTNER, (1,), "14 logged days in each of two 28-day windows",
-              Reads(head=BASELINE_MAX_DAYS, recent=WINDOW_DAYS + max(INDEPENDENCE_CONFIRM_DAYS)),
-              Chart(("baseline", "recent"), "activities_per_week", "activities of your own a week", "higher")),
-    Milestone(BETTER_COMMUNICATION, COUPLE, (1,),
-              "4 rated weeks before a change and 2 after it, 3 shared ratings of each partner on each side",
-              _COUPLE_SCAN, Chart(("before", "after"), "mean", "communication rating, out of 5", "higher", scale=5)),
-    Milestone(STRONGER_BOND, COUPLE, (1,),
-              "4 weeks with a check-in before a change and 2 after it, 3 shared ratings of each partner on each side",
-              _COUPLE_SCAN, Chart(("before", "after"), "mean", "check-in rating, out of 5", "higher", scale=5)),
-    Milestone(RITUALS_KEPT, COUPLE, tuple(level for level, _ in RITUAL_LEVELS), "10 rituals",
-              Reads(), None),  # a count of every ritual ever, read apart (see the evaluation)
-    Milestone(CHECK_IN_RHYTHM, COUPLE, (1,), "check-ins in 4 of the last 5 weeks",
-              Reads(recent=7 * RHYTHM_WEEKS), None),
+    Milestone(
+        FEWER_ANXIOUS_EPISODES,
+        PARTNER,
+        tuple(level for level, _ in FEWER_EPISODES_LEVELS),
+        "21 logged days before a change and 14 (two weeks) after it",
+        # the scan reads every logged day's episodes since the first (its confirming look among them)
+        Reads(since_first=True),
+        Chart(("before", "after"), "episodes_per_week", "anxious moments a week", "lower"),
+    ),
+    Milestone(
+        CALMER_EPISODES,
+        PARTNER,
+        (1,),
+        "14 logged days and 8 episodes in each of two 28-day windows",
+        _PARTNER_WINDOWS,
+        Chart(
+            ("baseline", "recent"),
+            "mean_intensity",
+            "intensity of anxious moments, out of 10",
+            "lower",
+            scale=10,
+        ),
+    ),
+    Milestone(
+        MORE_INDEPENDENCE,
+        PARTNER,
+        (1,),
+        "14 logged days in each of two 28-day windows",
+        Reads(head=BASELINE_MAX_DAYS, recent=WINDOW_DAYS + max(INDEPENDENCE_CONFIRM_DAYS)),
+        Chart(
+            ("baseline", "recent"), "activities_per_week", "activities of your own a week", "higher"
+        ),
+    ),
+    Milestone(
+        BETTER_COMMUNICATION,
+        COUPLE,
+        (1,),
+        "4 rated weeks before a change and 2 after it, 3 shared ratings of each partner on each side",
+        _COUPLE_SCAN,
+        Chart(("before", "after"), "mean", "communication rating, out of 5", "higher", scale=5),
+    ),
+    Milestone(
+        STRONGER_BOND,
+        COUPLE,
+        (1,),
+        "4 weeks with a check-in before a change and 2 after it, 3 shared ratings of each partner on each side",
+        _COUPLE_SCAN,
+        Chart(("before", "after"), "mean", "check-in rating, out of 5", "higher", scale=5),
+    ),
+    Milestone(
+        RITUALS_KEPT,
+        COUPLE,
+        tuple(level for level, _ in RITUAL_LEVELS),
+        "10 rituals",
+        Reads(),
+        None,
+    ),  # a count of every ritual ever, read apart (see the evaluation)
+    Milestone(
+        CHECK_IN_RHYTHM,
+        COUPLE,
+        (1,),
+        "check-ins in 4 of the last 5 weeks",
+        Reads(recent=7 * RHYTHM_WEEKS),
+        None,
+    ),
 )
 REGISTRY = {m.type: m for m in MILESTONES}
 MILESTONE_TYPES = tuple(REGISTRY)
@@ -122,15 +182,24 @@ LEVELS = {m.type: m.levels for m in MILESTONES}
 # What an evaluation reads back of each table, the most any rule of its scope needs (the partner's own rules
 # read the partner's days, the couple's their shared days), so that evaluating costs about the same with two
 # months or two years of history.
-READS = {scope: Reads(head=max(m.reads.head for m in MILESTONES if m.scope == scope),
-                      recent=max(m.reads.recent for m in MILESTONES if m.scope == scope),
-                      since_first=any(m.reads.since_first for m in MILESTONES if m.scope == scope))
-         for scope in (PARTNER, COUPLE)}
+READS = {
+    scope: Reads(
+        head=max(m.reads.head for m in MILESTONES if m.scope == scope),
+        recent=max(m.reads.recent for m in MILESTONES if m.scope == scope),
+        since_first=any(m.reads.since_first for m in MILESTONES if m.scope == scope),
+    )
+    for scope in (PARTNER, COUPLE)
+}
 SINCE_FIRST = tuple(m.type for m in MILESTONES if m.reads.since_first)
 
 
 def _figure(value) -> float | None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+    ok = (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    )
     return _num(value, 2) if ok else None
 
 
@@ -153,7 +222,11 @@ def picture(det: Detection) -> dict | None:
         side = det.evidence.get(key)
         if not isinstance(side, dict):
             return None
-        period = {"start": _day(side.get("start")), "end": _day(side.get("end")), "value": _figure(side.get(chart.value))}
+        period = {
+            "start": _day(side.get("start")),
+            "end": _day(side.get("end")),
+            "value": _figure(side.get(chart.value)),
+        }
         if None in period.values():
             return None
         periods.append(period)

@@ -1,4 +1,5 @@
 """rituals_kept: the couple's 10th, 25th, 50th and 100th ritual (counts, never streaks)."""
+
 from __future__ import annotations
 
 from datetime import date
@@ -8,8 +9,9 @@ from .registry import RITUAL_LEVELS, RITUALS_KEPT
 from .wording import _iso
 
 
-def rituals_kept(a: HistoryLike, b: HistoryLike, as_of: date,
-                 prior: dict[str, int] | None = None) -> list[Detection]:
+def rituals_kept(
+    a: HistoryLike, b: HistoryLike, as_of: date, prior: dict[str, int] | None = None
+) -> list[Detection]:
     """The couple's 10th, 25th, 50th and 100th ritual (levels 1-4).
 
     Counts every ``ritual`` entry of both partners dated up to ``as_of``;
@@ -21,13 +23,26 @@ def rituals_kept(a: HistoryLike, b: HistoryLike, as_of: date,
     """
     _check_as_of(as_of)
     total = sum((prior or {}).values()) + sum(
-        len(d.rituals) for h in (History.of(a), History.of(b)) for d in h.until(as_of))
+        len(d.rituals) for h in (History.of(a), History.of(b)) for d in h.until(as_of)
+    )
     out = []
     for level, threshold in RITUAL_LEVELS:
         if total >= threshold:
-            evidence = {"measure": "ritual entries of both partners, counted (never a streak)",
-                        "as_of": _iso(as_of), "rituals": total, "threshold": threshold, "level": level,
-                        "level_rule": f"at least {threshold} rituals"}
-            out.append(Detection(RITUALS_KEPT, level, COUPLE, evidence,
-                                 f"You have kept {threshold} rituals together."))
+            evidence = {
+                "measure": "ritual entries of both partners, counted (never a streak)",
+                "as_of": _iso(as_of),
+                "rituals": total,
+                "threshold": threshold,
+                "level": level,
+                "level_rule": f"at least {threshold} rituals",
+            }
+            out.append(
+                Detection(
+                    RITUALS_KEPT,
+                    level,
+                    COUPLE,
+                    evidence,
+                    f"You have kept {threshold} rituals together.",
+                )
+            )
     return out

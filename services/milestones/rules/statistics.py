@@ -21,13 +21,24 @@ was about 1 at nearly every false alarm). Days missing after the split
 beyond the before side's share of logged days are counted as usual days
 (the before side's rate), never as calm ones.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["BLOCK_DAYS", "ScanSettings", "Blocks", "Prefix", "prefix", "Splits", "scan", "split_at", "best"]
+__all__ = [
+    "BLOCK_DAYS",
+    "ScanSettings",
+    "Blocks",
+    "Prefix",
+    "prefix",
+    "Splits",
+    "scan",
+    "split_at",
+    "best",
+]
 
 BLOCK_DAYS = 7
 
@@ -73,7 +84,9 @@ class Blocks:
 
     def cumsum(self) -> Blocks:
         """Running sums from the first block (index i: the first i blocks)."""
-        return Blocks(*(np.concatenate(([0.0], np.cumsum(v))) for v in (self.kk, self.kt, self.tt, self.g)))
+        return Blocks(
+            *(np.concatenate(([0.0], np.cumsum(v))) for v in (self.kk, self.kt, self.tt, self.g))
+        )
 
 
 @dataclass(frozen=True)
@@ -91,7 +104,9 @@ class Prefix:
         return len(self.k) - 1
 
 
-def _blocks(lo: np.ndarray, hi: np.ndarray, logged_prefix: np.ndarray, episode_prefix: np.ndarray) -> Blocks:
+def _blocks(
+    lo: np.ndarray, hi: np.ndarray, logged_prefix: np.ndarray, episode_prefix: np.ndarray
+) -> Blocks:
     """The sums of each block of days lo..hi (arrays)."""
     kb = episode_prefix[hi + 1] - episode_prefix[lo]
     tb = logged_prefix[hi + 1] - logged_prefix[lo]
@@ -135,14 +150,25 @@ def _xlogy(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         return np.where(x > 0, x * np.log(np.where(y > 0, y, 1.0)), 0.0)
 
 
-def _extra_variance(b: Blocks, rate: np.ndarray, logged: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _extra_variance(
+    b: Blocks, rate: np.ndarray, logged: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Sum over one side's blocks of (K_b - μ_b)² - μ_b, and of μ_b², with μ_b = rate T_b."""
     num = np.where(rate > 0, b.kk - 2 * rate * b.kt + rate * rate * b.tt - rate * logged, 0.0)
     return num, rate * rate * b.tt
 
 
-def _dispersion(s: ScanSettings, before: Blocks, after: Blocks, r1: np.ndarray, r2_seen: np.ndarray,
-                t1: np.ndarray, t2: np.ndarray, expected1: np.ndarray, expected2: np.ndarray) -> np.ndarray:
+def _dispersion(
+    s: ScanSettings,
+    before: Blocks,
+    after: Blocks,
+    r1: np.ndarray,
+    r2_seen: np.ndarray,
+    t1: np.ndarray,
+    t2: np.ndarray,
+    expected1: np.ndarray,
+    expected2: np.ndarray,
+) -> np.ndarray:
     """How much the evidence of a split is inflated by over-dispersion, at least 1.
 
     A block's variance is its expected count μ plus c² μ² (a negative binomial's: bad days cluster in bad
@@ -154,7 +180,9 @@ def _dispersion(s: ScanSettings, before: Blocks, after: Blocks, r1: np.ndarray, 
     n2, d2 = _extra_variance(after, r2_seen, t2)
     blocks = before.g + after.g
     own = np.where(d1 + d2 > 0, (n1 + n2) / np.where(d1 + d2 > 0, d1 + d2, 1.0), 0.0)
-    c2 = np.maximum(0.0, (s.prior_blocks * s.population_dispersion + blocks * own) / (s.prior_blocks + blocks))
+    c2 = np.maximum(
+        0.0, (s.prior_blocks * s.population_dispersion + blocks * own) / (s.prior_blocks + blocks)
+    )
     f1 = 1 + c2 * expected1 / np.maximum(before.g, 1)
     f2 = 1 + c2 * expected2 / np.maximum(after.g, 1)
     both = (expected1 > 0) & (expected2 > 0)
@@ -162,8 +190,15 @@ def _dispersion(s: ScanSettings, before: Blocks, after: Blocks, r1: np.ndarray, 
     return np.maximum(1.0, np.where(both, (f1 / e1 + f2 / e2) / (1 / e1 + 1 / e2), 1.0))
 
 
-def _statistic(p: Prefix, look: np.ndarray, start: np.ndarray, before: Blocks, after: Blocks,
-               after_blocks: np.ndarray, s: ScanSettings) -> Splits:
+def _statistic(
+    p: Prefix,
+    look: np.ndarray,
+    start: np.ndarray,
+    before: Blocks,
+    after: Blocks,
+    after_blocks: np.ndarray,
+    s: ScanSettings,
+) -> Splits:
     """The statistic of after = start..look against before = 0..start-1 (broadcast arrays)."""
     start = np.clip(start, 1, None)
     k1, t1, d1 = p.k[start], p.t[start], start.astype(float)
@@ -181,14 +216,22 @@ def _statistic(p: Prefix, look: np.ndarray, start: np.ndarray, before: Blocks, a
         r2 = np.where(t2f > 0, k2f / np.maximum(t2f, 1e-12), 0.0)
         ratio = np.where(r1 > 0, r2 / np.where(r1 > 0, r1, 1.0), np.inf)
         kk = k1 + k2f
-        r0 = kk / (t1 + s.null_ratio * t2f)  # the before side's rate if the after side's were null_ratio of it
+        r0 = kk / (
+            t1 + s.null_ratio * t2f
+        )  # the before side's rate if the after side's were null_ratio of it
         llr = _xlogy(k1, r1) + _xlogy(k2f, r2) - _xlogy(k1, r0) - _xlogy(k2f, s.null_ratio * r0)
         r2_seen = k2 / np.maximum(t2, 1)
         dof = before.g + after.g - 2
         phi = _dispersion(s, before, after, r1, r2_seen, t1, t2, r0 * t1, s.null_ratio * r0 * t2f)
         z = np.sqrt(np.maximum(2 * llr, 0.0) / phi)
-    ok = ((t1 >= s.min_before_logged) & (t2 >= s.min_after_logged) & (after_blocks >= s.min_after_blocks)
-          & (k1 > 0) & (ratio <= s.max_ratio) & (dof > 0))
+    ok = (
+        (t1 >= s.min_before_logged)
+        & (t2 >= s.min_after_logged)
+        & (after_blocks >= s.min_after_blocks)
+        & (k1 > 0)
+        & (ratio <= s.max_ratio)
+        & (dof > 0)
+    )
     if s.max_after_blocks is not None:
         ok &= after_blocks <= s.max_after_blocks
     return Splits(np.where(ok, z, -np.inf), start, r1, r2, ratio, phi, t1, t2)
@@ -203,8 +246,15 @@ def scan(p: Prefix, looks: np.ndarray, s: ScanSettings = ScanSettings()) -> Spli
     start = look + 1 - BLOCK_DAYS * blocks[None, :]
     inside = start >= 1
     before = p.b[np.clip(start - 1, 0, None)]
-    out = _statistic(p, look, start, before, p.b[np.broadcast_to(look, start.shape)] - before,
-                     np.broadcast_to(blocks[None, :], start.shape), s)
+    out = _statistic(
+        p,
+        look,
+        start,
+        before,
+        p.b[np.broadcast_to(look, start.shape)] - before,
+        np.broadcast_to(blocks[None, :], start.shape),
+        s,
+    )
     return Splits(**{**out.__dict__, "z": np.where(inside, out.z, -np.inf)})
 
 
@@ -218,7 +268,9 @@ def split_at(p: Prefix, looks: np.ndarray, start: int, s: ScanSettings = ScanSet
     whole = _blocks(lo, np.minimum(lo + BLOCK_DAYS - 1, p.days - 1), p.t, p.k).cumsum()
     partial = (looks - start + 1) % BLOCK_DAYS > 0
     last = _blocks(np.minimum(start + BLOCK_DAYS * full, looks), looks, p.t, p.k).where(partial)
-    return _statistic(p, looks, np.full(looks.shape, start), before, whole[full] + last, full + partial, s)
+    return _statistic(
+        p, looks, np.full(looks.shape, start), before, whole[full] + last, full + partial, s
+    )
 
 
 def best(splits: Splits) -> tuple[np.ndarray, np.ndarray]:

@@ -18,6 +18,7 @@ week, the look 3 days earlier mostly lacks the newest check-in, so it
 delayed a rise by about a week; the change has lasted when 2 weeks with
 check-ins follow its start.
 """
+
 from __future__ import annotations
 
 from datetime import date
@@ -39,16 +40,22 @@ def _check_in_ratings(d: DayAggregate) -> tuple[float, ...]:
 
 
 RULE = CoupleScan(
-    STRONGER_BOND, SETTINGS, _check_in_ratings,
+    STRONGER_BOND,
+    SETTINGS,
+    _check_in_ratings,
     test="broken-stick scan of the couple's weekly mean check-in ratings (a rise over 0-12 weeks from any week), "
-         "Student's t of the fitted rise with the weeks' variance shrunk toward a typical couple's",
+    "Student's t of the fitted rise with the weeks' variance shrunk toward a typical couple's",
     measure="connection and understanding ratings of check-ins (1-5), both partners' shared check-ins",
-    headline=lambda before, now, months: (f"Feeling closer: your check-ins say about {now} out of 5 now, "
-                                          f"from about {before} in {months}."),
+    headline=lambda before, now, months: (
+        f"Feeling closer: your check-ins say about {now} out of 5 now, "
+        f"from about {before} in {months}."
+    ),
     persistence_days=0,
 )
 
 
-def stronger_bond(a: HistoryLike, b: HistoryLike, as_of: date, target: str = TARGET) -> list[Detection]:
+def stronger_bond(
+    a: HistoryLike, b: HistoryLike, as_of: date, target: str = TARGET
+) -> list[Detection]:
     """Level 1 of ``stronger_bond`` if it holds as of ``as_of`` (``a``, ``b``: each partner's shared days)."""
     return RULE.detect(a, b, as_of, target)

@@ -2,6 +2,7 @@
 
 Pure functions of counts and values; :mod:`.windows` chooses what they compare.
 """
+
 from __future__ import annotations
 
 import math
@@ -53,15 +54,23 @@ def _binomial_p(k_recent: int, n: int, t_recent: int, t_base: int, alternative: 
 def _e_test_p(k_recent: int, t_recent: int, k_base: int, t_base: int, alternative: str) -> float:
     if k_recent + k_base == 0:
         return 1.0
-    p = float(stats.poisson_means_test(k_recent, t_recent, k_base, t_base, alternative=alternative).pvalue)
+    p = float(
+        stats.poisson_means_test(k_recent, t_recent, k_base, t_base, alternative=alternative).pvalue
+    )
     return min(1.0, max(0.0, p))
 
 
 RATE_TESTS = ("binomial", "e-test")
 
 
-def compare_rates(k_base: int, t_base: int, k_recent: int, t_recent: int, alternative: str,
-                  method: str = "binomial") -> RateComparison:
+def compare_rates(
+    k_base: int,
+    t_base: int,
+    k_recent: int,
+    t_recent: int,
+    alternative: str,
+    method: str = "binomial",
+) -> RateComparison:
     """A one-sided test of two Poisson rates, recent against baseline.
 
     ``method="binomial"``: the exact conditional binomial test: given
@@ -107,12 +116,15 @@ def _common_language(higher: list[float], lower: list[float]) -> tuple[float, fl
     # method="asymptotic") computes (continuity-corrected, average ranks for
     # ties), without its per-call overhead (half a millisecond a call).
     n1, n2 = len(higher), len(lower)
-    values, where, counts = np.unique(np.concatenate([np.asarray(higher, float), np.asarray(lower, float)]),
-                                      return_inverse=True, return_counts=True)
+    values, where, counts = np.unique(
+        np.concatenate([np.asarray(higher, float), np.asarray(lower, float)]),
+        return_inverse=True,
+        return_counts=True,
+    )
     ranks = np.cumsum(counts) - (counts - 1) / 2.0
     u = float(ranks[where[:n1]].sum()) - n1 * (n1 + 1) / 2
     n = n1 + n2
-    ties = float((counts ** 3 - counts).sum())
+    ties = float((counts**3 - counts).sum())
     spread = math.sqrt(n1 * n2 / 12 * ((n + 1) - ties / (n * (n - 1))))
     excess = u - n1 * n2 / 2 - 0.5
     if spread == 0:  # every value the same
@@ -140,10 +152,9 @@ def _variance(xs: list[float]) -> float:
     return sum((x - m) ** 2 for x in xs) / (len(xs) - 1)
 
 
-
-
-def _welch_lower(base: list[float], recent: list[float], base_floor: float, recent_floor: float
-                 ) -> tuple[float, float]:
+def _welch_lower(
+    base: list[float], recent: list[float], base_floor: float, recent_floor: float
+) -> tuple[float, float]:
     """Welch's t-test, one-sided (the recent values lower): (t, p); p = 1 with fewer than 2 values a side.
 
     Each side's variance is at least its ``floor`` (for weekly means of
@@ -155,5 +166,5 @@ def _welch_lower(base: list[float], recent: list[float], base_floor: float, rece
     vb = max(_variance(base), base_floor) / len(base)
     vr = max(_variance(recent), recent_floor) / len(recent)
     t = (fmean(base) - fmean(recent)) / math.sqrt(vb + vr)
-    df = (vb + vr) ** 2 / (vb ** 2 / (len(base) - 1) + vr ** 2 / (len(recent) - 1))
+    df = (vb + vr) ** 2 / (vb**2 / (len(base) - 1) + vr**2 / (len(recent) - 1))
     return t, float(special.stdtr(df, -t))  # stats.t.sf(t, df), without its overhead

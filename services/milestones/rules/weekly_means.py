@@ -32,6 +32,7 @@ the couple's mean (the mean of the partners' means) of at least
 effect (the chance that a rating after exceeds one before, ties half, both
 partners pooled) of at least ``min_effect``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -40,7 +41,17 @@ import numpy as np
 
 from .statistics import best
 
-__all__ = ["BLOCK_DAYS", "WeeklySettings", "Prefix", "prefix", "Splits", "scan", "split_at", "ramp_at", "best"]
+__all__ = [
+    "BLOCK_DAYS",
+    "WeeklySettings",
+    "Prefix",
+    "prefix",
+    "Splits",
+    "scan",
+    "split_at",
+    "ramp_at",
+    "best",
+]
 
 BLOCK_DAYS = 7
 
@@ -59,7 +70,9 @@ class WeeklySettings:
     min_effect: float = 0.7  # common-language effect, after over before
     null_rise: float = 0.0  # the rise the evidence is measured against
     max_after_weeks: int | None = None  # only changes in the recent past (None: any in the window)
-    ramp_weeks: tuple[int, ...] = (0,)  # the lengths of the rise a split may take, in weeks (0: a step)
+    ramp_weeks: tuple[int, ...] = (
+        0,
+    )  # the lengths of the rise a split may take, in weeks (0: a step)
 
 
 @dataclass(frozen=True)
@@ -80,7 +93,9 @@ def prefix(values: np.ndarray, counts_a: np.ndarray, counts_b: np.ndarray) -> Pr
     """The running sums of a couple: ``counts_x[d, v]`` is how many of partner x's ratings on day d were
     ``values[v]``."""
     values = np.asarray(values, dtype=float)
-    per = np.stack([np.asarray(counts_a, dtype=float), np.asarray(counts_b, dtype=float)])  # (2, n, V)
+    per = np.stack(
+        [np.asarray(counts_a, dtype=float), np.asarray(counts_b, dtype=float)]
+    )  # (2, n, V)
     zero = np.zeros((2, 1, len(values)))
     cum = np.concatenate([zero, np.cumsum(per, axis=1)], axis=1)  # (2, n + 1, V)
     return Prefix(values, cum.sum(axis=0), cum @ values, cum.sum(axis=2))
@@ -100,7 +115,9 @@ class Splits:
     weeks_after: np.ndarray
     ratings_before: np.ndarray
     ratings_after: np.ndarray
-    top: np.ndarray  # the first day of the after side's ratings the means and the effect compare (the rise
+    top: (
+        np.ndarray
+    )  # the first day of the after side's ratings the means and the effect compare (the rise
     # half done: the split's day for a step)
     ramp_weeks: np.ndarray  # the length of the rise, in weeks
 
@@ -108,7 +125,9 @@ class Splits:
         return {k: v[index].item() for k, v in self.__dict__.items()}
 
 
-def _blocks(p: Prefix, lo: np.ndarray, hi: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _blocks(
+    p: Prefix, lo: np.ndarray, hi: np.ndarray, ok: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Each partner's sum and number of ratings on days lo..hi (0 where not ``ok``): (2, ...) each."""
     top, bottom = np.where(ok, hi + 1, 0), np.where(ok, lo, 0)
     return p.total[:, top] - p.total[:, bottom], p.count[:, top] - p.count[:, bottom]
@@ -125,10 +144,14 @@ def _side(x: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
 def _level(p: Prefix, look: np.ndarray, ws: np.ndarray) -> np.ndarray:
     """Each partner's mean over the look's window (2, looks): a week is measured from it, so one partner's
     own level does not move a week only they rated."""
-    return (p.total[:, look + 1] - p.total[:, ws]) / np.maximum(p.count[:, look + 1] - p.count[:, ws], 1)
+    return (p.total[:, look + 1] - p.total[:, ws]) / np.maximum(
+        p.count[:, look + 1] - p.count[:, ws], 1
+    )
 
 
-def _weeks(sums: np.ndarray, counts: np.ndarray, level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _weeks(
+    sums: np.ndarray, counts: np.ndarray, level: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """The weeks' values (the mean of the week's ratings, each less its partner's level) and whether anyone
     rated: every rating weighs the same, so a partner's single rating does not count as much as the other's
     five."""
@@ -136,17 +159,38 @@ def _weeks(sums: np.ndarray, counts: np.ndarray, level: np.ndarray) -> tuple[np.
     return (sums - counts * level[:, :, None]).sum(axis=0) / np.maximum(n, 1), n > 0
 
 
-def _finish(p: Prefix, look: np.ndarray, start: np.ndarray, ws: np.ndarray, before: tuple, after: tuple,
-            s: WeeklySettings) -> Splits:
+def _finish(
+    p: Prefix,
+    look: np.ndarray,
+    start: np.ndarray,
+    ws: np.ndarray,
+    before: tuple,
+    after: tuple,
+    s: WeeklySettings,
+) -> Splits:
     """The statistic and the conditions of splits, given each side's weeks: (number, mean, sum of squares)."""
     (n1, m1, ss1), (n2, m2, ss2) = before, after
-    variance = (ss1 + ss2 + s.prior_weeks * s.prior_variance) / (np.maximum(n1 + n2 - 2, 0) + s.prior_weeks)
-    t = (m2 - m1 - s.null_rise) / np.sqrt(variance * (1 / np.maximum(n1, 1) + 1 / np.maximum(n2, 1)))
+    variance = (ss1 + ss2 + s.prior_weeks * s.prior_variance) / (
+        np.maximum(n1 + n2 - 2, 0) + s.prior_weeks
+    )
+    t = (m2 - m1 - s.null_rise) / np.sqrt(
+        variance * (1 / np.maximum(n1, 1) + 1 / np.maximum(n2, 1))
+    )
     return _admissible(p, look, start, start, ws, n1, n2, t, np.zeros(np.shape(t), dtype=int), s)
 
 
-def _admissible(p: Prefix, look: np.ndarray, start: np.ndarray, top: np.ndarray, ws: np.ndarray, n1: np.ndarray,
-                n2: np.ndarray, t: np.ndarray, ramp: np.ndarray, s: WeeklySettings) -> Splits:
+def _admissible(
+    p: Prefix,
+    look: np.ndarray,
+    start: np.ndarray,
+    top: np.ndarray,
+    ws: np.ndarray,
+    n1: np.ndarray,
+    n2: np.ndarray,
+    t: np.ndarray,
+    ramp: np.ndarray,
+    s: WeeklySettings,
+) -> Splits:
     """The conditions of splits (before: ws..start - 1; after: start..look, its ratings compared from top)."""
     # each partner's own mean on each side, and the couple's (the mean of the partners')
     c1 = p.count[:, start] - p.count[:, ws]
@@ -162,10 +206,18 @@ def _admissible(p: Prefix, look: np.ndarray, start: np.ndarray, top: np.ndarray,
     r1, r2 = h1.sum(axis=-1), h2.sum(axis=-1)
     effect = (h2 * (below + 0.5 * h1)).sum(axis=-1) / np.maximum(r1 * r2, 1)
 
-    ok = ((n1 >= s.min_before_weeks) & (n2 >= s.min_after_weeks) & (c1.min(axis=0) >= s.min_values)
-          & (c2.min(axis=0) >= s.min_values) & (mean2 - mean1 >= s.min_rise) & (own2 >= own1).all(axis=0)
-          & (effect >= s.min_effect))
-    return Splits(np.where(ok, t, -np.inf), start, ws, mean1, mean2, effect, n1, n2, r1, r2, top, ramp)
+    ok = (
+        (n1 >= s.min_before_weeks)
+        & (n2 >= s.min_after_weeks)
+        & (c1.min(axis=0) >= s.min_values)
+        & (c2.min(axis=0) >= s.min_values)
+        & (mean2 - mean1 >= s.min_rise)
+        & (own2 >= own1).all(axis=0)
+        & (effect >= s.min_effect)
+    )
+    return Splits(
+        np.where(ok, t, -np.inf), start, ws, mean1, mean2, effect, n1, n2, r1, r2, top, ramp
+    )
 
 
 def _window_start(look: np.ndarray, s: WeeklySettings) -> np.ndarray:
@@ -180,14 +232,30 @@ def _pairs(p: Prefix, look: np.ndarray, start: np.ndarray, s: WeeklySettings) ->
     j = BLOCK_DAYS * np.arange(s.max_weeks)[None, :]
     hi_after = look[:, None] - j
     hi_before = start[:, None] - 1 - j
-    after = _blocks(p, np.maximum(hi_after - BLOCK_DAYS + 1, start[:, None]), hi_after, hi_after >= start[:, None])
-    before = _blocks(p, np.maximum(hi_before - BLOCK_DAYS + 1, ws[:, None]), hi_before, hi_before >= ws[:, None])
+    after = _blocks(
+        p,
+        np.maximum(hi_after - BLOCK_DAYS + 1, start[:, None]),
+        hi_after,
+        hi_after >= start[:, None],
+    )
+    before = _blocks(
+        p, np.maximum(hi_before - BLOCK_DAYS + 1, ws[:, None]), hi_before, hi_before >= ws[:, None]
+    )
     level = _level(p, look, ws)
-    return _finish(p, look, start, ws, _side(*_weeks(*before, level)), _side(*_weeks(*after, level)), s)
+    return _finish(
+        p, look, start, ws, _side(*_weeks(*before, level)), _side(*_weeks(*after, level)), s
+    )
 
 
-def _slope_t(n: np.ndarray, sr: np.ndarray, srr: np.ndarray, sx: np.ndarray, sxx: np.ndarray, srx: np.ndarray,
-             s: WeeklySettings) -> np.ndarray:
+def _slope_t(
+    n: np.ndarray,
+    sr: np.ndarray,
+    srr: np.ndarray,
+    sx: np.ndarray,
+    sxx: np.ndarray,
+    srx: np.ndarray,
+    s: WeeklySettings,
+) -> np.ndarray:
     """Student's t of the rise ``b`` in the least-squares fit x = a + b r of the weeks (given the sums over the
     valid weeks of 1, r, r², x, x², r x), less ``null_rise``, the residual variance shrunk as a step's is."""
     m = np.maximum(n, 1)
@@ -228,14 +296,22 @@ def scan(p: Prefix, looks: np.ndarray, s: WeeklySettings) -> Splits:
     looks = np.asarray(looks, dtype=int)
     ws = _window_start(looks, s)
     hi = looks[:, None] - BLOCK_DAYS * np.arange(s.max_weeks)[None, :]
-    x, valid = _weeks(*_blocks(p, np.maximum(hi - BLOCK_DAYS + 1, ws[:, None]), hi, hi >= ws[:, None]),
-                      _level(p, looks, ws))
+    x, valid = _weeks(
+        *_blocks(p, np.maximum(hi - BLOCK_DAYS + 1, ws[:, None]), hi, hi >= ws[:, None]),
+        _level(p, looks, ws),
+    )
     x = np.where(valid, x, 0.0)
     zero = np.zeros((len(looks), 1))
-    n = np.concatenate([zero, np.cumsum(valid, axis=1)], axis=1)[:, 1:s.max_weeks]  # weeks after, k = 1..
-    sx = np.concatenate([zero, np.cumsum(x, axis=1)], axis=1)[:, 1:s.max_weeks]
-    sx2 = np.concatenate([zero, np.cumsum(x * x, axis=1)], axis=1)[:, 1:s.max_weeks]
-    n1, sx1, sx21 = valid.sum(axis=1)[:, None] - n, x.sum(axis=1)[:, None] - sx, (x * x).sum(axis=1)[:, None] - sx2
+    n = np.concatenate([zero, np.cumsum(valid, axis=1)], axis=1)[
+        :, 1 : s.max_weeks
+    ]  # weeks after, k = 1..
+    sx = np.concatenate([zero, np.cumsum(x, axis=1)], axis=1)[:, 1 : s.max_weeks]
+    sx2 = np.concatenate([zero, np.cumsum(x * x, axis=1)], axis=1)[:, 1 : s.max_weeks]
+    n1, sx1, sx21 = (
+        valid.sum(axis=1)[:, None] - n,
+        x.sum(axis=1)[:, None] - sx,
+        (x * x).sum(axis=1)[:, None] - sx2,
+    )
 
     def side(count: np.ndarray, total: np.ndarray, squares: np.ndarray) -> tuple:
         m = total / np.maximum(count, 1)
@@ -248,30 +324,61 @@ def scan(p: Prefix, looks: np.ndarray, s: WeeklySettings) -> Splits:
     (b_n, b_m, b_ss), (a_n, a_m, a_ss) = side(n1, sx1, sx21), side(n, sx, sx2)
     shape = start.shape
     if s.ramp_weeks == (0,):  # a step alone: the two-sample t
-        out = _finish(p, np.repeat(looks, shape[1]), start.ravel(), np.repeat(ws, shape[1]),
-                      (b_n, b_m, b_ss), (a_n, a_m, a_ss), s)
+        out = _finish(
+            p,
+            np.repeat(looks, shape[1]),
+            start.ravel(),
+            np.repeat(ws, shape[1]),
+            (b_n, b_m, b_ss),
+            (a_n, a_m, a_ss),
+            s,
+        )
     else:  # every length at once: columns (looks, length, k)
         v = valid.astype(float)
-        r = np.concatenate([_ramp_matrix(w, s).T for w in s.ramp_weeks], axis=1)  # (j, length and k)
+        r = np.concatenate(
+            [_ramp_matrix(w, s).T for w in s.ramp_weeks], axis=1
+        )  # (j, length and k)
         wide = (len(looks), len(s.ramp_weeks) * shape[1])
-        t = _slope_t(np.broadcast_to(valid.sum(axis=1)[:, None], wide), v @ r, v @ (r * r),
-                     np.broadcast_to(x.sum(axis=1)[:, None], wide), np.broadcast_to((x * x).sum(axis=1)[:, None], wide),
-                     x @ r, s)
+        t = _slope_t(
+            np.broadcast_to(valid.sum(axis=1)[:, None], wide),
+            v @ r,
+            v @ (r * r),
+            np.broadcast_to(x.sum(axis=1)[:, None], wide),
+            np.broadcast_to((x * x).sum(axis=1)[:, None], wide),
+            x @ r,
+            s,
+        )
         if 0 in s.ramp_weeks:  # a step's t as :func:`_finish` computes it
-            variance = (b_ss + a_ss + s.prior_weeks * s.prior_variance) / (np.maximum(b_n + a_n - 2, 0) + s.prior_weeks)
-            step = (a_m - b_m - s.null_rise) / np.sqrt(variance * (1 / np.maximum(b_n, 1) + 1 / np.maximum(a_n, 1)))
+            variance = (b_ss + a_ss + s.prior_weeks * s.prior_variance) / (
+                np.maximum(b_n + a_n - 2, 0) + s.prior_weeks
+            )
+            step = (a_m - b_m - s.null_rise) / np.sqrt(
+                variance * (1 / np.maximum(b_n, 1) + 1 / np.maximum(a_n, 1))
+            )
             i = s.ramp_weeks.index(0) * shape[1]
-            t[:, i:i + shape[1]] = step.reshape(shape)
+            t[:, i : i + shape[1]] = step.reshape(shape)
         weeks = np.repeat(np.asarray(s.ramp_weeks), shape[1])[None, :]
         starts = np.tile(start, len(s.ramp_weeks))
         looks_ = np.broadcast_to(looks[:, None], wide)
-        out = _admissible(p, looks_.ravel(), starts.ravel(), _top(starts, weeks, looks_[:, :1]).ravel(),
-                          np.broadcast_to(ws[:, None], wide).ravel(), np.tile(n1, len(s.ramp_weeks)).ravel(),
-                          np.tile(n, len(s.ramp_weeks)).ravel(), t.ravel(),
-                          np.broadcast_to(weeks, wide).ravel(), s)
+        out = _admissible(
+            p,
+            looks_.ravel(),
+            starts.ravel(),
+            _top(starts, weeks, looks_[:, :1]).ravel(),
+            np.broadcast_to(ws[:, None], wide).ravel(),
+            np.tile(n1, len(s.ramp_weeks)).ravel(),
+            np.tile(n, len(s.ramp_weeks)).ravel(),
+            t.ravel(),
+            np.broadcast_to(weeks, wide).ravel(),
+            s,
+        )
         inside, shape = np.tile(inside, len(s.ramp_weeks)), wide
-    return Splits(**{name: (np.where(inside.ravel(), v, -np.inf) if name == "z" else v).reshape(shape)
-                     for name, v in out.__dict__.items()})
+    return Splits(
+        **{
+            name: (np.where(inside.ravel(), v, -np.inf) if name == "z" else v).reshape(shape)
+            for name, v in out.__dict__.items()
+        }
+    )
 
 
 def split_at(p: Prefix, looks: np.ndarray, start: int, s: WeeklySettings) -> Splits:
@@ -296,17 +403,39 @@ def ramp_at(p: Prefix, looks: np.ndarray, start: int, weeks: float, s: WeeklySet
     ok_after, ok_before = hi_after >= first[:, None], hi_before >= ws[:, None]
     level = _level(p, looks, ws)
     xa, va = _weeks(*_blocks(p, lo_after, hi_after, ok_after), level)
-    xb, vb = _weeks(*_blocks(p, np.maximum(hi_before - BLOCK_DAYS + 1, ws[:, None]), hi_before, ok_before), level)
+    xb, vb = _weeks(
+        *_blocks(p, np.maximum(hi_before - BLOCK_DAYS + 1, ws[:, None]), hi_before, ok_before),
+        level,
+    )
     va, vb = va & ok_after, vb & ok_before
     x = np.concatenate([np.where(va, xa, 0.0), np.where(vb, xb, 0.0)], axis=1)
     v = np.concatenate([va, vb], axis=1).astype(float)
-    days = hi_after - lo_after + 1  # the mean of min(1, (d - start + 1/2) / L) over the block's days
+    days = (
+        hi_after - lo_after + 1
+    )  # the mean of min(1, (d - start + 1/2) / L) over the block's days
     d = np.arange(BLOCK_DAYS)[None, None, :]
     share = np.minimum(1.0, (lo_after[..., None] + d - start + 0.5) / (BLOCK_DAYS * weeks))
     share = np.where(d < days[..., None], share, 0.0).sum(axis=-1) / np.maximum(days, 1)
     r = np.concatenate([np.where(va, share, 0.0), np.zeros(vb.shape)], axis=1)
-    t = _slope_t(v.sum(axis=1), (v * r).sum(axis=1), (v * r * r).sum(axis=1), x.sum(axis=1), (x * x).sum(axis=1),
-                 (x * r).sum(axis=1), s)
+    t = _slope_t(
+        v.sum(axis=1),
+        (v * r).sum(axis=1),
+        (v * r * r).sum(axis=1),
+        x.sum(axis=1),
+        (x * x).sum(axis=1),
+        (x * r).sum(axis=1),
+        s,
+    )
     top = _top(first, np.full(first.shape, int(weeks)), looks)
-    return _admissible(p, looks, first, top, ws, vb.sum(axis=1), va.sum(axis=1), t,
-                       np.full(looks.shape, int(weeks)), s)
+    return _admissible(
+        p,
+        looks,
+        first,
+        top,
+        ws,
+        vb.sum(axis=1),
+        va.sum(axis=1),
+        t,
+        np.full(looks.shape, int(weeks)),
+        s,
+    )

@@ -7,6 +7,7 @@ needs at least 14 logged days and they must not overlap, or nothing is
 tested. The alpha of a look is spent over time (:func:`look_alpha`), and a
 rule must hold also at its confirming looks (:func:`_confirmed`).
 """
+
 from __future__ import annotations
 
 import copy
@@ -33,7 +34,9 @@ BASELINE_LOGGED_DAYS = 28  # the baseline: the first 28 logged days ...
 BASELINE_MAX_DAYS = 56  # ... within the first 56 days
 LOGGING_GUARD = 0.9  # the recent share of logged days must be >= 0.9 x the baseline's
 SPENDING_PERIOD_DAYS = 28  # look alpha = ALPHA / period ** 2, a new period every 28 days of looks
-DISPERSION_BOUND = 0.25  # phi at its 75% upper confidence bound: Pearson chi-square / its 25% quantile
+DISPERSION_BOUND = (
+    0.25  # phi at its 75% upper confidence bound: Pearson chi-square / its 25% quantile
+)
 RHYTHM_WEEKS = 5
 
 
@@ -88,7 +91,7 @@ def look_alpha(period: int) -> float:
     """
     if isinstance(period, bool) or not isinstance(period, int) or period < 1:
         raise ValueError(f"period must be a whole number >= 1, not {period!r}")
-    return ALPHA / period ** 2
+    return ALPHA / period**2
 
 
 @dataclass(frozen=True)
@@ -110,14 +113,19 @@ class _RateWindows:
 
     def describe(self) -> dict:
         return {
-            "looks": {"period": self.period, "look_alpha": _p(self.alpha),
-                      "rule": f"alpha {ALPHA} / period ** 2, period = 1 + days since the first day a "
-                              f"detection was possible // {SPENDING_PERIOD_DAYS}"},
-            "logging": {"baseline_logged_share": _num(self.baseline.logged_share),
-                        "recent_logged_share": _num(self.recent.logged_share),
-                        "kept": self.logging_kept,
-                        "rule": f"recent share of logged days >= {LOGGING_GUARD} x the baseline's, "
-                                "or nothing is tested"},
+            "looks": {
+                "period": self.period,
+                "look_alpha": _p(self.alpha),
+                "rule": f"alpha {ALPHA} / period ** 2, period = 1 + days since the first day a "
+                f"detection was possible // {SPENDING_PERIOD_DAYS}",
+            },
+            "logging": {
+                "baseline_logged_share": _num(self.baseline.logged_share),
+                "recent_logged_share": _num(self.recent.logged_share),
+                "kept": self.logging_kept,
+                "rule": f"recent share of logged days >= {LOGGING_GUARD} x the baseline's, "
+                "or nothing is tested",
+            },
         }
 
 
@@ -179,10 +187,13 @@ def _dispersion(windows: _RateWindows, count: Callable[[DayAggregate], int]) -> 
         return 1.0, df
     # an upper confidence bound, not the estimate: a month has few weeks, and an estimate of phi from
     # them is too often too low (which would make the test too lenient half of the time)
-    return max(1.0, x2 / float(special.chdtri(df, 1 - DISPERSION_BOUND))), df  # chdtri: stats.chi2.ppf of 1 - q
+    return max(
+        1.0, x2 / float(special.chdtri(df, 1 - DISPERSION_BOUND))
+    ), df  # chdtri: stats.chi2.ppf of 1 - q
 
 
 # --- one look, and persistence ---
+
 
 @dataclass(frozen=True)
 class _Look:
@@ -213,9 +224,14 @@ class _Look:
         return self._explained[2]
 
 
-def _confirmed(kind: str, scope: str, as_of: date, look: Callable[[date], _Look | None],
-               level_rules: dict[int, str], confirm_days: tuple[int, ...] = (PERSISTENCE_DAYS,)
-               ) -> list[Detection]:
+def _confirmed(
+    kind: str,
+    scope: str,
+    as_of: date,
+    look: Callable[[date], _Look | None],
+    level_rules: dict[int, str],
+    confirm_days: tuple[int, ...] = (PERSISTENCE_DAYS,),
+) -> list[Detection]:
     """Detections for the levels that hold as of ``as_of`` and as of each of ``confirm_days`` earlier.
 
     ``confirmed_as_of`` and ``confirmation`` are the look 7 days earlier;
@@ -238,16 +254,20 @@ def _confirmed(kind: str, scope: str, as_of: date, look: Callable[[date], _Look 
     out = []
     for level in sorted(levels):
         evidence = copy.deepcopy(now.evidence)
-        evidence.update({
-            "as_of": _iso(as_of),
-            "alpha": ALPHA,
-            "level": level,
-            "level_rule": level_rules[level],
-            "confirmed_as_of": _iso(befores[0][0]),
-            "confirmation": copy.deepcopy(befores[0][1].summary),
-        })
+        evidence.update(
+            {
+                "as_of": _iso(as_of),
+                "alpha": ALPHA,
+                "level": level,
+                "level_rule": level_rules[level],
+                "confirmed_as_of": _iso(befores[0][0]),
+                "confirmation": copy.deepcopy(befores[0][1].summary),
+            }
+        )
         if len(befores) > 1:
-            evidence["confirmations"] = [{"as_of": _iso(day), **copy.deepcopy(b.summary)} for day, b in befores]
+            evidence["confirmations"] = [
+                {"as_of": _iso(day), **copy.deepcopy(b.summary)} for day, b in befores
+            ]
         out.append(Detection(kind, level, scope, evidence, now.headline))
     return out
 

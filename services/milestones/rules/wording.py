@@ -1,11 +1,24 @@
 """The words of the rules: numbers for JSON and for people, months, headlines' figures."""
+
 from __future__ import annotations
 
 import math
 from datetime import date
 
-_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
-           "September", "October", "November", "December")
+_MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
 
 
 def _iso(d: date) -> str:

@@ -4,6 +4,7 @@ It compares the last 28 days with the 28 days before them, on episode-days
 with the exact binomial test, with the 7-day persistence; it may lead to a
 gentle private check-in, never sent to the partner.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,8 +33,13 @@ class WorseningCheck:
 def _episode_side(w: _Window) -> dict:
     k = sum(1 for d in w.days if d.episode_day)
     rate = k / w.logged_days
-    return dict(w.describe(), episode_days=k, episodes=sum(d.episodes for d in w.days),
-                episode_days_per_logged_day=_num(rate), episode_days_per_week=_num(rate * 7, 2))
+    return dict(
+        w.describe(),
+        episode_days=k,
+        episodes=sum(d.episodes for d in w.days),
+        episode_days_per_logged_day=_num(rate),
+        episode_days_per_week=_num(rate * 7, 2),
+    )
 
 
 def _worsening_look(history: History, as_of: date) -> tuple[bool, dict] | None:
@@ -44,11 +50,21 @@ def _worsening_look(history: History, as_of: date) -> tuple[bool, dict] | None:
     if previous.logged_days < MIN_LOGGED_DAYS or recent.logged_days < MIN_LOGGED_DAYS:
         return None
     p_side, r_side = _episode_side(previous), _episode_side(recent)
-    cmp = compare_rates(p_side["episode_days"], previous.logged_days, r_side["episode_days"],
-                        recent.logged_days, "greater")
+    cmp = compare_rates(
+        p_side["episode_days"],
+        previous.logged_days,
+        r_side["episode_days"],
+        recent.logged_days,
+        "greater",
+    )
     worse = cmp.p_value < ALPHA and cmp.ratio >= WORSENING_MIN_RATIO
-    return worse, {"as_of": _iso(as_of), "previous": p_side, "recent": r_side,
-                   "rate_ratio": _num(cmp.ratio), "p_value": _p(cmp.p_value)}
+    return worse, {
+        "as_of": _iso(as_of),
+        "previous": p_side,
+        "recent": r_side,
+        "rate_ratio": _num(cmp.ratio),
+        "p_value": _p(cmp.p_value),
+    }
 
 
 def worsening_check(history: HistoryLike, as_of: date) -> WorseningCheck:
@@ -69,8 +85,14 @@ def worsening_check(history: HistoryLike, as_of: date) -> WorseningCheck:
     before_day = as_of - timedelta(days=PERSISTENCE_DAYS)
     before = _worsening_look(h, before_day) if worse_now else None
     worse = worse_now and before is not None and before[0]
-    evidence = dict(evidence, test="exact conditional binomial test of two Poisson rates, one-sided (greater)",
-                    measure="episode-days per logged day", alpha=ALPHA,
-                    rule=f"rate ratio >= {WORSENING_MIN_RATIO}, p < {ALPHA}, also as of {_iso(before_day)}",
-                    confirmation=None if before is None else {k: before[1][k] for k in ("rate_ratio", "p_value")})
+    evidence = dict(
+        evidence,
+        test="exact conditional binomial test of two Poisson rates, one-sided (greater)",
+        measure="episode-days per logged day",
+        alpha=ALPHA,
+        rule=f"rate ratio >= {WORSENING_MIN_RATIO}, p < {ALPHA}, also as of {_iso(before_day)}",
+        confirmation=None
+        if before is None
+        else {k: before[1][k] for k in ("rate_ratio", "p_value")},
+    )
     return WorseningCheck(worse, evidence)

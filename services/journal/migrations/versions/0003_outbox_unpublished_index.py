@@ -8,6 +8,7 @@ or not; `ix_outbox_unpublished` holds the unpublished ones in order.
 Revision ID: 0003
 Revises: 0002
 """
+
 from collections.abc import Sequence
 
 from alembic import op

@@ -6,6 +6,7 @@ an integer.
 Revision ID: 0003
 Revises: 0002
 """
+
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -22,8 +23,13 @@ JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgres
 
 
 def _days(*columns: str):
-    return sa.table("days", sa.column("partner_id", sa.String()), sa.column("local_date", sa.Date()),
-                    *(sa.column(c, JSON) for c in columns), sa.column("ratings", sa.Integer()))
+    return sa.table(
+        "days",
+        sa.column("partner_id", sa.String()),
+        sa.column("local_date", sa.Date()),
+        *(sa.column(c, JSON) for c in columns),
+        sa.column("ratings", sa.Integer()),
+    )
 
 
 def upgrade() -> None:
@@ -34,8 +40,11 @@ def upgrade() -> None:
     conn = op.get_bind()
     for row in conn.execute(sa.select(days)).all():
         detail = {k: list(getattr(row, k) or []) for k in LISTS}
-        conn.execute(sa.update(days).where(days.c.partner_id == row.partner_id, days.c.local_date == row.local_date)
-                     .values(detail=detail, ratings=len(detail["communication"])))
+        conn.execute(
+            sa.update(days)
+            .where(days.c.partner_id == row.partner_id, days.c.local_date == row.local_date)
+            .values(detail=detail, ratings=len(detail["communication"]))
+        )
     with op.batch_alter_table("days") as batch:
         batch.alter_column("detail", existing_type=JSON, nullable=False)
         for k in LISTS:
@@ -49,8 +58,11 @@ def downgrade() -> None:
     days = _days("detail", *LISTS)
     conn = op.get_bind()
     for row in conn.execute(sa.select(days)).all():
-        conn.execute(sa.update(days).where(days.c.partner_id == row.partner_id, days.c.local_date == row.local_date)
-                     .values(**{k: row.detail[k] for k in LISTS}))
+        conn.execute(
+            sa.update(days)
+            .where(days.c.partner_id == row.partner_id, days.c.local_date == row.local_date)
+            .values(**{k: row.detail[k] for k in LISTS})
+        )
     with op.batch_alter_table("days") as batch:
         for k in LISTS:
             batch.alter_column(k, existing_type=JSON, nullable=False)

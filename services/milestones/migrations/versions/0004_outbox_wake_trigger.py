@@ -6,6 +6,7 @@ row is inserted, instead of a statement of its own in every transaction.
 Revision ID: 0004
 Revises: 0003
 """
+
 from collections.abc import Sequence
 
 from alembic import op

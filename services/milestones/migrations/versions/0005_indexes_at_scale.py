@@ -12,6 +12,7 @@
 Revision ID: 0005
 Revises: 0004
 """
+
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -27,12 +28,23 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.create_index("ix_milestones_owner_key", "milestones", ["owner_key"])
-    op.create_index("ix_days_rituals", "days", ["partner_id", "local_date"], postgresql_include=["ritual_count"],
-                    postgresql_where=sa.text("ritual_count > 0"), sqlite_where=sa.text("ritual_count > 0"))
+    op.create_index(
+        "ix_days_rituals",
+        "days",
+        ["partner_id", "local_date"],
+        postgresql_include=["ritual_count"],
+        postgresql_where=sa.text("ritual_count > 0"),
+        sqlite_where=sa.text("ritual_count > 0"),
+    )
     create_unpublished_index(op)
     op.drop_index("ix_partners_scheduled", table_name="partners")
-    op.create_index("ix_partners_scheduled", "partners", ["next_scheduled_at"],
-                    postgresql_where=sa.text("erased IS false"), sqlite_where=sa.text("erased IS 0"))
+    op.create_index(
+        "ix_partners_scheduled",
+        "partners",
+        ["next_scheduled_at"],
+        postgresql_where=sa.text("erased IS false"),
+        sqlite_where=sa.text("erased IS 0"),
+    )
 
 
 def downgrade() -> None:

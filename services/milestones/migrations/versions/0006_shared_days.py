@@ -15,6 +15,7 @@
 Revision ID: 0006
 Revises: 0005
 """
+
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -33,9 +34,13 @@ JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgres
 
 def upgrade() -> None:
     with op.batch_alter_table("entries") as batch:
-        batch.add_column(sa.Column("visibility", sa.String(8), nullable=False, server_default="private"))
+        batch.add_column(
+            sa.Column("visibility", sa.String(8), nullable=False, server_default="private")
+        )
     with op.batch_alter_table("partners") as batch:
-        batch.add_column(sa.Column("left_couple_at", shared.db.UTCDateTime(timezone=True), nullable=True))
+        batch.add_column(
+            sa.Column("left_couple_at", shared.db.UTCDateTime(timezone=True), nullable=True)
+        )
     op.create_table(
         "shared_days",
         sa.Column("partner_id", sa.String(36), nullable=False),
@@ -51,9 +56,14 @@ def upgrade() -> None:
         sa.Column("weekly_check_ins", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("partner_id", "local_date"),
     )
-    op.create_index("ix_shared_days_rituals", "shared_days", ["partner_id", "local_date"],
-                    postgresql_include=["ritual_count"], postgresql_where=sa.text("ritual_count > 0"),
-                    sqlite_where=sa.text("ritual_count > 0"))
+    op.create_index(
+        "ix_shared_days_rituals",
+        "shared_days",
+        ["partner_id", "local_date"],
+        postgresql_include=["ritual_count"],
+        postgresql_where=sa.text("ritual_count > 0"),
+        sqlite_where=sa.text("ritual_count > 0"),
+    )
     op.create_table(
         "ended_couples",
         sa.Column("couple_id", sa.String(36), nullable=False),

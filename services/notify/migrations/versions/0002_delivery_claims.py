@@ -3,6 +3,7 @@
 Revision ID: 0002
 Revises: 0001
 """
+
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -18,7 +19,9 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     with op.batch_alter_table("deliveries") as batch:
-        batch.add_column(sa.Column("claimed_until", shared.db.UTCDateTime(timezone=True), nullable=True))
+        batch.add_column(
+            sa.Column("claimed_until", shared.db.UTCDateTime(timezone=True), nullable=True)
+        )
         batch.create_index("ix_deliveries_due", ["status", "due_at"], unique=False)
 
 

@@ -3,6 +3,7 @@
 Revision ID: 0003
 Revises: 0002
 """
+
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -17,8 +18,13 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     with op.batch_alter_table("notifications") as batch:
-        batch.add_column(sa.Column("chart", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()),
-                                                                   "postgresql"), nullable=True))
+        batch.add_column(
+            sa.Column(
+                "chart",
+                sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+                nullable=True,
+            )
+        )
 
 
 def downgrade() -> None:

@@ -4,6 +4,7 @@ erasure removes a partner's own milestones from the other partner's inbox too
 Revision ID: 0004
 Revises: 0003
 """
+
 from collections.abc import Sequence
 
 import sqlalchemy as sa

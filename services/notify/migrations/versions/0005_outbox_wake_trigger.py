@@ -6,6 +6,7 @@ row is inserted, instead of a statement of its own in every transaction.
 Revision ID: 0005
 Revises: 0004
 """
+
 from collections.abc import Sequence
 
 from alembic import op

@@ -8,6 +8,7 @@ or not; `ix_outbox_unpublished` holds the unpublished ones in order.
 Revision ID: 0006
 Revises: 0005
 """
+
 from collections.abc import Sequence
 
 from alembic import op

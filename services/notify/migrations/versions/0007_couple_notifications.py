@@ -9,6 +9,7 @@ recipient is in now: the one whose milestone it was.
 Revision ID: 0007
 Revises: 0006
 """
+
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -26,8 +27,10 @@ def upgrade() -> None:
     with op.batch_alter_table("notifications") as batch:
         batch.add_column(sa.Column("couple_id", sa.String(length=36), nullable=True))
         batch.create_index("ix_notifications_couple_id", ["couple_id"])
-    op.execute("UPDATE notifications SET couple_id = (SELECT r.couple_id FROM recipients r "
-               "WHERE r.id = notifications.partner_id) WHERE owner_id IS NULL")
+    op.execute(
+        "UPDATE notifications SET couple_id = (SELECT r.couple_id FROM recipients r "
+        "WHERE r.id = notifications.partner_id) WHERE owner_id IS NULL"
+    )
     op.create_table(
         "ended_couples",
         sa.Column("couple_id", sa.String(36), nullable=False),

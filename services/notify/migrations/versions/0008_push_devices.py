@@ -6,6 +6,7 @@ no device
 Revision ID: 0008_push
 Revises: 0007
 """
+
 from collections.abc import Sequence
 
 import sqlalchemy as sa

@@ -6,6 +6,7 @@ sends the link by SMTP and then deletes the row (with its token).
 Revision ID: 0009_reset_emails
 Revises: 0008_push
 """
+
 from collections.abc import Sequence
 
 import sqlalchemy as sa
