@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import functools
 import hmac
+import importlib.util
 import ipaddress
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import flask_smorest
 import marshmallow as ma
 import structlog
-from flask import Flask, Response, current_app, g, jsonify, request
+from flask import Flask, Response, current_app, g, jsonify, request, send_from_directory
 from flask_smorest import Api
 from sqlalchemy import exc as sa_exc
 from webargs.flaskparser import FlaskParser
@@ -26,6 +28,17 @@ log = structlog.get_logger("http")
 
 PROBLEM = "application/problem+json"
 MAX_BODY = 64 * 1024
+
+# /docs's scripts and style, served by the service itself from the pinned flask-swagger-ui package (its
+# dist/ is swagger-ui-dist's): the page works offline, and no third party's script runs on a page that
+# holds a bearer token. Found without importing the package (it would import a blueprint we do not use).
+SWAGGER_UI_URL = "/docs/assets/"
+SWAGGER_UI_DIR = (
+    Path(importlib.util.find_spec("flask_swagger_ui").submodule_search_locations[0]) / "dist"
+)
+SWAGGER_UI_FILES = frozenset(
+    {"swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js"}
+)
 
 
 class ProblemSchema(ma.Schema):
@@ -232,7 +245,7 @@ def create_base_app(settings, *, title: str, description: str, engine) -> tuple[
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="/docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        OPENAPI_SWAGGER_UI_URL=SWAGGER_UI_URL,
         API_SPEC_OPTIONS={"info": {"description": description}},
         MAX_CONTENT_LENGTH=MAX_BODY,
     )
@@ -264,6 +277,12 @@ def create_base_app(settings, *, title: str, description: str, engine) -> tuple[
             return refused
         data, ctype = metrics.exposition()
         return Response(data, mimetype=ctype.split(";")[0], headers={"Content-Type": ctype})
+
+    @app.get(SWAGGER_UI_URL + "<name>")
+    def swagger_ui_asset(name: str):
+        if name not in SWAGGER_UI_FILES:
+            return problem(404, "No such file of the API documentation's page.")
+        return send_from_directory(SWAGGER_UI_DIR, name)
 
     @app.before_request
     def _start_timer():

@@ -1,4 +1,4 @@
-"""The journal service's HTTP API, as the public contract (shared/contract.md) fixes it.
+"""The journal service's HTTP API, as the public contract fixes it.
 
 Every test runs on both backends (SQLite + embedded broker, PostgreSQL + RabbitMQ)
 through the in-process Flask test client; test names read as the specification.
