@@ -29,9 +29,9 @@ def _met(ok: bool) -> str:
 def _ceiling(ing: dict) -> str:
     """The framework anchor's row: how close any journal can come on this stack, and the entry's own share."""
     return (
-        f"| Ingest's ceiling on this stack: the journal's framework (token, `EntryCreate` validated, `EntryOut` "
-        f"dumped) around the bare anchor's one INSERT, no entry work (`bench/framework_app.py`), against bare "
-        f"Flask; the journal against it | {ing['framework_rps']} | bare Flask: {ing['anchor_rps']} "
+        f"| Ingest's ceiling on this stack: the journal's framework around the bare anchor's INSERT "
+        f"(`bench/framework_app.py`) against bare Flask; the journal against it "
+        f"| {ing['framework_rps']} | bare Flask: {ing['anchor_rps']} "
         f"| {ing['framework_ratio']} (journal / ceiling: {ing['journal_to_framework']}) | – |"
     )
 
@@ -104,10 +104,10 @@ def table(r: dict, meta: dict) -> str:
         f"| Memory: resident, after the runs (a process and its children) | {mem} | – | – | – |"
     )
     head = (
-        f"Last `make bench`: {meta['when']}, commit {meta['commit']}, {meta['cpus']} cores, load average "
+        f"Last `make bench`: commit {meta['commit']}, {meta['cpus']} cores, load average "
         f"{meta['load_before']} before and {meta['load_after']} after; RabbitMQ and PostgreSQL on this machine. "
-        "Every ratio is to an anchor measured in the same run, rounds alternating; the method of each is in "
-        "its module's docstring under `bench/`."
+        "Every ratio is to an anchor measured in the same run, rounds alternating; how each is measured: "
+        '"Methods" below.'
     )
     return f"{BEGIN}\n{head}\n\n" + "\n".join(rows) + f"\n{END}"
 
@@ -119,7 +119,7 @@ def write(section: str) -> None:
         text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) :]
     else:
         first, _, rest = text.partition("\n")
-        text = f"{first}\n\n## The figures of the last `make bench`\n\n{section}\n{rest}"
+        text = f"{first}\n\n## The `make bench` table\n\n{section}\n{rest}"
     path.write_text(text)
 
 
