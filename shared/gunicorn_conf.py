@@ -27,8 +27,8 @@ loglevel = "warning"
 forwarded_allow_ips = "127.0.0.1"
 # WEB_NICE: the web workers' niceness (0-19). Where the relays and consumers share the machine's cores
 # with them (`tandem run` sets 5), a saturated machine then delays a request by a little rather than
-# let the event pipeline fall behind (BENCHMARKS.md: celebrations' p95 with and without, the POSTs'
-# own latency unchanged).
+# let the event pipeline fall behind (docs/decisions/0006-web-nice.md: celebrations' p95 with and
+# without, the POSTs' own latency unchanged).
 try:
     WEB_NICE = int(os.environ.get("WEB_NICE") or 0)
 except ValueError:
