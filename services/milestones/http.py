@@ -86,9 +86,14 @@ _REPORT_TYPES = ["application/pdf", "application/json"]
 class ReportView(MethodView):
     @blp.doc(
         **AUTH_DOC,
+        # The JSON's schema, as the response below documents it, and the PDF beside it (the default).
         responses={
             "200": {
-                "content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}}
+                "description": "The report: a PDF, or the same content as JSON",
+                "content": {
+                    "application/pdf": {"schema": {"type": "string", "format": "binary"}},
+                    "application/json": {"schema": {"$ref": "#/components/schemas/Report"}},
+                },
             }
         },
     )
