@@ -246,10 +246,14 @@ def _milestones(s: Session, partner_id: str, me, first: date, last: date) -> lis
             milestones.c.as_of >= first,
             milestones.c.as_of <= last,
         )
-        .order_by(milestones.c.as_of, milestones.c.achieved_at, milestones.c.id)
+        .order_by(milestones.c.as_of, milestones.c.achieved_at, milestones.c.level)
     ).all()
-    out = []
+    # Levels of one milestone reached on one look are one celebration, at the highest: one line here too.
+    highest = {}
     for r in rows:
+        highest[(r.type, r.owner_key, r.as_of)] = r
+    out = []
+    for r in highest.values():
         whose = (
             YOURS if r.owner_key == partner_id else TOGETHER if r.partner_id is None else PARTNER
         )
@@ -273,13 +277,13 @@ def evidence_words(kind: str, evidence: dict) -> str:
     from .rules.aggregates import PARTNER as _SCOPE
     from .rules.aggregates import Detection
     from .rules.registry import picture
-    from .rules.wording import _months
+    from .rules.wording import _about, _months
 
     if kind == "rituals_kept" and isinstance(evidence.get("rituals"), int):
         return f"{evidence['rituals']} rituals kept together, counted from the first."
     if kind == "check_in_rhythm" and isinstance(evidence.get("weeks_with_check_in"), int):
         return (
-            f"a weekly check-in in {evidence['weeks_with_check_in']} "
+            f"A weekly check-in in {evidence['weeks_with_check_in']} "
             f"of {evidence.get('of_weeks', 5)} weeks in a row."
         )
     shown = picture(Detection(kind, 1, _SCOPE, evidence, ""))
@@ -290,7 +294,7 @@ def evidence_words(kind: str, evidence: dict) -> str:
     def figure(x: float) -> str:
         if scale is not None:
             return f"{x:.1f}"
-        return "none" if x <= 0 else f"about {x:.0f}" if x >= 3 else f"about {x:.1f}"
+        return "none" if x <= 0 else f"about {_about(x)}"
 
     before, after = shown["periods"]
     return (

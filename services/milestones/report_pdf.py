@@ -112,7 +112,10 @@ def chart_drawing(chart: dict, regular: str, bold: str, days: int):
     logged = sum(p["logged_days"] for p in points)
     silent = sum(1 for p in points if p["logged_days"] == 0)
     text(x1 + 12, y1 - 10, f"Logged on {logged} of {days} days", 7.5, ink)
-    text(x1 + 12, y1 - 21, f"{silent} week{'s' * (silent != 1)} with none", 7.5, ink)
+    gaps = (
+        f"{silent} week{'s' * (silent != 1)} with nothing logged" if silent else "Every week logged"
+    )
+    text(x1 + 12, y1 - 21, gaps, 7.5, ink)
     return d
 
 
