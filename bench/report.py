@@ -22,9 +22,9 @@ import statistics
 import time
 from datetime import UTC, datetime
 
-from bench.evaluation_growth import _event, build
-from shared import auth, config, migrate
-from shared.db import make_engine, make_session_factory, unit_of_work
+from bench.evaluation_growth import _event, build, open_milestones
+from shared import auth, config
+from shared.db import unit_of_work
 
 DAYS = 400  # more than the 52 weeks a report reads
 
@@ -36,11 +36,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=20)
     args = ap.parse_args(argv)
-    url = config.database_url("milestones")
-    migrate.upgrade("milestones", url)
-    engine = make_engine(url)
-    sessions = make_session_factory(engine)
-    handlers = milestones_app.handlers()
+    _, engine, sessions, handlers = open_milestones()
     a, b, _ = build(sessions, handlers, DAYS, random.Random(52))
     now = datetime.now(UTC)
     with unit_of_work(sessions) as s:
