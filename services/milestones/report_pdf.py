@@ -92,10 +92,20 @@ def chart_drawing(chart: dict, regular: str, bold: str, days: int):
     w = max(1.5, step * 0.7)
     for i, p in enumerate(points):
         cx = x0 + step * (i + 0.5)
-        if p["value"] is None:  # nothing logged: a gap, marked on the baseline
+        if (
+            p["value"] is None
+        ):  # nothing logged, or nothing of this metric: a gap, marked on the baseline
             d.add(
                 Line(cx - w / 2, y0 + 1.5, cx + w / 2, y0 + 1.5, strokeColor=rule, strokeWidth=1.5)
             )
+            if n <= 16:
+                text(
+                    cx,
+                    y0 + 5,
+                    "not logged" if p["logged_days"] == 0 else "\u2013",
+                    5,
+                    anchor="middle",
+                )
         else:
             h = (y1 - y0) * min(p["value"], top) / top
             d.add(Rect(cx - w / 2, y0, w, max(h, 0.8), fillColor=bar, strokeColor=None))
