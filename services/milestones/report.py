@@ -232,12 +232,12 @@ def build(s: Session, partner_id: str, weeks: int, now: datetime | None = None) 
         "today": today,
         "timezone": tz,
         "sections": [x for x in sections if x is not None],
-        "milestones": _milestones(s, partner_id, me, first, last),
+        "milestones": _milestones(s, partner_id, first, last),
         "about": list(ABOUT),
     }
 
 
-def _milestones(s: Session, partner_id: str, me, first: date, last: date) -> list[dict]:
+def _milestones(s: Session, partner_id: str, first: date, last: date) -> list[dict]:
     """The milestones the caller may see (as /v1/milestones), reached in the report's weeks, oldest first."""
     rows = s.execute(
         select(milestones)
