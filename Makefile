@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-stamp
 
-.PHONY: install lint format run test test-unit migrate watch dlq bench simulate calibrate study calibrate-couples study-couples clean
+.PHONY: install lint format run test test-unit migrate watch dlq bench simulate calibrate study calibrate-couples study-couples report-sample clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("Tandem needs Python 3.11 or newer") if sys.version_info < (3, 11) else None'
@@ -56,6 +56,9 @@ calibrate-couples: install  ## the thresholds of the couple rules, on the simula
 
 study-couples: install  ## the couple rules' figures on held-out seeds, beside their oracles (STUDY_ARGS="--couples 500")
 	nice -n 19 $(BIN)/python -m simulation.report_couples $(STUDY_ARGS)
+
+report-sample: install  ## docs/report-sample.pdf (and .png, with pdftoppm) from a simulated couple's history
+	$(BIN)/python -m simulation.report_sample $(SAMPLE_ARGS)
 
 clean:
 	rm -rf var .pytest_cache

@@ -121,21 +121,26 @@ def _entry(pid, couple, kind, day: date, measures, now, visibility: str = "share
     )
 
 
+def open_milestones():
+    """(url, engine, sessions, the consumer's handlers) of the milestones database, migrated."""
+    from services.milestones import app as milestones_app
+
+    url = config.database_url("milestones")
+    migrate.upgrade("milestones", url)
+    engine = make_engine(url)
+    return url, engine, make_session_factory(engine), milestones_app.handlers()
+
+
 def main(argv: list[str] | None = None) -> dict:
     from sqlalchemy import func, select
 
-    from services.milestones import app as milestones_app
     from services.milestones import evaluation, tables
     from services.milestones.rules import RITUAL_LEVELS
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=30)
     args = ap.parse_args(argv)
-    url = config.database_url("milestones")
-    migrate.upgrade("milestones", url)
-    engine = make_engine(url)
-    sessions = make_session_factory(engine)
-    handlers = milestones_app.handlers()
+    url, engine, sessions, handlers = open_milestones()
     rng = random.Random(1)
     built = {label: build(sessions, handlers, days, rng) for label, days in SPANS.items()}
     # Settled, as a partner is between events: what their history reaches as

@@ -36,6 +36,18 @@ def _ceiling(ing: dict) -> str:
     )
 
 
+def _report_row(rep: dict) -> str:
+    """The progress report's row: a year of weeks, PDF and JSON, against its goal of a second."""
+    worst = max(rep["pdf_max_ms"], rep["json_max_ms"])
+    return (
+        f"| Report: `GET /v1/report?weeks=52` through the milestones app, {rep['days_of_history']} days of a "
+        f"couple's entries ({rep['sections']} sections, {rep['charts']} charts, {rep['milestones']} milestone{'s' * (rep['milestones'] != 1)}; "
+        f"PDF {round(rep['pdf_bytes'] / 1024)} KiB), p50 / max of {rep['repeat']} "
+        f"| PDF {rep['pdf_p50_ms']} / {rep['pdf_max_ms']} ms; JSON {rep['json_p50_ms']} / {rep['json_max_ms']} ms "
+        f"| – | – | under 1 s: {_met(worst < 1000)} |"
+    )
+
+
 def table(r: dict, meta: dict) -> str:
     ing, rel, con, gro = r["ingest"], r["relay"], r["consumer"], r["growth"]["results"]
     lat = ing["latency_at_half_journal_peak"]
@@ -99,6 +111,8 @@ def table(r: dict, meta: dict) -> str:
         f"| {g2y['evaluate_ms']} ms | 6 months: {g6m['evaluate_ms']} ms "
         f"| {round(g2y['evaluate_ms'] / g6m['evaluate_ms'], 2)} | – |"
     )
+    if (rep := r.get("report")) is not None:
+        rows.append(_report_row(rep))
     mem = ", ".join(f"{k} {v} MiB" for k, v in r.get("memory", {}).items())
     rows.append(
         f"| Memory: resident, after the runs (a process and its children) | {mem} | – | – | – |"
@@ -128,6 +142,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
     from bench import consumer, evaluation_growth, ingest, relay
+    from bench import report as report_bench
 
     setup.servers()
     quick = args.quick
@@ -152,6 +167,7 @@ def main() -> None:
             ["--seconds", "4" if quick else "10", "--rounds", "2" if quick else "3"]
         ),
         "growth": evaluation_growth.main(["--repeat", "10" if quick else "40"]),
+        "report": report_bench.main(["--repeat", "5" if quick else "20"]),
     }
     try:
         from bench import e2e

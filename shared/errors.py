@@ -28,6 +28,10 @@ class Forbidden(Refused):
     status = 403
 
 
+class NotAcceptable(Refused):
+    status = 406
+
+
 class Conflict(Refused):
     status = 409
 

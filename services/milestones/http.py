@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from flask import current_app, g
+from flask import Response, current_app, g, request
 from flask.views import MethodView
 
 from shared import accounts
 from shared.db import unit_of_work
+from shared.errors import NotAcceptable
 from shared.web import AUTH_DOC, Blueprint
 
-from . import schemas, use_cases
+from . import report, report_pdf, schemas, use_cases
 from .tables import partners
 
 blp = Blueprint(
@@ -76,3 +77,56 @@ class ProgressView(MethodView):
         """
         with _uow() as s:
             return use_cases.progress(s, g.partner_id, query)
+
+
+_REPORT_TYPES = ["application/pdf", "application/json"]
+
+
+@blp.route("/report")
+class ReportView(MethodView):
+    @blp.doc(
+        **AUTH_DOC,
+        # The JSON's schema, as the response below documents it, and the PDF beside it (the default).
+        responses={
+            "200": {
+                "description": "The report: a PDF, or the same content as JSON",
+                "content": {
+                    "application/pdf": {"schema": {"type": "string", "format": "binary"}},
+                    "application/json": {"schema": {"$ref": "#/components/schemas/Report"}},
+                },
+            }
+        },
+    )
+    @require_account
+    @blp.arguments(schemas.ReportQuery(), location="query")
+    @blp.response(200, schemas.Report)
+    @blp.alt_response(401, description="No valid token, or the account was erased")
+    @blp.alt_response(406, description="Neither application/pdf nor application/json is acceptable")
+    def get(self, query):
+        """A progress report for a therapist: a PDF (the default) or the same content as JSON
+
+        The last `weeks` weeks (the current one included), Monday to Sunday in each partner's own local
+        dates: a weekly chart of each metric with data, the days logged each week beside it (null, not
+        zero, where nothing was logged), the milestones reached in those weeks in plain words, and a fixed
+        note on what the figures are. The caller's own series come from all their entries; the couple's
+        from both partners' shared entries, pooled; the other partner's own series only if they share
+        their milestones, and then from their shared entries alone. `Accept: application/json` for JSON.
+        """
+        kind = (
+            request.accept_mimetypes.best_match(_REPORT_TYPES)
+            if request.accept_mimetypes
+            else _REPORT_TYPES[0]
+        )
+        if kind is None:
+            raise NotAcceptable(
+                "This report is a PDF (application/pdf) or JSON (application/json)."
+            )
+        with _uow() as s:
+            content = report.build(s, g.partner_id, query["weeks"])
+        if kind == "application/json":
+            return content
+        return Response(
+            report_pdf.render(content),
+            mimetype="application/pdf",
+            headers={"Content-Disposition": 'inline; filename="tandem-report.pdf"'},
+        )

@@ -68,3 +68,63 @@ class Progress(ma.Schema):
     metric = fields.String()
     bucket = fields.String()
     points = fields.List(fields.Nested(Point))
+
+
+class ReportQuery(ma.Schema):
+    weeks = fields.Integer(
+        load_default=12,
+        validate=validate.Range(4, 52),
+        metadata={"description": "how many weeks, the current one included (4 to 52)"},
+    )
+
+
+class ReportPoint(Point):
+    value = fields.Float(
+        allow_none=True,
+        metadata={
+            "description": "the week's figure, in the chart's unit; null where nothing was logged"
+        },
+    )
+    logged_days = fields.Integer(metadata={"description": "days with anything logged that week"})
+
+
+class ReportChart(ma.Schema):
+    metric = fields.String(metadata={"example": "anxious_moments"})
+    title = fields.String()
+    unit = fields.String(metadata={"example": "per logged day"})
+    points = fields.List(fields.Nested(ReportPoint), metadata={"description": "oldest week first"})
+
+
+class ReportSection(ma.Schema):
+    whose = fields.String(
+        validate=validate.OneOf(["yours", "together", "partner"]),
+        metadata={
+            "description": "yours: all the caller's entries; together: both partners' shared entries, "
+            "pooled; partner: the partner's shared entries, only if they share their milestones"
+        },
+    )
+    title = fields.String()
+    charts = fields.List(fields.Nested(ReportChart))
+
+
+class ReportMilestone(ma.Schema):
+    type = fields.String()
+    level = fields.Integer()
+    whose = fields.String(validate=validate.OneOf(["yours", "together", "partner"]))
+    name = fields.String()
+    reached_on = fields.Date(metadata={"description": "the owner's local date of the evidence"})
+    evidence = fields.String(metadata={"description": "the periods compared, in plain words"})
+
+
+class Report(ma.Schema):
+    weeks = fields.Integer()
+    first_day = fields.Date(metadata={"description": "the first week's Monday"})
+    last_day = fields.Date(metadata={"description": "the last week's Sunday"})
+    today = fields.Date(metadata={"description": "the caller's local date"})
+    timezone = fields.String()
+    sections = fields.List(fields.Nested(ReportSection))
+    milestones = fields.List(
+        fields.Nested(ReportMilestone),
+        metadata={"description": "milestones reached in these weeks, oldest first"},
+    )
+    about = fields.List(fields.String(), metadata={"description": "what the figures are"})

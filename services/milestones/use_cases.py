@@ -15,7 +15,7 @@ from .evaluation import local_today
 from .tables import days, milestones, partners
 
 
-def _visible(s: Session, partner_id: str):
+def visible_milestones(s: Session, partner_id: str):
     """Own milestones, the couple's, and the partner's own when they share them: by their owners
     (ix_milestones_owner_key; a couple's own are the couple's key, a partner's their id)."""
     me = s.execute(select(partners).where(partners.c.id == partner_id)).first()
@@ -50,7 +50,7 @@ def view(row) -> dict:
 
 
 def list_milestones(s: Session, partner_id: str, query: dict) -> dict:
-    stmt = select(milestones).where(_visible(s, partner_id))
+    stmt = select(milestones).where(visible_milestones(s, partner_id))
     return pagination.newest_first(
         s,
         stmt,
@@ -63,7 +63,7 @@ def list_milestones(s: Session, partner_id: str, query: dict) -> dict:
 
 def get_milestone(s: Session, partner_id: str, milestone_id: str) -> dict:
     row = s.execute(
-        select(milestones).where(milestones.c.id == milestone_id, _visible(s, partner_id))
+        select(milestones).where(milestones.c.id == milestone_id, visible_milestones(s, partner_id))
     ).first()
     if row is None:
         raise NotFound("No such milestone.")

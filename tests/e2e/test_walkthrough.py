@@ -34,7 +34,7 @@ class LineReader:
 
 
 @pytest.mark.e2e
-def test_readme_walkthrough_works_word_for_word(running):
+def test_readme_walkthrough_works_word_for_word(running, tmp_path):
     base, env = running.urls["journal"], running.env
     watcher = subprocess.Popen(
         TANDEM + ["watch"],
@@ -56,7 +56,11 @@ def test_readme_walkthrough_works_word_for_word(running):
             .replace("http://127.0.0.1:8003", running.urls["notify"])
         )
         done = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=120
+            ["bash", "-euo", "pipefail", "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,  # where the report is saved
         )
         assert done.returncode == 0, done.stderr
         out = done.stdout
@@ -77,6 +81,8 @@ def test_readme_walkthrough_works_word_for_word(running):
             '"device_name": "phone"' in out and '"current": true' in out
         )  # step 9: refreshed, listed
         assert "\n204\n401\n" in out  # step 10: logged out, the refresh token refused
+        assert (tmp_path / "tandem-report.pdf").read_bytes().startswith(b"%PDF-")  # the report
+        assert "%PDF-" in out and '"weeks": 12' in out  # ...and the same content as JSON
 
         # What the walk-through claims, checked through the API itself.
         token = requests.post(
