@@ -37,7 +37,11 @@ def keep_var_private() -> Path:
 
 
 def _flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+    raw = os.environ.get(name, "")
+    value = raw.strip().lower()
+    if value not in {"1", "true", "yes", "on", "", "0", "false", "no", "off"}:
+        raise SystemExit(f"{name} must be 1 or 0 (true or false, yes or no, on or off), not {raw!r}")
+    return value in {"1", "true", "yes", "on"}
 
 
 def _int(name: str, default: int) -> int:

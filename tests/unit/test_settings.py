@@ -20,6 +20,7 @@ MALFORMED = [
     ("SMTP_URL", "mail.example.com:25"),
     ("SMTP_URL", "https://mail.example.com"),
     ("TOKEN_TTL_SECONDS", "15m"),
+    ("NOTIFY_ALLOW_PRIVATE_TARGETS", "sometimes"),
 ]
 
 
