@@ -40,7 +40,9 @@ def _flag(name: str) -> bool:
     raw = os.environ.get(name, "")
     value = raw.strip().lower()
     if value not in {"1", "true", "yes", "on", "", "0", "false", "no", "off"}:
-        raise SystemExit(f"{name} must be 1 or 0 (true or false, yes or no, on or off), not {raw!r}")
+        raise SystemExit(
+            f"{name} must be 1 or 0 (true or false, yes or no, on or off), not {raw!r}"
+        )
     return value in {"1", "true", "yes", "on"}
 
 

@@ -100,16 +100,14 @@ class Channel(Protocol):
     kind: ClassVar[str]
     paced: ClassVar[bool] = False  # quiet hours, and at most one message a day a target
     switch: ClassVar[str | None] = None  # "email" or "push": the preference that turns it off
-    field: ClassVar[str | None] = (
-        "url"  # the POST /v1/channels field naming a target; None: not there
-    )
+    # the POST /v1/channels field naming a target ("address" or "url"); None: not made there
+    field: ClassVar[str | None] = "url"
     signed: ClassVar[bool] = False  # a secret is made with each target, shown once
-    table: ClassVar[Table] = (
-        channel_rows  # where its targets are kept (an id and a partner_id each)
-    )
+    # where its targets are kept, each row with an id and a partner_id
+    table: ClassVar[Table] = channel_rows
 
-    def on(self, settings: Any = None) -> bool:
-        """Whether deliveries are planned in this configuration (``settings``: None when planning)."""
+    def on(self) -> bool:
+        """Whether deliveries are planned on it, as configured (read through shared/config.py)."""
         return True
 
     def check(self, value: str, *, allow_private: bool) -> str:
@@ -147,8 +145,10 @@ def get(kind: str) -> Channel | None:
     if cached is None or cached[0] != path:
         module, _, attribute = path.partition(":")
         channel = getattr(importlib.import_module(module), attribute)()
-        if channel.kind != kind or len(kind) > KIND_LENGTH:
+        if channel.kind != kind:
             raise ValueError(f"{path} is registered as {kind!r} but is {channel.kind!r}")
+        if len(kind) > KIND_LENGTH:
+            raise ValueError(f"{kind!r}: a channel's kind is at most {KIND_LENGTH} characters")
         cached = _loaded[kind] = (path, channel)
     return cached[1]
 

@@ -20,8 +20,8 @@ class Push(Channel):
     field = None  # registered through /v1/devices
     table = devices
 
-    def on(self, settings=None) -> bool:
-        return bool(settings.fcm_project_id) if settings else push_configured()
+    def on(self) -> bool:
+        return push_configured()  # FCM_PROJECT_ID unset: no native push
 
     def owns(self, row) -> bool:
         return True
