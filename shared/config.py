@@ -175,7 +175,7 @@ class Settings:
     fcm_credentials_file: str | None = None
     fcm_base_url: str = "https://fcm.googleapis.com"
     fcm_token_url: str | None = None  # else the credentials file's own token_uri
-    # The notify delivery worker's pace (delivery.py, resets.py).
+    # The notify delivery worker's pace and mail (delivery.py, channels/, resets.py).
     delivery_lease_seconds: float = 60.0
     retry_base_seconds: float = 5.0
     send_timeout_seconds: float = 10.0
