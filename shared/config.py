@@ -37,12 +37,35 @@ def keep_var_private() -> Path:
 
 
 def _flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+    raw = os.environ.get(name, "")
+    value = raw.strip().lower()
+    if value not in {"1", "true", "yes", "on", "", "0", "false", "no", "off"}:
+        raise SystemExit(
+            f"{name} must be 1 or 0 (true or false, yes or no, on or off), not {raw!r}"
+        )
+    return value in {"1", "true", "yes", "on"}
 
 
 def _int(name: str, default: int) -> int:
     raw = os.environ.get(name)
-    return int(raw) if raw not in (None, "") else default
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be a whole number, not {raw!r}") from None
+
+
+def _seconds(name: str, default: float) -> float:
+    """A positive number of seconds (fractions allowed), or a stop naming the variable."""
+    raw = os.environ.get(name) or str(default)
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise SystemExit(f"{name} must be a number of seconds above 0, not {raw!r}")
+    return value
 
 
 def _positive(name: str, default: int) -> int:
@@ -69,6 +92,11 @@ def trusted_proxy_hops() -> int:
     return value
 
 
+def token_ttl_seconds() -> int:
+    """How long an access token lives (``TOKEN_TTL_SECONDS``, 900)."""
+    return _int("TOKEN_TTL_SECONDS", 900)
+
+
 def streams_per_process() -> int:
     """How many live inbox streams one notify web process holds at most (each on a thread of its own)."""
     return _positive("NOTIFY_STREAMS_PER_PROCESS", 32)
@@ -83,6 +111,20 @@ def push_configured() -> bool:
     """Whether native push is on (pushes are planned): ``FCM_PROJECT_ID`` set. Only the
     delivery worker, which sends them, needs ``FCM_CREDENTIALS_FILE`` as well."""
     return bool(os.environ.get("FCM_PROJECT_ID"))
+
+
+SMTP_SCHEMES = ("smtp", "smtps")
+
+
+def smtp_url() -> str | None:
+    """The SMTP server notify sends email by (``SMTP_URL``, ``smtp://`` or ``smtps://``);
+    None: no email is planned or sent."""
+    raw = os.environ.get("SMTP_URL") or None
+    if raw is not None and raw.partition("://")[0].lower() not in SMTP_SCHEMES:
+        raise SystemExit(
+            f"SMTP_URL must start with smtp:// or smtps://, not {raw.partition(':')[0]!r}"
+        )
+    return raw
 
 
 def broker_url(service: str | None = None) -> str:
@@ -133,6 +175,12 @@ class Settings:
     fcm_credentials_file: str | None = None
     fcm_base_url: str = "https://fcm.googleapis.com"
     fcm_token_url: str | None = None  # else the credentials file's own token_uri
+    # The notify delivery worker's pace and mail (delivery.py, channels/, resets.py).
+    delivery_lease_seconds: float = 60.0
+    retry_base_seconds: float = 5.0
+    send_timeout_seconds: float = 10.0
+    mail_from: str = "Tandem <celebrations@tandem.invalid>"
+    password_reset_url: str = "tandem://password-reset"
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -143,8 +191,8 @@ class Settings:
             broker_url=broker_url(service),
             port=_int(f"{service.upper()}_PORT", DEFAULT_PORTS.get(service, 8000)),
             var_dir=var_dir(),
-            token_ttl_seconds=_int("TOKEN_TTL_SECONDS", 900),
-            smtp_url=os.environ.get("SMTP_URL") or None,
+            token_ttl_seconds=token_ttl_seconds(),
+            smtp_url=smtp_url(),
             allow_private_targets=_flag("NOTIFY_ALLOW_PRIVATE_TARGETS"),
             argon2_profile=os.environ.get("ARGON2_PROFILE", "RFC_9106_LOW_MEMORY"),
             metrics_token=os.environ.get("METRICS_TOKEN") or None,
@@ -156,6 +204,11 @@ class Settings:
                 "/"
             ),
             fcm_token_url=os.environ.get("FCM_TOKEN_URL") or None,
+            delivery_lease_seconds=_seconds("NOTIFY_DELIVERY_LEASE_SECONDS", 60.0),
+            retry_base_seconds=_seconds("NOTIFY_RETRY_BASE_SECONDS", 5.0),
+            send_timeout_seconds=_seconds("NOTIFY_SEND_TIMEOUT_SECONDS", 10.0),
+            mail_from=os.environ.get("NOTIFY_MAIL_FROM") or "Tandem <celebrations@tandem.invalid>",
+            password_reset_url=os.environ.get("PASSWORD_RESET_URL") or "tandem://password-reset",
         )
 
     @property

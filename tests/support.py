@@ -329,3 +329,28 @@ class Handled:
             timeout,
             f"{len(event_ids)} event(s) handled {times} time(s)",
         )
+
+
+def own_milestone_event(partner_id: str, milestone_id: str | None = None) -> dict:
+    """``milestones.milestone.achieved`` for a partner's own first ritual milestone, seen by them alone."""
+    import uuid
+    from datetime import UTC, datetime
+
+    from shared import events as _events
+
+    return _events.make_event(
+        "milestones.milestone.achieved",
+        source="/milestones",
+        subject=partner_id,
+        data={
+            "id": milestone_id or str(uuid.uuid4()),
+            "type": "rituals_kept",
+            "level": 1,
+            "couple_id": None,
+            "partner_id": partner_id,
+            "achieved_at": datetime.now(UTC),
+            "headline": "You have kept 10 rituals together.",
+            "evidence": {"rituals": 10},
+            "audience": [partner_id],
+        },
+    )

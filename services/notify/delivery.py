@@ -1,8 +1,9 @@
 """Delivering notifications on the channels a partner chose: email, webhooks,
 Apprise (push and chat services) and native push to the phones registered
-(FCM, fcm.py).
+(FCM, fcm.py). Each channel is a module of channels/, named in its registry:
+this worker knows none by name.
 
-Each (notification, channel) is a delivery row, made when the notification is.
+Each (notification, target) is a delivery row, made when the notification is.
 The worker claims a batch of due rows for a while (``FOR UPDATE SKIP LOCKED``
 on PostgreSQL, so several workers can run), and marks each one *sending*, with
 a lease of its own (``NOTIFY_DELIVERY_LEASE_SECONDS``), just before it sends
@@ -14,62 +15,33 @@ exponential backoff and full jitter, up to a limit; then the delivery fails and
 ``notify.notification.failed`` is published; a refusal for good (FCM's
 ``INVALID_ARGUMENT``, a token FCM no longer knows, whose device is then
 removed) fails at once. A success publishes ``notify.notification.delivered``.
-
-An email is text and HTML; the HTML shows a small chart of each change it
-celebrates (chart.py), inline. Webhook and Apprise targets are checked again
-at send time (a host's addresses may change after the channel was made), and
-the address each connection reaches at connect time (targets.py): private,
-loopback and link-local ones are refused unless
-``NOTIFY_ALLOW_PRIVATE_TARGETS=1``.
+A paced channel's deliveries fall due when the recipient's quiet hours end,
+and are folded into at most one message a day a target (pacing.py).
 """
 
 from __future__ import annotations
 
-import email.policy
-import hashlib
-import hmac
-import json
-import os
 import random
-import smtplib
-import unicodedata
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from email.message import EmailMessage
-from html import escape
-from urllib.parse import urlparse
 
-import requests
 import structlog
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from shared import metrics
-from shared.config import push_configured
 from shared.db import unit_of_work, utcnow
 from shared.outbox import emit
 
-from . import SOURCE, celebrate, chart, devices, fcm, pacing, resets, targets
-from .tables import channels, deliveries, notifications, outbox, recipients
-from .tables import devices as device_rows
+from . import SOURCE, channels, pacing, resets
+from .channels import SendFailed, SendRejected, SendUncertain, Target, Unregistered
+from .tables import deliveries, notifications, outbox, recipients
 
 log = structlog.get_logger("delivery")
 
 MAX_ATTEMPTS = 5
-
-
-def lease() -> timedelta:
-    """How long a send may take before it counts as interrupted
-    (``NOTIFY_DELIVERY_LEASE_SECONDS``, 60 by default). Keep it well above the
-    longest a send can take (``NOTIFY_SEND_TIMEOUT_SECONDS`` per call, 10 s): a
-    send still running when its lease ends is taken for lost."""
-    return timedelta(seconds=float(os.environ.get("NOTIFY_DELIVERY_LEASE_SECONDS", "60")))
-
-
-def retry_base() -> float:
-    return float(os.environ.get("NOTIFY_RETRY_BASE_SECONDS", "5"))
 
 
 def backoff(
@@ -85,7 +57,9 @@ class _Claimed:
 
     id: str
     notification_id: str
-    channel: str
+    channel: str  # the at-most-once key (channels.key), paced per recipient and key
+    kind: str
+    target_id: str | None
     attempts: int
     milestone_id: str
     partner_id: str
@@ -96,35 +70,11 @@ class _Claimed:
     timezone: str | None
     quiet_start: str | None
     quiet_end: str | None
-    target: str | None
-    secret: str | None
+    target: Target | None = None
     chart: dict | None = None  # the numbers of the email's chart, if the milestone has one
-    platform: str | None = None  # a push's: fcm or apns
     claim: datetime | None = (
         None  # the claimed_until this worker set: the row is still its own while it is there
     )
-
-
-class SendFailed(Exception):
-    """The channel answered no; the delivery may be tried again."""
-
-
-class SendUncertain(SendFailed):
-    """The message went out whole and no answer came back: it may have been
-    delivered. Never tried again (a channel delivers at most once)."""
-
-
-class SendRejected(SendFailed):
-    """The channel said no for good (or is gone): never tried again."""
-
-
-class Unregistered(SendRejected):
-    """The push platform no longer knows the device: it is removed."""
-
-
-def send_timeout() -> float:
-    """Seconds to wait for an SMTP or webhook answer (``NOTIFY_SEND_TIMEOUT_SECONDS``, 10)."""
-    return float(os.environ.get("NOTIFY_SEND_TIMEOUT_SECONDS", "10"))
 
 
 class _NoLongerClaimed(Exception):
@@ -133,257 +83,104 @@ class _NoLongerClaimed(Exception):
 
 # --- planning: made with the notification, in the consumer's transaction ---
 
-_PUSH = devices.CHANNEL  # push:<device id>
-PACED = ("email", "apprise", _PUSH)  # email and push: quiet hours, and at most one a day
-
 
 def _quiet(recipient) -> tuple[str, str] | None:
     return (recipient.quiet_start, recipient.quiet_end) if recipient.quiet_start else None
 
 
-def planned(recipient, mine, notification_id: str, due: datetime, phones=()) -> list[dict]:
-    """A pending delivery for each channel the recipient wants, of their channels
-    (``mine``) and registered devices (``phones``), as rows for the caller to
-    insert; email and push fall due when the recipient's quiet hours end."""
-    wanted: list[str] = []
-    if recipient.email_on and os.environ.get("SMTP_URL"):  # SMTP_URL unset: no email channel
-        emails = [f"email:{c.id}" for c in mine if c.type == "email"]
-        wanted += emails or (["email"] if recipient.email else [])
-    if recipient.push_on:
-        wanted += [f"apprise:{c.id}" for c in mine if c.type == "apprise"]
-        if push_configured():  # FCM_PROJECT_ID unset: no native push
-            wanted += [devices.channel_of(d.id) for d in phones]
-    wanted += [f"webhook:{c.id}" for c in mine if c.type == "webhook"]
+def planned_channels() -> list[channels.Channel]:
+    """The channels deliveries are planned on in this configuration."""
+    return [c for c in channels.registered() if c.on()]
+
+
+def targets_of(s: Session, on: Sequence[channels.Channel], partner_ids: list[str]) -> dict:
+    """{partner id: {kind: [Target]}} of the channels ``on``: one read a table of targets."""
+    out: dict[str, dict[str, list[Target]]] = {pid: {c.kind: [] for c in on} for pid in partner_ids}
+    if not partner_ids:
+        return out
+    for table, kinds in channels.by_table(on).items():
+        for row in s.execute(select(table).where(table.c.partner_id.in_(partner_ids))):
+            for c in kinds:
+                if c.owns(row):
+                    out[row.partner_id][c.kind].append(c.target(row))
+    return out
+
+
+def planned(
+    recipient, theirs: dict[str, list[Target]], notification_id: str, due: datetime, on=None
+) -> list[dict]:
+    """A pending delivery for each target the recipient wants, of their targets by
+    kind (``theirs``, from targets_of), as rows for the caller to insert; a paced
+    channel's fall due when the recipient's quiet hours end."""
     quiet_due = pacing.due_at(due, recipient.timezone, _quiet(recipient))
-    return [
-        {
-            "id": str(uuid.uuid4()),
-            "notification_id": notification_id,
-            "channel": channel,
-            "status": "pending",
-            "attempts": 0,
-            "due_at": quiet_due if channel.split(":")[0] in PACED else due,
-            "delivered_at": None,
-        }
-        for channel in wanted
-    ]
+    rows = []
+    for c in planned_channels() if on is None else on:
+        if not channels.switched_on(c, recipient):
+            continue
+        for target_id in c.plan(recipient, theirs.get(c.kind, [])):
+            rows.append(
+                {
+                    "id": str(uuid.uuid4()),
+                    "notification_id": notification_id,
+                    "channel": channels.key(c.kind, target_id),
+                    "kind": c.kind,
+                    "target_id": target_id,
+                    "status": "pending",
+                    "attempts": 0,
+                    "due_at": quiet_due if c.paced else due,
+                    "delivered_at": None,
+                }
+            )
+    return rows
 
 
 # --- sending ---
 
 
-def _pictures(charts: Sequence[dict], delivery_id: str) -> list[tuple[str, str, bytes]]:
-    """(Content-ID, alt text, PNG) for each chart that can be drawn; numbers that
-    are not a chart of an improvement are left out, never drawn."""
-    out = []
-    for i, numbers in enumerate(charts, 1):
-        try:
-            alt, png = chart.describe(numbers), chart.render(numbers)
-        except ValueError:
-            log.warning("chart left out", reason="not a chart of an improvement")
-            continue
-        out.append((f"chart-{i}.{delivery_id}@tandem", alt, png))
-    return out
-
-
-# Refuses a header value with a line break as it is set, and a defect as it is parsed.
-HEADERS_POLICY = email.policy.SMTP.clone(raise_on_defect=True)
-
-
-def _sound_headers(msg: EmailMessage) -> None:
-    """Refuse a header whose value, once its RFC 2047 encoded words are decoded,
-    holds a control character: CPython before 3.11.10 / 3.12.5 writes such a
-    value out with its line break raw (CVE-2024-6923), a header of the
-    sender's choosing. Patched versions refuse it as well
-    (``verify_generated_headers``); this holds on every version."""
-    for name, value in msg.items():
-        if any(unicodedata.category(c) == "Cc" for c in str(value)):
-            raise ValueError(f"the {name} header holds a control character")
-
-
-def _email_message(
-    to: str, title: str, body: str, delivery_id: str, charts: Sequence[dict] = ()
-) -> EmailMessage:
-    """multipart/alternative: the text, and the HTML, which is multipart/related
-    with a chart of each change (inline PNG, referenced by its Content-ID) in
-    the order given."""
-    pictures = _pictures(charts, delivery_id)
-    msg = EmailMessage(policy=HEADERS_POLICY)
-    msg["Subject"] = celebrate.subject_for(title)  # never a name (celebrate.py)
-    msg["From"] = os.environ.get("NOTIFY_MAIL_FROM", "Tandem <celebrations@tandem.invalid>")
-    msg["To"] = to
-    msg["Message-ID"] = f"<{delivery_id}@tandem>"
-    _sound_headers(msg)
-    msg.set_content(f"{body}\n\nWith warmth,\nTandem")
-    lines = "<br>".join(escape(line) for line in body.splitlines())
-    images = "".join(
-        f'<p><img src="cid:{cid}" alt="{escape(alt)}" width="{chart.WIDTH}" height="{chart.HEIGHT}" '
-        f'style="max-width:100%;height:auto"></p>'
-        for cid, alt, _ in pictures
-    )
-    msg.add_alternative(
-        f"<html><body><h2>{escape(title)}</h2><p>{lines}</p>{images}"
-        f"<p>With warmth,<br>Tandem</p></body></html>",
-        subtype="html",
-    )
-    html = msg.get_payload()[1]
-    for i, (cid, _, png) in enumerate(pictures, 1):
-        html.add_related(
-            png,
-            maintype="image",
-            subtype="png",
-            cid=f"<{cid}>",
-            disposition="inline",
-            filename=f"chart-{i}.png",
-        )
-    return msg
-
-
-class _Tracked:
-    """Knows when the whole message has been handed to the server (its
-    terminating ``CRLF.CRLF`` sent): a reply lost after that leaves the outcome
-    unknown, where a reply lost before it means nothing was delivered."""
-
-    message_sent = False
-
-    def send(self, s):
-        super().send(s)
-        if isinstance(s, bytes) and s.endswith(b"\r\n.\r\n"):
-            self.message_sent = True
-
-
-class _SMTP(_Tracked, smtplib.SMTP):
-    pass
-
-
-class _SMTPS(_Tracked, smtplib.SMTP_SSL):
-    pass
-
-
-def _email(
-    smtp_url: str, to: str, title: str, body: str, delivery_id: str, charts: Sequence[dict] = ()
-) -> None:
-    try:
-        msg = _email_message(to, title, body, delivery_id, charts)
-    except ValueError as e:  # a header that could write others (see _sound_headers)
-        raise SendFailed(f"refused: {e}") from None
-    smtp_send(smtp_url, msg)
-
-
-def smtp_send(smtp_url: str, msg: EmailMessage) -> None:
-    """Hand ``msg`` to the SMTP server: SendFailed if it said no or was not reached (nothing
-    delivered), SendUncertain if the whole message went out and no answer came back."""
-    u = urlparse(smtp_url)
-    cls = _SMTPS if u.scheme == "smtps" else _SMTP
-    try:
-        smtp = cls(
-            u.hostname or "127.0.0.1",
-            u.port or (465 if u.scheme == "smtps" else 25),
-            timeout=send_timeout(),
-        )
-    except (smtplib.SMTPException, OSError) as e:
-        raise SendFailed(f"SMTP: {type(e).__name__}") from None
-    try:
-        if u.username:
-            smtp.login(u.username, u.password or "")
-        smtp.send_message(msg)
-    except smtplib.SMTPResponseException as e:  # the server answered, and it was no
-        raise SendFailed(f"SMTP: {type(e).__name__} {e.smtp_code}") from None
-    except (smtplib.SMTPException, OSError) as e:
-        if smtp.message_sent:
-            raise SendUncertain(
-                f"SMTP: no answer once the whole message was sent ({type(e).__name__}); "
-                "it may have been delivered, so it is not repeated"
-            ) from None
-        raise SendFailed(f"SMTP: {type(e).__name__}") from None
-    finally:
-        try:  # accepted is accepted: a QUIT that fails changes nothing
-            smtp.quit()
-        except (smtplib.SMTPException, OSError):
-            smtp.close()
-
-
-def _webhook(url: str, secret: str, payload: dict, delivery_id: str, allow_private: bool) -> None:
-    body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
-    signature = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    headers = {
-        "Content-Type": "application/json",
-        "X-Tandem-Signature": f"sha256={signature}",
-        "X-Tandem-Delivery": delivery_id,
-    }
-    try:  # the exact bytes signed are the bytes sent
-        checked = targets.check_webhook_url(url, allow_private=allow_private)
-        with targets.safe_session(allow_private) as session:
-            r = session.post(checked, data=body, headers=headers, timeout=send_timeout())
-    except targets.TargetRefused as e:
-        raise SendFailed(f"refused: {e.message}") from None
-    except (OSError, requests.RequestException) as e:
-        raise SendFailed(f"webhook: {type(e).__name__}") from None
-    if not 200 <= r.status_code < 300:
-        raise SendFailed(f"webhook answered {r.status_code}")
-
-
-def _apprise(url: str, title: str, body: str, allow_private: bool) -> None:
-    try:  # checked again now, and at connect time: the host's addresses may have changed
-        sent = targets.send_apprise(url, title, body, allow_private=allow_private)
-    except targets.TargetRefused as e:
-        raise SendFailed(f"refused: {e.message}") from None
-    if not sent:
-        raise SendFailed("apprise: not delivered")
-
-
-def _push(row, settings) -> None:
-    if not settings.push_on:
-        raise SendFailed(
-            "no FCM_PROJECT_ID or FCM_CREDENTIALS_FILE for the delivery worker: push is off"
-        )
-    if row.target is None:  # removed since it was planned (signed out): nothing to send to
-        raise SendRejected("push: the device was removed")
-    client = fcm.client(
-        settings.fcm_project_id,
-        settings.fcm_credentials_file,
-        settings.fcm_base_url,
-        settings.fcm_token_url,
-    )
-    try:
-        client.send(
-            row.target, row.platform, celebrate.subject_for(row.title), row.body, send_timeout()
-        )
-    except fcm.Unregistered as e:
-        raise Unregistered(str(e)) from None
-    except fcm.PushRejected as e:
-        raise SendRejected(str(e)) from None
-    except fcm.PushUncertain as e:
-        raise SendUncertain(str(e)) from None
-    except fcm.PushFailed as e:
-        raise SendFailed(str(e)) from None
-
-
-def send(row, settings, charts: Sequence[dict] | None = None) -> None:
+def send(row: _Claimed, settings, charts: Sequence[dict] | None = None) -> None:
     """Send ``row`` on its channel; an email also carries ``charts`` (by default the row's own)."""
-    kind, _, channel_id = row.channel.partition(":")
-    if kind == "email":
-        if not settings.smtp_url:
-            raise SendFailed("no SMTP_URL: email is off")
-        if charts is None:
-            charts = [row.chart] if row.chart else []
-        _email(settings.smtp_url, row.target or row.email, row.title, row.body, row.id, charts)
-    elif kind == "webhook":
-        payload = {
-            "notification_id": row.notification_id,
-            "milestone_id": row.milestone_id,
-            "partner_id": row.partner_id,
-            "title": row.title,
-            "body": row.body,
-            "created_at": row.created_at.isoformat(),
-        }
-        _webhook(row.target, row.secret, payload, row.id, settings.allow_private_targets)
-    elif kind == "apprise":
-        _apprise(row.target, row.title, row.body, settings.allow_private_targets)
-    elif kind == _PUSH:
-        _push(row, settings)
-    else:
-        raise SendFailed(f"unknown channel {kind}")
+    channel = channels.get(row.kind)
+    if channel is None:
+        raise SendFailed(f"unknown channel {row.kind}")
+    if charts is None:
+        charts = [row.chart] if row.chart else []
+    channel.send(
+        channels.Message(
+            delivery_id=row.id,
+            notification_id=row.notification_id,
+            milestone_id=row.milestone_id,
+            partner_id=row.partner_id,
+            title=row.title,
+            body=row.body,
+            created_at=row.created_at,
+            target=row.target,
+            account_email=row.email,
+            charts=charts,
+        ),
+        settings,
+    )
+
+
+def _paced(kind: str) -> bool:
+    channel = channels.get(kind)
+    return bool(channel and channel.paced)
+
+
+def _targets(s: Session, rows) -> dict[tuple[str, str], Target]:
+    """The targets the claimed ``rows`` go to, by (kind, target id): one read a table."""
+    wanted: dict[str, set[str]] = {}
+    for r in rows:
+        if r.target_id:
+            wanted.setdefault(r.kind, set()).add(r.target_id)
+    known = [c for c in map(channels.get, wanted) if c is not None]
+    found = {}
+    for table, kinds in channels.by_table(known).items():
+        ids = set().union(*(wanted[c.kind] for c in kinds))
+        for row in s.execute(select(table).where(table.c.id.in_(ids))):
+            for c in kinds:
+                if c.owns(row) and row.id in wanted[c.kind]:
+                    found[(c.kind, row.id)] = c.target(row)
+    return found
 
 
 class Deliverer:
@@ -394,6 +191,9 @@ class Deliverer:
         self.settings = settings
         self.batch = batch
         self.resets = resets.ResetMailer(sessions, settings)
+        # How long a send may take before it counts as interrupted (NOTIFY_DELIVERY_LEASE_SECONDS):
+        # keep it well above the longest a send can take (NOTIFY_SEND_TIMEOUT_SECONDS per call).
+        self.lease = timedelta(seconds=settings.delivery_lease_seconds)
 
     def _claim(self, now: datetime) -> list:
         with unit_of_work(self.sessions) as s:
@@ -425,7 +225,7 @@ class Deliverer:
             if not ids:
                 return []
             # Claimed, still pending: none is being sent yet (see _start_sending).
-            claim = now + lease()
+            claim = now + self.lease
             s.execute(
                 update(deliveries).where(deliveries.c.id.in_(ids)).values(claimed_until=claim)
             )
@@ -434,6 +234,8 @@ class Deliverer:
                     deliveries.c.id,
                     deliveries.c.notification_id,
                     deliveries.c.channel,
+                    deliveries.c.kind,
+                    deliveries.c.target_id,
                     deliveries.c.attempts,
                     notifications.c.milestone_id,
                     notifications.c.partner_id,
@@ -450,48 +252,11 @@ class Deliverer:
                 .join(recipients, recipients.c.id == notifications.c.partner_id)
                 .where(deliveries.c.id.in_(ids))
             ).all()
-            wanted = {
-                r.channel.partition(":")[2] for r in rows if not r.channel.startswith(_PUSH + ":")
-            } - {""}
-            phones = {
-                r.channel.partition(":")[2] for r in rows if r.channel.startswith(_PUSH + ":")
-            }
-            by_id = (
-                {c.id: c for c in s.execute(select(channels).where(channels.c.id.in_(wanted)))}
-                if wanted
-                else {}
-            )
-            by_id |= (
-                {
-                    d.id: d
-                    for d in s.execute(select(device_rows).where(device_rows.c.id.in_(phones)))
-                }
-                if phones
-                else {}
-            )
-        out = []
-        for r in rows:
-            c = by_id.get(r.channel.partition(":")[2])
-            if r.channel.startswith(_PUSH + ":"):
-                out.append(
-                    _Claimed(
-                        **r._mapping,
-                        target=c.token if c else None,
-                        secret=None,
-                        platform=c.platform if c else None,
-                        claim=claim,
-                    )
-                )
-            else:
-                out.append(
-                    _Claimed(
-                        **r._mapping,
-                        target=c.target if c else None,
-                        secret=c.secret if c else None,
-                        claim=claim,
-                    )
-                )
-        return out
+            found = _targets(s, rows)
+        return [
+            _Claimed(**r._mapping, target=found.get((r.kind, r.target_id)), claim=claim)
+            for r in rows
+        ]
 
     def _start_sending(self, group: list[_Claimed]) -> list[_Claimed] | None:
         """Mark the group *sending*, an attempt taken and its lease from now,
@@ -509,7 +274,7 @@ class Deliverer:
                     .values(
                         status="sending",
                         attempts=deliveries.c.attempts + 1,
-                        claimed_until=utcnow() + lease(),
+                        claimed_until=utcnow() + self.lease,
                     )
                 ).rowcount
                 if marked != len(group):
@@ -522,7 +287,7 @@ class Deliverer:
         row = s.execute(
             select(
                 deliveries.c.notification_id,
-                deliveries.c.channel,
+                deliveries.c.kind,
                 notifications.c.milestone_id,
                 notifications.c.partner_id,
             )
@@ -544,7 +309,7 @@ class Deliverer:
                 "notification_id": row.notification_id,
                 "milestone_id": row.milestone_id,
                 "partner_id": row.partner_id,
-                "channel": row.channel.split(":")[0],
+                "channel": row.kind,
                 "reason": reason[:300],
             },
         )
@@ -572,7 +337,7 @@ class Deliverer:
         recipient and channel, and held back if one went out today already."""
         out, paced = [], {}
         for r in rows:
-            if r.channel.split(":")[0] in PACED:
+            if _paced(r.kind):
                 paced.setdefault((r.partner_id, r.channel), []).append(r)
             else:
                 out.append(([r], r.title, r.body))
@@ -623,11 +388,11 @@ class Deliverer:
             with unit_of_work(self.sessions) as s:
                 for row in group:
                     self._record(s, row, outcome, reason, now)
-                if outcome == "unregistered":
-                    devices.forget(s, device_rows.c.id == first.channel.partition(":")[2])
+                if outcome == "unregistered" and first.target_id:
+                    channels.get(first.kind).forget(s, first.target_id)
             log.info(
                 "delivery",
-                channel=first.channel.split(":")[0],
+                channel=first.kind,
                 outcome=outcome,
                 attempt=first.attempts,
                 folded=len(group),
@@ -639,7 +404,7 @@ class Deliverer:
     ) -> None:
         final = outcome in ("uncertain", "rejected", "unregistered") or row.attempts >= MAX_ATTEMPTS
         settled = "delivered" if outcome == "delivered" else ("failed" if final else "retry")
-        metrics.DELIVERIES.labels(row.channel.split(":")[0], settled).inc()
+        metrics.DELIVERIES.labels(row.kind, settled).inc()
         if outcome == "delivered":
             s.execute(
                 update(deliveries)
@@ -656,7 +421,7 @@ class Deliverer:
                     "notification_id": row.notification_id,
                     "milestone_id": row.milestone_id,
                     "partner_id": row.partner_id,
-                    "channel": row.channel.split(":")[0],
+                    "channel": row.kind,
                 },
             )
         elif final:
@@ -669,6 +434,7 @@ class Deliverer:
                     status="pending",
                     last_error=reason[:300],
                     claimed_until=None,
-                    due_at=now + timedelta(seconds=backoff(row.attempts, retry_base())),
+                    due_at=now
+                    + timedelta(seconds=backoff(row.attempts, self.settings.retry_base_seconds)),
                 )
             )

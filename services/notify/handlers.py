@@ -3,7 +3,6 @@ notification for each milestone and recipient, once."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from datetime import timedelta
 
@@ -11,14 +10,14 @@ from sqlalchemy import and_, delete, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from shared.config import push_configured
+from shared.config import token_ttl_seconds
 from shared.db import insert_if_new, utcnow
 from shared.events import Event
 from shared.outbox import emit, forget_published
 
-from . import SOURCE, celebrate, chart, delivery, devices, resets
+from . import SOURCE, celebrate, channels, chart, delivery, devices, resets
+from .tables import channels as channel_rows
 from .tables import (
-    channels,
     deliveries,
     ended_couples,
     ended_sessions,
@@ -106,7 +105,7 @@ def partner_erased(s: Session, ev: Event) -> None:
     )
     s.execute(delete(notifications).where(hers))
     forget_published(s, outbox, pid)
-    s.execute(delete(channels).where(channels.c.partner_id == pid))
+    s.execute(delete(channel_rows).where(channel_rows.c.partner_id == pid))
     devices.forget(s, device_rows.c.partner_id == pid)
     s.execute(delete(ended_sessions).where(ended_sessions.c.partner_id == pid))
     resets.forget(s, pid)
@@ -120,9 +119,7 @@ def partner_erased(s: Session, ev: Event) -> None:
 def ended_sessions_kept() -> timedelta:
     """How long an ended session is remembered: well past the last token of it
     (``TOKEN_TTL_SECONDS``), which could register a device until it expires."""
-    return max(
-        timedelta(days=7), 2 * timedelta(seconds=int(os.environ.get("TOKEN_TTL_SECONDS") or 3600))
-    )
+    return max(timedelta(days=7), 2 * timedelta(seconds=token_ttl_seconds()))
 
 
 def session_ended(s: Session, ev: Event) -> None:
@@ -178,18 +175,8 @@ def milestone_achieved(s: Session, ev: Event) -> None:
         if people[owner_id].erased:
             return  # announced before she erased her account: nothing of hers is kept, nor shown
         owner_name = people[owner_id].display_name
-    theirs: dict[str, list] = {pid: [] for pid in audience}
-    phones: dict[str, list] = {pid: [] for pid in audience}
-    if audience:
-        for c in s.execute(select(channels).where(channels.c.partner_id.in_(audience))):
-            theirs[c.partner_id].append(c)
-        if push_configured():  # else no push is planned: a statement saved
-            for d in s.execute(
-                select(device_rows.c.id, device_rows.c.partner_id).where(
-                    device_rows.c.partner_id.in_(audience)
-                )
-            ):
-                phones[d.partner_id].append(d)
+    on = delivery.planned_channels()
+    theirs = delivery.targets_of(s, on, audience)
     dialect = s.get_bind().dialect.name
     add_note = insert_if_new(
         dialect, notifications.c.id, (notifications.c.milestone_id, notifications.c.partner_id)
@@ -220,7 +207,9 @@ def milestone_achieved(s: Session, ev: Event) -> None:
                 {
                     "id": str(uuid.uuid4()),
                     "notification_id": note["id"],
-                    "channel": "in_app",
+                    "channel": channels.IN_APP,
+                    "kind": channels.IN_APP,
+                    "target_id": None,
                     "status": "delivered",
                     "attempts": 1,
                     "due_at": None,
@@ -237,10 +226,10 @@ def milestone_achieved(s: Session, ev: Event) -> None:
                     "notification_id": note["id"],
                     "milestone_id": note["milestone_id"],
                     "partner_id": pid,
-                    "channel": "in_app",
+                    "channel": channels.IN_APP,
                 },
             )
-        planned += delivery.planned(row, theirs[pid], note["id"], due=now, phones=phones[pid])
+        planned += delivery.planned(row, theirs[pid], note["id"], due=now, on=on)
     if planned:
         s.execute(deliveries.insert(), planned)
     if woken and dialect == "postgresql":  # wakes the live streams (stream.py) on commit

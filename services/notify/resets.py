@@ -14,7 +14,6 @@ with the token as its ``token`` query parameter.
 
 from __future__ import annotations
 
-import os
 import random
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -27,7 +26,7 @@ from sqlalchemy.orm import Session
 from shared.db import insert_if_new, unit_of_work, utcnow
 from shared.events import Event
 
-from . import delivery
+from .channels import SendFailed, SendUncertain, mail
 from .tables import recipients, reset_emails
 
 log = structlog.get_logger("resets")
@@ -36,23 +35,22 @@ MAX_ATTEMPTS = 5
 SUBJECT = "Reset your Tandem password"
 
 
-def link(token: str) -> str:
-    base = os.environ.get("PASSWORD_RESET_URL") or "tandem://password-reset"
+def link(base: str, token: str) -> str:
     return f"{base}{'&' if '?' in base else '?'}{urlencode({'token': token})}"
 
 
-def message(to: str, token: str, expires_at: datetime, message_id: str) -> EmailMessage:
-    msg = EmailMessage(policy=delivery.HEADERS_POLICY)
+def message(to: str, token: str, expires_at: datetime, message_id: str, settings) -> EmailMessage:
+    msg = EmailMessage(policy=mail.HEADERS_POLICY)
     msg["Subject"] = SUBJECT
-    msg["From"] = os.environ.get("NOTIFY_MAIL_FROM", "Tandem <celebrations@tandem.invalid>")
+    msg["From"] = settings.mail_from
     msg["To"] = to
     msg["Message-ID"] = f"<reset-{message_id}@tandem>"
-    delivery._sound_headers(msg)
+    mail.sound_headers(msg)
     minutes = max(1, round((expires_at - utcnow()).total_seconds() / 60))
     msg.set_content(
         "Someone asked to reset the password of the Tandem account with this email address.\n\n"
         f"To choose a new password, open this link within {minutes} minutes (it works once):\n\n"
-        f"{link(token)}\n\n"
+        f"{link(settings.password_reset_url, token)}\n\n"
         "Every device logged in to the account will be logged out.\n"
         "If you did not ask, ignore this email: your password stays as it is.\n\nTandem"
     )
@@ -124,7 +122,7 @@ class ResetMailer:
                 .where(reset_emails.c.id.in_(ids))
                 .values(
                     status="sending",
-                    claimed_until=now + delivery.lease(),
+                    claimed_until=now + timedelta(seconds=self.settings.delivery_lease_seconds),
                     attempts=reset_emails.c.attempts + 1,
                 )
             )
@@ -148,7 +146,9 @@ class ResetMailer:
             with unit_of_work(self.sessions) as s:
                 if outcome == "retry" and row.attempts < MAX_ATTEMPTS:
                     wait = timedelta(
-                        seconds=random.uniform(0, delivery.retry_base() * 2 ** (row.attempts - 1))
+                        seconds=random.uniform(
+                            0, self.settings.retry_base_seconds * 2 ** (row.attempts - 1)
+                        )
                     )
                     s.execute(
                         update(reset_emails)
@@ -164,12 +164,14 @@ class ResetMailer:
         if not self.settings.smtp_url:
             return "dropped: no SMTP_URL"
         try:
-            delivery.smtp_send(
-                self.settings.smtp_url, message(row.email, row.token, row.expires_at, row.id)
+            mail.smtp_send(
+                self.settings.smtp_url,
+                message(row.email, row.token, row.expires_at, row.id, self.settings),
+                self.settings.send_timeout_seconds,
             )
-        except delivery.SendUncertain:
+        except SendUncertain:
             return "uncertain"
-        except delivery.SendFailed:
+        except SendFailed:
             return "retry"
         except ValueError:  # an address that would write a header (never stored as such)
             return "refused"

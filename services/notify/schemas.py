@@ -7,6 +7,8 @@ from marshmallow import fields, validate, validates_schema
 
 from shared.entry_kinds import StrictBoolean
 
+from . import channels as registry
+
 HHMM = validate.Regexp(r"^([01]\d|2[0-3]):[0-5]\d$", error="Use a 24-hour time like 22:00.")
 
 
@@ -66,11 +68,25 @@ class PreferencesPatch(Preferences):
     """Only the fields named change; the rest are kept."""
 
 
-CHANNEL_TYPES = ("email", "webhook", "apprise")
+class _Addable(validate.OneOf):
+    """One of the kinds a partner adds here, as the channels registry has them when asked."""
+
+    def __init__(self) -> None:
+        super().__init__(())
+
+    choices = property(lambda self: registry.addable(), lambda self, _: None)
+    choices_text = property(lambda self: ", ".join(self.choices), lambda self, _: None)
+
+
+TARGET_FIELDS = ("address", "url")
+
+
+def _a(word: str) -> str:
+    return f"{'an' if word[0] in 'aeiou' else 'a'} {word}"
 
 
 class ChannelCreate(ma.Schema):
-    type = fields.String(required=True, validate=validate.OneOf(CHANNEL_TYPES))
+    type = fields.String(required=True, validate=_Addable())
     address = fields.Email(
         validate=validate.Length(max=320), metadata={"description": "for type email"}
     )
@@ -80,15 +96,27 @@ class ChannelCreate(ma.Schema):
 
     @validates_schema
     def _target_fits_type(self, data, **_):
-        kind = data.get("type")
-        if kind == "email" and "address" not in data:
-            raise ma.ValidationError({"address": ["An email channel needs an address."]})
-        if kind in ("webhook", "apprise") and "url" not in data:
-            raise ma.ValidationError({"url": [f"A {kind} channel needs a url."]})
-        if kind == "email" and "url" in data:
-            raise ma.ValidationError({"url": ["An email channel has an address, not a url."]})
-        if kind in ("webhook", "apprise") and "address" in data:
-            raise ma.ValidationError({"address": [f"A {kind} channel has a url, not an address."]})
+        channel = registry.get(data.get("type") or "")
+        if channel is None:
+            return
+        if channel.field not in data:
+            raise ma.ValidationError(
+                {
+                    channel.field: [
+                        f"{_a(channel.kind).capitalize()} channel needs {_a(channel.field)}."
+                    ]
+                }
+            )
+        for other in TARGET_FIELDS:
+            if other != channel.field and other in data:
+                raise ma.ValidationError(
+                    {
+                        other: [
+                            f"{_a(channel.kind).capitalize()} channel has {_a(channel.field)}, "
+                            f"not {_a(other)}."
+                        ]
+                    }
+                )
 
 
 class Channel(ma.Schema):

@@ -72,9 +72,13 @@ deliveries = Table(
         ForeignKey("notifications.id", ondelete="CASCADE"),
         nullable=False,
     ),
-    Column(
-        "channel", String(60), nullable=False
-    ),  # in_app, email, webhook:<id>, apprise:<id>, push:<device id>
+    # The channel (channels/ registry): in_app, email, webhook, apprise, push...
+    Column("kind", String(10), nullable=False),
+    # The key of the row it goes to: a channels row, a devices row for a push; null for the
+    # inbox and for the account's own email address.
+    Column("target_id", String(36), nullable=True),
+    # The at-most-once key, kind[:target_id] (channels.key): written, compared, never parsed.
+    Column("channel", String(60), nullable=False),
     Column("status", String(12), nullable=False),  # pending, sending, delivered, failed
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("last_error", String(300), nullable=True),
@@ -84,6 +88,7 @@ deliveries = Table(
     # Each channel delivers a notification at most once.
     UniqueConstraint("notification_id", "channel", name="uq_deliveries_once"),
     Index("ix_deliveries_due", "status", "due_at"),
+    Index("ix_deliveries_target", "kind", "target_id"),
 )
 
 channels = Table(
@@ -97,7 +102,9 @@ channels = Table(
         nullable=False,
         index=True,
     ),
-    Column("type", String(10), nullable=False),  # email, webhook, apprise
+    Column(
+        "type", String(10), nullable=False
+    ),  # its kind (channels/ registry): email, webhook, apprise
     Column("target", Text, nullable=False),  # an address or a URL
     Column("secret", String(64), nullable=True),  # a webhook's HMAC key
     Column("created_at", UTCDateTime(), nullable=False),

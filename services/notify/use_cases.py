@@ -15,7 +15,8 @@ from shared.db import utcnow
 from shared.errors import Conflict, Invalid, NotFound, Unauthorized
 from shared.outbox import emit
 
-from . import SOURCE, devices, targets
+from . import SOURCE, devices
+from . import channels as registry
 from .handlers import recipient
 from .tables import channels, deliveries, ended_sessions, notifications, outbox, recipients
 from .tables import devices as device_rows
@@ -32,7 +33,7 @@ def _view(s: Session, rows) -> list[dict]:
         ):
             by_note[d.notification_id].append(
                 {
-                    "channel": d.channel.split(":")[0],
+                    "channel": d.kind,
                     "status": d.status,
                     "attempts": d.attempts,
                     "delivered_at": d.delivered_at,
@@ -132,26 +133,25 @@ MAX_CHANNELS = (
 
 def _channel_view(row, *, with_secret: bool = False) -> dict:
     out = {"id": row.id, "type": row.type, "created_at": row.created_at}
-    out["address" if row.type == "email" else "url"] = row.target
+    channel = registry.get(row.type)
+    out[(channel.field if channel else None) or "url"] = row.target
     if with_secret and row.secret:
         out["secret"] = row.secret
     return out
 
 
 def add_channel(s: Session, partner_id: str, data: dict, *, allow_private: bool) -> dict:
-    """A delivery target; webhook and Apprise targets must not reach private addresses; at most
-    ``MAX_CHANNELS`` an account."""
+    """A delivery target, as its channel checks it (webhook and Apprise targets must not reach
+    private addresses); at most ``MAX_CHANNELS`` an account."""
     recipient(s, partner_id)
     kind = data["type"]
+    channel = registry.get(kind)
     try:
-        if kind == "webhook":
-            target = targets.check_webhook_url(data["url"], allow_private=allow_private)
-        elif kind == "apprise":
-            target = targets.check_apprise_url(data["url"], allow_private=allow_private)
-        else:
-            target = data["address"].strip().lower()
-    except targets.TargetRefused as e:
-        raise Invalid("The request has invalid fields: url", errors={"url": [e.message]}) from None
+        target = channel.check(data[channel.field], allow_private=allow_private)
+    except registry.TargetRefused as e:
+        raise Invalid(
+            f"The request has invalid fields: {channel.field}", errors={channel.field: [e.message]}
+        ) from None
     # Counted under the account's row lock (after the target checks, which may wait on DNS):
     # two requests at once cannot both take the last place.
     s.execute(select(recipients.c.id).where(recipients.c.id == partner_id).with_for_update())
@@ -167,7 +167,7 @@ def add_channel(s: Session, partner_id: str, data: dict, *, allow_private: bool)
         "partner_id": partner_id,
         "type": kind,
         "target": target,
-        "secret": secrets.token_hex(32) if kind == "webhook" else None,
+        "secret": secrets.token_hex(32) if channel.signed else None,
         "created_at": utcnow(),
     }
     s.execute(channels.insert().values(**row))
