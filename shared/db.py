@@ -108,6 +108,15 @@ def insert_if_new(dialect: str, key: Column, unique: tuple[Column, ...] = ()):
     )
 
 
+def insert_new(session: Session, key: Column, rows: list[dict]) -> set:
+    """Insert the rows whose `key` is not taken (``insert_if_new``), all in one statement of
+    many VALUES on either database; returns the keys of those inserted."""
+    if not rows:
+        return set()
+    db = session.connection()
+    return set(db.execute(insert_if_new(db.dialect.name, key), rows).scalars())
+
+
 def upsert(session: Session, table):
     """``INSERT`` with ``ON CONFLICT`` for the session's database (PostgreSQL or SQLite)."""
     return INSERTS[session.get_bind().dialect.name](table)

@@ -50,9 +50,22 @@ class _EntryData(EventData):
     visibility = fields.String(required=True, validate=validate.OneOf(["private", "shared"]))
 
 
+class Batch(Schema):
+    """The batch an entry was recorded in (``POST /v1/entries/batch``): its id, and how
+    many entries it stored (each with its own event). A consumer may wait for all of
+    them before judging a history the batch changed, and never needs to."""
+
+    id = fields.UUID(required=True)
+    size = fields.Integer(required=True, validate=validate.Range(min=1))
+
+
+class _RecordedData(_EntryData):
+    batch = fields.Nested(Batch)  # optional: only an entry recorded in a batch has one
+
+
 # The kind's measures ride along; `note` is deliberately not a field, so it
 # can never be serialised into an event.
-EntryRecorded = _EntryData.from_dict(measure_fields(), name="EntryRecorded")
+EntryRecorded = _RecordedData.from_dict(measure_fields(), name="EntryRecorded")
 EntryRevised = _EntryData.from_dict(measure_fields(), name="EntryRevised")
 
 

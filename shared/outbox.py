@@ -218,6 +218,30 @@ def emit(
     return ev
 
 
+def emit_many(
+    session: Session,
+    table: Table,
+    type_: str,
+    *,
+    source: str,
+    events_: list[tuple[str, dict[str, Any]]],
+) -> list[dict]:
+    """Record several events, ``(subject, data)`` each, in the caller's transaction: one
+    multi-row statement (a batch of entries writes its events in one round trip, not one
+    each). Returns the CloudEvents, in the order given."""
+    made = [
+        events.make_event(type_, source=source, subject=subject, data=data)
+        for subject, data in events_
+    ]
+    if not made:
+        return made
+    db = session.connection()
+    db.execute(_insert(table), [_event_row(type_, ev) for ev in made])
+    if db.dialect.name != "postgresql":  # PostgreSQL: the outbox's trigger wakes the relay
+        session.info["outbox_wake"] = True
+    return made
+
+
 # --- waking the relay on SQLite: a datagram to the relay's socket after commit ---
 
 
