@@ -187,10 +187,12 @@ def _final_milestones(
     seen, changed = None, time.perf_counter()
     deadline = time.monotonic() + 300
     while True:
+        # quiet first, then read: what is read after a quiet moment is final
+        quiet = _quiet(engines, [who["id"] for who in partners], entries)
         now = [_milestones(milestones, who["headers"]) for who in partners]
         if now != seen:
             seen, changed = now, time.perf_counter()
-        elif _quiet(engines, [who["id"] for who in partners], entries):
+        elif quiet:
             return seen, changed - start
         if time.monotonic() > deadline:
             raise RuntimeError("the sync was not applied and evaluated within 5 minutes")

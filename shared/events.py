@@ -271,6 +271,32 @@ def make_event(
     }
 
 
+def make_events(
+    type_: str, *, source: str, items: list[tuple[str, dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """CloudEvents of one type, ``(subject, data)`` each, their data checked and serialised by
+    the catalog schema all at once (a batch of entries: a fraction of one call each)."""
+    schema = _data_schema(type_)
+    dumped = schema.dump([data for _, data in items], many=True)
+    errors = schema.validate(dumped, many=True)
+    if errors:
+        raise ValueError(f"{type_} data does not fit the catalog: {errors}")
+    stamp = datetime.now(UTC).isoformat()
+    return [
+        {
+            "specversion": "1.0",
+            "id": str(uuid.uuid4()),
+            "source": source,
+            "type": type_,
+            "time": stamp,
+            "subject": str(subject),
+            "datacontenttype": "application/json",
+            "data": data,
+        }
+        for (subject, _), data in zip(items, dumped)
+    ]
+
+
 def encode(event: dict[str, Any]) -> bytes:
     return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 

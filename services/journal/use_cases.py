@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared import pagination
-from shared.db import insert_new, utcnow
+from shared.db import insert_rows, utcnow
 from shared.entry_kinds import ALL_MEASURES, kind_errors
 from shared.errors import Conflict, Forbidden, Invalid, NotFound, Refused, Unauthorized
 from shared.outbox import emit, emit_many, forget_published, insert_if_new_with_event
@@ -579,7 +579,7 @@ def record_entries(
             decided.append((entry_id, fingerprint, True))
         else:
             decided.append((entry_id, fingerprint, False))
-    inserted = insert_new(s, entries.c.id, list(new.values()))
+    inserted = insert_rows(s, entries, list(new.values()), key=entries.c.id)
     lost = set(new) - inserted
     if lost:  # taken meanwhile by a request that committed first
         stored.update((r.id, r) for r in db.execute(select(entries).where(entries.c.id.in_(lost))))

@@ -77,6 +77,9 @@ def test_readme_walkthrough_works_word_for_word(running):
             '"device_name": "phone"' in out and '"current": true' in out
         )  # step 9: refreshed, listed
         assert "\n204\n401\n" in out  # step 10: logged out, the refresh token refused
+        batch = json.loads(out[out.rindex('[\n  {\n    "id": "0b6f1c52') :].split("\n]\n")[0] + "]")
+        assert [r["status"] for r in batch] == [201, 201, 200, 422]  # step 11, entry by entry
+        assert list(batch[3]["errors"]) == ["connection"] and batch[0]["errors"] is None
 
         # What the walk-through claims, checked through the API itself.
         token = requests.post(
@@ -97,7 +100,7 @@ def test_readme_walkthrough_works_word_for_word(running):
         def seen_all():
             types = [e["type"] for e in events()]
             return (
-                types.count("journal.entry.recorded") == 4
+                types.count("journal.entry.recorded") == 6  # four, then the batch's two new
                 and types.count("journal.partner.registered") == 2
                 and "journal.couple.partnered" in types
             )

@@ -255,15 +255,15 @@ class TestAllOrNothing:
         journal, db = rabbit_journal, rabbit_backend.engine("journal")
         ana, ben, _ = make_couple(journal)
         raced, mine, theirs = entry(), entry(), entry()
-        real = use_cases.insert_new
+        real = use_cases.insert_rows
 
-        def others_first(s, key, rows):
+        def others_first(s, table, rows, key):
             for who, body in ((ana, raced), (ben, theirs)):
                 r = journal.post("/v1/entries", headers=who["headers"], json=body)
                 assert r.status_code == 201, r.get_json()
-            return real(s, key, rows)
+            return real(s, table, rows, key=key)
 
-        monkeypatch.setattr(use_cases, "insert_new", others_first)
+        monkeypatch.setattr(use_cases, "insert_rows", others_first)
         answer = batch(journal, ana, [raced, mine, theirs])
         assert statuses(answer) == [200, 201, 409]
         assert count(db, entries) == 3
