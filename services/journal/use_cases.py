@@ -579,7 +579,9 @@ def record_entries(
             decided.append((entry_id, fingerprint, True))
         else:
             decided.append((entry_id, fingerprint, False))
-    inserted = insert_rows(s, entries, list(new.values()), key=entries.c.id)
+    # In id order: two batches sharing ids wait for each other in one order, never in a deadlock.
+    rows = sorted(new.values(), key=lambda row: row["id"])
+    inserted = insert_rows(s, entries, rows, key=entries.c.id)
     lost = set(new) - inserted
     if lost:  # taken meanwhile by a request that committed first
         stored.update((r.id, r) for r in db.execute(select(entries).where(entries.c.id.in_(lost))))
