@@ -232,7 +232,6 @@ def main(argv: list[str] | None = None) -> dict:
         setup.empty(env[f"{name.upper()}_DATABASE_URL"])
     from sqlalchemy import select
 
-    from services import SERVICES
     from services.milestones.rules import RITUAL_LEVELS
     from services.milestones.tables import milestones
     from services.notify.tables import notifications
@@ -251,30 +250,11 @@ def main(argv: list[str] | None = None) -> dict:
         WEB_THREADS=args.web_threads,
         PYTHONUNBUFFERED="1",
     )
-    urls = {}
-    for name in SERVICES:
-        port = procs.free_port()
-        run_env[f"{name.upper()}_PORT"] = str(port)
-        urls[name] = f"http://127.0.0.1:{port}"
-    proc = procs.start(procs.TANDEM + ["run"], run_env, tmp / "tandem.log")
+    proc, urls = procs.start_tandem(run_env, tmp)
     engines = {
         name: make_engine(env[f"{name.upper()}_DATABASE_URL"]) for name in ("milestones", "notify")
     }
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if all(
-                    requests.get(u + "/readyz", timeout=1).status_code == 200 for u in urls.values()
-                ):
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError(
-                    "tandem run did not become ready:\n" + (tmp / "tandem.log").read_text()[-3000:]
-                )
-            time.sleep(0.2)
         from sqlalchemy import func
 
         from services.journal.tables import outbox as journal_outbox

@@ -32,6 +32,36 @@ def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Pope
         )
 
 
+def start_tandem(env: dict[str, str], tmp: Path) -> tuple[subprocess.Popen, dict[str, str]]:
+    """`tandem run` with `env` (every service on a free port, its log in `tmp`), once every
+    service answers ready; (the process, each service's base URL by name)."""
+    import requests
+
+    from services import SERVICES
+
+    env, urls = dict(env), {}
+    for name in SERVICES:
+        port = free_port()
+        env[f"{name.upper()}_PORT"] = str(port)
+        urls[name] = f"http://127.0.0.1:{port}"
+    proc = start(TANDEM + ["run"], env, tmp / "tandem.log")
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            if all(
+                requests.get(u + "/readyz", timeout=1).status_code == 200 for u in urls.values()
+            ):
+                return proc, urls
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline or proc.poll() is not None:
+            stop(proc)
+            raise RuntimeError(
+                "tandem run did not become ready:\n" + (tmp / "tandem.log").read_text()[-3000:]
+            )
+        time.sleep(0.2)
+
+
 def wait_listening(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

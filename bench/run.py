@@ -48,6 +48,20 @@ def _report_row(rep: dict) -> str:
     )
 
 
+def _offline_sync_row(sync: dict) -> str:
+    """An offline phone's late sync: batches of 100 against the same entries as single POSTs."""
+    return (
+        f"| Offline sync: {sync['days']} days of both partners' history ({sync['entries']} entries, "
+        f"shuffled, both phones at once) as `POST /v1/entries/batch` of {sync['batch']}, to the last "
+        f"answer; and from the first request to the couple's final milestones visible in "
+        f"`GET /v1/milestones` (median of {sync['rounds']} rounds each) "
+        f"| {round(sync['batches_last_answer_s'] * 1000)} ms; milestones {sync['batches_milestones_s']} s "
+        f"| single POSTs: {round(sync['singles_last_answer_s'] * 1000)} ms; milestones "
+        f"{sync['singles_milestones_s']} s | {sync['speedup']} times faster to the last answer "
+        f"| at least 10 times: {_met(sync['speedup'] >= 10)} |"
+    )
+
+
 def table(r: dict, meta: dict) -> str:
     ing, rel, con, gro = r["ingest"], r["relay"], r["consumer"], r["growth"]["results"]
     lat = ing["latency_at_half_journal_peak"]
@@ -97,6 +111,8 @@ def table(r: dict, meta: dict) -> str:
             f"| {e['p50_ms']} / {e['p95_ms']} / {e['p99_ms']} ms | – | – | p95 under 100 ms: "
             f"{_met(e['p95_ms'] is not None and e['p95_ms'] < 100)} |"
         )
+    if (sync := r.get("offline_sync")) is not None:
+        rows.append(_offline_sync_row(sync))
     rows.append(
         f"| Growth: a settled evaluation, 2 years of history against 2 months (one event: 2 years against 2 "
         f"months) | {g2y['evaluate_ms']} ms ({g2y['per_event_ms']} ms) | 2 months: "
@@ -141,7 +157,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
-    from bench import consumer, evaluation_growth, ingest, relay
+    from bench import consumer, evaluation_growth, ingest, offline_sync, relay
     from bench import report as report_bench
 
     setup.servers()
@@ -178,6 +194,7 @@ def main() -> None:
         results["e2e_lockstep"] = e2e.main(
             ["--seconds", "10" if quick else "30", "--schedule", "lockstep"]
         )
+    results["offline_sync"] = offline_sync.main(["--rounds", "1" if quick else "3"])
     results["memory"] = {
         f"journal web ({results['ingest']['workers']} workers)": results["ingest"]["rss_mib"][
             "journal"

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
-from sqlalchemy import JSON, Column, DateTime, MetaData, create_engine, event, exc
+from sqlalchemy import JSON, Column, DateTime, MetaData, create_engine, event, exc, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -106,6 +107,45 @@ def insert_if_new(dialect: str, key: Column, unique: tuple[Column, ...] = ()):
         .on_conflict_do_nothing(index_elements=list(unique or (key,)))
         .returning(key)
     )
+
+
+@functools.cache
+def _insert_from_json(table, columns: tuple[str, ...], key: str | None):
+    """PostgreSQL: ``INSERT INTO t (cols) SELECT cols FROM jsonb_populate_recordset(NULL::t, :rows)``
+    (``ON CONFLICT (key) DO NOTHING RETURNING key`` with a key): every row in one parameter, so the
+    statement's text is the same whatever their number (parsed and prepared once, where a VALUES
+    list of a hundred rows is a new statement of a thousand parameters each time)."""
+    names = ", ".join(f'"{c}"' for c in columns)
+    sql = (
+        f'INSERT INTO "{table.name}" ({names}) SELECT {names} '
+        f'FROM jsonb_populate_recordset(NULL::"{table.name}", CAST(:rows AS jsonb))'
+    )
+    if key is not None:
+        sql += f' ON CONFLICT ("{key}") DO NOTHING RETURNING "{key}"'
+    return text(sql)
+
+
+def _json_value(value):
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()  # a datetime is aware (UTCDateTime): its instant is kept
+    raise TypeError(f"{type(value).__name__} is not a column value")
+
+
+def insert_rows(session: Session, table, rows: list[dict], key: Column | None = None) -> set:
+    """Insert many rows of `table` (the same columns each) in one statement; with a `key`, only
+    those whose key is not taken (``insert_if_new``), returning the keys of those inserted."""
+    if not rows:
+        return set()
+    db = session.connection()
+    if db.dialect.name == "postgresql":
+        stmt = _insert_from_json(table, tuple(rows[0]), key.name if key is not None else None)
+        result = db.execute(stmt, {"rows": json.dumps(rows, default=_json_value)})
+    elif key is not None:
+        result = db.execute(insert_if_new(db.dialect.name, key), rows)
+    else:
+        db.execute(table.insert(), rows)
+        return set()
+    return set(result.scalars()) if key is not None else set()
 
 
 def upsert(session: Session, table):

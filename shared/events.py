@@ -50,9 +50,22 @@ class _EntryData(EventData):
     visibility = fields.String(required=True, validate=validate.OneOf(["private", "shared"]))
 
 
+class Batch(Schema):
+    """The batch an entry was recorded in (``POST /v1/entries/batch``): its id, and how
+    many entries it stored (each with its own event). A consumer may wait for all of
+    them before judging a history the batch changed, and never needs to."""
+
+    id = fields.UUID(required=True)
+    size = fields.Integer(required=True, validate=validate.Range(min=1))
+
+
+class _RecordedData(_EntryData):
+    batch = fields.Nested(Batch)  # optional: only an entry recorded in a batch has one
+
+
 # The kind's measures ride along; `note` is deliberately not a field, so it
 # can never be serialised into an event.
-EntryRecorded = _EntryData.from_dict(measure_fields(), name="EntryRecorded")
+EntryRecorded = _RecordedData.from_dict(measure_fields(), name="EntryRecorded")
 EntryRevised = _EntryData.from_dict(measure_fields(), name="EntryRevised")
 
 
@@ -256,6 +269,32 @@ def make_event(
         "datacontenttype": "application/json",
         "data": dumped,
     }
+
+
+def make_events(
+    type_: str, *, source: str, items: list[tuple[str, dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """CloudEvents of one type, ``(subject, data)`` each, their data checked and serialised by
+    the catalog schema all at once (a batch of entries: a fraction of one call each)."""
+    schema = _data_schema(type_)
+    dumped = schema.dump([data for _, data in items], many=True)
+    errors = schema.validate(dumped, many=True)
+    if errors:
+        raise ValueError(f"{type_} data does not fit the catalog: {errors}")
+    stamp = datetime.now(UTC).isoformat()
+    return [
+        {
+            "specversion": "1.0",
+            "id": str(uuid.uuid4()),
+            "source": source,
+            "type": type_,
+            "time": stamp,
+            "subject": str(subject),
+            "datacontenttype": "application/json",
+            "data": data,
+        }
+        for (subject, _), data in zip(items, dumped)
+    ]
 
 
 def encode(event: dict[str, Any]) -> bytes:

@@ -46,7 +46,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 
 from shared import events, metrics
-from shared.db import INSERTS, UTCDateTime, insert_if_new, utcnow
+from shared.db import INSERTS, UTCDateTime, insert_if_new, insert_rows, utcnow
 
 log = structlog.get_logger("outbox")
 
@@ -216,6 +216,27 @@ def emit(
     if db.dialect.name != "postgresql":  # PostgreSQL: the outbox's trigger wakes the relay
         session.info["outbox_wake"] = True
     return ev
+
+
+def emit_many(
+    session: Session,
+    table: Table,
+    type_: str,
+    *,
+    source: str,
+    events_: list[tuple[str, dict[str, Any]]],
+) -> list[dict]:
+    """Record several events, ``(subject, data)`` each, in the caller's transaction: one
+    multi-row statement (a batch of entries writes its events in one round trip, not one
+    each). Returns the CloudEvents, in the order given."""
+    if not events_:
+        return []
+    made = events.make_events(type_, source=source, items=events_)
+    insert_rows(session, table, [_event_row(type_, ev) for ev in made])
+    db = session.connection()
+    if db.dialect.name != "postgresql":  # PostgreSQL: the outbox's trigger wakes the relay
+        session.info["outbox_wake"] = True
+    return made
 
 
 # --- waking the relay on SQLite: a datagram to the relay's socket after commit ---

@@ -160,24 +160,36 @@ def _field_with_nul(data) -> str | None:
     return "body" if has_nul(data) else None
 
 
-def _refuse_nul(data) -> None:
+def nul_refusal(data) -> tuple[str, dict] | None:
+    """(detail, errors) of the 400 for the first top-level field holding a NUL character, or None."""
     named = _field_with_nul(data)
-    if named is not None:
-        raise ProblemError(
-            400,
-            f"The field {named!r} contains a NUL character.",
-            errors={named: ["Must not contain a NUL (\\u0000) character."]},
-        )
+    if named is None:
+        return None
+    return (
+        f"The field {named!r} contains a NUL character.",
+        {named: ["Must not contain a NUL (\\u0000) character."]},
+    )
+
+
+def _refuse_nul(data) -> None:
+    refused = nul_refusal(data)
+    if refused is not None:
+        raise ProblemError(400, refused[0], errors=refused[1])
 
 
 class ArgumentsParser(FlaskParser):
     """webargs' parser, refusing text with a NUL character (no database here
     stores one; PostgreSQL errs) as a 400 that names the field. It runs where
-    the arguments are read: after authentication, so nothing is read without a token."""
+    the arguments are read: after authentication, so nothing is read without a token.
+    A schema whose ``Meta.items_checked_alone`` names a list field leaves the NUL
+    check of that list's items to its view (a batch answers each item on its own)."""
 
     def load_json(self, req, schema):
         data = super().load_json(req, schema)
-        _refuse_nul(data)
+        alone = getattr(getattr(schema, "Meta", None), "items_checked_alone", ())
+        _refuse_nul(
+            {k: v for k, v in data.items() if k not in alone} if isinstance(data, dict) else data
+        )
         return data
 
     def load_querystring(self, req, schema):
@@ -367,6 +379,21 @@ def create_base_app(settings, *, title: str, description: str, engine) -> tuple[
 
 
 AUTH_DOC = {"security": [{"bearerAuth": []}]}
+
+
+def max_body(limit: int) -> Callable:
+    """A view that takes a larger body than ``MAX_BODY`` (a batch): set before the body is read,
+    so a longer one is still a 413 problem without being read whole."""
+
+    def decorate(view: Callable) -> Callable:
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            request.max_content_length = limit
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
 
 
 def require_auth(view: Callable) -> Callable:

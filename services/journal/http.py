@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import time
+import uuid
+from http import HTTPStatus
 
 from flask import current_app, g, request
 from flask.views import MethodView
+from marshmallow import ValidationError
 
 from shared.db import unit_of_work, utcnow
-from shared.errors import Forbidden, Invalid, Unauthorized
-from shared.web import AUTH_DOC, Blueprint, require_auth
+from shared.errors import Forbidden, Invalid, Refused, Unauthorized
+from shared.web import AUTH_DOC, Blueprint, max_body, nul_refusal, require_auth
 
 from . import schemas, sessions, throttle, use_cases
 
@@ -350,6 +353,85 @@ class Entries(MethodView):
         with _one_statement_write() as db:
             entry, created = use_cases.record_entry(db, g.partner_id, data)
         return entry, (201 if created else 200)
+
+
+_ENTRY = schemas.EntryCreate()
+
+
+def _item_problem(refused: Refused) -> dict:
+    """One entry's RFC 9457 problem, as ``POST /v1/entries`` would answer it (never its note)."""
+    problem = {
+        "type": "about:blank",
+        "title": HTTPStatus(refused.status).phrase,
+        "status": refused.status,
+        "detail": refused.detail,
+    }
+    if refused.errors:
+        problem["errors"] = refused.errors
+    return problem
+
+
+def _loaded(raw: dict) -> dict | Refused:
+    """One entry of a batch validated alone: as ``EntryCreate`` loads it, or what refuses it."""
+    if (refused := nul_refusal(raw)) is not None:
+        return Refused(refused[0], errors=refused[1])
+    try:
+        return _ENTRY.load(raw)
+    except ValidationError as e:
+        errors = e.messages if isinstance(e.messages, dict) else {"_schema": e.messages}
+        return Invalid(
+            "The request has invalid fields: " + ", ".join(sorted(errors)), errors=errors
+        )
+
+
+def _sent_id(raw: dict) -> str | None:
+    try:
+        return str(uuid.UUID(raw.get("id")))
+    except (TypeError, ValueError, AttributeError):
+        return None
+
+
+@entries.route("/entries/batch")
+class EntryBatch(MethodView):
+    @entries.doc(**AUTH_DOC)
+    @require_auth  # before the input is parsed: without a token, nothing is read
+    @max_body(schemas.BATCH_MAX_BODY)
+    @entries.arguments(schemas.EntryBatch())
+    @entries.response(200, schemas.BatchOut)
+    @entries.alt_response(401, description="No valid token")
+    @entries.alt_response(413, description="The body is over 5 MiB")
+    @entries.alt_response(
+        422, description="The body is not a list of entry objects, or holds more than 500"
+    )
+    def post(self, body):
+        """Record up to 500 entries at once: an offline app's sync, in one request
+
+        Each entry is answered as ``POST /v1/entries`` would answer it (201 stored, 200 the same
+        entry again, 409 the id holds another entry, 400 or 422 with the problem naming the field),
+        in the request's order; one bad entry never refuses the others. The entries stored and
+        their events commit together, in one transaction."""
+        raws = body["entries"]
+        loaded = [_loaded(raw) for raw in raws]
+        valid = [d for d in loaded if not isinstance(d, Refused)]
+        with _uow() as s:
+            recorded = iter(use_cases.record_entries(s, g.partner_id, valid))
+        results = []
+        for raw, d in zip(raws, loaded):
+            outcome = d if isinstance(d, Refused) else next(recorded)
+            if isinstance(outcome, Refused):
+                results.append(
+                    {
+                        "id": _sent_id(raw),
+                        "status": outcome.status,
+                        "problem": _item_problem(outcome),
+                    }
+                )
+            else:
+                entry, created = outcome
+                results.append(
+                    {"id": entry["id"], "status": 201 if created else 200, "entry": entry}
+                )
+        return {"results": results}
 
 
 @entries.route("/entries/<uuid:entry_id>")

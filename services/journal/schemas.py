@@ -251,6 +251,62 @@ EntryOut = Entry.from_dict(
 )
 
 
+BATCH_MAX = 500  # entries a batch
+BATCH_MAX_BODY = 5 * 1024 * 1024  # bytes: 500 entries of 10 KiB on average
+
+
+class _EachEntry(fields.Nested):
+    """An entry of a batch: documented as ``EntryCreate``, loaded as the object it is, so that
+    each is validated on its own (one bad entry never refuses the others)."""
+
+    def _deserialize(self, value, attr, data, partial=None, **kwargs):
+        if not isinstance(value, dict):
+            raise ma.ValidationError("An entry is a JSON object.")
+        return value
+
+
+class EntryBatch(ma.Schema):
+    class Meta:
+        items_checked_alone = ("entries",)  # a NUL in one entry refuses that entry alone
+
+    entries = fields.List(
+        _EachEntry(EntryCreate),
+        required=True,
+        validate=validate.Length(max=BATCH_MAX, error=f"At most {BATCH_MAX} entries a batch."),
+        metadata={"description": f"up to {BATCH_MAX} entries, each as POST /v1/entries takes it"},
+    )
+
+
+class ItemProblem(ma.Schema):
+    """RFC 9457 problem details of one entry of a batch."""
+
+    type = fields.String()
+    title = fields.String()
+    status = fields.Integer()
+    detail = fields.String()
+    errors = fields.Dict(keys=fields.String(), values=fields.Raw())
+
+
+class BatchResult(ma.Schema):
+    id = fields.String(
+        allow_none=True, metadata={"description": "the entry's id as sent (null if not a UUID)"}
+    )
+    status = fields.Integer(
+        metadata={
+            "description": "as POST /v1/entries would answer: 201 stored, 200 the same entry again, "
+            "409 the id holds another entry, 400 or 422 the entry is invalid"
+        }
+    )
+    entry = fields.Nested(EntryOut, metadata={"description": "with 201 and 200"})
+    problem = fields.Nested(ItemProblem, metadata={"description": "with any other status"})
+
+
+class BatchOut(ma.Schema):
+    results = fields.List(
+        fields.Nested(BatchResult), metadata={"description": "in the request's order"}
+    )
+
+
 def _in_utc_range(value) -> None:
     try:
         value.astimezone(UTC)

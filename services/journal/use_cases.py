@@ -22,10 +22,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared import pagination
-from shared.db import utcnow
+from shared.db import insert_rows, utcnow
 from shared.entry_kinds import ALL_MEASURES, kind_errors
-from shared.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
-from shared.outbox import emit, forget_published, insert_if_new_with_event
+from shared.errors import Conflict, Forbidden, Invalid, NotFound, Refused, Unauthorized
+from shared.outbox import emit, emit_many, forget_published, insert_if_new_with_event
 
 from . import sessions, throttle
 from .tables import accounts, couples, entries, outbox
@@ -409,6 +409,47 @@ class Authors:
 AUTHORS = Authors()
 
 
+_TAKEN = "An entry with this id already exists with other content."
+
+
+def _replay_or_taken(existing, partner_id: str, fingerprint: str) -> tuple[dict, bool]:
+    """The stored entry if this is its replay (same author, same content), else a 409 (never
+    saying whose the id is, nor what it holds)."""
+    r = existing if isinstance(existing, dict) else existing._mapping
+    if r["author_id"] == partner_id and r["body_hash"] == fingerprint:
+        return entry_view(existing), False
+    raise Conflict(_TAKEN, errors={"id": ["Already used for another entry."]})
+
+
+def _entry_row(
+    partner_id: str, data: dict, measures: dict, fingerprint: str, tz_name: str, now: datetime
+) -> dict:
+    occurred_at: datetime = data["occurred_at"]
+    return {
+        "id": str(data["id"]),
+        "author_id": partner_id,
+        "kind": data["kind"],
+        "occurred_at": occurred_at,
+        "utc_offset_minutes": _offset_minutes(occurred_at),
+        "local_date": occurred_at.astimezone(ZoneInfo(tz_name)).date(),
+        "visibility": data["visibility"],
+        "note": data.get("note"),
+        "measures": measures,
+        "body_hash": fingerprint,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _fingerprint_of(data: dict) -> tuple[dict, str]:
+    """(the entry's measures as stored, the fingerprint of its content)."""
+    measures = _json_measures(data)
+    fingerprint = _fingerprint(
+        data["kind"], data["occurred_at"], data["visibility"], data.get("note"), measures
+    )
+    return measures, fingerprint
+
+
 def record_entry(
     s: Session | Connection,
     partner_id: str,
@@ -438,10 +479,7 @@ def record_entry(
     else:
         tz_name, couple_id = known
     entry_id = str(data["id"])
-    measures = _json_measures(data)
-    occurred_at: datetime = data["occurred_at"]
-    note = data.get("note")
-    fingerprint = _fingerprint(data["kind"], occurred_at, data["visibility"], note, measures)
+    measures, fingerprint = _fingerprint_of(data)
 
     def stored():
         return db.execute(select(entries).where(entries.c.id == entry_id)).first()
@@ -453,37 +491,14 @@ def record_entry(
             and existing.body_hash == fingerprint
         )
 
-    def replayed(existing):
-        """The stored entry if this is its replay (same author, same content), else a 409."""
-        if is_replay(existing):
-            return entry_view(existing), False
-        raise Conflict(
-            "An entry with this id already exists with other content.",
-            errors={"id": ["Already used for another entry."]},
-        )
-
     try:
-        _check_times(occurred_at, measures, now)
+        _check_times(data["occurred_at"], measures, now)
     except Invalid:
         if (existing := stored()) is not None:
-            return replayed(
-                existing
-            )  # stored when its times were fine: a replay is answered as before
+            # stored when its times were fine: a replay is answered as before
+            return _replay_or_taken(existing, partner_id, fingerprint)
         raise
-    row = {
-        "id": entry_id,
-        "author_id": partner_id,
-        "kind": data["kind"],
-        "occurred_at": occurred_at,
-        "utc_offset_minutes": _offset_minutes(occurred_at),
-        "local_date": occurred_at.astimezone(ZoneInfo(tz_name)).date(),
-        "visibility": data["visibility"],
-        "note": note,
-        "measures": measures,
-        "body_hash": fingerprint,
-        "created_at": now,
-        "updated_at": now,
-    }
+    row = _entry_row(partner_id, data, measures, fingerprint, tz_name, now)
     guard = (
         {}
         if known is None
@@ -518,8 +533,85 @@ def record_entry(
         ):  # the account as it is now decides (gone: a 401)
             AUTHORS.forget(partner_id)
             return record_entry(s, partner_id, data, now, read_author=True)
-        return replayed(existing)
+        return _replay_or_taken(existing, partner_id, fingerprint)
     return entry_view(row), True
+
+
+# The author's account, locked against a change (a couple formed or joined, an erasure) until the
+# batch commits: every entry of a batch carries the account as it is when they are stored.
+_AUTHOR_HELD = _AUTHOR.with_for_update(read=True)
+
+
+def record_entries(
+    s: Session, partner_id: str, batch: list[dict], now: datetime | None = None
+) -> list[tuple[dict, bool] | Refused]:
+    """Record a batch of valid entries (``EntryCreate`` loaded) in the caller's unit of work,
+    each answered as ``record_entry`` would answer it alone: (entry, created), or what it
+    refused (a ``Conflict`` for an id that holds another entry, an ``Invalid`` time), in the
+    batch's order. The new entries and their events are written together (a statement each
+    for all of them): all of them commit, or none. Each event names its batch and how many
+    entries it stored, so a consumer can judge the whole batch at once.
+
+    The same id twice in a batch is stored once, the second answered as a replay (or a 409).
+    An id a concurrent request stores first is answered against what it stored."""
+    now = now or utcnow()
+    db = s.connection()
+    me = db.execute(_AUTHOR_HELD, {"pid": partner_id}).first()
+    if me is None:
+        AUTHORS.forget(partner_id)
+        raise Unauthorized("This account no longer exists.")
+    ids = {str(d["id"]) for d in batch}
+    stored = (
+        {r.id: r for r in db.execute(select(entries).where(entries.c.id.in_(ids)))} if ids else {}
+    )
+    new: dict[str, dict] = {}  # id -> row, for the first entry of the batch with a new id
+    decided: list[tuple[str, str, bool] | Refused] = []
+    for data in batch:
+        entry_id = str(data["id"])
+        measures, fingerprint = _fingerprint_of(data)
+        if entry_id not in stored and entry_id not in new:
+            try:
+                _check_times(data["occurred_at"], measures, now)
+            except Invalid as refused:
+                decided.append(refused)
+                continue
+            new[entry_id] = _entry_row(partner_id, data, measures, fingerprint, me.timezone, now)
+            decided.append((entry_id, fingerprint, True))
+        else:
+            decided.append((entry_id, fingerprint, False))
+    # In id order: two batches sharing ids wait for each other in one order, never in a deadlock.
+    rows = sorted(new.values(), key=lambda row: row["id"])
+    inserted = insert_rows(s, entries, rows, key=entries.c.id)
+    lost = set(new) - inserted
+    if lost:  # taken meanwhile by a request that committed first
+        stored.update((r.id, r) for r in db.execute(select(entries).where(entries.c.id.in_(lost))))
+    batch_of = {"id": str(uuid.uuid4()), "size": len(inserted)}
+    emit_many(
+        s,
+        outbox,
+        "journal.entry.recorded",
+        source=SOURCE,
+        events_=[
+            (me.couple_id or partner_id, {**_event_data(row, me.couple_id), "batch": batch_of})
+            for entry_id, row in new.items()
+            if entry_id in inserted
+        ],
+    )
+    answers: list[tuple[dict, bool] | Refused] = []
+    for d in decided:
+        if isinstance(d, Refused):
+            answers.append(d)
+            continue
+        entry_id, fingerprint, first = d
+        if first and entry_id in inserted:
+            answers.append((entry_view(new[entry_id]), True))
+            continue
+        existing = new[entry_id] if entry_id in inserted else stored[entry_id]
+        try:
+            answers.append(_replay_or_taken(existing, partner_id, fingerprint))
+        except Conflict as refused:
+            answers.append(refused)
+    return answers
 
 
 def _visible_entry(s: Session, me, entry_id: str):

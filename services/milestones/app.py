@@ -86,6 +86,7 @@ class Evaluator:
         now = utcnow()
         with unit_of_work(self.sessions) as s:
             evaluation.schedule_new_partners(s, now)
+            evaluation.forget_stale_batches(s, now)
         done = 0
         while True:
             with unit_of_work(self.sessions) as s:

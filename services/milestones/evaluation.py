@@ -28,7 +28,21 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
-from sqlalchemy import String, Text, bindparam, cast, func, literal_column, select, text, update
+from sqlalchemy import (
+    String,
+    Text,
+    and_,
+    bindparam,
+    cast,
+    delete,
+    exists,
+    func,
+    literal_column,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from shared.db import insert_if_new, utcnow
@@ -39,7 +53,7 @@ from .rules import DayAggregate, Detection, History, check_in_rhythm, rituals_ke
 from .rules.aggregates import EpisodeDaysHistory
 from .rules.registry import READS, SINCE_FIRST, Reads
 from .rules.windows import BASELINE_LOGGED_DAYS, RHYTHM_WEEKS
-from .tables import days, milestones, outbox, partners, shared_days
+from .tables import batches, days, milestones, outbox, partners, shared_days
 
 SOURCE = "/milestones"
 MAX_REPLAY_DAYS = 400
@@ -542,12 +556,34 @@ def _ritual_level_due(achieved: set[tuple[str, int]], total: int) -> bool:
     )
 
 
+# How long a batch still being applied holds its partner and couple after its last event came: its
+# other events are on their way (a batch's events are committed, and published, together), unless a
+# consumer or the broker is down. Past it, what has arrived is judged (a lost event never holds a
+# partner for ever).
+BATCH_HOLD = timedelta(minutes=10)
+
+
+def _no_batch_in_flight(now: datetime):
+    """No batch of the partner's, or of their couple's (whose shared days the couple's rules read),
+    is half applied: a replay judges a batch whole, never a part of it."""
+    return ~exists().where(
+        batches.c.last_applied_at > now - BATCH_HOLD,
+        or_(batches.c.partner_id == partners.c.id, batches.c.couple_id == partners.c.couple_id),
+    )
+
+
+def forget_stale_batches(s: Session, now: datetime) -> None:
+    """Batches not heard from within ``BATCH_HOLD`` (an event lost to the dead letters) hold no one."""
+    s.execute(delete(batches).where(batches.c.last_applied_at <= now - BATCH_HOLD))
+
+
 def due_partners(s: Session, now: datetime, settle: timedelta, limit: int = 50) -> list[str]:
     """Partners whose new data has settled (first, oldest first), or whose daily
-    evaluation is due; locked (PostgreSQL) so that several evaluators never
-    take the same one. Two statements, each on its own index: one with an OR
-    of the two walked a whole index at the daily run."""
-    live = partners.c.erased.is_(False)
+    evaluation is due, and who have no batch of entries half applied; locked
+    (PostgreSQL) so that several evaluators never take the same one. Two
+    statements, each on its own index: one with an OR of the two walked a
+    whole index at the daily run."""
+    live = and_(partners.c.erased.is_(False), _no_batch_in_flight(now))
     settled = list(
         s.execute(
             select(partners.c.id)

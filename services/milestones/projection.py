@@ -38,7 +38,16 @@ from shared.db import INSERTS, insert_if_new, utcnow
 from shared.events import Event
 from shared.outbox import forget_published
 
-from .tables import days, ended_couples, entries, milestones, outbox, partners, shared_days
+from .tables import (
+    batches,
+    days,
+    ended_couples,
+    entries,
+    milestones,
+    outbox,
+    partners,
+    shared_days,
+)
 
 # When two events about one entry carry the same time, the later kind of change wins.
 _RANK = {"journal.entry.recorded": 0, "journal.entry.revised": 1, "journal.entry.deleted": 2}
@@ -113,6 +122,44 @@ def _upsert_day(dialect: str, table=days):
     )
 
 
+@functools.cache
+def _count_in(dialect: str):
+    """One more event of a batch applied: its row made by the first, counted up by the others;
+    returns (applied, size)."""
+    stmt = INSERTS[dialect](batches).values(
+        id=bindparam("bid"),
+        partner_id=bindparam("pid"),
+        couple_id=bindparam("couple"),
+        size=bindparam("size"),
+        applied=1,
+        last_applied_at=bindparam("now"),
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=[batches.c.id],
+        set_={"applied": batches.c.applied + 1, "last_applied_at": stmt.excluded.last_applied_at},
+    ).returning(batches.c.applied, batches.c.size)
+
+
+_BATCH_DONE = delete(batches).where(batches.c.id == bindparam("bid"))
+
+
+def _count_in_batch(s: Session, partner_id: str, ev: Event) -> None:
+    """An entry recorded in a batch of several: counted in, so that no evaluation of the partner or
+    their couple judges the batch half applied (``evaluation.due_partners``). The batch's row goes
+    with its last event; each event is applied once (the consumer's ``processed_events``)."""
+    of = ev.data.get("batch")
+    if not of or of["size"] < 2:
+        return
+    db, bid = s.connection(), str(of["id"])
+    couple = str(ev.data["couple_id"]) if ev.data.get("couple_id") else None
+    applied, size = db.execute(
+        _count_in(db.dialect.name),
+        {"bid": bid, "pid": partner_id, "couple": couple, "size": of["size"], "now": utcnow()},
+    ).one()
+    if applied >= size:
+        db.execute(_BATCH_DONE, {"bid": bid})
+
+
 def _partner(s: Session, partner_id: str):
     """The partner's row, created on first sight (events arrive in any order),
     locked until the transaction ends: one partner's events apply one at a time.
@@ -185,6 +232,7 @@ def entry_changed(s: Session, ev: Event):
     partner = _partner(s, str(ev.data["partner_id"]))
     if partner.erased:
         return None
+    _count_in_batch(s, partner.id, ev)  # counted whether or not it is news
     pid, entry_id, d = partner.id, str(ev.data["entry_id"]), ev.data
     db = s.connection()
     couple_id = str(d["couple_id"]) if d.get("couple_id") else None
@@ -214,6 +262,7 @@ def entry_changed(s: Session, ev: Event):
             "occurred_at",
             "local_date",
             "visibility",
+            "batch",
         }
         and v is not None
     }
@@ -279,6 +328,7 @@ def partner_erased(s: Session, ev: Event) -> None:
     for table in (days, shared_days):
         s.execute(delete(table).where(table.c.partner_id == pid))
     s.execute(delete(milestones).where(milestones.c.owner_key == pid))
+    s.execute(delete(batches).where(batches.c.partner_id == pid))
     forget_published(s, outbox, pid)
     s.execute(
         update(partners)

@@ -139,5 +139,19 @@ ended_couples = Table(
     Column("ended_at", UTCDateTime(), nullable=False),  # the erasure's event time
 )
 
+# Batches of entries being applied (``POST /v1/entries/batch``): each of the batch's events counts
+# itself in; the row goes when the last one is applied. Until then neither its partner nor their
+# couple is evaluated (``evaluation.HELD``), so a replay never judges half a batch.
+batches = Table(
+    "batches",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("partner_id", String(36), nullable=False, index=True),
+    Column("couple_id", String(36), nullable=True, index=True),
+    Column("size", Integer, nullable=False),  # the batch's entries (and events)
+    Column("applied", Integer, nullable=False),  # its events applied so far
+    Column("last_applied_at", UTCDateTime(), nullable=False),
+)
+
 outbox = outbox_table(metadata)
 processed_events = processed_events_table(metadata)

@@ -83,6 +83,9 @@ def test_readme_walkthrough_works_word_for_word(running, tmp_path):
         assert "\n204\n401\n" in out  # step 10: logged out, the refresh token refused
         assert (tmp_path / "tandem-report.pdf").read_bytes().startswith(b"%PDF-")  # the report
         assert "%PDF-" in out and '"weeks": 12' in out  # ...and the same content as JSON
+        batch = json.loads(out[out.rindex('[\n  {\n    "id": "0b6f1c52') :].split("\n]\n")[0] + "]")
+        assert [r["status"] for r in batch] == [201, 201, 200, 422]  # step 11, entry by entry
+        assert list(batch[3]["errors"]) == ["connection"] and batch[0]["errors"] is None
 
         # What the walk-through claims, checked through the API itself.
         token = requests.post(
@@ -103,7 +106,7 @@ def test_readme_walkthrough_works_word_for_word(running, tmp_path):
         def seen_all():
             types = [e["type"] for e in events()]
             return (
-                types.count("journal.entry.recorded") == 4
+                types.count("journal.entry.recorded") == 6  # four, then the batch's two new
                 and types.count("journal.partner.registered") == 2
                 and "journal.couple.partnered" in types
             )
