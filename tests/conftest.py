@@ -167,16 +167,51 @@ def _make_backend(kind: str, request, tmp_path: Path, monkeypatch) -> Backend:
     return b
 
 
+def _end_what_a_test_left(b: Backend) -> None:
+    """Ends every session of the backend's databases still in a transaction or in a statement once
+    its test is over, then fails the test's teardown naming them: a transaction a test leaves open
+    (a lock a thread of it waits on) would otherwise hold the next test's TRUNCATE for ever."""
+    if b.embedded:
+        return  # each test has its own SQLite files: nothing it leaves can hold the next one
+    names = [make_url(url).database for url in b.db_urls.values()]
+    engine = create_engine(b.db_urls["journal"], isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            left = conn.execute(
+                text(
+                    "SELECT pid, datname, state, left(query, 80) FROM pg_stat_activity "
+                    "WHERE datname = ANY(:names) AND pid <> pg_backend_pid() "
+                    "AND backend_type = 'client backend' "
+                    "AND (state LIKE 'idle in transaction%' OR state = 'active')"
+                ),
+                {"names": names},
+            ).all()
+            for row in left:
+                conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": row.pid})
+    finally:
+        engine.dispose()
+    if left:
+        pytest.fail(
+            "the test left sessions open (now ended): "
+            + "; ".join(f"{r.datname} {r.state}: {r[3]}" for r in left),
+            pytrace=False,
+        )
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request, tmp_path, monkeypatch) -> Backend:
     """A clean backend, set in this process's environment as a service would see it."""
-    return _make_backend(request.param, request, tmp_path, monkeypatch)
+    b = _make_backend(request.param, request, tmp_path, monkeypatch)
+    yield b
+    _end_what_a_test_left(b)
 
 
 @pytest.fixture
 def rabbit_backend(request, tmp_path, monkeypatch) -> Backend:
     """For behaviour only a networked broker has (a connection that drops)."""
-    return _make_backend("servers", request, tmp_path, monkeypatch)
+    b = _make_backend("servers", request, tmp_path, monkeypatch)
+    yield b
+    _end_what_a_test_left(b)
 
 
 @pytest.fixture
