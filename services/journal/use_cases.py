@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from argon2 import PasswordHasher
+from cachetools import LRUCache
 from sqlalchemy import and_, bindparam, delete, exists, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
@@ -386,19 +387,18 @@ class Authors:
     process) the account is read again. A round trip and a statement an entry
     fewer on PostgreSQL; elsewhere the account is read in the entry's transaction."""
 
-    REMEMBERED = 4096  # accounts at most; the oldest is forgotten first
+    REMEMBERED = 4096  # accounts at most; the least recently used is forgotten first
 
     def __init__(self) -> None:
-        self._known: dict[str, tuple[str, str | None]] = {}
-        self._lock = threading.Lock()
+        self._known: LRUCache[str, tuple[str, str | None]] = LRUCache(maxsize=self.REMEMBERED)
+        self._lock = threading.Lock()  # cachetools' caches are not thread-safe
 
     def get(self, partner_id: str) -> tuple[str, str | None] | None:
-        return self._known.get(partner_id)
+        with self._lock:
+            return self._known.get(partner_id)
 
     def remember(self, partner_id: str, timezone_: str, couple_id: str | None) -> None:
         with self._lock:
-            if partner_id not in self._known and len(self._known) >= self.REMEMBERED:
-                del self._known[next(iter(self._known))]
             self._known[partner_id] = (timezone_, couple_id)
 
     def forget(self, partner_id: str) -> None:
