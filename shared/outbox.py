@@ -193,7 +193,7 @@ def insert_if_new_with_event(
     if db.dialect.name != "postgresql":
         if guard is not None:
             raise ValueError("a guard is checked in PostgreSQL's one statement only")
-        if db.execute(insert_if_new(db.dialect.name, key), row).first() is None:
+        if db.execute(insert_if_new(db, key), row).first() is None:
             return None
         return emit(session, table, type_, source=source, subject=subject, data=data)
     ev = events.make_event(type_, source=source, subject=subject, data=data)
@@ -213,8 +213,7 @@ def emit(
     ev = events.make_event(type_, source=source, subject=subject, data=data)
     db = session.connection()
     db.execute(_insert(table), _event_row(type_, ev))
-    if db.dialect.name != "postgresql":  # PostgreSQL: the outbox's trigger wakes the relay
-        session.info["outbox_wake"] = True
+    session.info["outbox_wake"] = True  # for the waker after commit, where there is one
     return ev
 
 
@@ -225,7 +224,14 @@ def wake_socket_path(var_dir: Path, service: str) -> Path:
     return var_dir / "run" / f"{service}-outbox.sock"
 
 
-def install_local_waker(factory: sessionmaker, var_dir: Path, service: str) -> None:
+def wake_relay_on_commit(
+    factory: sessionmaker, engine: Engine, var_dir: Path, service: str
+) -> None:
+    """Make a commit of `factory`'s sessions that wrote an outbox row wake the relay. PostgreSQL:
+    nothing to do, the outbox's trigger sends the NOTIFY (``WAKE_TRIGGER_UP``). SQLite: a datagram
+    to the relay's socket after the commit."""
+    if engine.dialect.name == "postgresql":
+        return
     path = str(wake_socket_path(var_dir, service))
     sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sender.setblocking(False)

@@ -27,14 +27,13 @@ transaction was about to change would otherwise lose that change.
 
 from __future__ import annotations
 
-import functools
 from datetime import date, datetime, timedelta
 from types import SimpleNamespace
 
 from sqlalchemy import and_, bindparam, case, delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from shared.db import INSERTS, insert_if_new, utcnow
+from shared.db import insert_if_new, on_conflict_statement, utcnow
 from shared.events import Event
 from shared.outbox import forget_published
 
@@ -94,9 +93,9 @@ _DAY_COLUMNS = (
 )
 
 
-@functools.cache
-def _upsert_partner(dialect: str):
-    stmt = INSERTS[dialect](partners).values(
+@on_conflict_statement
+def _upsert_partner(insert):
+    stmt = insert(partners).values(
         id=bindparam("pid"), share_milestones_with_partner=False, erased=False
     )
     return stmt.on_conflict_do_update(
@@ -104,9 +103,9 @@ def _upsert_partner(dialect: str):
     ).returning(*partners.c)
 
 
-@functools.cache
-def _upsert_day(dialect: str, table=days):
-    stmt = INSERTS[dialect](table)
+@on_conflict_statement
+def _upsert_day(insert, table=days):
+    stmt = insert(table)
     return stmt.on_conflict_do_update(
         index_elements=[table.c.partner_id, table.c.local_date],
         set_={c: stmt.excluded[c] for c in _DAY_COLUMNS},
@@ -119,7 +118,7 @@ def _partner(s: Session, partner_id: str):
     One statement: an upsert that touches the row locks it, as FOR UPDATE would,
     and returns it; two consumers seeing a new partner at once make one row."""
     db = s.connection()
-    return db.execute(_upsert_partner(db.dialect.name), {"pid": partner_id}).one()
+    return db.execute(_upsert_partner(db), {"pid": partner_id}).one()
 
 
 def partner_registered(s: Session, ev: Event) -> None:
@@ -230,10 +229,7 @@ def entry_changed(s: Session, ev: Event):
     )
     # A new entry (the usual case) is one statement; one seen before is read and compared.
     existing = None
-    if (
-        db.execute(insert_if_new(db.dialect.name, entries.c.id), {"id": entry_id, **values}).first()
-        is None
-    ):
+    if db.execute(insert_if_new(db, entries.c.id), {"id": entry_id, **values}).first() is None:
         existing = db.execute(_ENTRY, {"eid": entry_id}).first()
         if not _is_newer(existing, ev):
             return None
@@ -301,7 +297,7 @@ def _end_couple(s: Session, couple_id: str, at: datetime) -> None:
     whatever is redelivered), and each partner still in it leaves it."""
     db = s.connection()
     db.execute(
-        insert_if_new(db.dialect.name, ended_couples.c.couple_id),
+        insert_if_new(db, ended_couples.c.couple_id),
         {"couple_id": couple_id, "ended_at": at},
     )
     ended = db.execute(_ENDED, {"couple": couple_id}).scalar()
@@ -395,7 +391,7 @@ def recompute_day(s: Session, partner_id: str, day: date) -> None:
             db.execute(_DELETE_DAY[table], {"pid": partner_id, "day": day})
         else:
             db.execute(
-                _upsert_day(db.dialect.name, table),
+                _upsert_day(db, table),
                 {"partner_id": partner_id, "local_date": day, **_day_row(mine)},
             )
 
