@@ -10,14 +10,16 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from services import SERVICES
 from shared import broker, migrate, topology
@@ -109,19 +111,53 @@ def pg_databases() -> dict[str, str]:
     return urls
 
 
+# Every table but alembic_version emptied and every sequence restarted, as a TRUNCATE of them all
+# with RESTART IDENTITY would, in one round trip; but only the tables that hold a row are truncated:
+# a TRUNCATE makes new files for each table it names, most of a second a test for all of them, and
+# most tests write to a few. The tables are read each time: tests add their own (tests/support.py).
+_EMPTY_EVERY_TABLE = """
+DO $$
+DECLARE
+    t text;
+    held boolean;
+    dirty text[] := '{}';
+BEGIN
+    FOR t IN SELECT quote_ident(tablename) FROM pg_tables
+             WHERE schemaname = current_schema() AND tablename <> 'alembic_version' LOOP
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', t) INTO held;
+        IF held THEN
+            dirty := dirty || t;
+        END IF;
+    END LOOP;
+    IF cardinality(dirty) > 0 THEN
+        EXECUTE 'TRUNCATE ' || array_to_string(dirty, ', ') || ' CASCADE';
+    END IF;
+    FOR t IN SELECT quote_ident(sequencename) FROM pg_sequences
+             WHERE schemaname = current_schema() AND last_value IS NOT NULL LOOP
+        EXECUTE format('ALTER SEQUENCE %s RESTART', t);
+    END LOOP;
+END $$
+"""
+
+
+@pytest.fixture(scope="session")
+def sqlite_templates(tmp_path_factory) -> dict[str, Path]:
+    """Each service's SQLite database, migrated once a run; every embedded backend starts from a
+    copy (migrating three files again took about half a second a test)."""
+    folder = tmp_path_factory.mktemp("sqlite-templates")
+    made = {}
+    for svc in SERVICES:
+        made[svc] = folder / f"{svc}.sqlite3"
+        migrate.upgrade(svc, f"sqlite:///{made[svc]}")
+        assert not Path(f"{made[svc]}-wal").exists(), "the migration's writes are in the file"
+    return made
+
+
 def _truncate(url: str) -> None:
-    engine = create_engine(url)
+    engine = create_engine(url, poolclass=NullPool)
     try:
-        names = [t for t in inspect(engine).get_table_names() if t != "alembic_version"]
-        if names:
-            with engine.begin() as conn:
-                conn.execute(
-                    text(
-                        "TRUNCATE "
-                        + ", ".join(f'"{n}"' for n in names)
-                        + " RESTART IDENTITY CASCADE"
-                    )
-                )
+        with engine.begin() as conn:
+            conn.execute(text(_EMPTY_EVERY_TABLE))
     finally:
         engine.dispose()
 
@@ -149,8 +185,8 @@ def _make_backend(kind: str, request, tmp_path: Path, monkeypatch) -> Backend:
         b = Backend(
             "embedded", "filesystem://", {s: f"sqlite:///{var}/{s}.sqlite3" for s in SERVICES}, var
         )
-        for svc, url in b.db_urls.items():
-            migrate.upgrade(svc, url)
+        for svc, template in request.getfixturevalue("sqlite_templates").items():
+            shutil.copyfile(template, var / f"{svc}.sqlite3")
     else:
         urls = request.getfixturevalue("pg_databases")
         burl = os.environ.get("TEST_BROKER_URL", DEFAULT_BROKER)
