@@ -97,6 +97,10 @@ def run() -> None:
     # process itself, so "stopped" means it really has stopped.
     exe = ["exec", sys.executable, "-m", "services.cli"]
     manager = Manager(Printer(sys.stdout))
+    # The processes write to honcho's pipes, never to a terminal: they are told who reads.
+    log_format = os.environ.get("TANDEM_LOG_FORMAT") or (
+        "console" if sys.stdout.isatty() else "json"
+    )
     click.echo(
         f"Tandem on {'the embedded broker under ' + str(var / 'broker') if config.broker_is_embedded() else 'the broker in BROKER_URL'}"
         f" and {'SQLite under ' + str(var) if all(config.database_url(n).startswith('sqlite') for n in SERVICES) else 'the databases in *_DATABASE_URL'}"
@@ -105,7 +109,12 @@ def run() -> None:
         prom = var / "prometheus" / name
         shutil.rmtree(prom, ignore_errors=True)
         prom.mkdir(parents=True)
-        env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(prom), PYTHONUNBUFFERED="1")
+        env = dict(
+            os.environ,
+            PROMETHEUS_MULTIPROC_DIR=str(prom),
+            PYTHONUNBUFFERED="1",
+            TANDEM_LOG_FORMAT=log_format,
+        )
         port = os.environ.get(f"{name.upper()}_PORT", str(config.DEFAULT_PORTS[name]))
         click.echo(
             f"  {name:<11} http://127.0.0.1:{port}   (API docs: http://127.0.0.1:{port}/docs)"

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import jwt
+from cachetools import TLRUCache
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -119,12 +120,18 @@ class TokenVerifier:
     most of what authentication costs."""
 
     LEEWAY = 5  # seconds of clock skew allowed on exp and iat
-    REMEMBERED = 4096  # tokens at most; the oldest is forgotten first
+    REMEMBERED = 4096  # tokens at most; the least recently used is forgotten first
 
     def __init__(self, public_pem: bytes):
         self.key = serialization.load_pem_public_key(public_pem)
-        self._verified: dict[str, Claims] = {}
-        self._lock = threading.Lock()
+        # Each token forgotten once its own expiry (plus the leeway) has passed. The clock is read
+        # through the module at each call, so that a test can move it.
+        self._verified: TLRUCache[str, Claims] = TLRUCache(
+            maxsize=self.REMEMBERED,
+            ttu=lambda _token, claims, _now: claims.expires + self.LEEWAY,
+            timer=lambda: time.time(),
+        )
+        self._lock = threading.Lock()  # cachetools' caches are not thread-safe
 
     def verify(self, token: str) -> str:
         """The partner id the token was issued to; InvalidToken otherwise."""
@@ -152,8 +159,9 @@ class TokenVerifier:
         """The token's claims once its signature, issuer, audience and times are
         checked; InvalidToken otherwise. A ``sid`` that is not a UUID makes the
         token invalid."""
-        known = self._verified.get(token)
-        if known is not None and time.time() < known.expires + self.LEEWAY:
+        with self._lock:
+            known = self._verified.get(token)
+        if known is not None:
             return known
         try:
             raw = jwt.decode(
@@ -176,7 +184,5 @@ class TokenVerifier:
                 self._verified.pop(token, None)
             raise InvalidToken(type(e).__name__) from None
         with self._lock:
-            if len(self._verified) >= self.REMEMBERED:
-                del self._verified[next(iter(self._verified))]
             self._verified[token] = claims
         return claims

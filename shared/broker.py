@@ -33,7 +33,13 @@ def _filesystem_transport(root: Path) -> type:
         _FOLDER_TRANSPORTS[key] = type(
             "FolderTransport",
             (filesystem.Transport,),
-            {"global_state": virtual.BrokerState(), "Channel": _AtomicChannel},
+            {
+                "global_state": virtual.BrokerState(),
+                "Channel": _AtomicChannel,
+                # A folder has no host: without a default of one, Kombu no longer warns at every
+                # connection that it reverts to "localhost".
+                "default_connection_params": {},
+            },
         )
     return _FOLDER_TRANSPORTS[key]
 

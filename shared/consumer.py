@@ -296,7 +296,7 @@ class EventConsumer(ConsumerMixin):
         try:
             with session.begin():
                 db = session.connection()
-                record = insert_if_new(db.dialect.name, self.processed.c.event_id)
+                record = insert_if_new(db, self.processed.c.event_id)
                 for i, (event, handler) in enumerate(batch):
                     self._at = i  # whose statements run now (flush blames a failure on it)
                     # Recorded first, in one statement (no savepoint): nothing

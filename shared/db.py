@@ -1,12 +1,14 @@
-"""Database plumbing: engines, a unit of work, and types that behave the same
-on SQLite (the embedded default) and PostgreSQL."""
+"""Database plumbing: engines, a unit of work, and types and statements that behave the same
+on SQLite (the embedded default) and PostgreSQL. Where the two differ, the difference is here
+(or in the adapter it concerns: the outbox's relay, the consumer, the live stream), never in a
+use case."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from sqlalchemy import JSON, Column, DateTime, MetaData, create_engine, event, e
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -96,14 +98,32 @@ INSERTS = {
 }  # by dialect name: INSERT with ON CONFLICT
 
 
-@functools.cache
-def insert_if_new(dialect: str, key: Column, unique: tuple[Column, ...] = ()):
-    """``INSERT ... ON CONFLICT (key) DO NOTHING RETURNING key``, built once a
-    dialect and table; executed with the row's values, it returns nothing if
-    the key was there already (or a concurrent transaction just committed it).
-    ``unique``: the columns of another unique constraint to check instead of the key."""
+def dialect_of(db: Session | Connection) -> str:
+    """The name of the database kind a session or connection is on: "postgresql" or "sqlite"."""
+    return (db.get_bind() if isinstance(db, Session) else db).dialect.name
+
+
+def on_conflict_statement(build: Callable) -> Callable:
+    """A statement with ``ON CONFLICT``, built once a database kind and arguments:
+    ``build(insert, *args)`` makes it from that kind's ``insert``; the decorated function
+    takes the session or connection it will run on first, then the same arguments."""
+    built = functools.cache(lambda dialect, *args: build(INSERTS[dialect], *args))
+
+    @functools.wraps(build)
+    def for_db(db: Session | Connection, *args):
+        return built(dialect_of(db), *args)
+
+    return for_db
+
+
+@on_conflict_statement
+def insert_if_new(insert, key: Column, unique: tuple[Column, ...] = ()):
+    """``INSERT ... ON CONFLICT (key) DO NOTHING RETURNING key``; executed with the row's
+    values, it returns nothing if the key was there already (or a concurrent transaction just
+    committed it). ``unique``: the columns of another unique constraint to check instead of
+    the key."""
     return (
-        INSERTS[dialect](key.table)
+        insert(key.table)
         .on_conflict_do_nothing(index_elements=list(unique or (key,)))
         .returning(key)
     )
@@ -141,16 +161,27 @@ def insert_rows(session: Session, table, rows: list[dict], key: Column | None = 
         stmt = _insert_from_json(table, tuple(rows[0]), key.name if key is not None else None)
         result = db.execute(stmt, {"rows": json.dumps(rows, default=_json_value)})
     elif key is not None:
-        result = db.execute(insert_if_new(db.dialect.name, key), rows)
+        result = db.execute(insert_if_new(db, key), rows)
     else:
         db.execute(table.insert(), rows)
         return set()
     return set(result.scalars()) if key is not None else set()
 
 
-def upsert(session: Session, table):
+def upsert(db: Session | Connection, table):
     """``INSERT`` with ``ON CONFLICT`` for the session's database (PostgreSQL or SQLite)."""
-    return INSERTS[session.get_bind().dialect.name](table)
+    return INSERTS[dialect_of(db)](table)
+
+
+_XACT_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
+
+
+def lock_until_commit(db: Session | Connection, key: str) -> None:
+    """Take the lock named `key` until the transaction ends: two transactions about the same
+    thing take turns. PostgreSQL: an advisory lock. SQLite: nothing to do, its writers take
+    turns already (the database file's lock, from the transaction's first statement)."""
+    if dialect_of(db) == "postgresql":
+        db.execute(_XACT_LOCK, {"key": key})
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -1,4 +1,8 @@
-"""Structured JSON logs that never carry a note, an email address or a token.
+"""Structured logs that never carry a note, an email address or a token.
+
+JSON lines, one an event, unless a person reads them: ``TANDEM_LOG_FORMAT=console``
+(what ``tandem run`` sets when its output is a terminal, and the default when
+stderr is one) gives one coloured, readable line an event instead.
 
 Redaction is by key (anything named like a secret or personal text) and by
 pattern (anything that looks like an email address or a JWT), so a careless
@@ -8,6 +12,7 @@ pattern (anything that looks like an email address or a JWT), so a careless
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 
@@ -106,37 +111,70 @@ class WithholdMessages(logging.Filter):
         return True
 
 
+def _on_one_line(_logger, _method, event_dict):
+    """For the console: the time of day only, and the exception and its innermost frames as
+    two fields of the event's line (the console renderer would print a stack on lines of its own)."""
+    if isinstance(event_dict.get("timestamp"), str):
+        event_dict["timestamp"] = event_dict["timestamp"][11:23]  # 18:54:19.391
+    if "exception" in event_dict:
+        event_dict["error"] = event_dict.pop("exception")
+    stack = event_dict.pop("stack", None)
+    if stack:
+        event_dict["at"] = " < ".join(reversed(stack[-3:]))
+    return event_dict
+
+
+def console_wanted() -> bool:
+    """Whether logs are for a person at a terminal rather than for a collector."""
+    chosen = os.environ.get("TANDEM_LOG_FORMAT", "").strip().lower()
+    if chosen in ("console", "json"):
+        return chosen == "console"
+    return sys.stderr.isatty()
+
+
+_PRE = [
+    structlog.contextvars.merge_contextvars,
+    structlog.stdlib.add_log_level,
+    structlog.stdlib.add_logger_name,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+]
+
+
+def formatter(console: bool) -> logging.Formatter:
+    """Every record, structlog's or the standard library's, redacted, then rendered: one JSON
+    object, or for the console one coloured line."""
+    render = (
+        [_on_one_line, structlog.dev.ConsoleRenderer(colors=True)]
+        if console
+        else [structlog.processors.JSONRenderer()]
+    )
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=_PRE,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            safe_exception,
+            redact,
+            *render,
+        ],
+    )
+
+
 def configure(service: str, level: str = "INFO") -> None:
-    """JSON lines on stderr for structlog and stdlib loggers alike, all redacted."""
+    """Lines on stderr for structlog and stdlib loggers alike, all redacted: JSON, or for a
+    person at a terminal the console renderer's (``console_wanted``)."""
     global _configured
     if _configured:
         return
     _configured = True
-    pre = [
-        structlog.contextvars.merge_contextvars,
-        structlog.stdlib.add_log_level,
-        structlog.stdlib.add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-    ]
     structlog.configure(
-        processors=pre + [structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        processors=_PRE + [structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(service=service)
     handler = logging.StreamHandler(_Stderr())
-    handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=pre,
-            processors=[
-                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                safe_exception,
-                redact,
-                structlog.processors.JSONRenderer(),
-            ],
-        )
-    )
+    handler.setFormatter(formatter(console=console_wanted()))
     handler.addFilter(WithholdMessages())
     root = logging.getLogger()
     root.handlers[:] = [handler]

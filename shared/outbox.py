@@ -164,6 +164,15 @@ def _insert_with_event(
     return table.insert().from_select(list(_EVENT_COLUMNS), values).returning(table.c.seq)
 
 
+def writes_in_one_statement(db: Engine | Session | Connection) -> bool:
+    """Whether ``insert_if_new_with_event`` writes the row and its event in one statement on this
+    database (PostgreSQL): atomic by itself, so it may run on an autocommit connection, and able
+    to check a ``guard`` in the same statement. Elsewhere (SQLite) two statements in a session's
+    transaction."""
+    bind = db.get_bind() if isinstance(db, Session) else db
+    return bind.dialect.name == "postgresql"
+
+
 def insert_if_new_with_event(
     session: Session | Connection,
     key: Column,
@@ -190,10 +199,10 @@ def insert_if_new_with_event(
     from still holds; if it does not, nothing is inserted (None, as for a
     taken key)."""
     db = session if isinstance(session, Connection) else session.connection()
-    if db.dialect.name != "postgresql":
+    if not writes_in_one_statement(db):
         if guard is not None:
             raise ValueError("a guard is checked in PostgreSQL's one statement only")
-        if db.execute(insert_if_new(db.dialect.name, key), row).first() is None:
+        if db.execute(insert_if_new(db, key), row).first() is None:
             return None
         return emit(session, table, type_, source=source, subject=subject, data=data)
     ev = events.make_event(type_, source=source, subject=subject, data=data)
@@ -213,8 +222,7 @@ def emit(
     ev = events.make_event(type_, source=source, subject=subject, data=data)
     db = session.connection()
     db.execute(_insert(table), _event_row(type_, ev))
-    if db.dialect.name != "postgresql":  # PostgreSQL: the outbox's trigger wakes the relay
-        session.info["outbox_wake"] = True
+    session.info["outbox_wake"] = True  # for the waker after commit, where there is one
     return ev
 
 
@@ -246,7 +254,14 @@ def wake_socket_path(var_dir: Path, service: str) -> Path:
     return var_dir / "run" / f"{service}-outbox.sock"
 
 
-def install_local_waker(factory: sessionmaker, var_dir: Path, service: str) -> None:
+def wake_relay_on_commit(
+    factory: sessionmaker, engine: Engine, var_dir: Path, service: str
+) -> None:
+    """Make a commit of `factory`'s sessions that wrote an outbox row wake the relay. PostgreSQL:
+    nothing to do, the outbox's trigger sends the NOTIFY (``WAKE_TRIGGER_UP``). SQLite: a datagram
+    to the relay's socket after the commit."""
+    if engine.dialect.name == "postgresql":
+        return
     path = str(wake_socket_path(var_dir, service))
     sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sender.setblocking(False)

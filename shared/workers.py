@@ -16,7 +16,7 @@ from shared import broker, logs
 from shared.config import Settings
 from shared.consumer import EventConsumer, Handler
 from shared.db import is_transient, make_engine, make_session_factory
-from shared.outbox import Relay, install_local_waker
+from shared.outbox import Relay, wake_relay_on_commit
 
 log = structlog.get_logger("worker")
 
@@ -38,8 +38,8 @@ def keep_startup_objects() -> None:
 
 
 def open_database(settings: Settings, *, worker: bool = False):
-    """(engine, session factory) of the service's own database; on SQLite a
-    commit that wrote an outbox row also wakes the relay.
+    """(engine, session factory) of the service's own database; a commit that
+    wrote an outbox row wakes the relay.
 
     A worker's engine (`worker`) does not ping a pooled connection before each
     transaction, a round trip each: its loop retries what fails, and the first
@@ -47,8 +47,7 @@ def open_database(settings: Settings, *, worker: bool = False):
     pool. A web request has no such retry (it would answer 503): it pings."""
     engine = make_engine(settings.database_url, **({"pool_pre_ping": False} if worker else {}))
     sessions = make_session_factory(engine)
-    if engine.dialect.name == "sqlite":
-        install_local_waker(sessions, settings.var_dir, settings.service)
+    wake_relay_on_commit(sessions, engine, settings.var_dir, settings.service)
     return engine, sessions
 
 

@@ -10,14 +10,16 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from services import SERVICES
 from shared import broker, migrate, topology
@@ -109,19 +111,53 @@ def pg_databases() -> dict[str, str]:
     return urls
 
 
+# Every table but alembic_version emptied and every sequence restarted, as a TRUNCATE of them all
+# with RESTART IDENTITY would, in one round trip; but only the tables that hold a row are truncated:
+# a TRUNCATE makes new files for each table it names, most of a second a test for all of them, and
+# most tests write to a few. The tables are read each time: tests add their own (tests/support.py).
+_EMPTY_EVERY_TABLE = """
+DO $$
+DECLARE
+    t text;
+    held boolean;
+    dirty text[] := '{}';
+BEGIN
+    FOR t IN SELECT quote_ident(tablename) FROM pg_tables
+             WHERE schemaname = current_schema() AND tablename <> 'alembic_version' LOOP
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', t) INTO held;
+        IF held THEN
+            dirty := dirty || t;
+        END IF;
+    END LOOP;
+    IF cardinality(dirty) > 0 THEN
+        EXECUTE 'TRUNCATE ' || array_to_string(dirty, ', ') || ' CASCADE';
+    END IF;
+    FOR t IN SELECT quote_ident(sequencename) FROM pg_sequences
+             WHERE schemaname = current_schema() AND last_value IS NOT NULL LOOP
+        EXECUTE format('ALTER SEQUENCE %s RESTART', t);
+    END LOOP;
+END $$
+"""
+
+
+@pytest.fixture(scope="session")
+def sqlite_templates(tmp_path_factory) -> dict[str, Path]:
+    """Each service's SQLite database, migrated once a run; every embedded backend starts from a
+    copy (migrating three files again took about half a second a test)."""
+    folder = tmp_path_factory.mktemp("sqlite-templates")
+    made = {}
+    for svc in SERVICES:
+        made[svc] = folder / f"{svc}.sqlite3"
+        migrate.upgrade(svc, f"sqlite:///{made[svc]}")
+        assert not Path(f"{made[svc]}-wal").exists(), "the migration's writes are in the file"
+    return made
+
+
 def _truncate(url: str) -> None:
-    engine = create_engine(url)
+    engine = create_engine(url, poolclass=NullPool)
     try:
-        names = [t for t in inspect(engine).get_table_names() if t != "alembic_version"]
-        if names:
-            with engine.begin() as conn:
-                conn.execute(
-                    text(
-                        "TRUNCATE "
-                        + ", ".join(f'"{n}"' for n in names)
-                        + " RESTART IDENTITY CASCADE"
-                    )
-                )
+        with engine.begin() as conn:
+            conn.execute(text(_EMPTY_EVERY_TABLE))
     finally:
         engine.dispose()
 
@@ -149,8 +185,8 @@ def _make_backend(kind: str, request, tmp_path: Path, monkeypatch) -> Backend:
         b = Backend(
             "embedded", "filesystem://", {s: f"sqlite:///{var}/{s}.sqlite3" for s in SERVICES}, var
         )
-        for svc, url in b.db_urls.items():
-            migrate.upgrade(svc, url)
+        for svc, template in request.getfixturevalue("sqlite_templates").items():
+            shutil.copyfile(template, var / f"{svc}.sqlite3")
     else:
         urls = request.getfixturevalue("pg_databases")
         burl = os.environ.get("TEST_BROKER_URL", DEFAULT_BROKER)
@@ -167,16 +203,51 @@ def _make_backend(kind: str, request, tmp_path: Path, monkeypatch) -> Backend:
     return b
 
 
+def _end_what_a_test_left(b: Backend) -> None:
+    """Ends every session of the backend's databases still in a transaction or in a statement once
+    its test is over, then fails the test's teardown naming them: a transaction a test leaves open
+    (a lock a thread of it waits on) would otherwise hold the next test's TRUNCATE for ever."""
+    if b.embedded:
+        return  # each test has its own SQLite files: nothing it leaves can hold the next one
+    names = [make_url(url).database for url in b.db_urls.values()]
+    engine = create_engine(b.db_urls["journal"], isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            left = conn.execute(
+                text(
+                    "SELECT pid, datname, state, left(query, 80) FROM pg_stat_activity "
+                    "WHERE datname = ANY(:names) AND pid <> pg_backend_pid() "
+                    "AND backend_type = 'client backend' "
+                    "AND (state LIKE 'idle in transaction%' OR state = 'active')"
+                ),
+                {"names": names},
+            ).all()
+            for row in left:
+                conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": row.pid})
+    finally:
+        engine.dispose()
+    if left:
+        pytest.fail(
+            "the test left sessions open (now ended): "
+            + "; ".join(f"{r.datname} {r.state}: {r[3]}" for r in left),
+            pytrace=False,
+        )
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request, tmp_path, monkeypatch) -> Backend:
     """A clean backend, set in this process's environment as a service would see it."""
-    return _make_backend(request.param, request, tmp_path, monkeypatch)
+    b = _make_backend(request.param, request, tmp_path, monkeypatch)
+    yield b
+    _end_what_a_test_left(b)
 
 
 @pytest.fixture
 def rabbit_backend(request, tmp_path, monkeypatch) -> Backend:
     """For behaviour only a networked broker has (a connection that drops)."""
-    return _make_backend("servers", request, tmp_path, monkeypatch)
+    b = _make_backend("servers", request, tmp_path, monkeypatch)
+    yield b
+    _end_what_a_test_left(b)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from marshmallow import ValidationError
 
 from shared.db import unit_of_work, utcnow
 from shared.errors import Forbidden, Invalid, Refused, Unauthorized
+from shared.outbox import writes_in_one_statement
 from shared.web import AUTH_DOC, Blueprint, max_body, nul_refusal, require_auth
 
 from . import schemas, sessions, throttle, use_cases
@@ -31,7 +32,7 @@ def _one_statement_write():
     atomic by itself, no BEGIN and COMMIT round trips (two of five). SQLite writes the two rows in
     two statements and wakes the relay after a session's commit: a unit of work."""
     engine = _ctx()["engine"]
-    if engine.dialect.name == "postgresql":
+    if writes_in_one_statement(engine):
         return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
     return _uow()
 

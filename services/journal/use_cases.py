@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from argon2 import PasswordHasher
+from cachetools import LRUCache
 from sqlalchemy import and_, bindparam, delete, exists, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
@@ -25,7 +26,13 @@ from shared import pagination
 from shared.db import insert_rows, utcnow
 from shared.entry_kinds import ALL_MEASURES, kind_errors
 from shared.errors import Conflict, Forbidden, Invalid, NotFound, Refused, Unauthorized
-from shared.outbox import emit, emit_many, forget_published, insert_if_new_with_event
+from shared.outbox import (
+    emit,
+    emit_many,
+    forget_published,
+    insert_if_new_with_event,
+    writes_in_one_statement,
+)
 
 from . import sessions, throttle
 from .tables import accounts, couples, entries, outbox
@@ -386,19 +393,18 @@ class Authors:
     process) the account is read again. A round trip and a statement an entry
     fewer on PostgreSQL; elsewhere the account is read in the entry's transaction."""
 
-    REMEMBERED = 4096  # accounts at most; the oldest is forgotten first
+    REMEMBERED = 4096  # accounts at most; the least recently used is forgotten first
 
     def __init__(self) -> None:
-        self._known: dict[str, tuple[str, str | None]] = {}
-        self._lock = threading.Lock()
+        self._known: LRUCache[str, tuple[str, str | None]] = LRUCache(maxsize=self.REMEMBERED)
+        self._lock = threading.Lock()  # cachetools' caches are not thread-safe
 
     def get(self, partner_id: str) -> tuple[str, str | None] | None:
-        return self._known.get(partner_id)
+        with self._lock:
+            return self._known.get(partner_id)
 
     def remember(self, partner_id: str, timezone_: str, couple_id: str | None) -> None:
         with self._lock:
-            if partner_id not in self._known and len(self._known) >= self.REMEMBERED:
-                del self._known[next(iter(self._known))]
             self._known[partner_id] = (timezone_, couple_id)
 
     def forget(self, partner_id: str) -> None:
@@ -464,9 +470,7 @@ def record_entry(
     now = now or utcnow()
     # Core statements straight on the connection: less per statement than the ORM
     db = s if isinstance(s, Connection) else s.connection()
-    remembering = (
-        db.dialect.name == "postgresql"
-    )  # where the entry's statement can check what is remembered
+    remembering = writes_in_one_statement(db)  # the entry's statement checks what is remembered
     known = AUTHORS.get(partner_id) if remembering and not read_author else None
     if known is None:
         me = db.execute(_AUTHOR, {"pid": partner_id}).first()

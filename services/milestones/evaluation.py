@@ -40,12 +40,11 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
-    text,
     update,
 )
 from sqlalchemy.orm import Session
 
-from shared.db import insert_if_new, utcnow
+from shared.db import insert_if_new, lock_until_commit, utcnow
 from shared.outbox import emit
 
 from . import rules
@@ -230,7 +229,6 @@ _OTHER = select(partners.c.id).where(
     partners.c.id != bindparam("pid"),
     partners.c.erased.is_(False),
 )
-_COUPLE_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
 # The levels a partner out of a couple holds already.
 _ACHIEVED_BY = select(milestones.c.type, milestones.c.level).where(
     milestones.c.owner_key == bindparam("pid")
@@ -314,7 +312,7 @@ def _achieve(
     # One statement: stored unless this (type, level, owner) is already (or another evaluator's transaction
     # storing it commits first: PostgreSQL waits for it, then does nothing), no savepoint to roll back to.
     db = s.connection()
-    if db.execute(insert_if_new(db.dialect.name, milestones.c.id, _ONCE), row).first() is None:
+    if db.execute(insert_if_new(db, milestones.c.id, _ONCE), row).first() is None:
         return None
     if not announce:
         return row
@@ -502,8 +500,7 @@ def evaluate_counts(
         owner = db.execute(_PARTNER, {"pid": partner_id}).first()
     if owner is None or owner.erased or not owner.couple_id:
         return []  # rituals kept and the check-in rhythm are the couple's
-    if db.dialect.name == "postgresql":
-        db.execute(_COUPLE_LOCK, {"key": f"milestones.couple:{owner.couple_id}"})
+    lock_until_commit(db, f"milestones.couple:{owner.couple_id}")
     as_of = max(day, local_today(owner.timezone, utcnow()))
     other_id, achieved, total = _counts_state(db, owner, as_of)
     pair = (owner.id, other_id)

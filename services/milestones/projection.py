@@ -27,14 +27,13 @@ transaction was about to change would otherwise lose that change.
 
 from __future__ import annotations
 
-import functools
 from datetime import date, datetime, timedelta
 from types import SimpleNamespace
 
 from sqlalchemy import and_, bindparam, case, delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from shared.db import INSERTS, insert_if_new, utcnow
+from shared.db import insert_if_new, on_conflict_statement, utcnow
 from shared.events import Event
 from shared.outbox import forget_published
 
@@ -103,9 +102,9 @@ _DAY_COLUMNS = (
 )
 
 
-@functools.cache
-def _upsert_partner(dialect: str):
-    stmt = INSERTS[dialect](partners).values(
+@on_conflict_statement
+def _upsert_partner(insert):
+    stmt = insert(partners).values(
         id=bindparam("pid"), share_milestones_with_partner=False, erased=False
     )
     return stmt.on_conflict_do_update(
@@ -113,20 +112,20 @@ def _upsert_partner(dialect: str):
     ).returning(*partners.c)
 
 
-@functools.cache
-def _upsert_day(dialect: str, table=days):
-    stmt = INSERTS[dialect](table)
+@on_conflict_statement
+def _upsert_day(insert, table=days):
+    stmt = insert(table)
     return stmt.on_conflict_do_update(
         index_elements=[table.c.partner_id, table.c.local_date],
         set_={c: stmt.excluded[c] for c in _DAY_COLUMNS},
     )
 
 
-@functools.cache
-def _count_in(dialect: str):
+@on_conflict_statement
+def _count_in(insert):
     """One more event of a batch applied: its row made by the first, counted up by the others;
     returns (applied, size)."""
-    stmt = INSERTS[dialect](batches).values(
+    stmt = insert(batches).values(
         id=bindparam("bid"),
         partner_id=bindparam("pid"),
         couple_id=bindparam("couple"),
@@ -153,7 +152,7 @@ def _count_in_batch(s: Session, partner_id: str, ev: Event) -> None:
     db, bid = s.connection(), str(of["id"])
     couple = str(ev.data["couple_id"]) if ev.data.get("couple_id") else None
     applied, size = db.execute(
-        _count_in(db.dialect.name),
+        _count_in(db),
         {"bid": bid, "pid": partner_id, "couple": couple, "size": of["size"], "now": utcnow()},
     ).one()
     if applied >= size:
@@ -166,7 +165,7 @@ def _partner(s: Session, partner_id: str):
     One statement: an upsert that touches the row locks it, as FOR UPDATE would,
     and returns it; two consumers seeing a new partner at once make one row."""
     db = s.connection()
-    return db.execute(_upsert_partner(db.dialect.name), {"pid": partner_id}).one()
+    return db.execute(_upsert_partner(db), {"pid": partner_id}).one()
 
 
 def partner_registered(s: Session, ev: Event) -> None:
@@ -279,10 +278,7 @@ def entry_changed(s: Session, ev: Event):
     )
     # A new entry (the usual case) is one statement; one seen before is read and compared.
     existing = None
-    if (
-        db.execute(insert_if_new(db.dialect.name, entries.c.id), {"id": entry_id, **values}).first()
-        is None
-    ):
+    if db.execute(insert_if_new(db, entries.c.id), {"id": entry_id, **values}).first() is None:
         existing = db.execute(_ENTRY, {"eid": entry_id}).first()
         if not _is_newer(existing, ev):
             return None
@@ -351,7 +347,7 @@ def _end_couple(s: Session, couple_id: str, at: datetime) -> None:
     whatever is redelivered), and each partner still in it leaves it."""
     db = s.connection()
     db.execute(
-        insert_if_new(db.dialect.name, ended_couples.c.couple_id),
+        insert_if_new(db, ended_couples.c.couple_id),
         {"couple_id": couple_id, "ended_at": at},
     )
     ended = db.execute(_ENDED, {"couple": couple_id}).scalar()
@@ -445,7 +441,7 @@ def recompute_day(s: Session, partner_id: str, day: date) -> None:
             db.execute(_DELETE_DAY[table], {"pid": partner_id, "day": day})
         else:
             db.execute(
-                _upsert_day(db.dialect.name, table),
+                _upsert_day(db, table),
                 {"partner_id": partner_id, "local_date": day, **_day_row(mine)},
             )
 

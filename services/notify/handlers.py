@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import and_, delete, or_, select, text, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -15,7 +15,7 @@ from shared.db import insert_if_new, utcnow
 from shared.events import Event
 from shared.outbox import emit, forget_published
 
-from . import SOURCE, celebrate, channels, chart, delivery, devices, resets
+from . import SOURCE, celebrate, channels, chart, delivery, devices, resets, stream
 from .tables import channels as channel_rows
 from .tables import (
     deliveries,
@@ -91,7 +91,7 @@ def partner_erased(s: Session, ev: Event) -> None:
     hers = or_(notifications.c.partner_id == pid, notifications.c.owner_id == pid)
     if couple_id:
         s.execute(
-            insert_if_new(s.get_bind().dialect.name, ended_couples.c.couple_id),
+            insert_if_new(s, ended_couples.c.couple_id),
             {"couple_id": couple_id, "ended_at": ev.time},
         )
         s.execute(
@@ -132,18 +132,13 @@ def session_ended(s: Session, ev: Event) -> None:
     s.execute(select(recipients.c.id).where(recipients.c.id == pid).with_for_update())
     if not row.erased:  # an erased account keeps nothing, and its tokens are refused anyway
         s.execute(
-            insert_if_new(s.get_bind().dialect.name, ended_sessions.c.session_id),
+            insert_if_new(s, ended_sessions.c.session_id),
             {"session_id": sid, "partner_id": pid, "ended_at": ev.time},
         )
     devices.forget(s, and_(device_rows.c.session_id == sid, device_rows.c.partner_id == pid))
     s.execute(
         delete(ended_sessions).where(ended_sessions.c.ended_at < utcnow() - ended_sessions_kept())
     )
-
-
-_NOTIFY_STREAMS = text(
-    "SELECT pg_notify('tandem_notifications', p) FROM unnest(CAST(:pids AS text[])) AS p"
-)
 
 
 def _recipients(s: Session, ids: list[str]) -> dict[str, object]:
@@ -177,9 +172,8 @@ def milestone_achieved(s: Session, ev: Event) -> None:
         owner_name = people[owner_id].display_name
     on = delivery.planned_channels()
     theirs = delivery.targets_of(s, on, audience)
-    dialect = s.get_bind().dialect.name
     add_note = insert_if_new(
-        dialect, notifications.c.id, (notifications.c.milestone_id, notifications.c.partner_id)
+        s, notifications.c.id, (notifications.c.milestone_id, notifications.c.partner_id)
     )
     woken, planned = [], []
     for pid in audience:
@@ -232,8 +226,7 @@ def milestone_achieved(s: Session, ev: Event) -> None:
         planned += delivery.planned(row, theirs[pid], note["id"], due=now, on=on)
     if planned:
         s.execute(deliveries.insert(), planned)
-    if woken and dialect == "postgresql":  # wakes the live streams (stream.py) on commit
-        s.execute(_NOTIFY_STREAMS, {"pids": woken})
+    stream.wake_on_commit(s, woken)
 
 
 HANDLERS = {

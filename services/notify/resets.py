@@ -67,7 +67,7 @@ def password_reset_requested(s: Session, ev: Event) -> None:
     if not to or d["expires_at"] <= utcnow():
         return
     s.execute(
-        insert_if_new(s.get_bind().dialect.name, reset_emails.c.id),
+        insert_if_new(s, reset_emails.c.id),
         {
             "id": ev.id,
             "partner_id": pid,

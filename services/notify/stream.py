@@ -37,11 +37,11 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 import structlog
-from sqlalchemy import and_, select
+from sqlalchemy import and_, select, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
-from shared.db import is_transient, unit_of_work, utcnow
+from shared.db import dialect_of, is_transient, unit_of_work, utcnow
 from shared.errors import Throttled
 
 from .tables import notifications
@@ -55,6 +55,17 @@ CHECK = 1.0  # seconds between checks that a waiting client is still connected
 SKEW = timedelta(seconds=5)  # how much later than a newer row an older one may commit
 RETRY_MS = 3000
 RETRY_AFTER = 5  # seconds a refused stream is told to wait
+
+
+_WAKE = text(f"SELECT pg_notify('{CHANNEL}', p) FROM unnest(CAST(:pids AS text[])) AS p")
+
+
+def wake_on_commit(s: Session, partner_ids: list[str]) -> None:
+    """Wake these partners' live streams, in every web process, once the caller's transaction
+    commits. PostgreSQL: a NOTIFY each, which the hubs LISTEN to. SQLite: nothing to send,
+    the hubs poll."""
+    if partner_ids and dialect_of(s) == "postgresql":
+        s.execute(_WAKE, {"pids": partner_ids})
 
 
 class Hub:

@@ -18,7 +18,7 @@ from tests.e2e.conftest import process_env
 from tests.faults import couple_burst
 from tests.support import drain, publish_events, wait_until
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(600)]  # processes killed, servers stopped
 
 
 def queue_counts(name: str = "milestones.events") -> tuple[int, int]:

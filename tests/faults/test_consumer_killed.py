@@ -31,7 +31,7 @@ from tests.faults import couple_burst
 from tests.faults.test_concurrent_consumers import queue_counts
 from tests.support import drain, publish_events, wait_until
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(600)]  # processes killed, servers stopped
 
 # The real consumer, made to die by SIGKILL right after the commit that takes it to N events
 # applied: that transaction's messages are applied, not acked (those of earlier ones were).

@@ -31,7 +31,7 @@ from tests.conftest import free_port
 from tests.e2e.conftest import process_env
 from tests.support import wait_until
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(600)]  # processes killed, servers stopped
 
 LEASE_SECONDS = 3
 

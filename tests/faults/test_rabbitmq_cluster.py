@@ -30,7 +30,7 @@ from tests.faults.load import (
 )
 from tests.support import wait_until
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(600)]  # processes killed, servers stopped
 
 TOOL = ROOT / "tools" / "rabbitmq-cluster"
 

@@ -25,7 +25,7 @@ from tests.faults.load import (
 )
 from tests.support import wait_until
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(600)]  # processes killed, servers stopped
 
 
 def test_two_of_every_worker_give_what_one_would(rabbit_backend):

@@ -200,10 +200,13 @@ def test_a_partner_erased_while_the_evaluator_schedules_them_stays_a_bare_tombst
                 other, erasure[0].is_alive
             )  # it waits on the row the scheduling read
 
-    with unit_of_work(make_session_factory(engine)) as s:
-        evaluation.schedule_new_partners(s, utcnow())
+    try:
+        with unit_of_work(make_session_factory(engine)) as s:
+            evaluation.schedule_new_partners(s, utcnow())
+    finally:  # the scheduling's transaction is over: the erasure, waiting on it, ends
+        for thread in erasure:
+            thread.join(timeout=30)
     assert len(erasure) == 1
-    erasure[0].join(timeout=30)
     assert not erasure[0].is_alive()
     with engine.connect() as c:
         row = c.execute(select(partners).where(partners.c.id == pid)).one()
@@ -224,22 +227,24 @@ def test_the_evaluator_schedules_around_a_partner_a_consumer_holds_and_takes_the
     held, free = _new_partner(engine), _new_partner(engine)
     sessions = make_session_factory(engine)
     consumer = engine.connect()
-    consumer_tx = consumer.begin()
-    consumer.execute(update(partners).where(partners.c.id == held).values(dirty_since=utcnow()))
-    with unit_of_work(sessions) as s:
-        s.execute(text("SET LOCAL lock_timeout = '3s'"))  # a wait would fail here, not hang
-        evaluation.schedule_new_partners(s, utcnow())
-    with engine.connect() as c:
-        runs = dict(
-            c.execute(
-                select(partners.c.id, partners.c.next_scheduled_at).where(
-                    partners.c.id.in_([held, free])
-                )
-            ).all()
-        )
-    assert runs[held] is None and runs[free] is not None
-    consumer_tx.commit()
-    consumer.close()
+    try:
+        consumer_tx = consumer.begin()
+        consumer.execute(update(partners).where(partners.c.id == held).values(dirty_since=utcnow()))
+        with unit_of_work(sessions) as s:
+            s.execute(text("SET LOCAL lock_timeout = '3s'"))  # a wait would fail here, not hang
+            evaluation.schedule_new_partners(s, utcnow())
+        with engine.connect() as c:
+            runs = dict(
+                c.execute(
+                    select(partners.c.id, partners.c.next_scheduled_at).where(
+                        partners.c.id.in_([held, free])
+                    )
+                ).all()
+            )
+        assert runs[held] is None and runs[free] is not None
+        consumer_tx.commit()
+    finally:
+        consumer.close()  # never left open: the next test's TRUNCATE would wait on its row
     now = utcnow()
     with unit_of_work(sessions) as s:
         evaluation.schedule_new_partners(s, now)
@@ -275,12 +280,6 @@ def test_a_level_two_evaluators_store_at_once_is_stored_and_announced_once(backe
         rules.CALMER_EPISODES, 1, rules.PARTNER, {"p_value": 0.001}, "Anxious moments feel gentler."
     )
     today = datetime.now(PARIS).date()
-    first = sessions()
-    first.begin()
-    owner = first.execute(select(partners).where(partners.c.id == pid)).one()
-    assert (
-        evaluation._achieve(first, owner, None, found, today, utcnow()) is not None
-    )  # not committed yet
     later: list = []
 
     def second_evaluator():
@@ -288,8 +287,14 @@ def test_a_level_two_evaluators_store_at_once_is_stored_and_announced_once(backe
             later.append(evaluation._achieve(s, owner, None, found, today, utcnow()))
 
     racer = threading.Thread(target=second_evaluator)
-    racer.start()
+    first = sessions()
     try:
+        first.begin()
+        owner = first.execute(select(partners).where(partners.c.id == pid)).one()
+        assert (
+            evaluation._achieve(first, owner, None, found, today, utcnow()) is not None
+        )  # not committed yet
+        racer.start()
         if (
             engine.dialect.name == "postgresql"
         ):  # its insert waits on the first transaction's row (SQLite: its lock)
@@ -297,7 +302,8 @@ def test_a_level_two_evaluators_store_at_once_is_stored_and_announced_once(backe
         first.commit()
     finally:
         first.close()  # never left open: the racer and every later test would wait on it
-    racer.join(timeout=30)
+        if racer.ident is not None:
+            racer.join(timeout=30)
     assert later == [None]
     with unit_of_work(sessions) as s:
         assert (

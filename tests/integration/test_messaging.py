@@ -519,16 +519,19 @@ class TestRelayRunning:
         for r in relays:
             r.batch_size = 25
         threads = [threading.Thread(target=_relay_all, args=(r,)) for r in relays]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=120)
+        try:
+            for t in threads:
+                t.start()
+        finally:
+            for t in threads:
+                if t.ident is not None:
+                    t.join(timeout=120)
+            for r in relays:
+                r.publisher.close()
         assert all(r.published_at is not None and r.attempts == 1 for r in _outbox_rows(backend))
         got = drain("milestones.events")
         ids = [json.loads(m.body)["id"] for m in got]
         assert len(ids) == 300 and len(set(ids)) == 300
-        for r in relays:
-            r.publisher.close()
 
     def test_a_binding_another_thread_declared_first_routes_the_next_publish(
         self, embedded_backend

@@ -33,25 +33,32 @@ def test_migrations_match_the_tables(backend, service):
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def scratch_milestones_url(request, tmp_path):
-    """An empty milestones database of its own, to migrate up and down."""
+    """An empty milestones database of its own, to migrate up and down. PostgreSQL: a schema of
+    the milestones test database, first on the search path (a database of its own took up to a
+    minute to drop: DROP DATABASE waits for a checkpoint of the whole server)."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/milestones.sqlite3"
         return
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
-    from tests.conftest import _pg_url
+    from tests.conftest import _ensure_pg_database, _pg_url
 
+    schema = "migration_scratch"
     url = make_url(_pg_url("milestones"))
-    url = url.set(database=f"{url.database}_migration")
-    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    _ensure_pg_database(url.render_as_string(hide_password=False))
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{url.database}"'))
-    yield url.render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
-    admin.dispose()
+        conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+            hide_password=False
+        )
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
 
 
 def test_packing_a_days_lists_keeps_every_value_both_ways(scratch_milestones_url):

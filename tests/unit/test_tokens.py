@@ -60,13 +60,18 @@ def test_a_token_changed_by_one_character_is_checked_and_refused(keys):
         )
 
 
-def test_it_remembers_a_bounded_number_of_tokens_the_oldest_forgotten_first(keys, monkeypatch):
+def test_it_remembers_a_bounded_number_of_tokens_the_least_recently_used_forgotten_first(
+    keys, monkeypatch
+):
     monkeypatch.setattr(auth.TokenVerifier, "REMEMBERED", 3)
     issuer, verifier = auth.TokenIssuer(keys[0], ttl_seconds=60), auth.TokenVerifier(keys[1])
     tokens = [issuer.issue(f"5d3c1f3e-8f4e-4c59-9f55-1f6a2b7c9d1{i}") for i in range(5)]
-    for t in tokens:
+    for t in tokens[:3]:
         verifier.verify(t)
-    assert list(verifier._verified) == tokens[2:]
+    verifier.verify(tokens[0])  # the phone that sent the first token is still in use
+    for t in tokens[3:]:
+        verifier.verify(t)
+    assert set(verifier._verified) == {tokens[0], tokens[3], tokens[4]}
 
 
 def test_a_verified_token_says_until_when_it_is_accepted(keys):
