@@ -28,7 +28,19 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
-from sqlalchemy import String, Text, bindparam, cast, func, literal_column, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    String,
+    Text,
+    bindparam,
+    cast,
+    extract,
+    func,
+    literal_column,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from shared.db import insert_if_new, utcnow
@@ -36,7 +48,7 @@ from shared.outbox import emit
 
 from . import rules
 from .rules import DayAggregate, Detection, History, check_in_rhythm, rituals_kept
-from .rules.aggregates import EpisodeDaysHistory
+from .rules.aggregates import RATINGS, EpisodeDaysHistory, RatedDaysHistory
 from .rules.registry import READS, SINCE_FIRST, Reads
 from .rules.windows import BASELINE_LOGGED_DAYS, RHYTHM_WEEKS
 from .tables import days, milestones, outbox, partners, shared_days
@@ -134,19 +146,31 @@ class _Reads:
             .order_by(t.c.local_date)
             .limit(BASELINE_LOGGED_DAYS if windows.head else 1)
         )
+        # A day as its number of days since 1970-01-01 (parsed by numpy with the numbers next to it, where an
+        # ISO date costs a conversion each).
+        day_number = cast(cast(extract("epoch", t.c.local_date), BigInteger) // 86400, String)
         # The scan's days before the recent days: two small columns of each.
-        # "date:episodes,..." in one string: the scan reads hundreds of these on a long history, and a row
+        # "day:episodes,..." in one string: the scan reads hundreds of these on a long history, and a row
         # apiece (with the driver's date conversion) cost more than the scan itself.
         self.episodes_before = select(
-            func.aggregate_strings(
-                cast(t.c.local_date, String) + ":" + cast(t.c.episodes, String), ","
-            )
+            func.aggregate_strings(day_number + ":" + cast(t.c.episodes, String), ",")
         ).where(mine, t.c.local_date < bindparam("recent_start"))
         self.recent = select(*self.day).where(
             mine, t.c.local_date.between(bindparam("recent_start"), bindparam("last"))
         )
         self.older_rituals = select(t.c.local_date, t.c.detail).where(
             mine, self.ritual_day, t.c.local_date < bindparam("recent_start")
+        )
+        # The ratings of the days before the recent days that the couple scans read, "[day,[communication],
+        # [connection],[understanding]],..." in one string: a few small lists of a day, not its whole row and
+        # an aggregate.
+        packed = "[" + day_number
+        for name in RATINGS:
+            packed = packed + "," + cast(t.c.detail[name], String)
+        self.ratings_before = select(func.aggregate_strings(packed + "]", ",")).where(
+            mine,
+            t.c.local_date >= bindparam("ratings_start"),
+            t.c.local_date < bindparam("recent_start"),
         )
 
 
@@ -167,7 +191,8 @@ def history(
     and the rituals (by tag) of every older day left out (unless
     ``prior_rituals`` is False: no ritual level can be new). Without dates: all.
     ``shared``: of the partner's shared entries alone (what the couple's rules read).
-    ``since_first``: also every older day's episodes (what the change-point scan reads)."""
+    ``since_first``: also every older day's episodes (what the change-point scan reads). The days of
+    ``ratings`` back not among the recent ones are read by their ratings alone (what the couple scans read)."""
     if partner_id is None:
         return History(()), Counter()
     db, reads = s.connection(), _SHARED if shared else _ALL
@@ -187,6 +212,16 @@ def history(
             if day not in rows:
                 prior.update(detail["rituals"])
     whole = _aggregates(rows.values())
+    if reads.windows.ratings > reads.windows.recent:
+        args["ratings_start"] = first_as_of - timedelta(days=reads.windows.ratings)
+        packed = db.execute(reads.ratings_before, args).scalar()
+        read = {day.toordinal() - _EPOCH for day in rows}  # a day of the head is read whole
+        rated = [
+            (day + _EPOCH, *ratings)
+            for day, *ratings in json.loads(f"[{packed or ''}]")
+            if day not in read
+        ]
+        return RatedDaysHistory(whole, rated), prior
     if not since_first:
         return History(tuple(whole)), prior
     ordinals, episodes = _unpack_episodes(db.execute(reads.episodes_before, args).scalar())
@@ -198,15 +233,12 @@ _EPOCH = date(1970, 1, 1).toordinal()
 
 
 def _unpack_episodes(packed: str | None) -> tuple[np.ndarray, np.ndarray]:
-    """The days and episodes of ``episodes_before``'s "date:episodes,..." as two arrays (ordinals,
-    episodes), parsed by numpy, not a date object a day."""
+    """The days and episodes of ``episodes_before``'s "day:episodes,..." as two arrays (ordinals,
+    episodes), parsed by numpy in one call, not an object a day."""
     if not packed:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    fields = packed.replace(":", ",").split(",")
-    return (
-        np.array(fields[0::2], dtype="datetime64[D]").astype(np.int64) + _EPOCH,
-        np.array(fields[1::2]).astype(np.int64),
-    )
+    numbers = np.fromstring(packed.replace(":", ","), dtype=np.int64, sep=",")
+    return numbers[0::2] + _EPOCH, numbers[1::2]
 
 
 # Built once: run for every ritual and check-in the consumer applies.
