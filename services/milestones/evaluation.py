@@ -29,16 +29,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 from sqlalchemy import (
-    BigInteger,
     String,
     Text,
     bindparam,
     cast,
-    extract,
     func,
     literal_column,
     select,
     text,
+    union_all,
     update,
 )
 from sqlalchemy.orm import Session
@@ -146,9 +145,9 @@ class _Reads:
             .order_by(t.c.local_date)
             .limit(BASELINE_LOGGED_DAYS if windows.head else 1)
         )
-        # A day as its number of days since 1970-01-01 (parsed by numpy with the numbers next to it, where an
-        # ISO date costs a conversion each).
-        day_number = cast(cast(extract("epoch", t.c.local_date), BigInteger) // 86400, String)
+        # A day as a number, YYYYMMDD (its ISO date less the dashes): parsed by numpy with the numbers next to
+        # it, where an ISO date costs a conversion each (``_ordinals``).
+        day_number = func.replace(cast(t.c.local_date, String), "-", "")
         # The scan's days before the recent days: two small columns of each.
         # "day:episodes,..." in one string: the scan reads hundreds of these on a long history, and a row
         # apiece (with the driver's date conversion) cost more than the scan itself.
@@ -158,6 +157,9 @@ class _Reads:
         self.recent = select(*self.day).where(
             mine, t.c.local_date.between(bindparam("recent_start"), bindparam("last"))
         )
+        # Both in one statement (a round trip to the database costs more than reading a few rows); a day in
+        # both comes twice.
+        self.head_and_recent = union_all(select(self.head.subquery()), self.recent)
         self.older_rituals = select(t.c.local_date, t.c.detail).where(
             mine, self.ritual_day, t.c.local_date < bindparam("recent_start")
         )
@@ -198,14 +200,16 @@ def history(
     db, reads = s.connection(), _SHARED if shared else _ALL
     if first_as_of is None or last_as_of is None:
         return History(tuple(_aggregates(db.execute(reads.all, {"pid": partner_id})))), Counter()
-    head = db.execute(reads.head, {"pid": partner_id}).all()
-    if not head:
-        return History(()), Counter()
-    head_end = head[0].local_date + timedelta(days=reads.windows.head)
-    rows = {r.local_date: r for r in head if r.local_date <= head_end}
     recent_start = first_as_of - timedelta(days=reads.windows.recent)
     args = {"pid": partner_id, "recent_start": recent_start, "last": last_as_of}
-    rows.update((r.local_date, r) for r in db.execute(reads.recent, args).all())
+    found = db.execute(reads.head_and_recent, args).all()
+    if not found:
+        return History(()), Counter()
+    # the head's first day is the first of all; of the head, the days past its window are left out
+    head_end = min(r.local_date for r in found) + timedelta(days=reads.windows.head)
+    rows = {
+        r.local_date: r for r in found if r.local_date <= head_end or r.local_date >= recent_start
+    }
     prior: Counter = Counter()
     if prior_rituals:
         for day, detail in db.execute(reads.older_rituals, args):
@@ -214,13 +218,10 @@ def history(
     whole = _aggregates(rows.values())
     if reads.windows.ratings > reads.windows.recent:
         args["ratings_start"] = first_as_of - timedelta(days=reads.windows.ratings)
-        packed = db.execute(reads.ratings_before, args).scalar()
-        read = {day.toordinal() - _EPOCH for day in rows}  # a day of the head is read whole
-        rated = [
-            (day + _EPOCH, *ratings)
-            for day, *ratings in json.loads(f"[{packed or ''}]")
-            if day not in read
-        ]
+        packed = json.loads(f"[{db.execute(reads.ratings_before, args).scalar() or ''}]")
+        read = {day.toordinal() for day in rows}  # a day of the head is read whole
+        ordinals = _ordinals(np.array([day[0] for day in packed], dtype=np.int64)).tolist()
+        rated = [(o, *day[1:]) for o, day in zip(ordinals, packed) if o not in read]
         return RatedDaysHistory(whole, rated), prior
     if not since_first:
         return History(tuple(whole)), prior
@@ -232,13 +233,21 @@ def history(
 _EPOCH = date(1970, 1, 1).toordinal()
 
 
+def _ordinals(numbers: np.ndarray) -> np.ndarray:
+    """The ordinals (:meth:`date.toordinal`) of days given as numbers YYYYMMDD, by numpy."""
+    year, month_day = np.divmod(numbers, 10000)
+    month, day = np.divmod(month_day, 100)
+    months = (year - 1970).astype("datetime64[Y]").astype("datetime64[M]") + (month - 1)
+    return months.astype("datetime64[D]").astype(np.int64) + (day - 1 + _EPOCH)
+
+
 def _unpack_episodes(packed: str | None) -> tuple[np.ndarray, np.ndarray]:
-    """The days and episodes of ``episodes_before``'s "day:episodes,..." as two arrays (ordinals,
+    """The days and episodes of ``episodes_before``'s "YYYYMMDD:episodes,..." as two arrays (ordinals,
     episodes), parsed by numpy in one call, not an object a day."""
     if not packed:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     numbers = np.fromstring(packed.replace(":", ","), dtype=np.int64, sep=",")
-    return numbers[0::2] + _EPOCH, numbers[1::2]
+    return _ordinals(numbers[0::2]), numbers[1::2]
 
 
 # Built once: run for every ritual and check-in the consumer applies.
