@@ -1,8 +1,9 @@
 """Deciding, storing and announcing milestones.
 
 Evaluation reads a partner's daily aggregates (the days the registry of
-``rules`` says each rule reads back: a few hundred rows, and of every older
-day only its episodes, for the change-point scan) and runs the pure rules:
+``rules`` says each rule reads back: a hundred rows or so; of every older
+day only its episodes, for the change-point scan; of the couple scans' 26
+weeks before those only the ratings) and runs the pure rules:
 a partner's own rules read the aggregates of all their entries
 (``days``), the couple's rules both partners' aggregates of their shared
 entries alone (``shared_days``), so a private entry counts only toward its
@@ -79,9 +80,9 @@ def next_daily_run(tz_name: str | None, now: datetime) -> datetime:
     return run.astimezone(UTC)
 
 
-# What the rules read back of each table from an evaluation date (the head, the recent days and, for
-# SINCE_FIRST, the episodes of every day since the first) is the registry's READS: the most any rule of the
-# table's scope reads.
+# What the rules read back of each table from an evaluation date (the head, the recent days, the ratings of the
+# couple scans' older days and, for SINCE_FIRST, the episodes of every day since the first) is the registry's
+# READS: the most any rule of the table's scope reads.
 
 
 def _aggregates(rows) -> list[DayAggregate]:
