@@ -1,8 +1,9 @@
 """Deciding, storing and announcing milestones.
 
 Evaluation reads a partner's daily aggregates (the days the registry of
-``rules`` says each rule reads back: a few hundred rows, and of every older
-day only its episodes, for the change-point scan) and runs the pure rules:
+``rules`` says each rule reads back: a hundred rows or so; of every older
+day only its episodes, for the change-point scan; of the couple scans' 26
+weeks before those only the ratings) and runs the pure rules:
 a partner's own rules read the aggregates of all their entries
 (``days``), the couple's rules both partners' aggregates of their shared
 entries alone (``shared_days``), so a private entry counts only toward its
@@ -40,6 +41,7 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.orm import Session
@@ -49,7 +51,7 @@ from shared.outbox import emit
 
 from . import rules
 from .rules import DayAggregate, Detection, History, check_in_rhythm, rituals_kept
-from .rules.aggregates import EpisodeDaysHistory
+from .rules.aggregates import RATINGS, EpisodeDaysHistory, RatedDaysHistory
 from .rules.registry import READS, SINCE_FIRST, Reads
 from .rules.windows import BASELINE_LOGGED_DAYS, RHYTHM_WEEKS
 from .tables import batches, days, milestones, outbox, partners, shared_days
@@ -81,9 +83,9 @@ def next_daily_run(tz_name: str | None, now: datetime) -> datetime:
     return run.astimezone(UTC)
 
 
-# What the rules read back of each table from an evaluation date (the head, the recent days and, for
-# SINCE_FIRST, the episodes of every day since the first) is the registry's READS: the most any rule of the
-# table's scope reads.
+# What the rules read back of each table from an evaluation date (the head, the recent days, the ratings of the
+# couple scans' older days and, for SINCE_FIRST, the episodes of every day since the first) is the registry's
+# READS: the most any rule of the table's scope reads.
 
 
 def _aggregates(rows) -> list[DayAggregate]:
@@ -134,32 +136,63 @@ class _Reads:
             t.c.weekly_check_ins,
         )
         mine = t.c.partner_id == bindparam("pid")
+        # Of one partner (``pid``) or of two (and ``other``): a couple's two in one statement each, every
+        # statement's rows with their partner's id first.
+        ours = t.c.partner_id.in_([bindparam("pid"), bindparam("other")])
         # The partial index's own predicate, as SQL text: a bound 0 would not match it in a prepared (generic)
         # plan.
         self.ritual_day = t.c.ritual_count > literal_column("0")
         self.all = select(*self.day).where(mine)
+
         # The baseline is the first 28 logged days within the first 56 (every stored day is a logged one: a day
         # whose last entry is deleted is deleted): the first 28 days stored, less those past the 56. Without a
         # head, the first day alone (the couple scans count their threshold's rise from it).
-        self.head = (
-            select(*self.day)
-            .where(mine)
-            .order_by(t.c.local_date)
-            .limit(BASELINE_LOGGED_DAYS if windows.head else 1)
-        )
-        # The scan's days before the recent days: two small columns of each.
-        # "date:episodes,..." in one string: the scan reads hundreds of these on a long history, and a row
-        # apiece (with the driver's date conversion) cost more than the scan itself.
-        self.episodes_before = select(
-            func.aggregate_strings(
-                cast(t.c.local_date, String) + ":" + cast(t.c.episodes, String), ","
+        def head(pid: str):
+            return (
+                select(t.c.partner_id, *self.day)
+                .where(t.c.partner_id == bindparam(pid))
+                .order_by(t.c.local_date)
+                .limit(BASELINE_LOGGED_DAYS if windows.head else 1)
+                .subquery()
             )
-        ).where(mine, t.c.local_date < bindparam("recent_start"))
-        self.recent = select(*self.day).where(
-            mine, t.c.local_date.between(bindparam("recent_start"), bindparam("last"))
+
+        recent = select(t.c.partner_id, *self.day).where(
+            ours, t.c.local_date.between(bindparam("recent_start"), bindparam("last"))
         )
-        self.older_rituals = select(t.c.local_date, t.c.detail).where(
-            mine, self.ritual_day, t.c.local_date < bindparam("recent_start")
+        # The heads and the recent days in one statement (a statement costs more than a few rows); a day in
+        # both comes twice.
+        self.head_and_recent = union_all(select(head("pid")), select(head("other")), recent)
+        # A day as a number, YYYYMMDD (its ISO date less the dashes): parsed by numpy with the numbers next to
+        # it, where an ISO date costs a conversion each (``_ordinals``).
+        day_number = func.replace(cast(t.c.local_date, String), "-", "")
+        # The scan's days before the recent days: two small columns of each.
+        # "day:episodes,..." in one string: the scan reads hundreds of these on a long history, and a row
+        # apiece (with the driver's date conversion) cost more than the scan itself.
+        self.episodes_before = (
+            select(
+                t.c.partner_id,
+                func.aggregate_strings(day_number + ":" + cast(t.c.episodes, String), ","),
+            )
+            .where(ours, t.c.local_date < bindparam("recent_start"))
+            .group_by(t.c.partner_id)
+        )
+        self.older_rituals = select(t.c.partner_id, t.c.local_date, t.c.detail).where(
+            ours, self.ritual_day, t.c.local_date < bindparam("recent_start")
+        )
+        # The ratings of the days before the recent days that the couple scans read, "[day,[communication],
+        # [connection],[understanding]],..." in one string: a few small lists of a day, not its whole row and
+        # an aggregate.
+        packed = "[" + day_number
+        for name in RATINGS:
+            packed = packed + "," + cast(t.c.detail[name], String)
+        self.ratings_before = (
+            select(t.c.partner_id, func.aggregate_strings(packed + "]", ","))
+            .where(
+                ours,
+                t.c.local_date >= bindparam("ratings_start"),
+                t.c.local_date < bindparam("recent_start"),
+            )
+            .group_by(t.c.partner_id)
         )
 
 
@@ -180,46 +213,103 @@ def history(
     and the rituals (by tag) of every older day left out (unless
     ``prior_rituals`` is False: no ritual level can be new). Without dates: all.
     ``shared``: of the partner's shared entries alone (what the couple's rules read).
-    ``since_first``: also every older day's episodes (what the change-point scan reads)."""
-    if partner_id is None:
-        return History(()), Counter()
-    db, reads = s.connection(), _SHARED if shared else _ALL
+    ``since_first``: also every older day's episodes (what the change-point scan reads). The days of
+    ``ratings`` back not among the recent ones are read by their ratings alone (what the couple scans read)."""
     if first_as_of is None or last_as_of is None:
+        if partner_id is None:
+            return History(()), Counter()
+        db, reads = s.connection(), _SHARED if shared else _ALL
         return History(tuple(_aggregates(db.execute(reads.all, {"pid": partner_id})))), Counter()
-    head = db.execute(reads.head, {"pid": partner_id}).all()
-    if not head:
-        return History(()), Counter()
-    head_end = head[0].local_date + timedelta(days=reads.windows.head)
-    rows = {r.local_date: r for r in head if r.local_date <= head_end}
+    return histories(
+        s,
+        (partner_id,),
+        first_as_of,
+        last_as_of,
+        prior_rituals=prior_rituals,
+        shared=shared,
+        since_first=since_first,
+    )[0]
+
+
+def histories(
+    s: Session,
+    partner_ids: tuple[str | None, ...],
+    first_as_of: date,
+    last_as_of: date,
+    *,
+    prior_rituals: bool = True,
+    shared: bool = False,
+    since_first: bool = False,
+) -> list[tuple[History, Counter]]:
+    """:func:`history` of one partner or of two (a couple's), each statement read for both at once; a
+    partner None has no days."""
+    if len(partner_ids) > 2:
+        raise ValueError("one partner or two")
+    db, reads = s.connection(), _SHARED if shared else _ALL
+    pid, other = (*partner_ids, None)[:2]
     recent_start = first_as_of - timedelta(days=reads.windows.recent)
-    args = {"pid": partner_id, "recent_start": recent_start, "last": last_as_of}
-    rows.update((r.local_date, r) for r in db.execute(reads.recent, args).all())
-    prior: Counter = Counter()
+    args = {"pid": pid, "other": other, "recent_start": recent_start, "last": last_as_of}
+    found: dict[str, list] = {}
+    for row in db.execute(reads.head_and_recent, args):
+        found.setdefault(row[0], []).append(row[1:])
+    if not found:
+        return [(History(()), Counter()) for _ in partner_ids]
+    rows: dict[str, dict] = {}
+    for p, days_read in found.items():
+        # the head's first day is the first of all; of the head, the days past its window are left out
+        head_end = min(r[0] for r in days_read) + timedelta(days=reads.windows.head)
+        rows[p] = {r[0]: r for r in days_read if r[0] <= head_end or r[0] >= recent_start}
+    prior: dict[str, Counter] = {p: Counter() for p in rows}
     if prior_rituals:
-        for day, detail in db.execute(reads.older_rituals, args):
-            if day not in rows:
-                prior.update(detail["rituals"])
-    whole = _aggregates(rows.values())
-    if not since_first:
-        return History(tuple(whole)), prior
-    ordinals, episodes = _unpack_episodes(db.execute(reads.episodes_before, args).scalar())
-    fresh = ~np.isin(ordinals, [day.toordinal() for day in rows])  # a day of the head is read whole
-    return EpisodeDaysHistory(whole, ordinals[fresh], episodes[fresh]), prior
+        for p, day, detail in db.execute(reads.older_rituals, args):
+            if day not in rows[p]:
+                prior[p].update(detail["rituals"])
+    parts: dict[str, str] = {}
+    if reads.windows.ratings > reads.windows.recent:
+        args["ratings_start"] = first_as_of - timedelta(days=reads.windows.ratings)
+        parts = dict(db.execute(reads.ratings_before, args).all())
+    elif since_first:
+        parts = dict(db.execute(reads.episodes_before, args).all())
+    out = []
+    for p in partner_ids:
+        if p not in rows:
+            out.append((History(()), Counter()))
+            continue
+        whole = _aggregates(rows[p].values())
+        if reads.windows.ratings > reads.windows.recent:
+            packed = json.loads(f"[{parts.get(p) or ''}]")
+            read = {day.toordinal() for day in rows[p]}  # a day of the head is read whole
+            ordinals = _ordinals(np.array([day[0] for day in packed], dtype=np.int64)).tolist()
+            rated = [(o, *day[1:]) for o, day in zip(ordinals, packed) if o not in read]
+            out.append((RatedDaysHistory(whole, rated), prior[p]))
+        elif since_first:
+            ordinals, episodes = _unpack_episodes(parts.get(p))
+            # a day of the head is read whole
+            fresh = ~np.isin(ordinals, [day.toordinal() for day in rows[p]])
+            out.append((EpisodeDaysHistory(whole, ordinals[fresh], episodes[fresh]), prior[p]))
+        else:
+            out.append((History(tuple(whole)), prior[p]))
+    return out
 
 
 _EPOCH = date(1970, 1, 1).toordinal()
 
 
+def _ordinals(numbers: np.ndarray) -> np.ndarray:
+    """The ordinals (:meth:`date.toordinal`) of days given as numbers YYYYMMDD, by numpy."""
+    year, month_day = np.divmod(numbers, 10000)
+    month, day = np.divmod(month_day, 100)
+    months = (year - 1970).astype("datetime64[Y]").astype("datetime64[M]") + (month - 1)
+    return months.astype("datetime64[D]").astype(np.int64) + (day - 1 + _EPOCH)
+
+
 def _unpack_episodes(packed: str | None) -> tuple[np.ndarray, np.ndarray]:
-    """The days and episodes of ``episodes_before``'s "date:episodes,..." as two arrays (ordinals,
-    episodes), parsed by numpy, not a date object a day."""
+    """The days and episodes of ``episodes_before``'s "YYYYMMDD:episodes,..." as two arrays (ordinals,
+    episodes), parsed by numpy in one call, not an object a day."""
     if not packed:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    fields = packed.replace(":", ",").split(",")
-    return (
-        np.array(fields[0::2], dtype="datetime64[D]").astype(np.int64) + _EPOCH,
-        np.array(fields[1::2]).astype(np.int64),
-    )
+    numbers = np.fromstring(packed.replace(":", ","), dtype=np.int64, sep=",")
+    return _ordinals(numbers[0::2]), numbers[1::2]
 
 
 # Built once: run for every ritual and check-in the consumer applies.
@@ -410,16 +500,12 @@ def evaluate_partner(
         prior_rituals=False,
         since_first=not held or any(t not in _done(held) for t in SINCE_FIRST),
     )
-    ours, prior = history(
-        s,
-        owner.id if owner.couple_id else None,
-        min(dates),
-        max(dates),
-        prior_rituals=counted,
-        shared=True,
-    )
-    theirs, prior_theirs = history(
-        s, other_id, min(dates), max(dates), prior_rituals=counted, shared=True
+    (ours, prior), (theirs, prior_theirs) = (
+        histories(
+            s, (owner.id, other_id), min(dates), max(dates), prior_rituals=counted, shared=True
+        )
+        if owner.couple_id
+        else [(History(()), Counter()), (History(()), Counter())]
     )
     prior.update(prior_theirs)
     first = mine.first_logged_day(today)

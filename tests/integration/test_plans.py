@@ -113,6 +113,26 @@ def test_a_couples_ritual_count_and_levels_read_their_own_rows(rabbit_backend):
         _reads_alone(plan, "milestones", "ix_milestones_owner_key")
 
 
+def test_an_evaluations_histories_read_their_partners_days_alone(rabbit_backend):
+    """A couple's two histories (one statement for both partners' heads and recent days, one for their
+    older rituals, one for the couple scans' ratings) and a partner's own (the episodes since the first):
+    each from an index of the days, one partner's or two, whatever the other partners hold."""
+    recent = {"recent_start": date.today() - timedelta(days=35), "last": date.today()}
+    with _filled(rabbit_backend, "milestones", PARTNERS, DAYS, SHARED_DAYS) as conn:
+        for reads, table, pids in (
+            (evaluation._SHARED, "shared_days", {"pid": "A7", "other": "B7"}),
+            (evaluation._ALL, "days", {"pid": "A7", "other": None}),
+        ):
+            args = {**pids, **recent, "ratings_start": date.today() - timedelta(days=184)}
+            for statement, index in (
+                (reads.head_and_recent, f"pk_{table}"),
+                (reads.older_rituals, f"ix_{table}_rituals"),
+                (reads.ratings_before, f"pk_{table}"),
+                (reads.episodes_before, f"pk_{table}"),
+            ):
+                _reads_alone(_plan(conn, statement, args), table, index)
+
+
 def test_the_milestones_list_reads_the_callers_owners_alone(rabbit_backend):
     with _filled(rabbit_backend, "milestones", PARTNERS, MILESTONES) as conn:
         session = make_session_factory(conn)()

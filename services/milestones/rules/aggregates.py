@@ -6,7 +6,7 @@ Nothing here touches a database, a broker, a file or the clock.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from itertools import repeat
@@ -22,6 +22,7 @@ __all__ = [
     "DayAggregate",
     "History",
     "EpisodeDaysHistory",
+    "RatedDaysHistory",
     "HistoryLike",
     "Detection",
 ]
@@ -29,6 +30,7 @@ __all__ = [
 PARTNER = "partner"
 COUPLE = "couple"
 CHECK_IN_RITUAL_TAG = "weekly_check_in"
+RATINGS = ("communication", "connection", "understanding")  # a day's ratings, 1-5 each
 
 
 def _check_date(value: Any, name: str) -> None:
@@ -144,6 +146,25 @@ class DayAggregate:
             }
         )
 
+    @classmethod
+    def ratings_only(
+        cls,
+        day: date,
+        communication: tuple[int, ...] = (),
+        connection: tuple[int, ...] = (),
+        understanding: tuple[int, ...] = (),
+    ) -> DayAggregate:
+        """A logged day of which only its ratings are known (what the couple scans read of a day): the rest
+        is left empty, as in :meth:`episodes_only`."""
+        return cls.trusted(
+            {
+                **cls.episodes_only(day, 0).__dict__,
+                "communication": communication,
+                "connection": connection,
+                "understanding": understanding,
+            }
+        )
+
     @property
     def has_entries(self) -> bool:
         return bool(
@@ -226,30 +247,52 @@ class History:
                 episodes[i], logged[i] = d.episodes, True
         return episodes, logged
 
+    def ratings(
+        self, first: date, last: date, names: Sequence[str], day_mean: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The ratings ``names`` (fields of :data:`RATINGS`) of days first..last as two arrays, in no given
+        order: the ordinal of the day of each rating and the rating; with ``day_mean``, one a day with any:
+        the mean of the day's ratings."""
+        days = self.between(first, last)
+        if day_mean:
+            rated = [
+                (d.day.toordinal(), sum(values) / len(values))
+                for d in days
+                if (values := [v for name in names for v in getattr(d, name)])
+            ]
+        else:
+            rated = [
+                (d.day.toordinal(), float(v))
+                for d in days
+                for name in names
+                for v in getattr(d, name)
+            ]
+        ordinals, values = zip(*rated) if rated else ((), ())
+        return np.array(ordinals, dtype=np.int64), np.array(values, dtype=float)
 
-class EpisodeDaysHistory(History):
-    """A history of which some logged days are known only by their anxious episodes (``episode_days``:
-    their ordinals, :meth:`date.toordinal`, and episodes, two integer arrays in any order), beside whole
-    days (``days``): what an evaluation reads of the days only the change-point scan looks at, hundreds on
-    a long history, without an object each.
+    def ritual_count(self, as_of: date) -> int:
+        """The rituals of the days up to ``as_of``."""
+        return sum(len(d.rituals) for d in self.until(as_of))
 
-    It is the history of the whole days and of :meth:`DayAggregate.episodes_only` of each other day, and
-    gives the same answers; :meth:`episode_counts` reads the arrays as they are. A date given twice (in
-    either part, or in both) is an error, as in :class:`History`.
+
+class _PartDaysHistory(History):
+    """A history of whole days (``days``) and of days of which only some fields are known, held as arrays
+    without an object each (``_part_ordinals``: their ordinals, :meth:`date.toordinal`, ascending): what an
+    evaluation reads of the days only some rules look at, hundreds on a long history. A subclass holds the
+    fields known and makes a day of them (:meth:`_part_day`); every other field of such a day is empty.
+
+    It is the history of the whole days and of those part days, and gives the same answers. A date given
+    twice (in either part, or in both) is an error, as in :class:`History`.
     """
 
-    def __init__(self, days: Iterable[DayAggregate], ordinals, episodes) -> None:
+    def _set_parts(self, days: Iterable[DayAggregate], ordinals) -> np.ndarray:
+        """Keeps the whole days and the part days' ordinals (sorted); the order that sorts ``ordinals``."""
         whole = History(tuple(days))
-        ordinals, episodes = (
-            np.asarray(ordinals, dtype=np.int64),
-            np.asarray(episodes, dtype=np.int64),
-        )
-        if ordinals.shape != episodes.shape or ordinals.ndim != 1:
-            raise ValueError("one count of episodes for each day")
-        if (episodes < 0).any():
-            raise ValueError("episodes must be whole numbers >= 0")
+        ordinals = np.asarray(ordinals, dtype=np.int64)
+        if ordinals.ndim != 1:
+            raise ValueError("one ordinal for each day")
         order = np.argsort(ordinals, kind="stable")
-        ordinals, episodes = ordinals[order], episodes[order]
+        ordinals = ordinals[order]
         dup = np.flatnonzero(np.diff(ordinals) == 0)
         both = np.intersect1d(ordinals, whole._ordinals)
         if len(dup) or len(both):
@@ -265,47 +308,138 @@ class EpisodeDaysHistory(History):
         ]
         for name, value in (
             ("_whole", whole),
-            ("_episode_ordinals", ordinals),
-            ("_episodes", episodes),
+            ("_part_ordinals", ordinals),
             ("_first_logged", min(firsts) if firsts else None),
             ("_all", None),
         ):
             object.__setattr__(self, name, value)
+        return order
 
-    def _episodes_only(self, lo: int, hi: int) -> tuple[DayAggregate, ...]:
-        return tuple(
-            DayAggregate.episodes_only(date.fromordinal(int(o)), int(e))
-            for o, e in zip(self._episode_ordinals[lo:hi], self._episodes[lo:hi])
-        )
+    def _part_day(self, i: int) -> DayAggregate:
+        """The part day of index ``i`` (in date order), as a day of its own."""
+        raise NotImplementedError
+
+    def _parts(self, lo: int, hi: int) -> tuple[DayAggregate, ...]:
+        return tuple(self._part_day(i) for i in range(lo, hi))
+
+    def _part_range(self, start: date, end: date) -> tuple[int, int]:
+        """The indices lo..hi (hi excluded) of the part days dated start..end."""
+        lo = int(np.searchsorted(self._part_ordinals, start.toordinal(), side="left"))
+        return lo, int(np.searchsorted(self._part_ordinals, end.toordinal(), side="right"))
 
     @property
     def days(self) -> tuple[DayAggregate, ...]:  # type: ignore[override]
         if self._all is None:
             merged = sorted(
-                (*self._whole.days, *self._episodes_only(0, len(self._episodes))),
-                key=lambda d: d.day,
+                (*self._whole.days, *self._parts(0, len(self._part_ordinals))),
+                key=_DAY,
             )
             object.__setattr__(self, "_all", tuple(merged))
         return self._all
 
     def between(self, start: date, end: date) -> tuple[DayAggregate, ...]:
         whole = self._whole.between(start, end)
-        lo = int(np.searchsorted(self._episode_ordinals, start.toordinal(), side="left"))
-        hi = int(np.searchsorted(self._episode_ordinals, end.toordinal(), side="right"))
-        if lo == hi:  # a window of recent days: none is known by its episodes alone
+        lo, hi = self._part_range(start, end)
+        if lo == hi:  # a window of recent days: none is known in part
             return whole
-        return tuple(sorted((*whole, *self._episodes_only(lo, hi)), key=lambda d: d.day))
+        return tuple(sorted((*whole, *self._parts(lo, hi)), key=_DAY))
 
     def until(self, as_of: date) -> tuple[DayAggregate, ...]:
         return self.between(date.min, as_of)
 
+
+class EpisodeDaysHistory(_PartDaysHistory):
+    """A history of which some logged days are known only by their anxious episodes (``episode_days``:
+    their ordinals, :meth:`date.toordinal`, and episodes, two integer arrays in any order), beside whole
+    days (``days``): what an evaluation reads of the days only the change-point scan looks at.
+
+    Each such day is :meth:`DayAggregate.episodes_only`; :meth:`episode_counts` reads the arrays as they
+    are.
+    """
+
+    def __init__(self, days: Iterable[DayAggregate], ordinals, episodes) -> None:
+        ordinals, episodes = (
+            np.asarray(ordinals, dtype=np.int64),
+            np.asarray(episodes, dtype=np.int64),
+        )
+        if ordinals.shape != episodes.shape or ordinals.ndim != 1:
+            raise ValueError("one count of episodes for each day")
+        if (episodes < 0).any():
+            raise ValueError("episodes must be whole numbers >= 0")
+        order = self._set_parts(days, ordinals)
+        object.__setattr__(self, "_episodes", episodes[order])
+
+    def _part_day(self, i: int) -> DayAggregate:
+        return DayAggregate.episodes_only(
+            date.fromordinal(int(self._part_ordinals[i])), int(self._episodes[i])
+        )
+
     def episode_counts(self, first: date, last: date) -> tuple[np.ndarray, np.ndarray]:
         episodes, logged = self._whole.episode_counts(first, last)
         origin, end = first.toordinal(), last.toordinal()
-        inside = (self._episode_ordinals >= origin) & (self._episode_ordinals <= end)
-        at = self._episode_ordinals[inside] - origin
+        inside = (self._part_ordinals >= origin) & (self._part_ordinals <= end)
+        at = self._part_ordinals[inside] - origin
         episodes[at], logged[at] = self._episodes[inside], True
         return episodes, logged
+
+
+class RatedDaysHistory(_PartDaysHistory):
+    """A history of which some logged days are known only by their ratings (``rated``: for each such day,
+    in any order, its ordinal, :meth:`date.toordinal`, and its communication, connection and understanding
+    ratings), beside whole days (``days``): what an evaluation reads of the days only the couple scans look
+    at.
+
+    Each such day is :meth:`DayAggregate.ratings_only`; :meth:`ratings` reads the ratings as arrays (a
+    rating each, the day it is of), not a day at a time.
+    """
+
+    def __init__(
+        self,
+        days: Iterable[DayAggregate],
+        rated: Iterable[tuple[int, Sequence[int], Sequence[int], Sequence[int]]],
+    ) -> None:
+        rated = list(rated)
+        order = self._set_parts(days, [r[0] for r in rated])
+        rated = [rated[i] for i in order]
+        for k, name in enumerate(RATINGS, 1):
+            values = np.array([v for r in rated for v in r[k]], dtype=np.int64)
+            if ((values < 1) | (values > 5)).any():
+                raise ValueError(f"{name} ratings must be whole numbers 1-5")
+            at = np.array([i for i, r in enumerate(rated) for _ in r[k]], dtype=np.int64)
+            object.__setattr__(self, f"_{name}", (at, values))
+
+    def _part_day(self, i: int) -> DayAggregate:
+        ratings = {}
+        for name in RATINGS:
+            at, values = getattr(self, f"_{name}")
+            lo, hi = np.searchsorted(at, [i, i + 1])
+            ratings[name] = tuple(int(v) for v in values[lo:hi])
+        return DayAggregate.ratings_only(date.fromordinal(int(self._part_ordinals[i])), **ratings)
+
+    def ratings(
+        self, first: date, last: date, names: Sequence[str], day_mean: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        whole = self._whole.ratings(first, last, names, day_mean)
+        lo, hi = self._part_range(first, last)
+        if lo == hi:
+            return whole
+        parts = [getattr(self, f"_{name}") for name in names]
+        at = np.concatenate([a for a, _ in parts])
+        values = np.concatenate([v for _, v in parts]).astype(float)
+        inside = (at >= lo) & (at < hi)
+        at, values = at[inside], values[inside]
+        if day_mean:
+            count = np.bincount(at - lo, minlength=hi - lo)
+            total = np.bincount(at - lo, weights=values, minlength=hi - lo)
+            rated = count > 0
+            at, values = np.flatnonzero(rated) + lo, total[rated] / count[rated]
+        return (
+            np.concatenate([whole[0], self._part_ordinals[at]]),
+            np.concatenate([whole[1], values]),
+        )
+
+    def ritual_count(self, as_of: date) -> int:
+        return self._whole.ritual_count(as_of)  # a day known by its ratings alone holds no ritual
 
 
 HistoryLike = History | Iterable[DayAggregate]

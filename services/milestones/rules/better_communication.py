@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from .aggregates import DayAggregate, Detection, HistoryLike
+from .aggregates import Detection, HistoryLike
 from .couple_scan import TARGET, CoupleScan
 from .registry import BETTER_COMMUNICATION
 from .weekly_means import WeeklySettings
@@ -28,15 +28,11 @@ __all__ = ["SETTINGS", "RULE", "better_communication"]
 SETTINGS = WeeklySettings(prior_variance=0.35, null_rise=0.2)
 
 
-def _day_rating(d: DayAggregate) -> tuple[float, ...]:
-    """The day's communication rating: one value, its ratings averaged (a day rated twice is one day)."""
-    return (sum(d.communication) / len(d.communication),) if d.communication else ()
-
-
 RULE = CoupleScan(
     BETTER_COMMUNICATION,
     SETTINGS,
-    _day_rating,
+    # the day's communication rating: one value, its ratings averaged (a day rated twice is one day)
+    ("communication",),
     test="change-point scan of the couple's weekly mean communication ratings, Student's t with the weeks' "
     "variance shrunk toward a typical couple's",
     measure="daily communication rating (1-5; a day's ratings averaged), both partners' shared reflections",
@@ -44,6 +40,7 @@ RULE = CoupleScan(
         f"Talking together: you rate your talks about {now} out of 5 now, "
         f"from about {before} in {months}."
     ),
+    day_mean=True,
 )
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .aggregates import COUPLE, DayAggregate, Detection, History, HistoryLike, _check_as_of
+from .aggregates import COUPLE, Detection, History, HistoryLike, _check_as_of
 from .statistics import best
 from .weekly_means import BLOCK_DAYS, Prefix, WeeklySettings, prefix, scan
 from .wording import _distinct, _mean_text, _months, _num
@@ -58,15 +58,16 @@ class CoupleScan:
 
     type: str
     settings: WeeklySettings
-    ratings: Callable[
-        [DayAggregate], tuple[float, ...]
-    ]  # the day's values the rule reads, each one rating
+    # the day's ratings the rule reads (fields of a DayAggregate), each one value, or with ``day_mean`` the
+    # mean of the day's as one
+    ratings: tuple[str, ...]
     test: str
     measure: str
     headline: Callable[
         [str, str, str], str
     ]  # (before, after, the before months) -> the celebration's words
     persistence_days: int = PERSISTENCE_DAYS  # the confirming look this many days earlier (0: none)
+    day_mean: bool = False
 
     # --- the threshold ---
 
@@ -90,18 +91,19 @@ class CoupleScan:
     def arrays(self, a: History, b: History, first: date, last: date) -> Prefix:
         """The running sums of both partners' ratings on days first..last (day 0 is ``first``)."""
         n = (last - first).days + 1
-        days = [
-            [((d.day - first).days, v) for d in h.between(first, last) for v in self.ratings(d)]
-            for h in (a, b)
+        sides = [h.ratings(first, last, self.ratings, self.day_mean) for h in (a, b)]
+        values = np.unique(np.concatenate([v for _, v in sides]))
+        if not len(values):
+            values = np.zeros(1)  # no rating: one value, never counted
+        counts = [
+            np.bincount(
+                (ordinals - first.toordinal()) * len(values) + np.searchsorted(values, v),
+                minlength=n * len(values),
+            )
+            .reshape(n, len(values))
+            .astype(float)
+            for ordinals, v in sides
         ]
-        values = np.unique([v for side in days for _, v in side] or [0.0])
-        counts = []
-        for side in days:
-            c = np.zeros((n, len(values)))
-            if side:
-                i, v = zip(*side)
-                np.add.at(c, (np.array(i), np.searchsorted(values, v)), 1.0)
-            counts.append(c)
         return prefix(values, *counts)
 
     @staticmethod
@@ -168,7 +170,8 @@ class CoupleScan:
         self, a: History, b: History, start: date, as_of: date, split: dict, threshold: float
     ) -> dict:
         def rated(lo: date, hi: date) -> list[date]:
-            return [d.day for h in (a, b) for d in h.between(lo, hi) if self.ratings(d)]
+            days = np.concatenate([h.ratings(lo, hi, self.ratings, True)[0] for h in (a, b)])
+            return [date.fromordinal(int(o)) for o in np.unique(days)]
 
         window = start + timedelta(days=int(split["window_start"]))
         cut = start + timedelta(days=int(split["start"]))

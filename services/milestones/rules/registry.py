@@ -67,12 +67,15 @@ class Reads:
     ``head``: days from the first logged day (the first logged day itself is
     always read: the couple scans count their threshold's rise from it);
     ``recent``: days back from the date (confirming looks included);
+    ``ratings``: days back from the date, but only their ratings (the
+    couple scans read nothing else of a day);
     ``since_first``: every logged day from the first, but only its episodes
     (the change-point scan reads nothing else of a day).
     """
 
     head: int = 0
     recent: int = 0
+    ratings: int = 0
     since_first: bool = False
 
 
@@ -105,7 +108,7 @@ class Milestone:
 
 _PARTNER_WINDOWS = Reads(head=BASELINE_MAX_DAYS, recent=WINDOW_DAYS + max(CALMER_CONFIRM_DAYS))
 # A couple scan's look reads the last 26 weeks, and its confirming look 3 days earlier its own (couple_scan).
-_COUPLE_SCAN = Reads(recent=BLOCK_DAYS * WeeklySettings.max_weeks + PERSISTENCE_DAYS - 1)
+_COUPLE_SCAN = Reads(ratings=BLOCK_DAYS * WeeklySettings.max_weeks + PERSISTENCE_DAYS - 1)
 
 MILESTONES: tuple[Milestone, ...] = (
     Milestone(
@@ -186,6 +189,7 @@ READS = {
     scope: Reads(
         head=max(m.reads.head for m in MILESTONES if m.scope == scope),
         recent=max(m.reads.recent for m in MILESTONES if m.scope == scope),
+        ratings=max(m.reads.ratings for m in MILESTONES if m.scope == scope),
         since_first=any(m.reads.since_first for m in MILESTONES if m.scope == scope),
     )
     for scope in (PARTNER, COUPLE)

@@ -23,7 +23,7 @@ def rituals_kept(
     """
     _check_as_of(as_of)
     total = sum((prior or {}).values()) + sum(
-        len(d.rituals) for h in (History.of(a), History.of(b)) for d in h.until(as_of)
+        h.ritual_count(as_of) for h in (History.of(a), History.of(b))
     )
     out = []
     for level, threshold in RITUAL_LEVELS:

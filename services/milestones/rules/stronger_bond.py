@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from .aggregates import DayAggregate, Detection, HistoryLike
+from .aggregates import Detection, HistoryLike
 from .couple_scan import TARGET, CoupleScan
 from .registry import STRONGER_BOND
 from .weekly_means import WeeklySettings
@@ -34,15 +34,13 @@ __all__ = ["SETTINGS", "RULE", "stronger_bond"]
 SETTINGS = WeeklySettings(prior_variance=0.5, null_rise=0.2, ramp_weeks=(0, 4, 8, 12))
 
 
-def _check_in_ratings(d: DayAggregate) -> tuple[float, ...]:
-    """Every connection and understanding rating of the day's check-ins."""
-    return tuple(float(v) for v in d.connection + d.understanding)
-
-
 RULE = CoupleScan(
     STRONGER_BOND,
     SETTINGS,
-    _check_in_ratings,
+    (
+        "connection",
+        "understanding",
+    ),  # every connection and understanding rating of the day's check-ins
     test="broken-stick scan of the couple's weekly mean check-in ratings (a rise over 0-12 weeks from any week), "
     "Student's t of the fitted rise with the weeks' variance shrunk toward a typical couple's",
     measure="connection and understanding ratings of check-ins (1-5), both partners' shared check-ins",
