@@ -65,14 +65,18 @@ def table(r: dict, meta: dict) -> str:
         "|---|---|---|---|---|",
         f"| Ingest: `POST /v1/entries` a second under gunicorn ({ing['workers']} workers x {ing['threads']} threads; "
         f"wrk, {ing['connections']} connections, {ing['rounds']} rounds of {ing['seconds']} s) | {ing['journal_rps']} "
-        f"| bare Flask, one INSERT and COMMIT: {ing['anchor_rps']} | {ing['ratio']} | at least 0.8: {_met(ing['ratio'] >= 0.8)} |",
+        f"| bare Flask, one INSERT and COMMIT: {ing['anchor_rps']} | {ing['ratio']} | – (the goal is two workers "
+        f"a core's, against the ceiling) |",
         _ceiling(ing),
     ]
     if (tuned := ing.get("two_processes_a_core")) is not None:
+        # The goal's anchor: the journal's own ceiling on this stack; bare Flask's ratio is information.
         rows.append(
             f"| Ingest, the same with two workers a core ({tuned['workers']} workers x {tuned['threads']} "
-            f"threads, every app) | {tuned['journal_rps']} | bare Flask: {tuned['anchor_rps']} "
-            f"| {tuned['ratio']} | at least 0.8: {_met(tuned['ratio'] >= 0.8)} |"
+            f"threads, every app) | {tuned['journal_rps']} | the journal's ceiling (`bench/framework_app.py`): "
+            f"{tuned['framework_rps']}; bare Flask: {tuned['anchor_rps']} | {tuned['journal_to_framework']} "
+            f"(to bare Flask: {tuned['ratio']}) | at least 0.9 of the ceiling: "
+            f"{_met(tuned['journal_to_framework'] >= 0.9)} |"
         )
         rows.append(_ceiling(tuned))
     rows += [
