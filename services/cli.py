@@ -104,6 +104,11 @@ SHARED_CODE = [
     "gunicorn.app.wsgiapp",
     "gunicorn.arbiter",
     "gunicorn.workers.gthread",
+    "psycopg",  # the drivers and transports, whichever this run uses: a few MiB, once
+    "sqlalchemy.dialects.postgresql.psycopg",
+    "sqlalchemy.dialects.sqlite.pysqlite",
+    "kombu.transport.pyamqp",
+    "kombu.transport.filesystem",
 ]
 
 

@@ -72,18 +72,30 @@ def _stopped_while_starting(*_) -> None:
     raise SystemExit(0)
 
 
-def _in_child(child: Child, write_fd: int, others: list[int]) -> None:
+def _stop_with_the_supervisor(supervisor: int) -> None:
+    """SIGTERM to this process if the supervisor dies (killed, it could not stop it): Linux's
+    PR_SET_PDEATHSIG; elsewhere nothing."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != supervisor:  # it died before that: nobody would send the signal
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _in_child(child: Child, write_fd: int, others: list[int], supervisor: int) -> None:
     """The forked process: its own session, its output into the pipe, its environment and title."""
     code = 1
     try:
         os.setsid()
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        for sig in (
-            signal.SIGINT,
-            signal.SIGTERM,
-        ):  # until the process puts its own: stopped while starting
+        # Until the process puts its own handlers: stopped while starting, it exits cleanly.
+        for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, _stopped_while_starting)
+        _stop_with_the_supervisor(supervisor)
         for fd in others:
             os.close(fd)
         null = os.open(os.devnull, os.O_RDONLY)
@@ -126,6 +138,7 @@ class Supervisor:
         self.selector = selectors.DefaultSelector()
         self.stopping_since: float | None = None
         self.signalled = False
+        self.asked_to_stop = False  # set by the signal handler; the loop acts on it
         self.killed = False
         self.returncode: int | None = None
 
@@ -138,9 +151,10 @@ class Supervisor:
         others = [c._fd for c in self.children if c._fd >= 0] + [read_fd]
         self.out.flush()
         sys.stderr.flush()
+        me = os.getpid()
         pid = os.fork()
         if pid == 0:
-            _in_child(child, write_fd, others)
+            _in_child(child, write_fd, others, me)
         os.close(write_fd)
         child.pid, child._fd = pid, read_fd
         self.selector.register(read_fd, selectors.EVENT_READ, child)
@@ -173,10 +187,13 @@ class Supervisor:
                         self.returncode = child.returncode
                         self.stop()
 
-    def stop(self, *_signal) -> None:
+    def _on_signal(self, *_) -> None:
+        self.asked_to_stop = True  # only a flag: printing here could re-enter a write under way
+
+    def stop(self, signalled: bool = False) -> None:
         if self.stopping_since is not None:
             return
-        self.signalled = bool(_signal)
+        self.signalled = signalled
         self.stopping_since = time.monotonic()
         for child in self.children:
             if child.returncode is None and child.pid:
@@ -198,13 +215,15 @@ class Supervisor:
 
     def run(self) -> int:
         """Start every child, relay their output until all have stopped; the exit code."""
-        signal.signal(signal.SIGINT, self.stop)
-        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGTERM, self._on_signal)
         for child in self.children:
-            if self.stopping_since is None:
+            if not self.asked_to_stop:
                 self._start(child)
         killed_at = None
         while True:
+            if self.asked_to_stop:
+                self.stop(signalled=True)
             for key, _ in self.selector.select(timeout=0.1):
                 self._read(key.data)
             self._reap()

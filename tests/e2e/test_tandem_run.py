@@ -29,6 +29,14 @@ def _title(pid: int) -> str:
     return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
 
 
+def _running(pid: int) -> bool:
+    """Not ended (a zombie has ended: whoever adopted it may never reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def _children(pid: int) -> list[int]:
     return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
@@ -56,7 +64,7 @@ def test_ctrl_c_stops_every_process_cleanly_and_exits_0(tmp_path):
         for process in ["web", *spec.workers]:
             assert f"{name}.{process} stopped (rc=0)" in out, out[-3000:]
     for pid in supervised + web_workers:
-        assert not Path(f"/proc/{pid}").exists(), _title(pid)
+        assert not _running(pid), pid
 
 
 @pytest.mark.e2e
@@ -72,3 +80,19 @@ def test_when_one_process_ends_the_others_are_stopped(tmp_path):
         out = run.stop()
     assert run.proc.returncode == 128 + signal.SIGKILL, out[-3000:]  # the first to end: its code
     assert "journal.web stopped (rc=0)" in out and "notify.consumer stopped (rc=0)" in out
+
+
+@pytest.mark.e2e
+def test_a_killed_supervisor_takes_its_processes_with_it(tmp_path):
+    run = start_tandem(_embedded_env(tmp_path))
+    try:
+        started = _all_descendants(run.proc.pid)
+        run.proc.kill()  # SIGKILL: it can stop nothing itself
+        run.proc.wait(timeout=10)
+        wait_until(
+            lambda: not any(_running(p) for p in started),
+            timeout=30,
+            what="every process of the killed tandem run to stop",
+        )
+    finally:
+        run.stop()
