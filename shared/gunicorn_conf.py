@@ -54,7 +54,7 @@ def when_ready(server):
 
 def post_fork(server, worker):
     """A worker's database connections are its own: none of the master's pool is reused."""
-    engine = server.app.wsgi().extensions.get("tandem", {}).get("engine")
+    engine = getattr(server.app.wsgi(), "extensions", {}).get("tandem", {}).get("engine")
     if engine is not None:
         engine.dispose(close=False)
 
