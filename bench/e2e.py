@@ -32,6 +32,7 @@ import json
 import os
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 import uuid
@@ -81,23 +82,25 @@ def _couple(journal: str, session: requests.Session) -> tuple[str, list[dict]]:
 
 
 def _processes(pid: int) -> dict[str, int]:
-    """The pid of each process `tandem run` supervises, by name ("journal web", "milestones consumer")."""
+    """The pid of each process `tandem run` supervises, by name ("journal web", "milestones consumer"):
+    by its process title (``tandem worker milestones consumer``, ``gunicorn: master [tandem-journal]``)
+    or, from a `tandem run` that started commands, its command line."""
     out = {}
     for child in procs._all_descendants(pid):
         try:
-            words = [
-                a.decode() for a in Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0") if a
-            ]
+            words = (
+                Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode().split()
+            )
         except OSError:
             continue
-        if "services.cli" in words and "worker" in words:
+        if "worker" in words and words[0] in ("tandem", sys.executable):
             i = words.index("worker")
             name = f"{words[i + 1]} {words[i + 2]}"
             while name in out:
                 name += "'"  # a replica
             out[name] = child
-        elif "--name" in words and words[words.index("--name") + 1].startswith("tandem-"):
-            name = f"{words[words.index('--name') + 1][len('tandem-') :]} web"
+        elif master := next((w for w in words if w.startswith(("[tandem-", "tandem-"))), None):
+            name = f"{master.strip('[]')[len('tandem-') :]} web"
             if (
                 name not in out or child < out[name]
             ):  # the gunicorn master (its workers are its children)
@@ -395,6 +398,9 @@ def main(argv: list[str] | None = None) -> dict:
             for lv in sorted({lv for _, lv in done})
         }
         memory = {name: procs.rss_mib(p) for name, p in processes.items()}
+        pss = {name: procs.pss_mib(p) for name, p in processes.items()}
+        node_pss = procs.pss_mib(proc.pid)
+        node_processes = 1 + len(procs._all_descendants(proc.pid))
         stages = _stages(engines, entry_of, ms, done)
     finally:
         procs.stop(proc)
@@ -430,6 +436,8 @@ def main(argv: list[str] | None = None) -> dict:
         **by_level,
         "stages_ms": stages,
         "rss_mib": memory,
+        "pss_mib": pss,
+        "node": {"processes": node_processes, "pss_mib": node_pss},
         "cpu_cores_while_sending": cpu,
     }
     print(json.dumps(result))

@@ -85,17 +85,30 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def rss_mib(pid: int) -> float:
-    """Resident memory of a process and all its descendants, in MiB (Linux /proc)."""
+def _tree_kib(pid: int, file: str, field: str) -> int:
+    """The sum of one kB field of a /proc/PID file over a process and all its descendants."""
     total = 0
     for p in [pid] + _all_descendants(pid):
         try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
+            for line in Path(f"/proc/{p}/{file}").read_text().splitlines():
+                if line.startswith(field):
                     total += int(line.split()[1])
         except OSError:
             pass
-    return round(total / 1024, 1)
+    return total
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process and all its descendants, in MiB (Linux /proc)."""
+    return round(_tree_kib(pid, "status", "VmRSS:") / 1024, 1)
+
+
+def pss_mib(pid: int) -> float:
+    """Proportional set size of a process and all its descendants, in MiB: each
+    page counted once over the tree, a shared page divided among the processes
+    that map it (Linux /proc/PID/smaps_rollup). What the tree costs the machine,
+    where resident sizes count every shared page once a process."""
+    return round(_tree_kib(pid, "smaps_rollup", "Pss:") / 1024, 1)
 
 
 def _all_descendants(pid: int) -> list[int]:

@@ -49,28 +49,43 @@ def migrate_cmd(services: tuple[str, ...]) -> None:
         click.echo(f"{name}: database at head")
 
 
+def _gunicorn_args(service: str) -> list[str]:
+    """gunicorn's command line for one service's HTTP API."""
+    port = os.environ.get(f"{service.upper()}_PORT", str(config.DEFAULT_PORTS[service]))
+    host = os.environ.get("TANDEM_BIND_HOST", "127.0.0.1")
+    return [
+        "-c",
+        "python:shared.gunicorn_conf",
+        "-b",
+        f"{host}:{port}",
+        "--name",
+        f"tandem-{service}",
+        SERVICES[service].wsgi,
+    ]
+
+
 @main.command()
 @click.argument("service")
 def serve(service: str) -> None:
     """Serve one service's HTTP API under gunicorn (replaces this process)."""
-    spec = SERVICES[service]
-    port = os.environ.get(f"{service.upper()}_PORT", str(config.DEFAULT_PORTS[service]))
-    host = os.environ.get("TANDEM_BIND_HOST", "127.0.0.1")
     gunicorn = shutil.which("gunicorn") or os.path.join(os.path.dirname(sys.executable), "gunicorn")
     os.execve(
         gunicorn,
-        [
-            gunicorn,
-            "-c",
-            "python:shared.gunicorn_conf",
-            "-b",
-            f"{host}:{port}",
-            "--name",
-            f"tandem-{service}",
-            spec.wsgi,
-        ],
+        [gunicorn, *_gunicorn_args(service)],
         dict(os.environ, TANDEM_SERVICE=service),
     )
+
+
+def _serve_here(service: str):
+    """What a forked web process of `tandem run` runs: gunicorn in this very process."""
+
+    def target():
+        from gunicorn.app.wsgiapp import WSGIApplication
+
+        sys.argv = ["gunicorn", *_gunicorn_args(service)]
+        WSGIApplication("%(prog)s [OPTIONS] [APP_MODULE]", prog="gunicorn").run()
+
+    return target
 
 
 @main.command()
@@ -81,11 +96,26 @@ def worker(service: str, name: str) -> None:
     _load(SERVICES[service].workers[name])()
 
 
+# What every process `tandem run` starts loads: loaded once, before it forks them (shared.supervisor).
+SHARED_CODE = [
+    "services.journal.app",
+    "services.milestones.app",
+    "services.notify.app",
+    "gunicorn.app.wsgiapp",
+    "gunicorn.arbiter",
+    "gunicorn.workers.gthread",
+    "psycopg",  # the drivers and transports, whichever this run uses: a few MiB, once
+    "sqlalchemy.dialects.postgresql.psycopg",
+    "sqlalchemy.dialects.sqlite.pysqlite",
+    "kombu.transport.pyamqp",
+    "kombu.transport.filesystem",
+]
+
+
 @main.command()
 def run() -> None:
     """Migrate, then start every service and its workers; Ctrl-C stops them all."""
-    from honcho.manager import Manager
-    from honcho.printer import Printer
+    from shared import supervisor
 
     var = config.keep_var_private()  # for every process it starts too
     var.mkdir(parents=True, exist_ok=True)
@@ -93,11 +123,8 @@ def run() -> None:
         auth.ensure_local_keypair(var)  # before the services race to make it
     for name in SERVICES:
         migrations.upgrade(name, config.database_url(name))
-    # `exec`: honcho runs commands through sh; the supervised pid must be the
-    # process itself, so "stopped" means it really has stopped.
-    exe = ["exec", sys.executable, "-m", "services.cli"]
-    manager = Manager(Printer(sys.stdout))
-    # The processes write to honcho's pipes, never to a terminal: they are told who reads.
+    children: list[supervisor.Child] = []
+    # The processes write to the supervisor's pipes, never to a terminal: they are told who reads.
     log_format = os.environ.get("TANDEM_LOG_FORMAT") or (
         "console" if sys.stdout.isatty() else "json"
     )
@@ -120,12 +147,15 @@ def run() -> None:
             f"  {name:<11} http://127.0.0.1:{port}   (API docs: http://127.0.0.1:{port}/docs)"
         )
         # Every process on this machine's cores: the web workers yield to the event pipeline (WEB_NICE).
-        manager.add_process(
-            f"{name}.web",
-            " ".join(exe + ["serve", name]),
-            env=dict(env, WEB_NICE=os.environ.get("WEB_NICE") or "5"),
+        children.append(
+            supervisor.Child(
+                f"{name}.web",
+                f"tandem serve {name}",
+                _serve_here(name),
+                dict(env, WEB_NICE=os.environ.get("WEB_NICE") or "5", TANDEM_SERVICE=name),
+            )
         )
-        for worker_name in spec.workers:
+        for worker_name, target in spec.workers.items():
             # <SERVICE>_<WORKER>_REPLICAS: several processes of one worker (consumers share the queue,
             # relays and evaluators claim rows with SKIP LOCKED), named service.worker.1, .2, ...
             replicas = max(
@@ -133,10 +163,18 @@ def run() -> None:
             )
             for k in range(1, replicas + 1):
                 label = f"{name}.{worker_name}" + (f".{k}" if replicas > 1 else "")
-                manager.add_process(label, " ".join(exe + ["worker", name, worker_name]), env=env)
+                children.append(
+                    supervisor.Child(
+                        label, f"tandem worker {name} {worker_name}", _load_later(target), env
+                    )
+                )
     click.echo("Watch the events:  .venv/bin/tandem watch      Stop: Ctrl-C")
-    manager.loop()
-    sys.exit(manager.returncode)
+    supervisor.preload(SHARED_CODE)
+    sys.exit(supervisor.Supervisor(children).run())
+
+
+def _load_later(spec: str):
+    return lambda: _load(spec)()
 
 
 @main.command("broker-users")

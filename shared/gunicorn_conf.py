@@ -14,6 +14,10 @@ from shared.config import (
 )
 
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+# The app is loaded once, in the master, and its workers forked from it: its pages (the modules, the
+# schemas, the routes) are shared by every worker instead of one copy each
+# (docs/decisions/0010-one-supervisor-forking-every-process.md).
+preload_app = True
 worker_class = "gthread"
 threads = int(os.environ.get("WEB_THREADS", "8"))
 if os.environ.get("TANDEM_SERVICE") == "notify":
@@ -37,6 +41,22 @@ except ValueError:
     ) from None
 if not 0 <= WEB_NICE <= 19:
     raise SystemExit(f"WEB_NICE must be a whole number from 0 to 19, not {WEB_NICE}")
+
+
+def when_ready(server):
+    """The app loaded in the master, before any worker is forked: its objects out of the garbage
+    collector's walks, so that no worker's collection writes to (and copies) the pages they share."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
+def post_fork(server, worker):
+    """A worker's database connections are its own: none of the master's pool is reused."""
+    engine = getattr(server.app.wsgi(), "extensions", {}).get("tandem", {}).get("engine")
+    if engine is not None:
+        engine.dispose(close=False)
 
 
 def post_worker_init(worker):

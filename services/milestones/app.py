@@ -1,5 +1,9 @@
 """The milestones service's composition root: HTTP app, event consumer,
-evaluator and outbox relay."""
+evaluator and outbox relay.
+
+Only the consumer and the evaluator run the rules, and only they load
+``evaluation`` (and with it numpy and scipy, some 50 MiB a process): the HTTP
+app and the relay never import them (tests/unit/test_imports.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from shared.events import Event
 from shared.outbox import Relay
 from shared.web import create_base_app
 
-from . import evaluation, http, projection, rules
+from . import http, projection
 from .tables import outbox, processed_events
 
 SERVICE = "milestones"
@@ -44,6 +48,7 @@ def create_app(settings: Settings | None = None):
 
 def _count_milestones_too(handler):
     """Rituals kept are counts: announced as soon as the count is reached."""
+    from . import evaluation, rules
 
     def handle(s, ev: Event) -> None:
         partner = handler(s, ev)  # None: the event changed nothing, so no count did
@@ -83,6 +88,8 @@ class Evaluator:
 
     def tick(self) -> float:
         """Evaluate every partner now due, one transaction each; seconds to wait."""
+        from . import evaluation
+
         now = utcnow()
         with unit_of_work(self.sessions) as s:
             evaluation.schedule_new_partners(s, now)

@@ -26,7 +26,6 @@ import json
 import uuid
 from collections import Counter
 from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 from sqlalchemy import (
@@ -50,6 +49,7 @@ from shared.db import insert_if_new, lock_until_commit, utcnow
 from shared.outbox import emit
 
 from . import rules
+from .local_time import local_today, zone
 from .rules import DayAggregate, Detection, History, check_in_rhythm, rituals_kept
 from .rules.aggregates import RATINGS, EpisodeDaysHistory, RatedDaysHistory
 from .rules.registry import READS, SINCE_FIRST, Reads
@@ -61,17 +61,6 @@ MAX_REPLAY_DAYS = 400
 DAILY_AT = time(
     4, 0
 )  # local time of the scheduled evaluation: after the day is over for almost everyone
-
-
-def zone(name: str | None) -> ZoneInfo:
-    try:
-        return ZoneInfo(name) if name else ZoneInfo("UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
-
-
-def local_today(tz_name: str | None, now: datetime) -> date:
-    return now.astimezone(zone(tz_name)).date()
 
 
 def next_daily_run(tz_name: str | None, now: datetime) -> datetime:

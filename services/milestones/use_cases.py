@@ -11,7 +11,7 @@ from shared import pagination
 from shared.db import utcnow
 from shared.errors import Invalid, NotFound
 
-from .evaluation import local_today
+from .local_time import local_today
 from .tables import days, milestones, partners
 
 

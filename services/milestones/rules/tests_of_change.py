@@ -11,7 +11,7 @@ from functools import lru_cache
 from statistics import fmean
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 from .aggregates import _check_count
 
@@ -54,6 +54,9 @@ def _binomial_p(k_recent: int, n: int, t_recent: int, t_base: int, alternative: 
 def _e_test_p(k_recent: int, t_recent: int, k_base: int, t_base: int, alternative: str) -> float:
     if k_recent + k_base == 0:
         return 1.0
+    # Loaded here: scipy.stats is some 50 MiB a process, and no rule of the service asks for the E-test.
+    from scipy import stats
+
     p = float(
         stats.poisson_means_test(k_recent, t_recent, k_base, t_base, alternative=alternative).pvalue
     )
