@@ -51,8 +51,8 @@ def migrate_cmd(services: tuple[str, ...]) -> None:
 
 def _gunicorn_args(service: str) -> list[str]:
     """gunicorn's command line for one service's HTTP API."""
-    port = os.environ.get(f"{service.upper()}_PORT", str(config.DEFAULT_PORTS[service]))
-    host = os.environ.get("TANDEM_BIND_HOST", "127.0.0.1")
+    port = config.port(service)
+    host = config.bind_host()
     return [
         "-c",
         "python:shared.gunicorn_conf",
@@ -119,15 +119,13 @@ def run() -> None:
 
     var = config.keep_var_private()  # for every process it starts too
     var.mkdir(parents=True, exist_ok=True)
-    if not os.environ.get("TOKEN_PRIVATE_KEY"):
+    if not config.token_private_key():
         auth.ensure_local_keypair(var)  # before the services race to make it
     for name in SERVICES:
         migrations.upgrade(name, config.database_url(name))
     children: list[supervisor.Child] = []
     # The processes write to the supervisor's pipes, never to a terminal: they are told who reads.
-    log_format = os.environ.get("TANDEM_LOG_FORMAT") or (
-        "console" if sys.stdout.isatty() else "json"
-    )
+    log_format = config.log_format() or ("console" if sys.stdout.isatty() else "json")
     click.echo(
         f"Tandem on {'the embedded broker under ' + str(var / 'broker') if config.broker_is_embedded() else 'the broker in BROKER_URL'}"
         f" and {'SQLite under ' + str(var) if all(config.database_url(n).startswith('sqlite') for n in SERVICES) else 'the databases in *_DATABASE_URL'}"
@@ -142,7 +140,7 @@ def run() -> None:
             PYTHONUNBUFFERED="1",
             TANDEM_LOG_FORMAT=log_format,
         )
-        port = os.environ.get(f"{name.upper()}_PORT", str(config.DEFAULT_PORTS[name]))
+        port = config.port(name)
         click.echo(
             f"  {name:<11} http://127.0.0.1:{port}   (API docs: http://127.0.0.1:{port}/docs)"
         )
@@ -152,15 +150,13 @@ def run() -> None:
                 f"{name}.web",
                 f"tandem serve {name}",
                 _serve_here(name),
-                dict(env, WEB_NICE=os.environ.get("WEB_NICE") or "5", TANDEM_SERVICE=name),
+                dict(env, WEB_NICE=str(config.web_nice(5)), TANDEM_SERVICE=name),
             )
         )
         for worker_name, target in spec.workers.items():
             # <SERVICE>_<WORKER>_REPLICAS: several processes of one worker (consumers share the queue,
             # relays and evaluators claim rows with SKIP LOCKED), named service.worker.1, .2, ...
-            replicas = max(
-                1, int(os.environ.get(f"{name.upper()}_{worker_name.upper()}_REPLICAS", "1") or 1)
-            )
+            replicas = config.replicas(name, worker_name)
             for k in range(1, replicas + 1):
                 label = f"{name}.{worker_name}" + (f".{k}" if replicas > 1 else "")
                 children.append(

@@ -21,6 +21,8 @@ from cachetools import TLRUCache
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from shared import config
+
 ISSUER = "tandem-journal"
 AUDIENCE = "tandem"
 ALGORITHM = "EdDSA"
@@ -66,7 +68,7 @@ def ensure_local_keypair(var_dir: Path) -> None:
 
 
 def private_key_pem(var_dir: Path) -> bytes:
-    env = os.environ.get("TOKEN_PRIVATE_KEY")
+    env = config.token_private_key()
     if env:
         return env.encode()
     ensure_local_keypair(var_dir)
@@ -74,7 +76,7 @@ def private_key_pem(var_dir: Path) -> bytes:
 
 
 def public_key_pem(var_dir: Path) -> bytes:
-    env = os.environ.get("TOKEN_PUBLIC_KEY")
+    env = config.token_public_key()
     if env:
         return env.encode()
     ensure_local_keypair(var_dir)

@@ -113,6 +113,88 @@ def push_configured() -> bool:
     return bool(os.environ.get("FCM_PROJECT_ID"))
 
 
+def _ranged(name: str, default: int, low: int, high: int) -> int:
+    """A whole number from ``low`` to ``high``, or a stop naming the variable."""
+    raw = os.environ.get(name) or str(default)
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise SystemExit(f"{name} must be a whole number from {low} to {high}, not {raw!r}")
+    return value
+
+
+def port(service: str) -> int:
+    """The port a service's web process listens on (``<SERVICE>_PORT``; 8001-8003)."""
+    return _ranged(f"{service.upper()}_PORT", DEFAULT_PORTS[service], 1, 65535)
+
+
+def bind_host() -> str:
+    """The address the web processes of ``tandem run`` listen on (``TANDEM_BIND_HOST``)."""
+    return os.environ.get("TANDEM_BIND_HOST") or "127.0.0.1"
+
+
+def replicas(service: str, worker: str) -> int:
+    """How many processes of one worker ``tandem run`` starts (``<SERVICE>_<WORKER>_REPLICAS``)."""
+    return _positive(f"{service.upper()}_{worker.upper()}_REPLICAS", 1)
+
+
+def web_nice(default: int = 0) -> int:
+    """The web workers' niceness (``WEB_NICE``, 0-19; ``tandem run`` sets 5)."""
+    return _ranged("WEB_NICE", default, 0, 19)
+
+
+def web_concurrency() -> int:
+    """Gunicorn worker processes a web service runs (``WEB_CONCURRENCY``, 2)."""
+    return _positive("WEB_CONCURRENCY", 2)
+
+
+def web_threads() -> int:
+    """Threads a web worker runs (``WEB_THREADS``, 8)."""
+    return _positive("WEB_THREADS", 8)
+
+
+def service_name() -> str | None:
+    """The service a process serves, set by ``tandem`` for its gunicorn (``TANDEM_SERVICE``)."""
+    raw = os.environ.get("TANDEM_SERVICE") or None
+    if raw is not None and raw not in DEFAULT_PORTS:
+        raise SystemExit(f"TANDEM_SERVICE must be one of {', '.join(DEFAULT_PORTS)}, not {raw!r}")
+    return raw
+
+
+LOG_FORMATS = ("console", "json")
+
+
+def log_format() -> str | None:
+    """``console`` (a line a person reads) or ``json`` (``TANDEM_LOG_FORMAT``); None: by the terminal."""
+    raw = (os.environ.get("TANDEM_LOG_FORMAT") or "").strip().lower() or None
+    if raw is not None and raw not in LOG_FORMATS:
+        raise SystemExit(f"TANDEM_LOG_FORMAT must be console or json, not {raw!r}")
+    return raw
+
+
+def token_private_key() -> str | None:
+    """The PEM of the key access tokens are signed with (``TOKEN_PRIVATE_KEY``); None: ``./var``'s."""
+    return os.environ.get("TOKEN_PRIVATE_KEY") or None
+
+
+def token_public_key() -> str | None:
+    """The PEM of the key access tokens are verified with (``TOKEN_PUBLIC_KEY``); None: ``./var``'s."""
+    return os.environ.get("TOKEN_PUBLIC_KEY") or None
+
+
+def settle_seconds() -> float:
+    """How long a partner's events must be quiet before a statistical evaluation
+    (``MILESTONES_SETTLE_SECONDS``, 3)."""
+    return _seconds("MILESTONES_SETTLE_SECONDS", 3.0)
+
+
+def prometheus_dir() -> str | None:
+    """Where the processes of one service share their metrics (``PROMETHEUS_MULTIPROC_DIR``)."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
 SMTP_SCHEMES = ("smtp", "smtps")
 
 

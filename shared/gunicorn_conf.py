@@ -9,19 +9,17 @@ the threads requests need (docs/decisions/0001-live-streams-on-threads-of-their-
 
 import os
 
-from shared.config import (
-    streams_per_process as _streams_per_process,  # `config` is a gunicorn setting
-)
+from shared import config as config_values  # `config` is a gunicorn setting
 
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+workers = config_values.web_concurrency()
 # The app is loaded once, in the master, and its workers forked from it: its pages (the modules, the
 # schemas, the routes) are shared by every worker instead of one copy each
 # (docs/decisions/0010-one-supervisor-forking-every-process.md).
 preload_app = True
 worker_class = "gthread"
-threads = int(os.environ.get("WEB_THREADS", "8"))
-if os.environ.get("TANDEM_SERVICE") == "notify":
-    threads += _streams_per_process()
+threads = config_values.web_threads()
+if config_values.service_name() == "notify":
+    threads += config_values.streams_per_process()
 timeout = 60
 graceful_timeout = 10
 keepalive = 5
@@ -33,14 +31,7 @@ forwarded_allow_ips = "127.0.0.1"
 # with them (`tandem run` sets 5), a saturated machine then delays a request by a little rather than
 # let the event pipeline fall behind (docs/decisions/0006-web-nice.md: celebrations' p95 with and
 # without, the POSTs' own latency unchanged).
-try:
-    WEB_NICE = int(os.environ.get("WEB_NICE") or 0)
-except ValueError:
-    raise SystemExit(
-        f"WEB_NICE must be a whole number from 0 to 19, not {os.environ['WEB_NICE']!r}"
-    ) from None
-if not 0 <= WEB_NICE <= 19:
-    raise SystemExit(f"WEB_NICE must be a whole number from 0 to 19, not {WEB_NICE}")
+WEB_NICE = config_values.web_nice()
 
 
 def when_ready(server):
@@ -70,7 +61,7 @@ def post_worker_init(worker):
 
 
 def child_exit(server, worker):
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if config_values.prometheus_dir():
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)

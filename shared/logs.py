@@ -12,11 +12,12 @@ pattern (anything that looks like an email address or a JWT), so a careless
 from __future__ import annotations
 
 import logging
-import os
 import re
 import sys
 
 import structlog
+
+from shared import config
 
 SENSITIVE_KEYS = {
     "note",
@@ -126,8 +127,8 @@ def _on_one_line(_logger, _method, event_dict):
 
 def console_wanted() -> bool:
     """Whether logs are for a person at a terminal rather than for a collector."""
-    chosen = os.environ.get("TANDEM_LOG_FORMAT", "").strip().lower()
-    if chosen in ("console", "json"):
+    chosen = config.log_format()
+    if chosen is not None:
         return chosen == "console"
     return sys.stderr.isatty()
 

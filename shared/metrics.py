@@ -7,8 +7,6 @@ Under gunicorn several worker processes serve one service: with
 
 from __future__ import annotations
 
-import os
-
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -18,6 +16,8 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+
+from shared import config
 
 REQUEST_SECONDS = Histogram(
     "tandem_http_request_seconds",
@@ -62,7 +62,7 @@ DEAD_LETTER_DEPTH = Gauge(
 
 
 def exposition() -> tuple[bytes, str]:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if config.prometheus_dir():
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -7,10 +7,9 @@ app and the relay never import them (tests/unit/test_imports.py)."""
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 
-from shared import logs, workers
+from shared import config, logs, workers
 from shared.config import Settings
 from shared.db import unit_of_work, utcnow
 from shared.events import Event
@@ -28,7 +27,7 @@ COUNT_KINDS = {"ritual", "check_in"}
 def settle_delay() -> timedelta:
     """How long a partner's events must be quiet before a statistical evaluation:
     a late sync arrives as a burst, and is judged whole, never half-way."""
-    return timedelta(seconds=float(os.environ.get("MILESTONES_SETTLE_SECONDS", "3")))
+    return timedelta(seconds=config.settle_seconds())
 
 
 def create_app(settings: Settings | None = None):
