@@ -49,8 +49,8 @@ def _met(ok: bool) -> str:
 def _ceiling(ing: dict) -> str:
     """The framework anchor's row: how close any journal can come on this stack, and the entry's own share."""
     return (
-        f"| Ingest's ceiling on this stack: the journal's framework around the bare anchor's INSERT "
-        f"(`bench/framework_app.py`) against bare Flask; the journal against it "
+        f"| Ingest's ceiling: the journal's framework around the anchor's INSERT "
+        f"(`bench/framework_app.py`); the journal against it "
         f"| {ing['framework_rps']} | bare Flask: {ing['anchor_rps']} "
         f"| {ing['framework_ratio']} (journal / ceiling: {ing['journal_to_framework']}) | – |"
     )
@@ -120,17 +120,15 @@ def table(r: dict, meta: dict) -> str:
             continue
         e = r[key]
         how = (
-            f"the {e['couples']} couples reaching their levels one after another through the run"
+            f"{e['couples']} couples' levels spread through the run"
             if e.get("schedule", "spread") == "spread"
-            else f"the {e['couples']} couples each reaching a level within the same {e['couples'] / e['rate']:.1f} s, "
-            f"twice (bursts of {e['rate']:g} celebrations a second)"
+            else f"{e['couples']} couples' levels all within {e['couples'] / e['rate']:.1f} s, twice"
         )
         rows.append(
-            f"| End to end: `POST /v1/entries` returned to the notification in the inbox, at "
-            f"{e['rate']} entries a second for {e['seconds']} s, {how} (sent at {e['achieved_rate']} a second; "
-            f"{e['measured']} celebrations"
+            f"| End to end, `POST /v1/entries` to the inbox, {e['rate']} entries a second for "
+            f"{e['seconds']} s, {how} (sent {e['achieved_rate']} a second; {e['measured']} celebrations"
             f"{', ' + str(e['missing']) + ' not there 2 minutes later' if e['missing'] else ''}), p50 / p95 / p99; "
-            f"CPU: the machine {e['cpu_cores_while_sending'].get('the whole machine (busy of all cores)')} of "
+            f"{e['cpu_cores_while_sending'].get('the whole machine (busy of all cores)')} of "
             f"{meta['cpus']} cores busy "
             f"| {e['p50_ms']} / {e['p95_ms']} / {e['p99_ms']} ms | – | – | p95 under 100 ms: "
             f"{_met(e['p95_ms'] is not None and e['p95_ms'] < 100)} |"
@@ -155,10 +153,7 @@ def table(r: dict, meta: dict) -> str:
         rows.append(_report_row(rep))
     if "node" in r.get("e2e", {}):
         rows.append(_node(r["e2e"]))
-    mem = ", ".join(f"{k} {v} MiB" for k, v in r.get("memory", {}).items())
-    rows.append(
-        f"| Memory: resident, after the runs (a process and its children) | {mem} | – | – | – |"
-    )
+    # each process's resident set: var/bench/results.json ("memory"); the node's total is the row above
     head = (
         f"Last `make bench`: commit {meta['commit']}, {meta['cpus']} cores, load average "
         f"{meta['load_before']} before and {meta['load_after']} after; RabbitMQ and PostgreSQL on this machine. "
