@@ -138,7 +138,7 @@ def test_the_milestones_list_reads_the_callers_owners_alone(rabbit_backend):
         session = make_session_factory(conn)()
         stmt = (
             select(milestones)
-            .where(use_cases._visible(session, "A7"))
+            .where(use_cases.visible_milestones(session, "A7"))
             .order_by(milestones.c.achieved_at.desc(), milestones.c.id.desc())
             .limit(51)
         )
