@@ -161,6 +161,7 @@ def _body(op: Op, invite_code: str) -> dict | None:
     """A valid body for the ops that read one: what is refused is the token, not the input."""
     bodies = {
         ("POST", "/v1/entries"): entry(note="written with a bad token"),
+        ("POST", "/v1/entries/batch"): {"entries": [entry(note="batched with a bad token")]},
         ("PATCH", "/v1/entries/{entry_id}"): {
             "note": "changed with a bad token",
             "visibility": "shared",
