@@ -98,8 +98,8 @@ INSERTS = {
 }  # by dialect name: INSERT with ON CONFLICT
 
 
-def dialect_of(db: Session | Connection) -> str:
-    """The name of the database kind a session or connection is on: "postgresql" or "sqlite"."""
+def dialect_of(db: Engine | Session | Connection) -> str:
+    """The name of the database kind an engine, session or connection is on: "postgresql" or "sqlite"."""
     return (db.get_bind() if isinstance(db, Session) else db).dialect.name
 
 

@@ -46,7 +46,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 
 from shared import events, metrics
-from shared.db import INSERTS, UTCDateTime, insert_if_new, insert_rows, utcnow
+from shared.db import INSERTS, UTCDateTime, dialect_of, insert_if_new, insert_rows, utcnow
 
 log = structlog.get_logger("outbox")
 
@@ -169,8 +169,7 @@ def writes_in_one_statement(db: Engine | Session | Connection) -> bool:
     database (PostgreSQL): atomic by itself, so it may run on an autocommit connection, and able
     to check a ``guard`` in the same statement. Elsewhere (SQLite) two statements in a session's
     transaction."""
-    bind = db.get_bind() if isinstance(db, Session) else db
-    return bind.dialect.name == "postgresql"
+    return dialect_of(db) == "postgresql"
 
 
 def insert_if_new_with_event(
