@@ -184,6 +184,7 @@ def insert_if_new_with_event(
     data: dict[str, Any],
     guard: ColumnElement | None = None,
     guard_params: dict[str, Any] | None = None,
+    from_validated: bool = False,
 ) -> dict | None:
     """Insert `row` unless its `key` is taken (a replay, or a concurrent insert
     that committed), and if it went in, record its event in the outbox `table`,
@@ -196,15 +197,25 @@ def insert_if_new_with_event(
     ``guard`` (PostgreSQL only; built once, its values in ``guard_params``): a
     condition checked in the same statement, say that what the row was made
     from still holds; if it does not, nothing is inserted (None, as for a
-    taken key)."""
+    taken key). ``from_validated``: as ``shared.events.make_event``'s."""
     db = session if isinstance(session, Connection) else session.connection()
     if not writes_in_one_statement(db):
         if guard is not None:
             raise ValueError("a guard is checked in PostgreSQL's one statement only")
         if db.execute(insert_if_new(db, key), row).first() is None:
             return None
-        return emit(session, table, type_, source=source, subject=subject, data=data)
-    ev = events.make_event(type_, source=source, subject=subject, data=data)
+        return emit(
+            session,
+            table,
+            type_,
+            source=source,
+            subject=subject,
+            data=data,
+            from_validated=from_validated,
+        )
+    ev = events.make_event(
+        type_, source=source, subject=subject, data=data, from_validated=from_validated
+    )
     params = {f"row_{c}": v for c, v in row.items()}
     params.update((f"event_{c}", v) for c, v in _event_row(type_, ev).items())
     if guard_params:
@@ -215,10 +226,20 @@ def insert_if_new_with_event(
 
 
 def emit(
-    session: Session, table: Table, type_: str, *, source: str, subject: str, data: dict[str, Any]
+    session: Session,
+    table: Table,
+    type_: str,
+    *,
+    source: str,
+    subject: str,
+    data: dict[str, Any],
+    from_validated: bool = False,
 ) -> dict:
-    """Record an event in the caller's transaction. Returns the CloudEvent."""
-    ev = events.make_event(type_, source=source, subject=subject, data=data)
+    """Record an event in the caller's transaction. Returns the CloudEvent. ``from_validated``:
+    as ``shared.events.make_event``'s."""
+    ev = events.make_event(
+        type_, source=source, subject=subject, data=data, from_validated=from_validated
+    )
     db = session.connection()
     db.execute(_insert(table), _event_row(type_, ev))
     session.info["outbox_wake"] = True  # for the waker after commit, where there is one
@@ -232,13 +253,15 @@ def emit_many(
     *,
     source: str,
     events_: list[tuple[str, dict[str, Any]]],
+    from_validated: bool = False,
 ) -> list[dict]:
     """Record several events, ``(subject, data)`` each, in the caller's transaction: one
     multi-row statement (a batch of entries writes its events in one round trip, not one
-    each). Returns the CloudEvents, in the order given."""
+    each). Returns the CloudEvents, in the order given. ``from_validated``: as
+    ``shared.events.make_event``'s."""
     if not events_:
         return []
-    made = events.make_events(type_, source=source, items=events_)
+    made = events.make_events(type_, source=source, items=events_, from_validated=from_validated)
     insert_rows(session, table, [_event_row(type_, ev) for ev in made])
     db = session.connection()
     if db.dialect.name != "postgresql":  # PostgreSQL: the outbox's trigger wakes the relay
