@@ -324,6 +324,7 @@ def wake_relay_on_commit(
 
 # What a relay about to sleep finds (``_Wakeup.fall_asleep``).
 ASLEEP = "asleep"  # every commit from now on wakes it: sleep until one does
+BESIDE = "beside"  # another relay sleeps and every commit wakes both: sleep too, not holding it
 PENDING = "pending"  # rows to claim now
 WRITING = "writing"  # writes not committed yet, which will not wake it: look again shortly
 WRITING_LOOK_AGAIN = 0.01  # seconds
@@ -331,8 +332,8 @@ WRITING_LOOK_AGAIN = 0.01  # seconds
 
 class _Wakeup:
     def fall_asleep(self, table: str) -> str:
-        """Before waiting: ``ASLEEP``, ``PENDING`` or ``WRITING``. Only ``ASLEEP`` is followed
-        by ``wake_up``."""
+        """Before waiting: ``ASLEEP``, ``BESIDE``, ``PENDING`` or ``WRITING``. Only ``ASLEEP``
+        is followed by ``wake_up``."""
         return ASLEEP
 
     def wait(self, timeout: float) -> bool:
@@ -344,6 +345,15 @@ class _Wakeup:
 
     def close(self) -> None:
         pass
+
+
+# A relay holds the sleep lock alone (writers hold it shared): the session of another relay asleep.
+_ANOTHER_ASLEEP = (
+    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND mode = 'ExclusiveLock' "
+    "AND granted AND pid <> pg_backend_pid() AND objsubid = 1 "
+    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+    f"AND ((classid::bigint << 32) | objid::bigint) = {SLEEP_LOCK})"
+)
 
 
 class _PgListen(_Wakeup):
@@ -362,10 +372,11 @@ class _PgListen(_Wakeup):
 
     def fall_asleep(self, table: str) -> str:
         """Hold the sleep lock (``SLEEP_LOCK``), then look for rows committed before it: from
-        then on every commit of an outbox row notifies. Held by a writer still to commit: that
-        commit will not notify (``WRITING``)."""
+        then on every commit of an outbox row notifies. Held by another relay asleep: every
+        commit notifies both (``BESIDE``); held by a writer still to commit: that commit will not
+        notify (``WRITING``)."""
         if not self.conn.execute(f"SELECT pg_try_advisory_lock({SLEEP_LOCK})").fetchone()[0]:
-            return WRITING
+            return BESIDE if self.conn.execute(_ANOTHER_ASLEEP).fetchone()[0] else WRITING
         pending = self.conn.execute(
             f'SELECT EXISTS (SELECT 1 FROM "{table}" WHERE published_at IS NULL '
             "AND (claimed_until IS NULL OR claimed_until < now()))"
@@ -621,7 +632,8 @@ class Relay:
                 if left <= 0 or wakeup.wait(min(left, 0.5)):
                     return
         finally:
-            wakeup.wake_up()
+            if found == ASLEEP:
+                wakeup.wake_up()
 
     def stop(self) -> None:
         self.stop_event.set()

@@ -18,7 +18,7 @@ from services.journal import app as journal_app
 from services.journal.tables import outbox
 from shared import outbox as outbox_module
 from shared.db import make_session_factory, unit_of_work, utcnow
-from shared.outbox import ASLEEP, NOTIFY_CHANNEL, PENDING, WRITING, emit
+from shared.outbox import ASLEEP, BESIDE, NOTIFY_CHANNEL, PENDING, WRITING, emit
 from tests.conftest import entry, new_id, sign_up
 from tests.support import wait_until
 
@@ -65,6 +65,25 @@ def test_a_relay_falls_asleep_only_when_no_row_nor_write_is_waiting(rabbit_backe
         assert sleeper.fall_asleep("outbox") == ASLEEP
     finally:
         sleeper.close()
+        engine.dispose()
+
+
+def test_a_relay_sleeps_beside_another_asleep_and_both_are_woken(rabbit_backend):
+    engine = rabbit_backend.engine("journal")
+    sessions = make_session_factory(engine)
+    first = outbox_module._PgListen(rabbit_backend.db_urls["journal"])
+    second = outbox_module._PgListen(rabbit_backend.db_urls["journal"])
+    try:
+        assert first.fall_asleep("outbox") == ASLEEP
+        assert second.fall_asleep("outbox") == BESIDE  # not a write in flight: no busy look
+        with unit_of_work(sessions) as s:
+            _deleted(s)
+        assert first.wait(10) and second.wait(10)
+        first.wake_up()
+        assert second.fall_asleep("outbox") == PENDING
+    finally:
+        first.close()
+        second.close()
         engine.dispose()
 
 
