@@ -17,6 +17,7 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
+from shared import dumps
 from shared.entry_kinds import KINDS, measure_fields
 
 CONTENT_TYPE = "application/cloudevents+json"
@@ -244,6 +245,65 @@ def _envelope():
     return Envelope()
 
 
+# The shapes (type, keys, the types of their values) of data built from validated input that the
+# catalog's schema has accepted in this process: see ``make_event``'s ``from_validated``.
+_ACCEPTED_SHAPES: set[tuple] = set()
+_SHAPES_KEPT = 4096  # at most; beyond, forgotten all at once (and each checked again once)
+
+
+def _form(value: Any) -> Any:
+    """What a value's shape records: its type; a datetime's awareness; a dict's shape; the types in a list."""
+    if isinstance(value, dict):
+        return tuple((k, _form(v)) for k, v in value.items())
+    if isinstance(value, datetime):
+        return datetime, value.tzinfo is None
+    if isinstance(value, list):
+        return list, frozenset(map(type, value))
+    return type(value)
+
+
+def _shape(type_: str, data: dict[str, Any]) -> tuple:
+    return type_, _form(data)
+
+
+def _dumped(type_: str, items: list[dict[str, Any]], from_validated: bool) -> list[dict[str, Any]]:
+    """Each data serialised by the catalog schema of its type (a compiled dump, ``shared.dumps``),
+    once checked to fit it: every one, or with ``from_validated`` the first of each shape (the
+    keys and the types of the values given) in this process (see ``make_event``)."""
+    schema = _data_schema(type_)
+    dump = dumps.compiled(schema)
+    dumped = [dump(data) for data in items]
+    new: dict[tuple, dict[str, Any]] = {}
+    if from_validated:
+        for data, out in zip(items, dumped):
+            if (shape := _shape(type_, data)) not in _ACCEPTED_SHAPES:
+                new.setdefault(shape, out)
+    checked = list(new.values()) if from_validated else dumped
+    errors = schema.validate(checked, many=True) if checked else None
+    if errors:
+        raise ValueError(f"{type_} data does not fit the catalog: {errors}")
+    if new:
+        if len(_ACCEPTED_SHAPES) + len(new) > _SHAPES_KEPT:
+            _ACCEPTED_SHAPES.clear()
+        _ACCEPTED_SHAPES.update(new)
+    return dumped
+
+
+def _envelope_of(
+    type_: str, source: str, subject: str, data: dict, event_id: str | None, stamp: str
+) -> dict[str, Any]:
+    return {
+        "specversion": "1.0",
+        "id": event_id or str(uuid.uuid4()),
+        "source": source,
+        "type": type_,
+        "time": stamp,
+        "subject": str(subject),
+        "datacontenttype": "application/json",
+        "data": data,
+    }
+
+
 def make_event(
     type_: str,
     *,
@@ -252,47 +312,35 @@ def make_event(
     data: dict[str, Any],
     event_id: str | None = None,
     time: datetime | None = None,
+    from_validated: bool = False,
 ) -> dict[str, Any]:
-    """Build a CloudEvent dict, its data checked and serialised by the catalog schema."""
-    schema = _data_schema(type_)
-    dumped = schema.dump(data)
-    errors = schema.validate(dumped)
-    if errors:
-        raise ValueError(f"{type_} data does not fit the catalog: {errors}")
-    return {
-        "specversion": "1.0",
-        "id": event_id or str(uuid.uuid4()),
-        "source": source,
-        "type": type_,
-        "time": (time or datetime.now(UTC)).isoformat(),
-        "subject": str(subject),
-        "datacontenttype": "application/json",
-        "data": dumped,
-    }
+    """Build a CloudEvent dict, its data checked and serialised by the catalog schema.
+
+    ``from_validated``: the producer built `data` from input its own schema validated with the
+    catalog's fields (an entry's event: the entry's ``EntryCreate``, whose measures are the
+    catalog's, with ids and dates of the service's own making), so its values are the catalog's
+    already; what such code can still get wrong is the shape (a field missing, renamed, of another
+    type). Then the data is validated the first time its shape (its keys and the types of their
+    values) is seen in this process, and later data of that shape is not validated again."""
+    (dumped,) = _dumped(type_, [data], from_validated)
+    stamp = (time or datetime.now(UTC)).isoformat()
+    return _envelope_of(type_, source, subject, dumped, event_id, stamp)
 
 
 def make_events(
-    type_: str, *, source: str, items: list[tuple[str, dict[str, Any]]]
+    type_: str,
+    *,
+    source: str,
+    items: list[tuple[str, dict[str, Any]]],
+    from_validated: bool = False,
 ) -> list[dict[str, Any]]:
     """CloudEvents of one type, ``(subject, data)`` each, their data checked and serialised by
-    the catalog schema all at once (a batch of entries: a fraction of one call each)."""
-    schema = _data_schema(type_)
-    dumped = schema.dump([data for _, data in items], many=True)
-    errors = schema.validate(dumped, many=True)
-    if errors:
-        raise ValueError(f"{type_} data does not fit the catalog: {errors}")
+    the catalog schema all at once (a batch of entries: a fraction of one call each).
+    ``from_validated``: as ``make_event``'s."""
+    dumped = _dumped(type_, [data for _, data in items], from_validated)
     stamp = datetime.now(UTC).isoformat()
     return [
-        {
-            "specversion": "1.0",
-            "id": str(uuid.uuid4()),
-            "source": source,
-            "type": type_,
-            "time": stamp,
-            "subject": str(subject),
-            "datacontenttype": "application/json",
-            "data": data,
-        }
+        _envelope_of(type_, source, subject, data, None, stamp)
         for (subject, _), data in zip(items, dumped)
     ]
 

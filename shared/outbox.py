@@ -7,8 +7,9 @@ run), publishes them with confirms, and marks them published. A claim is a
 lease: rows left in flight by a relay that died are claimed again when the lease
 runs out and re-sent; consumers are idempotent on the event id.
 
-The relay is woken when a row commits (PostgreSQL ``LISTEN/NOTIFY``; a local
-datagram socket under ``./var/run/`` on SQLite) and also polls as a fallback.
+The relay is woken when a row commits (PostgreSQL ``LISTEN/NOTIFY``, sent only
+while a relay sleeps: ``SLEEP_LOCK``; a local datagram socket under ``./var/run/``
+on SQLite) and also polls as a fallback.
 """
 
 from __future__ import annotations
@@ -116,6 +117,26 @@ WAKE_TRIGGER_DOWN = (
 )
 
 
+# The relay's sleep: held (a session's advisory lock, ``_PgListen``) by a relay while it waits for a
+# NOTIFY, and by nobody else. The trigger below sends its NOTIFY only while some relay holds it:
+# PostgreSQL serialises the commits of every transaction that notifies, their flushes to disk
+# included (one global lock, held until after the commit), so a NOTIFY in every entry's statement
+# capped the journal's commits at one a disk flush. A writer that finds no relay asleep holds the
+# lock shared until its commit: a relay going to sleep cannot take it until then, and then sees
+# the row (docs/decisions/0011-the-relay-woken-only-when-asleep.md).
+SLEEP_LOCK = "hashtextextended('tandem_outbox_wake', 0)"
+WAKE_ONLY_ASLEEP_UP = (
+    f"""CREATE OR REPLACE FUNCTION tandem_outbox_wake() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      IF NOT pg_try_advisory_xact_lock_shared({SLEEP_LOCK}) THEN
+        PERFORM pg_notify('{NOTIFY_CHANNEL}', '');
+      END IF;
+      RETURN NULL;
+    END $$""",
+)
+WAKE_ONLY_ASLEEP_DOWN = WAKE_TRIGGER_UP[:1]  # the function as it was: a NOTIFY every statement
+
+
 def migrate_wake_trigger(op, statements: tuple[str, ...]) -> None:
     """Run WAKE_TRIGGER_UP or _DOWN in a migration (PostgreSQL only: SQLite's relay is woken by a socket)."""
     if op.get_bind().dialect.name == "postgresql":
@@ -184,6 +205,7 @@ def insert_if_new_with_event(
     data: dict[str, Any],
     guard: ColumnElement | None = None,
     guard_params: dict[str, Any] | None = None,
+    from_validated: bool = False,
 ) -> dict | None:
     """Insert `row` unless its `key` is taken (a replay, or a concurrent insert
     that committed), and if it went in, record its event in the outbox `table`,
@@ -196,15 +218,25 @@ def insert_if_new_with_event(
     ``guard`` (PostgreSQL only; built once, its values in ``guard_params``): a
     condition checked in the same statement, say that what the row was made
     from still holds; if it does not, nothing is inserted (None, as for a
-    taken key)."""
+    taken key). ``from_validated``: as ``shared.events.make_event``'s."""
     db = session if isinstance(session, Connection) else session.connection()
     if not writes_in_one_statement(db):
         if guard is not None:
             raise ValueError("a guard is checked in PostgreSQL's one statement only")
         if db.execute(insert_if_new(db, key), row).first() is None:
             return None
-        return emit(session, table, type_, source=source, subject=subject, data=data)
-    ev = events.make_event(type_, source=source, subject=subject, data=data)
+        return emit(
+            session,
+            table,
+            type_,
+            source=source,
+            subject=subject,
+            data=data,
+            from_validated=from_validated,
+        )
+    ev = events.make_event(
+        type_, source=source, subject=subject, data=data, from_validated=from_validated
+    )
     params = {f"row_{c}": v for c, v in row.items()}
     params.update((f"event_{c}", v) for c, v in _event_row(type_, ev).items())
     if guard_params:
@@ -215,10 +247,20 @@ def insert_if_new_with_event(
 
 
 def emit(
-    session: Session, table: Table, type_: str, *, source: str, subject: str, data: dict[str, Any]
+    session: Session,
+    table: Table,
+    type_: str,
+    *,
+    source: str,
+    subject: str,
+    data: dict[str, Any],
+    from_validated: bool = False,
 ) -> dict:
-    """Record an event in the caller's transaction. Returns the CloudEvent."""
-    ev = events.make_event(type_, source=source, subject=subject, data=data)
+    """Record an event in the caller's transaction. Returns the CloudEvent. ``from_validated``:
+    as ``shared.events.make_event``'s."""
+    ev = events.make_event(
+        type_, source=source, subject=subject, data=data, from_validated=from_validated
+    )
     db = session.connection()
     db.execute(_insert(table), _event_row(type_, ev))
     session.info["outbox_wake"] = True  # for the waker after commit, where there is one
@@ -232,13 +274,15 @@ def emit_many(
     *,
     source: str,
     events_: list[tuple[str, dict[str, Any]]],
+    from_validated: bool = False,
 ) -> list[dict]:
     """Record several events, ``(subject, data)`` each, in the caller's transaction: one
     multi-row statement (a batch of entries writes its events in one round trip, not one
-    each). Returns the CloudEvents, in the order given."""
+    each). Returns the CloudEvents, in the order given. ``from_validated``: as
+    ``shared.events.make_event``'s."""
     if not events_:
         return []
-    made = events.make_events(type_, source=source, items=events_)
+    made = events.make_events(type_, source=source, items=events_, from_validated=from_validated)
     insert_rows(session, table, [_event_row(type_, ev) for ev in made])
     db = session.connection()
     if db.dialect.name != "postgresql":  # PostgreSQL: the outbox's trigger wakes the relay
@@ -278,30 +322,80 @@ def wake_relay_on_commit(
         session.info.pop("outbox_wake", None)
 
 
+# What a relay about to sleep finds (``_Wakeup.fall_asleep``).
+ASLEEP = "asleep"  # every commit from now on wakes it: sleep until one does
+BESIDE = "beside"  # another relay sleeps and every commit wakes both: sleep too, not holding it
+PENDING = "pending"  # rows to claim now
+WRITING = "writing"  # writes not committed yet, which will not wake it: look again shortly
+WRITING_LOOK_AGAIN = 0.01  # seconds
+
+
 class _Wakeup:
+    def fall_asleep(self, table: str) -> str:
+        """Before waiting: ``ASLEEP``, ``BESIDE``, ``PENDING`` or ``WRITING``. Only ``ASLEEP``
+        is followed by ``wake_up``."""
+        return ASLEEP
+
     def wait(self, timeout: float) -> bool:
         """Block until a commit is signalled (True) or the timeout passes (False)."""
         raise NotImplementedError
+
+    def wake_up(self) -> None:
+        pass
 
     def close(self) -> None:
         pass
 
 
+# A relay holds the sleep lock alone (writers hold it shared): the session of another relay asleep.
+_ANOTHER_ASLEEP = (
+    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND mode = 'ExclusiveLock' "
+    "AND granted AND pid <> pg_backend_pid() AND objsubid = 1 "
+    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+    f"AND ((classid::bigint << 32) | objid::bigint) = {SLEEP_LOCK})"
+)
+
+
 class _PgListen(_Wakeup):
+    APPLICATION_NAME = "tandem relay wake-up"
+
     def __init__(self, url: str):
         import psycopg
 
         u = make_url(url).set(drivername="postgresql")
-        self.conn = psycopg.connect(u.render_as_string(hide_password=False), autocommit=True)
+        self.conn = psycopg.connect(
+            u.render_as_string(hide_password=False),
+            autocommit=True,
+            application_name=self.APPLICATION_NAME,
+        )
         self.conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+
+    def fall_asleep(self, table: str) -> str:
+        """Hold the sleep lock (``SLEEP_LOCK``), then look for rows committed before it: from
+        then on every commit of an outbox row notifies. Held by another relay asleep: every
+        commit notifies both (``BESIDE``); held by a writer still to commit: that commit will not
+        notify (``WRITING``)."""
+        if not self.conn.execute(f"SELECT pg_try_advisory_lock({SLEEP_LOCK})").fetchone()[0]:
+            return BESIDE if self.conn.execute(_ANOTHER_ASLEEP).fetchone()[0] else WRITING
+        pending = self.conn.execute(
+            f'SELECT EXISTS (SELECT 1 FROM "{table}" WHERE published_at IS NULL '
+            "AND (claimed_until IS NULL OR claimed_until < now()))"
+        ).fetchone()[0]
+        if pending:
+            self.wake_up()
+            return PENDING
+        return ASLEEP
 
     def wait(self, timeout: float) -> bool:
         for _ in self.conn.notifies(timeout=timeout, stop_after=1):
             return True
         return False
 
+    def wake_up(self) -> None:
+        self.conn.execute(f"SELECT pg_advisory_unlock({SLEEP_LOCK})")
+
     def close(self) -> None:
-        self.conn.close()
+        self.conn.close()  # and with it the sleep lock
 
 
 class _LocalSocket(_Wakeup):
@@ -523,12 +617,23 @@ class Relay:
             log.info("relay_stopped", service=self.service)
 
     def _idle(self, wakeup: _Wakeup) -> None:
-        """Until a commit wakes us or the poll interval passes; stop() is heard within 0.5 s."""
-        deadline = time.monotonic() + self.poll_interval
-        while not self.stop_event.is_set():
-            left = deadline - time.monotonic()
-            if left <= 0 or wakeup.wait(min(left, 0.5)):
-                return
+        """Until a commit wakes us or the poll interval passes; stop() is heard within 0.5 s.
+        Not at all if rows came meanwhile; shortly if writes in flight will not wake us."""
+        found = wakeup.fall_asleep(self.table.name)
+        if found == PENDING:
+            return
+        if found == WRITING:
+            wakeup.wait(WRITING_LOOK_AGAIN)
+            return
+        try:
+            deadline = time.monotonic() + self.poll_interval
+            while not self.stop_event.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0 or wakeup.wait(min(left, 0.5)):
+                    return
+        finally:
+            if found == ASLEEP:
+                wakeup.wake_up()
 
     def stop(self) -> None:
         self.stop_event.set()

@@ -6,10 +6,11 @@ import time
 import uuid
 from http import HTTPStatus
 
-from flask import current_app, g, request
+from flask import current_app, g, jsonify, request
 from flask.views import MethodView
 from marshmallow import ValidationError
 
+from shared import dumps
 from shared.db import unit_of_work, utcnow
 from shared.errors import Forbidden, Invalid, Refused, Unauthorized
 from shared.outbox import writes_in_one_statement
@@ -357,6 +358,7 @@ class Entries(MethodView):
 
 
 _ENTRY = schemas.EntryCreate()
+_BATCH_OUT = dumps.compiled(schemas.BatchOut())
 
 
 def _item_problem(refused: Refused) -> dict:
@@ -432,7 +434,8 @@ class EntryBatch(MethodView):
                 results.append(
                     {"id": entry["id"], "status": 201 if created else 200, "entry": entry}
                 )
-        return {"results": results}
+        # BatchOut's dump, compiled (shared.dumps): the same answer, a fraction of the time.
+        return jsonify(_BATCH_OUT({"results": results}))
 
 
 @entries.route("/entries/<uuid:entry_id>")

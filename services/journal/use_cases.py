@@ -527,6 +527,7 @@ def record_entry(
             source=SOURCE,
             subject=couple_id or partner_id,
             data=_event_data(row, couple_id),
+            from_validated=True,  # the entry's EntryCreate, the account's ids
             **guard,
         )
         is None
@@ -600,6 +601,7 @@ def record_entries(
             for entry_id, row in new.items()
             if entry_id in inserted
         ],
+        from_validated=True,  # each entry's EntryCreate, the account's ids
     )
     answers: list[tuple[dict, bool] | Refused] = []
     for d in decided:

@@ -23,7 +23,7 @@ import pytest
 from sqlalchemy import text
 
 from services import SERVICES
-from shared.outbox import NOTIFY_CHANNEL
+from shared.outbox import NOTIFY_CHANNEL, _PgListen
 from tests.conftest import Backend
 from tests.faults.load import (
     Live,
@@ -49,15 +49,18 @@ def stack(private_pg, rabbit_url, tmp_path):
 
 
 def _listening(engine) -> bool:
-    """The service's relay is woken by LISTEN/NOTIFY again, not only polling."""
+    """The service's relay is woken by LISTEN/NOTIFY again, not only polling: its wake-up
+    connection is there and has run its LISTEN (its first statement; the relay's sleep lock
+    and look for rows come after it)."""
     with engine.connect() as conn:
         return (
             conn.execute(
                 text(
                     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND query = :q"
+                    "AND application_name = :app AND query <> '' "
+                    "AND NOT (state = 'active' AND query = :listen)"
                 ),
-                {"q": f"LISTEN {NOTIFY_CHANNEL}"},
+                {"app": _PgListen.APPLICATION_NAME, "listen": f"LISTEN {NOTIFY_CHANNEL}"},
             ).scalar()
             == 1
         )
