@@ -4,7 +4,8 @@
 ARG PYTHON_IMAGE=python:3.11.14-slim
 
 # Build: the dependencies first (a layer kept while pyproject.toml is unchanged), then Tandem itself,
-# into a virtual environment the final stage copies whole. The base image has no compiler: a dependency without a wheel fails the build.
+# into a virtual environment the final stage copies whole. The base image has no compiler: a
+# dependency without a wheel fails the build.
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
