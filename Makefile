@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-stamp
 
-.PHONY: install lint format run test test-unit migrate watch dlq bench simulate calibrate study calibrate-couples study-couples report-sample clean
+.PHONY: install lint format run test test-compose test-unit migrate watch dlq bench simulate calibrate study calibrate-couples study-couples report-sample clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("Tandem needs Python 3.11 or newer") if sys.version_info < (3, 11) else None'
@@ -29,6 +29,10 @@ lint: install  ## ruff: the lint rules and the format, as configured in pyprojec
 format: install  ## rewrite the tree in the project's format and fix what ruff can
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+test-compose: install  ## docker-compose.yml on a real Docker Engine (started if needed), as an operator runs it (tests/compose)
+	tests/compose/prepare.sh
+	$(BIN)/pytest tests/compose -m compose $(PYTEST_ARGS)
 
 test-unit: install
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)

@@ -14,8 +14,13 @@ from shared.consumer import EventConsumer, processed_events_table
 from shared.db import make_engine, make_session_factory
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 15.0, what: str = "condition"):
-    """Poll until predicate() is truthy; fail with `what` after `timeout` seconds."""
+def wait_until(
+    predicate: Callable[[], object],
+    timeout: float = 15.0,
+    what: str = "condition",
+    every: float = 0.02,
+):
+    """Poll until predicate() is truthy, every `every` seconds; fail with `what` after `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -23,7 +28,7 @@ def wait_until(predicate: Callable[[], object], timeout: float = 15.0, what: str
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
+        time.sleep(every)
 
 
 # A throwaway read model for testing the consumer: how often each event was applied.

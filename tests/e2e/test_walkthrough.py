@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 import requests
@@ -19,6 +20,30 @@ def walkthrough_script() -> str:
     blocks = re.findall(r"<!-- walkthrough -->\s*```sh\n(.*?)```", readme, re.S)
     assert blocks, "README.md has a walk-through"
     return "\n".join(blocks)
+
+
+def check_walkthrough_output(out: str, where: Path) -> None:
+    """What the walk-through prints, step by step, and the report it saves in `where`."""
+    assert (
+        '"display_name": "Ben"' in out and '"display_name": "Ana"' in out
+    )  # step 3: both partners
+    assert "\n200\n" in out  # step 6: the retried entry is the same entry
+    assert '"status": 404' in out  # step 7: Ana's private moment is hidden from Ben
+    assert '"intensity": [' in out and '"status": 422' in out  # step 8 names the field
+    assert (
+        '"items": []' in out and '"metric": "anxious_episodes"' in out
+    )  # milestones: none yet; a chart
+    assert (
+        out.count('"token_hint": "…XKqpc8"') == 2 and '"this_session": true' in out
+    )  # her phone, listed
+    assert "APA91b" not in out  # the token is never shown again
+    assert '"device_name": "phone"' in out and '"current": true' in out  # step 9: refreshed, listed
+    assert "\n204\n401\n" in out  # step 10: logged out, the refresh token refused
+    assert (where / "tandem-report.pdf").read_bytes().startswith(b"%PDF-")  # the report
+    assert "%PDF-" in out and '"weeks": 12' in out  # ...and the same content as JSON
+    batch = json.loads(out[out.rindex('[\n  {\n    "id": "0b6f1c52') :].split("\n]\n")[0] + "]")
+    assert [r["status"] for r in batch] == [201, 201, 200, 422]  # step 11, entry by entry
+    assert list(batch[3]["errors"]) == ["connection"] and batch[0]["errors"] is None
 
 
 class LineReader:
@@ -63,29 +88,7 @@ def test_readme_walkthrough_works_word_for_word(running, tmp_path):
             cwd=tmp_path,  # where the report is saved
         )
         assert done.returncode == 0, done.stderr
-        out = done.stdout
-        assert (
-            '"display_name": "Ben"' in out and '"display_name": "Ana"' in out
-        )  # step 3: both partners
-        assert "\n200\n" in out  # step 6: the retried entry is the same entry
-        assert '"status": 404' in out  # step 7: Ana's private moment is hidden from Ben
-        assert '"intensity": [' in out and '"status": 422' in out  # step 8 names the field
-        assert (
-            '"items": []' in out and '"metric": "anxious_episodes"' in out
-        )  # milestones: none yet; a chart
-        assert (
-            out.count('"token_hint": "…XKqpc8"') == 2 and '"this_session": true' in out
-        )  # her phone, listed
-        assert "APA91b" not in out  # the token is never shown again
-        assert (
-            '"device_name": "phone"' in out and '"current": true' in out
-        )  # step 9: refreshed, listed
-        assert "\n204\n401\n" in out  # step 10: logged out, the refresh token refused
-        assert (tmp_path / "tandem-report.pdf").read_bytes().startswith(b"%PDF-")  # the report
-        assert "%PDF-" in out and '"weeks": 12' in out  # ...and the same content as JSON
-        batch = json.loads(out[out.rindex('[\n  {\n    "id": "0b6f1c52') :].split("\n]\n")[0] + "]")
-        assert [r["status"] for r in batch] == [201, 201, 200, 422]  # step 11, entry by entry
-        assert list(batch[3]["errors"]) == ["connection"] and batch[0]["errors"] is None
+        check_walkthrough_output(done.stdout, tmp_path)
 
         # What the walk-through claims, checked through the API itself.
         token = requests.post(

@@ -183,3 +183,16 @@ def test_the_broker_loads_definitions_made_from_the_same_service_users_before_an
     assert [u["tags"] for u in made["users"] if u["name"] == _user(env["BROKER_URL"])] == [
         ["administrator"]
     ]
+
+
+def test_no_password_has_a_default_and_the_broker_answers_on_this_host_only():
+    """Compose refuses to start without each password; RabbitMQ's ports (AMQP stays on the
+    Compose network) are published on 127.0.0.1 alone, under a fixed node name."""
+    text = (ROOT / "docker-compose.yml").read_text()
+    for name in re.findall(r"\$\{(\w*PASSWORD\w*)", text):
+        assert f"${{{name}:?set {name}}}" in text and f"${{{name}:-" not in text, name
+    rabbitmq = _compose()["services"]["rabbitmq"]
+    assert rabbitmq["hostname"] == "rabbitmq"  # its data directory is named after the node
+    assert rabbitmq["ports"] and all(p.startswith("127.0.0.1:") for p in rabbitmq["ports"])
+    assert not any(p.endswith(":5672") for p in rabbitmq["ports"])
+    assert "ports" not in _compose()["services"]["postgres"]
