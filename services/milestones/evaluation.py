@@ -308,6 +308,13 @@ _OTHER = select(partners.c.id).where(
     partners.c.id != bindparam("pid"),
     partners.c.erased.is_(False),
 )
+# The other partner's time zone: a couple's count milestone reached by a late entry is dated the
+# earlier of the two partners' days (whichever partner's entry crossed the level, the same day).
+_OTHER_TIMEZONE = select(partners.c.timezone).where(
+    partners.c.couple_id == bindparam("couple"),
+    partners.c.id != bindparam("pid"),
+    partners.c.erased.is_(False),
+)
 # The levels a partner out of a couple holds already.
 _ACHIEVED_BY = select(milestones.c.type, milestones.c.level).where(
     milestones.c.owner_key == bindparam("pid")
@@ -576,7 +583,14 @@ def evaluate_counts(
     if owner is None or owner.erased or not owner.couple_id:
         return []  # rituals kept and the check-in rhythm are the couple's
     lock_until_commit(db, f"milestones.couple:{owner.couple_id}")
-    as_of = max(day, local_today(owner.timezone, utcnow()))
+    today = local_today(owner.timezone, utcnow())
+    if day < today:  # a late entry: the couple's today, the same whichever partner's entry it is
+        other_tz = db.execute(
+            _OTHER_TIMEZONE, {"couple": owner.couple_id, "pid": owner.id}
+        ).scalar()
+        if other_tz is not None:
+            today = min(today, local_today(other_tz, utcnow()))
+    as_of = max(day, today)
     other_id, achieved, total = _counts_state(db, owner, as_of)
     pair = (owner.id, other_id)
     found: list[Detection] = []
