@@ -310,11 +310,7 @@ _OTHER = select(partners.c.id).where(
 )
 # The other partner's time zone: a couple's count milestone reached by a late entry is dated the
 # earlier of the two partners' days (whichever partner's entry crossed the level, the same day).
-_OTHER_TIMEZONE = select(partners.c.timezone).where(
-    partners.c.couple_id == bindparam("couple"),
-    partners.c.id != bindparam("pid"),
-    partners.c.erased.is_(False),
-)
+_OTHER_TIMEZONE = _OTHER.with_only_columns(partners.c.timezone)
 # The levels a partner out of a couple holds already.
 _ACHIEVED_BY = select(milestones.c.type, milestones.c.level).where(
     milestones.c.owner_key == bindparam("pid")
