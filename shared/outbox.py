@@ -33,15 +33,18 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
     bindparam,
     delete,
     event,
+    exists,
     func,
     or_,
     select,
     text,
     update,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
@@ -85,6 +88,22 @@ _UNPUBLISHED = {
     "postgresql_where": text("published_at IS NULL"),
     "sqlite_where": text("published_at IS NULL"),
 }
+
+
+def claimable(table: Table, now: Any) -> ColumnElement[bool]:
+    """A row a relay may claim: not published, and not leased or its lease run out. The claim and
+    a relay's last look before it sleeps (``_PgListen.fall_asleep``) ask the same question."""
+    return and_(
+        table.c.published_at.is_(None),
+        or_(table.c.claimed_until.is_(None), table.c.claimed_until < now),
+    )
+
+
+@functools.cache
+def _any_claimable(table: Table) -> str:
+    """``SELECT EXISTS`` of a claimable row now, as text for the wake-up's own connection."""
+    query = select(exists().where(claimable(table, func.now())))
+    return str(query.compile(dialect=postgresql.dialect()))
 
 
 def create_unpublished_index(op) -> None:
@@ -331,7 +350,7 @@ WRITING_LOOK_AGAIN = 0.01  # seconds
 
 
 class _Wakeup:
-    def fall_asleep(self, table: str) -> str:
+    def fall_asleep(self, table: Table) -> str:
         """Before waiting: ``ASLEEP``, ``BESIDE``, ``PENDING`` or ``WRITING``. Only ``ASLEEP``
         is followed by ``wake_up``."""
         return ASLEEP
@@ -370,18 +389,14 @@ class _PgListen(_Wakeup):
         )
         self.conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
 
-    def fall_asleep(self, table: str) -> str:
+    def fall_asleep(self, table: Table) -> str:
         """Hold the sleep lock (``SLEEP_LOCK``), then look for rows committed before it: from
         then on every commit of an outbox row notifies. Held by another relay asleep: every
         commit notifies both (``BESIDE``); held by a writer still to commit: that commit will not
         notify (``WRITING``)."""
         if not self.conn.execute(f"SELECT pg_try_advisory_lock({SLEEP_LOCK})").fetchone()[0]:
             return BESIDE if self.conn.execute(_ANOTHER_ASLEEP).fetchone()[0] else WRITING
-        pending = self.conn.execute(
-            f'SELECT EXISTS (SELECT 1 FROM "{table}" WHERE published_at IS NULL '
-            "AND (claimed_until IS NULL OR claimed_until < now()))"
-        ).fetchone()[0]
-        if pending:
+        if self.conn.execute(_any_claimable(table)).fetchone()[0]:
             self.wake_up()
             return PENDING
         return ASLEEP
@@ -468,10 +483,7 @@ class Relay:
         t = self.table
         pending = (
             select(t.c.seq)
-            .where(
-                t.c.published_at.is_(None),
-                or_(t.c.claimed_until.is_(None), t.c.claimed_until < bindparam("now")),
-            )
+            .where(claimable(t, bindparam("now")))
             .order_by(t.c.seq)
             .limit(bindparam("batch"))
             .with_for_update(skip_locked=True)
@@ -619,7 +631,7 @@ class Relay:
     def _idle(self, wakeup: _Wakeup) -> None:
         """Until a commit wakes us or the poll interval passes; stop() is heard within 0.5 s.
         Not at all if rows came meanwhile; shortly if writes in flight will not wake us."""
-        found = wakeup.fall_asleep(self.table.name)
+        found = wakeup.fall_asleep(self.table)
         if found == PENDING:
             return
         if found == WRITING:

@@ -55,14 +55,14 @@ def test_a_relay_falls_asleep_only_when_no_row_nor_write_is_waiting(rabbit_backe
     sessions = make_session_factory(engine)
     sleeper = outbox_module._PgListen(rabbit_backend.db_urls["journal"])
     try:
-        assert sleeper.fall_asleep("outbox") == ASLEEP
+        assert sleeper.fall_asleep(outbox) == ASLEEP
         sleeper.wake_up()
         with unit_of_work(sessions) as s:
             _deleted(s)
-            assert sleeper.fall_asleep("outbox") == WRITING  # this commit will not wake it
-        assert sleeper.fall_asleep("outbox") == PENDING  # committed: to claim now
+            assert sleeper.fall_asleep(outbox) == WRITING  # this commit will not wake it
+        assert sleeper.fall_asleep(outbox) == PENDING  # committed: to claim now
         _all_published(engine)
-        assert sleeper.fall_asleep("outbox") == ASLEEP
+        assert sleeper.fall_asleep(outbox) == ASLEEP
     finally:
         sleeper.close()
         engine.dispose()
@@ -74,13 +74,13 @@ def test_a_relay_sleeps_beside_another_asleep_and_both_are_woken(rabbit_backend)
     first = outbox_module._PgListen(rabbit_backend.db_urls["journal"])
     second = outbox_module._PgListen(rabbit_backend.db_urls["journal"])
     try:
-        assert first.fall_asleep("outbox") == ASLEEP
-        assert second.fall_asleep("outbox") == BESIDE  # not a write in flight: no busy look
+        assert first.fall_asleep(outbox) == ASLEEP
+        assert second.fall_asleep(outbox) == BESIDE  # not a write in flight: no busy look
         with unit_of_work(sessions) as s:
             _deleted(s)
         assert first.wait(10) and second.wait(10)
         first.wake_up()
-        assert second.fall_asleep("outbox") == PENDING
+        assert second.fall_asleep(outbox) == PENDING
     finally:
         first.close()
         second.close()
@@ -105,7 +105,7 @@ def test_an_event_notifies_only_while_a_relay_sleeps(rabbit_backend, rabbit_jour
         _all_published(engine)
         sleeper = outbox_module._PgListen(url)
         try:
-            assert sleeper.fall_asleep("outbox") == ASLEEP
+            assert sleeper.fall_asleep(outbox) == ASLEEP
             r = rabbit_journal.post("/v1/entries", headers=a["headers"], json=entry())
             assert r.status_code == 201
             woken = list(listener.notifies(timeout=10, stop_after=1))
