@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from shared.config import token_ttl_seconds
 from shared.db import insert_if_new, utcnow
 from shared.events import Event
-from shared.outbox import emit, forget_published
+from shared.outbox import emit_many, forget_published
 
 from . import SOURCE, celebrate, channels, chart, delivery, devices, resets, stream
 from .tables import channels as channel_rows
@@ -155,8 +155,8 @@ def milestone_achieved(s: Session, ev: Event) -> None:
 
     The notification keeps only the numbers of the email's chart from the
     milestone's evidence (chart.chart_data), none of the rest. The audience's
-    rows and channels are read together, and the deliveries written together:
-    a couple's milestone is 9 statements, not 19."""
+    rows and channels are read together, the notes, their events and the deliveries each
+    written together: a couple's milestone is 7 statements."""
     m = ev.data
     owner_id = str(m["partner_id"]) if m.get("partner_id") else None
     couple_id = str(m["couple_id"]) if m.get("couple_id") and not owner_id else None
@@ -170,18 +170,9 @@ def milestone_achieved(s: Session, ev: Event) -> None:
         if people[owner_id].erased:
             return  # announced before she erased her account: nothing of hers is kept, nor shown
         owner_name = people[owner_id].display_name
-    on = delivery.planned_channels()
-    theirs = delivery.targets_of(s, on, audience)
-    add_note = insert_if_new(
-        s, notifications.c.id, (notifications.c.milestone_id, notifications.c.partner_id)
-    )
-    woken, planned = [], []
-    for pid in audience:
-        row = people[pid]
-        if row.erased:
-            continue
-        now = utcnow()
-        note = {
+    now = utcnow()
+    notes = [
+        {
             "id": str(uuid.uuid4()),
             "partner_id": pid,
             "milestone_id": str(m["id"]),
@@ -190,12 +181,27 @@ def milestone_achieved(s: Session, ev: Event) -> None:
             "title": celebrate.title_for(m, pid, owner_name),
             "body": celebrate.body_for(m),
             "created_at": now,
+            **({"chart": numbers} if numbers is not None else {}),  # else SQL NULL, not a JSON null
         }
-        if numbers is not None:  # else SQL NULL, not a JSON null
-            note["chart"] = numbers
-        if s.execute(add_note, note).first() is None:
-            continue  # this recipient has it already
+        for pid in audience
+        if not people[pid].erased
+    ]
+    if not notes:
+        return
+    on = delivery.planned_channels()
+    theirs = delivery.targets_of(s, on, [note["partner_id"] for note in notes])
+    # Every recipient's note in one statement; the recipients who have it already get none.
+    add_notes = insert_if_new(
+        s, notifications.c.partner_id, (notifications.c.milestone_id, notifications.c.partner_id)
+    )
+    new = {row.partner_id for row in s.execute(add_notes, notes)}
+    woken, planned, delivered = [], [], []
+    for note in notes:
+        pid = note["partner_id"]
+        if pid not in new:
+            continue
         woken.append(pid)
+        row = people[pid]
         if row.in_app:
             planned.append(
                 {
@@ -210,20 +216,19 @@ def milestone_achieved(s: Session, ev: Event) -> None:
                     "delivered_at": now,
                 }
             )
-            emit(
-                s,
-                outbox,
-                "notify.notification.delivered",
-                source=SOURCE,
-                subject=pid,
-                data={
-                    "notification_id": note["id"],
-                    "milestone_id": note["milestone_id"],
-                    "partner_id": pid,
-                    "channel": channels.IN_APP,
-                },
+            delivered.append(
+                (
+                    pid,
+                    {
+                        "notification_id": note["id"],
+                        "milestone_id": note["milestone_id"],
+                        "partner_id": pid,
+                        "channel": channels.IN_APP,
+                    },
+                )
             )
         planned += delivery.planned(row, theirs[pid], note["id"], due=now, on=on)
+    emit_many(s, outbox, "notify.notification.delivered", source=SOURCE, events_=delivered)
     if planned:
         s.execute(deliveries.insert(), planned)
     stream.wake_on_commit(s, woken)

@@ -75,20 +75,23 @@ def _display_name(backend, partner_id):
         ).scalar()
 
 
-def _milestone_event(owner: str, audience: list[str]) -> dict:
+def _milestone_event(owner: str | None, audience: list[str], couple: str | None = None) -> dict:
+    """A partner's own milestone (``owner``), or with ``couple`` the couple's."""
     return events.make_event(
         "milestones.milestone.achieved",
         source="/milestones",
-        subject=owner,
+        subject=owner or couple,
         data={
             "id": str(uuid.uuid4()),
-            "type": "fewer_anxious_episodes",
+            "type": "rituals_kept" if couple else "fewer_anxious_episodes",
             "level": 1,
-            "couple_id": None,
+            "couple_id": couple,
             "partner_id": owner,
             "achieved_at": datetime.now(UTC),
-            "evidence": {"p_value": 0.001},
-            "headline": "Days with anxious moments: from about 5 a week in October to about 2 a week now.",
+            "evidence": {"rituals": 10} if couple else {"p_value": 0.001},
+            "headline": "You have kept 10 rituals together."
+            if couple
+            else "Days with anxious moments: from about 5 a week in October to about 2 a week now.",
             "audience": audience,
         },
     )
@@ -120,6 +123,49 @@ def test_the_same_milestone_event_three_times_makes_one_notification(backend, jo
         "a partner's own milestone, not shared: the other partner is not told"
     )
     assert _inbox(notify, a)[0]["title"] == "Something to celebrate"
+
+
+def test_a_couples_milestone_is_one_write_of_notes_one_of_events_and_none_when_replayed(backend):
+    from sqlalchemy import event as sa_event
+
+    from services.notify import handlers
+    from services.notify.tables import deliveries
+    from shared.db import make_session_factory, unit_of_work
+
+    engine, couple = backend.engine("notify"), new_id()
+    ana, ben = new_id(), new_id()
+    ev = _milestone_event(None, [ana, ben], couple=couple)
+    parsed = events.parse(json.dumps(ev, default=str))
+    sessions = make_session_factory(engine)
+    sent: list[str] = []
+
+    def record(_conn, _cursor, sql, *_):
+        sent.append(" ".join(sql.split()[:3]).replace('"', "").upper())
+
+    def counts():
+        with engine.connect() as c:
+            return tuple(
+                c.execute(select(func.count()).select_from(t)).scalar()
+                for t in (notifications, outbox, deliveries)
+            )
+
+    with unit_of_work(sessions) as s:  # the recipients, as their registrations would make them
+        handlers._recipients(s, [ana, ben])
+    sa_event.listen(engine, "before_cursor_execute", record)
+    try:
+        with unit_of_work(sessions) as s:
+            handlers.milestone_achieved(s, parsed)
+        first, after_first = list(sent), counts()
+        with unit_of_work(sessions) as s:
+            handlers.milestone_achieved(s, parsed)
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", record)
+    assert first.count("INSERT INTO NOTIFICATIONS") == 1  # both partners' notes in one statement
+    assert first.count("INSERT INTO OUTBOX") == 1  # both in-app deliveries' events in one
+    assert after_first[0] == 2 and after_first[1] == 2  # a note and an event for each partner
+    if backend.name == "servers":
+        assert len(first) == 7, first
+    assert counts() == after_first, "a replay writes no note, no event, no delivery"
 
 
 def test_reading_a_notification_and_the_unread_filter(backend, journal, notify):
